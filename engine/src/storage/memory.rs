@@ -1,0 +1,1 @@
+//! In-memory storage with durable vs volatile bytes (simulator, crash tests).

@@ -1,0 +1,1 @@
+//! Real storage: op log file + redb database for checkpoints and metadata.
