@@ -1,0 +1,1 @@
+//! chorus-server: the RESP server of one Chorus site.

@@ -1,0 +1,1 @@
+//! chorus-sim: deterministic simulation of Chorus sites.
