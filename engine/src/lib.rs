@@ -5,7 +5,23 @@
 //! the op log and its storage, and recovery. It never reads a clock, opens a
 //! socket, spawns a thread or draws randomness: time is an argument.
 
+pub mod cmd;
+pub mod crdt;
+pub mod engine;
+pub mod hlc;
+pub mod id;
+pub mod keyspace;
+pub mod log;
+pub mod num;
+pub mod op;
 pub mod reply;
 pub mod storage;
 
+pub use engine::{
+    Engine, EngineConfig, EngineError, Fsync, OpenError, RemoteOutcome, Snapshot, Txn,
+};
+pub use hlc::{Hlc, HlcClock};
+pub use id::{OpId, Origin, SiteId, VersionVector};
+pub use keyspace::value::set_hash_seed;
+pub use op::{Effect, KeyEffect, Op, Value};
 pub use reply::Reply;

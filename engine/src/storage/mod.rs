@@ -1,18 +1,23 @@
 //! Storage: one narrow, byte-level trait with two implementations.
 //!
-//! * [`redb_backend::RedbStorage`]: real files. The op log is a plain append-only
-//!   file of framed records (see `docs/formats.md`); checkpoints and metadata live in
-//!   one redb database (atomic multi-table transactions, durable commits).
+//! * [`redb_backend::RedbStorage`]: real files. The op log is a set of plain
+//!   append-only segment files (see `docs/formats.md`, "Storage layout");
+//!   checkpoints and metadata live in one redb database (atomic multi-table
+//!   transactions, durable commits).
 //! * [`memory::MemoryStorage`]: in memory, separating *durable* bytes from
 //!   *volatile* ones, so the simulator and crash tests can cut power at any point.
 //!
 //! The engine owns record framing, checksums and encoding; storage only moves
 //! bytes and reports durability. Invariants every implementation keeps:
+//! * Log offsets are absolute: trimming the front never renumbers bytes.
 //! * `log_append` bytes become durable only at the next successful `log_sync`; a crash
 //!   keeps a prefix of what was appended (possibly ending in a torn record).
-//! * `checkpoint_write` and `meta_put` are atomic and durable when they return `Ok`.
-//! * After any `Err`, the backend is *poisoned*: every later call returns
-//!   `StorageError::Poisoned` until the storage is reopened (an I/O error is sticky).
+//! * `checkpoint_write`, `meta_put` and `log_truncate` are atomic and durable when
+//!   they return `Ok`.
+//! * After any `Err` other than [`StorageError::OutOfRange`], the backend is
+//!   *poisoned*: every later fallible call returns [`StorageError::Poisoned`] until the
+//!   storage is reopened (an I/O error is sticky, as in redb). `OutOfRange` is a
+//!   caller's mistake caught before any byte moved, so it leaves the backend usable.
 
 pub mod memory;
 pub mod redb_backend;
@@ -38,6 +43,16 @@ pub enum StorageError {
         offset: u64,
         reason: String,
     },
+    /// A log offset outside `log_start()..=log_len()`. Does not poison.
+    #[error("log offset {offset} is outside the kept log {start}..={end}")]
+    OutOfRange { offset: u64, start: u64, end: u64 },
+}
+
+impl StorageError {
+    /// Whether this error makes the backend refuse every later call.
+    pub fn poisons(&self) -> bool {
+        !matches!(self, StorageError::OutOfRange { .. })
+    }
 }
 
 /// One row of a checkpoint: a key in a database and its encoded CRDT state.
@@ -55,26 +70,203 @@ pub trait Storage: Send {
     fn log_append(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
     /// Makes everything appended so far durable (fdatasync for files).
     fn log_sync(&mut self) -> Result<(), StorageError>;
-    /// Length in bytes of the log as seen by this process (durable + volatile).
+    /// Length in bytes of the log as seen by this process (durable + volatile),
+    /// i.e. the absolute offset the next append lands at.
     fn log_len(&self) -> u64;
-    /// Reads the whole log from `offset` to its end (used by recovery and salvage).
-    fn log_read_from(&mut self, offset: u64) -> Result<Vec<u8>, StorageError>;
-    /// Drops the log bytes before `offset` (backlog trimming); offsets stay absolute:
-    /// after trimming, `log_read_from(offset)` still addresses the same bytes.
+    /// Reads at most `bytes_max` log bytes starting at `offset` (fewer only when the
+    /// log ends first). The bounded read for recovery and replication.
+    ///
+    /// `offset` must lie in `log_start()..=log_len()`, else `OutOfRange`.
+    fn log_read(&mut self, offset: u64, bytes_max: usize) -> Result<Vec<u8>, StorageError>;
+    /// Reads the whole log from `offset` to its end (small logs, salvage, tests).
+    /// Prefer [`Storage::log_read`] in loops: this one allocates the whole tail.
+    fn log_read_from(&mut self, offset: u64) -> Result<Vec<u8>, StorageError> {
+        let tail = self.log_len().saturating_sub(offset);
+        self.log_read(offset, usize::try_from(tail).unwrap_or(usize::MAX))
+    }
+    /// Drops log bytes before `offset` (backlog trimming); offsets stay absolute:
+    /// after trimming, `log_read(offset, ..)` still addresses the same bytes.
+    ///
+    /// A backend may keep some bytes before `offset` (the file backend drops whole
+    /// segments only); `log_start()` tells what is kept. Trimming is not promised
+    /// durable: after a crash, trimmed bytes may reappear, never the other way.
+    /// `offset` above `log_len()` is `OutOfRange`; at or below `log_start()` it is a
+    /// no-op.
     fn log_trim_before(&mut self, offset: u64) -> Result<(), StorageError>;
     /// Truncates the log at `offset` (drops a torn tail found by recovery), durably.
+    /// `offset` must lie in `log_start()..=log_len()`, else `OutOfRange`.
     fn log_truncate(&mut self, offset: u64) -> Result<(), StorageError>;
     /// First offset still kept in the log (0 until trimmed).
     fn log_start(&self) -> u64;
 
     /// Atomically and durably writes changed checkpoint rows plus the checkpoint
     /// metadata blob (which covers them: version vector, log offset...).
-    fn checkpoint_write(&mut self, rows: &[CheckpointRow], meta: &[u8]) -> Result<(), StorageError>;
-    /// Reads every checkpoint row and the metadata blob (`None` if never written).
+    fn checkpoint_write(&mut self, rows: &[CheckpointRow], meta: &[u8])
+        -> Result<(), StorageError>;
+    /// Reads every checkpoint row, sorted by `(db, key)`, and the metadata blob
+    /// (`None` if never written). Rows always have `state: Some(..)`.
     fn checkpoint_read(&mut self) -> Result<(Vec<CheckpointRow>, Option<Vec<u8>>), StorageError>;
     /// Durably stores a small named value (seq reservations, peer list...).
     fn meta_put(&mut self, name: &str, value: &[u8]) -> Result<(), StorageError>;
     fn meta_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Human-readable location for messages ("/data/chorus", "memory").
     fn describe(&self) -> String;
+}
+
+/// Checks that `offset` is inside the kept log `start..=end`.
+pub(crate) fn check_log_offset(offset: u64, start: u64, end: u64) -> Result<(), StorageError> {
+    if offset < start || offset > end {
+        return Err(StorageError::OutOfRange { offset, start, end });
+    }
+    Ok(())
+}
+
+/// One test body run against every backend, so both honour the same contract.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use super::{CheckpointRow, Storage, StorageError};
+
+    /// Appends, syncs, reads (bounded and whole), trims and truncates.
+    /// Expects a fresh, empty storage.
+    pub(crate) fn log_round_trips(s: &mut impl Storage) {
+        assert_eq!((s.log_start(), s.log_len()), (0, 0));
+        assert_eq!(s.log_read_from(0).unwrap(), b"");
+
+        let mut expected = Vec::new();
+        for i in 0u8..50 {
+            let record: Vec<u8> = (0..=i).map(|b| b.wrapping_mul(7) ^ i).collect();
+            s.log_append(&record).unwrap();
+            expected.extend_from_slice(&record);
+            if i % 7 == 0 {
+                s.log_sync().unwrap();
+            }
+        }
+        assert_eq!(s.log_len(), expected.len() as u64);
+        // Unsynced bytes are visible to this process.
+        assert_eq!(s.log_read_from(0).unwrap(), expected);
+        s.log_sync().unwrap();
+        assert_eq!(s.log_read_from(0).unwrap(), expected);
+
+        // Bounded reads at every kind of position, stitched back together.
+        for bytes_max in [1usize, 3, 64, 1000, 100_000] {
+            let mut offset = 0u64;
+            let mut got = Vec::new();
+            loop {
+                let chunk = s.log_read(offset, bytes_max).unwrap();
+                assert!(chunk.len() <= bytes_max);
+                if chunk.is_empty() {
+                    break;
+                }
+                offset += chunk.len() as u64;
+                got.extend_from_slice(&chunk);
+            }
+            assert_eq!(got, expected, "bytes_max {bytes_max}");
+        }
+        let mid = expected.len() as u64 / 2;
+        assert_eq!(s.log_read(mid, 0).unwrap(), b"");
+        assert_eq!(s.log_read_from(mid).unwrap(), &expected[mid as usize..]);
+        assert_eq!(s.log_read_from(s.log_len()).unwrap(), b"");
+        assert!(matches!(
+            s.log_read(s.log_len() + 1, 1),
+            Err(StorageError::OutOfRange { .. })
+        ));
+        // An out-of-range call does not poison.
+        s.log_append(b"!").unwrap();
+        expected.push(b'!');
+
+        // Trim keeps offsets absolute.
+        let trim_at = expected.len() as u64 / 3;
+        s.log_trim_before(trim_at).unwrap();
+        assert!(s.log_start() <= trim_at);
+        assert_eq!(
+            s.log_read_from(trim_at).unwrap(),
+            &expected[trim_at as usize..]
+        );
+        assert_eq!(s.log_len(), expected.len() as u64);
+        s.log_trim_before(0).unwrap(); // below log_start: no-op
+        assert!(matches!(
+            s.log_trim_before(s.log_len() + 1),
+            Err(StorageError::OutOfRange { .. })
+        ));
+
+        // Truncate then append continues at the truncation point.
+        let cut = expected.len() as u64 * 2 / 3;
+        s.log_truncate(cut).unwrap();
+        expected.truncate(cut as usize);
+        assert_eq!(s.log_len(), cut);
+        s.log_append(b"after-truncate").unwrap();
+        expected.extend_from_slice(b"after-truncate");
+        s.log_sync().unwrap();
+        assert_eq!(
+            s.log_read_from(trim_at).unwrap(),
+            &expected[trim_at as usize..]
+        );
+        if s.log_start() > 0 {
+            assert!(matches!(
+                s.log_read(s.log_start() - 1, 1),
+                Err(StorageError::OutOfRange { .. })
+            ));
+            assert!(matches!(
+                s.log_truncate(s.log_start() - 1),
+                Err(StorageError::OutOfRange { .. })
+            ));
+        }
+        // Truncating at the very start empties the log but keeps its numbering.
+        let start = s.log_start();
+        s.log_truncate(start).unwrap();
+        assert_eq!((s.log_start(), s.log_len()), (start, start));
+        s.log_append(b"xyz").unwrap();
+        assert_eq!(s.log_read_from(start).unwrap(), b"xyz");
+    }
+
+    fn row(db: u8, key: &[u8], state: Option<&[u8]>) -> CheckpointRow {
+        CheckpointRow {
+            db,
+            key: key.to_vec(),
+            state: state.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// Checkpoint rows (insert, overwrite, delete), the metadata blob and named meta.
+    pub(crate) fn checkpoint_and_meta_round_trips(s: &mut impl Storage) {
+        assert_eq!(s.checkpoint_read().unwrap(), (vec![], None));
+        assert_eq!(s.meta_get("seq").unwrap(), None);
+
+        s.checkpoint_write(
+            &[
+                row(1, b"b", Some(b"B1")),
+                row(0, b"z", Some(b"Z")),
+                row(1, b"a", Some(b"A")),
+                row(15, b"", Some(b"")),
+            ],
+            b"meta-1",
+        )
+        .unwrap();
+        s.checkpoint_write(
+            &[
+                row(1, b"b", Some(b"B2")),
+                row(0, b"z", None),
+                row(3, b"never-written", None),
+            ],
+            b"meta-2",
+        )
+        .unwrap();
+        let (rows, meta) = s.checkpoint_read().unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                row(1, b"a", Some(b"A")),
+                row(1, b"b", Some(b"B2")),
+                row(15, b"", Some(b"")),
+            ]
+        );
+        assert_eq!(meta.as_deref(), Some(&b"meta-2"[..]));
+
+        s.meta_put("seq", b"100").unwrap();
+        s.meta_put("peers", b"2,3").unwrap();
+        s.meta_put("seq", b"200").unwrap();
+        assert_eq!(s.meta_get("seq").unwrap().as_deref(), Some(&b"200"[..]));
+        assert_eq!(s.meta_get("peers").unwrap().as_deref(), Some(&b"2,3"[..]));
+        assert_eq!(s.meta_get("missing").unwrap(), None);
+    }
 }

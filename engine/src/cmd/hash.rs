@@ -1,0 +1,5 @@
+//! hash commands (being written).
+
+use super::Spec;
+
+pub static COMMANDS: &[Spec] = &[];

@@ -1,0 +1,660 @@
+//! Key-space commands: DEL, EXISTS, TYPE, KEYS, SCAN, RANDOMKEY, RENAME,
+//! COPY, MOVE, TOUCH, DUMP/RESTORE, the EXPIRE family, TTL family, PERSIST,
+//! DBSIZE, FLUSHDB, FLUSHALL.
+//!
+//! DEL and FLUSH* are observed-remove: they remove what this site had seen;
+//! writes made concurrently elsewhere survive. RENAME/COPY/MOVE read the
+//! visible value and write it whole (`Effect::Replace`) at the destination.
+
+use super::{expire_if_needed, glob_match, int_arg, is, row, Spec};
+use crate::engine::Txn;
+use crate::keyspace::row::Row;
+use crate::keyspace::value::Kind;
+use crate::keyspace::DBS;
+use crate::op::{Effect, Value};
+use crate::reply::{errors, Reply};
+use bytes::Bytes;
+
+pub static COMMANDS: &[Spec] = &[
+    Spec {
+        name: "DEL",
+        arity: -2,
+        write: true,
+        handler: del,
+    },
+    Spec {
+        name: "UNLINK",
+        arity: -2,
+        write: true,
+        handler: del,
+    },
+    Spec {
+        name: "EXISTS",
+        arity: -2,
+        write: false,
+        handler: exists,
+    },
+    Spec {
+        name: "TOUCH",
+        arity: -2,
+        write: false,
+        handler: exists,
+    },
+    Spec {
+        name: "TYPE",
+        arity: 2,
+        write: false,
+        handler: type_,
+    },
+    Spec {
+        name: "KEYS",
+        arity: 2,
+        write: false,
+        handler: keys,
+    },
+    Spec {
+        name: "SCAN",
+        arity: -2,
+        write: false,
+        handler: scan,
+    },
+    Spec {
+        name: "RANDOMKEY",
+        arity: 1,
+        write: false,
+        handler: randomkey,
+    },
+    Spec {
+        name: "RENAME",
+        arity: 3,
+        write: true,
+        handler: rename,
+    },
+    Spec {
+        name: "RENAMENX",
+        arity: 3,
+        write: true,
+        handler: renamenx,
+    },
+    Spec {
+        name: "COPY",
+        arity: -3,
+        write: true,
+        handler: copy,
+    },
+    Spec {
+        name: "MOVE",
+        arity: 3,
+        write: true,
+        handler: move_,
+    },
+    Spec {
+        name: "DUMP",
+        arity: 2,
+        write: false,
+        handler: dump,
+    },
+    Spec {
+        name: "RESTORE",
+        arity: -4,
+        write: true,
+        handler: restore,
+    },
+    Spec {
+        name: "EXPIRE",
+        arity: -3,
+        write: true,
+        handler: expire,
+    },
+    Spec {
+        name: "PEXPIRE",
+        arity: -3,
+        write: true,
+        handler: pexpire,
+    },
+    Spec {
+        name: "EXPIREAT",
+        arity: -3,
+        write: true,
+        handler: expireat,
+    },
+    Spec {
+        name: "PEXPIREAT",
+        arity: -3,
+        write: true,
+        handler: pexpireat,
+    },
+    Spec {
+        name: "TTL",
+        arity: 2,
+        write: false,
+        handler: ttl,
+    },
+    Spec {
+        name: "PTTL",
+        arity: 2,
+        write: false,
+        handler: pttl,
+    },
+    Spec {
+        name: "EXPIRETIME",
+        arity: 2,
+        write: false,
+        handler: expiretime,
+    },
+    Spec {
+        name: "PEXPIRETIME",
+        arity: 2,
+        write: false,
+        handler: pexpiretime,
+    },
+    Spec {
+        name: "PERSIST",
+        arity: 2,
+        write: true,
+        handler: persist,
+    },
+    Spec {
+        name: "DBSIZE",
+        arity: 1,
+        write: false,
+        handler: dbsize,
+    },
+    Spec {
+        name: "FLUSHDB",
+        arity: -1,
+        write: true,
+        handler: flushdb,
+    },
+    Spec {
+        name: "FLUSHALL",
+        arity: -1,
+        write: true,
+        handler: flushall,
+    },
+];
+
+fn del(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let mut n = 0;
+    for k in &a[1..] {
+        expire_if_needed(txn, db, k);
+        if row(txn, db, k).is_some() {
+            txn.emit(db, k, Effect::Del);
+            n += 1;
+        }
+    }
+    Reply::Int(n)
+}
+
+fn exists(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    Reply::Int(a[1..].iter().filter(|k| row(txn, db, k).is_some()).count() as i64)
+}
+
+fn type_(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let name = row(txn, db, &a[1])
+        .and_then(|r| r.kind())
+        .map_or("none", |k| k.name());
+    Reply::Simple(name.to_string())
+}
+
+fn keys(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let pat = &a[1];
+    let all = pat.as_ref() == b"*";
+    let d = txn.keyspace().db(db);
+    let mut out = Vec::new();
+    for (k, _) in d.rows.iter() {
+        if d.visible(k, txn.now_ms).is_some() && (all || glob_match(pat, k, false)) {
+            out.push(Reply::Bulk(k.clone()));
+        }
+    }
+    Reply::Array(out)
+}
+
+fn kind_of_name(name: &[u8]) -> Option<Kind> {
+    [Kind::String, Kind::Hash, Kind::Set, Kind::ZSet]
+        .into_iter()
+        .find(|k| name.eq_ignore_ascii_case(k.name().as_bytes()))
+}
+
+fn scan(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let Some(cursor) = std::str::from_utf8(&a[1])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return Reply::err("ERR invalid cursor");
+    };
+    let mut pattern: Option<&Bytes> = None;
+    let mut count = 10usize;
+    let mut type_filter: Option<Option<Kind>> = None;
+    let mut i = 2;
+    while i < a.len() {
+        let Some(v) = a.get(i + 1) else {
+            return Reply::err(errors::SYNTAX);
+        };
+        if is(&a[i], "MATCH") {
+            pattern = Some(v);
+        } else if is(&a[i], "COUNT") {
+            match int_arg(v) {
+                Ok(c) if c >= 1 => count = c as usize,
+                Ok(_) => return Reply::err(errors::SYNTAX),
+                Err(e) => return e,
+            }
+        } else if is(&a[i], "TYPE") {
+            type_filter = Some(kind_of_name(v));
+        } else {
+            return Reply::err(errors::SYNTAX);
+        }
+        i += 2;
+    }
+    let d = txn.keyspace().db(db);
+    let now = txn.now_ms;
+    let mut out = Vec::new();
+    let next = d.rows.scan(cursor, count, |k, _| {
+        let Some(r) = d.visible(k, now) else { return };
+        if let Some(p) = pattern {
+            if !glob_match(p, k, false) {
+                return;
+            }
+        }
+        if let Some(t) = type_filter {
+            if r.kind() != t {
+                return;
+            }
+        }
+        out.push(Reply::Bulk(k.clone()));
+    });
+    Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)])
+}
+
+fn randomkey(txn: &mut Txn<'_>, db: u8, _a: &[Bytes]) -> Reply {
+    // No randomness inside the engine: the position comes from the clock.
+    let d = txn.keyspace().db(db);
+    let seed = txn.now_ms.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let n = d.rows.len() as u64;
+    for i in 0..n.min(100) {
+        if let Some((k, _)) = d.rows.entry_near(seed.wrapping_add(i.wrapping_mul(7919))) {
+            if d.visible(k, txn.now_ms).is_some() {
+                return Reply::Bulk(k.clone());
+            }
+        }
+    }
+    Reply::Nil
+}
+
+/// The visible value of a row, whole.
+pub fn visible_value(r: &Row) -> Option<Value> {
+    Some(match r.kind()? {
+        Kind::String => Value::Str(r.string_value()?),
+        Kind::Hash => {
+            let h = r.hash.as_ref()?;
+            Value::Hash(
+                h.fields
+                    .iter()
+                    .filter_map(|(f, c)| Some((f.clone(), c.value()?)))
+                    .collect(),
+            )
+        }
+        Kind::Set => Value::Set(r.set.as_ref()?.members.keys().cloned().collect()),
+        Kind::ZSet => Value::ZSet(
+            r.zset
+                .as_ref()?
+                .index
+                .iter()
+                .map(|(s, m)| (m.clone(), s.0))
+                .collect(),
+        ),
+    })
+}
+
+/// Writes `value` (and deadline) whole at `dst` in `db`.
+fn write_value(txn: &mut Txn<'_>, db: u8, dst: &Bytes, value: Value, deadline: Option<u64>) {
+    expire_if_needed(txn, db, dst);
+    txn.emit(
+        db,
+        dst,
+        Effect::Replace {
+            value,
+            keep_ttl: false,
+        },
+    );
+    if let Some(d) = deadline {
+        txn.emit(db, dst, Effect::Expire(Some(d)));
+    }
+}
+
+fn rename_common(txn: &mut Txn<'_>, db: u8, a: &[Bytes], nx: bool) -> Reply {
+    let (src, dst) = (&a[1], &a[2]);
+    let Some(r) = row(txn, db, src) else {
+        return Reply::err(errors::NO_SUCH_KEY);
+    };
+    let deadline = r.deadline();
+    let Some(value) = visible_value(r) else {
+        return Reply::err(errors::NO_SUCH_KEY);
+    };
+    if src == dst {
+        return if nx { Reply::Int(0) } else { Reply::Ok };
+    }
+    if nx && row(txn, db, dst).is_some() {
+        return Reply::Int(0);
+    }
+    txn.emit(db, src, Effect::Del);
+    write_value(txn, db, dst, value, deadline);
+    if nx {
+        Reply::Int(1)
+    } else {
+        Reply::Ok
+    }
+}
+
+fn rename(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    rename_common(txn, db, a, false)
+}
+
+fn renamenx(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    rename_common(txn, db, a, true)
+}
+
+fn db_arg(b: &[u8]) -> Result<u8, Reply> {
+    match crate::num::parse_int(b) {
+        Some(n) if (0..DBS as i64).contains(&n) => Ok(n as u8),
+        Some(_) => Err(Reply::err(errors::DB_INDEX)),
+        None => Err(Reply::err(errors::NOT_INTEGER)),
+    }
+}
+
+fn copy(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let (src, dst) = (&a[1], &a[2]);
+    let mut dst_db = db;
+    let mut replace = false;
+    let mut i = 3;
+    while i < a.len() {
+        if is(&a[i], "REPLACE") {
+            replace = true;
+            i += 1;
+        } else if is(&a[i], "DB") && i + 1 < a.len() {
+            match db_arg(&a[i + 1]) {
+                Ok(d) => dst_db = d,
+                Err(e) => return e,
+            }
+            i += 2;
+        } else {
+            return Reply::err(errors::SYNTAX);
+        }
+    }
+    if src == dst && db == dst_db {
+        return Reply::err("ERR source and destination objects are the same");
+    }
+    let Some(r) = row(txn, db, src) else {
+        return Reply::Int(0);
+    };
+    let deadline = r.deadline();
+    let Some(value) = visible_value(r) else {
+        return Reply::Int(0);
+    };
+    if !replace && row(txn, dst_db, dst).is_some() {
+        return Reply::Int(0);
+    }
+    write_value(txn, dst_db, dst, value, deadline);
+    Reply::Int(1)
+}
+
+fn move_(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let key = &a[1];
+    let dst_db = match db_arg(&a[2]) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    if dst_db == db {
+        return Reply::err("ERR source and destination objects are the same");
+    }
+    let Some(r) = row(txn, db, key) else {
+        return Reply::Int(0);
+    };
+    let deadline = r.deadline();
+    let Some(value) = visible_value(r) else {
+        return Reply::Int(0);
+    };
+    if row(txn, dst_db, key).is_some() {
+        return Reply::Int(0);
+    }
+    txn.emit(db, key, Effect::Del);
+    write_value(txn, dst_db, key, value, deadline);
+    Reply::Int(1)
+}
+
+/// DUMP payload: `CHORUS01 | postcard(Value) | crc32 LE`.
+const DUMP_MAGIC: &[u8] = b"CHORUS01";
+
+fn dump(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let Some(value) = row(txn, db, &a[1]).and_then(visible_value) else {
+        return Reply::Nil;
+    };
+    let mut out = DUMP_MAGIC.to_vec();
+    match postcard::to_extend(&value, out) {
+        Ok(mut v) => {
+            let crc = crc32fast::hash(&v);
+            v.extend_from_slice(&crc.to_le_bytes());
+            Reply::bulk(v)
+        }
+        Err(_) => {
+            out = Vec::new();
+            Reply::bulk(out)
+        }
+    }
+}
+
+fn decode_dump(p: &[u8]) -> Option<Value> {
+    if p.len() < DUMP_MAGIC.len() + 4 || !p.starts_with(DUMP_MAGIC) {
+        return None;
+    }
+    let (body, crc) = p.split_at(p.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    postcard::from_bytes(&body[DUMP_MAGIC.len()..]).ok()
+}
+
+fn restore(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let key = &a[1];
+    let ttl = match int_arg(&a[2]) {
+        Ok(t) if t >= 0 => t,
+        Ok(_) => return Reply::err("ERR Invalid TTL value, must be >= 0"),
+        Err(e) => return e,
+    };
+    let mut replace = false;
+    let mut absttl = false;
+    let mut i = 4;
+    while i < a.len() {
+        if is(&a[i], "REPLACE") {
+            replace = true;
+            i += 1;
+        } else if is(&a[i], "ABSTTL") {
+            absttl = true;
+            i += 1;
+        } else if (is(&a[i], "IDLETIME") || is(&a[i], "FREQ")) && i + 1 < a.len() {
+            if let Err(e) = int_arg(&a[i + 1]) {
+                return e;
+            }
+            i += 2;
+        } else {
+            return Reply::err(errors::SYNTAX);
+        }
+    }
+    if !replace && row(txn, db, key).is_some() {
+        return Reply::err("BUSYKEY Target key name already exists.");
+    }
+    let Some(value) = decode_dump(&a[3]) else {
+        return Reply::err("ERR DUMP payload version or checksum are wrong");
+    };
+    let deadline = match (ttl, absttl) {
+        (0, _) => None,
+        (t, true) => Some(t as u64),
+        (t, false) => Some(txn.now_ms.saturating_add(t as u64)),
+    };
+    write_value(txn, db, key, value, deadline);
+    Reply::Ok
+}
+
+/// EXPIRE family: `unit_ms` is 1000 for seconds; `absolute` for *AT.
+fn expire_generic(
+    txn: &mut Txn<'_>,
+    db: u8,
+    a: &[Bytes],
+    unit_ms: i64,
+    absolute: bool,
+    cmd: &str,
+) -> Reply {
+    let key = &a[1];
+    let n = match int_arg(&a[2]) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for o in &a[3..] {
+        if is(o, "NX") {
+            nx = true;
+        } else if is(o, "XX") {
+            xx = true;
+        } else if is(o, "GT") {
+            gt = true;
+        } else if is(o, "LT") {
+            lt = true;
+        } else {
+            return Reply::Error(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(o)
+            ));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Reply::err("ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if gt && lt {
+        return Reply::err("ERR GT and LT options at the same time are not compatible");
+    }
+    let invalid = || Reply::Error(errors::INVALID_EXPIRE.replace("{}", cmd));
+    let Some(ms) = n.checked_mul(unit_ms) else {
+        return invalid();
+    };
+    let deadline = if absolute {
+        ms
+    } else {
+        match ms.checked_add(txn.now_ms as i64) {
+            Some(d) => d,
+            None => return invalid(),
+        }
+    };
+    expire_if_needed(txn, db, key);
+    let Some(r) = row(txn, db, key) else {
+        return Reply::Int(0);
+    };
+    let cur = r.deadline();
+    if nx && cur.is_some() || xx && cur.is_none() {
+        return Reply::Int(0);
+    }
+    if gt {
+        // No TTL counts as infinite: nothing is greater.
+        match cur {
+            None => return Reply::Int(0),
+            Some(c) if deadline <= c as i64 => return Reply::Int(0),
+            _ => {}
+        }
+    }
+    if lt {
+        if let Some(c) = cur {
+            if deadline >= c as i64 {
+                return Reply::Int(0);
+            }
+        }
+    }
+    if deadline <= txn.now_ms as i64 {
+        // A deadline in the past deletes the key at once, as Redis does.
+        txn.emit(db, key, Effect::Del);
+        return Reply::Int(1);
+    }
+    txn.emit(db, key, Effect::Expire(Some(deadline as u64)));
+    Reply::Int(1)
+}
+
+fn expire(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    expire_generic(txn, db, a, 1000, false, "expire")
+}
+fn pexpire(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    expire_generic(txn, db, a, 1, false, "pexpire")
+}
+fn expireat(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    expire_generic(txn, db, a, 1000, true, "expireat")
+}
+fn pexpireat(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    expire_generic(txn, db, a, 1, true, "pexpireat")
+}
+
+/// -2 missing, -1 no TTL, else f(deadline).
+fn ttl_generic(txn: &mut Txn<'_>, db: u8, key: &[u8], f: impl Fn(u64, u64) -> i64) -> Reply {
+    match row(txn, db, key) {
+        None => Reply::Int(-2),
+        Some(r) => match r.deadline() {
+            None => Reply::Int(-1),
+            Some(d) => Reply::Int(f(d, txn.now_ms)),
+        },
+    }
+}
+
+fn ttl(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    ttl_generic(txn, db, &a[1], |d, now| {
+        ((d.saturating_sub(now) + 500) / 1000) as i64
+    })
+}
+fn pttl(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    ttl_generic(txn, db, &a[1], |d, now| d.saturating_sub(now) as i64)
+}
+fn expiretime(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    ttl_generic(txn, db, &a[1], |d, _| (d / 1000) as i64)
+}
+fn pexpiretime(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    ttl_generic(txn, db, &a[1], |d, _| d as i64)
+}
+
+fn persist(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let key = &a[1];
+    expire_if_needed(txn, db, key);
+    match row(txn, db, key) {
+        Some(r) if r.deadline().is_some() => {
+            txn.emit(db, key, Effect::Expire(None));
+            Reply::Int(1)
+        }
+        _ => Reply::Int(0),
+    }
+}
+
+fn dbsize(txn: &mut Txn<'_>, db: u8, _a: &[Bytes]) -> Reply {
+    Reply::Int(txn.keyspace().db(db).len() as i64)
+}
+
+fn flush_mode_ok(a: &[Bytes]) -> bool {
+    match a.len() {
+        1 => true,
+        2 => is(&a[1], "ASYNC") || is(&a[1], "SYNC"),
+        _ => false,
+    }
+}
+
+fn flushdb(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    if !flush_mode_ok(a) {
+        return Reply::err(errors::SYNTAX);
+    }
+    if !txn.keyspace().db(db).is_empty() {
+        txn.emit(db, &Bytes::new(), Effect::FlushDb);
+    }
+    Reply::Ok
+}
+
+fn flushall(txn: &mut Txn<'_>, _db: u8, a: &[Bytes]) -> Reply {
+    if !flush_mode_ok(a) {
+        return Reply::err(errors::SYNTAX);
+    }
+    if (0..DBS as u8).any(|d| !txn.keyspace().db(d).is_empty()) {
+        txn.emit(0, &Bytes::new(), Effect::FlushAll);
+    }
+    Reply::Ok
+}

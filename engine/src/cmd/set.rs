@@ -1,0 +1,5 @@
+//! set commands (being written).
+
+use super::Spec;
+
+pub static COMMANDS: &[Spec] = &[];

@@ -1,0 +1,557 @@
+//! String commands: GET/SET family, counters (INCR family, INCRBYFLOAT),
+//! APPEND, SETRANGE, GETRANGE, MGET/MSET.
+//!
+//! A string is a register (SET family) plus a counter (INCR family); see
+//! `keyspace::value::Cell`. Writes that replace the whole value emit
+//! `SetString`, counters emit `IncrInt`/`IncrFloat`, so concurrent increments
+//! at several sites add up.
+
+use super::{expire_if_needed, int_arg, is, typed, Spec};
+use crate::engine::Txn;
+use crate::keyspace::value::Kind;
+use crate::num;
+use crate::op::Effect;
+use crate::reply::{errors, Reply};
+use bytes::Bytes;
+
+/// Largest string value (proto-max-bulk-len default).
+pub const STRING_BYTES_MAX: usize = 512 << 20;
+
+pub static COMMANDS: &[Spec] = &[
+    Spec {
+        name: "GET",
+        arity: 2,
+        write: false,
+        handler: get,
+    },
+    Spec {
+        name: "SET",
+        arity: -3,
+        write: true,
+        handler: set,
+    },
+    Spec {
+        name: "SETNX",
+        arity: 3,
+        write: true,
+        handler: setnx,
+    },
+    Spec {
+        name: "SETEX",
+        arity: 4,
+        write: true,
+        handler: setex,
+    },
+    Spec {
+        name: "PSETEX",
+        arity: 4,
+        write: true,
+        handler: psetex,
+    },
+    Spec {
+        name: "GETSET",
+        arity: 3,
+        write: true,
+        handler: getset,
+    },
+    Spec {
+        name: "GETDEL",
+        arity: 2,
+        write: true,
+        handler: getdel,
+    },
+    Spec {
+        name: "GETEX",
+        arity: -2,
+        write: true,
+        handler: getex,
+    },
+    Spec {
+        name: "MGET",
+        arity: -2,
+        write: false,
+        handler: mget,
+    },
+    Spec {
+        name: "MSET",
+        arity: -3,
+        write: true,
+        handler: mset,
+    },
+    Spec {
+        name: "MSETNX",
+        arity: -3,
+        write: true,
+        handler: msetnx,
+    },
+    Spec {
+        name: "APPEND",
+        arity: 3,
+        write: true,
+        handler: append,
+    },
+    Spec {
+        name: "STRLEN",
+        arity: 2,
+        write: false,
+        handler: strlen,
+    },
+    Spec {
+        name: "GETRANGE",
+        arity: 4,
+        write: false,
+        handler: getrange,
+    },
+    Spec {
+        name: "SUBSTR",
+        arity: 4,
+        write: false,
+        handler: getrange,
+    },
+    Spec {
+        name: "SETRANGE",
+        arity: 4,
+        write: true,
+        handler: setrange,
+    },
+    Spec {
+        name: "INCR",
+        arity: 2,
+        write: true,
+        handler: incr,
+    },
+    Spec {
+        name: "DECR",
+        arity: 2,
+        write: true,
+        handler: decr,
+    },
+    Spec {
+        name: "INCRBY",
+        arity: 3,
+        write: true,
+        handler: incrby,
+    },
+    Spec {
+        name: "DECRBY",
+        arity: 3,
+        write: true,
+        handler: decrby,
+    },
+    Spec {
+        name: "INCRBYFLOAT",
+        arity: 3,
+        write: true,
+        handler: incrbyfloat,
+    },
+];
+
+/// The visible string value; WRONGTYPE for other types.
+pub fn string_value(txn: &Txn<'_>, db: u8, key: &[u8]) -> Result<Option<Bytes>, Reply> {
+    Ok(typed(txn, db, key, Kind::String)?.and_then(|r| r.string_value()))
+}
+
+fn get(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    match string_value(txn, db, &a[1]) {
+        Ok(Some(v)) => Reply::Bulk(v),
+        Ok(None) => Reply::Nil,
+        Err(e) => e,
+    }
+}
+
+/// Expiry options shared by SET and GETEX.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ttl {
+    None,
+    Keep,
+    Persist,
+    /// Absolute deadline in ms.
+    At(u64),
+}
+
+/// Parses `EX s | PX ms | EXAT s | PXAT ms` at `a[i]`; returns the deadline.
+fn parse_expire(txn: &Txn<'_>, kw: &[u8], val: &[u8], cmd: &str) -> Result<u64, Reply> {
+    let n = int_arg(val)?;
+    let invalid = || Reply::Error(errors::INVALID_EXPIRE.replace("{}", cmd));
+    if n <= 0 {
+        return Err(invalid());
+    }
+    let now = txn.now_ms as i64;
+    let ms = if is(kw, "EX") || is(kw, "EXAT") {
+        n.checked_mul(1000).ok_or_else(invalid)?
+    } else {
+        n
+    };
+    let deadline = if is(kw, "EX") || is(kw, "PX") {
+        ms.checked_add(now).ok_or_else(invalid)?
+    } else {
+        ms
+    };
+    Ok(deadline.max(0) as u64)
+}
+
+fn set(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let (key, value) = (&a[1], &a[2]);
+    let mut nx = false;
+    let mut xx = false;
+    let mut get = false;
+    let mut ttl = Ttl::None;
+    let mut i = 3;
+    while i < a.len() {
+        let o = &a[i];
+        let next = a.get(i + 1);
+        if is(o, "NX") && !xx {
+            nx = true;
+        } else if is(o, "XX") && !nx {
+            xx = true;
+        } else if is(o, "GET") {
+            get = true;
+        } else if is(o, "KEEPTTL") && ttl == Ttl::None {
+            ttl = Ttl::Keep;
+        } else if (is(o, "EX") || is(o, "PX") || is(o, "EXAT") || is(o, "PXAT"))
+            && ttl == Ttl::None
+            && next.is_some()
+        {
+            let Some(v) = next else {
+                return Reply::err(errors::SYNTAX);
+            };
+            match parse_expire(txn, o, v, "set") {
+                Ok(d) => ttl = Ttl::At(d),
+                Err(e) => return e,
+            }
+            i += 1;
+        } else {
+            return Reply::err(errors::SYNTAX);
+        }
+        i += 1;
+    }
+    let old = if get {
+        match string_value(txn, db, key) {
+            Ok(v) => v,
+            Err(e) => return e,
+        }
+    } else {
+        None
+    };
+    let exists = super::row(txn, db, key).is_some();
+    if (nx && exists) || (xx && !exists) {
+        return if get {
+            old.map_or(Reply::Nil, Reply::Bulk)
+        } else {
+            Reply::Nil
+        };
+    }
+    write_string(txn, db, key, value.clone(), ttl);
+    if get {
+        old.map_or(Reply::Nil, Reply::Bulk)
+    } else {
+        Reply::Ok
+    }
+}
+
+fn write_string(txn: &mut Txn<'_>, db: u8, key: &Bytes, value: Bytes, ttl: Ttl) {
+    expire_if_needed(txn, db, key);
+    txn.emit(
+        db,
+        key,
+        Effect::SetString {
+            value,
+            keep_ttl: ttl == Ttl::Keep,
+        },
+    );
+    if let Ttl::At(d) = ttl {
+        txn.emit(db, key, Effect::Expire(Some(d)));
+    }
+}
+
+fn setnx(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    if super::row(txn, db, &a[1]).is_some() {
+        return Reply::Int(0);
+    }
+    write_string(txn, db, &a[1], a[2].clone(), Ttl::None);
+    Reply::Int(1)
+}
+
+fn setex_common(txn: &mut Txn<'_>, db: u8, a: &[Bytes], kw: &str, cmd: &str) -> Reply {
+    match parse_expire(txn, kw.as_bytes(), &a[2], cmd) {
+        Ok(d) => {
+            write_string(txn, db, &a[1], a[3].clone(), Ttl::At(d));
+            Reply::Ok
+        }
+        Err(e) => e,
+    }
+}
+
+fn setex(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    setex_common(txn, db, a, "EX", "setex")
+}
+
+fn psetex(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    setex_common(txn, db, a, "PX", "psetex")
+}
+
+fn getset(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let old = match string_value(txn, db, &a[1]) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    write_string(txn, db, &a[1], a[2].clone(), Ttl::None);
+    old.map_or(Reply::Nil, Reply::Bulk)
+}
+
+fn getdel(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    match string_value(txn, db, &a[1]) {
+        Ok(Some(v)) => {
+            txn.emit(db, &a[1], Effect::Del);
+            Reply::Bulk(v)
+        }
+        Ok(None) => Reply::Nil,
+        Err(e) => e,
+    }
+}
+
+fn getex(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let key = &a[1];
+    let mut ttl = Ttl::None;
+    let mut i = 2;
+    while i < a.len() {
+        let o = &a[i];
+        if (is(o, "EX") || is(o, "PX") || is(o, "EXAT") || is(o, "PXAT"))
+            && ttl == Ttl::None
+            && i + 1 < a.len()
+        {
+            match parse_expire(txn, o, &a[i + 1], "getex") {
+                Ok(d) => ttl = Ttl::At(d),
+                Err(e) => return e,
+            }
+            i += 2;
+        } else if is(o, "PERSIST") && ttl == Ttl::None {
+            ttl = Ttl::Persist;
+            i += 1;
+        } else {
+            return Reply::err(errors::SYNTAX);
+        }
+    }
+    let v = match string_value(txn, db, key) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Reply::Nil,
+        Err(e) => return e,
+    };
+    match ttl {
+        Ttl::At(d) => txn.emit(db, key, Effect::Expire(Some(d))),
+        Ttl::Persist => {
+            let has_ttl = super::row(txn, db, key)
+                .and_then(|r| r.deadline())
+                .is_some();
+            if has_ttl {
+                txn.emit(db, key, Effect::Expire(None));
+            }
+        }
+        _ => {}
+    }
+    Reply::Bulk(v)
+}
+
+fn mget(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    Reply::Array(
+        a[1..]
+            .iter()
+            .map(|k| match string_value(txn, db, k) {
+                Ok(Some(v)) => Reply::Bulk(v),
+                _ => Reply::Nil,
+            })
+            .collect(),
+    )
+}
+
+fn mset(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    if a.len().is_multiple_of(2) {
+        return Reply::err(errors::wrong_args("mset"));
+    }
+    for kv in a[1..].chunks(2) {
+        if let [k, v] = kv {
+            write_string(txn, db, k, v.clone(), Ttl::None);
+        }
+    }
+    Reply::Ok
+}
+
+fn msetnx(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    if a.len().is_multiple_of(2) {
+        return Reply::err(errors::wrong_args("msetnx"));
+    }
+    if a[1..]
+        .chunks(2)
+        .any(|kv| super::row(txn, db, &kv[0]).is_some())
+    {
+        return Reply::Int(0);
+    }
+    for kv in a[1..].chunks(2) {
+        if let [k, v] = kv {
+            write_string(txn, db, k, v.clone(), Ttl::None);
+        }
+    }
+    Reply::Int(1)
+}
+
+fn append(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let old = match string_value(txn, db, &a[1]) {
+        Ok(v) => v.unwrap_or_default(),
+        Err(e) => return e,
+    };
+    let len = old.len() + a[2].len();
+    if len > STRING_BYTES_MAX {
+        return Reply::err(errors::STRING_TOO_LONG);
+    }
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&old);
+    v.extend_from_slice(&a[2]);
+    write_string(txn, db, &a[1], Bytes::from(v), Ttl::Keep);
+    Reply::Int(len as i64)
+}
+
+fn strlen(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    match string_value(txn, db, &a[1]) {
+        Ok(v) => Reply::Int(v.map_or(0, |v| v.len() as i64)),
+        Err(e) => e,
+    }
+}
+
+fn getrange(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let (start, end) = match (int_arg(&a[2]), int_arg(&a[3])) {
+        (Ok(s), Ok(e)) => (s, e),
+        _ => return Reply::err(errors::NOT_INTEGER),
+    };
+    let v = match string_value(txn, db, &a[1]) {
+        Ok(v) => v.unwrap_or_default(),
+        Err(e) => return e,
+    };
+    let len = v.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return Reply::bulk(Bytes::new());
+    }
+    let mut s = if start < 0 { len + start } else { start };
+    let mut e = if end < 0 { len + end } else { end };
+    if s < 0 {
+        s = 0;
+    }
+    if e < 0 {
+        e = 0;
+    }
+    if e >= len {
+        e = len - 1;
+    }
+    if len == 0 || s > e {
+        return Reply::bulk(Bytes::new());
+    }
+    Reply::Bulk(v.slice(s as usize..=e as usize))
+}
+
+fn setrange(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let offset = match int_arg(&a[2]) {
+        Ok(o) if o >= 0 => o as usize,
+        Ok(_) => return Reply::err(errors::OFFSET_OUT_OF_RANGE),
+        Err(e) => return e,
+    };
+    let old = match string_value(txn, db, &a[1]) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let val = &a[3];
+    match &old {
+        None if val.is_empty() => return Reply::Int(0),
+        Some(o) if val.is_empty() => return Reply::Int(o.len() as i64),
+        _ => {}
+    }
+    if offset.saturating_add(val.len()) > STRING_BYTES_MAX {
+        return Reply::err(errors::STRING_TOO_LONG);
+    }
+    let old = old.unwrap_or_default();
+    let len = old.len().max(offset + val.len());
+    let mut v = vec![0u8; len];
+    v[..old.len()].copy_from_slice(&old);
+    v[offset..offset + val.len()].copy_from_slice(val);
+    write_string(txn, db, &a[1], Bytes::from(v), Ttl::Keep);
+    Reply::Int(len as i64)
+}
+
+/// Applies an integer increment with Redis's checks; replies the new value.
+pub fn incr_by(txn: &mut Txn<'_>, db: u8, key: &Bytes, delta: i64) -> Reply {
+    let cur = match string_value(txn, db, key) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let cur: i64 = match cur {
+        None => 0,
+        Some(b) => match num::parse_int(&b) {
+            Some(i) => i,
+            None => {
+                // A merged sum outside i64 shows as an exact integer; adding to
+                // it overflows, as in Redis.
+                let s = std::str::from_utf8(&b).unwrap_or("");
+                if s.parse::<i128>().is_ok() {
+                    return Reply::err(errors::OVERFLOW);
+                }
+                return Reply::err(errors::NOT_INTEGER);
+            }
+        },
+    };
+    let Some(new) = cur.checked_add(delta) else {
+        return Reply::err(errors::OVERFLOW);
+    };
+    expire_if_needed(txn, db, key);
+    txn.emit(db, key, Effect::IncrInt(delta));
+    Reply::Int(new)
+}
+
+fn incr(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    incr_by(txn, db, &a[1], 1)
+}
+
+fn decr(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    incr_by(txn, db, &a[1], -1)
+}
+
+fn incrby(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    match int_arg(&a[2]) {
+        Ok(d) => incr_by(txn, db, &a[1], d),
+        Err(e) => e,
+    }
+}
+
+fn decrby(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    match int_arg(&a[2]) {
+        Ok(d) if d != i64::MIN => incr_by(txn, db, &a[1], -d),
+        Ok(_) => Reply::err("ERR decrement would overflow"),
+        Err(e) => e,
+    }
+}
+
+fn incrbyfloat(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let key = &a[1];
+    let cur = match string_value(txn, db, key) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let Some(delta) = num::parse_float(&a[2]) else {
+        return Reply::err(errors::NOT_FLOAT);
+    };
+    let cur = match cur {
+        None => 0.0,
+        Some(b) => match num::parse_float(&b) {
+            Some(f) => f,
+            None => return Reply::err(errors::NOT_FLOAT),
+        },
+    };
+    let new = cur + delta;
+    if !new.is_finite() {
+        return Reply::err(errors::NAN_OR_INF);
+    }
+    expire_if_needed(txn, db, key);
+    txn.emit(db, key, Effect::IncrFloat(delta));
+    // Reply what every site will show: the merged value after the increment.
+    match string_value(txn, db, key) {
+        Ok(Some(v)) => Reply::Bulk(v),
+        _ => Reply::bulk(num::format_float_human(new)),
+    }
+}

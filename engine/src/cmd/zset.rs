@@ -1,0 +1,5 @@
+//! zset commands (being written).
+
+use super::Spec;
+
+pub static COMMANDS: &[Spec] = &[];

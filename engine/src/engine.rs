@@ -1,0 +1,841 @@
+//! The engine of one site: keyspace + clock + op log + storage + recovery.
+//!
+//! Local writes go through [`Engine::execute`] (one command) or
+//! [`Engine::execute_multi`] (MULTI/EXEC): the command validates like Redis,
+//! and every effect it emits is applied at once and recorded in one op. Remote
+//! ops go through [`Engine::apply_remote`]. Durability is explicit: appended
+//! records become durable at [`Engine::sync`]; callers release replies and acks
+//! that depend on durability only after it.
+
+use crate::cmd;
+use crate::crdt::Ctx;
+use crate::hlc::{Hlc, HlcClock};
+use crate::id::{OpId, Origin, SiteId, VersionVector};
+use crate::keyspace::image::{join_rows, RowImage};
+use crate::keyspace::row::Row;
+use crate::keyspace::{Keyspace, DBS};
+use crate::log::{self, Backlog, BacklogEntry, RecordScan};
+use crate::op::{Effect, KeyEffect, Op};
+use crate::reply::Reply;
+use crate::storage::{CheckpointRow, Storage, StorageError};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use thiserror::Error;
+
+/// Redis's `appendfsync` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fsync {
+    Always,
+    EverySec,
+    No,
+}
+
+impl Fsync {
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Some(Fsync::Always),
+            "everysec" => Some(Fsync::EverySec),
+            "no" => Some(Fsync::No),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::EverySec => "everysec",
+            Fsync::No => "no",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub site_id: SiteId,
+    pub fsync: Fsync,
+    /// Bytes of encoded ops kept in memory (and on disk) for peers.
+    pub backlog_bytes_max: usize,
+    /// Remote ops waiting for their deps.
+    pub causal_buffer_ops_max: usize,
+    /// Refuse to open on a corrupt log record instead of salvaging (default).
+    pub salvage: bool,
+}
+
+impl EngineConfig {
+    pub fn new(site_id: SiteId) -> Self {
+        EngineConfig {
+            site_id,
+            fsync: Fsync::EverySec,
+            backlog_bytes_max: 256 << 20,
+            causal_buffer_ops_max: 100_000,
+            salvage: false,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("corrupt op log record in {file} at offset {offset}: {reason} (start with --salvage to keep the intact prefix)")]
+    CorruptLog {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
+    #[error("corrupt checkpoint: {0} (start with --salvage to rebuild from the op log)")]
+    CorruptCheckpoint(String),
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("writes are refused after an earlier storage error: {0}")]
+    Poisoned(String),
+}
+
+/// What `apply_remote` did with a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemoteOutcome {
+    pub applied: usize,
+    pub duplicates: usize,
+    pub buffered: usize,
+    /// Dropped because the causal buffer was full; the sender must resend.
+    pub dropped: usize,
+}
+
+/// A consistent cut of the whole state, for full sync.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub vv: VersionVector,
+    pub hlc: Hlc,
+    pub rows: Vec<(u8, Bytes, RowImage)>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct CheckpointMeta {
+    vv: VersionVector,
+    hlc: Hlc,
+    /// Log offset up to which the log is covered by the checkpoint.
+    log_offset: u64,
+}
+
+/// Counters for INFO.
+#[derive(Clone, Debug, Default)]
+pub struct EngineStats {
+    pub ops_local: u64,
+    pub ops_remote_applied: u64,
+    pub ops_remote_duplicate: u64,
+    pub ops_remote_dropped: u64,
+    pub expired_keys: u64,
+    pub checkpoints: u64,
+    pub last_checkpoint_ms: u64,
+    pub log_syncs: u64,
+    pub recovered_ops: u64,
+    pub truncated_tail_bytes: u64,
+}
+
+const META_INCARNATION: &str = "incarnation";
+const META_CLEAN: &str = "clean_shutdown";
+
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) origin: Origin,
+    pub(crate) clock: HlcClock,
+    pub(crate) vv: VersionVector,
+    durable_vv: VersionVector,
+    next_seq: u64,
+    pub(crate) keyspace: Keyspace,
+    backlog: Backlog,
+    causal_buffer: BTreeMap<OpId, Op>,
+    storage: Box<dyn Storage>,
+    record_buf: Vec<u8>,
+    poisoned: Option<String>,
+    pub(crate) stats: EngineStats,
+    checkpoint_log_offset: u64,
+}
+
+impl Engine {
+    /// Opens (recovers) a site from its storage.
+    pub fn open(mut storage: Box<dyn Storage>, config: EngineConfig) -> Result<Engine, OpenError> {
+        let clean = storage.meta_get(META_CLEAN)?.as_deref() == Some(&b"1"[..]);
+        let mut incarnation = match storage.meta_get(META_INCARNATION)? {
+            Some(b) if b.len() == 4 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            _ => 0,
+        };
+        let (rows, meta) = storage.checkpoint_read()?;
+        let meta: CheckpointMeta = match meta {
+            Some(m) => {
+                postcard::from_bytes(&m).map_err(|e| OpenError::CorruptCheckpoint(e.to_string()))?
+            }
+            None => CheckpointMeta::default(),
+        };
+        let mut engine = Engine {
+            origin: Origin::new(config.site_id, incarnation),
+            config,
+            clock: HlcClock::new(),
+            vv: meta.vv.clone(),
+            durable_vv: VersionVector::new(),
+            next_seq: 1,
+            keyspace: Keyspace::default(),
+            backlog: Backlog::default(),
+            causal_buffer: BTreeMap::new(),
+            storage,
+            record_buf: Vec::with_capacity(64 << 10),
+            poisoned: None,
+            stats: EngineStats::default(),
+            checkpoint_log_offset: meta.log_offset,
+        };
+        engine.clock.observe(meta.hlc);
+        for r in rows {
+            let Some(state) = r.state else { continue };
+            let img = RowImage::decode(&state).map_err(|e| {
+                OpenError::CorruptCheckpoint(format!(
+                    "row {:?} in db {}: {e}",
+                    String::from_utf8_lossy(&r.key),
+                    r.db
+                ))
+            })?;
+            engine
+                .keyspace
+                .put_row(r.db, Bytes::from(r.key), img.into_row());
+        }
+        // Ops older than the log start were trimmed: peers behind them need a full sync.
+        engine.backlog.raise_floor(&meta.vv);
+        engine.replay_log()?;
+        engine.keyspace.dirty.clear();
+        // A site that did not shut down cleanly may have shipped ops it then lost
+        // (un-fsynced tail): start a new incarnation so no OpId is ever reused.
+        if !clean
+            && (engine.vv.get(engine.origin) > 0
+                || incarnation > 0
+                || engine.stats.recovered_ops > 0)
+        {
+            incarnation += 1;
+        }
+        if !clean
+            && engine.vv.get(engine.origin) == 0
+            && engine.stats.recovered_ops == 0
+            && incarnation == 0
+        {
+            // A brand-new site: nothing was ever shipped.
+        }
+        engine
+            .storage
+            .meta_put(META_INCARNATION, &incarnation.to_le_bytes())?;
+        engine.storage.meta_put(META_CLEAN, b"0")?;
+        engine.origin = Origin::new(engine.config.site_id, incarnation);
+        engine.next_seq = engine.vv.get(engine.origin) + 1;
+        engine.durable_vv = engine.vv.clone();
+        debug_assert!(engine.invariants_hold());
+        Ok(engine)
+    }
+
+    fn replay_log(&mut self) -> Result<(), OpenError> {
+        let start = self.storage.log_start();
+        let buf = self.storage.log_read_from(start)?;
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            match log::scan_record(&buf, pos) {
+                RecordScan::Record(payload, next) => {
+                    let op = match log::decode_op(payload) {
+                        Ok(op) => op,
+                        Err(e) => {
+                            if self.config.salvage {
+                                self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
+                                break;
+                            }
+                            return Err(OpenError::CorruptLog {
+                                file: self.storage.describe(),
+                                offset: start + pos as u64,
+                                reason: e.to_string(),
+                            });
+                        }
+                    };
+                    let offset = start + pos as u64;
+                    if !self.backlog.floor.covers(op.id) {
+                        self.backlog.push(BacklogEntry {
+                            id: op.id,
+                            bytes: Bytes::copy_from_slice(payload),
+                            log_offset: offset,
+                        });
+                    }
+                    if !self.vv.covers(op.id) && self.deps_ready(&op) {
+                        self.apply_op_internal(&op);
+                        self.stats.recovered_ops += 1;
+                    }
+                    pos = next;
+                }
+                RecordScan::Incomplete => {
+                    // A torn last write: the record never became durable as a
+                    // whole, so nothing after it was acknowledged.
+                    self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
+                    break;
+                }
+                RecordScan::Corrupt(reason) => {
+                    let is_tail = !has_valid_record_after(&buf, pos + 1);
+                    if is_tail || self.config.salvage {
+                        tracing::warn!(
+                            offset = start + pos as u64,
+                            reason,
+                            "dropping corrupt op log tail"
+                        );
+                        self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
+                        break;
+                    }
+                    return Err(OpenError::CorruptLog {
+                        file: self.storage.describe(),
+                        offset: start + pos as u64,
+                        reason: reason.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn truncate_log_at(&mut self, offset: u64, dropped: usize) -> Result<(), StorageError> {
+        self.stats.truncated_tail_bytes += dropped as u64;
+        self.storage.log_truncate(offset)
+    }
+
+    // ---- accessors -------------------------------------------------------
+
+    pub fn site_id(&self) -> SiteId {
+        self.config.site_id
+    }
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+    pub fn set_fsync(&mut self, f: Fsync) {
+        self.config.fsync = f;
+    }
+    /// Ops applied here.
+    pub fn vv(&self) -> &VersionVector {
+        &self.vv
+    }
+    /// Ops durable in the local log (a subset of `vv`).
+    pub fn durable_vv(&self) -> &VersionVector {
+        &self.durable_vv
+    }
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+    pub fn type_conflicts(&self) -> u64 {
+        self.keyspace.stats.type_conflicts
+    }
+    pub fn clock(&self) -> Hlc {
+        self.clock.last()
+    }
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
+    }
+    pub fn causal_buffer_len(&self) -> usize {
+        self.causal_buffer.len()
+    }
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+    /// Seq of the last local op (0 if none in this incarnation).
+    pub fn last_local_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+    pub fn dbsize(&self, db: u8) -> usize {
+        self.keyspace.db(db).len()
+    }
+    pub fn expires_count(&self, db: u8) -> usize {
+        self.keyspace.db(db).expires.len()
+    }
+    /// Hex digest of the whole dataset (DEBUG DIGEST).
+    pub fn digest_hex(&self) -> String {
+        if (0..DBS as u8).all(|d| self.keyspace.db(d).is_empty()) {
+            return "0".repeat(40);
+        }
+        self.keyspace
+            .digest()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    // ---- local writes ----------------------------------------------------
+
+    /// Executes one command (`args[0]` is the name) against `db`.
+    pub fn execute(&mut self, db: u8, args: &[Bytes], now_ms: u64) -> Reply {
+        let mut txn = Txn::new(self, now_ms);
+        let reply = cmd::dispatch(&mut txn, db, args);
+        txn.commit();
+        reply
+    }
+
+    /// Executes a MULTI/EXEC group atomically: one op for all its writes.
+    pub fn execute_multi(&mut self, cmds: &[(u8, Vec<Bytes>)], now_ms: u64) -> Vec<Reply> {
+        let mut txn = Txn::new(self, now_ms);
+        let replies = cmds
+            .iter()
+            .map(|(db, args)| cmd::dispatch(&mut txn, *db, args))
+            .collect();
+        txn.commit();
+        replies
+    }
+
+    /// True when the command name (upper or lower case) is a data command the
+    /// engine implements.
+    pub fn is_data_command(name: &[u8]) -> bool {
+        cmd::lookup(name).is_some()
+    }
+
+    fn finish_local_op(&mut self, op: Op) {
+        let bytes = log::encode_op(&op);
+        self.append_record(op.id, bytes);
+        self.vv.set(self.origin, op.id.seq);
+        self.next_seq = op.id.seq + 1;
+        self.stats.ops_local += 1;
+        debug_assert!(self.invariants_hold());
+    }
+
+    fn append_record(&mut self, id: OpId, bytes: Bytes) {
+        self.record_buf.clear();
+        log::frame_record(&bytes, &mut self.record_buf);
+        let offset = self.storage.log_len();
+        if self.poisoned.is_none() {
+            if let Err(e) = self.storage.log_append(&self.record_buf) {
+                self.poison(e);
+            }
+        }
+        self.backlog.push(BacklogEntry {
+            id,
+            bytes,
+            log_offset: offset,
+        });
+        while self.backlog.bytes() > self.config.backlog_bytes_max && self.backlog.len() > 1 {
+            self.backlog.pop_front();
+        }
+    }
+
+    fn poison(&mut self, e: StorageError) {
+        tracing::error!(error = %e, "storage error: refusing writes until restart");
+        self.poisoned = Some(e.to_string());
+    }
+
+    /// Makes every appended record durable; `durable_vv` catches up with `vv`.
+    pub fn sync(&mut self) -> Result<(), EngineError> {
+        if let Some(p) = &self.poisoned {
+            return Err(EngineError::Poisoned(p.clone()));
+        }
+        if self.durable_vv == self.vv {
+            return Ok(());
+        }
+        match self.storage.log_sync() {
+            Ok(()) => {
+                self.stats.log_syncs += 1;
+                self.durable_vv = self.vv.clone();
+                Ok(())
+            }
+            Err(e) => {
+                self.poison(StorageError::Poisoned(e.to_string()));
+                Err(EngineError::Storage(e))
+            }
+        }
+    }
+
+    /// Stops cleanly: sync, checkpoint, mark the shutdown clean.
+    pub fn close(mut self, now_ms: u64) -> Result<(), EngineError> {
+        self.sync()?;
+        self.checkpoint(now_ms)?;
+        self.storage.meta_put(META_CLEAN, b"1")?;
+        Ok(())
+    }
+
+    // ---- remote ops --------------------------------------------------------
+
+    fn deps_ready(&self, op: &Op) -> bool {
+        self.vv.get(op.id.origin) + 1 == op.id.seq && self.vv.dominates(&op.deps)
+    }
+
+    fn apply_op_internal(&mut self, op: &Op) {
+        self.clock.observe(op.hlc);
+        self.keyspace.apply_op(op);
+        self.vv.set(op.id.origin, op.id.seq);
+    }
+
+    /// Applies ops from a peer: drops those already held, buffers those whose
+    /// deps are missing (bounded), applies and logs the rest in causal order.
+    pub fn apply_remote(&mut self, ops: Vec<Op>) -> RemoteOutcome {
+        let mut out = RemoteOutcome::default();
+        for op in ops {
+            if self.vv.covers(op.id) || self.causal_buffer.contains_key(&op.id) {
+                out.duplicates += 1;
+                continue;
+            }
+            if op.id.origin == self.origin {
+                // Our own op coming back from a peer that holds more of our
+                // history than we do: impossible within one incarnation.
+                out.duplicates += 1;
+                continue;
+            }
+            if self.deps_ready(&op) {
+                self.apply_remote_one(op);
+                out.applied += 1;
+                out.applied += self.drain_causal_buffer();
+            } else if self.causal_buffer.len() < self.config.causal_buffer_ops_max {
+                self.causal_buffer.insert(op.id, op);
+                out.buffered += 1;
+            } else {
+                out.dropped += 1;
+            }
+        }
+        self.stats.ops_remote_duplicate += out.duplicates as u64;
+        self.stats.ops_remote_dropped += out.dropped as u64;
+        debug_assert!(self.invariants_hold());
+        out
+    }
+
+    fn apply_remote_one(&mut self, op: Op) {
+        self.apply_op_internal(&op);
+        let bytes = log::encode_op(&op);
+        self.append_record(op.id, bytes);
+        self.stats.ops_remote_applied += 1;
+    }
+
+    fn drain_causal_buffer(&mut self) -> usize {
+        let mut n = 0;
+        loop {
+            let ready: Vec<OpId> = self
+                .causal_buffer
+                .values()
+                .filter(|op| self.deps_ready(op))
+                .map(|op| op.id)
+                .take(1024)
+                .collect();
+            if ready.is_empty() {
+                return n;
+            }
+            for id in ready {
+                if let Some(op) = self.causal_buffer.remove(&id) {
+                    if self.deps_ready(&op) {
+                        self.apply_remote_one(op);
+                        n += 1;
+                    } else {
+                        self.causal_buffer.insert(id, op);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where a peer at `peer_vv` starts reading the backlog, or `None` when it
+    /// lacks ops the backlog no longer has (it needs a full sync).
+    pub fn backlog_cursor(&self, peer_vv: &VersionVector) -> Option<u64> {
+        if !self.backlog.can_serve(peer_vv, &self.vv) {
+            return None;
+        }
+        Some(self.backlog.seek(self.backlog.start(), peer_vv))
+    }
+
+    /// Reads encoded ops for a peer from `cursor`; `None` when the cursor fell
+    /// behind the backlog (full sync needed).
+    pub fn backlog_read(
+        &self,
+        cursor: u64,
+        peer_vv: &VersionVector,
+        ops_max: usize,
+        bytes_max: usize,
+    ) -> Option<(Vec<BacklogEntry>, u64)> {
+        if cursor < self.backlog.start() && !self.backlog.can_serve(peer_vv, &self.vv) {
+            return None;
+        }
+        Some(self.backlog.read(cursor, peer_vv, ops_max, bytes_max))
+    }
+
+    /// Decoded ops a peer at `vv` lacks, in causal order (tests and tools).
+    pub fn ops_since(&self, vv: &VersionVector, limit: usize) -> Option<Vec<Op>> {
+        let cursor = self.backlog_cursor(vv)?;
+        let (entries, _) = self.backlog.read(cursor, vv, limit, usize::MAX);
+        entries
+            .iter()
+            .map(|e| log::decode_op(&e.bytes).ok())
+            .collect()
+    }
+
+    /// Drops backlog entries every peer has acknowledged (`acked_by_all`) and
+    /// that the last checkpoint covers; trims the disk log to match.
+    pub fn trim_backlog(&mut self, acked_by_all: &VersionVector) {
+        while let Some(f) = self.backlog.front() {
+            if acked_by_all.covers(f.id) && f.log_offset < self.checkpoint_log_offset {
+                self.backlog.pop_front();
+            } else {
+                break;
+            }
+        }
+        let keep_from = self
+            .backlog
+            .front()
+            .map_or(self.checkpoint_log_offset, |f| f.log_offset);
+        let trim_to = keep_from.min(self.checkpoint_log_offset);
+        if trim_to > self.storage.log_start() {
+            if let Err(e) = self.storage.log_trim_before(trim_to) {
+                self.poison(e);
+            }
+        }
+    }
+
+    // ---- snapshots -----------------------------------------------------------
+
+    /// A consistent cut of the whole state.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut rows = Vec::new();
+        for db in 0..DBS as u8 {
+            for (k, row) in self.keyspace.db(db).rows.iter() {
+                rows.push((db, k.clone(), RowImage::of(row)));
+            }
+        }
+        Snapshot {
+            vv: self.vv.clone(),
+            hlc: self.clock.last(),
+            rows,
+        }
+    }
+
+    /// Merges a peer's snapshot into this state (never replaces it: local
+    /// writes the peer has not seen survive). Ops that came in through the
+    /// snapshot are not in the backlog, so peers behind them need a full sync.
+    pub fn merge_snapshot(&mut self, snap: Snapshot) {
+        let local_vv = self.vv.clone();
+        let mut seen: HashSet<(u8, Bytes)> = HashSet::with_capacity(snap.rows.len());
+        for (db, key, img) in snap.rows {
+            let db = db % DBS as u8;
+            let remote = img.into_row();
+            let local = self
+                .keyspace
+                .db(db)
+                .rows
+                .get(&key)
+                .cloned()
+                .unwrap_or_default();
+            let joined = join_rows(&local, &remote, &local_vv, &snap.vv);
+            self.keyspace.put_row(db, key.clone(), joined);
+            seen.insert((db, key));
+        }
+        let empty = Row::default();
+        for db in 0..DBS as u8 {
+            let keys: Vec<Bytes> = self
+                .keyspace
+                .db(db)
+                .rows
+                .iter()
+                .filter(|(k, _)| !seen.contains(&(db, (*k).clone())))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                let local = self
+                    .keyspace
+                    .db(db)
+                    .rows
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_default();
+                let joined = join_rows(&local, &empty, &local_vv, &snap.vv);
+                self.keyspace.put_row(db, key, joined);
+            }
+        }
+        self.vv.join(&snap.vv);
+        self.clock.observe(snap.hlc);
+        self.backlog.raise_floor(&snap.vv);
+        // The snapshot's ops are not in our log: make the merged state durable
+        // through a checkpoint before acknowledging anything built on it.
+        self.causal_buffer.retain(|id, _| !snap.vv.covers(*id));
+        self.drain_causal_buffer();
+        debug_assert!(self.invariants_hold());
+    }
+
+    // ---- checkpoints -----------------------------------------------------------
+
+    /// Writes the rows changed since the last checkpoint, with the version
+    /// vector they cover (coalesced: a key written many times is written once).
+    pub fn checkpoint(&mut self, now_ms: u64) -> Result<(), EngineError> {
+        if let Some(p) = &self.poisoned {
+            return Err(EngineError::Poisoned(p.clone()));
+        }
+        // Everything the checkpoint covers must be in the log or in the rows;
+        // sync first so that the log offset recorded is durable.
+        self.sync()?;
+        let dirty = std::mem::take(&mut self.keyspace.dirty);
+        let rows: Vec<CheckpointRow> = dirty
+            .into_iter()
+            .map(|(db, key)| {
+                let state = self
+                    .keyspace
+                    .db(db)
+                    .rows
+                    .get(&key)
+                    .map(|r| RowImage::of(r).encode());
+                CheckpointRow {
+                    db,
+                    key: key.to_vec(),
+                    state,
+                }
+            })
+            .collect();
+        let log_offset = self.storage.log_len();
+        let meta = CheckpointMeta {
+            vv: self.vv.clone(),
+            hlc: self.clock.last(),
+            log_offset,
+        };
+        let meta_bytes = postcard::to_allocvec(&meta).unwrap_or_default();
+        match self.storage.checkpoint_write(&rows, &meta_bytes) {
+            Ok(()) => {
+                self.checkpoint_log_offset = log_offset;
+                self.stats.checkpoints += 1;
+                self.stats.last_checkpoint_ms = now_ms;
+                Ok(())
+            }
+            Err(e) => {
+                self.poison(StorageError::Poisoned(e.to_string()));
+                Err(EngineError::Storage(e))
+            }
+        }
+    }
+
+    /// Rows changed since the last checkpoint.
+    pub fn dirty_rows(&self) -> usize {
+        self.keyspace.dirty.len()
+    }
+
+    // ---- expiry ------------------------------------------------------------------
+
+    /// Active expiry: deletes up to `budget` keys whose deadline passed and whose
+    /// winning deadline this site wrote (other sites only hide them; the owner's
+    /// delete replicates). Returns how many keys were deleted.
+    pub fn expire_cycle(&mut self, now_ms: u64, budget: usize) -> usize {
+        let mut due: Vec<(u8, Bytes)> = Vec::new();
+        for db in 0..DBS as u8 {
+            for (deadline, key) in self.keyspace.db(db).expires.iter() {
+                if *deadline > now_ms || due.len() >= budget {
+                    break;
+                }
+                let owner = self
+                    .keyspace
+                    .db(db)
+                    .rows
+                    .get(key)
+                    .and_then(|r| r.deadline_owner())
+                    .map(|s| s.dot.origin.site);
+                if owner == Some(self.config.site_id) {
+                    due.push((db, key.clone()));
+                }
+            }
+        }
+        let n = due.len();
+        if n > 0 {
+            let mut txn = Txn::new(self, now_ms);
+            for (db, key) in due {
+                txn.emit(db, &key, Effect::Del);
+                txn.engine.stats.expired_keys += 1;
+            }
+            txn.commit();
+        }
+        n
+    }
+
+    /// Checks the engine's internal invariants (debug builds, tests, simulator).
+    pub fn invariants_hold(&self) -> bool {
+        self.vv.is_canonical()
+            && self.vv.dominates(&self.durable_vv)
+            && self.next_seq == self.vv.get(self.origin) + 1
+            && self.causal_buffer.keys().all(|id| !self.vv.covers(*id))
+    }
+}
+
+fn has_valid_record_after(buf: &[u8], from: usize) -> bool {
+    // Look for any checksummed record later in the buffer: if one exists, the
+    // damage is in the middle of the log, not a torn tail.
+    let mut p = from;
+    let limit = buf.len().min(from + (1 << 20));
+    while p + log::RECORD_HEADER_BYTES < limit {
+        if let RecordScan::Record(..) = log::scan_record(buf, p) {
+            return true;
+        }
+        p += 1;
+    }
+    false
+}
+
+/// A local transaction: the engine seen by one command (or one MULTI group).
+/// Effects are applied as they are emitted, so later reads see them; they are
+/// recorded in one op, logged at `commit`.
+pub struct Txn<'e> {
+    pub(crate) engine: &'e mut Engine,
+    pub now_ms: u64,
+    op: Option<Op>,
+}
+
+impl<'e> Txn<'e> {
+    fn new(engine: &'e mut Engine, now_ms: u64) -> Txn<'e> {
+        Txn {
+            engine,
+            now_ms,
+            op: None,
+        }
+    }
+
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.engine.keyspace
+    }
+
+    pub fn site_id(&self) -> SiteId {
+        self.engine.config.site_id
+    }
+
+    /// Writes are refused after a storage error.
+    pub fn write_refused(&self) -> Option<String> {
+        self.engine.poisoned.as_ref().map(|p| {
+            format!("MISCONF Errors writing to the op log: {p}; writes are refused until restart")
+        })
+    }
+
+    /// Applies an effect now and records it in this transaction's op.
+    pub fn emit(&mut self, db: u8, key: &Bytes, effect: Effect) {
+        let engine = &mut *self.engine;
+        let op = self.op.get_or_insert_with(|| {
+            let mut deps = engine.vv.clone();
+            deps.set(engine.origin, 0);
+            Op {
+                id: OpId::new(engine.origin, engine.next_seq),
+                hlc: engine.clock.tick(self.now_ms),
+                deps,
+                effects: Vec::new(),
+            }
+        });
+        let ctx = Ctx {
+            deps: &op.deps,
+            own: op.id,
+            hlc: op.hlc,
+        };
+        // Keys are copied out of the client's read buffer so a stored key never
+        // pins a whole network buffer.
+        let key = Bytes::copy_from_slice(key);
+        let effect = effect.detach();
+        engine.keyspace.apply_effect(db, &key, &effect, &ctx);
+        op.effects.push(KeyEffect { db, key, effect });
+    }
+
+    /// Logs the op (if any effect was emitted).
+    pub fn commit(mut self) {
+        if let Some(op) = self.op.take() {
+            self.engine.finish_local_op(op);
+        }
+    }
+
+    pub fn stats_mut(&mut self) -> &mut EngineStats {
+        &mut self.engine.stats
+    }
+}

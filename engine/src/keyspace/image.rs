@@ -1,0 +1,279 @@
+//! Canonical images of rows: the encoding used by checkpoints, snapshots and
+//! digests. Same state, same bytes: every collection is sorted.
+
+use super::row::Row;
+use super::value::{Cell, HashSlot, SetSlot, ZMember, ZSetSlot};
+use crate::crdt::counter::CounterEntry;
+use crate::crdt::{join_dots, Counter, Dots, MvReg, Stamp};
+use crate::id::VersionVector;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellImage {
+    pub reg: Vec<(Stamp, Bytes)>,
+    pub ctr: Vec<CounterEntry>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ZMemberImage {
+    pub adds: Vec<Stamp>,
+    pub reg: Vec<(Stamp, f64)>,
+    pub ctr: Vec<CounterEntry>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RowImage {
+    pub string: Option<CellImage>,
+    pub hash: Vec<(Bytes, CellImage)>,
+    pub set: Vec<(Bytes, Vec<Stamp>)>,
+    pub zset: Vec<(Bytes, ZMemberImage)>,
+    pub expiry: Vec<(Stamp, Option<u64>)>,
+}
+
+fn sorted_dots(d: &Dots) -> Vec<Stamp> {
+    let mut v: Vec<Stamp> = d.iter().copied().collect();
+    v.sort_by_key(|s| s.dot);
+    v
+}
+
+fn cell_image(c: &Cell) -> CellImage {
+    CellImage {
+        reg: c.reg.sorted_entries().into_iter().cloned().collect(),
+        ctr: c.ctr.entries().to_vec(),
+    }
+}
+
+fn cell_from(i: CellImage) -> Cell {
+    Cell {
+        reg: MvReg::from_entries(i.reg),
+        ctr: Counter::from_entries(i.ctr),
+    }
+}
+
+impl RowImage {
+    pub fn of(row: &Row) -> RowImage {
+        let mut hash: Vec<(Bytes, CellImage)> = row
+            .hash
+            .as_ref()
+            .map(|h| {
+                h.fields
+                    .iter()
+                    .map(|(f, c)| (f.clone(), cell_image(c)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        hash.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut set: Vec<(Bytes, Vec<Stamp>)> = row
+            .set
+            .as_ref()
+            .map(|s| {
+                s.members
+                    .iter()
+                    .map(|(m, d)| (m.clone(), sorted_dots(d)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        set.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut zset: Vec<(Bytes, ZMemberImage)> = row
+            .zset
+            .as_ref()
+            .map(|z| {
+                z.members
+                    .iter()
+                    .map(|(m, zm)| {
+                        (
+                            m.clone(),
+                            ZMemberImage {
+                                adds: sorted_dots(&zm.adds),
+                                reg: zm.reg.sorted_entries().into_iter().cloned().collect(),
+                                ctr: zm.ctr.entries().to_vec(),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        zset.sort_by(|a, b| a.0.cmp(&b.0));
+        RowImage {
+            string: row.string.as_ref().map(|c| cell_image(c)),
+            hash,
+            set,
+            zset,
+            expiry: row
+                .expiry
+                .as_ref()
+                .map(|e| e.sorted_entries().into_iter().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn into_row(self) -> Row {
+        let mut row = Row::default();
+        if let Some(c) = self.string {
+            let c = cell_from(c);
+            if !c.is_empty() {
+                row.string = Some(Box::new(c));
+            }
+        }
+        if !self.hash.is_empty() {
+            let mut h = HashSlot::default();
+            for (f, c) in self.hash {
+                let c = cell_from(c);
+                if !c.is_empty() {
+                    h.fields.insert(f, c);
+                }
+            }
+            if !h.fields.is_empty() {
+                row.hash = Some(Box::new(h));
+            }
+        }
+        if !self.set.is_empty() {
+            let mut s = SetSlot::default();
+            for (m, d) in self.set {
+                if !d.is_empty() {
+                    s.members.insert(m, d.into_iter().collect());
+                }
+            }
+            if !s.members.is_empty() {
+                row.set = Some(Box::new(s));
+            }
+        }
+        if !self.zset.is_empty() {
+            let mut z = ZSetSlot::default();
+            for (m, i) in self.zset {
+                if !i.adds.is_empty() {
+                    z.members.insert(
+                        m,
+                        ZMember {
+                            adds: i.adds.into_iter().collect(),
+                            reg: MvReg::from_entries(i.reg),
+                            ctr: Counter::from_entries(i.ctr),
+                        },
+                    );
+                }
+            }
+            if !z.members.is_empty() {
+                z.reindex();
+                row.zset = Some(Box::new(z));
+            }
+        }
+        if !self.expiry.is_empty() {
+            row.expiry = Some(Box::new(MvReg::from_entries(self.expiry)));
+        }
+        row
+    }
+
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<RowImage, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// State-based join of a local row with a remote one (snapshot merge): an entry
+/// present on one side only survives unless the other side's version vector
+/// covers its dot (then the other side removed it).
+pub fn join_rows(
+    local: &Row,
+    remote: &Row,
+    local_vv: &VersionVector,
+    remote_vv: &VersionVector,
+) -> Row {
+    let a = RowImage::of(local);
+    let b = RowImage::of(remote);
+    let join_cell = |x: Option<CellImage>, y: Option<CellImage>| -> Option<CellImage> {
+        let x = x.unwrap_or_default();
+        let y = y.unwrap_or_default();
+        let mut reg = MvReg::from_entries(x.reg);
+        reg.join(&MvReg::from_entries(y.reg), local_vv, remote_vv);
+        let mut ctr = Counter::from_entries(x.ctr);
+        ctr.join(&Counter::from_entries(y.ctr), local_vv, remote_vv);
+        let c = CellImage {
+            reg: reg.sorted_entries().into_iter().cloned().collect(),
+            ctr: ctr.entries().to_vec(),
+        };
+        if c.reg.is_empty() && c.ctr.is_empty() {
+            None
+        } else {
+            Some(c)
+        }
+    };
+    let mut out = RowImage {
+        string: join_cell(a.string, b.string),
+        ..Default::default()
+    };
+    out.hash = merge_sorted(a.hash, b.hash, join_cell);
+    out.set = merge_sorted(a.set, b.set, |x, y| {
+        let mut d: Dots = x.unwrap_or_default().into_iter().collect();
+        join_dots(&mut d, &y.unwrap_or_default(), local_vv, remote_vv);
+        if d.is_empty() {
+            None
+        } else {
+            Some(d.into_iter().collect())
+        }
+    });
+    out.zset = merge_sorted(a.zset, b.zset, |x, y| {
+        let x = x.unwrap_or_default();
+        let y = y.unwrap_or_default();
+        let mut adds: Dots = x.adds.into_iter().collect();
+        join_dots(&mut adds, &y.adds, local_vv, remote_vv);
+        if adds.is_empty() {
+            return None;
+        }
+        let mut reg = MvReg::from_entries(x.reg);
+        reg.join(&MvReg::from_entries(y.reg), local_vv, remote_vv);
+        let mut ctr = Counter::from_entries(x.ctr);
+        ctr.join(&Counter::from_entries(y.ctr), local_vv, remote_vv);
+        let mut adds: Vec<Stamp> = adds.into_iter().collect();
+        adds.sort_by_key(|s| s.dot);
+        Some(ZMemberImage {
+            adds,
+            reg: reg.sorted_entries().into_iter().cloned().collect(),
+            ctr: ctr.entries().to_vec(),
+        })
+    });
+    let mut exp = MvReg::from_entries(a.expiry);
+    exp.join(&MvReg::from_entries(b.expiry), local_vv, remote_vv);
+    out.expiry = exp.sorted_entries().into_iter().cloned().collect();
+    out.into_row()
+}
+
+/// Merges two key-sorted lists, joining values present on either side.
+fn merge_sorted<T>(
+    a: Vec<(Bytes, T)>,
+    b: Vec<(Bytes, T)>,
+    mut join: impl FnMut(Option<T>, Option<T>) -> Option<T>,
+) -> Vec<(Bytes, T)> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let mut ai = a.into_iter().peekable();
+    let mut bi = b.into_iter().peekable();
+    loop {
+        let next = match (ai.peek(), bi.peek()) {
+            (None, None) => break,
+            (Some(_), None) => ai.next().map(|(k, v)| (k, Some(v), None)),
+            (None, Some(_)) => bi.next().map(|(k, v)| (k, None, Some(v))),
+            (Some(x), Some(y)) => match x.0.cmp(&y.0) {
+                std::cmp::Ordering::Less => ai.next().map(|(k, v)| (k, Some(v), None)),
+                std::cmp::Ordering::Greater => bi.next().map(|(k, v)| (k, None, Some(v))),
+                std::cmp::Ordering::Equal => {
+                    let (k, v) = match ai.next() {
+                        Some(p) => p,
+                        None => break,
+                    };
+                    let w = bi.next().map(|p| p.1);
+                    Some((k, Some(v), w))
+                }
+            },
+        };
+        if let Some((k, x, y)) = next {
+            if let Some(v) = join(x, y) {
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,315 @@
+//! A row: the CRDT state of one key, with one slot per type and an expiry register.
+//!
+//! Normally one slot is live. Two live slots mean a type conflict (SET at one site,
+//! SADD at another, concurrently): the key shows the type whose newest entry has
+//! the greater `(hlc, origin)`. Every typed write removes the entries of the other
+//! types that its origin had seen, so losers vanish once a write that saw them
+//! supersedes them. Expiry is a multi-value register of deadlines: a PERSIST entry
+//! beats any concurrent EXPIRE, otherwise the latest deadline wins.
+
+use super::value::{Cell, HashSlot, Kind, SetSlot, ZSetSlot};
+use crate::crdt::{Ctx, MvReg, Stamp};
+use crate::op::{Effect, Value};
+use bytes::Bytes;
+
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    pub string: Option<Box<Cell>>,
+    pub hash: Option<Box<HashSlot>>,
+    pub set: Option<Box<SetSlot>>,
+    pub zset: Option<Box<ZSetSlot>>,
+    pub expiry: Option<Box<MvReg<Option<u64>>>>,
+}
+
+/// What applying an effect changed, for stats and the expiry index.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApplyNote {
+    /// The row now has two or more live types.
+    pub type_conflict: bool,
+}
+
+impl Row {
+    /// Live types, in `Kind` order.
+    pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        [
+            self.string.as_ref().map(|_| Kind::String),
+            self.hash.as_ref().map(|_| Kind::Hash),
+            self.set.as_ref().map(|_| Kind::Set),
+            self.zset.as_ref().map(|_| Kind::ZSet),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    fn live_count(&self) -> usize {
+        self.string.is_some() as usize
+            + self.hash.is_some() as usize
+            + self.set.is_some() as usize
+            + self.zset.is_some() as usize
+    }
+
+    /// The visible type (None: the key does not exist, TTL aside).
+    pub fn kind(&self) -> Option<Kind> {
+        if self.live_count() <= 1 {
+            return self.kinds().next();
+        }
+        let mut best: Option<(Stamp, Kind)> = None;
+        for k in self.kinds().collect::<Vec<_>>() {
+            if let Some(s) = self.kind_stamp(k) {
+                match best {
+                    Some((b, _)) if b.wins_over(&s) => {}
+                    _ => best = Some((s, k)),
+                }
+            }
+        }
+        best.map(|b| b.1)
+    }
+
+    fn kind_stamp(&self, k: Kind) -> Option<Stamp> {
+        match k {
+            Kind::String => self.string.as_ref().and_then(|c| c.max_stamp()),
+            Kind::Hash => self.hash.as_ref().and_then(|h| h.max_stamp()),
+            Kind::Set => self.set.as_ref().and_then(|s| s.max_stamp()),
+            Kind::ZSet => self.zset.as_ref().and_then(|z| z.max_stamp()),
+        }
+    }
+
+    /// No entries at all: the row can be dropped.
+    pub fn is_empty(&self) -> bool {
+        self.live_count() == 0 && self.expiry.is_none()
+    }
+
+    /// The visible deadline (ms since the epoch), if any.
+    pub fn deadline(&self) -> Option<u64> {
+        let reg = self.expiry.as_ref()?;
+        let mut best: Option<u64> = None;
+        for (_, d) in reg.entries() {
+            match d {
+                None => return None,
+                Some(d) => best = Some(best.map_or(*d, |b: u64| b.max(*d))),
+            }
+        }
+        best
+    }
+
+    /// The origin of the winning deadline entry (the site that replicates the
+    /// delete when the key expires).
+    pub fn deadline_owner(&self) -> Option<Stamp> {
+        let reg = self.expiry.as_ref()?;
+        let d = self.deadline()?;
+        reg.entries()
+            .filter(|(_, x)| *x == Some(d))
+            .map(|(s, _)| *s)
+            .max_by_key(|s| s.lww_key())
+    }
+
+    pub fn string_value(&self) -> Option<Bytes> {
+        self.string.as_ref().and_then(|c| c.value())
+    }
+
+    /// Observed-remove of everything (TTL too unless `keep_ttl`).
+    pub fn prune_all(&mut self, ctx: &Ctx<'_>, keep_ttl: bool) {
+        self.prune_except(None, ctx);
+        if !keep_ttl {
+            self.prune_ttl(ctx);
+        }
+    }
+
+    fn prune_ttl(&mut self, ctx: &Ctx<'_>) {
+        if let Some(e) = &mut self.expiry {
+            e.prune(ctx);
+            if e.is_empty() {
+                self.expiry = None;
+            }
+        }
+    }
+
+    /// Observed-remove of every type except `keep`.
+    fn prune_except(&mut self, keep: Option<Kind>, ctx: &Ctx<'_>) {
+        if keep != Some(Kind::String) {
+            if let Some(c) = &mut self.string {
+                c.prune(ctx);
+                if c.is_empty() {
+                    self.string = None;
+                }
+            }
+        }
+        if keep != Some(Kind::Hash) {
+            if let Some(h) = &mut self.hash {
+                h.prune(ctx);
+                if h.fields.is_empty() {
+                    self.hash = None;
+                }
+            }
+        }
+        if keep != Some(Kind::Set) {
+            if let Some(s) = &mut self.set {
+                s.prune(ctx);
+                if s.members.is_empty() {
+                    self.set = None;
+                }
+            }
+        }
+        if keep != Some(Kind::ZSet) {
+            if let Some(z) = &mut self.zset {
+                z.prune(ctx);
+                if z.members.is_empty() {
+                    self.zset = None;
+                }
+            }
+        }
+    }
+
+    /// Applies one effect with the causal context of its op.
+    pub fn apply(&mut self, effect: &Effect, ctx: &Ctx<'_>) -> ApplyNote {
+        match effect {
+            Effect::SetString { value, keep_ttl } => {
+                self.prune_all(ctx, *keep_ttl);
+                // Concurrent writes (not covered by ctx) stay beside this one.
+                self.string.get_or_insert_with(Default::default).set(ctx, value.clone());
+            }
+            Effect::IncrInt(d) => {
+                self.prune_except(Some(Kind::String), ctx);
+                self.string
+                    .get_or_insert_with(Default::default)
+                    .ctr
+                    .add(ctx, *d as i128, 0.0);
+            }
+            Effect::IncrFloat(d) => {
+                self.prune_except(Some(Kind::String), ctx);
+                self.string
+                    .get_or_insert_with(Default::default)
+                    .ctr
+                    .add(ctx, 0, *d);
+            }
+            Effect::Del => self.prune_all(ctx, false),
+            Effect::Expire(deadline) => {
+                self.expiry
+                    .get_or_insert_with(Default::default)
+                    .write(ctx, *deadline);
+            }
+            Effect::HSet(pairs) => {
+                self.prune_except(Some(Kind::Hash), ctx);
+                let h = self.hash.get_or_insert_with(Default::default);
+                for (f, v) in pairs {
+                    h.fields.entry(f.clone()).or_default().set(ctx, v.clone());
+                }
+            }
+            Effect::HDel(fields) => {
+                self.prune_except(Some(Kind::Hash), ctx);
+                if let Some(h) = &mut self.hash {
+                    for f in fields {
+                        if let Some(c) = h.fields.get_mut(f) {
+                            c.prune(ctx);
+                            if c.is_empty() {
+                                h.fields.remove(f);
+                            }
+                        }
+                    }
+                    if h.fields.is_empty() {
+                        self.hash = None;
+                    }
+                }
+            }
+            Effect::HIncrInt(f, d) => {
+                self.prune_except(Some(Kind::Hash), ctx);
+                let h = self.hash.get_or_insert_with(Default::default);
+                h.fields
+                    .entry(f.clone())
+                    .or_default()
+                    .ctr
+                    .add(ctx, *d as i128, 0.0);
+            }
+            Effect::HIncrFloat(f, d) => {
+                self.prune_except(Some(Kind::Hash), ctx);
+                let h = self.hash.get_or_insert_with(Default::default);
+                h.fields.entry(f.clone()).or_default().ctr.add(ctx, 0, *d);
+            }
+            Effect::SAdd(ms) => {
+                self.prune_except(Some(Kind::Set), ctx);
+                let s = self.set.get_or_insert_with(Default::default);
+                for m in ms {
+                    s.add(ctx, m.clone());
+                }
+            }
+            Effect::SRem(ms) => {
+                self.prune_except(Some(Kind::Set), ctx);
+                if let Some(s) = &mut self.set {
+                    for m in ms {
+                        s.remove(ctx, m);
+                    }
+                    if s.members.is_empty() {
+                        self.set = None;
+                    }
+                }
+            }
+            Effect::ZAdd(ms) => {
+                self.prune_except(Some(Kind::ZSet), ctx);
+                let z = self.zset.get_or_insert_with(Default::default);
+                for (m, score) in ms {
+                    z.add(ctx, m, *score);
+                }
+            }
+            Effect::ZIncr(m, d) => {
+                self.prune_except(Some(Kind::ZSet), ctx);
+                self.zset
+                    .get_or_insert_with(Default::default)
+                    .incr(ctx, m, *d);
+            }
+            Effect::ZRem(ms) => {
+                self.prune_except(Some(Kind::ZSet), ctx);
+                if let Some(z) = &mut self.zset {
+                    for m in ms {
+                        z.remove(ctx, m);
+                    }
+                    if z.members.is_empty() {
+                        self.zset = None;
+                    }
+                }
+            }
+            Effect::Replace { value, keep_ttl } => {
+                self.prune_all(ctx, *keep_ttl);
+                match value {
+                    Value::Str(b) => {
+                        self.string.get_or_insert_with(Default::default).set(ctx, b.clone());
+                    }
+                    Value::Hash(pairs) => {
+                        let h = self.hash.get_or_insert_with(Default::default);
+                        for (f, v) in pairs {
+                            h.fields.entry(f.clone()).or_default().set(ctx, v.clone());
+                        }
+                    }
+                    Value::Set(ms) => {
+                        let s = self.set.get_or_insert_with(Default::default);
+                        for m in ms {
+                            s.add(ctx, m.clone());
+                        }
+                    }
+                    Value::ZSet(ms) => {
+                        let z = self.zset.get_or_insert_with(Default::default);
+                        for (m, score) in ms {
+                            z.add(ctx, m, *score);
+                        }
+                    }
+                }
+                self.drop_empty();
+            }
+            Effect::FlushDb | Effect::FlushAll => self.prune_all(ctx, false),
+        }
+        ApplyNote {
+            type_conflict: self.live_count() > 1,
+        }
+    }
+
+    fn drop_empty(&mut self) {
+        if self.hash.as_ref().is_some_and(|h| h.fields.is_empty()) {
+            self.hash = None;
+        }
+        if self.set.as_ref().is_some_and(|s| s.members.is_empty()) {
+            self.set = None;
+        }
+        if self.zset.as_ref().is_some_and(|z| z.members.is_empty()) {
+            self.zset = None;
+        }
+    }
+}

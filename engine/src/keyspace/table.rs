@@ -1,0 +1,215 @@
+//! Key table: a hash index over a slab of `(key, row)` entries.
+//!
+//! Entries never move while they live, so a SCAN cursor (a slab position) returns
+//! every key that is present for the whole scan at least once, as Redis promises.
+//! Freed slots are reused by later inserts.
+
+use super::value::{hasher, Hasher};
+use bytes::Bytes;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+pub struct KeyTable<V> {
+    index: HashTable<u32>,
+    slab: Vec<Option<(Bytes, V)>>,
+    free: Vec<u32>,
+    hasher: Hasher,
+    len: usize,
+}
+
+impl<V> Default for KeyTable<V> {
+    fn default() -> Self {
+        KeyTable {
+            index: HashTable::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            hasher: hasher(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> KeyTable<V> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let h = self.hash(key);
+        let slab = &self.slab;
+        self.index
+            .find(
+                h,
+                |&i| matches!(slab.get(i as usize), Some(Some((k, _))) if k.as_ref() == key),
+            )
+            .copied()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        let i = self.find(key)?;
+        self.slab.get(i as usize)?.as_ref().map(|e| &e.1)
+    }
+
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
+        let i = self.find(key)?;
+        self.slab.get_mut(i as usize)?.as_mut().map(|e| &mut e.1)
+    }
+
+    /// Returns the value for `key`, inserting `make()` first when absent.
+    pub fn get_or_insert_with(&mut self, key: &Bytes, make: impl FnOnce() -> V) -> &mut V {
+        let i = match self.find(key) {
+            Some(i) => i,
+            None => self.insert_new(key.clone(), make()),
+        };
+        // The index only holds positions of occupied slots.
+        match self.slab.get_mut(i as usize) {
+            Some(Some(e)) => &mut e.1,
+            _ => unreachable!("key table index points at an empty slot"),
+        }
+    }
+
+    fn insert_new(&mut self, key: Bytes, v: V) -> u32 {
+        let h = self.hash(&key);
+        let pos = match self.free.pop() {
+            Some(p) => {
+                self.slab[p as usize] = Some((key, v));
+                p
+            }
+            None => {
+                self.slab.push(Some((key, v)));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        let slab = &self.slab;
+        let hasher = &self.hasher;
+        self.index
+            .insert_unique(h, pos, |&i| match slab.get(i as usize) {
+                Some(Some((k, _))) => hasher.hash_one(k.as_ref()),
+                _ => 0,
+            });
+        self.len += 1;
+        pos
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+        let h = self.hash(key);
+        let slab = &self.slab;
+        let entry = self
+            .index
+            .find_entry(
+                h,
+                |&i| matches!(slab.get(i as usize), Some(Some((k, _))) if k.as_ref() == key),
+            )
+            .ok()?;
+        let (pos, _) = entry.remove();
+        let v = self.slab.get_mut(pos as usize)?.take().map(|e| e.1);
+        self.free.push(pos);
+        self.len -= 1;
+        if self.len == 0 {
+            // An emptied table gives its memory back.
+            self.slab = Vec::new();
+            self.free = Vec::new();
+        }
+        v
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &V)> {
+        self.slab
+            .iter()
+            .filter_map(|e| e.as_ref().map(|(k, v)| (k, v)))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Bytes, &mut V)> {
+        self.slab
+            .iter_mut()
+            .filter_map(|e| e.as_mut().map(|(k, v)| (&*k, v)))
+    }
+
+    /// Visits up to `count` slots from `cursor`; returns the next cursor (0 = done).
+    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&Bytes, &V)) -> u64 {
+        let mut pos = cursor as usize;
+        let end = pos.saturating_add(count.max(1));
+        while pos < self.slab.len() && pos < end {
+            if let Some(Some((k, v))) = self.slab.get(pos) {
+                visit(k, v);
+            }
+            pos += 1;
+        }
+        if pos >= self.slab.len() {
+            0
+        } else {
+            pos as u64
+        }
+    }
+
+    /// The occupied entry at or after slab position `pos` (wrapping), for RANDOMKEY.
+    pub fn entry_near(&self, pos: u64) -> Option<(&Bytes, &V)> {
+        if self.len == 0 || self.slab.is_empty() {
+            return None;
+        }
+        let n = self.slab.len();
+        let start = (pos % n as u64) as usize;
+        (0..n).map(|i| (start + i) % n).find_map(|i| {
+            self.slab
+                .get(i)
+                .and_then(|e| e.as_ref())
+                .map(|(k, v)| (k, v))
+        })
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&Bytes, &mut V) -> bool) {
+        let mut dead: Vec<Bytes> = Vec::new();
+        for (k, v) in self.slab.iter_mut().flatten() {
+            if !keep(k, v) {
+                dead.push(k.clone());
+            }
+        }
+        for k in dead {
+            self.remove(&k);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = KeyTable::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_get_remove_scan() {
+        let mut t: KeyTable<u32> = KeyTable::default();
+        for i in 0..100u32 {
+            *t.get_or_insert_with(&Bytes::from(format!("k{i}")), || 0) = i;
+        }
+        assert_eq!(t.len(), 100);
+        assert_eq!(t.get(b"k42"), Some(&42));
+        assert_eq!(t.remove(b"k42"), Some(42));
+        assert_eq!(t.get(b"k42"), None);
+        let mut seen = 0;
+        let mut c = 0;
+        loop {
+            c = t.scan(c, 7, |_, _| seen += 1);
+            if c == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen, 99);
+        for i in 0..100u32 {
+            t.remove(format!("k{i}").as_bytes());
+        }
+        assert!(t.is_empty());
+        assert!(t.entry_near(3).is_none());
+    }
+}

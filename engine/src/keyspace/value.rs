@@ -1,0 +1,307 @@
+//! Typed value slots of a row: string (register + counter), hash, set, sorted set.
+//!
+//! Each slot holds CRDT entries only; what a reader sees (the "visible" value)
+//! is computed from them. Slots never hold empty members: an element whose last
+//! dot was removed is dropped at once, so "empty slot" means "no such type".
+
+use crate::crdt::{prune_dots, readd_dots, Counter, Ctx, Dots, MvReg, Stamp};
+use crate::num;
+use bytes::Bytes;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static HASH_SEED: AtomicU64 = AtomicU64::new(0x6368_6f72_7573_2121);
+
+/// Sets the seed of every hash map the engine makes from now on. A server sets a
+/// random one at start (hash flooding); the simulator keeps a fixed one.
+pub fn set_hash_seed(seed: u64) {
+    HASH_SEED.store(seed, Ordering::Relaxed);
+}
+
+pub type Hasher = foldhash::fast::FixedState;
+pub type Map<V> = HashMap<Bytes, V, Hasher>;
+
+pub fn hasher() -> Hasher {
+    foldhash::fast::FixedState::with_seed(HASH_SEED.load(Ordering::Relaxed))
+}
+
+pub fn new_map<V>() -> Map<V> {
+    HashMap::with_hasher(hasher())
+}
+
+/// The four value types (lists come later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    String,
+    Hash,
+    Set,
+    ZSet,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Hash => "hash",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+        }
+    }
+}
+
+/// A register-or-counter cell: strings and hash fields.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cell {
+    pub reg: MvReg<Bytes>,
+    pub ctr: Counter,
+}
+
+impl Cell {
+    pub fn is_empty(&self) -> bool {
+        self.reg.is_empty() && self.ctr.is_empty()
+    }
+
+    pub fn prune(&mut self, ctx: &Ctx<'_>) -> bool {
+        let a = self.reg.prune(ctx);
+        let b = self.ctr.prune(ctx);
+        a || b
+    }
+
+    pub fn set(&mut self, ctx: &Ctx<'_>, value: Bytes) {
+        self.ctr.prune(ctx);
+        self.reg.write(ctx, value);
+    }
+
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        match (self.reg.max_stamp(), self.ctr.max_stamp()) {
+            (Some(a), Some(b)) => Some(if a.wins_over(&b) { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The visible bytes. A counter on top of an integer base shows the exact
+    /// sum; on top of a non-integer base the increments are not shown.
+    pub fn value(&self) -> Option<Bytes> {
+        if self.ctr.is_empty() {
+            return self.reg.value().cloned();
+        }
+        let base = self.reg.value();
+        if self.ctr.has_float() {
+            let b = match base {
+                None => 0.0,
+                Some(b) => match num::parse_float(b) {
+                    Some(f) => f,
+                    None => return base.cloned(),
+                },
+            };
+            let v = b + self.ctr.int_sum() as f64 + self.ctr.float_sum();
+            return Some(Bytes::from(num::format_float_human(v)));
+        }
+        let b: i128 = match base {
+            None => 0,
+            Some(b) => match num::parse_int(b) {
+                Some(i) => i as i128,
+                None => return base.cloned(),
+            },
+        };
+        Some(Bytes::from((b + self.ctr.int_sum()).to_string()))
+    }
+}
+
+/// Hash: field -> cell; fields are observed-remove (a concurrent HSET beats an
+/// HDEL that had not seen it, because the HSET's dot is not in the HDEL's context).
+#[derive(Clone, Debug)]
+pub struct HashSlot {
+    pub fields: Map<Cell>,
+}
+
+impl Default for HashSlot {
+    fn default() -> Self {
+        HashSlot { fields: new_map() }
+    }
+}
+
+impl HashSlot {
+    pub fn prune(&mut self, ctx: &Ctx<'_>) {
+        self.fields.retain(|_, c| {
+            c.prune(ctx);
+            !c.is_empty()
+        });
+    }
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        crate::crdt::max_stamp(
+            self.fields
+                .values()
+                .filter_map(|c| c.max_stamp())
+                .collect::<Vec<_>>()
+                .iter(),
+        )
+    }
+}
+
+/// Add-wins observed-remove set.
+#[derive(Clone, Debug)]
+pub struct SetSlot {
+    pub members: Map<Dots>,
+}
+
+impl Default for SetSlot {
+    fn default() -> Self {
+        SetSlot { members: new_map() }
+    }
+}
+
+impl SetSlot {
+    pub fn add(&mut self, ctx: &Ctx<'_>, m: Bytes) {
+        readd_dots(self.members.entry(m).or_default(), ctx);
+    }
+    pub fn remove(&mut self, ctx: &Ctx<'_>, m: &[u8]) {
+        if let Some(d) = self.members.get_mut(m) {
+            prune_dots(d, ctx);
+            if d.is_empty() {
+                self.members.remove(m);
+            }
+        }
+    }
+    pub fn prune(&mut self, ctx: &Ctx<'_>) {
+        self.members.retain(|_, d| {
+            prune_dots(d, ctx);
+            !d.is_empty()
+        });
+    }
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        crate::crdt::max_stamp(self.members.values().flat_map(|d| d.iter()))
+    }
+}
+
+/// Total order on scores for the sorted-set index (-0.0 is stored as 0.0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score(pub f64);
+impl Eq for Score {}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// One sorted-set member: membership dots (add wins), score register (ZADD)
+/// and score counter (ZINCRBY).
+#[derive(Clone, Debug, Default)]
+pub struct ZMember {
+    pub adds: Dots,
+    pub reg: MvReg<f64>,
+    pub ctr: Counter,
+}
+
+impl ZMember {
+    pub fn score(&self) -> f64 {
+        let base = self.reg.value().copied().unwrap_or(0.0);
+        let s = if self.ctr.is_empty() {
+            base
+        } else {
+            base + self.ctr.float_sum()
+        };
+        if s.is_nan() {
+            // +inf and -inf added concurrently at two sites; Redis has no NaN
+            // scores, so every site shows 0 alike.
+            0.0
+        } else if s == 0.0 {
+            0.0
+        } else {
+            s
+        }
+    }
+    fn prune(&mut self, ctx: &Ctx<'_>) {
+        prune_dots(&mut self.adds, ctx);
+        self.reg.prune(ctx);
+        self.ctr.prune(ctx);
+    }
+}
+
+/// Sorted set: members plus an ordered index of visible `(score, member)`.
+#[derive(Clone, Debug)]
+pub struct ZSetSlot {
+    pub members: Map<ZMember>,
+    pub index: BTreeSet<(Score, Bytes)>,
+}
+
+impl Default for ZSetSlot {
+    fn default() -> Self {
+        ZSetSlot {
+            members: new_map(),
+            index: BTreeSet::new(),
+        }
+    }
+}
+
+impl ZSetSlot {
+    /// Applies `f` to one member and keeps the index in step with its score.
+    fn update(&mut self, m: &Bytes, f: impl FnOnce(&mut ZMember)) {
+        let entry = self.members.entry(m.clone()).or_default();
+        let old = if entry.adds.is_empty() {
+            None
+        } else {
+            Some(entry.score())
+        };
+        f(entry);
+        let new = if entry.adds.is_empty() {
+            None
+        } else {
+            Some(entry.score())
+        };
+        if new.is_none() {
+            self.members.remove(m);
+        }
+        if old.map(f64::to_bits) != new.map(f64::to_bits) {
+            if let Some(o) = old {
+                self.index.remove(&(Score(o), m.clone()));
+            }
+            if let Some(n) = new {
+                self.index.insert((Score(n), m.clone()));
+            }
+        }
+    }
+    pub fn add(&mut self, ctx: &Ctx<'_>, m: &Bytes, score: f64) {
+        self.update(m, |z| {
+            readd_dots(&mut z.adds, ctx);
+            z.ctr.prune(ctx);
+            z.reg.write(ctx, score);
+        });
+    }
+    pub fn incr(&mut self, ctx: &Ctx<'_>, m: &Bytes, delta: f64) {
+        self.update(m, |z| {
+            readd_dots(&mut z.adds, ctx);
+            z.ctr.add(ctx, 0, delta);
+        });
+    }
+    pub fn remove(&mut self, ctx: &Ctx<'_>, m: &Bytes) {
+        if self.members.contains_key(m) {
+            self.update(m, |z| z.prune(ctx));
+        }
+    }
+    pub fn prune(&mut self, ctx: &Ctx<'_>) {
+        let keys: Vec<Bytes> = self.members.keys().cloned().collect();
+        for k in keys {
+            self.remove(ctx, &k);
+        }
+    }
+    pub fn score(&self, m: &[u8]) -> Option<f64> {
+        self.members.get(m).map(|z| z.score())
+    }
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        crate::crdt::max_stamp(self.members.values().flat_map(|z| z.adds.iter()))
+    }
+    /// Rebuilds the index from the members (after decoding or merging).
+    pub fn reindex(&mut self) {
+        self.index = self
+            .members
+            .iter()
+            .map(|(m, z)| (Score(z.score()), m.clone()))
+            .collect();
+    }
+}

@@ -1,0 +1,161 @@
+//! Ops: the replicated effect of one client write (or one MULTI/EXEC group).
+//!
+//! An op is `(OpId, hlc, deps, effects)`. `deps` is the origin's version vector
+//! when it made the op, without the origin's own entry (its own `seq - 1` is
+//! implied). It serves twice: causality (an op is applied only after its deps)
+//! and observed-remove (a removal removes exactly the entries whose dots its
+//! origin had seen: `deps` plus the op itself). Effects are applied in order.
+
+use crate::hlc::Hlc;
+use crate::id::{OpId, VersionVector};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Largest number of effects in one op (one MULTI/EXEC, one FLUSHALL…).
+pub const OP_EFFECTS_MAX: usize = 1 << 20;
+
+/// One replicated op.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Op {
+    pub id: OpId,
+    pub hlc: Hlc,
+    pub deps: VersionVector,
+    pub effects: Vec<KeyEffect>,
+}
+
+/// One effect on one key of one database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyEffect {
+    pub db: u8,
+    pub key: Bytes,
+    pub effect: Effect,
+}
+
+/// A whole value, written by RESTORE, COPY, RENAME, *STORE commands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Str(Bytes),
+    Hash(Vec<(Bytes, Bytes)>),
+    Set(Vec<Bytes>),
+    ZSet(Vec<(Bytes, f64)>),
+}
+
+/// What an op does to one key. Every effect that writes a type also drops the
+/// entries of *other* types that its origin had seen (they were invisible there,
+/// or the command would have failed with WRONGTYPE).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Observed-remove of the whole key (and of its TTL unless `keep_ttl`), then
+    /// a string register write.
+    SetString {
+        value: Bytes,
+        keep_ttl: bool,
+    },
+    /// Adds to the string's counter (INCR family).
+    IncrInt(i64),
+    /// Adds to the string's float counter (INCRBYFLOAT).
+    IncrFloat(f64),
+    /// Observed-remove of the whole key.
+    Del,
+    /// `Some(deadline_ms)`: EXPIRE family; `None`: PERSIST.
+    Expire(Option<u64>),
+    HSet(Vec<(Bytes, Bytes)>),
+    HDel(Vec<Bytes>),
+    HIncrInt(Bytes, i64),
+    HIncrFloat(Bytes, f64),
+    SAdd(Vec<Bytes>),
+    SRem(Vec<Bytes>),
+    /// Adds members and sets their scores (register).
+    ZAdd(Vec<(Bytes, f64)>),
+    /// Adds the member (if absent) and adds to its score (counter).
+    ZIncr(Bytes, f64),
+    ZRem(Vec<Bytes>),
+    /// Observed-remove of the whole key (TTL included unless `keep_ttl`), then
+    /// writes a whole value.
+    Replace {
+        value: Value,
+        keep_ttl: bool,
+    },
+    /// Observed-remove of every key of `db` (the key is empty).
+    FlushDb,
+    /// Observed-remove of every key of every db (db and key are empty).
+    FlushAll,
+}
+
+impl Op {
+    /// Rough size in memory/on the wire, for batch and backlog bounds.
+    pub fn size_hint(&self) -> usize {
+        32 + self
+            .effects
+            .iter()
+            .map(|e| 16 + e.key.len() + e.effect.size_hint())
+            .sum::<usize>()
+    }
+}
+
+impl Effect {
+    pub fn size_hint(&self) -> usize {
+        fn pairs(v: &[(Bytes, Bytes)]) -> usize {
+            v.iter().map(|(a, b)| a.len() + b.len() + 8).sum()
+        }
+        fn list(v: &[Bytes]) -> usize {
+            v.iter().map(|a| a.len() + 4).sum()
+        }
+        fn scored(v: &[(Bytes, f64)]) -> usize {
+            v.iter().map(|(a, _)| a.len() + 12).sum()
+        }
+        match self {
+            Effect::SetString { value, .. } => value.len() + 4,
+            Effect::HSet(v) => pairs(v),
+            Effect::HDel(v) | Effect::SAdd(v) | Effect::SRem(v) | Effect::ZRem(v) => list(v),
+            Effect::HIncrInt(f, _) | Effect::HIncrFloat(f, _) | Effect::ZIncr(f, _) => f.len() + 12,
+            Effect::ZAdd(v) => scored(v),
+            Effect::Replace { value, .. } => match value {
+                Value::Str(b) => b.len(),
+                Value::Hash(v) => pairs(v),
+                Value::Set(v) => list(v),
+                Value::ZSet(v) => scored(v),
+            },
+            _ => 12,
+        }
+    }
+}
+
+fn own(b: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
+impl Effect {
+    /// Copies every payload into its own allocation, so values stored in rows
+    /// never pin the client buffer they were parsed from.
+    pub fn detach(self) -> Effect {
+        let pairs = |v: Vec<(Bytes, Bytes)>| v.iter().map(|(a, b)| (own(a), own(b))).collect();
+        let list = |v: Vec<Bytes>| v.iter().map(own).collect();
+        let scored = |v: Vec<(Bytes, f64)>| v.iter().map(|(a, s)| (own(a), *s)).collect();
+        match self {
+            Effect::SetString { value, keep_ttl } => Effect::SetString {
+                value: own(&value),
+                keep_ttl,
+            },
+            Effect::HSet(v) => Effect::HSet(pairs(v)),
+            Effect::HDel(v) => Effect::HDel(list(v)),
+            Effect::HIncrInt(f, d) => Effect::HIncrInt(own(&f), d),
+            Effect::HIncrFloat(f, d) => Effect::HIncrFloat(own(&f), d),
+            Effect::SAdd(v) => Effect::SAdd(list(v)),
+            Effect::SRem(v) => Effect::SRem(list(v)),
+            Effect::ZAdd(v) => Effect::ZAdd(scored(v)),
+            Effect::ZIncr(m, d) => Effect::ZIncr(own(&m), d),
+            Effect::ZRem(v) => Effect::ZRem(list(v)),
+            Effect::Replace { value, keep_ttl } => Effect::Replace {
+                value: match value {
+                    Value::Str(b) => Value::Str(own(&b)),
+                    Value::Hash(v) => Value::Hash(pairs(v)),
+                    Value::Set(v) => Value::Set(list(v)),
+                    Value::ZSet(v) => Value::ZSet(scored(v)),
+                },
+                keep_ttl,
+            },
+            other => other,
+        }
+    }
+}

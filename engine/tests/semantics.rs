@@ -1,0 +1,326 @@
+//! One named test per rule of DESIGN.md's "Semantics under concurrency" table
+//! (strings, counters, keys, expiry, flush). Two or three engines make writes
+//! concurrently (neither has seen the other's), exchange their ops, and must
+//! agree on the value the rule names and on the digest.
+
+use bytes::Bytes;
+use chorus_engine::storage::memory::MemoryStorage;
+use chorus_engine::{Engine, EngineConfig, Reply, VersionVector};
+
+fn site(id: u16) -> Engine {
+    Engine::open(Box::new(MemoryStorage::new()), EngineConfig::new(id)).expect("open")
+}
+
+fn run(e: &mut Engine, now: u64, cmd: &str) -> Reply {
+    let args: Vec<Bytes> = cmd.split(' ').map(|s| Bytes::copy_from_slice(s.as_bytes())).collect();
+    e.execute(0, &args, now)
+}
+
+/// Delivers every op `from` has that `to` lacks.
+fn deliver(from: &Engine, to: &mut Engine) {
+    let ops = from.ops_since(to.vv(), usize::MAX).expect("backlog serves");
+    to.apply_remote(ops);
+}
+
+fn exchange(sites: &mut [Engine]) {
+    for _ in 0..2 {
+        for i in 0..sites.len() {
+            for j in 0..sites.len() {
+                if i != j {
+                    let (a, b) = if i < j {
+                        let (l, r) = sites.split_at_mut(j);
+                        (&l[i], &mut r[0])
+                    } else {
+                        let (l, r) = sites.split_at_mut(i);
+                        (&r[0], &mut l[j])
+                    };
+                    deliver(a, b);
+                }
+            }
+        }
+    }
+    let d = sites[0].digest_hex();
+    for s in sites.iter() {
+        assert_eq!(s.digest_hex(), d, "digests differ after exchange");
+        assert_eq!(s.vv(), sites[0].vv());
+    }
+}
+
+fn bulk(s: &str) -> Reply {
+    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+#[test]
+fn lww_string_greater_hlc_wins() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET k a");
+    run(&mut b, 2000, "SET k b");
+    let mut s = [a, b];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 3000, "GET k"), bulk("b"));
+    }
+}
+
+#[test]
+fn lww_tie_broken_by_site_id() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET k a");
+    run(&mut b, 1000, "SET k b");
+    let mut s = [a, b];
+    exchange(&mut s);
+    assert_eq!(run(&mut s[0], 3000, "GET k"), bulk("b"));
+}
+
+#[test]
+fn causally_later_write_wins_even_with_older_clock() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 5000, "SET k a");
+    deliver(&a, &mut b);
+    // b's wall clock is behind, but it has seen a's write.
+    run(&mut b, 1000, "SET k b");
+    let mut s = [a, b];
+    exchange(&mut s);
+    assert_eq!(run(&mut s[0], 6000, "GET k"), bulk("b"));
+}
+
+#[test]
+fn concurrent_increments_add_up() {
+    let mut a = site(1);
+    let mut b = site(2);
+    let mut c = site(3);
+    for _ in 0..5 {
+        run(&mut a, 1000, "INCR n");
+        run(&mut b, 1000, "INCRBY n 10");
+        run(&mut c, 1000, "DECR n");
+    }
+    let mut s = [a, b, c];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 2000, "GET n"), bulk("50"));
+    }
+}
+
+#[test]
+fn set_resets_only_observed_increments() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "INCRBY n 5");
+    deliver(&a, &mut b);
+    // b has seen +5; a concurrently adds +3 that b's SET has not seen.
+    run(&mut a, 1100, "INCRBY n 3");
+    run(&mut b, 1200, "SET n 100");
+    let mut s = [a, b];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 2000, "GET n"), bulk("103"));
+    }
+}
+
+#[test]
+fn non_integer_set_drops_unobserved_increments() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "INCR n");
+    run(&mut b, 1200, "SET n hello");
+    let mut s = [a, b];
+    exchange(&mut s);
+    assert_eq!(run(&mut s[0], 2000, "GET n"), bulk("hello"));
+    assert_eq!(
+        run(&mut s[0], 2000, "INCR n"),
+        Reply::err("ERR value is not an integer or out of range")
+    );
+}
+
+#[test]
+fn incrbyfloat_sums_identically_everywhere() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET f 10.5");
+    deliver(&a, &mut b);
+    run(&mut a, 1100, "INCRBYFLOAT f 0.1");
+    run(&mut b, 1100, "INCRBYFLOAT f 0.2");
+    let mut s = [a, b];
+    exchange(&mut s);
+    let v0 = run(&mut s[0], 2000, "GET f");
+    let v1 = run(&mut s[1], 2000, "GET f");
+    assert_eq!(v0, v1);
+    let Reply::Bulk(v) = v0 else { panic!("not a bulk") };
+    let f: f64 = std::str::from_utf8(&v).unwrap().parse().unwrap();
+    assert!((f - 10.8).abs() < 1e-9);
+}
+
+#[test]
+fn counter_sum_outside_i64_is_exact_and_incr_overflows() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "INCRBY n 9223372036854775807");
+    run(&mut b, 1000, "INCRBY n 9223372036854775807");
+    let mut s = [a, b];
+    exchange(&mut s);
+    assert_eq!(run(&mut s[0], 2000, "GET n"), bulk("18446744073709551614"));
+    assert_eq!(run(&mut s[0], 2000, "INCR n"), Reply::err("ERR increment or decrement would overflow"));
+}
+
+#[test]
+fn del_removes_only_what_it_observed() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET k a");
+    deliver(&a, &mut b);
+    run(&mut b, 1100, "DEL k");
+    // Concurrent with the DEL: a writes again.
+    run(&mut a, 1050, "SET k a2");
+    let mut s = [a, b];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 2000, "GET k"), bulk("a2"));
+    }
+}
+
+#[test]
+fn del_that_saw_everything_deletes() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET k a");
+    run(&mut a, 1000, "INCR c");
+    deliver(&a, &mut b);
+    run(&mut b, 1100, "DEL k c");
+    let mut s = [a, b];
+    exchange(&mut s);
+    assert_eq!(run(&mut s[0], 2000, "EXISTS k c"), Reply::Int(0));
+}
+
+#[test]
+fn flushdb_is_observed_remove() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET x 1");
+    deliver(&a, &mut b);
+    run(&mut b, 1100, "FLUSHDB");
+    run(&mut a, 1050, "SET y 2");
+    let mut s = [a, b];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 2000, "GET x"), Reply::Nil);
+        assert_eq!(run(e, 2000, "GET y"), bulk("2"));
+    }
+}
+
+#[test]
+fn persist_beats_concurrent_expire() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET k v EX 100");
+    deliver(&a, &mut b);
+    run(&mut a, 1100, "PERSIST k");
+    run(&mut b, 1200, "EXPIRE k 500");
+    let mut s = [a, b];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 2000, "TTL k"), Reply::Int(-1));
+    }
+}
+
+#[test]
+fn later_deadline_wins_among_concurrent_expires() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET k v");
+    deliver(&a, &mut b);
+    run(&mut a, 1100, "EXPIRE k 100");
+    run(&mut b, 1100, "EXPIRE k 50");
+    let mut s = [a, b];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 1100, "PTTL k"), Reply::Int(100_000));
+    }
+}
+
+#[test]
+fn expired_key_hidden_and_owner_deletes() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET k v PX 100");
+    deliver(&a, &mut b);
+    assert_eq!(run(&mut b, 1200, "GET k"), Reply::Nil);
+    // Only the owner of the winning deadline deletes actively.
+    assert_eq!(b.expire_cycle(1200, 10), 0);
+    assert_eq!(a.expire_cycle(1200, 10), 1);
+    deliver(&a, &mut b);
+    assert_eq!(b.dbsize(0), 0);
+    let mut s = [a, b];
+    exchange(&mut s);
+}
+
+#[test]
+fn type_conflict_greater_stamp_type_shows() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET k str");
+    run(&mut b, 2000, "SET k x");
+    run(&mut b, 2000, "DEL k");
+    let args: Vec<Bytes> = ["SADD", "k", "m"].iter().map(|s| Bytes::from(*s)).collect();
+    b.execute(0, &args, 2100);
+    let mut s = [a, b];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 3000, "TYPE k"), Reply::Simple("set".into()));
+        assert!(e.type_conflicts() <= 2);
+    }
+}
+
+#[test]
+fn duplicate_and_reordered_delivery_changes_nothing() {
+    let mut a = site(1);
+    let mut b = site(2);
+    for i in 0..20 {
+        run(&mut a, 1000 + i, &format!("INCRBY n {i}"));
+        run(&mut a, 1000 + i, &format!("SET s{} v", i % 3));
+    }
+    let mut ops = a.ops_since(&VersionVector::new(), usize::MAX).unwrap();
+    ops.reverse();
+    let dup = ops.clone();
+    b.apply_remote(ops);
+    b.apply_remote(dup);
+    assert_eq!(a.digest_hex(), b.digest_hex());
+    assert_eq!(run(&mut b, 5000, "GET n"), bulk("190"));
+}
+
+#[test]
+fn snapshot_merge_keeps_receivers_own_writes() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET x 1");
+    run(&mut a, 1000, "INCRBY n 5");
+    run(&mut b, 1000, "SET y 2");
+    run(&mut b, 1000, "INCRBY n 7");
+    let snap = a.snapshot();
+    b.merge_snapshot(snap);
+    assert_eq!(run(&mut b, 2000, "GET x"), bulk("1"));
+    assert_eq!(run(&mut b, 2000, "GET y"), bulk("2"));
+    assert_eq!(run(&mut b, 2000, "GET n"), bulk("12"));
+    let snap = b.snapshot();
+    a.merge_snapshot(snap);
+    assert_eq!(a.digest_hex(), b.digest_hex());
+}
+
+#[test]
+fn multi_exec_is_one_atomic_op() {
+    let mut a = site(1);
+    let mut b = site(2);
+    let cmds: Vec<(u8, Vec<Bytes>)> = ["SET a 1", "INCR c", "DEL a", "SET b 2"]
+        .iter()
+        .map(|c| (0u8, c.split(' ').map(|s| Bytes::copy_from_slice(s.as_bytes())).collect()))
+        .collect();
+    let replies = a.execute_multi(&cmds, 1000);
+    assert_eq!(replies, vec![Reply::Ok, Reply::Int(1), Reply::Int(1), Reply::Ok]);
+    assert_eq!(a.last_local_seq(), 1);
+    deliver(&a, &mut b);
+    assert_eq!(run(&mut b, 2000, "EXISTS a"), Reply::Int(0));
+    assert_eq!(run(&mut b, 2000, "GET b"), bulk("2"));
+    assert_eq!(a.digest_hex(), b.digest_hex());
+}
