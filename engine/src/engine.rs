@@ -334,6 +334,16 @@ impl Engine {
     pub fn clock(&self) -> Hlc {
         self.clock.last()
     }
+    /// The storage backend (the simulator reaches `MemoryStorage` through
+    /// `as_any_mut` to cut power).
+    pub fn storage_mut(&mut self) -> &mut dyn Storage {
+        self.storage.as_mut()
+    }
+    /// Gives the storage back without a clean shutdown (a crash, for tests and
+    /// the simulator: nothing is synced or marked clean).
+    pub fn into_storage(self) -> Box<dyn Storage> {
+        self.storage
+    }
     pub fn backlog(&self) -> &Backlog {
         &self.backlog
     }

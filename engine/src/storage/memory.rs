@@ -374,6 +374,10 @@ impl Storage for MemoryStorage {
         Ok(self.meta.get(name).cloned())
     }
 
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
     fn describe(&self) -> String {
         "memory".to_owned()
     }

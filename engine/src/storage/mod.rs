@@ -111,6 +111,9 @@ pub trait Storage: Send {
     fn meta_get(&mut self, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Human-readable location for messages ("/data/chorus", "memory").
     fn describe(&self) -> String;
+    /// The concrete backend, for tools that need it (the simulator crashes a
+    /// site through `MemoryStorage::crash`).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 
 /// Checks that `offset` is inside the kept log `start..=end`.

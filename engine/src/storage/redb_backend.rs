@@ -561,6 +561,10 @@ impl Storage for RedbStorage {
         self.poison_on_err(result)
     }
 
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
     fn describe(&self) -> String {
         self.dir.display().to_string()
     }
