@@ -159,7 +159,10 @@ pub struct Engine {
 impl Engine {
     /// Opens (recovers) a site from its storage.
     pub fn open(mut storage: Box<dyn Storage>, config: EngineConfig) -> Result<Engine, OpenError> {
-        let clean = storage.meta_get(META_CLEAN)?.as_deref() == Some(&b"1"[..]);
+        // No flag at all: a brand-new site. "1": the last stop was clean.
+        let clean_flag = storage.meta_get(META_CLEAN)?;
+        let brand_new = clean_flag.is_none();
+        let clean = clean_flag.as_deref() == Some(&b"1"[..]);
         let mut incarnation = match storage.meta_get(META_INCARNATION)? {
             Some(b) if b.len() == 4 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
             _ => 0,
@@ -207,19 +210,8 @@ impl Engine {
         engine.keyspace.dirty.clear();
         // A site that did not shut down cleanly may have shipped ops it then lost
         // (un-fsynced tail): start a new incarnation so no OpId is ever reused.
-        if !clean
-            && (engine.vv.get(engine.origin) > 0
-                || incarnation > 0
-                || engine.stats.recovered_ops > 0)
-        {
+        if !clean && !brand_new {
             incarnation += 1;
-        }
-        if !clean
-            && engine.vv.get(engine.origin) == 0
-            && engine.stats.recovered_ops == 0
-            && incarnation == 0
-        {
-            // A brand-new site: nothing was ever shipped.
         }
         engine
             .storage
