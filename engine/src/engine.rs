@@ -204,9 +204,18 @@ impl Engine {
                 .keyspace
                 .put_row(r.db, Bytes::from(r.key), img.into_row());
         }
-        // Ops older than the log start were trimmed: peers behind them need a full sync.
-        engine.backlog.raise_floor(&meta.vv);
-        engine.replay_log()?;
+        let first_in_log = engine.replay_log()?;
+        // The retained log holds, per origin, a contiguous run of seqs up to the
+        // newest; ops before that run (trimmed, or only in the checkpoint) cannot
+        // be served from the backlog: a peer behind them needs a full sync.
+        let mut floor = meta.vv.clone();
+        for (o, first) in first_in_log {
+            floor.set(o, first - 1);
+        }
+        engine.backlog.floor = floor;
+        while engine.backlog.bytes() > engine.config.backlog_bytes_max && engine.backlog.len() > 1 {
+            engine.backlog.pop_front();
+        }
         engine.keyspace.dirty.clear();
         // A site that did not shut down cleanly may have shipped ops it then lost
         // (un-fsynced tail): start a new incarnation so no OpId is ever reused.
@@ -224,7 +233,9 @@ impl Engine {
         Ok(engine)
     }
 
-    fn replay_log(&mut self) -> Result<(), OpenError> {
+    /// Replays the log; returns the first seq of each origin found in it.
+    fn replay_log(&mut self) -> Result<BTreeMap<Origin, u64>, OpenError> {
+        let mut first_in_log: BTreeMap<Origin, u64> = BTreeMap::new();
         let start = self.storage.log_start();
         let buf = self.storage.log_read_from(start)?;
         let mut pos = 0usize;
@@ -246,13 +257,12 @@ impl Engine {
                         }
                     };
                     let offset = start + pos as u64;
-                    if !self.backlog.floor.covers(op.id) {
-                        self.backlog.push(BacklogEntry {
-                            id: op.id,
-                            bytes: Bytes::copy_from_slice(payload),
-                            log_offset: offset,
-                        });
-                    }
+                    first_in_log.entry(op.id.origin).or_insert(op.id.seq);
+                    self.backlog.push(BacklogEntry {
+                        id: op.id,
+                        bytes: Bytes::copy_from_slice(payload),
+                        log_offset: offset,
+                    });
                     if !self.vv.covers(op.id) && self.deps_ready(&op) {
                         self.apply_op_internal(&op);
                         self.stats.recovered_ops += 1;
@@ -284,7 +294,7 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok(first_in_log)
     }
 
     fn truncate_log_at(&mut self, offset: u64, dropped: usize) -> Result<(), StorageError> {
@@ -322,6 +332,10 @@ impl Engine {
     }
     pub fn type_conflicts(&self) -> u64 {
         self.keyspace.stats.type_conflicts
+    }
+    /// Absorbs a peer's clock (heartbeats), so local stamps stay ahead of it.
+    pub fn observe_clock(&mut self, hlc: Hlc) {
+        self.clock.observe(hlc);
     }
     pub fn clock(&self) -> Hlc {
         self.clock.last()
@@ -551,7 +565,7 @@ impl Engine {
         ops_max: usize,
         bytes_max: usize,
     ) -> Option<(Vec<BacklogEntry>, u64)> {
-        if cursor < self.backlog.start() && !self.backlog.can_serve(peer_vv, &self.vv) {
+        if !self.backlog.can_serve(peer_vv, &self.vv) {
             return None;
         }
         Some(self.backlog.read(cursor, peer_vv, ops_max, bytes_max))
@@ -655,6 +669,13 @@ impl Engine {
         // through a checkpoint before acknowledging anything built on it.
         self.causal_buffer.retain(|id, _| !snap.vv.covers(*id));
         self.drain_causal_buffer();
+        // The merged ops are in no log: a checkpoint makes them durable before
+        // `durable_vv` (and so any ack to a peer) can cover them.
+        let now_ms = self.clock.last().wall_ms();
+        if let Err(e) = self.checkpoint(now_ms) {
+            tracing::error!(error = %e, "checkpoint after snapshot merge failed");
+            self.durable_vv = self.durable_vv.meet(&local_vv);
+        }
         debug_assert!(self.invariants_hold());
     }
 

@@ -19,7 +19,7 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 /// Largest encoded op accepted from disk or a peer.
 pub const OP_BYTES_MAX: usize = 512 << 20;
 
-#[derive(Debug, Error, PartialEq)]
+#[derive(Clone, Debug, Error, PartialEq)]
 pub enum DecodeError {
     #[error("unknown op format version {0}")]
     Version(u8),

@@ -1,1 +1,24 @@
 //! chorus-replication: wire messages, the sans-IO peer session and the QUIC driver.
+//!
+//! * [`wire`]: messages and their length-prefixed postcard frames, every size bounded.
+//! * [`session`]: [`PeerSession`], the replication state machine for one peer; it
+//!   reads no clock, spawns nothing, touches no socket and draws no randomness, so
+//!   the QUIC driver and the deterministic simulator drive the very same code.
+//! * [`backoff`]: reconnect delays shared by the driver and the simulator.
+//! * [`rate_limit`]: the per-peer token bucket.
+//!
+//! The QUIC driver (feature `quic`) is not written yet; the feature is empty and
+//! `cargo tree -p chorus-replication --no-default-features` has no tokio.
+
+pub mod backoff;
+pub mod rate_limit;
+pub mod session;
+pub mod wire;
+
+pub use backoff::Backoff;
+pub use rate_limit::TokenBucket;
+pub use session::{
+    ConfigError, PeerSession, PeerState, SessionConfig, SessionError, SessionEvent, SessionStats,
+    SyncDirection,
+};
+pub use wire::{FrameDecoder, Hello, Message, RefuseReason, SnapshotRow, WireError};

@@ -33,6 +33,9 @@ pub struct Spec {
 
 /// Looks a command up by name, any case.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, &'static Spec>> =
+        std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| all().map(|s| (s.name, s)).collect());
     let mut buf = [0u8; 32];
     let n = name.len();
     if n == 0 || n > buf.len() {
@@ -42,18 +45,7 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
         *d = s.to_ascii_uppercase();
     }
     let upper = std::str::from_utf8(&buf[..n]).ok()?;
-    for table in [
-        string::COMMANDS,
-        keys::COMMANDS,
-        hash::COMMANDS,
-        set::COMMANDS,
-        zset::COMMANDS,
-    ] {
-        if let Some(s) = table.iter().find(|s| s.name == upper) {
-            return Some(s);
-        }
-    }
-    None
+    table.get(upper).copied()
 }
 
 /// Every data command (for COMMAND COUNT / INFO / DOCS).
@@ -272,6 +264,340 @@ pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
         si == s.len()
     }
     go(pattern, s, nocase, 0)
+}
+
+// ---- helpers for the hash, set and sorted-set commands ----------------------
+
+/// Most elements HRANDFIELD / SRANDMEMBER / ZRANDMEMBER return for a negative
+/// count (repeats allowed). Redis has no bound and builds the reply until memory
+/// runs out; Chorus refuses larger counts with [`RANDOM_REPEATS_ERR`].
+pub const RANDOM_REPEATS_MAX: u64 = 1 << 20;
+pub const RANDOM_REPEATS_ERR: &str =
+    "ERR count is out of range (Chorus returns at most 1048576 elements with repetitions)";
+
+/// Deterministic stand-in for Redis's random choices: the engine draws no
+/// randomness, so HRANDFIELD, SPOP, SRANDMEMBER and ZRANDMEMBER pick with a
+/// splitmix64 stream seeded from the command's time (`txn.now_ms`) and an FNV-1a
+/// hash of the key. The same call on the same state in the same millisecond
+/// picks the same elements; picks index the collection in iteration order.
+pub struct Dice {
+    state: u64,
+}
+
+impl Dice {
+    pub fn new(now_ms: u64, key: &[u8]) -> Dice {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in key {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Dice {
+            state: h ^ now_ms.rotate_left(29),
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// Positions (into `n` elements in iteration order) that the `*RAND*` commands
+/// return for `count`, as Redis chooses them: a negative count picks `-count`
+/// times with repetitions; a positive one picks distinct elements, all of them
+/// (in order) when `count >= n`.
+pub fn random_positions(dice: &mut Dice, n: usize, count: i64) -> Result<Vec<usize>, Reply> {
+    if n == 0 || count == 0 {
+        return Ok(Vec::new());
+    }
+    if count < 0 {
+        let k = count.unsigned_abs();
+        if k > RANDOM_REPEATS_MAX {
+            return Err(Reply::err(RANDOM_REPEATS_ERR));
+        }
+        return Ok((0..k).map(|_| dice.below(n)).collect());
+    }
+    let k = count as u64;
+    if k >= n as u64 {
+        return Ok((0..n).collect());
+    }
+    // Partial Fisher-Yates: the first k slots end up a uniform k-subset.
+    let k = k as usize;
+    let mut pos: Vec<usize> = (0..n).collect();
+    for i in 0..k {
+        let j = i + dice.below(n - i);
+        pos.swap(i, j);
+    }
+    pos.truncate(k);
+    Ok(pos)
+}
+
+/// The count of HRANDFIELD / SRANDMEMBER / ZRANDMEMBER
+/// (`getRangeLongFromObjectOrReply(-LONG_MAX, LONG_MAX)`).
+pub fn rand_count_arg(b: &[u8]) -> Result<i64, Reply> {
+    let v = int_arg(b)?;
+    if v == i64::MIN {
+        return Err(Reply::err(format!(
+            "ERR value is out of range, value must between {} and {}",
+            -i64::MAX,
+            i64::MAX
+        )));
+    }
+    Ok(v)
+}
+
+/// `getPositiveLongFromObjectOrReply`: a non-negative integer, else `msg` (or
+/// Redis's default message).
+pub fn positive_arg(b: &[u8], msg: Option<&str>) -> Result<i64, Reply> {
+    match crate::num::parse_int(b) {
+        Some(v) if v >= 0 => Ok(v),
+        _ => Err(Reply::err(
+            msg.unwrap_or("ERR value is out of range, must be positive"),
+        )),
+    }
+}
+
+/// A SCAN-family cursor as Redis parses it (`strtoul`: a sign is allowed, a
+/// leading space or trailing garbage is not, and the empty string is 0).
+pub fn scan_cursor_arg(b: &[u8]) -> Result<u64, Reply> {
+    let bad = || Reply::err("ERR invalid cursor");
+    if b.first().is_some_and(|c| c_isspace(*c)) {
+        return Err(bad());
+    }
+    let s = c_str(b);
+    if s.is_empty() {
+        // strtoul converts nothing and stops at the end: cursor 0.
+        return Ok(0);
+    }
+    let (neg, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.iter().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add((c - b'0') as u64))
+            .ok_or_else(bad)?;
+    }
+    Ok(if neg { v.wrapping_neg() } else { v })
+}
+
+/// The options of HSCAN / SSCAN / ZSCAN (`args` after the cursor): validates
+/// COUNT and MATCH like Redis and returns the pattern (`None`: match all).
+/// Chorus returns the whole collection in one call (cursor 0), as Redis does
+/// for small encodings, so COUNT is checked but has no other effect.
+pub fn scan_pattern(args: &[Bytes]) -> Result<Option<Bytes>, Reply> {
+    let mut pattern = None;
+    let mut i = 0;
+    while i < args.len() {
+        let more = args.len() - i >= 2;
+        if is(&args[i], "COUNT") && more {
+            let count = int_arg(&args[i + 1])?;
+            if count < 1 {
+                return Err(Reply::err(errors::SYNTAX));
+            }
+        } else if is(&args[i], "MATCH") && more {
+            let p = &args[i + 1];
+            pattern = if p.as_ref() == b"*" {
+                None
+            } else {
+                Some(p.clone())
+            };
+        } else {
+            return Err(Reply::err(errors::SYNTAX));
+        }
+        i += 2;
+    }
+    Ok(pattern)
+}
+
+/// True when `s` passes the MATCH pattern from [`scan_pattern`].
+pub fn scan_match(pattern: &Option<Bytes>, s: &[u8]) -> bool {
+    match pattern {
+        None => true,
+        Some(p) => glob_match(p, s, false),
+    }
+}
+
+/// A SCAN-family reply: cursor 0 and the elements.
+pub fn scan_reply(items: Vec<Reply>) -> Reply {
+    Reply::Array(vec![Reply::bulk(&b"0"[..]), Reply::Array(items)])
+}
+
+/// C's `isspace` in the "C" locale.
+pub fn c_isspace(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// The bytes a C string function sees: up to the first NUL.
+pub fn c_str(b: &[u8]) -> &[u8] {
+    match b.iter().position(|&c| c == 0) {
+        Some(i) => &b[..i],
+        None => b,
+    }
+}
+
+/// C `strtod` on `s`: `(value, bytes consumed, erange)`. Nothing converted is
+/// `(0.0, 0, false)`. Accepts leading spaces, a sign, decimal and hex floats,
+/// `inf`/`infinity` and `nan` in any case; `erange` is set when a finite
+/// literal overflows to infinity or a non-zero one underflows to zero.
+pub fn strtod(s: &[u8]) -> (f64, usize, bool) {
+    let mut i = 0;
+    while i < s.len() && c_isspace(s[i]) {
+        i += 1;
+    }
+    let mut neg = false;
+    if let Some(&c) = s.get(i) {
+        if c == b'+' || c == b'-' {
+            neg = c == b'-';
+            i += 1;
+        }
+    }
+    let sign = if neg { -1.0 } else { 1.0 };
+    let rest = &s[i..];
+    let starts =
+        |kw: &str| rest.len() >= kw.len() && rest[..kw.len()].eq_ignore_ascii_case(kw.as_bytes());
+    if starts("infinity") {
+        return (sign * f64::INFINITY, i + 8, false);
+    }
+    if starts("inf") {
+        return (sign * f64::INFINITY, i + 3, false);
+    }
+    if starts("nan") {
+        let mut n = i + 3;
+        if s.get(n) == Some(&b'(') {
+            let mut j = n + 1;
+            while j < s.len() && (s[j].is_ascii_alphanumeric() || s[j] == b'_') {
+                j += 1;
+            }
+            if s.get(j) == Some(&b')') {
+                n = j + 1;
+            }
+        }
+        return (f64::NAN, n, false);
+    }
+    if let Some((v, used, nonzero)) = starts("0x").then(|| hex_float(&rest[2..])).flatten() {
+        let v = sign * v;
+        let erange = v.is_infinite() || (v == 0.0 && nonzero);
+        return (v, i + 2 + used, erange);
+    }
+    // Decimal: digits, optional fraction, optional exponent (taken only when it
+    // has digits).
+    let mut j = i;
+    let mut mantissa_digits = 0;
+    let mut nonzero = false;
+    while j < s.len() && s[j].is_ascii_digit() {
+        nonzero |= s[j] != b'0';
+        mantissa_digits += 1;
+        j += 1;
+    }
+    if s.get(j) == Some(&b'.') {
+        j += 1;
+        while j < s.len() && s[j].is_ascii_digit() {
+            nonzero |= s[j] != b'0';
+            mantissa_digits += 1;
+            j += 1;
+        }
+    }
+    if mantissa_digits == 0 {
+        return (0.0, 0, false);
+    }
+    if matches!(s.get(j), Some(b'e' | b'E')) {
+        let mut k = j + 1;
+        if matches!(s.get(k), Some(b'+' | b'-')) {
+            k += 1;
+        }
+        if s.get(k).is_some_and(|c| c.is_ascii_digit()) {
+            while k < s.len() && s[k].is_ascii_digit() {
+                k += 1;
+            }
+            j = k;
+        }
+    }
+    let text = std::str::from_utf8(&s[i..j]).unwrap_or("0");
+    let v = sign * text.parse::<f64>().unwrap_or(0.0);
+    let erange = v.is_infinite() || (v == 0.0 && nonzero);
+    (v, j, erange)
+}
+
+/// The hex digits after `0x`: `(value, bytes used, any non-zero digit)`, or
+/// `None` when no hex digit follows (strtod then reads just the `0`).
+fn hex_float(s: &[u8]) -> Option<(f64, usize, bool)> {
+    let mut j = 0;
+    let mut v = 0.0f64;
+    let mut exp: i32 = 0;
+    let mut digits = 0;
+    let mut nonzero = false;
+    let mut frac = false;
+    while j < s.len() {
+        let c = s[j];
+        if c == b'.' && !frac {
+            frac = true;
+        } else if let Some(d) = (c as char).to_digit(16) {
+            nonzero |= d != 0;
+            v = v * 16.0 + d as f64;
+            if frac {
+                exp = exp.saturating_sub(4);
+            }
+            digits += 1;
+        } else {
+            break;
+        }
+        j += 1;
+    }
+    if digits == 0 {
+        return None;
+    }
+    if matches!(s.get(j), Some(b'p' | b'P')) {
+        let mut k = j + 1;
+        let mut eneg = false;
+        if matches!(s.get(k), Some(b'+' | b'-')) {
+            eneg = s[k] == b'-';
+            k += 1;
+        }
+        if s.get(k).is_some_and(|c| c.is_ascii_digit()) {
+            let mut e: i32 = 0;
+            while k < s.len() && s[k].is_ascii_digit() {
+                e = e.saturating_mul(10).saturating_add((s[k] - b'0') as i32);
+                k += 1;
+            }
+            exp = exp.saturating_add(if eneg { -e } else { e });
+            j = k;
+        }
+    }
+    Some((v * 2f64.powi(exp.clamp(-2200, 2200)), j, nonzero))
+}
+
+/// A double argument as Redis's `getDoubleFromObject` reads it: the whole
+/// argument, no leading space, no overflow or underflow to zero, not NaN
+/// (`inf` and `-inf` are fine).
+pub fn double_arg(b: &[u8]) -> Option<f64> {
+    let (v, used, erange) = strtod(b);
+    if b.is_empty()
+        || c_isspace(b[0])
+        || used != b.len()
+        || (erange && (v.is_infinite() || v == 0.0))
+        || v.is_nan()
+    {
+        return None;
+    }
+    Some(v)
 }
 
 #[cfg(test)]

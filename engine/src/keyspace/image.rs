@@ -169,8 +169,23 @@ impl RowImage {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
+    /// Decodes untrusted bytes (disk, peer) and checks the canonical form:
+    /// members sorted and unique, no empty dot sets.
     pub fn decode(bytes: &[u8]) -> Result<RowImage, postcard::Error> {
-        postcard::from_bytes(bytes)
+        let img: RowImage = postcard::from_bytes(bytes)?;
+        fn sorted_unique<T>(v: &[(Bytes, T)]) -> bool {
+            v.windows(2).all(|w| w[0].0 < w[1].0)
+        }
+        let ok = sorted_unique(&img.hash)
+            && sorted_unique(&img.set)
+            && sorted_unique(&img.zset)
+            && img.set.iter().all(|(_, d)| !d.is_empty())
+            && img.zset.iter().all(|(_, z)| !z.adds.is_empty());
+        if ok {
+            Ok(img)
+        } else {
+            Err(postcard::Error::DeserializeBadEncoding)
+        }
     }
 }
 

@@ -1,0 +1,625 @@
+//! Two or three real engines replicating through real `PeerSession`s over an
+//! in-memory pipe (see `support`).
+
+mod support;
+
+use bytes::Bytes;
+use chorus_engine::id::VersionVector;
+use chorus_engine::log::encode_op;
+use chorus_replication::session::SessionError;
+use chorus_replication::wire::{encode_frame, Hello, Message, RefuseReason, PROTOCOL_VERSION};
+use chorus_replication::{PeerSession, PeerState, SessionConfig, SessionEvent, SyncDirection};
+use support::{engine_config, session_config, Net, CLUSTER};
+
+fn refused(events: &[SessionEvent]) -> Vec<(RefuseReason, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Refused { reason, by_peer } => Some((reason.clone(), *by_peer)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn connected(events: &[SessionEvent]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Connected { .. }))
+}
+
+fn closed(events: &[SessionEvent]) -> Option<SessionError> {
+    events.iter().find_map(|e| match e {
+        SessionEvent::Closed { error } => Some(error.clone()),
+        _ => None,
+    })
+}
+
+fn full_syncs(events: &[SessionEvent], dir: SyncDirection) -> usize {
+    events
+        .iter()
+        .filter(
+            |e| matches!(e, SessionEvent::FullSyncFinished { direction, .. } if *direction == dir),
+        )
+        .count()
+}
+
+#[test]
+fn handshake_refuses_another_cluster() {
+    let mut net = Net::new(&[1, 2]);
+    let l = net.link_with(0, 1, SessionConfig::new(1), SessionConfig::new(2));
+    net.connect(l);
+    net.run(5);
+    let a = refused(net.events(l, 0));
+    let b = refused(net.events(l, 1));
+    assert!(
+        a.contains(&(RefuseReason::ClusterMismatch { ours: 1, theirs: 2 }, false)),
+        "{a:?}"
+    );
+    assert!(
+        b.contains(&(RefuseReason::ClusterMismatch { ours: 2, theirs: 1 }, false)),
+        "{b:?}"
+    );
+    assert!(!connected(net.events(l, 0)) && !connected(net.events(l, 1)));
+    assert_eq!(net.session(l, 0).state(), PeerState::Down);
+    assert_eq!(net.session(l, 1).state(), PeerState::Down);
+}
+
+#[test]
+fn handshake_refuses_a_duplicate_site_id() {
+    let mut net = Net::new(&[7, 7]);
+    let l = net.link(0, 1);
+    net.connect(l);
+    net.write(0, "k", "v");
+    net.run(5);
+    assert!(
+        refused(net.events(l, 0)).contains(&(RefuseReason::DuplicateSiteId { site_id: 7 }, false))
+    );
+    assert!(
+        refused(net.events(l, 1)).contains(&(RefuseReason::DuplicateSiteId { site_id: 7 }, false))
+    );
+    // Nothing moved.
+    assert_eq!(net.engine(1).dbsize(0), 0);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 0);
+}
+
+#[test]
+fn handshake_refuses_an_unexpected_site() {
+    let mut net = Net::new(&[1, 2]);
+    let mut ca = session_config();
+    ca.peer_site_id = Some(3);
+    let l = net.link_with(0, 1, ca, session_config());
+    net.connect(l);
+    net.run(5);
+    assert!(refused(net.events(l, 0)).contains(&(
+        RefuseReason::UnexpectedSite {
+            expected: 3,
+            got: 2
+        },
+        false
+    )));
+    // Site 2 accepted site 1 and then learnt it was refused.
+    assert!(connected(net.events(l, 1)));
+    assert!(refused(net.events(l, 1))
+        .iter()
+        .any(|(_, by_peer)| *by_peer));
+    assert_eq!(net.session(l, 1).state(), PeerState::Down);
+}
+
+#[test]
+fn handshake_refuses_an_unsupported_protocol_version() {
+    let mut engine = support::open_engine(engine_config(1));
+    let mut s = PeerSession::new(session_config()).unwrap();
+    s.handle_connected(0);
+    let hello = Message::Hello(Hello {
+        cluster_id: CLUSTER,
+        site_id: 2,
+        protocol_version: PROTOCOL_VERSION + 1,
+        vv: VersionVector::new(),
+    });
+    s.handle_bytes(1, &encode_frame(&hello).unwrap(), &mut engine);
+    assert_eq!(s.state(), PeerState::Down);
+    let mut out = Vec::new();
+    while let Some(f) = s.poll_transmit(1, &engine) {
+        out.push(f);
+    }
+    let msgs = support::decode_frames(&out);
+    assert!(matches!(msgs.first(), Some(Message::Hello(_))));
+    assert!(matches!(
+        msgs.get(1),
+        Some(Message::HelloRefused {
+            reason: RefuseReason::ProtocolVersion { .. }
+        })
+    ));
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Refused { by_peer: false, .. })
+    ));
+}
+
+#[test]
+fn writes_at_both_sites_converge() {
+    let mut net = Net::new(&[1, 2]);
+    let l = net.link(0, 1);
+    // Writes before the connection, during it, on the same and on distinct keys.
+    for i in 0..20 {
+        net.write(0, &format!("a{i}"), "x");
+        net.write(1, &format!("b{i}"), "y");
+    }
+    net.connect(l);
+    for i in 0..50 {
+        net.write(i % 2, &format!("shared{}", i % 7), &format!("v{i}"));
+        net.write(0, &format!("a-live{i}"), "1");
+        net.write(1, &format!("b-live{i}"), "2");
+        net.step();
+    }
+    assert!(net.run_until(1_000, |n| n.converged()));
+    assert!(connected(net.events(l, 0)) && connected(net.events(l, 1)));
+    assert_eq!(net.engine(0).dbsize(0), 20 + 20 + 7 + 50 + 50);
+    assert_eq!(net.session(l, 0).state(), PeerState::Streaming);
+    // Incremental only, every op once.
+    assert_eq!(full_syncs(net.events(l, 0), SyncDirection::Sending), 0);
+    assert_eq!(net.session(l, 1).stats().ops_duplicate, 0);
+    assert_eq!(net.session(l, 0).stats().ops_duplicate, 0);
+    // Acks catch up: no lag left once durable.
+    net.run(20);
+    assert_eq!(net.session(l, 0).ops_lag(net.engine(0)), 0);
+    assert_eq!(net.session(l, 1).ops_lag(net.engine(1)), 0);
+    assert!(net.session(l, 0).stats().last_ack_ms.is_some());
+}
+
+#[test]
+fn batches_respect_op_and_byte_bounds() {
+    let mut net = Net::new(&[1, 2]);
+    let mut ca = session_config();
+    ca.batch_ops_max = 7;
+    ca.batch_bytes_max = 300;
+    let l = net.link_with(0, 1, ca, session_config());
+    net.links[l].record = true;
+    for i in 0..100 {
+        net.write(0, &format!("key{i}"), &"v".repeat(i % 40));
+    }
+    // One op larger than the byte bound travels alone.
+    net.write(0, "big", &"B".repeat(1000));
+    net.connect(l);
+    assert!(net.run_until(1_000, |n| n.converged()));
+    let msgs = support::decode_frames(&net.links[l].sent[0]);
+    let batches: Vec<&Vec<Bytes>> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Message::OpBatch { ops } => Some(ops),
+            _ => None,
+        })
+        .collect();
+    assert!(batches.len() >= 101 / 7);
+    let mut ops = 0;
+    for b in &batches {
+        let bytes: usize = b.iter().map(|o| o.len()).sum();
+        assert!(b.len() <= 7, "{} ops", b.len());
+        assert!(
+            b.len() == 1 || bytes <= 300,
+            "{bytes} bytes in {} ops",
+            b.len()
+        );
+        ops += b.len();
+    }
+    assert_eq!(ops, 101);
+    assert!(batches.iter().any(|b| b.len() == 1 && b[0].len() > 1000));
+}
+
+#[test]
+fn unacknowledged_batches_are_bounded() {
+    let mut net = Net::new(&[1, 2]);
+    let mut ca = session_config();
+    ca.batch_ops_max = 5;
+    ca.inflight_batches_max = 3;
+    let l = net.link_with(0, 1, ca, session_config());
+    net.connect(l);
+    net.run(5);
+    // B's acks stop reaching A.
+    net.links[l].hold[1] = true;
+    for i in 0..100 {
+        net.write(0, &format!("k{i}"), "v");
+    }
+    net.run(50);
+    assert_eq!(net.session(l, 0).inflight_batches(), 3);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 15);
+    assert_eq!(net.engine(1).dbsize(0), 15);
+    net.links[l].hold[1] = false;
+    assert!(net.run_until(1_000, |n| n.converged()));
+    assert_eq!(net.session(l, 0).stats().ops_sent, 100);
+}
+
+#[test]
+fn acks_cover_only_the_durable_version_vector() {
+    let mut net = Net::new(&[1, 2]);
+    net.auto_sync = false;
+    let l = net.link(0, 1);
+    net.connect(l);
+    for i in 0..10 {
+        net.write(0, &format!("k{i}"), "v");
+    }
+    net.engine_mut(0).sync().unwrap();
+    net.run(50);
+    // B applied everything but synced nothing: its acks promise nothing.
+    assert_eq!(net.engine(1).dbsize(0), 10);
+    assert!(net.engine(1).durable_vv().is_empty());
+    assert!(net.session(l, 0).peer_acked_vv().is_empty());
+    assert_eq!(net.session(l, 0).ops_lag(net.engine(0)), 10);
+    assert!(net.session(l, 0).stats().acks_received > 0);
+    // Once B's log is durable, the next ack covers the ops.
+    net.engine_mut(1).sync().unwrap();
+    net.run(20);
+    assert_eq!(net.session(l, 0).peer_acked_vv(), net.engine(0).vv());
+    assert_eq!(net.session(l, 0).ops_lag(net.engine(0)), 0);
+}
+
+#[test]
+fn canary_acks_before_durable() {
+    let mut net = Net::new(&[1, 2]);
+    net.auto_sync = false;
+    let mut cb = session_config();
+    cb.canary_ack_before_durable = true;
+    let l = net.link_with(0, 1, session_config(), cb);
+    net.connect(l);
+    for i in 0..10 {
+        net.write(0, &format!("k{i}"), "v");
+    }
+    net.run(50);
+    assert!(net.engine(1).durable_vv().is_empty());
+    // The deliberate bug: A is told ops are safe at B that a crash of B loses.
+    assert_eq!(net.session(l, 0).peer_acked_vv(), net.engine(0).vv());
+}
+
+fn tiny_backlog(site: u16) -> chorus_engine::EngineConfig {
+    let mut c = engine_config(site);
+    c.backlog_bytes_max = 600;
+    c
+}
+
+#[test]
+fn a_peer_behind_the_backlog_gets_a_full_sync_and_both_keep_their_writes() {
+    let mut net = Net::with_engines(vec![tiny_backlog(1), tiny_backlog(2)]);
+    let l = net.link(0, 1);
+    for i in 0..40 {
+        net.write(0, &format!("a{i}"), "from-a");
+        net.write(1, &format!("b{i}"), "from-b");
+    }
+    net.write(0, "both", "a");
+    net.write(1, "both", "b");
+    net.connect(l);
+    assert!(net.run_until(2_000, |n| n.converged()));
+    assert!(full_syncs(net.events(l, 0), SyncDirection::Sending) >= 1);
+    assert!(full_syncs(net.events(l, 1), SyncDirection::Receiving) >= 1);
+    assert!(full_syncs(net.events(l, 1), SyncDirection::Sending) >= 1);
+    // Merged, not replaced: every key of both sites survives.
+    assert_eq!(net.engine(0).dbsize(0), 81);
+    assert_eq!(net.engine(1).dbsize(0), 81);
+    // Incremental sync goes on afterwards.
+    let snapshots = net.session(l, 0).stats().snapshots_sent;
+    net.write(0, "after", "1");
+    assert!(net.run_until(1_000, |n| n.converged()));
+    assert_eq!(net.engine(1).dbsize(0), 82);
+    assert_eq!(net.session(l, 0).stats().snapshots_sent, snapshots);
+    assert_eq!(net.session(l, 0).state(), PeerState::Streaming);
+}
+
+#[test]
+fn reconnect_resumes_from_the_acked_vector_without_resending() {
+    let mut net = Net::new(&[1, 2]);
+    let l = net.link(0, 1);
+    for i in 0..40 {
+        net.write(0, &format!("k{i}"), "v");
+    }
+    net.connect(l);
+    assert!(net.run_until(1_000, |n| n.session(l, 0).peer_acked_vv()
+        == n.engine(0).vv()));
+    assert_eq!(net.session(l, 1).stats().ops_received, 40);
+    net.disconnect(l);
+    assert_eq!(net.session(l, 0).state(), PeerState::Down);
+    for i in 40..50 {
+        net.write(0, &format!("k{i}"), "v");
+    }
+    net.run(10);
+    net.connect(l);
+    assert!(net.run_until(1_000, |n| n.converged()));
+    assert_eq!(net.session(l, 1).stats().ops_received, 50);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 50);
+    assert_eq!(net.session(l, 1).stats().ops_duplicate, 0);
+    assert_eq!(net.session(l, 0).stats().connects, 2);
+}
+
+#[test]
+fn three_sites_in_a_chain_converge() {
+    let mut net = Net::new(&[1, 2, 3]);
+    let l12 = net.link(0, 1);
+    let l23 = net.link(1, 2);
+    net.connect(l12);
+    net.connect(l23);
+    for i in 0..30 {
+        net.write(0, &format!("one{i}"), "1");
+        net.write(2, &format!("three{i}"), "3");
+        net.write(i % 3, "contended", &format!("{i}"));
+        if i % 5 == 0 {
+            net.write(1, &format!("two{i}"), "2");
+        }
+        net.step();
+    }
+    assert!(net.run_until(2_000, |n| n.converged()));
+    assert_eq!(net.engine(0).dbsize(0), 30 + 30 + 1 + 6);
+    // Site 2 forwards; nobody needed a snapshot.
+    for l in [l12, l23] {
+        for side in 0..2 {
+            assert_eq!(full_syncs(net.events(l, side), SyncDirection::Sending), 0);
+        }
+    }
+}
+
+#[test]
+fn full_sync_reaches_the_far_end_of_a_chain() {
+    // Site 2 learns site 1's ops through a snapshot, so they are not in its
+    // backlog: site 3 must get a snapshot from site 2 too, never a gap.
+    let mut net = Net::with_engines(vec![tiny_backlog(1), engine_config(2), engine_config(3)]);
+    let l12 = net.link(0, 1);
+    let l23 = net.link(1, 2);
+    net.connect(l23);
+    net.run(5);
+    for i in 0..40 {
+        net.write(0, &format!("one{i}"), "1");
+    }
+    net.connect(l12);
+    assert!(net.run_until(2_000, |n| n.converged()));
+    assert_eq!(net.engine(2).dbsize(0), 40);
+    assert!(full_syncs(net.events(l23, 0), SyncDirection::Sending) >= 1);
+}
+
+#[test]
+fn heartbeats_keep_a_quiet_connection_and_silence_kills_it() {
+    let mut net = Net::new(&[1, 2]);
+    let mut c = session_config();
+    c.heartbeat_interval_ms = 100;
+    c.idle_timeout_ms = 500;
+    let l = net.link_with(0, 1, c.clone(), c);
+    net.connect(l);
+    net.run(3_000);
+    assert_eq!(net.session(l, 0).state(), PeerState::Streaming);
+    assert!(net.session(l, 1).stats().peer_hlc.is_some());
+    // One-way silence: B hears nothing more from A.
+    net.links[l].hold[0] = true;
+    net.run(600);
+    assert!(matches!(
+        closed(net.events(l, 1)),
+        Some(SessionError::IdleTimeout { .. })
+    ));
+    assert_eq!(net.session(l, 1).state(), PeerState::Down);
+    assert_eq!(net.session(l, 1).poll_timeout(), None);
+}
+
+#[test]
+fn pause_stops_data_and_resume_catches_up() {
+    let mut net = Net::new(&[1, 2]);
+    let l = net.link(0, 1);
+    net.connect(l);
+    net.run(5);
+    net.session_mut(l, 0).pause();
+    assert_eq!(net.session(l, 0).state(), PeerState::Paused);
+    for i in 0..10 {
+        net.write(0, &format!("k{i}"), "v");
+        net.write(1, &format!("j{i}"), "v");
+    }
+    net.run(100);
+    assert_eq!(net.engine(1).dbsize(0), 10);
+    assert_eq!(net.engine(0).dbsize(0), 20);
+    net.session_mut(l, 0).resume();
+    assert!(net.run_until(1_000, |n| n.converged()));
+}
+
+#[test]
+fn requested_full_sync_is_served() {
+    let mut net = Net::new(&[1, 2]);
+    let l = net.link(0, 1);
+    for i in 0..10 {
+        net.write(0, &format!("k{i}"), "v");
+    }
+    net.connect(l);
+    assert!(net.run_until(1_000, |n| n.converged()));
+    net.session_mut(l, 1).request_full_sync();
+    net.run(20);
+    assert_eq!(full_syncs(net.events(l, 1), SyncDirection::Receiving), 1);
+    assert_eq!(full_syncs(net.events(l, 0), SyncDirection::Sending), 1);
+    assert!(net.converged());
+    net.write(0, "after", "v");
+    assert!(net.run_until(1_000, |n| n.converged()));
+}
+
+#[test]
+fn digests_match_after_convergence() {
+    let mut net = Net::new(&[1, 2]);
+    let l = net.link(0, 1);
+    net.connect(l);
+    for i in 0..10 {
+        net.write(i % 2, &format!("k{i}"), "v");
+    }
+    assert!(net.run_until(1_000, |n| n.converged()));
+    net.session_mut(l, 0).request_digest(0);
+    net.run(5);
+    assert!(net
+        .events(l, 0)
+        .contains(&SessionEvent::DigestMatched { db: 0 }));
+}
+
+#[test]
+fn an_oversized_snapshot_is_aborted() {
+    let mut net = Net::with_engines(vec![tiny_backlog(1), engine_config(2)]);
+    let mut cb = session_config();
+    cb.snapshot_bytes_max = 1_000;
+    let l = net.link_with(0, 1, session_config(), cb);
+    for i in 0..40 {
+        net.write(0, &format!("k{i}"), "value");
+    }
+    net.connect(l);
+    net.run(10);
+    assert!(matches!(
+        closed(net.events(l, 1)),
+        Some(SessionError::SnapshotTooLarge { max: 1_000 })
+    ));
+    assert_eq!(
+        net.engine(1).dbsize(0),
+        0,
+        "nothing of an aborted snapshot is merged"
+    );
+}
+
+#[test]
+fn the_rate_limit_holds_the_average_rate() {
+    let mut net = Net::new(&[1, 2]);
+    let mut ca = session_config();
+    ca.rate_limit_bytes_per_s = 2_000;
+    ca.batch_ops_max = 4;
+    let l = net.link_with(0, 1, ca, session_config());
+    net.connect(l);
+    net.run(5);
+    for i in 0..200 {
+        net.write(0, &format!("key{i:04}"), &"v".repeat(50));
+    }
+    let start = net.session(l, 0).stats().bytes_out;
+    net.run(2_000);
+    let sent = net.session(l, 0).stats().bytes_out - start;
+    // Burst (1 s) + 2 s at the rate, plus one frame of overshoot and control.
+    assert!(sent <= 2_000 + 4_000 + 1_500, "sent {sent} bytes in 2 s");
+    assert!(sent >= 4_000, "sent {sent} bytes in 2 s");
+    assert!(!net.converged());
+    assert!(net.run_until(60_000, |n| n.converged()));
+}
+
+#[test]
+fn garbage_from_a_peer_closes_the_session_without_panicking() {
+    let mut engine = support::open_engine(engine_config(1));
+    let mut s = PeerSession::new(session_config()).unwrap();
+    s.handle_connected(0);
+    s.handle_bytes(1, &[3, 0, 0, 0, 1, 2, 3], &mut engine);
+    assert_eq!(s.state(), PeerState::Down);
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Closed {
+            error: SessionError::Wire(_)
+        })
+    ));
+    // Oversized frame header.
+    s.handle_connected(2);
+    s.handle_bytes(3, &u32::MAX.to_le_bytes(), &mut engine);
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Closed {
+            error: SessionError::Wire(_)
+        })
+    ));
+    // A decoded message out of bounds, handed over directly.
+    s.handle_connected(3);
+    s.handle_message(3, Message::DigestRequest { db: 200 }, &mut engine);
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Closed {
+            error: SessionError::Wire(_)
+        })
+    ));
+    // Data before the handshake.
+    s.handle_connected(4);
+    let batch = Message::OpBatch {
+        ops: vec![Bytes::from_static(b"\x01x")],
+    };
+    s.handle_bytes(5, &encode_frame(&batch).unwrap(), &mut engine);
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Closed {
+            error: SessionError::UnexpectedMessage { .. }
+        })
+    ));
+}
+
+fn handshaken(engine: &mut chorus_engine::Engine, config: SessionConfig) -> PeerSession {
+    let mut s = PeerSession::new(config).unwrap();
+    s.handle_connected(0);
+    let hello = Message::Hello(Hello {
+        cluster_id: CLUSTER,
+        site_id: 9,
+        protocol_version: PROTOCOL_VERSION,
+        vv: VersionVector::new(),
+    });
+    s.handle_bytes(1, &encode_frame(&hello).unwrap(), engine);
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Connected { peer_site: 9 })
+    ));
+    s
+}
+
+#[test]
+fn a_bad_op_closes_the_session_and_applies_nothing() {
+    let mut engine = support::open_engine(engine_config(1));
+    let mut s = handshaken(&mut engine, session_config());
+    let mut source = support::open_engine(engine_config(9));
+    support::write(&mut source, "k", "v", 10);
+    let good = source.ops_since(&VersionVector::new(), 10).unwrap();
+    let batch = Message::OpBatch {
+        ops: vec![encode_op(&good[0]), Bytes::from_static(b"\x01\xff\xff\xff")],
+    };
+    s.handle_bytes(2, &encode_frame(&batch).unwrap(), &mut engine);
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Closed {
+            error: SessionError::Op(_)
+        })
+    ));
+    assert_eq!(engine.dbsize(0), 0);
+}
+
+#[test]
+fn a_causal_buffer_overflow_asks_the_peer_to_rewind() {
+    let mut config = engine_config(1);
+    config.causal_buffer_ops_max = 1;
+    let mut engine = support::open_engine(config);
+    let mut s = handshaken(&mut engine, session_config());
+    let mut source = support::open_engine(engine_config(9));
+    for i in 0..4 {
+        support::write(&mut source, &format!("k{i}"), "v", 10 + i);
+    }
+    let ops = source.ops_since(&VersionVector::new(), 10).unwrap();
+    // Ops 3 and 4 without 1 and 2: one is buffered, the other dropped.
+    let batch = Message::OpBatch {
+        ops: vec![encode_op(&ops[2]), encode_op(&ops[3])],
+    };
+    s.handle_bytes(2, &encode_frame(&batch).unwrap(), &mut engine);
+    assert_eq!(s.stats().ops_dropped, 1);
+    let mut frames = Vec::new();
+    while let Some(f) = s.poll_transmit(3, &engine) {
+        frames.push(f);
+    }
+    let msgs = support::decode_frames(&frames);
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, Message::Rewind { vv } if vv == engine.vv())));
+}
+
+#[test]
+fn a_rewind_makes_the_sender_resend_from_the_given_vector() {
+    let mut net = Net::new(&[1, 2]);
+    let l = net.link(0, 1);
+    for i in 0..10 {
+        net.write(0, &format!("k{i}"), "v");
+    }
+    net.connect(l);
+    assert!(net.run_until(1_000, |n| n.converged()));
+    assert_eq!(net.session(l, 0).stats().ops_sent, 10);
+    // As if B had dropped everything: it asks A to start again from nothing.
+    let rewind = encode_frame(&Message::Rewind {
+        vv: VersionVector::new(),
+    })
+    .unwrap();
+    let now = net.now;
+    let engine = &mut net.sites[0].engine;
+    net.links[l].sessions[0].handle_bytes(now, &rewind, engine);
+    net.run(20);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 20);
+    assert_eq!(net.session(l, 1).stats().ops_duplicate, 10);
+    assert!(net.converged());
+}
