@@ -10,7 +10,7 @@
 //! OpId is ever reused for a different op, must recover the same state when
 //! reopened twice, and must converge with a peer that kept the lost tail.
 //!
-//! Seeds: `CRASH_SEEDS` (default 4), steps per seed: `CRASH_STEPS` (default 60).
+//! Seeds: `CRASH_SEEDS` (default 8), steps per seed: `CRASH_STEPS` (default 80).
 
 use bytes::Bytes;
 use chorus_engine::storage::memory::{FailPoint, MemoryStorage};
@@ -348,8 +348,8 @@ fn check_point(w: &Run, p: &CutPoint) {
 
 #[test]
 fn power_cut_at_every_fsync_point_loses_no_acked_write() {
-    let seeds = env_usize("CRASH_SEEDS", 4) as u64;
-    let steps = env_usize("CRASH_STEPS", 60);
+    let seeds = env_usize("CRASH_SEEDS", 8) as u64;
+    let steps = env_usize("CRASH_STEPS", 80);
     let mut cuts = 0;
     for seed in 0..seeds {
         let run = workload(seed, steps);

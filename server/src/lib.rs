@@ -1,12 +1,20 @@
 //! chorus-server: the RESP server of one Chorus site.
 //!
-//! Layout: `resp/` owns the wire format (request parser, reply encoder),
-//! `config` the flags, config file and `CONFIG` parameter store, `cmd/` one
-//! file per command group (each returns a `Reply`, so every command is
-//! testable without a socket), `connection` the per-client loop, `server`
-//! the listener, shared state and shutdown, and `store` the single entry
-//! point through which data commands reach the engine.
+//! Layout: `resp/` owns the wire format (request parser, reply encoder and
+//! decoder), `config` the flags, config file and `CONFIG` parameter store,
+//! `cmd/` one file per command group (each returns a `Reply`, so every
+//! command is testable without a socket), `connection` the per-client loop,
+//! `server` the listener, shared state and shutdown, `clients` the client
+//! registry, `stats` and `memory` the INFO figures, and `store` the single
+//! entry point through which data commands reach the engine.
 
+pub mod clients;
+pub mod cmd;
 pub mod config;
+pub mod connection;
 pub mod glob;
+pub mod memory;
 pub mod resp;
+pub mod server;
+pub mod stats;
+pub mod store;

@@ -1,1 +1,79 @@
-fn main() {}
+//! chorus-server: the RESP server of one Chorus site.
+//!
+//! Parses flags, sets up logging (stderr; `RUST_LOG` overrides `--loglevel`),
+//! starts the server, prints one line saying where it listens and where its
+//! data is, and serves until SIGTERM, SIGINT or `SHUTDOWN`.
+
+use std::io::Write as _;
+
+use chorus_server::config::{Cli, ConfigStore, LogLevel};
+use chorus_server::memory::CountingAllocator;
+use chorus_server::server::{LogLevelHook, Server};
+use clap::Parser;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Installs the subscriber and returns the hook `CONFIG SET loglevel` uses.
+fn init_logging(level: LogLevel) -> LogLevelHook {
+    let from_env = std::env::var_os("RUST_LOG").is_some();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.filter_directive()));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .init();
+    Box::new(move |level: LogLevel| {
+        // An explicit RUST_LOG wins over CONFIG SET, as it wins at startup.
+        if !from_env {
+            let _ = handle.modify(|f| *f = EnvFilter::new(level.filter_directive()));
+        }
+    })
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // The level is needed before the server (and its config file) starts.
+    let level = match ConfigStore::from_cli(&cli) {
+        Ok(store) => store.settings().loglevel,
+        Err(e) => {
+            eprintln!("chorus-server: {e}");
+            std::process::exit(1);
+        }
+    };
+    let hook = init_logging(level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chorus-server: can't start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        let server = match Server::start(&cli, Some(hook)) {
+            Ok(server) => server,
+            Err(e) => {
+                eprintln!("chorus-server: {e}");
+                return 1;
+            }
+        };
+        println!("{}", server.startup_line());
+        let _ = std::io::stdout().flush();
+        server.run_until_shutdown().await
+    });
+    // Everything that must be durable was flushed by the shutdown hook;
+    // tasks still parked (idle reads) need not be waited for.
+    runtime.shutdown_background();
+    std::process::exit(code);
+}

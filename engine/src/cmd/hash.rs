@@ -808,4 +808,34 @@ mod tests {
         assert_eq!(run(&mut a, "HGET h f"), run(&mut b, "HGET h f"));
         assert_eq!(a.digest_hex(), b.digest_hex());
     }
+
+    #[test]
+    fn writes_emit_exactly_their_effects() {
+        use crate::op::Effect;
+        let mut e = engine(1);
+        run(&mut e, "HSET h a 1 b 2 a 3");
+        run(&mut e, "HSETNX h a 9");
+        run(&mut e, "HDEL h b nope b");
+        run(&mut e, "HDEL h nope");
+        run(&mut e, "HINCRBY h n 4");
+        run(&mut e, "HINCRBY h a x");
+        run(&mut e, "HINCRBYFLOAT h a 1.5");
+        let f = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let ops = e
+            .ops_since(&VersionVector::new(), usize::MAX)
+            .expect("backlog");
+        let effects: Vec<Effect> = ops
+            .into_iter()
+            .flat_map(|op| op.effects.into_iter().map(|k| k.effect))
+            .collect();
+        assert_eq!(
+            effects,
+            vec![
+                Effect::HSet(vec![(f("a"), f("3")), (f("b"), f("2"))]),
+                Effect::HDel(vec![f("b")]),
+                Effect::HIncrInt(f("n"), 4),
+                Effect::HIncrFloat(f("a"), 1.5),
+            ]
+        );
+    }
 }

@@ -780,4 +780,49 @@ mod tests {
         }
         assert_eq!(a.digest_hex(), b.digest_hex());
     }
+
+    #[test]
+    fn writes_emit_exactly_their_effects() {
+        use crate::op::{Effect, Value};
+        let mut e = engine(1);
+        run(&mut e, "SADD s a b a");
+        run(&mut e, "SADD s a");
+        run(&mut e, "SREM s a nope");
+        run(&mut e, "SREM s nope");
+        run(&mut e, "SMOVE s t b");
+        run(&mut e, "SUNIONSTORE u t");
+        run(&mut e, "SINTERSTORE u t nokey");
+        let f = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let k = |s: &str| s.to_string();
+        let ops = e
+            .ops_since(&VersionVector::new(), usize::MAX)
+            .expect("backlog");
+        let shape: Vec<Vec<(String, Effect)>> = ops
+            .into_iter()
+            .map(|op| {
+                op.effects
+                    .into_iter()
+                    .map(|e| (String::from_utf8_lossy(&e.key).into_owned(), e.effect))
+                    .collect()
+            })
+            .collect();
+        let replace = Effect::Replace {
+            value: Value::Set(vec![f("b")]),
+            keep_ttl: false,
+        };
+        assert_eq!(
+            shape,
+            vec![
+                vec![(k("s"), Effect::SAdd(vec![f("a"), f("b")]))],
+                vec![(k("s"), Effect::SAdd(vec![f("a")]))],
+                vec![(k("s"), Effect::SRem(vec![f("a")]))],
+                vec![
+                    (k("s"), Effect::SRem(vec![f("b")])),
+                    (k("t"), Effect::SAdd(vec![f("b")]))
+                ],
+                vec![(k("u"), replace)],
+                vec![(k("u"), Effect::Del)],
+            ]
+        );
+    }
 }

@@ -454,7 +454,7 @@ fn zrank_generic(txn: &mut Txn<'_>, db: u8, args: &[Bytes], rev: bool) -> Reply 
     };
     let below = z.index.range(..(Score(s), m.clone())).count();
     let rank = if rev {
-        z.index.len() - 1 - below
+        z.index.len().saturating_sub(below + 1)
     } else {
         below
     };
@@ -1861,5 +1861,75 @@ mod tests {
             assert_eq!(run(e, "ZSCORE z other"), Reply::Double(1.0));
         }
         assert_eq!(a.digest_hex(), b.digest_hex());
+    }
+
+    #[test]
+    fn double_args_parse_like_strtod() {
+        use super::super::double_arg;
+        let ok = [
+            ("0x1P3", 8.0),
+            ("0x.8", 0.5),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("+.5e1", 5.0),
+            ("-Infinity", f64::NEG_INFINITY),
+            ("inf", f64::INFINITY),
+            ("4.9e-324", 4.9e-324),
+        ];
+        for (s, v) in ok {
+            assert_eq!(double_arg(s.as_bytes()), Some(v), "{s}");
+        }
+        for s in [
+            "",
+            " 1",
+            "1 ",
+            "0x",
+            "1e+",
+            "1e99999999999999999999",
+            "1e-400",
+            "nan",
+            "1\x001",
+        ] {
+            assert_eq!(double_arg(s.as_bytes()), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn writes_emit_exactly_their_effects() {
+        use crate::op::{Effect, Value};
+        let mut e = engine(1);
+        run(&mut e, "ZADD z nx 1 a 2 b");
+        run(&mut e, "ZADD z nx 5 a 3 c");
+        run(&mut e, "ZADD z gt 0 a 4 b");
+        run(&mut e, "ZINCRBY z 2.5 a");
+        run(&mut e, "ZREM z a nope");
+        run(&mut e, "ZPOPMAX z");
+        run(&mut e, "ZUNIONSTORE d 1 z");
+        run(&mut e, "ZINTERSTORE d 2 z nokey");
+        run(&mut e, "ZINTERSTORE d 2 z nokey");
+        let f = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let ops = e
+            .ops_since(&VersionVector::new(), usize::MAX)
+            .expect("backlog");
+        let effects: Vec<Effect> = ops
+            .into_iter()
+            .flat_map(|op| op.effects.into_iter().map(|k| k.effect))
+            .collect();
+        assert_eq!(
+            effects,
+            vec![
+                Effect::ZAdd(vec![(f("a"), 1.0), (f("b"), 2.0)]),
+                Effect::ZAdd(vec![(f("c"), 3.0)]),
+                Effect::ZAdd(vec![(f("b"), 4.0)]),
+                Effect::ZIncr(f("a"), 2.5),
+                Effect::ZRem(vec![f("a")]),
+                Effect::ZRem(vec![f("b")]),
+                Effect::Replace {
+                    value: Value::ZSet(vec![(f("c"), 3.0)]),
+                    keep_ttl: false
+                },
+                Effect::Del,
+            ]
+        );
     }
 }

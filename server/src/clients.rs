@@ -1,0 +1,187 @@
+//! The registry of connected clients, for `CLIENT LIST/INFO/KILL`, `INFO
+//! clients` and the `maxclients` limit.
+//!
+//! Each connection owns its [`Session`](crate::connection::Session); what
+//! other connections may read or act on lives in a shared [`ClientHandle`]:
+//! the fields `CLIENT LIST` prints, and a kill switch. Ids start at 1 and are
+//! never reused, like Redis's.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// What `CLIENT LIST` shows about a client, updated by its connection.
+#[derive(Clone, Debug, Default)]
+pub struct ClientView {
+    pub name: Option<Bytes>,
+    pub db: u8,
+    /// Full name of the last command (`client|list`).
+    pub last_command: String,
+    pub resp: i64,
+    /// Commands queued by MULTI, or -1 outside MULTI.
+    pub multi: i64,
+    pub query_buffer_bytes: usize,
+    pub query_buffer_free_bytes: usize,
+    pub argv_bytes: usize,
+    pub no_evict: bool,
+}
+
+#[derive(Debug)]
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub local_addr: SocketAddr,
+    pub fd: i32,
+    pub created: Instant,
+    last_interaction: Mutex<Instant>,
+    view: Mutex<ClientView>,
+    killed: AtomicBool,
+    kill_signal: Notify,
+}
+
+impl ClientHandle {
+    pub fn view(&self) -> ClientView {
+        self.view.lock().clone()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut ClientView)) {
+        f(&mut self.view.lock());
+    }
+
+    pub fn touch(&self, now: Instant) {
+        *self.last_interaction.lock() = now;
+    }
+
+    pub fn idle_secs(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(*self.last_interaction.lock())
+            .as_secs()
+    }
+
+    /// Asks the connection to close (`CLIENT KILL`, shutdown).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.kill_signal.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once [`ClientHandle::kill`] has been called.
+    pub async fn killed(&self) {
+        while !self.is_killed() {
+            self.kill_signal.notified().await;
+        }
+    }
+
+    /// Redis's `client-list` line (without the trailing newline).
+    pub fn describe(&self, now: Instant) -> String {
+        let v = self.view();
+        let name = v
+            .name
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        let flags = if v.multi >= 0 { "x" } else { "N" };
+        let flags = if v.no_evict {
+            format!("{flags}e")
+        } else {
+            flags.to_string()
+        };
+        let cmd = if v.last_command.is_empty() {
+            "NULL"
+        } else {
+            v.last_command.as_str()
+        };
+        format!(
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            self.id,
+            self.addr,
+            self.local_addr,
+            self.fd,
+            name,
+            now.saturating_duration_since(self.created).as_secs(),
+            self.idle_secs(now),
+            flags,
+            v.db,
+            v.multi,
+            v.query_buffer_bytes,
+            v.query_buffer_free_bytes,
+            v.argv_bytes,
+            v.query_buffer_bytes + v.query_buffer_free_bytes + v.argv_bytes,
+            cmd,
+            v.resp,
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ClientRegistry {
+    next_id: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+}
+
+impl ClientRegistry {
+    /// Registers a new connection if fewer than `max` are connected.
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        local_addr: SocketAddr,
+        fd: i32,
+        max: u64,
+        now: Instant,
+    ) -> Option<Arc<ClientHandle>> {
+        let mut clients = self.clients.lock();
+        if clients.len() as u64 >= max {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let handle = Arc::new(ClientHandle {
+            id,
+            addr,
+            local_addr,
+            fd,
+            created: now,
+            last_interaction: Mutex::new(now),
+            view: Mutex::new(ClientView {
+                resp: 2,
+                multi: -1,
+                ..ClientView::default()
+            }),
+            killed: AtomicBool::new(false),
+            kill_signal: Notify::new(),
+        });
+        clients.insert(id, Arc::clone(&handle));
+        Some(handle)
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    pub fn count(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// All clients, by id.
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.clients.lock().values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        self.clients.lock().get(&id).cloned()
+    }
+
+    /// Asks every connection to close.
+    pub fn kill_all(&self) {
+        for client in self.all() {
+            client.kill();
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Command dispatch: from a parsed request to a [`Reply`], with Redis 7.0's
+//! checks in Redis's order (`processCommand` in `server.c`):
+//!
+//! 1. look the name up in Redis's table, then the subcommand: unknown ->
+//!    `ERR unknown command ...` / `ERR unknown subcommand ...`;
+//! 2. arity -> `ERR wrong number of arguments for '...' command`;
+//! 3. authentication -> `NOAUTH Authentication required.` (except no-auth
+//!    commands: AUTH, HELLO, QUIT, RESET);
+//! 4. inside MULTI: `no-multi` commands are refused, everything except
+//!    EXEC/DISCARD/MULTI/WATCH/QUIT/RESET is queued (`+QUEUED`);
+//! 5. run it: the server's own commands in this folder, one file per group;
+//!    every data command through [`call`] -> [`Store`](crate::store::Store),
+//!    the one place the engine is plugged in.
+//!
+//! A rejection in steps 1-4 inside MULTI marks the transaction so EXEC
+//! answers `EXECABORT`, as in Redis. Every function here returns a `Reply`
+//! and never touches the socket.
+
+pub mod client;
+pub mod config;
+pub mod connection;
+pub mod info;
+pub mod multi;
+pub mod server;
+pub mod table;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chorus_engine::Reply;
+
+use crate::config::Settings;
+use crate::connection::Session;
+use crate::server::ServerState;
+use crate::stats::Stats;
+use crate::store::StoreGuard;
+use table::{flag, CommandSpec, CommandTable};
+
+/// Commands the server runs itself; everything else in Redis's table is a
+/// data command and goes to the store.
+pub const SERVER_COMMANDS: &[&str] = &[
+    "auth", "bgsave", "client", "command", "config", "dbsize", "debug", "discard", "echo", "exec",
+    "function", "hello", "info", "lastsave", "multi", "ping", "quit", "reset", "save", "select",
+    "shutdown", "time", "unwatch", "watch",
+];
+
+/// Commands that run immediately inside MULTI instead of being queued.
+const NOT_QUEUED_IN_MULTI: &[&str] = &["exec", "discard", "multi", "watch", "quit", "reset"];
+
+/// What a command may touch while it runs.
+pub struct Ctx<'a> {
+    pub server: &'a ServerState,
+    pub session: &'a mut Session,
+    pub settings: Arc<Settings>,
+    /// Held by EXEC for the whole transaction so it is atomic; single
+    /// commands lock the store themselves.
+    pub store: Option<StoreGuard<'a>>,
+}
+
+impl Ctx<'_> {
+    /// Runs `f` with exclusive access to the store: the transaction's guard
+    /// inside EXEC (locking again there would deadlock), a fresh lock
+    /// otherwise.
+    pub fn with_store<R>(&mut self, f: impl FnOnce(&mut StoreGuard<'_>) -> R) -> R {
+        match self.store.as_mut() {
+            Some(guard) => f(guard),
+            None => f(&mut self.server.store.lock()),
+        }
+    }
+}
+
+/// Lower-cases an argument (commands and options are case-insensitive).
+pub fn lower(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).to_ascii_lowercase()
+}
+
+/// C's `%.Ns` on a byte string: at most `n` bytes, stopping at NUL.
+pub(crate) fn c_str_prefix(arg: &[u8], n: usize) -> &[u8] {
+    let end = arg
+        .iter()
+        .take(n)
+        .position(|&b| b == 0)
+        .unwrap_or(arg.len().min(n));
+    arg.get(..end).unwrap_or_default()
+}
+
+/// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `,
+/// byte for byte as Redis 7.0 builds it (128-byte caps included). Bytes
+/// that are not UTF-8 are replaced, since `Reply::Error` holds a `String`.
+pub fn unknown_command_error(args: &[Bytes]) -> Reply {
+    const CAP: usize = 128;
+    let name = args
+        .first()
+        .map(|a| c_str_prefix(a, CAP))
+        .unwrap_or_default();
+    let mut listed: Vec<u8> = Vec::new();
+    for arg in args.iter().skip(1) {
+        if listed.len() >= CAP {
+            break;
+        }
+        let room = CAP - listed.len();
+        listed.push(b'\'');
+        listed.extend_from_slice(c_str_prefix(arg, room));
+        listed.extend_from_slice(b"' ");
+    }
+    let mut text = b"ERR unknown command '".to_vec();
+    text.extend_from_slice(name);
+    text.extend_from_slice(b"', with args beginning with: ");
+    text.extend_from_slice(&listed);
+    Reply::Error(error_text(&text))
+}
+
+/// `ERR unknown subcommand 'x'. Try CONFIG HELP.`
+pub fn unknown_subcommand_error(container: &[u8], sub: &[u8]) -> Reply {
+    let mut text = b"ERR unknown subcommand '".to_vec();
+    text.extend_from_slice(c_str_prefix(sub, 128));
+    text.extend_from_slice(b"'. Try ");
+    text.extend_from_slice(
+        c_str_prefix(container, usize::MAX)
+            .to_ascii_uppercase()
+            .as_slice(),
+    );
+    text.extend_from_slice(b" HELP.");
+    Reply::Error(error_text(&text))
+}
+
+/// An error reply built from client bytes: CR/LF become spaces, as Redis's
+/// `addReplyErrorFormat` does.
+pub(crate) fn error_text(bytes: &[u8]) -> String {
+    let cleaned: Vec<u8> = bytes
+        .iter()
+        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+        .collect();
+    String::from_utf8_lossy(&cleaned).into_owned()
+}
+
+pub fn wrong_arity(fullname: &str) -> Reply {
+    Reply::Error(format!(
+        "ERR wrong number of arguments for '{fullname}' command"
+    ))
+}
+
+pub fn syntax_error() -> Reply {
+    Reply::err(chorus_engine::reply::errors::SYNTAX)
+}
+
+/// True if Chorus serves this top-level command.
+pub fn is_implemented(server: &ServerState, name: &str) -> bool {
+    SERVER_COMMANDS.contains(&name) || server.store.implements(name)
+}
+
+/// Finds the spec for a request, or the rejection Redis would send.
+fn lookup<'t>(
+    server: &ServerState,
+    table: &'t CommandTable,
+    args: &[Bytes],
+) -> Result<&'t CommandSpec, Reply> {
+    let name = args.first().map(|a| lower(a)).unwrap_or_default();
+    let Some(spec) = table.get(&name).filter(|_| is_implemented(server, &name)) else {
+        return Err(unknown_command_error(args));
+    };
+    if spec.subcommands.is_empty() || args.len() < 2 {
+        return Ok(spec);
+    }
+    let sub = args.get(1).map(|a| lower(a)).unwrap_or_default();
+    match spec.subcommand(&sub) {
+        Some(sub_spec) => Ok(sub_spec),
+        None => Err(unknown_subcommand_error(
+            args.first().map(|a| a.as_ref()).unwrap_or_default(),
+            args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
+        )),
+    }
+}
+
+/// Runs one request through every check and, if it passes, executes or
+/// queues it. This is the whole of Redis's `processCommand` that applies.
+pub fn process(ctx: &mut Ctx<'_>, args: Vec<Bytes>) -> Reply {
+    let table = CommandTable::redis();
+    let spec = match lookup(ctx.server, table, &args) {
+        Ok(spec) => spec,
+        Err(reply) => return reject(ctx, reply),
+    };
+    ctx.session.note_command(&spec.name);
+    if !spec.arity_ok(args.len()) {
+        return reject(ctx, wrong_arity(&spec.name));
+    }
+    if ctx.session.auth_required(&ctx.settings) && !spec.has_flag(flag::NO_AUTH) {
+        return reject(ctx, Reply::err("NOAUTH Authentication required."));
+    }
+    let top = spec.name.split('|').next().unwrap_or_default();
+    if ctx.session.multi.is_some() {
+        if spec.has_flag(flag::NO_MULTI) {
+            return reject(
+                ctx,
+                Reply::err("ERR Command not allowed inside a transaction"),
+            );
+        }
+        if !NOT_QUEUED_IN_MULTI.contains(&top) {
+            return multi::queue(ctx, args);
+        }
+    }
+    call(ctx, spec, &args)
+}
+
+/// Replies with a rejection, marking an open transaction as failed.
+fn reject(ctx: &mut Ctx<'_>, reply: Reply) -> Reply {
+    if let Some(multi) = ctx.session.multi.as_mut() {
+        multi.aborted = true;
+    }
+    count_error(ctx, &reply);
+    reply
+}
+
+fn count_error(ctx: &Ctx<'_>, reply: &Reply) {
+    if let Reply::Error(text) = reply {
+        ctx.server.stats.count_error(text);
+    }
+}
+
+/// Executes a command that passed every check (Redis's `call`): counted in
+/// `total_commands_processed`, its error (if any) in the error stats.
+pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+    Stats::add(&ctx.server.stats.total_commands_processed, 1);
+    let top = spec.name.split('|').next().unwrap_or_default();
+    let reply = match top {
+        "ping" => connection::ping(ctx, args),
+        "echo" => connection::echo(args),
+        "quit" => connection::quit(ctx),
+        "hello" => connection::hello(ctx, args),
+        "auth" => connection::auth(ctx, args),
+        "select" => connection::select(ctx, args),
+        "reset" => connection::reset(ctx),
+        "client" => client::run(ctx, args),
+        "config" => config::run(ctx, args),
+        "info" => info::run(ctx, args),
+        "command" => server::command(ctx, args),
+        "time" => server::time(),
+        "dbsize" => server::dbsize(ctx),
+        "lastsave" => server::lastsave(ctx),
+        "save" => server::save(ctx),
+        "bgsave" => server::bgsave(ctx, args),
+        "shutdown" => server::shutdown(ctx, args),
+        "debug" => server::debug(ctx, args),
+        "function" => server::function(args),
+        "multi" => multi::multi(ctx),
+        "exec" => multi::exec(ctx),
+        "discard" => multi::discard(ctx),
+        "watch" => multi::watch(ctx, args),
+        "unwatch" => multi::unwatch(ctx),
+        _ => data_command(ctx, args),
+    };
+    count_error(ctx, &reply);
+    reply
+}
+
+/// The single function through which every data command reaches the engine.
+fn data_command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let db = ctx.session.db;
+    match ctx.store.as_mut() {
+        Some(guard) => guard.execute(db, args),
+        None => ctx.server.store.lock().execute(db, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&[u8]]) -> Vec<Bytes> {
+        v.iter().map(|a| Bytes::copy_from_slice(a)).collect()
+    }
+
+    #[test]
+    fn unknown_command_format() {
+        assert_eq!(
+            unknown_command_error(&args(&[b"foo", b"a", b"b"])),
+            Reply::err("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
+        );
+        assert_eq!(
+            unknown_command_error(&args(&[b"foo"])),
+            Reply::err("ERR unknown command 'foo', with args beginning with: ")
+        );
+        assert_eq!(
+            unknown_command_error(&args(&[b"fo\r\no", b"a\0b"])),
+            Reply::err("ERR unknown command 'fo  o', with args beginning with: 'a' ")
+        );
+        let long = vec![b'x'; 200];
+        let Reply::Error(text) =
+            unknown_command_error(&[Bytes::from(long.clone()), Bytes::from(long)])
+        else {
+            unreachable!("always an error")
+        };
+        let prefix = "ERR unknown command '".len() + 128 + "', with args beginning with: ".len();
+        assert_eq!(text.len(), prefix + 1 + 128 + 2);
+    }
+
+    #[test]
+    fn unknown_subcommand_format() {
+        assert_eq!(
+            unknown_subcommand_error(b"config", b"foo"),
+            Reply::err("ERR unknown subcommand 'foo'. Try CONFIG HELP.")
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! Redis 7.0's command table: name, arity, flags and the full `COMMAND INFO`
+//! entry of every command and subcommand.
+//!
+//! The data is the RESP3 reply of `COMMAND` captured from redis-server
+//! 7.0.15 (`server/tools/capture_command_table.py` regenerates it), embedded
+//! in the binary and decoded once. Keeping Redis's own table means arity
+//! errors, `unknown subcommand` errors and `COMMAND INFO` answers are Redis's,
+//! for data commands as well as for the ones the server runs itself, and the
+//! checks happen before a command is queued by `MULTI`, as in Redis.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use chorus_engine::Reply;
+
+use crate::resp::decode::decode_reply;
+
+const REDIS_COMMAND_REPLY: &[u8] = include_bytes!("redis-7.0.15-command.resp3");
+
+/// Flags Chorus acts on (from the `flags` field of `COMMAND INFO`).
+pub mod flag {
+    pub const NO_AUTH: u32 = 1;
+    pub const NO_MULTI: u32 = 1 << 1;
+    pub const WRITE: u32 = 1 << 2;
+    pub const READONLY: u32 = 1 << 3;
+    pub const ADMIN: u32 = 1 << 4;
+    pub const FAST: u32 = 1 << 5;
+    pub const LOADING: u32 = 1 << 6;
+    pub const STALE: u32 = 1 << 7;
+    pub const DENYOOM: u32 = 1 << 8;
+    pub const PUBSUB: u32 = 1 << 9;
+    pub const BLOCKING: u32 = 1 << 10;
+}
+
+#[derive(Clone, Debug)]
+pub struct CommandSpec {
+    /// Lower case; subcommands are `container|sub` (Redis's "fullname").
+    pub name: String,
+    /// Positive: exact argument count (name included); negative: at least -arity.
+    pub arity: i64,
+    pub flags: u32,
+    pub first_key: i64,
+    pub last_key: i64,
+    pub key_step: i64,
+    /// ACL categories without the `@`.
+    pub categories: Vec<String>,
+    /// The entry exactly as `COMMAND INFO` returns it.
+    pub info: Reply,
+    pub subcommands: Vec<CommandSpec>,
+}
+
+impl CommandSpec {
+    pub fn has_flag(&self, f: u32) -> bool {
+        self.flags & f != 0
+    }
+
+    /// Redis's arity rule.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+        if self.arity >= 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
+    }
+
+    pub fn subcommand(&self, name: &str) -> Option<&CommandSpec> {
+        let full = format!("{}|{}", self.name, name);
+        self.subcommands.iter().find(|s| s.name == full)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct CommandTable {
+    commands: HashMap<String, CommandSpec>,
+}
+
+impl CommandTable {
+    /// Redis 7.0.15's table, decoded once.
+    pub fn redis() -> &'static CommandTable {
+        static TABLE: OnceLock<CommandTable> = OnceLock::new();
+        TABLE.get_or_init(|| CommandTable::decode(REDIS_COMMAND_REPLY))
+    }
+
+    /// Decodes a `COMMAND` reply. Entries that do not have the expected
+    /// shape are skipped; the unit tests make sure none are.
+    pub fn decode(bytes: &[u8]) -> CommandTable {
+        let mut commands = HashMap::new();
+        if let Ok(Some((Reply::Array(entries), _))) = decode_reply(bytes) {
+            for entry in entries {
+                if let Some(spec) = spec_from_info(entry) {
+                    commands.insert(spec.name.clone(), spec);
+                }
+            }
+        }
+        CommandTable { commands }
+    }
+
+    /// A top-level command by lower-case name.
+    pub fn get(&self, name: &str) -> Option<&CommandSpec> {
+        self.commands.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &CommandSpec> {
+        self.commands.values()
+    }
+}
+
+fn text_of(reply: &Reply) -> Option<String> {
+    match reply {
+        Reply::Bulk(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Reply::Simple(s) => Some(s.clone()),
+        Reply::Ok => Some("OK".to_string()),
+        _ => None,
+    }
+}
+
+fn words_of(reply: &Reply) -> Vec<String> {
+    match reply {
+        Reply::Set(items) | Reply::Array(items) => items.iter().filter_map(text_of).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn spec_from_info(info: Reply) -> Option<CommandSpec> {
+    let Reply::Array(fields) = &info else {
+        return None;
+    };
+    let [name, arity, flags, first, last, step, categories, _tips, _key_specs, subcommands] =
+        fields.as_slice()
+    else {
+        return None;
+    };
+    let int = |r: &Reply| match r {
+        Reply::Int(n) => Some(*n),
+        _ => None,
+    };
+    let mut bits = 0;
+    for f in words_of(flags) {
+        bits |= match f.as_str() {
+            "no_auth" => flag::NO_AUTH,
+            "no_multi" => flag::NO_MULTI,
+            "write" => flag::WRITE,
+            "readonly" => flag::READONLY,
+            "admin" => flag::ADMIN,
+            "fast" => flag::FAST,
+            "loading" => flag::LOADING,
+            "stale" => flag::STALE,
+            "denyoom" => flag::DENYOOM,
+            "pubsub" => flag::PUBSUB,
+            "blocking" => flag::BLOCKING,
+            _ => 0,
+        };
+    }
+    let subs = match subcommands {
+        Reply::Array(items) => items.iter().cloned().filter_map(spec_from_info).collect(),
+        _ => Vec::new(),
+    };
+    Some(CommandSpec {
+        name: text_of(name)?.to_ascii_lowercase(),
+        arity: int(arity)?,
+        flags: bits,
+        first_key: int(first)?,
+        last_key: int(last)?,
+        key_step: int(step)?,
+        categories: words_of(categories)
+            .into_iter()
+            .map(|c| c.trim_start_matches('@').to_string())
+            .collect(),
+        info,
+        subcommands: subs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_table_decodes_completely() {
+        let table = CommandTable::redis();
+        assert_eq!(table.len(), 240);
+        let get = table
+            .get("get")
+            .map(|c| (c.arity, c.first_key, c.has_flag(flag::READONLY)));
+        assert_eq!(get, Some((2, 1, true)));
+        let config = table.get("config");
+        assert_eq!(config.map(|c| c.arity), Some(-2));
+        let config_get = config.and_then(|c| c.subcommand("get"));
+        assert_eq!(config_get.map(|c| c.arity), Some(-3));
+        assert!(table.get("auth").is_some_and(|c| c.has_flag(flag::NO_AUTH)));
+        assert!(table
+            .get("save")
+            .is_some_and(|c| c.has_flag(flag::NO_MULTI)));
+        assert!(table
+            .get("client")
+            .is_some_and(|c| c.subcommand("list").is_some()));
+    }
+}

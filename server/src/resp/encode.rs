@@ -1,0 +1,302 @@
+//! Encodes a [`Reply`] as RESP2 or RESP3, byte for byte as Redis 7.0 does.
+//!
+//! RESP2 has no map, set, double, boolean, null or verbatim type, so they are
+//! lowered the way Redis lowers them: a map becomes a flat array of key,
+//! value, key, value; a set an array; a double a bulk string in `%.17g`
+//! format; a boolean the integer 1 or 0; a verbatim string a bulk string;
+//! `Nil` `$-1` and `NilArray` `*-1`. In RESP3 both nulls are `_`.
+//!
+//! Invariant: the output is always well-formed RESP, whatever the reply holds:
+//! CR and LF inside simple strings and errors are replaced by spaces (Redis
+//! does the same for the errors it formats), since they would end the line.
+
+use bytes::{BufMut, BytesMut};
+use chorus_engine::Reply;
+
+/// The protocol a connection speaks; `HELLO` switches it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+impl Protocol {
+    /// The number `HELLO` reports as `proto`.
+    pub fn version(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// Appends the encoding of `reply` to `out`.
+pub fn encode(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
+    match reply {
+        Reply::Ok => out.put_slice(b"+OK\r\n"),
+        Reply::Simple(text) => put_line(out, b'+', text.as_bytes()),
+        Reply::Error(text) => {
+            // A caller that copied Redis's "-ERR ..." style keeps one dash.
+            let text = text.strip_prefix('-').unwrap_or(text);
+            put_line(out, b'-', text.as_bytes());
+        }
+        Reply::Int(n) => put_header(out, b':', *n),
+        Reply::Bulk(bytes) => put_bulk(out, bytes),
+        Reply::Nil => match protocol {
+            Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
+            Protocol::Resp3 => out.put_slice(b"_\r\n"),
+        },
+        Reply::NilArray => match protocol {
+            Protocol::Resp2 => out.put_slice(b"*-1\r\n"),
+            Protocol::Resp3 => out.put_slice(b"_\r\n"),
+        },
+        Reply::Array(items) => {
+            put_header(out, b'*', len_i64(items.len()));
+            for item in items {
+                encode(item, protocol, out);
+            }
+        }
+        Reply::Double(value) => put_double(out, *value, protocol),
+        Reply::Map(pairs) => {
+            match protocol {
+                Protocol::Resp2 => put_header(out, b'*', len_i64(pairs.len()).saturating_mul(2)),
+                Protocol::Resp3 => put_header(out, b'%', len_i64(pairs.len())),
+            }
+            for (key, value) in pairs {
+                encode(key, protocol, out);
+                encode(value, protocol, out);
+            }
+        }
+        Reply::Set(items) => {
+            let tag = match protocol {
+                Protocol::Resp2 => b'*',
+                Protocol::Resp3 => b'~',
+            };
+            put_header(out, tag, len_i64(items.len()));
+            for item in items {
+                encode(item, protocol, out);
+            }
+        }
+        Reply::Bool(value) => match (protocol, value) {
+            (Protocol::Resp2, true) => out.put_slice(b":1\r\n"),
+            (Protocol::Resp2, false) => out.put_slice(b":0\r\n"),
+            (Protocol::Resp3, true) => out.put_slice(b"#t\r\n"),
+            (Protocol::Resp3, false) => out.put_slice(b"#f\r\n"),
+        },
+        Reply::Verbatim(text) => match protocol {
+            Protocol::Resp2 => put_bulk(out, text.as_bytes()),
+            Protocol::Resp3 => {
+                put_header(out, b'=', len_i64(text.len()).saturating_add(4));
+                out.put_slice(b"txt:");
+                out.put_slice(text.as_bytes());
+                out.put_slice(b"\r\n");
+            }
+        },
+    }
+}
+
+/// Encodes into a fresh buffer; convenient for tests and one-off replies.
+pub fn encode_to_vec(reply: &Reply, protocol: Protocol) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    encode(reply, protocol, &mut out);
+    out.to_vec()
+}
+
+fn len_i64(len: usize) -> i64 {
+    i64::try_from(len).unwrap_or(i64::MAX)
+}
+
+fn put_line(out: &mut BytesMut, tag: u8, text: &[u8]) {
+    out.reserve(text.len() + 3);
+    out.put_u8(tag);
+    for &b in text {
+        out.put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn put_header(out: &mut BytesMut, tag: u8, n: i64) {
+    let mut digits = [0u8; 20];
+    out.put_u8(tag);
+    out.put_slice(format_i64(n, &mut digits));
+    out.put_slice(b"\r\n");
+}
+
+fn put_bulk(out: &mut BytesMut, bytes: &[u8]) {
+    out.reserve(bytes.len() + 16);
+    put_header(out, b'$', len_i64(bytes.len()));
+    out.put_slice(bytes);
+    out.put_slice(b"\r\n");
+}
+
+fn put_double(out: &mut BytesMut, value: f64, protocol: Protocol) {
+    let text = format_double(value);
+    match protocol {
+        Protocol::Resp2 => put_bulk(out, text.as_bytes()),
+        Protocol::Resp3 => {
+            out.put_u8(b',');
+            out.put_slice(text.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+    }
+}
+
+/// Writes `n` in decimal into `buf` and returns the used tail: integer
+/// headers are on the hot path, so no `format!`.
+fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut v = n.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+/// Formats a double as Redis 7.0's `addReplyDouble` does: C's `%.17g`, with
+/// `inf` and `-inf` spelled out (and `nan` for NaN). Used for `ZSCORE`,
+/// `ZINCRBY` and every other RESP double reply, in both protocols.
+///
+/// Note: `INCRBYFLOAT` and `HINCRBYFLOAT` do not use this format; Redis
+/// stores their result as a string printed with `%.17Lf` (long double) and
+/// trailing zeros removed, then replies with that string.
+pub fn format_double(value: f64) -> String {
+    if value.is_nan() {
+        return "nan".to_string();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    format_g(value, 17)
+}
+
+/// C's `%.{precision}g` for a finite value.
+fn format_g(value: f64, precision: usize) -> String {
+    let precision = precision.max(1);
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    // `{:e}` with precision P-1 rounds to P significant digits, exactly as
+    // printf does, and tells us the decimal exponent after rounding.
+    let sci = format!("{:.*e}", precision - 1, value);
+    let Some((mantissa, exponent)) = sci.split_once('e') else {
+        return sci;
+    };
+    let exponent: i64 = exponent.parse().unwrap_or(0);
+    let p = i64::try_from(precision).unwrap_or(17);
+    if exponent < -4 || exponent >= p {
+        let mantissa = trim_fraction_zeros(mantissa);
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
+    } else {
+        let decimals = usize::try_from(p - 1 - exponent).unwrap_or(0);
+        trim_fraction_zeros(&format!("{:.*}", decimals, value)).to_string()
+    }
+}
+
+/// `%g` drops trailing zeros of the fraction, and the point if nothing is
+/// left after it.
+fn trim_fraction_zeros(s: &str) -> &str {
+    if !s.contains('.') {
+        return s;
+    }
+    let s = s.trim_end_matches('0');
+    s.strip_suffix('.').unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn e2(r: &Reply) -> Vec<u8> {
+        encode_to_vec(r, Protocol::Resp2)
+    }
+    fn e3(r: &Reply) -> Vec<u8> {
+        encode_to_vec(r, Protocol::Resp3)
+    }
+
+    #[test]
+    fn double_format_matches_printf_17g() {
+        // Reference values from printf-style "%.17g" (checked with Python's %-format).
+        let cases: &[(f64, &str)] = &[
+            (1.1, "1.1000000000000001"),
+            (0.1, "0.10000000000000001"),
+            (1.0, "1"),
+            (-2.5, "-2.5"),
+            (10.5, "10.5"),
+            (100.0, "100"),
+            (1e17, "1e+17"),
+            (1.5e17, "1.5e+17"),
+            (12345678901234567.0, "12345678901234568"),
+            (1e-5, "1.0000000000000001e-05"),
+            (0.0001, "0.0001"),
+            (3.0e-300, "3.0000000000000002e-300"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            (5e-324, "4.9406564584124654e-324"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (123456.789, "123456.789"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+        ];
+        for (value, want) in cases {
+            assert_eq!(format_double(*value), *want, "value {value:e}");
+        }
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(e2(&Reply::Ok), b"+OK\r\n");
+        assert_eq!(e2(&Reply::Simple("PONG".into())), b"+PONG\r\n");
+        assert_eq!(e2(&Reply::Error("ERR x\r\ny".into())), b"-ERR x  y\r\n");
+        assert_eq!(e2(&Reply::Error("-NOPROTO no".into())), b"-NOPROTO no\r\n");
+        assert_eq!(e2(&Reply::Int(-42)), b":-42\r\n");
+        assert_eq!(e2(&Reply::Int(i64::MIN)), b":-9223372036854775808\r\n");
+        assert_eq!(
+            e2(&Reply::Bulk(Bytes::from_static(b"a\r\nb"))),
+            b"$4\r\na\r\nb\r\n"
+        );
+        assert_eq!(e2(&Reply::Nil), b"$-1\r\n");
+        assert_eq!(e3(&Reply::Nil), b"_\r\n");
+        assert_eq!(e2(&Reply::NilArray), b"*-1\r\n");
+        assert_eq!(e3(&Reply::NilArray), b"_\r\n");
+        assert_eq!(e2(&Reply::Bool(true)), b":1\r\n");
+        assert_eq!(e2(&Reply::Bool(false)), b":0\r\n");
+        assert_eq!(e3(&Reply::Bool(true)), b"#t\r\n");
+        assert_eq!(e3(&Reply::Bool(false)), b"#f\r\n");
+        assert_eq!(e2(&Reply::Double(1.5)), b"$3\r\n1.5\r\n");
+        assert_eq!(e3(&Reply::Double(1.5)), b",1.5\r\n");
+        assert_eq!(e2(&Reply::Double(f64::INFINITY)), b"$3\r\ninf\r\n");
+        assert_eq!(e3(&Reply::Double(f64::NEG_INFINITY)), b",-inf\r\n");
+        assert_eq!(e3(&Reply::Double(f64::NAN)), b",nan\r\n");
+        assert_eq!(e2(&Reply::Verbatim("a\nb".into())), b"$3\r\na\nb\r\n");
+        assert_eq!(e3(&Reply::Verbatim("a\nb".into())), b"=7\r\ntxt:a\nb\r\n");
+    }
+
+    #[test]
+    fn aggregates() {
+        let map = Reply::Map(vec![
+            (Reply::bulk("a"), Reply::Int(1)),
+            (Reply::bulk("b"), Reply::Array(vec![])),
+        ]);
+        assert_eq!(e2(&map), b"*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n*0\r\n");
+        assert_eq!(e3(&map), b"%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n*0\r\n");
+        let set = Reply::Set(vec![Reply::bulk("x")]);
+        assert_eq!(e2(&set), b"*1\r\n$1\r\nx\r\n");
+        assert_eq!(e3(&set), b"~1\r\n$1\r\nx\r\n");
+        let nested = Reply::Array(vec![Reply::Nil, Reply::Double(2.0)]);
+        assert_eq!(e2(&nested), b"*2\r\n$-1\r\n$1\r\n2\r\n");
+        assert_eq!(e3(&nested), b"*2\r\n_\r\n,2\r\n");
+    }
+}

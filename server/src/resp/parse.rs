@@ -1,0 +1,690 @@
+//! Incremental RESP request parser: multibulk (`*N\r\n$len\r\n...`) and inline
+//! commands, exactly as Redis 7.0 reads them (`processMultibulkBuffer` and
+//! `processInlineBuffer` in `networking.c`).
+//!
+//! The parser owns no buffer: the connection reads into a `BytesMut` and calls
+//! [`RequestParser::parse`] until it returns `Ok(None)`, so one read can carry
+//! any number of pipelined commands and a command can span any number of reads.
+//! Every complete argument is cut out of the buffer with
+//! `split_to(len).freeze()`, so an argument costs one `Bytes` handle and no copy.
+//! Arguments of a multibulk command that is still incomplete are held in the
+//! parser, which is why [`RequestParser::pending_bytes`] exists: the query
+//! buffer limit covers them too, like Redis's `argv_len_sum`.
+//!
+//! Invariants: `parse` never panics on any input and never reads past the
+//! buffer; on `Err` the connection must reply with the error and close, as
+//! Redis does (`setProtocolError`), because the stream position is lost.
+
+use bytes::{Buf, Bytes, BytesMut};
+use thiserror::Error;
+
+/// Longest inline command, and longest `*N` / `$N` header line
+/// (Redis's `PROTO_INLINE_MAX_SIZE`).
+pub const INLINE_BYTES_MAX: usize = 64 * 1024;
+/// Largest element count of a multibulk request (Redis accepts up to `INT_MAX`).
+pub const MULTIBULK_LEN_MAX: i64 = i32::MAX as i64;
+/// Largest element count a client may announce before it has authenticated.
+pub const UNAUTH_MULTIBULK_LEN_MAX: i64 = 10;
+/// Largest bulk a client may announce before it has authenticated.
+pub const UNAUTH_BULK_BYTES_MAX: i64 = 16 * 1024;
+/// Default `proto-max-bulk-len`.
+pub const BULK_BYTES_MAX_DEFAULT: u64 = 512 * 1024 * 1024;
+/// At most this many argument slots are allocated up front for a multibulk
+/// request, whatever count it announces; more are added as arguments arrive
+/// (Redis caps its `argv` preallocation the same way).
+pub const ARGS_PREALLOC_MAX: usize = 1024;
+/// Redis's `LONG_STR_SIZE`: a decimal integer string this long or longer is
+/// rejected without looking at it.
+const INTEGER_CHARS_MAX: usize = 21;
+
+/// Limits that apply to the next command; they can change between two
+/// commands of one pipeline (`AUTH`, `CONFIG SET proto-max-bulk-len`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// `proto-max-bulk-len`.
+    pub bulk_bytes_max: u64,
+    /// The client still has to authenticate: stricter header limits apply.
+    pub auth_required: bool,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            bulk_bytes_max: BULK_BYTES_MAX_DEFAULT,
+            auth_required: false,
+        }
+    }
+}
+
+/// A request that cannot be parsed. The `Display` text is what Redis sends
+/// after `-ERR `; [`ProtocolError::reply_bytes`] gives the exact reply bytes.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("Protocol error: too big inline request")]
+    TooBigInline,
+    #[error("Protocol error: unbalanced quotes in request")]
+    UnbalancedQuotes,
+    #[error("Protocol error: too big mbulk count string")]
+    TooBigMultibulkCount,
+    #[error("Protocol error: invalid multibulk length")]
+    InvalidMultibulkLength,
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    #[error("Protocol error: too big bulk count string")]
+    TooBigBulkCount,
+    #[error("Protocol error: expected '$', got '{}'", (*.0 as char).escape_default())]
+    ExpectedDollar(u8),
+    #[error("Protocol error: invalid bulk length")]
+    InvalidBulkLength,
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
+}
+
+impl ProtocolError {
+    /// The complete RESP error reply, byte for byte what Redis sends. Built
+    /// here rather than through `Reply::Error` because the unexpected byte of
+    /// `ExpectedDollar` may not be valid UTF-8, and Redis echoes it raw
+    /// (turning only `\r` and `\n` into spaces).
+    pub fn reply_bytes(&self) -> Vec<u8> {
+        let mut out = b"-ERR ".to_vec();
+        match self {
+            ProtocolError::ExpectedDollar(got) => {
+                out.extend_from_slice(b"Protocol error: expected '$', got '");
+                out.push(if *got == b'\r' || *got == b'\n' {
+                    b' '
+                } else {
+                    *got
+                });
+                out.push(b'\'');
+            }
+            other => out.extend_from_slice(other.to_string().as_bytes()),
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+/// What the multibulk header step found.
+enum Header {
+    Incomplete,
+    /// `*0`, `*-1` and friends: Redis ignores them.
+    Empty,
+    Started,
+}
+
+/// The parser state carried between reads: the multibulk request being
+/// assembled, if any.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    /// Arguments still expected by the current multibulk request; 0 between
+    /// requests.
+    multibulk_remaining: usize,
+    /// Length of the bulk whose header was read but whose payload is not yet
+    /// complete.
+    bulk_len: Option<usize>,
+    args: Vec<Bytes>,
+    /// Bytes held in `args`, counted against the query buffer limit.
+    args_bytes: usize,
+}
+
+impl RequestParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes of a partly received request held outside the buffer.
+    pub fn pending_bytes(&self) -> usize {
+        self.args_bytes
+    }
+
+    /// True between requests (no partial multibulk request is held).
+    pub fn is_idle(&self) -> bool {
+        self.multibulk_remaining == 0
+    }
+
+    /// Bytes the buffer must hold before the current bulk can complete, if
+    /// a bulk header has been read; lets the reader reserve space once.
+    pub fn bulk_bytes_wanted(&self) -> Option<usize> {
+        self.bulk_len.map(|len| len.saturating_add(2))
+    }
+
+    /// Parses the next complete command out of `buf`, consuming its bytes.
+    /// `Ok(None)`: more bytes are needed. Empty requests (an empty inline
+    /// line, `*0`) are skipped, as Redis skips them.
+    pub fn parse(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &ParseLimits,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        loop {
+            if self.multibulk_remaining == 0 {
+                match buf.first() {
+                    None => return Ok(None),
+                    Some(b'*') => match self.parse_multibulk_header(buf, limits)? {
+                        Header::Incomplete => return Ok(None),
+                        Header::Empty => continue,
+                        Header::Started => {}
+                    },
+                    Some(_) => match parse_inline(buf)? {
+                        None => return Ok(None),
+                        Some(args) if args.is_empty() => continue,
+                        Some(args) => return Ok(Some(args)),
+                    },
+                }
+            }
+            return self.parse_multibulk_body(buf, limits);
+        }
+    }
+
+    fn parse_multibulk_header(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &ParseLimits,
+    ) -> Result<Header, ProtocolError> {
+        let Some(cr) = find_line_end(buf, b'\r') else {
+            if buf.len() > INLINE_BYTES_MAX {
+                return Err(ProtocolError::TooBigMultibulkCount);
+            }
+            return Ok(Header::Incomplete);
+        };
+        if cr > INLINE_BYTES_MAX {
+            return Err(ProtocolError::TooBigMultibulkCount);
+        }
+        // Redis requires one byte after '\r' and skips it without looking.
+        if cr + 2 > buf.len() {
+            return Ok(Header::Incomplete);
+        }
+        let count = buf
+            .get(1..cr)
+            .and_then(parse_i64_strict)
+            .filter(|&n| n <= MULTIBULK_LEN_MAX)
+            .ok_or(ProtocolError::InvalidMultibulkLength)?;
+        if count > UNAUTH_MULTIBULK_LEN_MAX && limits.auth_required {
+            return Err(ProtocolError::UnauthenticatedMultibulkLength);
+        }
+        buf.advance(cr + 2);
+        if count <= 0 {
+            return Ok(Header::Empty);
+        }
+        // `count` is in 1..=i32::MAX, so it fits a usize.
+        let count = usize::try_from(count).map_err(|_| ProtocolError::InvalidMultibulkLength)?;
+        self.multibulk_remaining = count;
+        self.bulk_len = None;
+        self.args = Vec::with_capacity(count.min(ARGS_PREALLOC_MAX));
+        self.args_bytes = 0;
+        Ok(Header::Started)
+    }
+
+    fn parse_multibulk_body(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &ParseLimits,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        while self.multibulk_remaining > 0 {
+            let len = match self.bulk_len {
+                Some(len) => len,
+                None => {
+                    let Some(cr) = find_line_end(buf, b'\r') else {
+                        if buf.len() > INLINE_BYTES_MAX {
+                            return Err(ProtocolError::TooBigBulkCount);
+                        }
+                        return Ok(None);
+                    };
+                    if cr > INLINE_BYTES_MAX {
+                        return Err(ProtocolError::TooBigBulkCount);
+                    }
+                    if cr + 2 > buf.len() {
+                        return Ok(None);
+                    }
+                    match buf.first() {
+                        Some(b'$') => {}
+                        Some(&other) => return Err(ProtocolError::ExpectedDollar(other)),
+                        None => return Ok(None),
+                    }
+                    let len = buf
+                        .get(1..cr)
+                        .and_then(parse_i64_strict)
+                        .filter(|&n| n >= 0 && (n as u64) <= limits.bulk_bytes_max)
+                        .ok_or(ProtocolError::InvalidBulkLength)?;
+                    if len > UNAUTH_BULK_BYTES_MAX && limits.auth_required {
+                        return Err(ProtocolError::UnauthenticatedBulkLength);
+                    }
+                    let len = usize::try_from(len).map_err(|_| ProtocolError::InvalidBulkLength)?;
+                    buf.advance(cr + 2);
+                    self.bulk_len = Some(len);
+                    len
+                }
+            };
+            let needed = len.saturating_add(2);
+            if buf.len() < needed {
+                // Room for the whole bulk at once, so a large value is not
+                // copied again and again while it arrives.
+                buf.reserve(needed - buf.len());
+                return Ok(None);
+            }
+            let arg = buf.split_to(len).freeze();
+            // Redis skips the two bytes after the payload without checking
+            // that they are "\r\n"; doing the same keeps replies identical.
+            buf.advance(2);
+            self.args_bytes += len;
+            self.args.push(arg);
+            self.bulk_len = None;
+            self.multibulk_remaining -= 1;
+        }
+        self.args_bytes = 0;
+        Ok(Some(std::mem::take(&mut self.args)))
+    }
+}
+
+/// Position of the first `needle` in `buf`, or `None` if there is none or a
+/// NUL byte comes first: Redis looks for line ends with `strchr`, which stops
+/// at NUL, and we mirror that so odd input gets the same fate.
+fn find_line_end(buf: &[u8], needle: u8) -> Option<usize> {
+    let at = buf.iter().position(|&b| b == needle || b == 0)?;
+    (buf.get(at) == Some(&needle)).then_some(at)
+}
+
+/// One inline command (`SET k v\r\n`), or `None` if its line is incomplete.
+fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    let Some(newline) = find_line_end(buf, b'\n') else {
+        if buf.len() > INLINE_BYTES_MAX {
+            return Err(ProtocolError::TooBigInline);
+        }
+        return Ok(None);
+    };
+    // Redis rejects by buffered size before it sees the newline, which
+    // depends on how the bytes were split into reads; rejecting by line length
+    // gives the same answer for every split.
+    if newline > INLINE_BYTES_MAX {
+        return Err(ProtocolError::TooBigInline);
+    }
+    let line_end = if newline > 0 && buf.get(newline - 1) == Some(&b'\r') {
+        newline - 1
+    } else {
+        newline
+    };
+    let args = buf
+        .get(..line_end)
+        .map(split_inline_args)
+        .unwrap_or(Some(Vec::new()));
+    buf.advance(newline + 1);
+    match args {
+        Some(args) => Ok(Some(args)),
+        None => Err(ProtocolError::UnbalancedQuotes),
+    }
+}
+
+fn is_c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Splits an inline line into arguments with Redis's `sdssplitargs` rules:
+/// blanks separate arguments; `"..."` supports `\xHH`, `\n`, `\r`, `\t`, `\b`,
+/// `\a` and `\<any>`; `'...'` supports only `\'`; a closing quote must be
+/// followed by a blank or the end. `None` means unbalanced quotes.
+/// Inline commands are rare (telnet, health checks), so arguments are
+/// copied rather than sliced.
+pub fn split_inline_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    // Reads like C: past the end (and at a NUL) there is a 0.
+    let at = |i: usize| -> u8 { line.get(i).copied().unwrap_or(0) };
+    let mut args = Vec::new();
+    let mut p = 0usize;
+    loop {
+        while at(p) != 0 && is_c_space(at(p)) {
+            p += 1;
+        }
+        if at(p) == 0 {
+            return Some(args);
+        }
+        let mut current = Vec::new();
+        let mut in_double = false;
+        let mut in_single = false;
+        loop {
+            let c = at(p);
+            if in_double {
+                if c == b'\\' && at(p + 1) == b'x' {
+                    if let (Some(hi), Some(lo)) = (hex_value(at(p + 2)), hex_value(at(p + 3))) {
+                        current.push(hi * 16 + lo);
+                        p += 4;
+                        continue;
+                    }
+                }
+                if c == b'\\' && at(p + 1) != 0 {
+                    p += 1;
+                    current.push(match at(p) {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                } else if c == b'"' {
+                    if at(p + 1) != 0 && !is_c_space(at(p + 1)) {
+                        return None;
+                    }
+                    p += 1;
+                    break;
+                } else if c == 0 {
+                    return None;
+                } else {
+                    current.push(c);
+                }
+            } else if in_single {
+                if c == b'\\' && at(p + 1) == b'\'' {
+                    p += 1;
+                    current.push(b'\'');
+                } else if c == b'\'' {
+                    if at(p + 1) != 0 && !is_c_space(at(p + 1)) {
+                        return None;
+                    }
+                    p += 1;
+                    break;
+                } else if c == 0 {
+                    return None;
+                } else {
+                    current.push(c);
+                }
+            } else {
+                match c {
+                    b' ' | b'\n' | b'\r' | b'\t' | 0 => {
+                        if c != 0 {
+                            p += 1;
+                        }
+                        break;
+                    }
+                    b'"' => in_double = true,
+                    b'\'' => in_single = true,
+                    other => current.push(other),
+                }
+            }
+            p += 1;
+        }
+        args.push(Bytes::from(current));
+    }
+}
+
+/// Redis's `string2ll`: an optional `-`, then digits with no leading zero
+/// (`0` alone is fine), no `+`, no blanks, fewer than 21 characters, within
+/// `i64`. Every integer argument and header Redis reads goes through it.
+pub fn parse_i64_strict(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() >= INTEGER_CHARS_MAX {
+        return None;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    if negative {
+        if v > (i64::MAX as u64) + 1 {
+            return None;
+        }
+        Some((v as i64).wrapping_neg())
+    } else {
+        i64::try_from(v).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_all(input: &[u8], limits: &ParseLimits) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+        let mut parser = RequestParser::new();
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        loop {
+            match parser.parse(&mut buf, limits) {
+                Ok(Some(args)) => out.push(args),
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    fn args(v: &[&[u8]]) -> Vec<Bytes> {
+        v.iter().map(|a| Bytes::copy_from_slice(a)).collect()
+    }
+
+    fn encode_multibulk(cmd: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", cmd.len()).into_bytes();
+        for a in cmd {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    #[test]
+    fn multibulk_and_pipelining() {
+        let (cmds, err) = parse_all(
+            b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n*2\r\n$4\r\nEC",
+            &ParseLimits::default(),
+        );
+        assert_eq!(err, None);
+        assert_eq!(cmds, vec![args(&[b"PING"]), args(&[b"SET", b"k", b""])]);
+    }
+
+    #[test]
+    fn inline_commands_and_quoting() {
+        let (cmds, err) = parse_all(
+            b"PING\r\nset  k \"a b\\x41\\n\"\n\r\necho 'it\\'s'\r\n",
+            &ParseLimits::default(),
+        );
+        assert_eq!(err, None);
+        assert_eq!(
+            cmds,
+            vec![
+                args(&[b"PING"]),
+                args(&[b"set", b"k", b"a bA\n"]),
+                args(&[b"echo", b"it's"]),
+            ]
+        );
+        // A quote inside a token starts a quoted part of the same token.
+        assert_eq!(split_inline_args(b"a\"b c\"d"), None);
+        assert_eq!(
+            split_inline_args(b"a\"b c\" d"),
+            Some(args(&[b"ab c", b"d"]))
+        );
+        assert_eq!(split_inline_args(b"\"abc"), None);
+        assert_eq!(split_inline_args(b"'abc"), None);
+        assert_eq!(split_inline_args(b"\"\""), Some(args(&[b""])));
+        assert_eq!(split_inline_args(b"  "), Some(vec![]));
+        assert_eq!(split_inline_args(b"\"\\xZZ\""), Some(args(&[b"xZZ"])));
+    }
+
+    #[test]
+    fn empty_requests_are_skipped() {
+        let (cmds, err) = parse_all(b"\r\n\n*0\r\n*-1\r\nPING\r\n", &ParseLimits::default());
+        assert_eq!(err, None);
+        assert_eq!(cmds, vec![args(&[b"PING"])]);
+    }
+
+    #[test]
+    fn protocol_errors_match_redis() {
+        let d = ParseLimits::default();
+        let cases: &[(&[u8], ProtocolError)] = &[
+            (b"*x\r\n", ProtocolError::InvalidMultibulkLength),
+            (b"*2147483648\r\n", ProtocolError::InvalidMultibulkLength),
+            (b"*01\r\n", ProtocolError::InvalidMultibulkLength),
+            (b"*1\r\nx\r\n", ProtocolError::ExpectedDollar(b'x')),
+            (b"*1\r\n$-1\r\n", ProtocolError::InvalidBulkLength),
+            (b"*1\r\n$536870913\r\n", ProtocolError::InvalidBulkLength),
+            (b"*1\r\n$+1\r\n", ProtocolError::InvalidBulkLength),
+            (b"set \"a\r\n", ProtocolError::UnbalancedQuotes),
+        ];
+        for (input, want) in cases {
+            let (_, err) = parse_all(input, &d);
+            assert_eq!(err.as_ref(), Some(want), "input {:?}", input);
+        }
+        let long = vec![b'a'; INLINE_BYTES_MAX + 1];
+        assert_eq!(parse_all(&long, &d).1, Some(ProtocolError::TooBigInline));
+        let mut long_header = b"*".to_vec();
+        long_header.extend(vec![b'1'; INLINE_BYTES_MAX + 1]);
+        assert_eq!(
+            parse_all(&long_header, &d).1,
+            Some(ProtocolError::TooBigMultibulkCount)
+        );
+        let unauth = ParseLimits {
+            auth_required: true,
+            ..d
+        };
+        assert_eq!(
+            parse_all(b"*11\r\n", &unauth).1,
+            Some(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$16385\r\n", &unauth).1,
+            Some(ProtocolError::UnauthenticatedBulkLength)
+        );
+        assert_eq!(parse_all(b"*10\r\n$16384\r\n", &unauth).1, None);
+    }
+
+    #[test]
+    fn error_reply_bytes() {
+        assert_eq!(
+            ProtocolError::ExpectedDollar(b'x').reply_bytes(),
+            b"-ERR Protocol error: expected '$', got 'x'\r\n".to_vec()
+        );
+        assert_eq!(
+            ProtocolError::ExpectedDollar(0xff).reply_bytes(),
+            b"-ERR Protocol error: expected '$', got '\xff'\r\n".to_vec()
+        );
+        assert_eq!(
+            ProtocolError::InvalidBulkLength.reply_bytes(),
+            b"-ERR Protocol error: invalid bulk length\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn nul_before_line_end_waits_like_redis() {
+        let (cmds, err) = parse_all(b"*1\0\r\n", &ParseLimits::default());
+        assert!(cmds.is_empty());
+        assert_eq!(err, None);
+    }
+
+    #[test]
+    fn trailing_bytes_after_bulk_are_not_checked() {
+        let (cmds, err) = parse_all(b"*1\r\n$4\r\nPINGxy", &ParseLimits::default());
+        assert_eq!(err, None);
+        assert_eq!(cmds, vec![args(&[b"PING"])]);
+    }
+
+    #[test]
+    fn pending_bytes_counts_partial_arguments() {
+        let mut parser = RequestParser::new();
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nabc\r\n$10\r\nxy"[..]);
+        assert_eq!(parser.parse(&mut buf, &ParseLimits::default()), Ok(None));
+        assert_eq!(parser.pending_bytes(), 3);
+        assert_eq!(parser.bulk_bytes_wanted(), Some(12));
+        assert!(!parser.is_idle());
+    }
+
+    #[test]
+    fn string2ll_semantics() {
+        assert_eq!(parse_i64_strict(b"0"), Some(0));
+        assert_eq!(parse_i64_strict(b"-0"), None);
+        assert_eq!(parse_i64_strict(b"007"), None);
+        assert_eq!(parse_i64_strict(b"-"), None);
+        assert_eq!(parse_i64_strict(b""), None);
+        assert_eq!(parse_i64_strict(b" 1"), None);
+        assert_eq!(parse_i64_strict(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64_strict(b"9223372036854775808"), None);
+        assert_eq!(parse_i64_strict(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64_strict(b"-9223372036854775809"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_random_bytes(input in proptest::collection::vec(any::<u8>(), 0..512), auth in any::<bool>()) {
+            let limits = ParseLimits { bulk_bytes_max: 1024, auth_required: auth };
+            let _ = parse_all(&input, &limits);
+        }
+
+        #[test]
+        fn never_panics_on_protocol_shaped_bytes(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(b"*".to_vec()), Just(b"$".to_vec()), Just(b"\r\n".to_vec()),
+                    Just(b"\r".to_vec()), Just(b"\n".to_vec()), Just(b"\"".to_vec()),
+                    Just(b"'".to_vec()), Just(b"\\x4".to_vec()), Just(b"-1".to_vec()),
+                    Just(b"0".to_vec()), Just(b"3".to_vec()), Just(b"\0".to_vec()),
+                    Just(b" ".to_vec()), proptest::collection::vec(any::<u8>(), 0..4),
+                ],
+                0..64,
+            )
+        ) {
+            let input: Vec<u8> = parts.concat();
+            let _ = parse_all(&input, &ParseLimits::default());
+        }
+
+        #[test]
+        fn valid_frames_parse_identically_at_any_split(
+            cmds in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6),
+                1..6,
+            ),
+            split_points in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let stream: Vec<u8> = cmds.iter().flat_map(|c| encode_multibulk(c)).collect();
+            let expected: Vec<Vec<Bytes>> = cmds
+                .iter()
+                .map(|c| c.iter().map(|a| Bytes::copy_from_slice(a)).collect())
+                .collect();
+            let (whole, err) = parse_all(&stream, &ParseLimits::default());
+            prop_assert_eq!(err, None);
+            prop_assert_eq!(&whole, &expected);
+
+            let mut cuts: Vec<usize> = split_points.iter().map(|i| i.index(stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut parser = RequestParser::new();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut start = 0;
+            for end in cuts.into_iter().chain(std::iter::once(stream.len())) {
+                buf.extend_from_slice(&stream[start..end]);
+                start = end;
+                while let Some(cmd) = parser.parse(&mut buf, &ParseLimits::default()).map_err(|e| TestCaseError::fail(e.to_string()))? {
+                    got.push(cmd);
+                }
+            }
+            prop_assert_eq!(got, expected);
+            prop_assert!(parser.is_idle());
+            prop_assert!(buf.is_empty());
+        }
+
+        #[test]
+        fn inline_plain_words_round_trip(words in proptest::collection::vec("[a-zA-Z0-9_:.-]{1,12}", 1..8)) {
+            let line = format!("{}\r\n", words.join(" "));
+            let (cmds, err) = parse_all(line.as_bytes(), &ParseLimits::default());
+            prop_assert_eq!(err, None);
+            let want: Vec<Bytes> = words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
+            prop_assert_eq!(cmds, vec![want]);
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! The listener, the state every connection shares, and shutdown.
+//!
+//! One tokio task accepts on each bound address and spawns one task per
+//! client ([`crate::connection::serve`]). `maxclients` is enforced at
+//! accept: the client gets `-ERR max number of clients reached` and is
+//! closed. `CONFIG SET port/bind` rebinds the listeners at runtime, as
+//! Redis does.
+//!
+//! Shutdown (SIGTERM, SIGINT or `SHUTDOWN`) first calls the store's
+//! shutdown hook (flush + fsync of the op log, optional checkpoint); only
+//! if that succeeds (or FORCE) does it stop accepting, close every client
+//! and return, so the process exits 0 with nothing acknowledged left
+//! unwritten.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::clients::ClientRegistry;
+use crate::config::{Cli, ConfigError, ConfigStore, LogLevel, Settings};
+use crate::stats::Stats;
+use crate::store::{Store, StoreError};
+
+/// How often the `instantaneous_*` rates are sampled (Redis samples in its
+/// 100 ms cron).
+pub const RATES_SAMPLE_INTERVAL_MS: u64 = 100;
+/// The reply a client over `maxclients` receives before being closed.
+pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("can't listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// What a shutdown should do beyond flushing the op log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownRequest {
+    /// Write a checkpoint too.
+    pub checkpoint: bool,
+    /// Stop even if the flush fails.
+    pub force: bool,
+}
+
+/// Changes the log filter at runtime (`CONFIG SET loglevel`); installed by
+/// the binary, which owns the subscriber.
+pub type LogLevelHook = Box<dyn Fn(LogLevel) + Send + Sync>;
+
+/// State shared by every connection.
+pub struct ServerState {
+    pub config: RwLock<ConfigStore>,
+    settings: RwLock<Arc<Settings>>,
+    pub stats: Stats,
+    pub clients: ClientRegistry,
+    pub store: Store,
+    pub started: Instant,
+    pub run_id: String,
+    pub executable: String,
+    last_save_unix: AtomicU64,
+    shutdown_tx: watch::Sender<bool>,
+    /// Bumped when the listeners must be replaced (`CONFIG SET port/bind`).
+    listeners_tx: watch::Sender<u64>,
+    local_addrs: Mutex<Vec<SocketAddr>>,
+    log_level_hook: Option<LogLevelHook>,
+    /// The `Arc` this state lives in, so `CONFIG SET` can spawn listeners.
+    me: std::sync::Weak<ServerState>,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("run_id", &self.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// 40 hex characters that differ between runs (Redis's `run_id`). The
+/// std hasher is seeded randomly per process, which is all this needs.
+fn new_run_id() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let state = RandomState::new();
+    let mut out = String::with_capacity(48);
+    for i in 0u64..3 {
+        let mut h = state.build_hasher();
+        h.write_u64(i);
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out.truncate(40);
+    out
+}
+
+/// Resolves one `bind` entry (`127.0.0.1`, `::1`, `*`, `::*`, `-addr` for
+/// optional) to a socket address.
+fn bind_target(entry: &str, port: u16) -> Option<(SocketAddr, bool)> {
+    let (entry, optional) = match entry.strip_prefix('-') {
+        Some(rest) => (rest, true),
+        None => (entry, false),
+    };
+    let ip: IpAddr = match entry {
+        "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        "::*" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        other => other.parse().ok()?,
+    };
+    Some((SocketAddr::new(ip, port), optional))
+}
+
+/// Binds every `bind` address on `port` (0: the first picks a free port and
+/// the others reuse it).
+fn bind_all(bind: &[String], port: u16) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let mut listeners = Vec::new();
+    let mut port = port;
+    let entries: Vec<String> = if bind.is_empty() {
+        vec!["127.0.0.1".to_string()]
+    } else {
+        bind.to_vec()
+    };
+    for entry in &entries {
+        let Some((addr, optional)) = bind_target(entry, port) else {
+            return Err(StartError::Bind {
+                addr: entry.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP address"),
+            });
+        };
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => {
+                if port == 0 {
+                    port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+                }
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|source| StartError::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+                listeners.push(listener);
+            }
+            Err(e) if optional => {
+                tracing::warn!(%addr, error = %e, "optional bind address skipped")
+            }
+            Err(source) => {
+                return Err(StartError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(listeners)
+}
+
+impl ServerState {
+    pub fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.settings.read())
+    }
+
+    pub fn last_save_unix(&self) -> u64 {
+        self.last_save_unix.load(Ordering::Relaxed)
+    }
+
+    pub fn note_saved(&self) {
+        self.last_save_unix.store(unix_now(), Ordering::Relaxed);
+    }
+
+    /// Addresses the listeners are bound to.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.local_addrs.lock().clone()
+    }
+
+    pub fn config_file_display(&self) -> String {
+        self.config
+            .read()
+            .config_file()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// True if `save` has rules, i.e. Redis would save on a plain SHUTDOWN.
+    pub fn save_points_configured(&self) -> bool {
+        self.config
+            .read()
+            .get("save")
+            .is_some_and(|v| !v.is_empty())
+    }
+
+    /// Makes a successful `CONFIG SET` take effect. On failure the caller
+    /// restores the previous configuration and replies with the error.
+    pub fn apply_config_change(&self, changed: &[&str]) -> Result<(), (String, String)> {
+        let new = Arc::new(self.config.read().settings());
+        let old = self.settings();
+        if changed.iter().any(|n| *n == "port" || *n == "bind")
+            && (new.port != old.port || new.bind != old.bind)
+        {
+            self.rebind(&new).map_err(|reason| {
+                let name = if new.port != old.port { "port" } else { "bind" };
+                (name.to_string(), reason)
+            })?;
+        }
+        if new.appendfsync != old.appendfsync {
+            self.store.set_appendfsync(new.appendfsync);
+        }
+        if new.loglevel != old.loglevel {
+            if let Some(hook) = &self.log_level_hook {
+                hook(new.loglevel);
+            }
+        }
+        *self.settings.write() = new;
+        Ok(())
+    }
+
+    fn rebind(&self, new: &Settings) -> Result<(), String> {
+        let listeners = bind_all(&new.bind, new.port).map_err(|e| {
+            tracing::warn!(error = %e, "rebinding failed");
+            if new.port != self.settings().port {
+                "Unable to listen on this port. Check server logs.".to_string()
+            } else {
+                "Failed to bind to specified addresses.".to_string()
+            }
+        })?;
+        let generation = *self.listeners_tx.borrow() + 1;
+        self.listeners_tx.send_replace(generation);
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+        self.spawn_listeners(&runtime, listeners, generation)?;
+        Ok(())
+    }
+
+    fn spawn_listeners(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        listeners: Vec<std::net::TcpListener>,
+        generation: u64,
+    ) -> Result<(), String> {
+        let state = self.self_arc()?;
+        let mut addrs = Vec::new();
+        let _enter = runtime.enter();
+        for listener in listeners {
+            let listener = TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+            if let Ok(addr) = listener.local_addr() {
+                addrs.push(addr);
+            }
+            runtime.spawn(accept_loop(Arc::clone(&state), listener, generation));
+        }
+        *self.local_addrs.lock() = addrs;
+        Ok(())
+    }
+
+    fn self_arc(&self) -> Result<Arc<ServerState>, String> {
+        self.me
+            .upgrade()
+            .ok_or_else(|| "server state not running".to_string())
+    }
+
+    /// Flushes the store and, if that works (or `force`), starts stopping
+    /// the server. Safe to call more than once.
+    pub fn shutdown(&self, request: ShutdownRequest) -> Result<(), StoreError> {
+        if let Err(e) = self.store.shutdown(request.checkpoint) {
+            if !request.force {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "store shutdown failed; forcing");
+        }
+        self.shutdown_tx.send_replace(true);
+        Ok(())
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown_tx.borrow()
+    }
+
+    pub fn subscribe_shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+}
+
+/// A started server: listening, not yet waiting for shutdown.
+pub struct Server {
+    pub state: Arc<ServerState>,
+}
+
+impl Server {
+    /// Loads the configuration, opens the store and binds the listeners.
+    /// Must run inside a tokio runtime.
+    pub fn start(cli: &Cli, log_level_hook: Option<LogLevelHook>) -> Result<Server, StartError> {
+        let mut config = ConfigStore::from_cli(cli)?;
+        let settings = config.settings();
+        let store = Store::open(&settings.dir, settings.site_id, settings.appendfsync)?;
+        config.set_dir_absolute(store.dir());
+        let listeners = bind_all(&settings.bind, settings.port)?;
+        if let Some(port) = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+        {
+            config.set_port_bound(port);
+        }
+        let settings = Arc::new(config.settings());
+        let executable = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let (shutdown_tx, _) = watch::channel(false);
+        let (listeners_tx, _) = watch::channel(0u64);
+        let state = Arc::new_cyclic(|me| ServerState {
+            config: RwLock::new(config),
+            settings: RwLock::new(settings),
+            stats: Stats::default(),
+            clients: ClientRegistry::default(),
+            store,
+            started: Instant::now(),
+            run_id: new_run_id(),
+            executable,
+            last_save_unix: AtomicU64::new(unix_now()),
+            shutdown_tx,
+            listeners_tx,
+            local_addrs: Mutex::new(Vec::new()),
+            log_level_hook,
+            me: me.clone(),
+        });
+        let runtime = tokio::runtime::Handle::current();
+        state
+            .spawn_listeners(&runtime, listeners, 0)
+            .map_err(|e| StartError::Bind {
+                addr: "listener".to_string(),
+                source: std::io::Error::other(e),
+            })?;
+        tokio::spawn(sample_rates(Arc::clone(&state)));
+        Ok(Server { state })
+    }
+
+    /// The line printed at startup: where clients connect and where data is.
+    pub fn startup_line(&self) -> String {
+        let addrs: Vec<String> = self
+            .state
+            .local_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        format!(
+            "chorus-server {} (site {}) listening on {} with data in {}",
+            env!("CARGO_PKG_VERSION"),
+            self.state.settings().site_id,
+            addrs.join(", "),
+            self.state.store.dir().display()
+        )
+    }
+
+    /// Serves until SIGTERM, SIGINT or `SHUTDOWN`. Returns the process exit
+    /// code: 0 after a clean stop, 1 if the final flush failed.
+    pub async fn run_until_shutdown(self) -> i32 {
+        let state = self.state;
+        let mut shutdown = state.subscribe_shutdown();
+        let signal = wait_for_signal();
+        tokio::pin!(signal);
+        let code = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => 0,
+            name = &mut signal => {
+                tracing::info!(signal = name, "received signal, shutting down");
+                let request = signal_shutdown_request(&state, name);
+                match state.shutdown(request) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::error!(error = %e, "flushing the op log failed during shutdown");
+                        eprintln!("chorus-server: shutdown failed: {e}");
+                        1
+                    }
+                }
+            }
+        };
+        // Stop accepting and close every client; their tasks end on their own.
+        state.shutdown_tx.send_replace(true);
+        state.clients.kill_all();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while state.clients.count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        code
+    }
+}
+
+/// The request a signal makes, from `shutdown-on-sigterm` /
+/// `shutdown-on-sigint` (`default`: checkpoint if save points are set).
+fn signal_shutdown_request(state: &ServerState, signal: &str) -> ShutdownRequest {
+    let name = if signal == "SIGINT" {
+        "shutdown-on-sigint"
+    } else {
+        "shutdown-on-sigterm"
+    };
+    let flags = state
+        .config
+        .read()
+        .get(name)
+        .unwrap_or("default")
+        .to_string();
+    let has = |f: &str| flags.split(' ').any(|w| w == f);
+    ShutdownRequest {
+        checkpoint: if has("save") {
+            true
+        } else if has("nosave") {
+            false
+        } else {
+            state.save_points_configured()
+        },
+        force: has("force"),
+    }
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            tracing::warn!("can't install signal handlers; only SHUTDOWN stops the server");
+            std::future::pending().await
+        }
+    }
+}
+
+async fn sample_rates(state: Arc<ServerState>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(RATES_SAMPLE_INTERVAL_MS));
+    let mut shutdown = state.subscribe_shutdown();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => state.stats.sample_rates(Instant::now()),
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn accept_loop(state: Arc<ServerState>, listener: TcpListener, generation: u64) {
+    let mut shutdown = state.subscribe_shutdown();
+    let mut listeners = state.listeners_tx.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = listeners.wait_for(|g| *g != generation) => return,
+        };
+        match accepted {
+            Ok((stream, addr)) => admit(&state, stream, addr).await,
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn admit(state: &Arc<ServerState>, mut stream: TcpStream, addr: SocketAddr) {
+    use std::os::fd::AsRawFd;
+    use tokio::io::AsyncWriteExt;
+    let settings = state.settings();
+    let local = stream.local_addr().unwrap_or(addr);
+    let fd = stream.as_raw_fd();
+    let Some(handle) = state
+        .clients
+        .register(addr, local, fd, settings.maxclients, Instant::now())
+    else {
+        Stats::add(&state.stats.rejected_connections, 1);
+        // Best effort, like Redis: the client may already be gone.
+        let _ = stream.write_all(MAX_CLIENTS_REPLY).await;
+        let _ = stream.shutdown().await;
+        return;
+    };
+    Stats::add(&state.stats.total_connections_received, 1);
+    let _ = stream.set_nodelay(true);
+    tokio::spawn(crate::connection::serve(Arc::clone(state), stream, handle));
+}
