@@ -154,6 +154,8 @@ pub struct Engine {
     poisoned: Option<String>,
     pub(crate) stats: EngineStats,
     checkpoint_log_offset: u64,
+    /// Open MULTI/EXEC group: the op being built across `execute` calls.
+    group: Option<Option<Op>>,
 }
 
 impl Engine {
@@ -189,6 +191,7 @@ impl Engine {
             poisoned: None,
             stats: EngineStats::default(),
             checkpoint_log_offset: meta.log_offset,
+            group: None,
         };
         engine.clock.observe(meta.hlc);
         for r in rows {
@@ -369,6 +372,19 @@ impl Engine {
     pub fn expires_count(&self, db: u8) -> usize {
         self.keyspace.db(db).expires.len()
     }
+    /// A fingerprint of one key's state (WATCH): any change to the key —
+    /// local or remote write, delete, flush — changes it; 0 when absent.
+    pub fn key_version(&self, db: u8, key: &[u8], now_ms: u64) -> u64 {
+        match self.keyspace.db(db).visible(key, now_ms) {
+            None => 0,
+            Some(row) => {
+                let h = blake3::hash(&RowImage::of(row).encode());
+                let b = h.as_bytes();
+                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) | 1
+            }
+        }
+    }
+
     /// Hex digest of the whole dataset (DEBUG DIGEST).
     pub fn digest_hex(&self) -> String {
         if (0..DBS as u8).all(|d| self.keyspace.db(d).is_empty()) {
@@ -464,10 +480,31 @@ impl Engine {
 
     /// Stops cleanly: sync, checkpoint, mark the shutdown clean.
     pub fn close(mut self, now_ms: u64) -> Result<(), EngineError> {
+        self.shutdown(now_ms)
+    }
+
+    /// Like `close`, for owners that keep the engine value (the server): after
+    /// it, the engine must not take writes.
+    pub fn shutdown(&mut self, now_ms: u64) -> Result<(), EngineError> {
+        self.end_group();
         self.sync()?;
         self.checkpoint(now_ms)?;
         self.storage.meta_put(META_CLEAN, b"1")?;
         Ok(())
+    }
+
+    /// Opens a MULTI/EXEC group: every `execute` until `end_group` adds its
+    /// effects to one op, replicated and applied as a unit.
+    pub fn begin_group(&mut self) {
+        self.end_group();
+        self.group = Some(None);
+    }
+
+    /// Closes the group and logs its op (if it wrote anything).
+    pub fn end_group(&mut self) {
+        if let Some(Some(op)) = self.group.take() {
+            self.finish_local_op(op);
+        }
     }
 
     // ---- remote ops --------------------------------------------------------
@@ -771,9 +808,10 @@ impl Engine {
 
     /// Checks the engine's internal invariants (debug builds, tests, simulator).
     pub fn invariants_hold(&self) -> bool {
+        let pending = matches!(self.group, Some(Some(_)));
         self.vv.is_canonical()
             && self.vv.dominates(&self.durable_vv)
-            && self.next_seq == self.vv.get(self.origin) + 1
+            && (pending || self.next_seq == self.vv.get(self.origin) + 1)
             && self.causal_buffer.keys().all(|id| !self.vv.covers(*id))
     }
 }
@@ -803,11 +841,8 @@ pub struct Txn<'e> {
 
 impl<'e> Txn<'e> {
     fn new(engine: &'e mut Engine, now_ms: u64) -> Txn<'e> {
-        Txn {
-            engine,
-            now_ms,
-            op: None,
-        }
+        let op = engine.group.as_mut().and_then(|g| g.take());
+        Txn { engine, now_ms, op }
     }
 
     pub fn keyspace(&self) -> &Keyspace {
@@ -853,8 +888,14 @@ impl<'e> Txn<'e> {
 
     /// Logs the op (if any effect was emitted).
     pub fn commit(mut self) {
-        if let Some(op) = self.op.take() {
-            self.engine.finish_local_op(op);
+        let op = self.op.take();
+        match &mut self.engine.group {
+            Some(g) => *g = op,
+            None => {
+                if let Some(op) = op {
+                    self.engine.finish_local_op(op);
+                }
+            }
         }
     }
 

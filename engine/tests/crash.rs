@@ -297,13 +297,20 @@ fn check_point(w: &Run, p: &CutPoint) {
     // New writes get OpIds never used before, for any payload.
     let before = r.vv().clone();
     for i in 0..3 {
-        assert_eq!(run(&mut r, 2_000_000 + i, &format!("SET k{i} after-{i}")), Reply::Ok);
+        assert_eq!(
+            run(&mut r, 2_000_000 + i, &format!("SET k{i} after-{i}")),
+            Reply::Ok
+        );
     }
     r.sync().expect("sync after reopen");
     let fresh = r.ops_since(&before, usize::MAX).expect("backlog");
     assert_eq!(fresh.len(), 3);
     for op in &fresh {
-        assert!(!w.ledger.contains_key(&op.id), "{ctx}: OpId {} reused", op.id);
+        assert!(
+            !w.ledger.contains_key(&op.id),
+            "{ctx}: OpId {} reused",
+            op.id
+        );
         assert_eq!(op.id.origin, r.origin());
     }
     // Whatever the backlog serves is the op first made under that OpId.
@@ -353,7 +360,10 @@ fn power_cut_at_every_fsync_point_loses_no_acked_write() {
     let mut cuts = 0;
     for seed in 0..seeds {
         let run = workload(seed, steps);
-        assert!(run.digests.len() > steps / 2, "seed {seed}: workload made too few ops");
+        assert!(
+            run.digests.len() > steps / 2,
+            "seed {seed}: workload made too few ops"
+        );
         for p in &run.points {
             check_point(&run, p);
         }
@@ -452,7 +462,10 @@ fn checkpoint_error_refuses_writes_until_reopen() {
     assert!(matches!(run(&mut e, 1_101, "SET y 1"), Reply::Error(m) if m.starts_with("MISCONF ")));
     let mut r = open(power_cut(e, 0));
     for i in 0..20 {
-        assert_eq!(run(&mut r, 2_000, &format!("GET k{i}")), bulk(&i.to_string()));
+        assert_eq!(
+            run(&mut r, 2_000, &format!("GET k{i}")),
+            bulk(&i.to_string())
+        );
     }
 }
 
@@ -507,7 +520,10 @@ fn trimmed_log_restarts_from_checkpoint_plus_tail() {
     let all = e.vv().clone();
     let log_before = engine_mem(&mut e).log_start();
     e.trim_backlog(&all);
-    assert!(engine_mem(&mut e).log_start() > log_before, "the log was trimmed");
+    assert!(
+        engine_mem(&mut e).log_start() > log_before,
+        "the log was trimmed"
+    );
     let d = e.digest_hex();
     let r = open(power_cut(e, 0));
     assert_eq!(r.digest_hex(), d);
@@ -546,7 +562,11 @@ impl Storage for CountingStorage {
     fn log_start(&self) -> u64 {
         self.inner.log_start()
     }
-    fn checkpoint_write(&mut self, rows: &[CheckpointRow], meta: &[u8]) -> Result<(), StorageError> {
+    fn checkpoint_write(
+        &mut self,
+        rows: &[CheckpointRow],
+        meta: &[u8],
+    ) -> Result<(), StorageError> {
         self.rows_written.fetch_add(rows.len(), Ordering::Relaxed);
         self.inner.checkpoint_write(rows, meta)
     }
@@ -646,7 +666,10 @@ fn site_rebuilt_on_an_empty_disk_never_reuses_opids() {
     // The disk is lost; the site is rebuilt from its peer under the same id.
     let mut a = open(MemoryStorage::new());
     let outcome = a.apply_remote(peer.ops_since(a.vv(), usize::MAX).unwrap());
-    assert_eq!(outcome.applied, 3, "its own old ops are dropped: {outcome:?}");
+    assert_eq!(
+        outcome.applied, 3,
+        "its own old ops are dropped: {outcome:?}"
+    );
     let before = a.vv().clone();
     run(&mut a, 2_000, "SET y new");
     let new = a.ops_since(&before, usize::MAX).unwrap();

@@ -334,7 +334,10 @@ struct Scenario {
     final_seed: u64,
 }
 
-fn scenario(cmd: BoxedStrategy<Cmd>, sites: std::ops::RangeInclusive<usize>) -> BoxedStrategy<Scenario> {
+fn scenario(
+    cmd: BoxedStrategy<Cmd>,
+    sites: std::ops::RangeInclusive<usize>,
+) -> BoxedStrategy<Scenario> {
     sites
         .prop_flat_map(move |n| {
             (
@@ -410,7 +413,10 @@ fn play(sc: &Scenario) -> (Vec<Engine>, u64) {
 fn all_ops(sites: &[Engine]) -> BTreeMap<OpId, Op> {
     let mut all = BTreeMap::new();
     for s in sites {
-        for op in s.ops_since(&VersionVector::new(), usize::MAX).expect("backlog") {
+        for op in s
+            .ops_since(&VersionVector::new(), usize::MAX)
+            .expect("backlog")
+        {
             all.insert(op.id, op);
         }
     }
@@ -470,13 +476,33 @@ macro_rules! convergence_property {
     };
 }
 
-convergence_property!(strings_converge, string_cmd(), &["SET", "APPEND", "SETRANGE"]);
+convergence_property!(
+    strings_converge,
+    string_cmd(),
+    &["SET", "APPEND", "SETRANGE"]
+);
 convergence_property!(counters_converge, counter_cmd(), &["INCRBY", "INCRBYFLOAT"]);
-convergence_property!(keys_expiry_flush_converge, keys_cmd(), &["PEXPIRE", "FLUSHALL", "RENAME"]);
-convergence_property!(hashes_converge, hash_cmd(), &["HSET", "HDEL", "HINCRBY", "HGETALL"]);
+convergence_property!(
+    keys_expiry_flush_converge,
+    keys_cmd(),
+    &["PEXPIRE", "FLUSHALL", "RENAME"]
+);
+convergence_property!(
+    hashes_converge,
+    hash_cmd(),
+    &["HSET", "HDEL", "HINCRBY", "HGETALL"]
+);
 convergence_property!(sets_converge, set_cmd(), &["SADD", "SREM", "SMEMBERS"]);
-convergence_property!(sorted_sets_converge, zset_cmd(), &["ZADD", "ZINCRBY", "ZREM", "ZRANGE"]);
-convergence_property!(mixed_types_converge, mixed_cmd(), &["SET", "HSET", "SADD", "ZADD"]);
+convergence_property!(
+    sorted_sets_converge,
+    zset_cmd(),
+    &["ZADD", "ZINCRBY", "ZREM", "ZRANGE"]
+);
+convergence_property!(
+    mixed_types_converge,
+    mixed_cmd(),
+    &["SET", "HSET", "SADD", "ZADD"]
+);
 
 // ---- merge laws ------------------------------------------------------------------
 
@@ -522,7 +548,11 @@ fn merge_laws(sc: &Scenario) -> Result<(), TestCaseError> {
     prop_assert_eq!(by_ops.digest_hex(), ab_c.digest_hex(), "snapshots != ops");
     let before = sites[0].digest_hex();
     sites[0].merge_snapshot(a.clone());
-    prop_assert_eq!(sites[0].digest_hex(), before, "merging its own snapshot changed A");
+    prop_assert_eq!(
+        sites[0].digest_hex(),
+        before,
+        "merging its own snapshot changed A"
+    );
 
     // A site merging a snapshot keeps its own unsynced writes and converges
     // with op-based peers afterwards.
@@ -621,8 +651,7 @@ fn run_oracle<O: Clone>(
 
 /// The op a write just made at `e` (none if it failed).
 fn last_op(e: &Engine, before: &VersionVector) -> Option<Op> {
-    e.ops_since(before, usize::MAX)
-        .and_then(|mut v| v.pop())
+    e.ops_since(before, usize::MAX).and_then(|mut v| v.pop())
 }
 
 type Lww = LWWReg<Option<String>, (u64, u16)>;

@@ -144,7 +144,11 @@ fn clean_close_reopens_same_state_and_incarnation() {
     assert_eq!(e.digest_hex(), digest);
     assert_eq!(e.vv(), &vv);
     assert_eq!(e.origin(), origin, "a clean stop keeps the incarnation");
-    assert_eq!(e.last_local_seq(), 200 + 2, "seqs continue where they stopped");
+    assert_eq!(
+        e.last_local_seq(),
+        200 + 2,
+        "seqs continue where they stopped"
+    );
     assert_eq!(run(&mut e, 1_500, "PTTL ttl"), Reply::Int(1_000_000 - 200));
     assert_eq!(e.execute(5, &args("GET other-db"), 1_500), bulk("1"));
     assert_eq!(
@@ -220,7 +224,10 @@ fn corrupt_record_in_the_middle_is_refused_with_file_and_offset() {
     }
     let msg = err.to_string();
     assert!(msg.contains(&bad.log_offset.to_string()), "{msg}");
-    assert!(msg.contains("salvage"), "the message says how to salvage: {msg}");
+    assert!(
+        msg.contains("salvage"),
+        "the message says how to salvage: {msg}"
+    );
 
     // Refusing changed nothing: the same error again.
     assert!(open_dir(dir.path(), EngineConfig::new(SITE)).is_err());
@@ -244,7 +251,10 @@ fn corrupt_record_in_a_middle_segment_is_refused() {
     write_n(&mut e, 0, 300);
     e.sync().unwrap();
     drop(e);
-    assert!(segments(dir.path()).len() >= 4, "the log spans several files");
+    assert!(
+        segments(dir.path()).len() >= 4,
+        "the log spans several files"
+    );
     let recs = records(dir.path());
     assert_eq!(recs.len(), 300);
     let bad = recs
@@ -253,7 +263,10 @@ fn corrupt_record_in_a_middle_segment_is_refused() {
         .unwrap()
         .clone();
     flip_byte(&bad.segment, bad.file_offset + 8 + 2);
-    let index = recs.iter().position(|r| r.log_offset == bad.log_offset).unwrap();
+    let index = recs
+        .iter()
+        .position(|r| r.log_offset == bad.log_offset)
+        .unwrap();
 
     let err = match open_small_segments(dir.path(), EngineConfig::new(SITE)) {
         Ok(_) => panic!("opened a log with a corrupt record in its middle"),

@@ -6,11 +6,14 @@
 //!   the QUIC driver and the deterministic simulator drive the very same code.
 //! * [`backoff`]: reconnect delays shared by the driver and the simulator.
 //! * [`rate_limit`]: the per-peer token bucket.
-//!
-//! The QUIC driver (feature `quic`) is not written yet; the feature is empty and
-//! `cargo tree -p chorus-replication --no-default-features` has no tokio.
+//! * `quic` (feature `quic`, on by default): the driver that runs the sessions
+//!   over QUIC with mutual TLS (tokio + quinn + rustls/ring, rcgen for
+//!   certificates). Without the feature the crate is the sans-IO core alone:
+//!   `cargo tree -p chorus-replication --no-default-features` has no tokio.
 
 pub mod backoff;
+#[cfg(feature = "quic")]
+pub mod quic;
 pub mod rate_limit;
 pub mod session;
 pub mod wire;
@@ -22,3 +25,5 @@ pub use session::{
     SyncDirection,
 };
 pub use wire::{FrameDecoder, Hello, Message, RefuseReason, SnapshotRow, WireError};
+#[cfg(feature = "quic")]
+pub use quic::{PeerStatus, Replication, ReplicationConfig, TlsIdentity};

@@ -450,11 +450,18 @@ async fn wait_for_signal() -> &'static str {
 async fn sample_rates(state: Arc<ServerState>) {
     let mut tick = tokio::time::interval(Duration::from_millis(RATES_SAMPLE_INTERVAL_MS));
     let mut shutdown = state.subscribe_shutdown();
+    let mut tick_no: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => state.stats.sample_rates(Instant::now()),
             _ = shutdown.wait_for(|s| *s) => return,
         }
+        // Expiry, group commit and checkpoints fsync under the engine lock:
+        // keep them off the async worker threads.
+        let st = Arc::clone(&state);
+        let n = tick_no;
+        let _ = tokio::task::spawn_blocking(move || st.store.tick(n)).await;
+        tick_no += 1;
     }
 }
 

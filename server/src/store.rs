@@ -5,20 +5,21 @@
 //! commands ask the store only for figures (`DBSIZE`, `INFO keyspace`,
 //! `DEBUG DIGEST`) and for the durability hooks (`appendfsync`, shutdown).
 //!
-//! Phase 1 (this file as it stands): the engine is not wired in yet, so the
-//! store serves no data command — [`Store::implements`] answers `false`, the
-//! dispatcher replies with Redis's unknown-command error, and the figures are
-//! those of an empty keyspace. Integration replaces the body of `Store` with
-//! a `Mutex<chorus_engine::Engine>`; nothing outside this file changes.
+//! Durability: under `appendfsync always` a write's reply is released only
+//! after `Engine::sync` (one fsync per command or per EXEC); under
+//! `everysec` the background task syncs once a second; under `no` it also
+//! syncs once a second (the OS would flush anyway) but nothing waits for it.
 //!
 //! Locking: one mutex around the engine. A single command takes it for its
 //! duration; `EXEC` takes it once for the whole transaction (see
 //! [`Store::lock`]), which is what makes MULTI/EXEC atomic at the origin.
 
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chorus_engine::Reply;
+use chorus_engine::storage::redb_backend::RedbStorage;
+use chorus_engine::{Engine, EngineConfig, Fsync, Reply};
 use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 
@@ -31,6 +32,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("can't open the data in {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
     #[error("flushing the op log failed: {0}")]
     Flush(String),
 }
@@ -42,10 +45,25 @@ pub struct KeyspaceCounts {
     pub expires: u64,
 }
 
-/// State behind the lock. Phase 1 keeps only the durability mode so the
-/// hook is observable; the engine will live here.
-#[derive(Debug)]
+/// Wall-clock milliseconds since the epoch: the engine's `now`.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn engine_fsync(mode: AppendFsync) -> Fsync {
+    match mode {
+        AppendFsync::Always => Fsync::Always,
+        AppendFsync::Everysec => Fsync::EverySec,
+        AppendFsync::No => Fsync::No,
+    }
+}
+
+/// State behind the lock: the engine and the durability mode.
 pub struct StoreInner {
+    engine: Engine,
     appendfsync: AppendFsync,
     /// Set by a successful shutdown: nothing may be written after the
     /// final flush.
@@ -54,11 +72,19 @@ pub struct StoreInner {
     in_transaction: bool,
 }
 
-#[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
     site_id: u16,
     inner: Mutex<StoreInner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("site_id", &self.site_id)
+            .finish()
+    }
 }
 
 /// Exclusive access to the engine for one command or one transaction.
@@ -66,18 +92,49 @@ pub struct StoreGuard<'a> {
     inner: MutexGuard<'a, StoreInner>,
 }
 
+/// Background work per tick (see [`Store::tick`]).
+pub const TICK_MS: u64 = 100;
+/// A checkpoint is written when this many rows changed, or every
+/// `CHECKPOINT_INTERVAL_MS`.
+const CHECKPOINT_DIRTY_ROWS: usize = 100_000;
+const CHECKPOINT_INTERVAL_MS: u64 = 60_000;
+/// Keys the active expiry deletes per tick at most.
+const EXPIRE_KEYS_PER_TICK: usize = 200;
+
 impl Store {
-    /// Opens (creating if needed) the data directory of this site.
+    /// Opens (creating if needed) the data directory of this site and
+    /// recovers its engine.
     pub fn open(dir: &Path, site_id: u16, appendfsync: AppendFsync) -> Result<Store, StoreError> {
+        Self::open_with(dir, site_id, appendfsync, false)
+    }
+
+    /// `salvage`: keep the intact prefix of a damaged op log instead of
+    /// refusing to start.
+    pub fn open_with(
+        dir: &Path,
+        site_id: u16,
+        appendfsync: AppendFsync,
+        salvage: bool,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let open_err = |reason: String| StoreError::Open {
+            path: dir.clone(),
+            reason,
+        };
+        let storage = RedbStorage::open(&dir).map_err(|e| open_err(e.to_string()))?;
+        let mut config = EngineConfig::new(site_id);
+        config.fsync = engine_fsync(appendfsync);
+        config.salvage = salvage;
+        let engine = Engine::open(Box::new(storage), config).map_err(|e| open_err(e.to_string()))?;
         Ok(Store {
             dir,
             site_id,
             inner: Mutex::new(StoreInner {
+                engine,
                 appendfsync,
                 closed: false,
                 in_transaction: false,
@@ -94,11 +151,9 @@ impl Store {
         self.site_id
     }
 
-    /// True if the engine serves the data command `name` (lower case).
-    /// Commands it does not serve get Redis's unknown-command error.
+    /// True if the engine serves the data command `name`.
     pub fn implements(&self, name: &str) -> bool {
-        let _ = name;
-        false
+        Engine::is_data_command(name.as_bytes())
     }
 
     /// Exclusive access to the engine until the guard is dropped.
@@ -110,7 +165,9 @@ impl Store {
 
     /// `CONFIG SET appendfsync`: the engine's group commit follows the new mode.
     pub fn set_appendfsync(&self, mode: AppendFsync) {
-        self.inner.lock().appendfsync = mode;
+        let mut inner = self.inner.lock();
+        inner.appendfsync = mode;
+        inner.engine.set_fsync(engine_fsync(mode));
     }
 
     pub fn appendfsync(&self) -> AppendFsync {
@@ -147,20 +204,53 @@ impl Store {
         self.lock().checkpoint()
     }
 
+    /// Runs `f` with the engine locked (INFO figures, replication).
+    pub fn with_engine<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
+        f(&mut self.inner.lock().engine)
+    }
+
+    /// Periodic work, every [`TICK_MS`]: active expiry; once a second the
+    /// group commit of `everysec`; a checkpoint when enough rows changed or
+    /// enough time passed. `tick_no` counts ticks since start.
+    pub fn tick(&self, tick_no: u64) {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return;
+        }
+        let now = now_ms();
+        let engine = &mut inner.engine;
+        engine.expire_cycle(now, EXPIRE_KEYS_PER_TICK);
+        if tick_no % (1000 / TICK_MS) == 0 {
+            if let Err(e) = engine.sync() {
+                tracing::error!(error = %e, "op log sync failed; writes are refused");
+            }
+            let since = now.saturating_sub(engine.stats().last_checkpoint_ms);
+            if engine.dirty_rows() >= CHECKPOINT_DIRTY_ROWS
+                || (engine.dirty_rows() > 0 && since >= CHECKPOINT_INTERVAL_MS)
+            {
+                if let Err(e) = engine.checkpoint(now) {
+                    tracing::error!(error = %e, "checkpoint failed");
+                }
+            }
+        }
+    }
+
     /// Called once when the server stops (SIGTERM, SIGINT, `SHUTDOWN`),
-    /// after clients are disconnected: flush and fsync the op log, and write
-    /// a checkpoint if `save`. An error is reported and, unless forced,
-    /// aborts `SHUTDOWN`.
+    /// after clients are disconnected: flush and fsync the op log, write a
+    /// checkpoint and mark the stop clean. An error is reported and, unless
+    /// forced, aborts `SHUTDOWN`.
     pub fn shutdown(&self, save: bool) -> Result<(), StoreError> {
+        let _ = save;
         let mut inner = self.inner.lock();
         if inner.closed {
             return Ok(());
         }
-        if save {
-            // Phase 1: nothing to checkpoint yet.
-        }
-        // Phase 1: no op log to flush yet. The lock is held across the flush
-        // and the close so no write lands after the final fsync.
+        // The lock is held across the flush and the close so no write lands
+        // after the final fsync.
+        inner
+            .engine
+            .shutdown(now_ms())
+            .map_err(|e| StoreError::Flush(e.to_string()))?;
         inner.closed = true;
         Ok(())
     }
@@ -168,65 +258,98 @@ impl Store {
 
 impl StoreGuard<'_> {
     /// Opens a MULTI/EXEC transaction: every data command executed until
-    /// [`StoreGuard::commit_transaction`] becomes part of one atomic change
-    /// (one op, replicated and applied as a unit). Reads in between (DBSIZE
-    /// inside MULTI) see the transaction's own writes, as in Redis.
-    /// Phase 1: nothing to group. With the engine this maps onto its `Txn`
-    /// (what `Engine::execute_multi` does for a batch).
+    /// [`StoreGuard::commit_transaction`] becomes part of one op, replicated
+    /// and applied as a unit. Reads in between see the transaction's writes.
     pub fn begin_transaction(&mut self) {
         self.inner.in_transaction = true;
+        self.inner.engine.begin_group();
     }
 
     /// Ends the transaction opened by [`StoreGuard::begin_transaction`].
     pub fn commit_transaction(&mut self) {
         self.inner.in_transaction = false;
+        self.inner.engine.end_group();
+        self.sync_if_always();
+    }
+
+    fn sync_if_always(&mut self) {
+        if self.inner.appendfsync == AppendFsync::Always {
+            if let Err(e) = self.inner.engine.sync() {
+                tracing::error!(error = %e, "op log sync failed; writes are refused");
+            }
+        }
     }
 
     /// Executes one data command in database `db`. `args[0]` is the command
     /// name as the client sent it; arity was already checked against Redis's
-    /// table. Phase 1: no engine, so this is never reached for a command
-    /// the store does not implement, and answers like Redis if it is.
+    /// table.
     pub fn execute(&mut self, db: u8, args: &[Bytes]) -> Reply {
         if self.inner.closed {
             return Reply::err("ERR Chorus is shutting down");
         }
-        let _ = db;
-        crate::cmd::unknown_command_error(args)
+        let before = self.inner.engine.last_local_seq();
+        let reply = self.inner.engine.execute(db, args, now_ms());
+        if !self.inner.in_transaction && self.inner.engine.last_local_seq() != before {
+            // Persist before you promise: under `always` the reply waits for
+            // the fsync that covers the write.
+            self.sync_if_always();
+            if self.inner.appendfsync == AppendFsync::Always && self.inner.engine.poisoned().is_some() {
+                return Reply::err(
+                    "MISCONF Errors writing to the op log; the write is applied in memory but not durable. Writes are refused until restart.",
+                );
+            }
+        }
+        reply
+    }
+
+    /// The engine, for figures (INFO) and replication.
+    pub fn engine(&mut self) -> &mut Engine {
+        &mut self.inner.engine
     }
 
     /// Non-empty databases with their key counts.
     pub fn keyspace(&self) -> Vec<(u8, KeyspaceCounts)> {
-        Vec::new()
+        (0..16u8)
+            .filter_map(|db| {
+                let keys = self.inner.engine.dbsize(db) as u64;
+                (keys > 0).then(|| {
+                    (
+                        db,
+                        KeyspaceCounts {
+                            keys,
+                            expires: self.inner.engine.expires_count(db) as u64,
+                        },
+                    )
+                })
+            })
+            .collect()
     }
 
     pub fn dbsize(&self, db: u8) -> u64 {
-        self.keyspace()
-            .into_iter()
-            .find(|(d, _)| *d == db)
-            .map(|(_, c)| c.keys)
-            .unwrap_or(0)
+        self.inner.engine.dbsize(db) as u64
     }
 
     pub fn expired_keys(&self) -> u64 {
-        0
+        self.inner.engine.stats().expired_keys
     }
 
     /// Version of a key for `WATCH`: any change to the key (write, delete,
-    /// expiry, flush of its database, a remote op) must change it. Phase 1:
-    /// nothing writes, so it is constant.
+    /// expiry, flush of its database, a remote op) changes it.
     pub fn key_version(&self, db: u8, key: &[u8]) -> u64 {
-        let _ = (db, key);
-        0
+        self.inner.engine.key_version(db, key, now_ms())
     }
 
-    /// `DEBUG DIGEST`: 40 hex characters, all zeros for an empty keyspace
-    /// as in Redis.
+    /// `DEBUG DIGEST`: hex digest of the dataset, equal on converged sites;
+    /// 40 zeros for an empty keyspace as in Redis.
     pub fn digest(&self) -> String {
-        "0".repeat(40)
+        self.inner.engine.digest_hex()
     }
 
-    /// Writes a checkpoint. Phase 1 has nothing to write.
+    /// Writes a checkpoint.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        Ok(())
+        self.inner
+            .engine
+            .checkpoint(now_ms())
+            .map_err(|e| StoreError::Flush(e.to_string()))
     }
 }

@@ -7,7 +7,12 @@
 //! certificate chains to the CA and, once the peer says which site it is,
 //! checks the certificate names that site. Unknown peers are refused during
 //! the TLS handshake, before any replication data moves.
+//!
+//! The accepting side learns which site dialed it from the client certificate
+//! ([`site_of_cert`]) before it reads a byte of the stream, and the session is
+//! then pinned to that site (a `Hello` naming another site is refused).
 
+use chorus_engine::id::SiteId;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -36,6 +41,8 @@ pub enum TlsError {
     Verifier(String),
     #[error("peer certificate does not name site {site}: {reason}")]
     WrongSite { site: u16, reason: String },
+    #[error("peer certificate names no single site: {0}")]
+    NoSite(String),
 }
 
 /// The DNS name a site's certificate carries.
@@ -114,13 +121,36 @@ pub fn generate_site(ca_dir: &Path, site_id: u16, out: &Path) -> Result<(), TlsE
 }
 
 /// A site's TLS identity: its certificate chain, its key, and the cluster CA.
+///
+/// `Debug` prints the chain length only, never the key.
 pub struct TlsIdentity {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
     pub roots: Arc<rustls::RootCertStore>,
 }
 
+impl Clone for TlsIdentity {
+    fn clone(&self) -> Self {
+        TlsIdentity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            roots: self.roots.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("chain_len", &self.chain.len())
+            .field("roots", &self.roots.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl TlsIdentity {
+    /// Loads the cluster CA certificate(s) (`ca.pem`), this site's chain
+    /// (`site.pem`) and its key (`site.key`).
     pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<TlsIdentity, TlsError> {
         let pem_err = |p: &Path, e: rustls::pki_types::pem::Error| TlsError::Pem {
             path: p.display().to_string(),
@@ -177,10 +207,87 @@ impl TlsIdentity {
     }
 }
 
+/// The site id in a DNS name of the form `site-<id>.chorus`.
+fn parse_site_name(name: &str) -> Option<SiteId> {
+    let digits = name.strip_prefix("site-")?.strip_suffix(".chorus")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The site a (CA-verified) peer certificate names: it must carry exactly one
+/// `site-<id>.chorus` name, so that one certificate can never speak for two
+/// sites.
+pub fn site_of_cert(cert: &CertificateDer<'_>) -> Result<SiteId, TlsError> {
+    let ee = webpki::EndEntityCert::try_from(cert).map_err(|e| TlsError::NoSite(e.to_string()))?;
+    let mut sites = ee.valid_dns_names().filter_map(parse_site_name);
+    let Some(site) = sites.next() else {
+        return Err(TlsError::NoSite("no site-<id>.chorus name".into()));
+    };
+    if sites.any(|other| other != site) {
+        return Err(TlsError::NoSite("names more than one site".into()));
+    }
+    check_peer_site(cert, site)?;
+    Ok(site)
+}
+
 /// Checks that a (CA-verified) peer certificate names `site_id`.
 pub fn check_peer_site(cert: &CertificateDer<'_>, site_id: u16) -> Result<(), TlsError> {
     let wrong = |reason: String| TlsError::WrongSite { site: site_id, reason };
     let ee = webpki::EndEntityCert::try_from(cert).map_err(|e| wrong(e.to_string()))?;
     let name = ServerName::try_from(site_name(site_id)).map_err(|e| wrong(e.to_string()))?;
     ee.verify_is_valid_for_subject_name(&name).map_err(|e| wrong(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_cert(path: &Path) -> CertificateDer<'static> {
+        let mut certs = CertificateDer::pem_file_iter(path).unwrap();
+        certs.next().unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_site_certificate_names_its_site_and_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        let site = dir.path().join("site7");
+        generate_ca(&ca).unwrap();
+        generate_site(&ca, 7, &site).unwrap();
+        let id = TlsIdentity::load(&ca.join("ca.pem"), &site.join("site.pem"), &site.join("site.key"))
+            .unwrap();
+        assert_eq!(id.chain.len(), 2, "site certificate followed by the CA's");
+        assert!(id.server_config().is_ok());
+        assert!(id.client_config().is_ok());
+        let cert = first_cert(&site.join("site.pem"));
+        assert_eq!(site_of_cert(&cert).unwrap(), 7);
+        assert!(check_peer_site(&cert, 7).is_ok());
+        assert!(matches!(check_peer_site(&cert, 8), Err(TlsError::WrongSite { site: 8, .. })));
+        // The CA's own certificate names no site.
+        assert!(matches!(
+            site_of_cert(&first_cert(&ca.join("ca.pem"))),
+            Err(TlsError::NoSite(_))
+        ));
+    }
+
+    #[test]
+    fn site_names_parse_strictly() {
+        assert_eq!(parse_site_name("site-12.chorus"), Some(12));
+        assert_eq!(parse_site_name(&site_name(65535)), Some(65535));
+        for bad in ["site-.chorus", "site-+1.chorus", "site-70000.chorus", "site-1.chorus.evil", "x-1.chorus"] {
+            assert_eq!(parse_site_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn missing_files_are_reported_with_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        match generate_site(&missing, 1, dir.path()) {
+            Err(TlsError::Io { path, .. }) => assert!(path.ends_with("ca.pem")),
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+    }
 }

@@ -1,0 +1,421 @@
+//! The QUIC driver: runs one [`PeerSession`] per peer site over real QUIC with
+//! mutual TLS, for a site whose engine is shared with the RESP server.
+//!
+//! It owns the sockets, the tasks and the clocks; every replication decision
+//! stays in the sans-IO session. Per peer there is one long-lived task that
+//! keeps the peer's `PeerSession` across connections (so a reconnect resumes
+//! from what the peer acknowledged), dials with capped exponential backoff,
+//! takes connections the accept loop hands it, and while connected writes what
+//! `poll_transmit` yields; a reader task per connection feeds the bytes it
+//! reads to `handle_bytes`. The engine lock is taken only around synchronous
+//! session calls, never across an await.
+//!
+//! Invariants: at most one connection per peer carries a session; when two
+//! exist (both sides dialed), the one dialed by the lower site id is kept on
+//! both sides; an accepted connection is routed by the site its client
+//! certificate names, and its session is pinned to that site, so no data from
+//! a peer is applied before its certificate is known to name the site it
+//! claims to be.
+
+mod clock;
+mod peer;
+pub mod tls;
+pub mod transport;
+
+pub use clock::wall_ms;
+pub use tls::{TlsError, TlsIdentity};
+
+use crate::backoff::{BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT};
+use crate::session::{ConfigError, SessionConfig, SessionStats};
+use chorus_engine::id::{SiteId, VersionVector};
+use chorus_engine::Engine;
+use clock::Clock;
+use parking_lot::Mutex;
+use peer::{Peer, Shared};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::task::JoinHandle;
+
+/// How long `shutdown` waits for peer tasks and for the endpoint to drain.
+pub const SHUTDOWN_WAIT_MS: u64 = 2_000;
+/// Default UDP socket buffer size requested from the kernel.
+pub const UDP_BUFFER_BYTES_DEFAULT: usize = 4 << 20;
+
+/// Everything a site needs to replicate over QUIC.
+#[derive(Clone, Debug)]
+pub struct ReplicationConfig {
+    pub site_id: SiteId,
+    pub cluster_id: u64,
+    /// The replication port (UDP); port 0 picks one (see `Replication::local_addr`).
+    pub listen: SocketAddr,
+    /// Peers to dial. Only these sites (and those added with `add_peer`) are
+    /// accepted when they dial us.
+    pub peers: Vec<(SiteId, SocketAddr)>,
+    pub tls: TlsIdentity,
+    /// Template for every peer's session; `cluster_id` and `peer_site_id` are
+    /// filled in per peer.
+    pub session: SessionConfig,
+    /// `appendfsync always`: sync the engine after applying remote ops, before
+    /// anything else is sent, so acks go out at once.
+    pub fsync_always: bool,
+    /// QUIC keep-alive interval (quinn `TransportConfig::keep_alive_interval`).
+    pub keep_alive_ms: u64,
+    /// QUIC idle timeout (the smaller of both sides' applies); also bounds a
+    /// connection attempt.
+    pub idle_timeout_ms: u64,
+    /// Reconnect backoff: first delay and cap (`Backoff`).
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Requested UDP socket send and receive buffer size; 0 keeps the OS default.
+    pub udp_buffer_bytes: usize,
+}
+
+impl ReplicationConfig {
+    /// Defaults: session `SessionConfig::new(cluster_id)`, keep-alive 1 s, idle
+    /// timeout 10 s, backoff 100 ms .. 30 s, no fsync per batch, no peers.
+    pub fn new(
+        site_id: SiteId,
+        cluster_id: u64,
+        listen: SocketAddr,
+        tls: TlsIdentity,
+    ) -> ReplicationConfig {
+        ReplicationConfig {
+            site_id,
+            cluster_id,
+            listen,
+            peers: Vec::new(),
+            tls,
+            session: SessionConfig::new(cluster_id),
+            fsync_always: false,
+            keep_alive_ms: 1_000,
+            idle_timeout_ms: 10_000,
+            backoff_base_ms: BACKOFF_BASE_MS_DEFAULT,
+            backoff_max_ms: BACKOFF_MAX_MS_DEFAULT,
+            udp_buffer_bytes: UDP_BUFFER_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Why the driver could not start or a control call was refused.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Session(#[from] ConfigError),
+    #[error("invalid replication config: {0}")]
+    Config(String),
+    #[error("cannot bind the replication port {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config says site {config} but the engine is site {engine}")]
+    SiteMismatch { config: SiteId, engine: SiteId },
+    #[error("site {0} cannot be its own peer")]
+    SelfPeer(SiteId),
+    #[error("peer {0} is listed twice")]
+    DuplicatePeer(SiteId),
+    #[error("replication is shut down")]
+    ShutDown,
+}
+
+/// One peer as operators see it (`INFO replication`, `PEER LIST`, `PEER LAG`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerStatus {
+    pub site_id: SiteId,
+    /// Where we dial it.
+    pub addr: Option<SocketAddr>,
+    /// The other end of the current connection, if connected.
+    pub remote_addr: Option<SocketAddr>,
+    /// `connecting`, `handshake`, `full-sync`, `streaming`, `paused` or `down`.
+    pub state: &'static str,
+    /// Data to this peer is paused by an operator (kept across reconnects).
+    pub paused: bool,
+    /// Ops we hold that the peer has not durably acknowledged.
+    pub ops_lag: u64,
+    /// How long the oldest op the peer has not durably acknowledged has been
+    /// here, to within `LAG_MARK_INTERVAL_MS`; 0 when it holds everything.
+    pub time_lag_ms: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Averaged over the last `RATE_INTERVAL_MS`.
+    pub bytes_in_per_s: u64,
+    pub bytes_out_per_s: u64,
+    /// Driver time (ms since the UNIX epoch) of the last ack from the peer.
+    pub last_ack_ms: Option<u64>,
+    pub ops_sent: u64,
+    pub ops_received: u64,
+    pub ops_applied: u64,
+    /// Connections that reached the handshake.
+    pub connects: u64,
+    /// The last attempt was refused (TLS, unknown site, handshake) rather
+    /// than merely failing; `last_error` says why.
+    pub refused: bool,
+    /// Refusals counted since start.
+    pub refusals: u64,
+    pub last_error: Option<String>,
+    /// The peer's durable acknowledged vector (what `WAIT` relies on).
+    pub acked_vv: VersionVector,
+    /// All of the session's counters.
+    pub stats: SessionStats,
+}
+
+/// The endpoint as a whole: refusals that belong to no known peer (a TLS
+/// handshake that failed before the peer's site was known, an unknown site).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointStatus {
+    pub local_addr: SocketAddr,
+    pub handshakes_refused: u64,
+    pub last_refusal: Option<String>,
+}
+
+/// A running QUIC replication driver. Dropping it closes the endpoint; call
+/// [`Replication::shutdown`] to also wait for the peers to be told.
+pub struct Replication {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replication")
+            .field("site_id", &self.shared.site_id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replication {
+    /// Binds the replication port, starts the accept loop and one task per
+    /// configured peer. Must be called inside a tokio runtime.
+    pub async fn start(
+        config: ReplicationConfig,
+        engine: Arc<Mutex<Engine>>,
+    ) -> Result<Replication, Error> {
+        let engine_site = engine.lock().site_id();
+        if engine_site != config.site_id {
+            return Err(Error::SiteMismatch {
+                config: config.site_id,
+                engine: engine_site,
+            });
+        }
+        let mut session = config.session.clone();
+        session.cluster_id = config.cluster_id;
+        session.peer_site_id = None;
+        session.validate()?;
+        if config.keep_alive_ms == 0 || config.keep_alive_ms >= config.idle_timeout_ms {
+            return Err(Error::Config(
+                "keep_alive_ms must be positive and below idle_timeout_ms".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for &(site, _) in &config.peers {
+            if site == config.site_id {
+                return Err(Error::SelfPeer(site));
+            }
+            if !seen.insert(site) {
+                return Err(Error::DuplicatePeer(site));
+            }
+        }
+        let transport =
+            transport::transport_config(config.keep_alive_ms, config.idle_timeout_ms)?;
+        let endpoint = transport::bind(
+            config.listen,
+            &config.tls,
+            transport,
+            config.udp_buffer_bytes,
+        )?;
+        let local_addr = endpoint.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let shared = Arc::new(Shared::new(
+            &config,
+            session,
+            engine,
+            endpoint,
+            Clock::new(),
+        ));
+        for &(site, addr) in &config.peers {
+            if let Err(e) = shared.add_peer(site, Some(addr)) {
+                shared.begin_shutdown();
+                shared.endpoint.close(peer::CLOSE_SHUTDOWN, b"start failed");
+                return Err(e.into());
+            }
+        }
+        let background = vec![
+            tokio::spawn(peer::accept_loop(shared.clone())),
+            tokio::spawn(peer::tick_loop(shared.clone())),
+        ];
+        tracing::info!(
+            site = config.site_id,
+            %local_addr,
+            peers = config.peers.len(),
+            "replication listening"
+        );
+        Ok(Replication {
+            shared,
+            local_addr,
+            background: Mutex::new(background),
+        })
+    }
+
+    /// The bound replication address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn site_id(&self) -> SiteId {
+        self.shared.site_id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.shared.cluster_id
+    }
+
+    /// Wakes every peer session to look at the engine again. Call after local
+    /// writes and after every `engine.sync()` (acks carry the durable vector).
+    /// Cheap and coalescing: many calls between two polls wake a peer once.
+    pub fn notify_local_write(&self) {
+        self.shared.notify_engine_changed();
+    }
+
+    /// Adds a peer, or changes the address of a known one (and dials it at once).
+    pub fn add_peer(&self, site: SiteId, addr: SocketAddr) -> Result<(), Error> {
+        if self.shared.is_shut_down() {
+            return Err(Error::ShutDown);
+        }
+        if site == self.shared.site_id {
+            return Err(Error::SelfPeer(site));
+        }
+        self.shared.add_peer(site, Some(addr))?;
+        Ok(())
+    }
+
+    /// Removes a peer: closes its connection and forgets its session. Its
+    /// connections are refused from now on. False if it was not a peer.
+    pub fn remove_peer(&self, site: SiteId) -> bool {
+        self.shared.remove_peer(site)
+    }
+
+    /// Stops sending data to the peer (the connection, acks and heartbeats
+    /// stay; what the peer sends is still applied). False if unknown.
+    pub fn pause(&self, site: SiteId) -> bool {
+        self.shared.with_peer(site, |e| e.session.pause())
+    }
+
+    pub fn resume(&self, site: SiteId) -> bool {
+        self.shared.with_peer(site, |e| e.session.resume())
+    }
+
+    /// Asks the peer for a full snapshot (`PEER RESYNC`), now or on the next
+    /// connection. False if unknown.
+    pub fn resync(&self, site: SiteId) -> bool {
+        self.shared.with_peer(site, |e| e.session.request_full_sync())
+    }
+
+    /// Asks the peer for its digest buckets of `db` (reported in the log as
+    /// matched or, with the differing buckets, as a divergence).
+    pub fn request_digest(&self, site: SiteId, db: u8) -> bool {
+        self.shared.with_peer(site, |e| e.session.request_digest(db))
+    }
+
+    /// Changes the data rate limit to the peer (bytes/s, 0 = none).
+    pub fn set_rate_limit(&self, site: SiteId, bytes_per_s: u64) -> bool {
+        let now_ms = self.shared.clock.now_ms();
+        self.shared
+            .with_peer(site, |e| e.session.set_rate_limit(bytes_per_s, now_ms))
+    }
+
+    /// Every peer, by site id.
+    pub fn status(&self) -> Vec<PeerStatus> {
+        self.shared.status(None)
+    }
+
+    pub fn peer_status(&self, site: SiteId) -> Option<PeerStatus> {
+        self.shared.status(Some(site)).into_iter().next()
+    }
+
+    /// The peer's durable acknowledged vector (for `WAIT`).
+    pub fn acked_vv(&self, site: SiteId) -> Option<VersionVector> {
+        let peer = self.shared.peer(site)?;
+        let entry = peer.entry.lock();
+        Some(entry.session.peer_acked_vv().clone())
+    }
+
+    /// What every current peer has durably acknowledged (the meet of their
+    /// acked vectors), for `Engine::trim_backlog`; `None` without peers.
+    pub fn acked_by_all(&self) -> Option<VersionVector> {
+        let peers: Vec<Arc<Peer>> = self.shared.peers.lock().values().cloned().collect();
+        let mut all: Option<VersionVector> = None;
+        for p in peers {
+            let entry = p.entry.lock();
+            let acked = entry.session.peer_acked_vv();
+            all = Some(match all {
+                None => acked.clone(),
+                Some(v) => v.meet(acked),
+            });
+        }
+        all
+    }
+
+    pub fn endpoint_status(&self) -> EndpointStatus {
+        EndpointStatus {
+            local_addr: self.local_addr,
+            handshakes_refused: self.shared.handshakes_refused.load(Ordering::Relaxed),
+            last_refusal: self.shared.last_refusal.lock().clone(),
+        }
+    }
+
+    /// Closes every connection (telling peers why), stops the tasks and the
+    /// endpoint; waits at most about `SHUTDOWN_WAIT_MS`. Idempotent.
+    pub async fn shutdown(&self) {
+        self.shared.begin_shutdown();
+        let wait = Duration::from_millis(SHUTDOWN_WAIT_MS);
+        let tasks: Vec<JoinHandle<()>> = {
+            let mut peers = self.shared.peers.lock();
+            let tasks = peers
+                .values()
+                .filter_map(|p| p.task.lock().take())
+                .collect();
+            peers.clear();
+            tasks
+        };
+        for mut t in tasks {
+            if tokio::time::timeout(wait, &mut t).await.is_err() {
+                tracing::warn!("a peer task did not stop in time");
+                t.abort();
+            }
+        }
+        self.shared.endpoint.close(peer::CLOSE_SHUTDOWN, b"shutdown");
+        let _ = tokio::time::timeout(wait, self.shared.endpoint.wait_idle()).await;
+        for t in self.background.lock().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Replication {
+    fn drop(&mut self) {
+        self.shared.begin_shutdown();
+        self.shared.endpoint.close(peer::CLOSE_SHUTDOWN, b"shutdown");
+        for t in self.background.get_mut().drain(..) {
+            t.abort();
+        }
+        for p in std::mem::take(&mut *self.shared.peers.lock()).into_values() {
+            if let Some(t) = p.task.lock().take() {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// Ordered view of the peers for status (by site id).
+pub(crate) type PeerMap = BTreeMap<SiteId, Arc<Peer>>;

@@ -1,0 +1,95 @@
+//! Bounded sweeps for CI: the simulator passes on healthy code, catches every
+//! canary, and is deterministic. Sizes are kept small (3 sites, 300 client
+//! requests per seed) so the whole file runs in well under a minute.
+
+use chorus_sim::{run_one, Canary, RunConfig, RunReport};
+
+const SITES: usize = 3;
+const OPS: usize = 300;
+/// Every canary must be caught within this many seeds.
+const CANARY_SEEDS: u64 = 200;
+
+fn config(seed: u64, profile: &str, canary: Option<Canary>) -> RunConfig {
+    let mut c = RunConfig::new(seed);
+    c.sites = Some(SITES);
+    c.ops = OPS;
+    c.profile = profile.to_owned();
+    c.canary = canary;
+    c
+}
+
+fn describe(r: &RunReport) -> String {
+    format!("{}\n  reproduce: {}", r.json(), r.config.command("run"))
+}
+
+fn sweep(profile: &str, seeds: std::ops::Range<u64>) {
+    let failures: Vec<String> = seeds
+        .map(|s| run_one(config(s, profile, None)))
+        .filter(|r| !r.passed())
+        .map(|r| describe(&r))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failing seeds:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn bounded_sweep_without_crashes_passes() {
+    sweep("calm", 0..10);
+    sweep("partition", 0..20);
+    sweep("clock", 0..20);
+}
+
+/// The random profile includes crashes, which currently expose an engine
+/// recovery bug (rows changed by log replay are not re-checkpointed; see
+/// docs/simulator.md, "Findings"). Run with `--ignored` once it is fixed.
+#[test]
+#[ignore = "fails until the engine keeps rows changed by log replay dirty (docs/simulator.md, Findings)"]
+fn bounded_sweep_random_profile_passes() {
+    sweep("random", 0..50);
+}
+
+/// Each canary must make some seed fail whose healthy run passes.
+#[test]
+fn every_canary_is_caught_within_200_seeds() {
+    for canary in Canary::ALL {
+        // Durability canaries need crashes to show; the others show anywhere.
+        let profile = match canary {
+            Canary::ReuseSeq | Canary::AckBeforeDurable => "crash",
+            _ => "random",
+        };
+        let caught = (0..CANARY_SEEDS).find(|&s| {
+            let bad = run_one(config(s, profile, Some(canary)));
+            !bad.passed() && run_one(config(s, profile, None)).passed()
+        });
+        match caught {
+            Some(seed) => eprintln!("canary {} caught at seed {seed} ({profile})", canary.name()),
+            None => panic!(
+                "canary {} was not caught within {CANARY_SEEDS} seeds of profile {profile}",
+                canary.name()
+            ),
+        }
+    }
+}
+
+#[test]
+fn check_determinism_agrees_on_20_seeds() {
+    for seed in 0..20 {
+        let mut c = config(seed, "random", None);
+        c.keep_lines = false;
+        let a = run_one(c.clone());
+        let b = run_one(c);
+        let (a, b) = match (a.outcome, b.outcome) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => panic!("seed {seed}: the simulator crashed"),
+        };
+        assert_eq!(
+            (a.trace_hash.as_str(), a.events),
+            (b.trace_hash.as_str(), b.events),
+            "seed {seed} is not deterministic: chorus-sim check-determinism --seed {seed} --sites {SITES} --ops {OPS}"
+        );
+    }
+}
