@@ -207,6 +207,9 @@ impl Engine {
                 .keyspace
                 .put_row(r.db, Bytes::from(r.key), img.into_row());
         }
+        // Rows loaded from the checkpoint are clean; rows the log replay
+        // changes are not (the next checkpoint must write them).
+        engine.keyspace.dirty.clear();
         let first_in_log = engine.replay_log()?;
         // The retained log holds, per origin, a contiguous run of seqs up to the
         // newest; ops before that run (trimmed, or only in the checkpoint) cannot
@@ -219,7 +222,6 @@ impl Engine {
         while engine.backlog.bytes() > engine.config.backlog_bytes_max && engine.backlog.len() > 1 {
             engine.backlog.pop_front();
         }
-        engine.keyspace.dirty.clear();
         // A site that did not shut down cleanly may have shipped ops it then lost
         // (un-fsynced tail): start a new incarnation so no OpId is ever reused.
         if !clean && !brand_new {
@@ -336,6 +338,29 @@ impl Engine {
     pub fn type_conflicts(&self) -> u64 {
         self.keyspace.stats.type_conflicts
     }
+    /// Learns a peer's version vector (handshake). If the peer holds ops of
+    /// this site from an incarnation at or above ours beyond what we hold,
+    /// this site lost its history (disk wiped or restored from an old copy):
+    /// it moves to a fresh incarnation so it never reissues those OpIds.
+    /// Returns true when the incarnation changed.
+    pub fn observe_peer_vv(&mut self, peer: &VersionVector) -> Result<bool, EngineError> {
+        let mut max_seen: Option<u32> = None;
+        for (o, q) in peer.iter() {
+            if o.site == self.config.site_id && o.incarnation >= self.origin.incarnation && q > self.vv.get(o) {
+                max_seen = Some(max_seen.map_or(o.incarnation, |m| m.max(o.incarnation)));
+            }
+        }
+        let Some(m) = max_seen else { return Ok(false) };
+        self.end_group();
+        let inc = m + 1;
+        self.storage.meta_put(META_INCARNATION, &inc.to_le_bytes())?;
+        tracing::warn!(incarnation = inc, "a peer holds newer ops of this site than its own log: starting a new incarnation");
+        self.origin = Origin::new(self.config.site_id, inc);
+        self.next_seq = self.vv.get(self.origin) + 1;
+        debug_assert!(self.invariants_hold());
+        Ok(true)
+    }
+
     /// Absorbs a peer's clock (heartbeats), so local stamps stay ahead of it.
     pub fn observe_clock(&mut self, hlc: Hlc) {
         self.clock.observe(hlc);
@@ -765,6 +790,61 @@ impl Engine {
         }
     }
 
+    /// Starts a checkpoint whose rows are written off the engine lock: takes
+    /// the changed rows (encoded now) and the vector they cover. Write it with
+    /// [`PendingCheckpoint::write`] without holding the engine, then hand the
+    /// result to [`Engine::checkpoint_finish`]. Falls back to an inline
+    /// checkpoint (returns `None`) when the backend has no separate writer.
+    /// Callers run one checkpoint at a time.
+    pub fn checkpoint_begin(&mut self, now_ms: u64) -> Result<Option<PendingCheckpoint>, EngineError> {
+        if let Some(p) = &self.poisoned {
+            return Err(EngineError::Poisoned(p.clone()));
+        }
+        let Some(writer) = self.storage.checkpoint_writer() else {
+            self.checkpoint(now_ms)?;
+            return Ok(None);
+        };
+        self.sync()?;
+        let dirty = std::mem::take(&mut self.keyspace.dirty);
+        let rows: Vec<CheckpointRow> = dirty
+            .into_iter()
+            .map(|(db, key)| CheckpointRow {
+                db,
+                state: self.keyspace.db(db).rows.get(&key).map(|r| RowImage::of(r).encode()),
+                key: key.to_vec(),
+            })
+            .collect();
+        let log_offset = self.storage.log_len();
+        let meta = CheckpointMeta {
+            vv: self.vv.clone(),
+            hlc: self.clock.last(),
+            log_offset,
+        };
+        Ok(Some(PendingCheckpoint {
+            rows,
+            meta: postcard::to_allocvec(&meta).unwrap_or_default(),
+            log_offset,
+            now_ms,
+            writer,
+        }))
+    }
+
+    /// Records the outcome of a checkpoint written off the lock.
+    pub fn checkpoint_finish(&mut self, done: Result<CheckpointDone, StorageError>) -> Result<(), EngineError> {
+        match done {
+            Ok(d) => {
+                self.checkpoint_log_offset = d.log_offset;
+                self.stats.checkpoints += 1;
+                self.stats.last_checkpoint_ms = d.now_ms;
+                Ok(())
+            }
+            Err(e) => {
+                self.poison(StorageError::Poisoned(e.to_string()));
+                Err(EngineError::Storage(e))
+            }
+        }
+    }
+
     /// Rows changed since the last checkpoint.
     pub fn dirty_rows(&self) -> usize {
         self.keyspace.dirty.len()
@@ -813,6 +893,39 @@ impl Engine {
             && self.vv.dominates(&self.durable_vv)
             && (pending || self.next_seq == self.vv.get(self.origin) + 1)
             && self.causal_buffer.keys().all(|id| !self.vv.covers(*id))
+    }
+}
+
+/// A checkpoint taken under the engine lock, to be written without it.
+pub struct PendingCheckpoint {
+    rows: Vec<CheckpointRow>,
+    meta: Vec<u8>,
+    log_offset: u64,
+    now_ms: u64,
+    writer: Box<dyn crate::storage::CheckpointWriter>,
+}
+
+/// A checkpoint that was written (see [`Engine::checkpoint_finish`]).
+pub struct CheckpointDone {
+    log_offset: u64,
+    now_ms: u64,
+}
+
+impl PendingCheckpoint {
+    pub fn rows(&self) -> usize {
+        self.rows.len()
+    }
+    /// Writes the checkpoint (slow: call it without holding the engine).
+    pub fn write(self) -> Result<CheckpointDone, StorageError> {
+        let PendingCheckpoint {
+            rows,
+            meta,
+            log_offset,
+            now_ms,
+            writer,
+        } = self;
+        writer.write(&rows, &meta)?;
+        Ok(CheckpointDone { log_offset, now_ms })
     }
 }
 

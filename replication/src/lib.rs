@@ -19,11 +19,11 @@ pub mod session;
 pub mod wire;
 
 pub use backoff::Backoff;
+#[cfg(feature = "quic")]
+pub use quic::{EndpointStatus, PeerStatus, Replication, ReplicationConfig, TlsIdentity};
 pub use rate_limit::TokenBucket;
 pub use session::{
     ConfigError, PeerSession, PeerState, SessionConfig, SessionError, SessionEvent, SessionStats,
     SyncDirection,
 };
 pub use wire::{FrameDecoder, Hello, Message, RefuseReason, SnapshotRow, WireError};
-#[cfg(feature = "quic")]
-pub use quic::{PeerStatus, Replication, ReplicationConfig, TlsIdentity};

@@ -191,6 +191,8 @@ pub enum SessionError {
     SnapshotRowTooLarge { db: u8, bytes: usize },
     #[error("nothing received for {silent_ms} ms")]
     IdleTimeout { silent_ms: u64 },
+    #[error("local engine error: {0}")]
+    Engine(String),
 }
 
 /// Something the driver or an operator should know.
@@ -750,7 +752,7 @@ impl PeerSession {
         }
     }
 
-    fn on_hello(&mut self, now_ms: u64, h: Hello, engine: &Engine) {
+    fn on_hello(&mut self, now_ms: u64, h: Hello, engine: &mut Engine) {
         let refusal = if !(PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&h.protocol_version) {
             Some(RefuseReason::ProtocolVersion {
                 min: PROTOCOL_VERSION_MIN,
@@ -775,6 +777,12 @@ impl PeerSession {
         };
         if let Some(reason) = refusal {
             self.refuse(reason);
+            return;
+        }
+        // A site that lost its history (wiped disk) must not reissue OpIds the
+        // peer already holds: the engine moves to a fresh incarnation.
+        if let Err(e) = engine.observe_peer_vv(&h.vv) {
+            self.close(SessionError::Engine(e.to_string()));
             return;
         }
         self.link = Link::Up;

@@ -137,6 +137,10 @@ pub struct Cli {
     /// Log verbosity.
     #[arg(long, value_enum)]
     pub loglevel: Option<LogLevel>,
+    /// Start even if the op log has a corrupt record in its middle: keep the
+    /// intact prefix and drop the rest (the default refuses to start).
+    #[arg(long)]
+    pub salvage: bool,
 }
 
 /// Why the configuration could not be loaded at startup.

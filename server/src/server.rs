@@ -310,7 +310,7 @@ impl Server {
     pub fn start(cli: &Cli, log_level_hook: Option<LogLevelHook>) -> Result<Server, StartError> {
         let mut config = ConfigStore::from_cli(cli)?;
         let settings = config.settings();
-        let store = Store::open(&settings.dir, settings.site_id, settings.appendfsync)?;
+        let store = Store::open_with(&settings.dir, settings.site_id, settings.appendfsync, cli.salvage)?;
         config.set_dir_absolute(store.dir());
         let listeners = bind_all(&settings.bind, settings.port)?;
         if let Some(port) = listeners

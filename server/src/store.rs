@@ -76,6 +76,9 @@ pub struct Store {
     dir: PathBuf,
     site_id: u16,
     inner: Mutex<StoreInner>,
+    /// Held while a checkpoint is being written off the engine lock, so a
+    /// second one (or the final one at shutdown) never overtakes it.
+    checkpointing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -96,7 +99,7 @@ pub struct StoreGuard<'a> {
 pub const TICK_MS: u64 = 100;
 /// A checkpoint is written when this many rows changed, or every
 /// `CHECKPOINT_INTERVAL_MS`.
-const CHECKPOINT_DIRTY_ROWS: usize = 100_000;
+const CHECKPOINT_DIRTY_ROWS: usize = 200_000;
 const CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 /// Keys the active expiry deletes per tick at most.
 const EXPIRE_KEYS_PER_TICK: usize = 200;
@@ -139,6 +142,7 @@ impl Store {
                 closed: false,
                 in_transaction: false,
             }),
+            checkpointing: Mutex::new(()),
         })
     }
 
@@ -201,6 +205,7 @@ impl Store {
 
     /// `SAVE` / `BGSAVE`: write a checkpoint.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let _slot = self.checkpointing.lock();
         self.lock().checkpoint()
     }
 
@@ -213,25 +218,52 @@ impl Store {
     /// group commit of `everysec`; a checkpoint when enough rows changed or
     /// enough time passed. `tick_no` counts ticks since start.
     pub fn tick(&self, tick_no: u64) {
-        let mut inner = self.inner.lock();
-        if inner.closed {
-            return;
-        }
-        let now = now_ms();
-        let engine = &mut inner.engine;
-        engine.expire_cycle(now, EXPIRE_KEYS_PER_TICK);
-        if tick_no % (1000 / TICK_MS) == 0 {
+        let pending = {
+            let mut inner = self.inner.lock();
+            if inner.closed {
+                return;
+            }
+            let now = now_ms();
+            let engine = &mut inner.engine;
+            engine.expire_cycle(now, EXPIRE_KEYS_PER_TICK);
+            if tick_no % (1000 / TICK_MS) != 0 {
+                return;
+            }
             if let Err(e) = engine.sync() {
                 tracing::error!(error = %e, "op log sync failed; writes are refused");
             }
+            // Without peers, the backlog only has to reach back to the last
+            // checkpoint. (With replication, the driver trims to what every
+            // peer acknowledged.)
+            let vv = engine.vv().clone();
+            engine.trim_backlog(&vv);
             let since = now.saturating_sub(engine.stats().last_checkpoint_ms);
-            if engine.dirty_rows() >= CHECKPOINT_DIRTY_ROWS
-                || (engine.dirty_rows() > 0 && since >= CHECKPOINT_INTERVAL_MS)
-            {
-                if let Err(e) = engine.checkpoint(now) {
+            let due = engine.dirty_rows() >= CHECKPOINT_DIRTY_ROWS
+                || (engine.dirty_rows() > 0 && since >= CHECKPOINT_INTERVAL_MS);
+            if !due {
+                return;
+            }
+            // One checkpoint at a time: taken before the engine lock is
+            // released, held until the checkpoint is recorded.
+            let Some(slot) = self.checkpointing.try_lock() else {
+                return;
+            };
+            match engine.checkpoint_begin(now) {
+                Ok(Some(p)) => Some((slot, p)),
+                Ok(None) => None,
+                Err(e) => {
                     tracing::error!(error = %e, "checkpoint failed");
+                    None
                 }
             }
+        };
+        if let Some((slot, p)) = pending {
+            // The rows are written while clients keep being served.
+            let done = p.write();
+            if let Err(e) = self.inner.lock().engine.checkpoint_finish(done) {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
+            drop(slot);
         }
     }
 
@@ -241,6 +273,7 @@ impl Store {
     /// forced, aborts `SHUTDOWN`.
     pub fn shutdown(&self, save: bool) -> Result<(), StoreError> {
         let _ = save;
+        let _slot = self.checkpointing.lock();
         let mut inner = self.inner.lock();
         if inner.closed {
             return Ok(());

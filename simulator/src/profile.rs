@@ -262,6 +262,12 @@ impl Profile {
             liveness_deadline_ms: 120_000,
         };
         p.constrain(name, &mut r);
+        // Catching up after healing costs about one round trip per batch: with
+        // tiny batches (as few as one op in flight) that is one RTT per op.
+        let rtt_ms = 2 * (p.net.latency_ms + p.net.jitter_ms) + 1;
+        if p.knobs.tiny_batches {
+            p.liveness_deadline_ms += (ops as u64).saturating_mul(rtt_ms);
+        }
         p
     }
 

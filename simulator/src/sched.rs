@@ -76,6 +76,11 @@ impl<E> Scheduler<E> {
         Some((t, seq, e))
     }
 
+    /// Pending events in order (reports).
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &E)> {
+        self.queue.iter().map(|(k, e)| (k.0, e))
+    }
+
     /// Advances time to `t` with nothing happening (the end of a phase).
     pub fn advance_to(&mut self, t: u64) {
         self.now_ms = self.now_ms.max(t);

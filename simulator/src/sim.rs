@@ -1748,7 +1748,27 @@ impl Sim {
                     let states: Vec<String> = s
                         .sessions
                         .iter()
-                        .map(|(p, x)| format!("{}:{}", p + 1, x.state().name()))
+                        .map(|(p, x)| {
+                            let q = self.conn_of.get(&(i, *p)).map(|&ci| {
+                                let c = &self.conns[ci];
+                                let st = &c.streams[c.dir(i)];
+                                format!(
+                                    "{:?} queued={} scheduled={}",
+                                    c.state,
+                                    st.queue.len(),
+                                    st.scheduled
+                                )
+                            });
+                            format!(
+                                "{}:{} inflight={} known={} acked={} conn[{}]",
+                                p + 1,
+                                x.state().name(),
+                                x.inflight_batches(),
+                                x.peer_known_vv(),
+                                x.peer_acked_vv(),
+                                q.unwrap_or_default()
+                            )
+                        })
                         .collect();
                     parts.push(format!(
                         "site {} vv={} buffered={} sessions[{}]",
@@ -1761,10 +1781,18 @@ impl Sim {
                 None => parts.push(format!("site {} down", i + 1)),
             }
         }
+        let delivers: Vec<String> = self
+            .sched
+            .iter()
+            .filter(|(_, e)| matches!(e, Ev::Deliver { .. }))
+            .take(8)
+            .map(|(t, e)| format!("{t}:{e:?}"))
+            .collect();
         format!(
-            "no convergence within {} ms of healing: {}",
+            "no convergence within {} ms of healing: {}; pending deliveries: {}",
             self.p.liveness_deadline_ms,
-            parts.join("; ")
+            parts.join("; "),
+            delivers.join(" ")
         )
     }
 

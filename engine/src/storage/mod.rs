@@ -64,6 +64,12 @@ pub struct CheckpointRow {
     pub state: Option<Vec<u8>>,
 }
 
+/// Writes one checkpoint off the engine's lock (see `Storage::checkpoint_writer`);
+/// same atomicity and durability as `Storage::checkpoint_write`.
+pub trait CheckpointWriter: Send {
+    fn write(self: Box<Self>, rows: &[CheckpointRow], meta: &[u8]) -> Result<(), StorageError>;
+}
+
 /// The byte-level persistence the engine needs.
 pub trait Storage: Send {
     /// Appends bytes to the end of the op log (buffered; durable after `log_sync`).
@@ -114,6 +120,12 @@ pub trait Storage: Send {
     /// The concrete backend, for tools that need it (the simulator crashes a
     /// site through `MemoryStorage::crash`).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    /// A handle that writes one checkpoint without borrowing the storage, so a
+    /// large checkpoint can be written while the engine keeps serving. `None`:
+    /// the backend writes checkpoints inline only.
+    fn checkpoint_writer(&mut self) -> Option<Box<dyn CheckpointWriter>> {
+        None
+    }
 }
 
 /// Checks that `offset` is inside the kept log `start..=end`.

@@ -23,7 +23,11 @@
 //! The redb file lock makes a second open of the same directory fail, which also
 //! keeps two processes from appending to the same log.
 
+/// Page cache of the checkpoint database.
+const REDB_CACHE_BYTES: usize = 32 << 20;
+
 use std::fs::{self, File, OpenOptions};
+use std::sync::Arc;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -91,7 +95,7 @@ pub struct RedbStorage {
     dir: PathBuf,
     log_dir: PathBuf,
     db_path: PathBuf,
-    db: Database,
+    db: Arc<Database>,
     options: RedbOptions,
     /// Kept segments, ascending and contiguous; never empty; the last is active.
     segments: Vec<Segment>,
@@ -130,7 +134,14 @@ impl RedbStorage {
         fs::create_dir_all(&log_dir).map_err(io_err(&log_dir))?;
 
         // The database first: its file lock guards the log directory as well.
-        let db = Database::create(&db_path).map_err(db_err(&db_path, "open"))?;
+        // redb's default page cache is 1 GiB; checkpoints are write-mostly and
+        // read once at start, so a small cache keeps the site's RSS honest.
+        let db = Arc::new(
+            redb::Builder::new()
+                .set_cache_size(REDB_CACHE_BYTES)
+                .create(&db_path)
+                .map_err(db_err(&db_path, "open"))?,
+        );
         let txn = db.begin_write().map_err(db_err(&db_path, "begin"))?;
         let version = {
             // Opening every table in a write transaction creates the missing ones,
@@ -409,31 +420,7 @@ impl RedbStorage {
         rows: &[CheckpointRow],
         meta: &[u8],
     ) -> Result<(), StorageError> {
-        let path = &self.db_path;
-        let txn = self.db.begin_write().map_err(db_err(path, "begin"))?;
-        {
-            let mut table = txn.open_table(ROWS).map_err(db_err(path, "open rows"))?;
-            for row in rows {
-                let key = (row.db, row.key.as_slice());
-                match &row.state {
-                    Some(state) => {
-                        table
-                            .insert(key, state.as_slice())
-                            .map_err(db_err(path, "write row"))?;
-                    }
-                    None => {
-                        table.remove(key).map_err(db_err(path, "delete row"))?;
-                    }
-                }
-            }
-            let mut checkpoint = txn
-                .open_table(CHECKPOINT)
-                .map_err(db_err(path, "open checkpoint"))?;
-            checkpoint
-                .insert(CHECKPOINT_META_KEY, meta)
-                .map_err(db_err(path, "write checkpoint meta"))?;
-        }
-        txn.commit().map_err(db_err(path, "commit checkpoint"))
+        write_checkpoint(&self.db, &self.db_path, rows, meta)
     }
 
     fn checkpoint_read_inner(
@@ -563,6 +550,16 @@ impl Storage for RedbStorage {
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
+    }
+
+    fn checkpoint_writer(&mut self) -> Option<Box<dyn super::CheckpointWriter>> {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        Some(Box::new(RedbCheckpointWriter {
+            db: Arc::clone(&self.db),
+            path: self.db_path.clone(),
+        }))
     }
 
     fn describe(&self) -> String {
@@ -998,5 +995,51 @@ mod tests {
             segment_path(Path::new("l"), 42),
             Path::new("l/00000000000000000042.seg")
         );
+    }
+}
+
+/// One checkpoint transaction (shared by the inline path and the writer that
+/// runs off the engine lock).
+fn write_checkpoint(
+    db: &Database,
+    path: &Path,
+    rows: &[CheckpointRow],
+    meta: &[u8],
+) -> Result<(), StorageError> {
+    let path = &path.to_path_buf();
+    let txn = db.begin_write().map_err(db_err(path, "begin"))?;
+    {
+        let mut table = txn.open_table(ROWS).map_err(db_err(path, "open rows"))?;
+        for row in rows {
+            let key = (row.db, row.key.as_slice());
+            match &row.state {
+                Some(state) => {
+                    table
+                        .insert(key, state.as_slice())
+                        .map_err(db_err(path, "write row"))?;
+                }
+                None => {
+                    table.remove(key).map_err(db_err(path, "delete row"))?;
+                }
+            }
+        }
+        let mut checkpoint = txn
+            .open_table(CHECKPOINT)
+            .map_err(db_err(path, "open checkpoint"))?;
+        checkpoint
+            .insert(CHECKPOINT_META_KEY, meta)
+            .map_err(db_err(path, "write checkpoint meta"))?;
+    }
+    txn.commit().map_err(db_err(path, "commit checkpoint"))
+}
+
+struct RedbCheckpointWriter {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl super::CheckpointWriter for RedbCheckpointWriter {
+    fn write(self: Box<Self>, rows: &[CheckpointRow], meta: &[u8]) -> Result<(), StorageError> {
+        write_checkpoint(&self.db, &self.path, rows, meta)
     }
 }

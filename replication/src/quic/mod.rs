@@ -1,5 +1,6 @@
-//! The QUIC driver: runs one [`PeerSession`] per peer site over real QUIC with
-//! mutual TLS, for a site whose engine is shared with the RESP server.
+//! The QUIC driver: runs one [`PeerSession`](crate::PeerSession) per peer
+//! site over real QUIC with mutual TLS, for a site whose engine is shared with
+//! the RESP server.
 //!
 //! It owns the sockets, the tasks and the clocks; every replication decision
 //! stays in the sans-IO session. Per peer there is one long-lived task that
@@ -40,8 +41,12 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
-/// How long `shutdown` waits for peer tasks and for the endpoint to drain.
+/// How long `shutdown` waits for each peer task to close its connection.
 pub const SHUTDOWN_WAIT_MS: u64 = 2_000;
+/// How long `shutdown` then lets the endpoint drain. The close frames go out
+/// at once; a half-open dial (no RTT sample yet) would otherwise take seconds
+/// (3 PTOs at quinn's initial RTT) to drain, which helps nobody.
+pub const CLOSE_DRAIN_MS: u64 = 500;
 /// Default UDP socket buffer size requested from the kernel.
 pub const UDP_BUFFER_BYTES_DEFAULT: usize = 4 << 20;
 
@@ -133,6 +138,8 @@ pub struct PeerStatus {
     pub addr: Option<SocketAddr>,
     /// The other end of the current connection, if connected.
     pub remote_addr: Option<SocketAddr>,
+    /// Whether we dialed the current connection (`None`: not connected).
+    pub dialed_by_us: Option<bool>,
     /// `connecting`, `handshake`, `full-sync`, `streaming`, `paused` or `down`.
     pub state: &'static str,
     /// Data to this peer is paused by an operator (kept across reconnects).
@@ -224,8 +231,7 @@ impl Replication {
                 return Err(Error::DuplicatePeer(site));
             }
         }
-        let transport =
-            transport::transport_config(config.keep_alive_ms, config.idle_timeout_ms)?;
+        let transport = transport::transport_config(config.keep_alive_ms, config.idle_timeout_ms)?;
         let endpoint = transport::bind(
             config.listen,
             &config.tls,
@@ -318,13 +324,15 @@ impl Replication {
     /// Asks the peer for a full snapshot (`PEER RESYNC`), now or on the next
     /// connection. False if unknown.
     pub fn resync(&self, site: SiteId) -> bool {
-        self.shared.with_peer(site, |e| e.session.request_full_sync())
+        self.shared
+            .with_peer(site, |e| e.session.request_full_sync())
     }
 
     /// Asks the peer for its digest buckets of `db` (reported in the log as
     /// matched or, with the differing buckets, as a divergence).
     pub fn request_digest(&self, site: SiteId, db: u8) -> bool {
-        self.shared.with_peer(site, |e| e.session.request_digest(db))
+        self.shared
+            .with_peer(site, |e| e.session.request_digest(db))
     }
 
     /// Changes the data rate limit to the peer (bytes/s, 0 = none).
@@ -375,7 +383,8 @@ impl Replication {
     }
 
     /// Closes every connection (telling peers why), stops the tasks and the
-    /// endpoint; waits at most about `SHUTDOWN_WAIT_MS`. Idempotent.
+    /// endpoint; waits at most `SHUTDOWN_WAIT_MS` per peer plus
+    /// `CLOSE_DRAIN_MS`. Idempotent.
     pub async fn shutdown(&self) {
         self.shared.begin_shutdown();
         let wait = Duration::from_millis(SHUTDOWN_WAIT_MS);
@@ -394,8 +403,11 @@ impl Replication {
                 t.abort();
             }
         }
-        self.shared.endpoint.close(peer::CLOSE_SHUTDOWN, b"shutdown");
-        let _ = tokio::time::timeout(wait, self.shared.endpoint.wait_idle()).await;
+        self.shared
+            .endpoint
+            .close(peer::CLOSE_SHUTDOWN, b"shutdown");
+        let drain = Duration::from_millis(CLOSE_DRAIN_MS);
+        let _ = tokio::time::timeout(drain, self.shared.endpoint.wait_idle()).await;
         for t in self.background.lock().drain(..) {
             t.abort();
         }
@@ -405,7 +417,9 @@ impl Replication {
 impl Drop for Replication {
     fn drop(&mut self) {
         self.shared.begin_shutdown();
-        self.shared.endpoint.close(peer::CLOSE_SHUTDOWN, b"shutdown");
+        self.shared
+            .endpoint
+            .close(peer::CLOSE_SHUTDOWN, b"shutdown");
         for t in self.background.get_mut().drain(..) {
             t.abort();
         }

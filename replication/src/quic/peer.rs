@@ -6,9 +6,6 @@
 //! only around synchronous calls, never across an await. Each connection
 //! gets a generation number; a task holding an older one touches nothing.
 
-// Real I/O: sleeping until the session's deadlines uses tokio's clock.
-#![allow(clippy::disallowed_methods)]
-
 use super::clock::{jitter, Clock};
 use super::tls;
 use super::{PeerMap, PeerStatus, ReplicationConfig};
@@ -77,7 +74,10 @@ pub(crate) enum ConnEvent {
 pub(crate) enum Link {
     Idle,
     Dialing,
-    Connected { remote: SocketAddr },
+    Connected {
+        remote: SocketAddr,
+        dialed_by_us: bool,
+    },
 }
 
 /// One peer's state, shared by its task, its reader and the control calls.
@@ -262,7 +262,6 @@ impl Shared {
         }
     }
 
-
     pub(crate) fn status(&self, only: Option<SiteId>) -> Vec<PeerStatus> {
         let peers: Vec<Arc<Peer>> = {
             let map = self.peers.lock();
@@ -284,7 +283,11 @@ impl Shared {
                     site_id: p.site,
                     addr: e.addr,
                     remote_addr: match e.link {
-                        Link::Connected { remote } => Some(remote),
+                        Link::Connected { remote, .. } => Some(remote),
+                        _ => None,
+                    },
+                    dialed_by_us: match e.link {
+                        Link::Connected { dialed_by_us, .. } => Some(dialed_by_us),
                         _ => None,
                     },
                     state: state_name(&e),
@@ -518,7 +521,10 @@ async fn accept_one(shared: &Shared, incoming: quinn::Incoming) {
     };
     let Some(peer) = shared.peer(site) else {
         shared.note_refusal(format!("refused {remote}: site {site} is not a peer"));
-        connection.close(CLOSE_UNKNOWN_SITE, format!("site {site} is not a peer of site {}", shared.site_id).as_bytes());
+        connection.close(
+            CLOSE_UNKNOWN_SITE,
+            format!("site {site} is not a peer of site {}", shared.site_id).as_bytes(),
+        );
         return;
     };
     let (send, recv) = match tokio::time::timeout(timeout, connection.accept_bi()).await {
@@ -596,8 +602,15 @@ async fn run_peer(shared: Arc<Shared>, peer: Arc<Peer>, mut conn_rx: mpsc::Recei
             break;
         }
         if let Some(conn) = next.take() {
-            let end = run_connection(&shared, &peer, conn, &mut conn_rx, &mut changes, &mut dialing)
-                .await;
+            let end = run_connection(
+                &shared,
+                &peer,
+                conn,
+                &mut conn_rx,
+                &mut changes,
+                &mut dialing,
+            )
+            .await;
             match end {
                 ConnectionEnd::Replaced(c) => next = Some(c),
                 ConnectionEnd::Ended => {
@@ -702,7 +715,10 @@ async fn run_connection(
         let now_ms = shared.clock.now_ms();
         let mut e = peer.entry.lock();
         e.gen += 1;
-        e.link = Link::Connected { remote };
+        e.link = Link::Connected {
+            remote,
+            dialed_by_us,
+        };
         e.cert = cert;
         e.close = None;
         e.session.handle_connected(now_ms);
@@ -729,7 +745,10 @@ async fn run_connection(
             break (ConnectionEnd::Ended, Some(close));
         }
         if !round.connected {
-            break (ConnectionEnd::Ended, Some((CLOSE_SESSION, "session down".into())));
+            break (
+                ConnectionEnd::Ended,
+                Some((CLOSE_SESSION, "session down".into())),
+            );
         }
         if round.more {
             continue;
@@ -932,8 +951,12 @@ pub(crate) async fn tick_loop(shared: Arc<Shared>) {
             }
             let stats = e.session.stats();
             let (bytes_in, bytes_out) = (stats.bytes_in, stats.bytes_out);
-            let per_s = |now: u64, before: u64| now.saturating_sub(before).saturating_mul(1000) / elapsed;
-            e.rate_per_s = (per_s(bytes_in, e.rate_bytes.0), per_s(bytes_out, e.rate_bytes.1));
+            let per_s =
+                |now: u64, before: u64| now.saturating_sub(before).saturating_mul(1000) / elapsed;
+            e.rate_per_s = (
+                per_s(bytes_in, e.rate_bytes.0),
+                per_s(bytes_out, e.rate_bytes.1),
+            );
             e.rate_bytes = (bytes_in, bytes_out);
             e.rate_at_ms = now_ms;
         }
@@ -955,9 +978,13 @@ mod tests {
 
     #[test]
     fn time_lag_is_the_age_of_the_last_state_the_peer_holds() {
-        let marks: VecDeque<_> = [(vv(&[(1, 5)]), 1_000), (vv(&[(1, 9)]), 1_300), (vv(&[(1, 12)]), 1_600)]
-            .into_iter()
-            .collect();
+        let marks: VecDeque<_> = [
+            (vv(&[(1, 5)]), 1_000),
+            (vv(&[(1, 9)]), 1_300),
+            (vv(&[(1, 12)]), 1_600),
+        ]
+        .into_iter()
+        .collect();
         let ours = vv(&[(1, 12)]);
         assert_eq!(time_lag_ms(&ours, &vv(&[(1, 12)]), &marks, 2_000), 0);
         assert_eq!(time_lag_ms(&ours, &vv(&[(1, 10)]), &marks, 2_000), 700);

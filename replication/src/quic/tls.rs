@@ -81,8 +81,14 @@ pub fn generate_ca(out: &Path) -> Result<(), TlsError> {
     })?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "Chorus cluster CA");
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Chorus cluster CA");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     write_file(&out.join("ca.pem"), &cert.pem(), false)?;
@@ -115,7 +121,11 @@ pub fn generate_site(ca_dir: &Path, site_id: u16, out: &Path) -> Result<(), TlsE
         path: out.display().to_string(),
         source,
     })?;
-    write_file(&out.join("site.pem"), &format!("{}{}", cert.pem(), ca_pem), false)?;
+    write_file(
+        &out.join("site.pem"),
+        &format!("{}{}", cert.pem(), ca_pem),
+        false,
+    )?;
     write_file(&out.join("site.key"), &key.serialize_pem(), true)?;
     Ok(())
 }
@@ -184,10 +194,12 @@ impl TlsIdentity {
 
     /// Server side: requires a client certificate from the cluster CA.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots.clone(), Self::provider())
-                .build()
-                .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            self.roots.clone(),
+            Self::provider(),
+        )
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(Self::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
@@ -234,10 +246,14 @@ pub fn site_of_cert(cert: &CertificateDer<'_>) -> Result<SiteId, TlsError> {
 
 /// Checks that a (CA-verified) peer certificate names `site_id`.
 pub fn check_peer_site(cert: &CertificateDer<'_>, site_id: u16) -> Result<(), TlsError> {
-    let wrong = |reason: String| TlsError::WrongSite { site: site_id, reason };
+    let wrong = |reason: String| TlsError::WrongSite {
+        site: site_id,
+        reason,
+    };
     let ee = webpki::EndEntityCert::try_from(cert).map_err(|e| wrong(e.to_string()))?;
     let name = ServerName::try_from(site_name(site_id)).map_err(|e| wrong(e.to_string()))?;
-    ee.verify_is_valid_for_subject_name(&name).map_err(|e| wrong(e.to_string()))
+    ee.verify_is_valid_for_subject_name(&name)
+        .map_err(|e| wrong(e.to_string()))
 }
 
 #[cfg(test)]
@@ -256,15 +272,22 @@ mod tests {
         let site = dir.path().join("site7");
         generate_ca(&ca).unwrap();
         generate_site(&ca, 7, &site).unwrap();
-        let id = TlsIdentity::load(&ca.join("ca.pem"), &site.join("site.pem"), &site.join("site.key"))
-            .unwrap();
+        let id = TlsIdentity::load(
+            &ca.join("ca.pem"),
+            &site.join("site.pem"),
+            &site.join("site.key"),
+        )
+        .unwrap();
         assert_eq!(id.chain.len(), 2, "site certificate followed by the CA's");
         assert!(id.server_config().is_ok());
         assert!(id.client_config().is_ok());
         let cert = first_cert(&site.join("site.pem"));
         assert_eq!(site_of_cert(&cert).unwrap(), 7);
         assert!(check_peer_site(&cert, 7).is_ok());
-        assert!(matches!(check_peer_site(&cert, 8), Err(TlsError::WrongSite { site: 8, .. })));
+        assert!(matches!(
+            check_peer_site(&cert, 8),
+            Err(TlsError::WrongSite { site: 8, .. })
+        ));
         // The CA's own certificate names no site.
         assert!(matches!(
             site_of_cert(&first_cert(&ca.join("ca.pem"))),
@@ -276,7 +299,13 @@ mod tests {
     fn site_names_parse_strictly() {
         assert_eq!(parse_site_name("site-12.chorus"), Some(12));
         assert_eq!(parse_site_name(&site_name(65535)), Some(65535));
-        for bad in ["site-.chorus", "site-+1.chorus", "site-70000.chorus", "site-1.chorus.evil", "x-1.chorus"] {
+        for bad in [
+            "site-.chorus",
+            "site-+1.chorus",
+            "site-70000.chorus",
+            "site-1.chorus.evil",
+            "x-1.chorus",
+        ] {
             assert_eq!(parse_site_name(bad), None, "{bad}");
         }
     }

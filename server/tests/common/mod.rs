@@ -327,3 +327,122 @@ pub fn mask_map_fields(raw: &[u8], keys: &[&str], protocol: Protocol) -> Vec<u8>
 pub fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).replace("\r\n", "\\r\\n")
 }
+
+impl ChorusProcess {
+    /// Starts chorus-server with its data in `dir/data`, like
+    /// [`ChorusProcess::start`] but on a directory the caller chose: pass
+    /// the directory of a stopped process (see [`ChorusProcess::into_dir`])
+    /// to restart on the same data.
+    pub fn start_in(dir: tempfile::TempDir, extra_args: &[&str]) -> ChorusProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus-server"))
+            .args(["--port", "0", "--dir"])
+            .arg(dir.path().join("data"))
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn chorus-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("startup line");
+        let port = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.trim_end_matches(',').rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in startup line {line:?}"));
+        ChorusProcess { child, port, dir }
+    }
+
+    /// Stops the process (SIGKILL if it is still running) and hands back its
+    /// data directory, for a restart with [`ChorusProcess::start_in`].
+    pub fn into_dir(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+}
+
+/// The path of one of Redis's command-line tools (`redis-cli`,
+/// `redis-benchmark`). `None` (after printing why) when it is not
+/// installed; panics instead when `CHORUS_REQUIRE_REDIS=1`.
+pub fn redis_tool(name: &str) -> Option<PathBuf> {
+    let default = PathBuf::from("/usr/bin").join(name);
+    let found = if default.exists() {
+        Some(default)
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.exists())
+        })
+    };
+    if found.is_none() {
+        let message =
+            format!("{name} not found (install the Debian package redis-tools); test skipped");
+        if std::env::var("CHORUS_REQUIRE_REDIS").as_deref() == Ok("1") {
+            panic!("{message}, but CHORUS_REQUIRE_REDIS=1");
+        }
+        eprintln!("SKIPPED: {message}");
+    }
+    found
+}
+
+/// Runs a program to completion within `limit`, feeding it `stdin`; kills
+/// it and panics if it takes longer. Returns its exit status and output.
+pub fn run_bounded(
+    command: &mut Command,
+    stdin: Option<Vec<u8>>,
+    limit: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tool");
+    let feeder = child.stdin.take().map(|mut pipe| {
+        let data = stdin.unwrap_or_default();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let mut out_pipe = child.stdout.take().expect("stdout");
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
+    let out = out_reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    (status, out, err)
+}
