@@ -77,10 +77,13 @@ impl EngineConfig {
 pub enum OpenError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("corrupt op log record in {file} at offset {offset}: {reason} (start with --salvage to keep the intact prefix)")]
+    #[error("corrupt op log record in {file} at offset {file_offset} (log offset {offset}): {reason} (start with --salvage to keep the intact prefix)")]
     CorruptLog {
         file: String,
+        /// Absolute log offset of the record.
         offset: u64,
+        /// Offset of the record inside `file`.
+        file_offset: u64,
         reason: String,
     },
     #[error("corrupt checkpoint: {0} (start with --salvage to rebuild from the op log)")]
@@ -254,19 +257,22 @@ impl Engine {
                                 self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
                                 break;
                             }
+                            let log_offset = start + pos as u64;
+                            let (file, file_offset) = self.storage.log_position(log_offset);
                             return Err(OpenError::CorruptLog {
-                                file: self.storage.describe(),
-                                offset: start + pos as u64,
+                                file,
+                                offset: log_offset,
+                                file_offset,
                                 reason: e.to_string(),
                             });
                         }
                     };
-                    let offset = start + pos as u64;
+                    let log_offset = start + pos as u64;
                     first_in_log.entry(op.id.origin).or_insert(op.id.seq);
                     self.backlog.push(BacklogEntry {
                         id: op.id,
                         bytes: Bytes::copy_from_slice(payload),
-                        log_offset: offset,
+                        log_offset,
                     });
                     if !self.vv.covers(op.id) && self.deps_ready(&op) {
                         self.apply_op_internal(&op);
@@ -276,7 +282,19 @@ impl Engine {
                 }
                 RecordScan::Incomplete => {
                     // A torn last write: the record never became durable as a
-                    // whole, so nothing after it was acknowledged.
+                    // whole, so nothing after it was acknowledged. But a
+                    // damaged length in the middle also reads as "runs past
+                    // the end": if a whole record follows, it is corruption.
+                    if has_valid_record_after(&buf, pos + 1) && !self.config.salvage {
+                        let log_offset = start + pos as u64;
+                        let (file, file_offset) = self.storage.log_position(log_offset);
+                        return Err(OpenError::CorruptLog {
+                            file,
+                            offset: log_offset,
+                            file_offset,
+                            reason: "record length runs past the end of the log".into(),
+                        });
+                    }
                     self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
                     break;
                 }
@@ -291,9 +309,12 @@ impl Engine {
                         self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
                         break;
                     }
+                    let log_offset = start + pos as u64;
+                    let (file, file_offset) = self.storage.log_position(log_offset);
                     return Err(OpenError::CorruptLog {
-                        file: self.storage.describe(),
-                        offset: start + pos as u64,
+                        file,
+                        offset: log_offset,
+                        file_offset,
                         reason: reason.to_string(),
                     });
                 }
@@ -346,15 +367,22 @@ impl Engine {
     pub fn observe_peer_vv(&mut self, peer: &VersionVector) -> Result<bool, EngineError> {
         let mut max_seen: Option<u32> = None;
         for (o, q) in peer.iter() {
-            if o.site == self.config.site_id && o.incarnation >= self.origin.incarnation && q > self.vv.get(o) {
+            if o.site == self.config.site_id
+                && o.incarnation >= self.origin.incarnation
+                && q > self.vv.get(o)
+            {
                 max_seen = Some(max_seen.map_or(o.incarnation, |m| m.max(o.incarnation)));
             }
         }
         let Some(m) = max_seen else { return Ok(false) };
         self.end_group();
         let inc = m + 1;
-        self.storage.meta_put(META_INCARNATION, &inc.to_le_bytes())?;
-        tracing::warn!(incarnation = inc, "a peer holds newer ops of this site than its own log: starting a new incarnation");
+        self.storage
+            .meta_put(META_INCARNATION, &inc.to_le_bytes())?;
+        tracing::warn!(
+            incarnation = inc,
+            "a peer holds newer ops of this site than its own log: starting a new incarnation"
+        );
         self.origin = Origin::new(self.config.site_id, inc);
         self.next_seq = self.vv.get(self.origin) + 1;
         debug_assert!(self.invariants_hold());
@@ -548,16 +576,17 @@ impl Engine {
     /// deps are missing (bounded), applies and logs the rest in causal order.
     pub fn apply_remote(&mut self, ops: Vec<Op>) -> RemoteOutcome {
         let mut out = RemoteOutcome::default();
+        let mut lost_history = false;
         for op in ops {
             if self.vv.covers(op.id) || self.causal_buffer.contains_key(&op.id) {
                 out.duplicates += 1;
                 continue;
             }
             if op.id.origin == self.origin {
-                // Our own op coming back from a peer that holds more of our
-                // history than we do: impossible within one incarnation.
-                out.duplicates += 1;
-                continue;
+                // A peer holds ops of our current incarnation that we lost
+                // (the disk was wiped or restored). Take them, and move to a
+                // new incarnation so that no OpId a peer might hold is reused.
+                lost_history = true;
             }
             if self.deps_ready(&op) {
                 self.apply_remote_one(op);
@@ -572,6 +601,14 @@ impl Engine {
         }
         self.stats.ops_remote_duplicate += out.duplicates as u64;
         self.stats.ops_remote_dropped += out.dropped as u64;
+        if lost_history {
+            self.next_seq = self.vv.get(self.origin) + 1;
+            let mut peer = VersionVector::new();
+            peer.set(self.origin, u64::MAX);
+            if let Err(e) = self.observe_peer_vv(&peer) {
+                self.poison(StorageError::Poisoned(e.to_string()));
+            }
+        }
         debug_assert!(self.invariants_hold());
         out
     }
@@ -796,7 +833,10 @@ impl Engine {
     /// result to [`Engine::checkpoint_finish`]. Falls back to an inline
     /// checkpoint (returns `None`) when the backend has no separate writer.
     /// Callers run one checkpoint at a time.
-    pub fn checkpoint_begin(&mut self, now_ms: u64) -> Result<Option<PendingCheckpoint>, EngineError> {
+    pub fn checkpoint_begin(
+        &mut self,
+        now_ms: u64,
+    ) -> Result<Option<PendingCheckpoint>, EngineError> {
         if let Some(p) = &self.poisoned {
             return Err(EngineError::Poisoned(p.clone()));
         }
@@ -810,7 +850,12 @@ impl Engine {
             .into_iter()
             .map(|(db, key)| CheckpointRow {
                 db,
-                state: self.keyspace.db(db).rows.get(&key).map(|r| RowImage::of(r).encode()),
+                state: self
+                    .keyspace
+                    .db(db)
+                    .rows
+                    .get(&key)
+                    .map(|r| RowImage::of(r).encode()),
                 key: key.to_vec(),
             })
             .collect();
@@ -830,7 +875,10 @@ impl Engine {
     }
 
     /// Records the outcome of a checkpoint written off the lock.
-    pub fn checkpoint_finish(&mut self, done: Result<CheckpointDone, StorageError>) -> Result<(), EngineError> {
+    pub fn checkpoint_finish(
+        &mut self,
+        done: Result<CheckpointDone, StorageError>,
+    ) -> Result<(), EngineError> {
         match done {
             Ok(d) => {
                 self.checkpoint_log_offset = d.log_offset;

@@ -216,8 +216,15 @@ fn corrupt_record_in_the_middle_is_refused_with_file_and_offset() {
         Err(err) => err,
     };
     match &err {
-        OpenError::CorruptLog { file, offset, .. } => {
+        OpenError::CorruptLog {
+            file,
+            offset,
+            file_offset,
+            ..
+        } => {
+            // The first segment starts at log offset 0: both offsets agree.
             assert_eq!(*offset, bad.log_offset);
+            assert_eq!(*file_offset, bad.file_offset);
             assert!(file.contains(&*dir.path().to_string_lossy()), "{file}");
         }
         other => panic!("wrong error: {other}"),
@@ -272,8 +279,18 @@ fn corrupt_record_in_a_middle_segment_is_refused() {
         Ok(_) => panic!("opened a log with a corrupt record in its middle"),
         Err(err) => err,
     };
+    // The error names the segment file and the offset inside it.
+    let name = bad
+        .segment
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     assert!(
-        matches!(&err, OpenError::CorruptLog { offset, .. } if *offset == bad.log_offset),
+        matches!(&err, OpenError::CorruptLog { file, offset, file_offset, .. }
+            if *offset == bad.log_offset
+                && *file_offset == bad.file_offset
+                && file.ends_with(&name)),
         "{err}"
     );
     let mut config = EngineConfig::new(SITE);
@@ -283,7 +300,6 @@ fn corrupt_record_in_a_middle_segment_is_refused() {
 }
 
 #[test]
-#[ignore = "engine bug: CorruptLog names the data directory and an absolute log offset, not the segment file and the offset inside it"]
 fn corrupt_record_error_names_the_segment_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = open_small_segments(dir.path(), EngineConfig::new(SITE)).unwrap();
@@ -312,7 +328,6 @@ fn corrupt_record_error_names_the_segment_file() {
 }
 
 #[test]
-#[ignore = "engine bug: a corrupt length field in the middle of the log reads as a torn tail; open silently truncates every later (synced) record"]
 fn corrupt_length_field_in_the_middle_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = open_dir(dir.path(), EngineConfig::new(SITE)).unwrap();
@@ -379,7 +394,6 @@ fn torn_tail_is_repaired_silently() {
 }
 
 #[test]
-#[ignore = "engine bug: Engine::open clears the dirty set after log replay, so a clean close after an unclean restart checkpoints a version vector that covers rows it never wrote; the next open loses them"]
 fn clean_close_after_unclean_restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = open_dir(dir.path(), EngineConfig::new(SITE)).unwrap();

@@ -12,7 +12,10 @@ fn site(id: u16) -> Engine {
 }
 
 fn run(e: &mut Engine, now: u64, cmd: &str) -> Reply {
-    let args: Vec<Bytes> = cmd.split(' ').map(|s| Bytes::copy_from_slice(s.as_bytes())).collect();
+    let args: Vec<Bytes> = cmd
+        .split(' ')
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+        .collect();
     e.execute(0, &args, now)
 }
 
@@ -148,7 +151,9 @@ fn incrbyfloat_sums_identically_everywhere() {
     let v0 = run(&mut s[0], 2000, "GET f");
     let v1 = run(&mut s[1], 2000, "GET f");
     assert_eq!(v0, v1);
-    let Reply::Bulk(v) = v0 else { panic!("not a bulk") };
+    let Reply::Bulk(v) = v0 else {
+        panic!("not a bulk")
+    };
     let f: f64 = std::str::from_utf8(&v).unwrap().parse().unwrap();
     assert!((f - 10.8).abs() < 1e-9);
 }
@@ -162,7 +167,10 @@ fn counter_sum_outside_i64_is_exact_and_incr_overflows() {
     let mut s = [a, b];
     exchange(&mut s);
     assert_eq!(run(&mut s[0], 2000, "GET n"), bulk("18446744073709551614"));
-    assert_eq!(run(&mut s[0], 2000, "INCR n"), Reply::err("ERR increment or decrement would overflow"));
+    assert_eq!(
+        run(&mut s[0], 2000, "INCR n"),
+        Reply::err("ERR increment or decrement would overflow")
+    );
 }
 
 #[test]
@@ -314,10 +322,20 @@ fn multi_exec_is_one_atomic_op() {
     let mut b = site(2);
     let cmds: Vec<(u8, Vec<Bytes>)> = ["SET a 1", "INCR c", "DEL a", "SET b 2"]
         .iter()
-        .map(|c| (0u8, c.split(' ').map(|s| Bytes::copy_from_slice(s.as_bytes())).collect()))
+        .map(|c| {
+            (
+                0u8,
+                c.split(' ')
+                    .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                    .collect(),
+            )
+        })
         .collect();
     let replies = a.execute_multi(&cmds, 1000);
-    assert_eq!(replies, vec![Reply::Ok, Reply::Int(1), Reply::Int(1), Reply::Ok]);
+    assert_eq!(
+        replies,
+        vec![Reply::Ok, Reply::Int(1), Reply::Int(1), Reply::Ok]
+    );
     assert_eq!(a.last_local_seq(), 1);
     deliver(&a, &mut b);
     assert_eq!(run(&mut b, 2000, "EXISTS a"), Reply::Int(0));

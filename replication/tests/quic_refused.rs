@@ -34,7 +34,7 @@ async fn a_site_from_another_ca_is_refused() {
             assert_eq!((p.bytes_in, p.bytes_out), (0, 0), "site {}: {p:?}", s.id);
             assert!(p.state == "down" || p.state == "connecting", "{p:?}");
             assert!(
-                p.last_error.as_deref().unwrap_or("").contains("TLS"),
+                p.last_refusal.as_deref().unwrap_or("").contains("TLS"),
                 "{p:?}"
             );
         }
@@ -62,7 +62,10 @@ async fn a_site_that_is_not_a_peer_is_refused() {
         );
         let p = s4.peer(1);
         assert!(
-            p.last_error.as_deref().unwrap_or("").contains("not a peer"),
+            p.last_refusal
+                .as_deref()
+                .unwrap_or("")
+                .contains("not a peer"),
             "{p:?}"
         );
         assert_eq!(p.ops_received, 0);
@@ -90,4 +93,37 @@ async fn bad_configs_are_refused_at_start() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("engine is site 1"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_of_another_cluster_is_refused_in_the_handshake() {
+    bounded(async {
+        let ca = Ca::new("ca");
+        let s1 = Site::start(config(1, ca.identity(1), loopback()), engine(1)).await;
+        let mut c2 = config(2, ca.identity(2), loopback());
+        c2.cluster_id = quic_support::CLUSTER + 1;
+        let s2 = Site::start(c2, engine(2)).await;
+        s1.exec(&["SET", "k", "v"]);
+        s1.repl.add_peer(2, s2.addr()).unwrap();
+        s2.repl.add_peer(1, s1.addr()).unwrap();
+        assert!(
+            eventually(|| s1.peer(2).refused && s2.peer(1).refused).await,
+            "{:?} / {:?}",
+            s1.peer(2),
+            s2.peer(1)
+        );
+        let p = s2.peer(1);
+        assert!(
+            p.last_refusal
+                .as_deref()
+                .unwrap_or("")
+                .contains("ClusterMismatch"),
+            "{p:?}"
+        );
+        assert_eq!(p.ops_received, 0);
+        assert_eq!(s2.dbsize(), 0);
+        s1.repl.shutdown().await;
+        s2.repl.shutdown().await;
+    })
+    .await;
 }

@@ -56,8 +56,6 @@ enum Mode {
     Near(i64),
     /// Sent to both, not compared (HELLO).
     Ignore,
-    /// A known difference: sent to both, compared only in the known list.
-    Known(&'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +64,9 @@ struct Step {
     conn: usize,
     args: Vec<Vec<u8>>,
     mode: Mode,
+    /// Marked `!id`: a known difference, left out of the main comparison
+    /// (in the protocols the entry names) and asserted by the known list.
+    known: Option<&'static str>,
 }
 
 impl Step {
@@ -104,6 +105,7 @@ fn script(text: &str) -> Vec<Step> {
         let mut tokens = tokenize(line).into_iter().peekable();
         let mut conn = 0;
         let mut mode = Mode::Exact;
+        let mut known = None;
         while let Some(t) = tokens.peek() {
             let t = t.as_str();
             match t {
@@ -118,18 +120,48 @@ fn script(text: &str) -> Vec<Step> {
                     mode = Mode::Near(t[1..].parse().expect("tolerance"));
                 }
                 _ if t.len() > 1 && t.starts_with('!') => {
-                    let id = known_id(&t[1..]);
-                    mode = Mode::Known(id);
+                    known = Some(known_id(&t[1..]));
                 }
                 _ => break,
             }
             tokens.next();
         }
-        let args: Vec<Vec<u8>> = tokens.map(String::into_bytes).collect();
+        let args: Vec<Vec<u8>> = tokens.map(|t| unescape(&t)).collect();
         assert!(!args.is_empty(), "script line without a command: {line:?}");
-        steps.push(Step { conn, args, mode });
+        steps.push(Step {
+            conn,
+            args,
+            mode,
+            known,
+        });
     }
     steps
+}
+
+/// An argument's bytes: `\xHH` stands for the byte 0xHH (binary keys and
+/// values); any other backslash is kept as is (`KEYS h\*`).
+fn unescape(token: &str) -> Vec<u8> {
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 2..i + 4)
+            .filter(|_| b == b'\\' && bytes.get(i + 1) == Some(&b'x'))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(value) => {
+                out.push(value);
+                i += 4;
+            }
+            None => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn tokenize(line: &str) -> Vec<String> {
@@ -367,8 +399,9 @@ fn fresh_conns(port: u16, resp3: bool) -> [Conn; 2] {
 struct Outcome {
     /// Unexpected differences (each a printable report).
     mismatches: Vec<String>,
-    /// Differences on steps marked as known: (id, report).
-    known: Vec<(&'static str, String)>,
+    /// Steps marked as known differences: (id, whether they still differ,
+    /// report).
+    known: Vec<(&'static str, bool, String)>,
 }
 
 fn run_sequence(pair: &Pair, name: &str, steps: &[Step], resp3: bool) -> Outcome {
@@ -377,8 +410,33 @@ fn run_sequence(pair: &Pair, name: &str, steps: &[Step], resp3: bool) -> Outcome
     let mut outcome = Outcome::default();
     let proto = if resp3 { "RESP3" } else { "RESP2" };
     for (i, step) in steps.iter().enumerate() {
+        // `__SLEEP ms` is not sent: it lets keys expire between steps.
+        if let [name, ms] = step.args.as_slice() {
+            if name == b"__SLEEP" {
+                let ms: u64 = String::from_utf8_lossy(ms).parse().expect("__SLEEP ms");
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                continue;
+            }
+        }
         let got = run_step(&mut c[step.conn], step);
         let want = run_step(&mut r[step.conn], step);
+        let known = step
+            .known
+            .and_then(|id| KNOWN_DIFFERENCES.iter().find(|k| k.id == id))
+            .filter(|k| resp3 || !k.resp3_only);
+        if let Some(k) = known {
+            // Compared the other way round: a known difference must differ.
+            outcome.known.push((k.id, !same(&step.mode, &got, &want), {
+                format!(
+                    "[{name} {proto} step {}] {}\n  chorus {}\n  redis  {}",
+                    i + 1,
+                    step.text(),
+                    show(&got),
+                    show(&want)
+                )
+            }));
+            continue;
+        }
         if same(&step.mode, &got, &want) {
             continue;
         }
@@ -390,10 +448,7 @@ fn run_sequence(pair: &Pair, name: &str, steps: &[Step], resp3: bool) -> Outcome
             show(&got),
             show(&want)
         );
-        match step.mode {
-            Mode::Known(id) => outcome.known.push((id, report)),
-            _ => outcome.mismatches.push(report),
-        }
+        outcome.mismatches.push(report);
     }
     outcome
 }
@@ -413,9 +468,7 @@ fn check(sequences: &[(&str, &str)], resp3_too: bool) {
         }
         for resp3 in protocols {
             let outcome = run_sequence(&pair, name, &steps, resp3);
-            for (id, report) in outcome.known {
-                eprintln!("known difference {id}:\n{report}");
-            }
+            report_known(&outcome);
             mismatches.extend(outcome.mismatches);
         }
     }
@@ -432,21 +485,153 @@ fn check(sequences: &[(&str, &str)], resp3_too: bool) {
 // ---------------------------------------------------------------------------
 
 /// A reply where Chorus is known to differ from Redis 7.0: a bug to fix in
-/// engine/ or server/. `repro` is a script; its lines marked `!id` (the
-/// entry's own id) are the ones that differ.
+/// engine/ or server/, not here. `repro` is a minimal script; its lines
+/// marked `!id` (the entry's own id) are the ones that differ, and each of
+/// them must still differ for `known_differences_still_differ` to pass.
 struct Known {
     id: &'static str,
+    /// Differs only after `HELLO 3` (RESP2 replies match).
+    resp3_only: bool,
     repro: &'static str,
     note: &'static str,
 }
 
-const KNOWN_DIFFERENCES: &[Known] = &[];
+const KNOWN_DIFFERENCES: &[Known] = &[
+    Known {
+        id: "scan-negative-cursor",
+        resp3_only: false,
+        repro: "SET h v\n!scan-negative-cursor SCAN -1\n",
+        note: "Redis 7.0 parses the SCAN cursor with strtoul, which accepts a sign: \
+               `SCAN -1` is a valid scan (cursor 0 back plus keys), Chorus answers \
+               `-ERR invalid cursor`",
+    },
+    Known {
+        id: "set-repeated-expiry-option",
+        resp3_only: false,
+        repro: "!set-repeated-expiry-option SET k v EX 10 EX 20\n\
+                !set-repeated-expiry-option SET k v PX 10 PX 20000\n",
+        note: "Redis accepts the same expiry option twice (the last one wins): \
+               `SET k v EX 10 EX 20` is +OK; Chorus answers `-ERR syntax error`",
+    },
+    Known {
+        id: "incr-invalid-stored-integer",
+        resp3_only: false,
+        repro: "SET c 01\n!incr-invalid-stored-integer INCR c\n\
+                SET c +1\n!incr-invalid-stored-integer INCR c\n\
+                SET c -0\n!incr-invalid-stored-integer INCRBY c 1\n\
+                SET c 99999999999999999999\n!incr-invalid-stored-integer DECR c\n",
+        note: "INCR/DECR/INCRBY on a stored string that is not a canonical \
+               64-bit integer (01, +1, -0, 99999999999999999999): Redis answers \
+               `-ERR value is not an integer or out of range`, Chorus \
+               `-ERR increment or decrement would overflow`",
+    },
+    Known {
+        id: "incrbyfloat-long-double",
+        resp3_only: false,
+        repro: "SET a 1.57\n!incrbyfloat-long-double INCRBYFLOAT a 0.5\n\
+                SET f 1.6\n!incrbyfloat-long-double INCRBYFLOAT f -1e3\n\
+                !incrbyfloat-long-double INCRBYFLOAT nf 123456789.123456789\n\
+                !incrbyfloat-long-double INCRBYFLOAT tiny 1e-20\n\
+                SET big 1.7e308\n!incrbyfloat-long-double INCRBYFLOAT big 1.7e308\n\
+                HSET h f 1.6\n!incrbyfloat-long-double HINCRBYFLOAT h f -1e3\n\
+                HSET h huge 1.7e308\n!incrbyfloat-long-double HINCRBYFLOAT h huge 1.7e308\n\
+                !incrbyfloat-long-double HINCRBYFLOAT h big 1e400\n\
+                SET s 1e400\n!incrbyfloat-long-double INCRBYFLOAT s 1\n",
+        note: "Redis computes INCRBYFLOAT/HINCRBYFLOAT in long double (x87 80-bit) \
+               and prints with %.17Lf, trailing zeros cut: 1.57 + 0.5 is 2.07 \
+               (Chorus 2.0700000000000003), 1.6 + -1e3 is \
+               -998.40000000000000002 (Chorus -998.4), 1e-20 prints as 0, \
+               123456789.123456789 as 123456789.12345678899873747, and 1.7e308 + \
+               1.7e308 does not overflow, nor does an increment or stored value of \
+               1e400 (Chorus: `-ERR increment would produce NaN or Infinity` or \
+               `-ERR value is not a valid float`)",
+    },
+    Known {
+        id: "float-hex-argument",
+        resp3_only: false,
+        repro: "SET f 1\n!float-hex-argument INCRBYFLOAT f 0x10\n\
+                SET s 0x10\n!float-hex-argument INCRBYFLOAT s 1\n",
+        note: "Redis parses the INCRBYFLOAT increment with strtold, which accepts \
+               hex (0x10 = 16), in the increment and in the stored value: \
+               INCRBYFLOAT f 0x10 on 1 gives 17, and so does INCRBYFLOAT on a \
+               stored 0x10 with increment 1; Chorus answers \
+               `-ERR value is not a valid float` (HINCRBYFLOAT and ZADD accept hex in \
+               both)",
+    },
+    Known {
+        id: "emptied-collection-with-ttl-counted",
+        resp3_only: false,
+        repro: "HSET h f v\nEXPIRE h 1000\nHDEL h f\n\
+                SADD s m\nEXPIRE s 1000\nSREM s m\n\
+                ZADD z 1 m\nEXPIRE z 1000\nZPOPMIN z\n\
+                EXISTS h s z\n!emptied-collection-with-ttl-counted DBSIZE\n",
+        note: "A hash, set or sorted set with a TTL whose last element is removed \
+               (HDEL, SREM, ZPOPMIN...) is gone for EXISTS/TYPE/KEYS/SCAN, but \
+               Chorus still counts it in DBSIZE (3 here, Redis 0) and in INFO \
+               keyspace (`db0:keys=1,expires=1` after one such key); without a TTL, \
+               or with DEL/GETDEL, the count is right",
+    },
+    Known {
+        id: "exec-arity-outside-multi",
+        resp3_only: false,
+        repro: "!exec-arity-outside-multi EXEC x\n",
+        note: "EXEC with arguments, even outside MULTI: Redis 7.0 answers \
+               `-EXECABORT Transaction discarded because of: wrong number of \
+               arguments for 'exec' command`; Chorus `-ERR wrong number of arguments \
+               for 'exec' command`",
+    },
+    Known {
+        id: "resp3-zrange-withscores",
+        resp3_only: true,
+        repro: "ZADD z 1 a 2 b\n\
+                !resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES\n\
+                !resp3-zrange-withscores ZRANGE z 0 -1 REV WITHSCORES\n\
+                !resp3-zrange-withscores ZRANGE z -inf +inf BYSCORE WITHSCORES\n\
+                !resp3-zrange-withscores ZRANGEBYSCORE z -inf +inf WITHSCORES\n\
+                !resp3-zrange-withscores ZREVRANGE z 0 -1 WITHSCORES\n\
+                !resp3-zrange-withscores ZREVRANGEBYSCORE z +inf -inf WITHSCORES\n",
+        note: "In RESP3, Redis 7.0 replies to ZRANGE... WITHSCORES with an array \
+               of [member, score] pairs (`*2 *2 $1 a ,1 *2 $1 b ,2`); Chorus sends \
+               the flat RESP2 layout with doubles (`*4 $1 a ,1 $1 b ,2`)",
+    },
+    Known {
+        id: "resp3-zpop-count",
+        resp3_only: true,
+        repro: "ZADD z 1 a 2 b 3 c 4 d\n\
+                !resp3-zpop-count ZPOPMIN z 2\n\
+                !resp3-zpop-count ZPOPMAX z 2\n",
+        note: "In RESP3, ZPOPMIN/ZPOPMAX with a count reply with [member, score] \
+               pairs in Redis 7.0; Chorus sends a flat array",
+    },
+    Known {
+        id: "resp3-zrandmember-withscores",
+        resp3_only: true,
+        repro: "ZADD one 7 m\n\
+                !resp3-zrandmember-withscores ZRANDMEMBER one 1 WITHSCORES\n\
+                !resp3-zrandmember-withscores ZRANDMEMBER one -2 WITHSCORES\n",
+        note: "In RESP3, ZRANDMEMBER ... WITHSCORES replies with [member, score] \
+               pairs in Redis 7.0; Chorus sends a flat array",
+    },
+    Known {
+        id: "resp3-hrandfield-withvalues",
+        resp3_only: true,
+        repro: "HSET one f v\n\
+                !resp3-hrandfield-withvalues HRANDFIELD one 1 WITHVALUES\n\
+                !resp3-hrandfield-withvalues HRANDFIELD one -2 WITHVALUES\n",
+        note: "In RESP3, HRANDFIELD ... WITHVALUES replies with [field, value] \
+               pairs in Redis 7.0; Chorus sends a flat array",
+    },
+];
+
+fn report_known(outcome: &Outcome) {
+    for (id, differs, report) in &outcome.known {
+        let state = if *differs { "still differs" } else { "now matches" };
+        eprintln!("known difference {id} ({state}):\n{report}");
+    }
+}
 
 #[test]
 fn known_differences_still_differ() {
-    if KNOWN_DIFFERENCES.is_empty() {
-        return;
-    }
     let Some(pair) = servers() else {
         return;
     };
@@ -454,30 +639,31 @@ fn known_differences_still_differ() {
     for known in KNOWN_DIFFERENCES {
         let steps = script(known.repro);
         assert!(
-            steps.iter().any(|s| s.mode == Mode::Known(known.id)),
+            steps.iter().any(|s| s.known == Some(known.id)),
             "repro of {} marks no step !{}",
             known.id,
             known.id
         );
-        let outcome = run_sequence(&pair, known.id, &steps, false);
+        let outcome = run_sequence(&pair, known.id, &steps, known.resp3_only);
         assert!(
             outcome.mismatches.is_empty(),
             "repro of {} differs on unmarked steps:\n{}",
             known.id,
             outcome.mismatches.join("\n")
         );
-        if outcome.known.is_empty() {
-            fixed.push(known.id);
-        } else {
-            for (_, report) in &outcome.known {
-                eprintln!("known difference {} ({}):\n{report}", known.id, known.note);
+        eprintln!("== {}: {}", known.id, known.note);
+        report_known(&outcome);
+        for (id, differs, report) in outcome.known {
+            if !differs {
+                fixed.push(format!("{id}: {report}"));
             }
         }
     }
     assert!(
         fixed.is_empty(),
-        "these known differences no longer reproduce (Chorus now matches Redis): {fixed:?}; \
-         remove them from KNOWN_DIFFERENCES and drop the `!id` marks in the sequences"
+        "known differences that no longer reproduce (Chorus now matches Redis there): \
+         remove or split their KNOWN_DIFFERENCES entries and drop the `!id` marks:\n{}",
+        fixed.join("\n")
     );
 }
 
@@ -534,7 +720,7 @@ SET k v EX 9999999999999999
 SET k v PX 9223372036854775807
 SET k v EX
 SET k v EX 10 PX 10
-SET k v EX 10 EX 20
+!set-repeated-expiry-option SET k v EX 10 EX 20
 SET k v NX XX
 SET k v KEEPTTL EX 10
 SET k v EX 10 KEEPTTL
@@ -711,11 +897,11 @@ INCR c
 SET c "1 "
 INCR c
 SET c 01
-INCR c
+!incr-invalid-stored-integer INCR c
 SET c +1
-INCR c
+!incr-invalid-stored-integer INCR c
 SET c -0
-INCR c
+!incr-invalid-stored-integer INCR c
 SET c ""
 INCR c
 SET c abc
@@ -723,7 +909,7 @@ INCR c
 SET c 1.0
 INCR c
 SET c 99999999999999999999
-INCR c
+!incr-invalid-stored-integer INCR c
 SET c -5
 INCR c
 GET c
@@ -740,29 +926,33 @@ DECRBY c 1 2
 INCRBYFLOAT f 1.5
 INCRBYFLOAT f 0.1
 GET f
-INCRBYFLOAT f -1e3
-INCRBYFLOAT f 5.0e3
-INCRBYFLOAT f 1
+!incrbyfloat-long-double INCRBYFLOAT f -1e3
+!incrbyfloat-long-double INCRBYFLOAT f 5.0e3
+!incrbyfloat-long-double INCRBYFLOAT f 1
 SET f 10.50
 INCRBYFLOAT f 0.1
+SET f 1.57
+!incrbyfloat-long-double INCRBYFLOAT f 0.5
 SET f 3
 INCRBYFLOAT f 2
 INCRBYFLOAT f 0
 SET f 1.7e308
-INCRBYFLOAT f 1.7e308
-GET f
+!incrbyfloat-long-double INCRBYFLOAT f 1.7e308
+!incrbyfloat-long-double GET f
 INCRBYFLOAT f inf
 INCRBYFLOAT f -inf
 INCRBYFLOAT f nan
 INCRBYFLOAT f abc
 INCRBYFLOAT f ""
 INCRBYFLOAT f " 1"
-INCRBYFLOAT f 0x10
+SET f 1
+!float-hex-argument INCRBYFLOAT f 0x10
+SET f 1.5
 INCRBYFLOAT nf 1e-5
 INCRBYFLOAT nf2 -0.0
-INCRBYFLOAT nf3 123456789.123456789
+!incrbyfloat-long-double INCRBYFLOAT nf3 123456789.123456789
 INCRBYFLOAT nf4 1e20
-INCRBYFLOAT nf5 1e-20
+!incrbyfloat-long-double INCRBYFLOAT nf5 1e-20
 SET str abc
 INCRBYFLOAT str 1
 SET sp "1 "
@@ -772,6 +962,184 @@ INCR f
 INCRBY f 1
 INCRBYFLOAT f
 INCRBYFLOAT
+"#;
+
+/// How float arguments and stored floats are parsed (strtod/strtold rules).
+const FLOATS: &str = r#"
+ZADD z 0x10 hex
+ZSCORE z hex
+ZINCRBY z 0x1 hex
+ZADD z " 1" sp
+ZADD z "1 " sp
+ZADD z 1e400 big
+ZADD z -1e400 big
+ZADD z 1e-400 small
+ZSCORE z small
+ZADD z .5 half
+ZADD z 5. five
+ZADD z +3 plus
+ZADD z 1_0 under
+ZADD z infinity inf1
+ZADD z -Infinity inf2
+ZADD z INF inf3
+ZADD z NaN n
+!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
+ZRANGEBYSCORE z 0x1 0x20
+ZRANGEBYSCORE z (0x1 +inf
+ZCOUNT z .5 5.
+HSET h f 1
+HINCRBYFLOAT h f " 1"
+!incrbyfloat-long-double HINCRBYFLOAT h f 1e400
+HSET h f 1
+HINCRBYFLOAT h f .5
+HINCRBYFLOAT h f 0x10
+HGET h f
+SET s 1.5e3
+INCRBYFLOAT s 1
+SET s " 1.5"
+INCRBYFLOAT s 1
+SET s 1e400
+!incrbyfloat-long-double INCRBYFLOAT s 1
+SET s 0x10
+!float-hex-argument INCRBYFLOAT s 1
+SET s inf
+INCRBYFLOAT s 1
+SET s 5.
+INCRBYFLOAT s 1
+INCRBYFLOAT t +1.5
+INCRBYFLOAT t infinity
+INCRBYFLOAT t .25
+GET t
+"#;
+
+/// Keys, fields, members and values that are not text.
+const BINARY: &str = r#"
+SET "bin\x00key" "v\x00\xff\x0d\x0a"
+GET "bin\x00key"
+SET "k\x0d\x0ax" "\x00"
+GET "k\x0d\x0ax"
+STRLEN "bin\x00key"
+APPEND "bin\x00key" "\xfe"
+GETRANGE "bin\x00key" 0 -1
+GETRANGE "bin\x00key" 3 4
+SETRANGE "bin\x00key" 1 "\x01\x02"
+GET "bin\x00key"
+~ KEYS *
+~ KEYS bin*
+~ KEYS "bin\x00*"
+@ SCAN 0 MATCH "*\x00*"
+HSET h "\x00f" "\xff" "" "\x0d\x0a"
+% HGETALL h
+HGET h "\x00f"
+HSTRLEN h "\x00f"
+SADD s "\x00" "\xff" "a\x0d\x0ab" ""
+~ SMEMBERS s
+SISMEMBER s "\xff"
+ZADD z 1 "\xff" 1 "\x00" 1 a 1 ""
+ZRANGE z 0 -1
+ZRANGEBYLEX z - +
+ZRANGEBYLEX z "[\x00" "(\xff"
+ZRANGEBYLEX z "(" "[\xff"
+ZLEXCOUNT z "[" "[\xfe"
+SET "\xe9t\xe9" v
+~ KEYS *
+~ KEYS "\xe9*"
+RENAME "\xe9t\xe9" "\x00"
+GET "\x00"
+INCR "bin\x00key"
+TYPE "\x00"
+"#;
+
+/// Keys that expired (PX 1, then a pause): every command sees no key.
+const EXPIRED: &str = r#"
+SET str v PX 1
+HSET h f v
+PEXPIRE h 1
+SADD s m
+PEXPIRE s 1
+ZADD z 1 m
+PEXPIRE z 1
+SET n 10 PX 1
+SET w v PX 1
+__SLEEP 60
+GET str
+EXISTS str h s z
+TYPE str
+TYPE h
+TTL str
+PTTL h
+EXPIRETIME s
+PERSIST z
+EXPIRE str 100
+STRLEN str
+GETRANGE str 0 -1
+HGET h f
+HLEN h
+SCARD s
+SISMEMBER s m
+ZSCORE z m
+ZCARD z
+~ KEYS *
+@ SCAN 0
+RANDOMKEY
+RENAME str other
+RENAMENX str other
+COPY str other
+MOVE str 1
+TOUCH str h s z
+DUMP str
+INCR n
+GET n
+SETNX str fresh
+GET str
+TTL str
+HSET h f2 v2
+% HGETALL h
+SADD s m2
+~ SMEMBERS s
+ZADD z 2 m2
+ZRANGE z 0 -1 WITHSCORES
+SET k v PX 1
+__SLEEP 60
+APPEND k x
+GET k
+SET k v PX 1
+__SLEEP 60
+SETRANGE k 2 x
+GET k
+SET k v PX 1
+__SLEEP 60
+GETEX k EX 100
+GETDEL k
+GETSET k new
+TTL k
+SET k v PX 1
+__SLEEP 60
+SET k v2 KEEPTTL
+TTL k
+SET k v PX 1
+__SLEEP 60
+SET k v2 GET
+SET k v PX 1
+__SLEEP 60
+SET k v2 XX
+SET k v2 NX
+SET k 1 PX 1
+__SLEEP 60
+MSETNX k 1 k2 2
+INCRBYFLOAT k2 1
+SET w v PX 50
+WATCH w
+__SLEEP 100
+MULTI
+PING
+EXEC
+SET w v PX 1
+__SLEEP 20
+WATCH w
+MULTI
+PING
+EXEC
 "#;
 
 const KEYS_BASIC: &str = r#"
@@ -825,7 +1193,7 @@ SCAN 0 COUNT x
 SCAN 0 MATCH
 SCAN 0 foo bar
 SCAN x
-SCAN -1
+!scan-negative-cursor SCAN -1
 SCAN
 TOUCH str h nokey
 TOUCH nokey
@@ -1055,6 +1423,19 @@ SET rk v EX 100
 RENAME rk rk2
 =1 TTL rk2
 DBSIZE
+FLUSHALL
+HSET eh f v
+EXPIRE eh 1000
+HDEL eh f
+SADD es m
+EXPIRE es 1000
+SREM es m
+ZADD ez 1 m
+EXPIRE ez 1000
+ZPOPMIN ez
+EXISTS eh es ez
+~ KEYS *
+!emptied-collection-with-ttl-counted DBSIZE
 "#;
 
 const DATABASES: &str = r#"
@@ -1174,15 +1555,15 @@ HINCRBY h n
 HINCRBY nh n 3
 HINCRBYFLOAT h fl 1.5
 HINCRBYFLOAT h fl 0.1
-HINCRBYFLOAT h fl -1e3
-HINCRBYFLOAT h fl 5e3
-HGET h fl
+!incrbyfloat-long-double HINCRBYFLOAT h fl -1e3
+!incrbyfloat-long-double HINCRBYFLOAT h fl 5e3
+!incrbyfloat-long-double HGET h fl
 HINCRBYFLOAT h f1 1
 HINCRBYFLOAT h fl x
 HINCRBYFLOAT h fl inf
 HINCRBYFLOAT h fl nan
 HSET h huge 1.7e308
-HINCRBYFLOAT h huge 1.7e308
+!incrbyfloat-long-double HINCRBYFLOAT h huge 1.7e308
 HINCRBYFLOAT h n 2
 HINCRBYFLOAT h fl
 HINCRBYFLOAT nh2 f 1e-3
@@ -1225,9 +1606,9 @@ HSET h a 1 b 2 c 3 d 4
 ? HRANDFIELD h -10
 HRANDFIELD h 0
 HRANDFIELD h 0 WITHVALUES
-% HRANDFIELD h 100 WITHVALUES
-? HRANDFIELD h 2 WITHVALUES
-? HRANDFIELD h -3 WITHVALUES
+!resp3-hrandfield-withvalues % HRANDFIELD h 100 WITHVALUES
+!resp3-hrandfield-withvalues ? HRANDFIELD h 2 WITHVALUES
+!resp3-hrandfield-withvalues ? HRANDFIELD h -3 WITHVALUES
 HRANDFIELD h x
 HRANDFIELD h 1 foo
 HRANDFIELD h 1 WITHVALUES x
@@ -1239,7 +1620,7 @@ HRANDFIELD nokey 5 WITHVALUES
 HRANDFIELD
 HSET one f v
 HRANDFIELD one
-HRANDFIELD one 1 WITHVALUES
+!resp3-hrandfield-withvalues HRANDFIELD one 1 WITHVALUES
 HRANDFIELD one -2
 @% HSCAN h 0
 @% HSCAN h 0 COUNT 1
@@ -1438,7 +1819,7 @@ ZADD z inf top -inf bottom
 ZADD z +inf top2
 ZADD z 1e3 thousand 0.1 tenth -0 mzero 1.5e-7 tiny
 ZADD z 1.7976931348623157e308 max 123456789.123456789 long
-ZRANGE z 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
 ZADD z CH XX GT LT NX 1 a
 ZADD z foo 1 a
 ZADD
@@ -1467,7 +1848,7 @@ ZREM z
 ZCARD z
 ZCARD nokey
 ZCARD
-ZRANGE z 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
 ZCOUNT z 1 3
 ZCOUNT z (1 3
 ZCOUNT z 1 (3
@@ -1483,28 +1864,28 @@ ZCOUNT z 1
 const ZSET_RANGES: &str = r#"
 ZADD z 1 a 2 b 3 c 4 d 5 e 5 f
 ZRANGE z 0 -1
-ZRANGE z 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
 ZRANGE z 1 2
 ZRANGE z -2 -1
 ZRANGE z 3 1
 ZRANGE z 100 200
 ZRANGE z -100 100
 ZRANGE z 0 -1 REV
-ZRANGE z 0 1 REV WITHSCORES
+!resp3-zrange-withscores ZRANGE z 0 1 REV WITHSCORES
 ZRANGE z (1 5 BYSCORE
-ZRANGE z 1 (5 BYSCORE WITHSCORES
+!resp3-zrange-withscores ZRANGE z 1 (5 BYSCORE WITHSCORES
 ZRANGE z -inf +inf BYSCORE LIMIT 1 2
 ZRANGE z -inf +inf BYSCORE LIMIT 1 -1
 ZRANGE z -inf +inf BYSCORE LIMIT -1 2
 ZRANGE z 5 1 BYSCORE REV
-ZRANGE z 5 1 BYSCORE REV LIMIT 0 2 WITHSCORES
+!resp3-zrange-withscores ZRANGE z 5 1 BYSCORE REV LIMIT 0 2 WITHSCORES
 ZRANGE z 1 5 BYSCORE REV
 ZRANGE z 0 -1 LIMIT 0 1
 ZRANGE z x 1 BYSCORE
 ZRANGE z 0 x
 ZRANGE z 0 -1 BYSCORE BYLEX
 ZRANGE z 0 -1 foo
-ZRANGE z 0 -1 WITHSCORES WITHSCORES
+!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES WITHSCORES
 ZRANGE z 0
 ZRANGE nokey 0 -1
 ZADD lz 0 a 0 b 0 c 0 d 0 e
@@ -1518,7 +1899,7 @@ ZRANGE lz a b BYLEX
 ZRANGE lz [a b BYLEX
 ZRANGE lz - + BYLEX WITHSCORES
 ZRANGEBYSCORE z -inf +inf
-ZRANGEBYSCORE z -inf +inf WITHSCORES LIMIT 1 2
+!resp3-zrange-withscores ZRANGEBYSCORE z -inf +inf WITHSCORES LIMIT 1 2
 ZRANGEBYSCORE z (2 5
 ZRANGEBYSCORE z 5 2
 ZRANGEBYSCORE z 1 5 LIMIT 2
@@ -1526,11 +1907,11 @@ ZRANGEBYSCORE z 1 5 foo
 ZRANGEBYSCORE z x 5
 ZRANGEBYSCORE nokey 0 1
 ZREVRANGE z 0 1
-ZREVRANGE z 0 -1 WITHSCORES
+!resp3-zrange-withscores ZREVRANGE z 0 -1 WITHSCORES
 ZREVRANGE z 0 -1 foo
 ZREVRANGE nokey 0 -1
 ZREVRANGEBYSCORE z +inf -inf
-ZREVRANGEBYSCORE z 5 (2 WITHSCORES
+!resp3-zrange-withscores ZREVRANGEBYSCORE z 5 (2 WITHSCORES
 ZREVRANGEBYSCORE z +inf -inf LIMIT 1 1
 ZREVRANGEBYSCORE z 1 5
 ZRANGEBYLEX lz - +
@@ -1556,9 +1937,9 @@ ZLEXCOUNT lz b d
 ZLEXCOUNT nokey - +
 ZLEXCOUNT lz -
 ZPOPMIN z
-ZPOPMIN z 2
+!resp3-zpop-count ZPOPMIN z 2
 ZPOPMAX z
-ZPOPMAX z 2
+!resp3-zpop-count ZPOPMAX z 2
 ZPOPMIN z 0
 ZPOPMIN z -1
 ZPOPMIN z x
@@ -1592,8 +1973,8 @@ ZADD z 1 a 2 b 3 c
 ~ ZRANDMEMBER z 100
 ? ZRANDMEMBER z 2
 ? ZRANDMEMBER z -5
-% ZRANDMEMBER z 100 WITHSCORES
-? ZRANDMEMBER z -4 WITHSCORES
+!resp3-zrandmember-withscores % ZRANDMEMBER z 100 WITHSCORES
+!resp3-zrandmember-withscores ? ZRANDMEMBER z -4 WITHSCORES
 ZRANDMEMBER z 0
 ZRANDMEMBER z 0 WITHSCORES
 ZRANDMEMBER z x
@@ -1604,8 +1985,8 @@ ZRANDMEMBER z -9223372036854775808
 ZRANDMEMBER z -9223372036854775807 WITHSCORES
 ZADD one 7 m
 ZRANDMEMBER one
-ZRANDMEMBER one 1 WITHSCORES
-ZRANDMEMBER one -2 WITHSCORES
+!resp3-zrandmember-withscores ZRANDMEMBER one 1 WITHSCORES
+!resp3-zrandmember-withscores ZRANDMEMBER one -2 WITHSCORES
 @% ZSCAN z 0
 @% ZSCAN z 0 COUNT 1
 @% ZSCAN z 0 MATCH [ab]
@@ -1616,24 +1997,24 @@ ZSCAN z
 ZADD y 10 b 20 c 30 d
 SADD st c d e
 ZUNIONSTORE out 2 z y
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 2 z y WEIGHTS 1 2
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 2 z y WEIGHTS 2 0.5 AGGREGATE MAX
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 2 z y AGGREGATE MIN
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 2 z y AGGREGATE SUM
 ZUNIONSTORE out 3 z y st
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 1 nokey
 EXISTS out
 ZINTERSTORE out 2 z y
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZINTERSTORE out 2 z y WEIGHTS 3 1 AGGREGATE MIN
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZINTERSTORE out 2 y st
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZINTERSTORE out 2 z nokey
 EXISTS out
 ZUNIONSTORE out 0 z
@@ -1651,11 +2032,11 @@ ZINTERSTORE out
 ZADD inf1 inf a
 ZADD inf2 -inf a
 ZUNIONSTORE out 2 inf1 inf2
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZINTERSTORE out 2 inf1 inf2 WEIGHTS 0 0
-ZRANGE out 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE z 2 z y
-ZRANGE z 0 -1 WITHSCORES
+!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
 SET str v
 ZADD str 1 a
 ZINCRBY str 1 a
@@ -1968,8 +2349,14 @@ fn arity_script() -> String {
     for name in ALL_DATA_COMMANDS {
         out.push_str(name);
         out.push('\n');
-        out.push_str(&format!("{name} {}\n", ["1"; 13].join(" ")));
-        out.push_str(&format!("{} x\n", name.to_lowercase()));
+        // EXEC with arguments: see the known difference.
+        let mark = if *name == "EXEC" {
+            "!exec-arity-outside-multi "
+        } else {
+            ""
+        };
+        out.push_str(&format!("{mark}{name} {}\n", ["1"; 13].join(" ")));
+        out.push_str(&format!("{mark}{} x\n", name.to_lowercase()));
     }
     out
 }
@@ -1985,6 +2372,8 @@ fn string_commands_match_redis() {
             ("strings", STRINGS),
             ("strings-edit", STRINGS_EDIT),
             ("counters", COUNTERS),
+            ("floats", FLOATS),
+            ("binary", BINARY),
         ],
         false,
     );
@@ -1998,6 +2387,7 @@ fn key_commands_match_redis() {
             ("randomkey", RANDOMKEY),
             ("rename-copy-move", RENAME_COPY_MOVE),
             ("expiry", EXPIRY),
+            ("expired", EXPIRED),
             ("databases", DATABASES),
         ],
         false,
@@ -2046,6 +2436,8 @@ fn wrong_types_and_arity_match_redis() {
 const RESP3_SEQUENCES: &[(&str, &str)] = &[
     ("strings", STRINGS),
     ("counters", COUNTERS),
+    ("floats", FLOATS),
+    ("binary", BINARY),
     ("keys", KEYS_BASIC),
     ("randomkey", RANDOMKEY),
     ("hashes", HASHES),
@@ -2065,9 +2457,7 @@ fn resp3_replies_match_redis() {
     let mut mismatches = Vec::new();
     for &(name, text) in RESP3_SEQUENCES {
         let outcome = run_sequence(&pair, name, &script(text), true);
-        for (id, report) in outcome.known {
-            eprintln!("known difference {id}:\n{report}");
-        }
+        report_known(&outcome);
         mismatches.extend(outcome.mismatches);
     }
     assert!(
@@ -2216,7 +2606,7 @@ struct GenCmd {
     args: Vec<String>,
 }
 
-const GEN_KINDS: u8 = 44;
+const GEN_KINDS: u8 = 56;
 
 fn gen_cmd(
     kind: u8,
@@ -2253,7 +2643,9 @@ fn gen_cmd(
         9 => exact(&["GETSET", k1, value]),
         10 => exact(&["MGET", k1, k2]),
         11 => exact(&["MSET", k1, value, k2, &n]),
-        12 => exact(&["INCRBYFLOAT", k1, &format!("{n}.5")]),
+        // Not INCRBYFLOAT: see the known difference incrbyfloat-long-double
+        // (e.g. 1.57 + 0.5); the hand-written sequences cover it.
+        12 => exact(&["SETRANGE", k1, n.trim_start_matches('-'), value]),
         13 => exact(&["HSET", k1, field, value]),
         14 => exact(&["HGET", k1, field]),
         15 => exact(&["HDEL", k1, field]),
@@ -2284,7 +2676,28 @@ fn gen_cmd(
         40 => exact(&["TYPE", k1]),
         41 => sorted(&["KEYS", "*"]),
         42 => exact(&["RENAME", k1, k2]),
-        _ => exact(&["DBSIZE"]),
+        43 => exact(&["DBSIZE"]),
+        44 => exact(&["EXPIRE", k1, "1000"]),
+        45 => GenCmd {
+            mode: Mode::Near(1),
+            ..exact(&["TTL", k1])
+        },
+        46 => exact(&["PERSIST", k1]),
+        47 => {
+            let flag = ["NX", "XX", "GT", "LT", "CH", "INCR", "GT", "LT"]
+                .get(usize::try_from(n.parse::<i64>().unwrap_or(0) + 3).unwrap_or(0))
+                .copied()
+                .unwrap_or("CH");
+            exact(&["ZADD", k1, flag, &n, member])
+        }
+        48 => exact(&["ZRANGEBYSCORE", k1, &n, "+inf", "WITHSCORES"]),
+        49 => sorted(&["SDIFF", k1, k2]),
+        50 => exact(&["SINTERSTORE", k1, k2, k1]),
+        51 => exact(&["COPY", k1, k2]),
+        52 => exact(&["GETRANGE", k1, &n, "-1"]),
+        53 => exact(&["ZREMRANGEBYRANK", k1, "0", &n]),
+        54 => exact(&["HSTRLEN", k1, field]),
+        _ => exact(&["SMISMEMBER", k1, member, "m1"]),
     }
 }
 
@@ -2305,6 +2718,37 @@ fn arb_cmd() -> impl Strategy<Value = GenCmd> {
         .prop_map(|(kind, k1, k2, field, member, n, value)| {
             gen_cmd(kind, k1, k2, field, member, n, value)
         })
+}
+
+/// A difference in a random sequence that a known difference explains
+/// (and that leaves both keyspaces alike, so the sequence can go on).
+fn explained_by_known(step: &Step, got: &[u8], want: &[u8]) -> Option<&'static str> {
+    let name = String::from_utf8_lossy(step.args.first()?).to_ascii_uppercase();
+    let incr = ["INCR", "DECR", "INCRBY", "DECRBY"].contains(&name.as_str());
+    (incr
+        && got == b"-ERR increment or decrement would overflow\r\n"
+        && want == b"-ERR value is not an integer or out of range\r\n")
+        .then_some("incr-invalid-stored-integer")
+}
+
+/// DBSIZE larger on Chorus although both servers list the same keys and
+/// Redis's DBSIZE is that count: emptied-collection-with-ttl-counted.
+fn dbsize_counts_phantoms(
+    step: &Step,
+    got: &[u8],
+    want: &[u8],
+    chorus: &mut Conn,
+    redis: &mut Conn,
+) -> Option<&'static str> {
+    if !step.args.first()?.eq_ignore_ascii_case(b"DBSIZE") {
+        return None;
+    }
+    let chorus_keys = sorted_elements(&chorus.call(&[b"KEYS", b"*"]));
+    let redis_keys = sorted_elements(&redis.call(&[b"KEYS", b"*"]));
+    let listed = split_aggregate(&redis_keys)?.1.len();
+    let (ours, theirs) = (int_of(got)?, int_of(want)?);
+    (chorus_keys == redis_keys && theirs == i64::try_from(listed).ok()? && ours > theirs)
+        .then_some("emptied-collection-with-ttl-counted")
 }
 
 fn proptest_cases() -> u32 {
@@ -2341,10 +2785,20 @@ fn random_sequences_match_redis() {
                     conn: 0,
                     args: cmd.args.iter().map(|a| a.clone().into_bytes()).collect(),
                     mode: cmd.mode.clone(),
+                    known: None,
                 };
                 let got = run_step(c, &step);
                 let want = run_step(r, &step);
                 history.push(step.text());
+                let known = explained_by_known(&step, &got, &want)
+                    .or_else(|| dbsize_counts_phantoms(&step, &got, &want, c, r));
+                if let Some(id) = known {
+                    eprintln!(
+                        "random sequence: known difference {id} after\n  {}",
+                        history.join("\n  ")
+                    );
+                    continue;
+                }
                 if !same(&step.mode, &got, &want) {
                     return Err(TestCaseError::fail(format!(
                         "after\n  {}\nchorus {}\nredis  {}",

@@ -17,7 +17,6 @@ fn cmd(e: &mut Engine, s: &str) -> chorus_engine::Reply {
 /// while holding their rows as of the previous checkpoint, and the next
 /// recovery skips those ops. Found by `chorus-sim run --seed 45 --ops 1500`.
 #[test]
-#[ignore = "engine bug: Engine::open clears keyspace.dirty after replay_log; clear it before"]
 fn replayed_ops_survive_a_second_checkpoint() {
     let disk = SharedDisk::new();
     let mut e = Engine::open(disk.boxed(), EngineConfig::new(1)).unwrap();

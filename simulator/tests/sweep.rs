@@ -47,7 +47,6 @@ fn bounded_sweep_without_crashes_passes() {
 /// recovery bug (rows changed by log replay are not re-checkpointed; see
 /// docs/simulator.md, "Findings"). Run with `--ignored` once it is fixed.
 #[test]
-#[ignore = "fails until the engine keeps rows changed by log replay dirty (docs/simulator.md, Findings)"]
 fn bounded_sweep_random_profile_passes() {
     sweep("random", 0..50);
 }

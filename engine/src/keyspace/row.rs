@@ -166,7 +166,9 @@ impl Row {
             Effect::SetString { value, keep_ttl } => {
                 self.prune_all(ctx, *keep_ttl);
                 // Concurrent writes (not covered by ctx) stay beside this one.
-                self.string.get_or_insert_with(Default::default).set(ctx, value.clone());
+                self.string
+                    .get_or_insert_with(Default::default)
+                    .set(ctx, value.clone());
             }
             Effect::IncrInt(d) => {
                 self.prune_except(Some(Kind::String), ctx);
@@ -271,7 +273,9 @@ impl Row {
                 self.prune_all(ctx, *keep_ttl);
                 match value {
                     Value::Str(b) => {
-                        self.string.get_or_insert_with(Default::default).set(ctx, b.clone());
+                        self.string
+                            .get_or_insert_with(Default::default)
+                            .set(ctx, b.clone());
                     }
                     Value::Hash(pairs) => {
                         let h = self.hash.get_or_insert_with(Default::default);

@@ -120,6 +120,11 @@ pub trait Storage: Send {
     /// The concrete backend, for tools that need it (the simulator crashes a
     /// site through `MemoryStorage::crash`).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    /// The file and the offset inside it that hold absolute log offset
+    /// `offset`, for error messages.
+    fn log_position(&self, offset: u64) -> (String, u64) {
+        (self.describe(), offset)
+    }
     /// A handle that writes one checkpoint without borrowing the storage, so a
     /// large checkpoint can be written while the engine keeps serving. `None`:
     /// the backend writes checkpoints inline only.

@@ -27,9 +27,9 @@
 const REDB_CACHE_BYTES: usize = 32 << 20;
 
 use std::fs::{self, File, OpenOptions};
-use std::sync::Arc;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -550,6 +550,16 @@ impl Storage for RedbStorage {
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
+    }
+
+    fn log_position(&self, offset: u64) -> (String, u64) {
+        match self.segments.iter().rev().find(|seg| seg.start <= offset) {
+            Some(seg) => (
+                segment_path(&self.log_dir, seg.start).display().to_string(),
+                offset - seg.start,
+            ),
+            None => (self.log_dir.display().to_string(), offset),
+        }
     }
 
     fn checkpoint_writer(&mut self) -> Option<Box<dyn super::CheckpointWriter>> {

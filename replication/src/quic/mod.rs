@@ -24,6 +24,10 @@ pub mod tls;
 pub mod transport;
 
 pub use clock::wall_ms;
+pub use peer::{
+    CONN_EVENTS_QUEUED_MAX, HANDSHAKES_PENDING_MAX, LAG_MARKS_MAX, LAG_MARK_INTERVAL_MS,
+    RATE_INTERVAL_MS, READ_CHUNK_BYTES_MAX, REFUSAL_FLUSH_MS, WRITE_ROUND_BYTES_MAX,
+};
 pub use tls::{TlsError, TlsIdentity};
 
 use crate::backoff::{BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT};
@@ -166,7 +170,10 @@ pub struct PeerStatus {
     pub refused: bool,
     /// Refusals counted since start.
     pub refusals: u64,
+    /// Why the current or last connection (or attempt) failed.
     pub last_error: Option<String>,
+    /// Why the peer was last refused, by either side (kept after it connects).
+    pub last_refusal: Option<String>,
     /// The peer's durable acknowledged vector (what `WAIT` relies on).
     pub acked_vv: VersionVector,
     /// All of the session's counters.

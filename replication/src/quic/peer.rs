@@ -96,9 +96,29 @@ pub(crate) struct PeerEntry {
     refused: bool,
     refusals: u64,
     last_error: Option<String>,
+    last_refusal: Option<String>,
+    /// `last_error` already says why the current connection or attempt
+    /// failed: later, vaguer symptoms (stream ended) do not overwrite it.
+    error_noted: bool,
     rate_at_ms: u64,
     rate_bytes: (u64, u64),
     rate_per_s: (u64, u64),
+}
+
+impl PeerEntry {
+    /// Records why the current connection (or attempt) failed: the first
+    /// reason wins, except that a refusal always does.
+    fn note_failure(&mut self, why: String, refusal: bool) {
+        if refusal {
+            self.refused = true;
+            self.refusals += 1;
+            self.last_refusal = Some(why.clone());
+        } else if self.error_noted {
+            return;
+        }
+        self.last_error = Some(why);
+        self.error_noted = true;
+    }
 }
 
 pub(crate) struct Peer {
@@ -223,6 +243,8 @@ impl Shared {
                 refused: false,
                 refusals: 0,
                 last_error: None,
+                last_refusal: None,
+                error_noted: false,
                 rate_at_ms: self.clock.now_ms(),
                 rate_bytes: (0, 0),
                 rate_per_s: (0, 0),
@@ -306,6 +328,7 @@ impl Shared {
                     refused: e.refused,
                     refusals: e.refusals,
                     last_error: e.last_error.clone(),
+                    last_refusal: e.last_refusal.clone(),
                     acked_vv: acked,
                     stats,
                 }
@@ -379,12 +402,11 @@ fn drain_events(site: SiteId, peer: SiteId, e: &mut PeerEntry) {
                         e.backoff.reset();
                         e.refused = false;
                         e.last_error = None;
+                        e.error_noted = false;
                     }
                     Err(why) => {
                         tracing::warn!(site, peer, %why, "peer certificate does not match its Hello");
-                        e.refused = true;
-                        e.refusals += 1;
-                        e.last_error = Some(why.clone());
+                        e.note_failure(why.clone(), true);
                         e.close = Some((CLOSE_BAD_CERTIFICATE, why));
                     }
                 }
@@ -396,15 +418,13 @@ fn drain_events(site: SiteId, peer: SiteId, e: &mut PeerEntry) {
                     format!("refused peer: {reason:?}")
                 };
                 tracing::warn!(site, peer, "{why}");
-                e.refused = true;
-                e.refusals += 1;
-                e.last_error = Some(why.clone());
+                e.note_failure(why.clone(), true);
                 e.close.get_or_insert((CLOSE_SESSION, why));
             }
             SessionEvent::Closed { error } => {
                 let why = error.to_string();
                 tracing::warn!(site, peer, error = %why, "replication session closed");
-                e.last_error = Some(why.clone());
+                e.note_failure(why.clone(), false);
                 e.close.get_or_insert((CLOSE_SESSION, why));
             }
             SessionEvent::FullSyncStarted {
@@ -662,13 +682,12 @@ async fn run_peer(shared: Arc<Shared>, peer: Arc<Peer>, mut conn_rx: mpsc::Recei
                     let now_ms = shared.clock.now_ms();
                     let mut e = peer.entry.lock();
                     if refused {
-                        e.refused = true;
-                        e.refusals += 1;
                         tracing::warn!(site = shared.site_id, peer = peer.site, %error, "dial refused");
                     } else {
                         tracing::debug!(site = shared.site_id, peer = peer.site, %error, "dial failed");
                     }
-                    e.last_error = Some(error);
+                    e.error_noted = false;
+                    e.note_failure(error, refused);
                     e.link = Link::Idle;
                     let delay = e.backoff.next_delay_ms(jitter(salt));
                     e.next_dial_ms = now_ms.saturating_add(delay);
@@ -721,20 +740,24 @@ async fn run_connection(
         };
         e.cert = cert;
         e.close = None;
+        e.error_noted = false;
         e.session.handle_connected(now_ms);
         e.gen
     };
     tracing::debug!(site = shared.site_id, peer = peer.site, %remote, dialed_by_us, "connection up");
     let mut reader = tokio::spawn(read_loop(shared.clone(), peer.clone(), recv, gen));
+    // Every end closes the connection explicitly with a code the peer can
+    // read (a dropped handle would close it with a bare 0).
+    let ended = || (CLOSE_SESSION, String::from("connection ended"));
     let (end, close) = loop {
         let Some(round) = output_round(shared, peer, gen) else {
-            break (ConnectionEnd::Ended, None);
+            break (ConnectionEnd::Ended, ended());
         };
         if !round.frames.is_empty() {
             let mut frames = round.frames;
             if let Err(e) = send.write_all_chunks(&mut frames).await {
                 note_error(peer, gen, format!("write: {e}"));
-                break (ConnectionEnd::Ended, None);
+                break (ConnectionEnd::Ended, ended());
             }
         }
         if let Some(close) = round.close {
@@ -742,19 +765,16 @@ async fn run_connection(
             let _ = send.finish();
             let flush = Duration::from_millis(REFUSAL_FLUSH_MS);
             let _ = tokio::time::timeout(flush, send.stopped()).await;
-            break (ConnectionEnd::Ended, Some(close));
+            break (ConnectionEnd::Ended, close);
         }
         if !round.connected {
-            break (
-                ConnectionEnd::Ended,
-                Some((CLOSE_SESSION, "session down".into())),
-            );
+            break (ConnectionEnd::Ended, (CLOSE_SESSION, "session down".into()));
         }
         if round.more {
             continue;
         }
         if let Some((code, why)) = shared.stopping(peer) {
-            break (ConnectionEnd::Ended, Some((code, why.into())));
+            break (ConnectionEnd::Ended, (code, why.into()));
         }
         let sleep = async {
             match round.deadline_ms {
@@ -766,14 +786,12 @@ async fn run_connection(
             () = peer.wake.notified() => {}
             changed = changes.changed() => {
                 if changed.is_err() {
-                    break (ConnectionEnd::Ended, Some((CLOSE_SHUTDOWN, "shutdown".into())));
+                    break (ConnectionEnd::Ended, (CLOSE_SHUTDOWN, "shutdown".into()));
                 }
             }
             () = sleep => {}
-            _ = &mut reader => {
-                break (ConnectionEnd::Ended, None);
-            }
-            _ = connection.closed() => break (ConnectionEnd::Ended, None),
+            _ = &mut reader => break (ConnectionEnd::Ended, ended()),
+            _ = connection.closed() => break (ConnectionEnd::Ended, ended()),
             event = conn_rx.recv() => match event {
                 Some(ConnEvent::Conn(new)) => {
                     if new.dialed_by_us {
@@ -788,14 +806,14 @@ async fn run_connection(
                         tracing::debug!(site = shared.site_id, peer = peer.site, "replacing duplicate connection");
                         break (
                             ConnectionEnd::Replaced(new),
-                            Some((CLOSE_DUPLICATE, "duplicate connection".into())),
+                            (CLOSE_DUPLICATE, "duplicate connection".into()),
                         );
                     }
                     tracing::debug!(site = shared.site_id, peer = peer.site, "closing duplicate connection");
                     new.connection.close(CLOSE_DUPLICATE, b"duplicate connection");
                 }
                 Some(ConnEvent::DialFailed { .. }) => *dialing = false,
-                None => break (ConnectionEnd::Ended, Some((CLOSE_SHUTDOWN, "shutdown".into()))),
+                None => break (ConnectionEnd::Ended, (CLOSE_SHUTDOWN, "shutdown".into())),
             },
         }
     };
@@ -803,9 +821,7 @@ async fn run_connection(
     // Why the connection died, if the peer or the transport closed it (read
     // before our own close, which would say "locally closed").
     let lost = connection.close_reason();
-    if let Some((code, why)) = close {
-        connection.close(code, why.as_bytes());
-    }
+    connection.close(close.0, close.1.as_bytes());
     let now_ms = shared.clock.now_ms();
     let mut e = peer.entry.lock();
     if e.gen == gen {
@@ -813,11 +829,9 @@ async fn run_connection(
             match refusal_of(&error) {
                 Some(why) => {
                     tracing::warn!(site = shared.site_id, peer = peer.site, %why, "connection refused");
-                    e.refused = true;
-                    e.refusals += 1;
-                    e.last_error = Some(why);
+                    e.note_failure(why, true);
                 }
-                None => e.last_error = Some(error.to_string()),
+                None => e.note_failure(error.to_string(), false),
             }
         }
         e.session.handle_disconnected(now_ms);
@@ -835,7 +849,7 @@ async fn run_connection(
 fn note_error(peer: &Peer, gen: u64, why: String) {
     let mut e = peer.entry.lock();
     if e.gen == gen {
-        e.last_error = Some(why);
+        e.note_failure(why, false);
     }
 }
 
