@@ -789,7 +789,10 @@ impl Engine {
         // Everything the checkpoint covers must be in the log or in the rows;
         // sync first so that the log offset recorded is durable.
         self.sync()?;
-        let dirty = std::mem::take(&mut self.keyspace.dirty);
+        let dirty = std::mem::replace(
+            &mut self.keyspace.dirty,
+            HashSet::with_hasher(crate::keyspace::value::hasher()),
+        );
         let rows: Vec<CheckpointRow> = dirty
             .into_iter()
             .map(|(db, key)| {
@@ -845,7 +848,10 @@ impl Engine {
             return Ok(None);
         };
         self.sync()?;
-        let dirty = std::mem::take(&mut self.keyspace.dirty);
+        let dirty = std::mem::replace(
+            &mut self.keyspace.dirty,
+            HashSet::with_hasher(crate::keyspace::value::hasher()),
+        );
         let rows: Vec<CheckpointRow> = dirty
             .into_iter()
             .map(|(db, key)| CheckpointRow {

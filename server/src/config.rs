@@ -141,6 +141,73 @@ pub struct Cli {
     /// intact prefix and drop the rest (the default refuses to start).
     #[arg(long)]
     pub salvage: bool,
+    /// UDP port of the replication endpoint (QUIC); default: port + 10000.
+    #[arg(long)]
+    pub repl_port: Option<u16>,
+    /// A peer site, `ID@HOST:PORT` (its replication port); repeatable.
+    #[arg(long = "peer", value_name = "ID@HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Cluster id: peers with another id are refused (default 1).
+    #[arg(long)]
+    pub cluster_id: Option<u64>,
+    /// The cluster CA certificate (PEM) that signs every site's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// This site's certificate chain (PEM), from `chorus-server cert site`.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// This site's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools that run instead of the server.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Command {
+    /// Make certificates for mutual TLS between sites.
+    Cert {
+        #[command(subcommand)]
+        what: CertCommand,
+    },
+}
+
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum CertCommand {
+    /// Make a cluster CA: writes ca.pem and ca.key into DIR.
+    Ca {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Make a site's certificate signed by the CA in --ca: writes site.pem and site.key.
+    Site {
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        site_id: u16,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// Parses `ID@HOST:PORT`.
+pub fn parse_peer(s: &str) -> Result<(u16, std::net::SocketAddr), String> {
+    use std::net::ToSocketAddrs;
+    let (id, addr) = s
+        .split_once('@')
+        .ok_or_else(|| format!("peer '{s}' is not ID@HOST:PORT"))?;
+    let id: u16 = id
+        .parse()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| format!("peer '{s}': bad site id"))?;
+    let addr = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("peer '{s}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("peer '{s}': no address"))?;
+    Ok((id, addr))
 }
 
 /// Why the configuration could not be loaded at startup.

@@ -6,7 +6,7 @@
 
 use std::io::Write as _;
 
-use chorus_server::config::{Cli, ConfigStore, LogLevel};
+use chorus_server::config::{CertCommand, Cli, Command, ConfigStore, LogLevel};
 use chorus_server::memory::CountingAllocator;
 use chorus_server::server::{LogLevelHook, Server};
 use clap::Parser;
@@ -39,8 +39,36 @@ fn init_logging(level: LogLevel) -> LogLevelHook {
     })
 }
 
+fn cert(what: &CertCommand) -> i32 {
+    use chorus_replication::quic::tls;
+    let result = match what {
+        CertCommand::Ca { out } => {
+            tls::generate_ca(out).map(|_| format!("wrote {0}/ca.pem and {0}/ca.key", out.display()))
+        }
+        CertCommand::Site { ca, site_id, out } => tls::generate_site(ca, *site_id, out).map(|_| {
+            format!(
+                "wrote {0}/site.pem and {0}/site.key for site {site_id}",
+                out.display()
+            )
+        }),
+    };
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            0
+        }
+        Err(e) => {
+            eprintln!("chorus-server cert: {e}");
+            1
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    if let Some(Command::Cert { what }) = &cli.command {
+        std::process::exit(cert(what));
+    }
     // The level is needed before the server (and its config file) starts.
     let level = match ConfigStore::from_cli(&cli) {
         Ok(store) => store.settings().loglevel,
@@ -69,6 +97,14 @@ fn main() {
             }
         };
         println!("{}", server.startup_line());
+        match server.start_replication(&cli).await {
+            Ok(Some(line)) => println!("{line}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("chorus-server: {e}");
+                return 1;
+            }
+        }
         let _ = std::io::stdout().flush();
         server.run_until_shutdown().await
     });

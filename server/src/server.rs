@@ -310,7 +310,12 @@ impl Server {
     pub fn start(cli: &Cli, log_level_hook: Option<LogLevelHook>) -> Result<Server, StartError> {
         let mut config = ConfigStore::from_cli(cli)?;
         let settings = config.settings();
-        let store = Store::open_with(&settings.dir, settings.site_id, settings.appendfsync, cli.salvage)?;
+        let store = Store::open_with(
+            &settings.dir,
+            settings.site_id,
+            settings.appendfsync,
+            cli.salvage,
+        )?;
         config.set_dir_absolute(store.dir());
         let listeners = bind_all(&settings.bind, settings.port)?;
         if let Some(port) = listeners
@@ -354,6 +359,61 @@ impl Server {
     }
 
     /// The line printed at startup: where clients connect and where data is.
+    /// Starts replication when peers or TLS are configured; returns a line
+    /// saying where it listens.
+    pub async fn start_replication(&self, cli: &Cli) -> Result<Option<String>, String> {
+        use chorus_replication::quic::{Replication, ReplicationConfig, TlsIdentity};
+        let peers = cli
+            .peers
+            .iter()
+            .map(|p| crate::config::parse_peer(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        if peers.is_empty() && cli.tls_ca.is_none() {
+            return Ok(None);
+        }
+        let (Some(ca), Some(cert), Some(key)) = (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) else {
+            return Err("replication needs --tls-ca, --tls-cert and --tls-key (make them with `chorus-server cert`)".into());
+        };
+        let tls = TlsIdentity::load(ca, cert, key).map_err(|e| e.to_string())?;
+        let settings = self.state.settings();
+        let port = match cli.repl_port {
+            Some(p) => p,
+            None if settings.port == 0 => 0,
+            None => settings
+                .port
+                .checked_add(10000)
+                .ok_or("--repl-port is needed when port + 10000 > 65535")?,
+        };
+        let host = settings
+            .bind
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let ip: std::net::IpAddr = host
+            .trim_start_matches('-')
+            .parse()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let mut config = ReplicationConfig::new(
+            settings.site_id,
+            cli.cluster_id.unwrap_or(1),
+            SocketAddr::new(ip, port),
+            tls,
+        );
+        config.peers = peers;
+        config.fsync_always = settings.appendfsync == crate::config::AppendFsync::Always;
+        let r = Replication::start(config, self.state.store.engine_handle())
+            .await
+            .map_err(|e| e.to_string())?;
+        let line = format!(
+            "replication (site {}, cluster {}) listening on {} (QUIC, mutual TLS)",
+            settings.site_id,
+            cli.cluster_id.unwrap_or(1),
+            r.local_addr()
+        );
+        self.state.store.set_replication(r);
+        Ok(Some(line))
+    }
+
     pub fn startup_line(&self) -> String {
         let addrs: Vec<String> = self
             .state

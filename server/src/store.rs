@@ -20,7 +20,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chorus_engine::storage::redb_backend::RedbStorage;
 use chorus_engine::{Engine, EngineConfig, Fsync, Reply};
+use chorus_replication::quic::Replication;
 use parking_lot::{Mutex, MutexGuard};
+use std::sync::{Arc, OnceLock};
 use thiserror::Error;
 
 use crate::config::AppendFsync;
@@ -61,9 +63,9 @@ fn engine_fsync(mode: AppendFsync) -> Fsync {
     }
 }
 
-/// State behind the lock: the engine and the durability mode.
+/// State behind the store's lock (the engine has its own, shared with
+/// replication; lock order: this one, then the engine).
 pub struct StoreInner {
-    engine: Engine,
     appendfsync: AppendFsync,
     /// Set by a successful shutdown: nothing may be written after the
     /// final flush.
@@ -76,6 +78,9 @@ pub struct Store {
     dir: PathBuf,
     site_id: u16,
     inner: Mutex<StoreInner>,
+    engine: Arc<Mutex<Engine>>,
+    /// Set once replication starts (a site with peers or TLS configured).
+    replication: OnceLock<Replication>,
     /// Held while a checkpoint is being written off the engine lock, so a
     /// second one (or the final one at shutdown) never overtakes it.
     checkpointing: Mutex<()>,
@@ -93,6 +98,8 @@ impl std::fmt::Debug for Store {
 /// Exclusive access to the engine for one command or one transaction.
 pub struct StoreGuard<'a> {
     inner: MutexGuard<'a, StoreInner>,
+    engine: MutexGuard<'a, Engine>,
+    replication: Option<&'a Replication>,
 }
 
 /// Background work per tick (see [`Store::tick`]).
@@ -132,12 +139,14 @@ impl Store {
         let mut config = EngineConfig::new(site_id);
         config.fsync = engine_fsync(appendfsync);
         config.salvage = salvage;
-        let engine = Engine::open(Box::new(storage), config).map_err(|e| open_err(e.to_string()))?;
+        let engine =
+            Engine::open(Box::new(storage), config).map_err(|e| open_err(e.to_string()))?;
         Ok(Store {
             dir,
             site_id,
+            engine: Arc::new(Mutex::new(engine)),
+            replication: OnceLock::new(),
             inner: Mutex::new(StoreInner {
-                engine,
                 appendfsync,
                 closed: false,
                 in_transaction: false,
@@ -162,16 +171,32 @@ impl Store {
 
     /// Exclusive access to the engine until the guard is dropped.
     pub fn lock(&self) -> StoreGuard<'_> {
+        let inner = self.inner.lock();
         StoreGuard {
-            inner: self.inner.lock(),
+            inner,
+            engine: self.engine.lock(),
+            replication: self.replication.get(),
         }
+    }
+
+    /// The engine, shared with the replication driver.
+    pub fn engine_handle(&self) -> Arc<Mutex<Engine>> {
+        Arc::clone(&self.engine)
+    }
+
+    /// Records the running replication (once).
+    pub fn set_replication(&self, r: Replication) {
+        let _ = self.replication.set(r);
+    }
+
+    pub fn replication(&self) -> Option<&Replication> {
+        self.replication.get()
     }
 
     /// `CONFIG SET appendfsync`: the engine's group commit follows the new mode.
     pub fn set_appendfsync(&self, mode: AppendFsync) {
-        let mut inner = self.inner.lock();
-        inner.appendfsync = mode;
-        inner.engine.set_fsync(engine_fsync(mode));
+        self.inner.lock().appendfsync = mode;
+        self.engine.lock().set_fsync(engine_fsync(mode));
     }
 
     pub fn appendfsync(&self) -> AppendFsync {
@@ -211,7 +236,7 @@ impl Store {
 
     /// Runs `f` with the engine locked (INFO figures, replication).
     pub fn with_engine<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
-        f(&mut self.inner.lock().engine)
+        f(&mut self.engine.lock())
     }
 
     /// Periodic work, every [`TICK_MS`]: active expiry; once a second the
@@ -219,24 +244,32 @@ impl Store {
     /// enough time passed. `tick_no` counts ticks since start.
     pub fn tick(&self, tick_no: u64) {
         let pending = {
-            let mut inner = self.inner.lock();
+            let inner = self.inner.lock();
             if inner.closed {
                 return;
             }
+            let mut engine = self.engine.lock();
             let now = now_ms();
-            let engine = &mut inner.engine;
             engine.expire_cycle(now, EXPIRE_KEYS_PER_TICK);
-            if tick_no % (1000 / TICK_MS) != 0 {
+            if !tick_no.is_multiple_of(1000 / TICK_MS) {
                 return;
             }
             if let Err(e) = engine.sync() {
                 tracing::error!(error = %e, "op log sync failed; writes are refused");
             }
-            // Without peers, the backlog only has to reach back to the last
-            // checkpoint. (With replication, the driver trims to what every
-            // peer acknowledged.)
-            let vv = engine.vv().clone();
-            engine.trim_backlog(&vv);
+            // The backlog keeps what some peer has not durably acknowledged;
+            // without peers it only has to reach back to the last checkpoint.
+            let acked = match self.replication.get() {
+                Some(r) => r.acked_by_all(),
+                None => Some(engine.vv().clone()),
+            };
+            if let Some(vv) = acked {
+                engine.trim_backlog(&vv);
+            }
+            if let Some(r) = self.replication.get() {
+                // Acks to peers follow durability: wake the sessions.
+                r.notify_local_write();
+            }
             let since = now.saturating_sub(engine.stats().last_checkpoint_ms);
             let due = engine.dirty_rows() >= CHECKPOINT_DIRTY_ROWS
                 || (engine.dirty_rows() > 0 && since >= CHECKPOINT_INTERVAL_MS);
@@ -260,7 +293,7 @@ impl Store {
         if let Some((slot, p)) = pending {
             // The rows are written while clients keep being served.
             let done = p.write();
-            if let Err(e) = self.inner.lock().engine.checkpoint_finish(done) {
+            if let Err(e) = self.engine.lock().checkpoint_finish(done) {
                 tracing::error!(error = %e, "checkpoint failed");
             }
             drop(slot);
@@ -278,10 +311,10 @@ impl Store {
         if inner.closed {
             return Ok(());
         }
-        // The lock is held across the flush and the close so no write lands
-        // after the final fsync.
-        inner
-            .engine
+        // The locks are held across the flush and the close so no write
+        // lands after the final fsync.
+        self.engine
+            .lock()
             .shutdown(now_ms())
             .map_err(|e| StoreError::Flush(e.to_string()))?;
         inner.closed = true;
@@ -295,19 +328,22 @@ impl StoreGuard<'_> {
     /// and applied as a unit. Reads in between see the transaction's writes.
     pub fn begin_transaction(&mut self) {
         self.inner.in_transaction = true;
-        self.inner.engine.begin_group();
+        self.engine.begin_group();
     }
 
     /// Ends the transaction opened by [`StoreGuard::begin_transaction`].
     pub fn commit_transaction(&mut self) {
         self.inner.in_transaction = false;
-        self.inner.engine.end_group();
+        self.engine.end_group();
         self.sync_if_always();
+        if let Some(r) = self.replication {
+            r.notify_local_write();
+        }
     }
 
     fn sync_if_always(&mut self) {
         if self.inner.appendfsync == AppendFsync::Always {
-            if let Err(e) = self.inner.engine.sync() {
+            if let Err(e) = self.engine.sync() {
                 tracing::error!(error = %e, "op log sync failed; writes are refused");
             }
         }
@@ -320,13 +356,16 @@ impl StoreGuard<'_> {
         if self.inner.closed {
             return Reply::err("ERR Chorus is shutting down");
         }
-        let before = self.inner.engine.last_local_seq();
-        let reply = self.inner.engine.execute(db, args, now_ms());
-        if !self.inner.in_transaction && self.inner.engine.last_local_seq() != before {
+        let before = self.engine.last_local_seq();
+        let reply = self.engine.execute(db, args, now_ms());
+        if !self.inner.in_transaction && self.engine.last_local_seq() != before {
             // Persist before you promise: under `always` the reply waits for
             // the fsync that covers the write.
             self.sync_if_always();
-            if self.inner.appendfsync == AppendFsync::Always && self.inner.engine.poisoned().is_some() {
+            if let Some(r) = self.replication {
+                r.notify_local_write();
+            }
+            if self.inner.appendfsync == AppendFsync::Always && self.engine.poisoned().is_some() {
                 return Reply::err(
                     "MISCONF Errors writing to the op log; the write is applied in memory but not durable. Writes are refused until restart.",
                 );
@@ -337,20 +376,20 @@ impl StoreGuard<'_> {
 
     /// The engine, for figures (INFO) and replication.
     pub fn engine(&mut self) -> &mut Engine {
-        &mut self.inner.engine
+        &mut self.engine
     }
 
     /// Non-empty databases with their key counts.
     pub fn keyspace(&self) -> Vec<(u8, KeyspaceCounts)> {
         (0..16u8)
             .filter_map(|db| {
-                let keys = self.inner.engine.dbsize(db) as u64;
+                let keys = self.engine.dbsize(db) as u64;
                 (keys > 0).then(|| {
                     (
                         db,
                         KeyspaceCounts {
                             keys,
-                            expires: self.inner.engine.expires_count(db) as u64,
+                            expires: self.engine.expires_count(db) as u64,
                         },
                     )
                 })
@@ -359,29 +398,28 @@ impl StoreGuard<'_> {
     }
 
     pub fn dbsize(&self, db: u8) -> u64 {
-        self.inner.engine.dbsize(db) as u64
+        self.engine.dbsize(db) as u64
     }
 
     pub fn expired_keys(&self) -> u64 {
-        self.inner.engine.stats().expired_keys
+        self.engine.stats().expired_keys
     }
 
     /// Version of a key for `WATCH`: any change to the key (write, delete,
     /// expiry, flush of its database, a remote op) changes it.
     pub fn key_version(&self, db: u8, key: &[u8]) -> u64 {
-        self.inner.engine.key_version(db, key, now_ms())
+        self.engine.key_version(db, key, now_ms())
     }
 
     /// `DEBUG DIGEST`: hex digest of the dataset, equal on converged sites;
     /// 40 zeros for an empty keyspace as in Redis.
     pub fn digest(&self) -> String {
-        self.inner.engine.digest_hex()
+        self.engine.digest_hex()
     }
 
     /// Writes a checkpoint.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        self.inner
-            .engine
+        self.engine
             .checkpoint(now_ms())
             .map_err(|e| StoreError::Flush(e.to_string()))
     }

@@ -68,9 +68,7 @@ fn basic_commands_through_the_redis_crate() {
     assert!((f - 1.5).abs() < 1e-9);
     let len: usize = con.append("greeting", " world").expect("APPEND");
     assert_eq!(len, 11);
-    let _: () = con
-        .mset(&[("m1", "a"), ("m2", "b")])
-        .expect("MSET");
+    let _: () = con.mset(&[("m1", "a"), ("m2", "b")]).expect("MSET");
     let both: Vec<Option<String>> = con.mget(&["m1", "m2", "m3"]).expect("MGET");
     assert_eq!(both, vec![Some("a".into()), Some("b".into()), None]);
 
@@ -95,7 +93,10 @@ fn basic_commands_through_the_redis_crate() {
     let added: i64 = con.sadd("s", &["a", "b", "c", "a"]).expect("SADD");
     assert_eq!(added, 3);
     let members: BTreeSet<String> = con.smembers("s").expect("SMEMBERS");
-    assert_eq!(members, BTreeSet::from(["a".into(), "b".into(), "c".into()]));
+    assert_eq!(
+        members,
+        BTreeSet::from(["a".into(), "b".into(), "c".into()])
+    );
     let is: bool = con.sismember("s", "b").expect("SISMEMBER");
     assert!(is);
 
@@ -127,12 +128,17 @@ fn basic_commands_through_the_redis_crate() {
     assert_eq!(size, 6);
 
     // Errors come back as errors, with Redis's text.
-    let err = con.incr::<_, _, i64>("greeting", 1).expect_err("INCR on text");
+    let err = con
+        .incr::<_, _, i64>("greeting", 1)
+        .expect_err("INCR on text");
     assert!(
-        err.to_string().contains("value is not an integer or out of range"),
+        err.to_string()
+            .contains("value is not an integer or out of range"),
         "{err}"
     );
-    let err = con.hget::<_, _, Option<String>>("s", "f").expect_err("HGET on a set");
+    let err = con
+        .hget::<_, _, Option<String>>("s", "f")
+        .expect_err("HGET on a set");
     assert_eq!(err.code(), Some("WRONGTYPE"), "{err}");
 }
 
@@ -233,15 +239,28 @@ fn resp3_through_the_redis_crate() {
     let all: BTreeMap<String, String> = con.hgetall("h").expect("HGETALL as a map");
     assert_eq!(all, BTreeMap::from([("f".into(), "v".into())]));
     let raw: Value = redis::cmd("HGETALL").arg("h").query(&mut con).expect("raw");
-    assert!(matches!(raw, Value::Map(_)), "RESP3 HGETALL is a map: {raw:?}");
+    assert!(
+        matches!(raw, Value::Map(_)),
+        "RESP3 HGETALL is a map: {raw:?}"
+    );
     let _: () = con.zadd("z", "m", 1.5).map(|_: i64| ()).expect("ZADD");
-    let raw: Value = redis::cmd("ZSCORE").arg("z").arg("m").query(&mut con).expect("raw");
+    let raw: Value = redis::cmd("ZSCORE")
+        .arg("z")
+        .arg("m")
+        .query(&mut con)
+        .expect("raw");
     assert_eq!(raw, Value::Double(1.5));
     let raw: Value = redis::cmd("GET").arg("nokey").query(&mut con).expect("raw");
     assert_eq!(raw, Value::Nil);
     let _: () = con.sadd("s", "x").map(|_: i64| ()).expect("SADD");
-    let raw: Value = redis::cmd("SMEMBERS").arg("s").query(&mut con).expect("raw");
-    assert!(matches!(raw, Value::Set(_)), "RESP3 SMEMBERS is a set: {raw:?}");
+    let raw: Value = redis::cmd("SMEMBERS")
+        .arg("s")
+        .query(&mut con)
+        .expect("raw");
+    assert!(
+        matches!(raw, Value::Set(_)),
+        "RESP3 SMEMBERS is a set: {raw:?}"
+    );
 }
 
 #[test]
@@ -255,17 +274,28 @@ fn auth_with_requirepass() {
     // Wrong password: the connection is refused by the crate.
     let wrong = client_conn(&format!("redis://:wrong@127.0.0.1:{}/", site.port));
     let err = wrong.err().expect("wrong password must fail");
-    assert!(err.to_string().contains("WRONGPASS"), "{err}");
+    assert_eq!(err.kind(), redis::ErrorKind::AuthenticationFailed, "{err}");
+    // The server's own words, without the crate in between.
+    let err = redis::cmd("AUTH")
+        .arg("wrong")
+        .query::<()>(&mut anon)
+        .expect_err("AUTH wrong");
+    assert_eq!(err.code(), Some("WRONGPASS"), "{err}");
     // Right password, in the URL (AUTH on connect) and by hand.
-    let mut con =
-        client_conn(&format!("redis://:s3cret@127.0.0.1:{}/", site.port)).expect("AUTH");
+    let mut con = client_conn(&format!("redis://:s3cret@127.0.0.1:{}/", site.port)).expect("AUTH");
     let _: () = con.set("k", "v").expect("SET after AUTH");
-    let ok: String = redis::cmd("AUTH").arg("s3cret").query(&mut anon).expect("AUTH");
+    let ok: String = redis::cmd("AUTH")
+        .arg("s3cret")
+        .query(&mut anon)
+        .expect("AUTH");
     assert_eq!(ok, "OK");
     assert_eq!(con_get(&mut anon, "k").expect("GET"), Some("v".to_string()));
     let mut named = client_conn(&format!("redis://default:s3cret@127.0.0.1:{}/", site.port))
         .expect("AUTH default s3cret");
-    assert_eq!(con_get(&mut named, "k").expect("GET"), Some("v".to_string()));
+    assert_eq!(
+        con_get(&mut named, "k").expect("GET"),
+        Some("v".to_string())
+    );
 
     // redis-cli with -a, and without.
     let Some(cli) = redis_tool("redis-cli") else {
@@ -305,20 +335,29 @@ fn select_isolates_databases() {
     let n0: i64 = redis::cmd("DBSIZE").query(&mut db0).expect("DBSIZE");
     let n3: i64 = redis::cmd("DBSIZE").query(&mut db3).expect("DBSIZE");
     assert_eq!((n0, n3), (1, 2));
-    let _: () = redis::cmd("SELECT").arg(3).query(&mut db0).expect("SELECT 3");
+    let _: () = redis::cmd("SELECT")
+        .arg(3)
+        .query(&mut db0)
+        .expect("SELECT 3");
     assert_eq!(con_get(&mut db0, "only3").expect("GET"), Some("x".into()));
     let err = redis::cmd("SELECT")
         .arg(16)
         .query::<()>(&mut db0)
         .expect_err("SELECT 16");
-    assert!(err.to_string().contains("DB index is out of range"), "{err}");
+    assert!(
+        err.to_string().contains("DB index is out of range"),
+        "{err}"
+    );
     let moved: bool = redis::cmd("MOVE")
         .arg("only3")
         .arg(0)
         .query(&mut db3)
         .expect("MOVE");
     assert!(moved);
-    let _: () = redis::cmd("SELECT").arg(0).query(&mut db0).expect("SELECT 0");
+    let _: () = redis::cmd("SELECT")
+        .arg(0)
+        .query(&mut db0)
+        .expect("SELECT 0");
     assert_eq!(con_get(&mut db0, "only3").expect("GET"), Some("x".into()));
 
     // Through redis-cli -n as well.
@@ -351,7 +390,10 @@ fn keys_expire() {
         .arg("short")
         .query(&mut con)
         .expect("SET PX + PTTL");
-    assert!((1..=200).contains(&pttl), "PTTL right after SET PX 200: {pttl}");
+    assert!(
+        (1..=200).contains(&pttl),
+        "PTTL right after SET PX 200: {pttl}"
+    );
     let _: () = con.set("long", "v").expect("SET");
     let _: bool = con.expire("long", 1000).expect("EXPIRE");
     eventually("the PX 200 key to expire", || {
@@ -450,6 +492,7 @@ fn acknowledged_writes_survive_kill_9_with_appendfsync_always() {
     stop.store(true, Ordering::Relaxed);
     let acked = writer.join().expect("writer thread");
     assert!(acked > 0, "no write was acknowledged before the kill");
+    eprintln!("{acked} acknowledged writes before kill -9");
 
     let site = ChorusProcess::start_in(dir, &["--appendfsync", "always"]);
     assert_writes_survived(site.port, acked);

@@ -56,8 +56,9 @@ pub struct KeyspaceStats {
 
 pub struct Keyspace {
     pub dbs: Vec<Db>,
-    /// Rows changed since the last checkpoint.
-    pub dirty: HashSet<(u8, Bytes)>,
+    /// Rows changed since the last checkpoint (seeded fast hasher: this set
+    /// is touched by every write).
+    pub dirty: HashSet<(u8, Bytes), value::Hasher>,
     pub stats: KeyspaceStats,
 }
 
@@ -65,7 +66,7 @@ impl Default for Keyspace {
     fn default() -> Self {
         Keyspace {
             dbs: (0..DBS).map(|_| Db::default()).collect(),
-            dirty: HashSet::new(),
+            dirty: HashSet::with_hasher(value::hasher()),
             stats: KeyspaceStats::default(),
         }
     }

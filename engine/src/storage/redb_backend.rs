@@ -705,6 +705,52 @@ fn db_err<'a, E: Into<redb::Error>>(
     }
 }
 
+/// One checkpoint transaction (shared by the inline path and the writer that
+/// runs off the engine lock).
+fn write_checkpoint(
+    db: &Database,
+    path: &Path,
+    rows: &[CheckpointRow],
+    meta: &[u8],
+) -> Result<(), StorageError> {
+    let path = &path.to_path_buf();
+    let txn = db.begin_write().map_err(db_err(path, "begin"))?;
+    {
+        let mut table = txn.open_table(ROWS).map_err(db_err(path, "open rows"))?;
+        for row in rows {
+            let key = (row.db, row.key.as_slice());
+            match &row.state {
+                Some(state) => {
+                    table
+                        .insert(key, state.as_slice())
+                        .map_err(db_err(path, "write row"))?;
+                }
+                None => {
+                    table.remove(key).map_err(db_err(path, "delete row"))?;
+                }
+            }
+        }
+        let mut checkpoint = txn
+            .open_table(CHECKPOINT)
+            .map_err(db_err(path, "open checkpoint"))?;
+        checkpoint
+            .insert(CHECKPOINT_META_KEY, meta)
+            .map_err(db_err(path, "write checkpoint meta"))?;
+    }
+    txn.commit().map_err(db_err(path, "commit checkpoint"))
+}
+
+struct RedbCheckpointWriter {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl super::CheckpointWriter for RedbCheckpointWriter {
+    fn write(self: Box<Self>, rows: &[CheckpointRow], meta: &[u8]) -> Result<(), StorageError> {
+        write_checkpoint(&self.db, &self.path, rows, meta)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::conformance;
@@ -1005,51 +1051,5 @@ mod tests {
             segment_path(Path::new("l"), 42),
             Path::new("l/00000000000000000042.seg")
         );
-    }
-}
-
-/// One checkpoint transaction (shared by the inline path and the writer that
-/// runs off the engine lock).
-fn write_checkpoint(
-    db: &Database,
-    path: &Path,
-    rows: &[CheckpointRow],
-    meta: &[u8],
-) -> Result<(), StorageError> {
-    let path = &path.to_path_buf();
-    let txn = db.begin_write().map_err(db_err(path, "begin"))?;
-    {
-        let mut table = txn.open_table(ROWS).map_err(db_err(path, "open rows"))?;
-        for row in rows {
-            let key = (row.db, row.key.as_slice());
-            match &row.state {
-                Some(state) => {
-                    table
-                        .insert(key, state.as_slice())
-                        .map_err(db_err(path, "write row"))?;
-                }
-                None => {
-                    table.remove(key).map_err(db_err(path, "delete row"))?;
-                }
-            }
-        }
-        let mut checkpoint = txn
-            .open_table(CHECKPOINT)
-            .map_err(db_err(path, "open checkpoint"))?;
-        checkpoint
-            .insert(CHECKPOINT_META_KEY, meta)
-            .map_err(db_err(path, "write checkpoint meta"))?;
-    }
-    txn.commit().map_err(db_err(path, "commit checkpoint"))
-}
-
-struct RedbCheckpointWriter {
-    db: Arc<Database>,
-    path: PathBuf,
-}
-
-impl super::CheckpointWriter for RedbCheckpointWriter {
-    fn write(self: Box<Self>, rows: &[CheckpointRow], meta: &[u8]) -> Result<(), StorageError> {
-        write_checkpoint(&self.db, &self.path, rows, meta)
     }
 }

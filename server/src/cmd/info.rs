@@ -275,21 +275,7 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 Stats::get(&stats.client_query_buffer_limit_disconnections),
             );
         }
-        "replication" => {
-            out.push_str("# Replication\r\n");
-            field(out, "role", "master");
-            field(out, "connected_slaves", 0);
-            field(out, "master_failover_state", "no-failover");
-            field(out, "master_replid", &server.run_id);
-            field(
-                out,
-                "master_replid2",
-                "0000000000000000000000000000000000000000",
-            );
-            field(out, "master_repl_offset", 0);
-            field(out, "second_repl_offset", -1);
-            field(out, "repl_backlog_active", 0);
-        }
+        "replication" => super::peer::info_section(server, out),
         "cpu" => {
             out.push_str("# CPU\r\n");
             let (sys, user) = memory::cpu_seconds();

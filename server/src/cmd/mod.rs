@@ -21,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod info;
 pub mod multi;
+pub mod peer;
 pub mod server;
 pub mod table;
 
@@ -41,7 +42,7 @@ use table::{flag, CommandSpec, CommandTable};
 pub const SERVER_COMMANDS: &[&str] = &[
     "auth", "bgsave", "client", "command", "config", "dbsize", "debug", "discard", "echo", "exec",
     "function", "hello", "info", "lastsave", "multi", "ping", "quit", "reset", "save", "select",
-    "shutdown", "time", "unwatch", "watch",
+    "shutdown", "time", "unwatch", "watch", "wait", "peer",
 ];
 
 /// Commands that run immediately inside MULTI instead of being queued.
@@ -247,6 +248,8 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         "discard" => multi::discard(ctx),
         "watch" => multi::watch(ctx, args),
         "unwatch" => multi::unwatch(ctx),
+        "wait" => peer::wait(ctx, args),
+        "peer" => peer::peer(ctx, args),
         _ => data_command(ctx, args),
     };
     count_error(ctx, &reply);

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use bytes::Bytes;
 use chorus_engine::Reply;
 
 use crate::resp::decode::decode_reply;
@@ -79,7 +80,11 @@ impl CommandTable {
     /// Redis 7.0.15's table, decoded once.
     pub fn redis() -> &'static CommandTable {
         static TABLE: OnceLock<CommandTable> = OnceLock::new();
-        TABLE.get_or_init(|| CommandTable::decode(REDIS_COMMAND_REPLY))
+        TABLE.get_or_init(|| {
+            let mut t = CommandTable::decode(REDIS_COMMAND_REPLY);
+            t.add_chorus_commands();
+            t
+        })
     }
 
     /// Decodes a `COMMAND` reply. Entries that do not have the expected
@@ -94,6 +99,37 @@ impl CommandTable {
             }
         }
         CommandTable { commands }
+    }
+
+    /// Commands Chorus has and Redis does not.
+    fn add_chorus_commands(&mut self) {
+        let name = "peer".to_string();
+        let info = Reply::Array(vec![
+            Reply::Bulk(Bytes::from_static(b"peer")),
+            Reply::Int(-2),
+            Reply::Set(vec![Reply::Simple("admin".into())]),
+            Reply::Int(0),
+            Reply::Int(0),
+            Reply::Int(0),
+            Reply::Set(vec![]),
+            Reply::Array(vec![]),
+            Reply::Array(vec![]),
+            Reply::Array(vec![]),
+        ]);
+        self.commands.insert(
+            name.clone(),
+            CommandSpec {
+                name,
+                arity: -2,
+                flags: 0,
+                first_key: 0,
+                last_key: 0,
+                key_step: 0,
+                categories: vec!["admin".into()],
+                info,
+                subcommands: vec![],
+            },
+        );
     }
 
     /// A top-level command by lower-case name.

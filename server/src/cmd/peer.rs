@@ -1,0 +1,199 @@
+//! Replication commands: `PEER LIST|ADD|REMOVE|PAUSE|RESUME|RESYNC|LAG` and
+//! `WAIT numpeers timeout`, plus the `# Replication` section of INFO.
+//!
+//! WAIT counts the peers whose *durable* acknowledgement covers every op this
+//! site has made so far (so everything this client wrote): synchronous
+//! replication on demand.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chorus_engine::Reply;
+
+use super::{lower, Ctx};
+use crate::server::ServerState;
+
+fn no_replication() -> Reply {
+    Reply::err("ERR replication is not configured on this site (start it with --peer and --tls-*)")
+}
+
+fn site_arg(a: Option<&Bytes>) -> Result<u16, Reply> {
+    a.and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|s| *s > 0)
+        .ok_or_else(|| Reply::err("ERR invalid site id"))
+}
+
+fn bulk(s: String) -> Reply {
+    Reply::Bulk(Bytes::from(s))
+}
+
+/// `PEER <subcommand> ...`
+pub fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let Some(r) = ctx.server.store.replication() else {
+        return no_replication();
+    };
+    let sub = args.get(1).map(|a| lower(a)).unwrap_or_default();
+    let ok_or_missing = |found: bool| {
+        if found {
+            Reply::Ok
+        } else {
+            Reply::err("ERR no such peer")
+        }
+    };
+    match (sub.as_str(), args.len()) {
+        ("list", 2) => Reply::Array(
+            r.status()
+                .into_iter()
+                .map(|p| {
+                    Reply::Map(vec![
+                        (bulk("id".into()), Reply::Int(p.site_id as i64)),
+                        (bulk("addr".into()), bulk(p.addr.map_or_else(|| "-".to_string(), |a| a.to_string()))),
+                        (bulk("state".into()), bulk(p.state.to_string())),
+                        (bulk("ops_lag".into()), Reply::Int(p.ops_lag as i64)),
+                        (bulk("time_lag_ms".into()), Reply::Int(p.time_lag_ms as i64)),
+                        (bulk("bytes_in_per_s".into()), Reply::Int(p.bytes_in_per_s as i64)),
+                        (bulk("bytes_out_per_s".into()), Reply::Int(p.bytes_out_per_s as i64)),
+                        (
+                            bulk("last_ack_ms".into()),
+                            Reply::Int(p.last_ack_ms.map_or(-1, |v| v as i64)),
+                        ),
+                        (bulk("ops_sent".into()), Reply::Int(p.ops_sent as i64)),
+                        (bulk("ops_received".into()), Reply::Int(p.ops_received as i64)),
+                    ])
+                })
+                .collect(),
+        ),
+        ("add", 4) => {
+            let id = match site_arg(args.get(2)) {
+                Ok(id) => id,
+                Err(e) => return e,
+            };
+            let addr = String::from_utf8_lossy(&args[3]).into_owned();
+            let spec = format!("{id}@{addr}");
+            match crate::config::parse_peer(&spec) {
+                Ok((id, addr)) => match r.add_peer(id, addr) {
+                    Ok(()) => Reply::Ok,
+                    Err(e) => Reply::Error(format!("ERR {e}")),
+                },
+                Err(e) => Reply::Error(format!("ERR {e}")),
+            }
+        }
+        ("remove" | "pause" | "resume" | "resync" | "lag", 3) => {
+            let id = match site_arg(args.get(2)) {
+                Ok(id) => id,
+                Err(e) => return e,
+            };
+            match sub.as_str() {
+                "remove" => ok_or_missing(r.remove_peer(id)),
+                "pause" => ok_or_missing(r.pause(id)),
+                "resume" => ok_or_missing(r.resume(id)),
+                "resync" => ok_or_missing(r.resync(id)),
+                _ => match r.peer_status(id) {
+                    Some(p) => Reply::Array(vec![
+                        Reply::Int(p.ops_lag as i64),
+                        Reply::Int(p.time_lag_ms as i64),
+                    ]),
+                    None => Reply::err("ERR no such peer"),
+                },
+            }
+        }
+        _ => Reply::err(
+            "ERR syntax: PEER LIST | PEER ADD id host:port | PEER REMOVE|PAUSE|RESUME|RESYNC|LAG id",
+        ),
+    }
+}
+
+/// Peers whose durable ack covers `seq` of this site's current origin.
+fn peers_caught_up(state: &ServerState, seq: u64) -> i64 {
+    let Some(r) = state.store.replication() else {
+        return 0;
+    };
+    let origin = state.store.with_engine(|e| e.origin());
+    r.status()
+        .iter()
+        .filter(|p| {
+            r.acked_vv(p.site_id)
+                .is_some_and(|vv| vv.get(origin) >= seq)
+        })
+        .count() as i64
+}
+
+/// `WAIT numpeers timeout_ms` (0 = wait forever, as in Redis).
+pub fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let parse = |b: &Bytes| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+    };
+    let (Some(n), Some(timeout)) = (parse(&args[1]), parse(&args[2])) else {
+        return Reply::err("ERR value is not an integer or out of range");
+    };
+    if timeout < 0 {
+        return Reply::err("ERR timeout is negative");
+    }
+    if ctx.server.store.replication().is_none() {
+        return Reply::Int(0);
+    }
+    let seq = ctx.server.store.with_engine(|e| e.last_local_seq());
+    let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout as u64));
+    let state = ctx.server;
+    // Polls with a deadline; block_in_place keeps the other tasks of this
+    // runtime running while this client waits.
+    tokio::task::block_in_place(|| loop {
+        let got = peers_caught_up(state, seq);
+        if got >= n || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Reply::Int(got);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    })
+}
+
+/// The `# Replication` section of INFO.
+pub fn info_section(state: &ServerState, out: &mut String) {
+    use std::fmt::Write as _;
+    out.push_str("# Replication\r\n");
+    out.push_str("role:active-active\r\n");
+    let _ = write!(out, "site_id:{}\r\n", state.store.site_id());
+    let (vv, stats, conflicts) = state
+        .store
+        .with_engine(|e| (e.vv().clone(), e.stats().clone(), e.type_conflicts()));
+    let _ = write!(out, "version_vector:{vv}\r\n");
+    let _ = write!(out, "ops_local:{}\r\n", stats.ops_local);
+    let _ = write!(out, "ops_applied_remote:{}\r\n", stats.ops_remote_applied);
+    let _ = write!(
+        out,
+        "ops_duplicate_dropped:{}\r\n",
+        stats.ops_remote_duplicate
+    );
+    let _ = write!(out, "type_conflicts:{conflicts}\r\n");
+    match state.store.replication() {
+        None => out.push_str("connected_peers:0\r\n"),
+        Some(r) => {
+            let _ = write!(out, "cluster_id:{}\r\n", r.cluster_id());
+            let _ = write!(out, "repl_addr:{}\r\n", r.local_addr());
+            let peers = r.status();
+            let streaming = peers.iter().filter(|p| p.state == "streaming").count();
+            let _ = write!(out, "connected_peers:{streaming}\r\n");
+            let _ = write!(out, "configured_peers:{}\r\n", peers.len());
+            let refused = r.endpoint_status().handshakes_refused;
+            let _ = write!(out, "handshakes_refused:{refused}\r\n");
+            for (i, p) in peers.iter().enumerate() {
+                let _ = write!(
+                    out,
+                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},last_ack_ms={},ops_sent={},ops_received={}\r\n",
+                    p.site_id,
+                    p.addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
+                    p.state,
+                    p.ops_lag,
+                    p.time_lag_ms,
+                    p.bytes_in_per_s,
+                    p.bytes_out_per_s,
+                    p.last_ack_ms.map_or(-1, |v| v as i64),
+                    p.ops_sent,
+                    p.ops_received
+                );
+            }
+        }
+    }
+}
