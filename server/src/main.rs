@@ -96,15 +96,18 @@ fn main() {
                 return 1;
             }
         };
-        println!("{}", server.startup_line());
+        // One startup line; written without println! so a closed stdout
+        // (a supervisor that stopped reading) never kills the server.
+        let mut line = server.startup_line();
         match server.start_replication(&cli).await {
-            Ok(Some(line)) => println!("{line}"),
+            Ok(Some(repl)) => line = format!("{line}; {repl}"),
             Ok(None) => {}
             Err(e) => {
                 eprintln!("chorus-server: {e}");
                 return 1;
             }
         }
+        let _ = writeln!(std::io::stdout(), "{line}");
         let _ = std::io::stdout().flush();
         server.run_until_shutdown().await
     });

@@ -489,7 +489,8 @@ pub fn incr_by(txn: &mut Txn<'_>, db: u8, key: &Bytes, delta: i64) -> Reply {
                 // A merged sum outside i64 shows as an exact integer; adding to
                 // it overflows, as in Redis.
                 let s = std::str::from_utf8(&b).unwrap_or("");
-                if s.parse::<i128>().is_ok() {
+                let canonical_big = s.parse::<i128>().is_ok_and(|v| v.to_string() == s);
+                if canonical_big && cur_is_merged_sum(txn, db, key) {
                     return Reply::err(errors::OVERFLOW);
                 }
                 return Reply::err(errors::NOT_INTEGER);
@@ -502,6 +503,14 @@ pub fn incr_by(txn: &mut Txn<'_>, db: u8, key: &Bytes, delta: i64) -> Reply {
     expire_if_needed(txn, db, key);
     txn.emit(db, key, Effect::IncrInt(delta));
     Reply::Int(new)
+}
+
+/// True when the key's value is a counter sum (increments on top of a base),
+/// which may exceed i64 after a merge; a plain stored string never is.
+fn cur_is_merged_sum(txn: &Txn<'_>, db: u8, key: &[u8]) -> bool {
+    super::row(txn, db, key)
+        .and_then(|r| r.string.as_ref())
+        .is_some_and(|c| !c.ctr.is_empty())
 }
 
 fn incr(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
