@@ -257,14 +257,7 @@ impl Engine {
                                 self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
                                 break;
                             }
-                            let log_offset = start + pos as u64;
-                            let (file, file_offset) = self.storage.log_position(log_offset);
-                            return Err(OpenError::CorruptLog {
-                                file,
-                                offset: log_offset,
-                                file_offset,
-                                reason: e.to_string(),
-                            });
+                            return Err(self.corrupt_at(start + pos as u64, e.to_string()));
                         }
                     };
                     let log_offset = start + pos as u64;
@@ -287,13 +280,10 @@ impl Engine {
                     // the end": if a whole record follows, it is corruption.
                     if has_valid_record_after(&buf, pos + 1) && !self.config.salvage {
                         let log_offset = start + pos as u64;
-                        let (file, file_offset) = self.storage.log_position(log_offset);
-                        return Err(OpenError::CorruptLog {
-                            file,
-                            offset: log_offset,
-                            file_offset,
-                            reason: "record length runs past the end of the log".into(),
-                        });
+                        return Err(self.corrupt_at(
+                            log_offset,
+                            "record length runs past the end of the log".into(),
+                        ));
                     }
                     self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
                     break;
@@ -310,17 +300,21 @@ impl Engine {
                         break;
                     }
                     let log_offset = start + pos as u64;
-                    let (file, file_offset) = self.storage.log_position(log_offset);
-                    return Err(OpenError::CorruptLog {
-                        file,
-                        offset: log_offset,
-                        file_offset,
-                        reason: reason.to_string(),
-                    });
+                    return Err(self.corrupt_at(log_offset, reason.to_string()));
                 }
             }
         }
         Ok(first_in_log)
+    }
+
+    fn corrupt_at(&self, log_offset: u64, reason: String) -> OpenError {
+        let (file, file_offset) = self.storage.log_position(log_offset);
+        OpenError::CorruptLog {
+            file,
+            offset: log_offset,
+            file_offset,
+            reason,
+        }
     }
 
     fn truncate_log_at(&mut self, offset: u64, dropped: usize) -> Result<(), StorageError> {

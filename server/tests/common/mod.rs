@@ -30,29 +30,7 @@ pub struct ChorusProcess {
 impl ChorusProcess {
     /// Starts chorus-server on a free port with a fresh data directory.
     pub fn start(extra_args: &[&str]) -> ChorusProcess {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus-server"))
-            .args(["--port", "0", "--dir"])
-            .arg(dir.path().join("data"))
-            .args(extra_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn chorus-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("startup line");
-        // "... listening on 127.0.0.1:PORT with data in DIR"
-        let port = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.trim_end_matches(',').rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in startup line {line:?}"));
-        ChorusProcess { child, port, dir }
+        ChorusProcess::start_in(tempfile::tempdir().expect("temp dir"), extra_args)
     }
 
     pub fn connect(&self) -> Conn {
