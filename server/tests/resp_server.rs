@@ -34,11 +34,8 @@ fn ping_echo_hello_and_unknown_commands() {
         c.call(&[b"NOSUCH", b"a", b"b"]),
         b"-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n"
     );
-    // Data commands are unknown until the engine is plugged in.
-    assert_eq!(
-        c.call(&[b"GET", b"k"]),
-        b"-ERR unknown command 'GET', with args beginning with: 'k' \r\n"
-    );
+    // Data commands reach the engine.
+    assert_eq!(c.call(&[b"GET", b"k"]), b"$-1\r\n");
     // An unknown command never closes the connection.
     assert_eq!(c.call(&[b"PING"]), b"+PONG\r\n");
 
