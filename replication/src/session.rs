@@ -259,6 +259,8 @@ pub struct SessionStats {
     pub snapshots_received: u64,
     pub rewinds_sent: u64,
     pub rewinds_received: u64,
+    /// Times in-flight batches went unacknowledged for `ACK_WAIT_MS` and were resent.
+    pub ack_timeouts: u64,
     /// Latest HLC the peer reported (heartbeat, snapshot) and when it arrived:
     /// the time lag is roughly `wall_now - peer_hlc.wall_ms()`.
     pub peer_hlc: Option<Hlc>,
@@ -278,9 +280,19 @@ enum Timer {
     Ack = 2,
     /// Data was held back by the rate limit.
     RateLimit = 3,
+    /// Batches are in flight and no ack has made progress for
+    /// `ACK_WAIT_MS`: resend from what the peer confirmed.
+    AckWait = 4,
 }
 
-const TIMERS: usize = 4;
+const TIMERS: usize = 5;
+
+/// How long in-flight batches may go unacknowledged on a live connection
+/// before the session resends from what the peer confirmed. A reliable
+/// stream never loses a batch, but a peer that dropped one (or a stream that
+/// lost it across a reset) would otherwise stall the link forever; resent ops
+/// are dropped by the peer's version vector.
+pub const ACK_WAIT_MS: u64 = 5_000;
 
 #[derive(Clone, Debug, Default)]
 struct Timers {
@@ -368,6 +380,8 @@ pub struct PeerSession {
     peer_known: VersionVector,
     /// The peer's latest durable ack (kept across reconnects).
     peer_acked: VersionVector,
+    /// Everything the peer confirmed holding (durable or applied) in acks.
+    peer_confirmed: VersionVector,
     /// `peer_known` after each unacknowledged batch, oldest first.
     inflight: VecDeque<VersionVector>,
     peer_wants_snapshot: bool,
@@ -407,6 +421,7 @@ impl PeerSession {
             outbound: Outbound::Idle,
             peer_known: VersionVector::new(),
             peer_acked: VersionVector::new(),
+            peer_confirmed: VersionVector::new(),
             inflight: VecDeque::new(),
             peer_wants_snapshot: false,
             incoming: None,
@@ -497,6 +512,17 @@ impl PeerSession {
             self.timers.stop(Timer::Heartbeat);
             self.heartbeat_due = true;
         }
+        if self.timers.expired(Timer::AckWait, now_ms) {
+            self.timers.stop(Timer::AckWait);
+            if !self.inflight.is_empty() {
+                self.stats.ack_timeouts += 1;
+                self.peer_known = self.peer_confirmed.clone();
+                self.inflight.clear();
+                if let Outbound::Streaming { cursor } = &mut self.outbound {
+                    *cursor = None;
+                }
+            }
+        }
         // One-shot wake-ups: `poll_transmit` re-arms them if still held back.
         for t in [Timer::Ack, Timer::RateLimit] {
             if self.timers.expired(t, now_ms) {
@@ -511,6 +537,10 @@ impl PeerSession {
     /// The next frame to write to the connection, if any. Call until `None`.
     pub fn poll_transmit(&mut self, now_ms: u64, engine: &Engine) -> Option<Vec<u8>> {
         let frame = self.next_frame(now_ms, engine);
+        if !self.inflight.is_empty() && self.timers.at[Timer::AckWait as usize].is_none() {
+            self.timers
+                .set(Timer::AckWait, now_ms.saturating_add(ACK_WAIT_MS));
+        }
         if let Some(f) = &frame {
             self.stats.bytes_out += f.len() as u64;
             self.heartbeat_due = false;
@@ -788,6 +818,7 @@ impl PeerSession {
         self.link = Link::Up;
         self.peer_site = Some(h.site_id);
         self.peer_known = h.vv;
+        self.peer_confirmed = self.peer_known.clone();
         self.outbound = Outbound::Streaming { cursor: None };
         self.timers.set(
             Timer::Heartbeat,
@@ -853,6 +884,8 @@ impl PeerSession {
         let mut holds = applied_vv;
         holds.join(&vv);
         self.peer_known.join(&holds);
+        self.peer_confirmed.join(&holds);
+        let before = self.inflight.len();
         while self
             .inflight
             .front()
@@ -860,11 +893,18 @@ impl PeerSession {
         {
             self.inflight.pop_front();
         }
+        if self.inflight.is_empty() {
+            self.timers.stop(Timer::AckWait);
+        } else if self.inflight.len() != before {
+            self.timers
+                .set(Timer::AckWait, now_ms.saturating_add(ACK_WAIT_MS));
+        }
         self.peer_acked = vv;
     }
 
     fn on_rewind(&mut self, vv: VersionVector) {
         self.stats.rewinds_received += 1;
+        self.peer_confirmed = vv.clone();
         self.peer_known = vv;
         self.inflight.clear();
         if let Outbound::Streaming { cursor } = &mut self.outbound {
