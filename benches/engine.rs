@@ -364,7 +364,85 @@ fn memory_mode(keys: usize) {
     );
 }
 
+/// `CHORUS_PROFILE=SET|INCR|HSET|SADD|ZADD`: one case without criterion, for
+/// `perf record` / callgrind: fills the keyspace, then times
+/// `CHORUS_PROFILE_OPS` (default 2,000,000) more writes and prints ops/s.
+fn profile_mode(name: &str) {
+    let ops: u64 = std::env::var("CHORUS_PROFILE_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut e = redb_engine(dir.path(), 1);
+    let keys = if matches!(name, "SET" | "INCR") {
+        KEYSPACE
+    } else {
+        COLLECTION_KEYS
+    };
+    let prefix = name.to_ascii_lowercase() + ":";
+    let key_buf = b!(key_buffer(&prefix, keys));
+    let value = b!(value_100(0));
+    let cmd = b!(name);
+    let mut now_ms: u64 = 1_000;
+    let mut run = |e: &mut Engine, from: u64, to: u64| {
+        for i in from..to {
+            let k = (i as usize) % keys;
+            let key = key_buf.slice(k * KEY_BYTES..(k + 1) * KEY_BYTES);
+            let reply = match name {
+                "SET" => e.execute(0, &[cmd.clone(), key, value.clone()], now_ms),
+                "INCR" => e.execute(0, &[cmd.clone(), key], now_ms),
+                "SADD" => {
+                    let mut m = value_100(i as usize);
+                    m[..KEY_BYTES].copy_from_slice(&key);
+                    e.execute(0, &[cmd.clone(), key, b!(m)], now_ms)
+                }
+                "ZADD" => {
+                    let score = b!((i % 1_000).to_string());
+                    let member = b!(format!("member-{:09}", i % 16));
+                    e.execute(0, &[cmd.clone(), key, score, member], now_ms)
+                }
+                _ => {
+                    let field = b!(format!("field{}", i % 8));
+                    e.execute(0, &[cmd.clone(), key, field, value.clone()], now_ms)
+                }
+            };
+            debug_assert!(!reply.is_error(), "{reply:?}");
+            if i & 1023 == 0 {
+                now_ms += 1;
+            }
+            if i & (SYNC_EVERY_OPS - 1) == 0 {
+                e.sync().expect("sync");
+            }
+        }
+    };
+    run(&mut e, 0, keys as u64);
+    e.sync().expect("sync");
+    let start = Instant::now();
+    let cpu_start = thread_cpu_ns();
+    run(&mut e, keys as u64, keys as u64 + ops);
+    let took = start.elapsed().as_secs_f64();
+    let cpu = thread_cpu_ns().saturating_sub(cpu_start) as f64 / 1e9;
+    println!(
+        "profile/{name}: {ops} ops in {took:.2} s wall, {cpu:.2} s on cpu: {:.0} ops/s wall, {:.0} ops/cpu-s",
+        ops as f64 / took,
+        ops as f64 / cpu
+    );
+}
+
+/// Time this thread has spent on a CPU (ns), from the scheduler's statistics:
+/// on a shared machine ops per CPU-second is steadier than per wall second.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
 fn main() {
+    if let Ok(name) = std::env::var("CHORUS_PROFILE") {
+        profile_mode(&name);
+        return;
+    }
     if let Some(keys) = std::env::var("CHORUS_MEMORY_KEYS")
         .ok()
         .and_then(|v| v.parse().ok())

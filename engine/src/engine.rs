@@ -212,7 +212,7 @@ impl Engine {
         }
         // Rows loaded from the checkpoint are clean; rows the log replay
         // changes are not (the next checkpoint must write them).
-        engine.keyspace.dirty.clear();
+        engine.keyspace.clear_dirty();
         let first_in_log = engine.replay_log()?;
         // The retained log holds, per origin, a contiguous run of seqs up to the
         // newest; ops before that run (trimmed, or only in the checkpoint) cannot
@@ -783,26 +783,7 @@ impl Engine {
         // Everything the checkpoint covers must be in the log or in the rows;
         // sync first so that the log offset recorded is durable.
         self.sync()?;
-        let dirty = std::mem::replace(
-            &mut self.keyspace.dirty,
-            HashSet::with_hasher(crate::keyspace::value::hasher()),
-        );
-        let rows: Vec<CheckpointRow> = dirty
-            .into_iter()
-            .map(|(db, key)| {
-                let state = self
-                    .keyspace
-                    .db(db)
-                    .rows
-                    .get(&key)
-                    .map(|r| RowImage::of(r).encode());
-                CheckpointRow {
-                    db,
-                    key: key.to_vec(),
-                    state,
-                }
-            })
-            .collect();
+        let rows = self.take_dirty_rows();
         let log_offset = self.storage.log_len();
         let meta = CheckpointMeta {
             vv: self.vv.clone(),
@@ -842,23 +823,7 @@ impl Engine {
             return Ok(None);
         };
         self.sync()?;
-        let dirty = std::mem::replace(
-            &mut self.keyspace.dirty,
-            HashSet::with_hasher(crate::keyspace::value::hasher()),
-        );
-        let rows: Vec<CheckpointRow> = dirty
-            .into_iter()
-            .map(|(db, key)| CheckpointRow {
-                db,
-                state: self
-                    .keyspace
-                    .db(db)
-                    .rows
-                    .get(&key)
-                    .map(|r| RowImage::of(r).encode()),
-                key: key.to_vec(),
-            })
-            .collect();
+        let rows = self.take_dirty_rows();
         let log_offset = self.storage.log_len();
         let meta = CheckpointMeta {
             vv: self.vv.clone(),
@@ -893,7 +858,16 @@ impl Engine {
         }
     }
 
-    /// Rows changed since the last checkpoint.
+    /// The rows changed since the last checkpoint, encoded, in key order.
+    fn take_dirty_rows(&mut self) -> Vec<CheckpointRow> {
+        self.keyspace.take_dirty(|d| CheckpointRow {
+            db: d.db,
+            key: d.key.to_vec(),
+            state: d.row.map(|r| RowImage::of(r).encode()),
+        })
+    }
+
+    /// Rows changed since the last checkpoint (an upper bound).
     pub fn dirty_rows(&self) -> usize {
         self.keyspace.dirty.len()
     }
@@ -1039,12 +1013,14 @@ impl<'e> Txn<'e> {
             own: op.id,
             hlc: op.hlc,
         };
-        // Keys are copied out of the client's read buffer so a stored key never
-        // pins a whole network buffer.
-        let key = Bytes::copy_from_slice(key);
-        let effect = effect.detach();
-        engine.keyspace.apply_effect(db, &key, &effect, &ctx);
-        op.effects.push(KeyEffect { db, key, effect });
+        // The op may hold slices of the client's read buffer until it is
+        // encoded at commit; the keyspace stores its own copies.
+        engine.keyspace.apply_effect(db, key, &effect, &ctx);
+        op.effects.push(KeyEffect {
+            db,
+            key: key.clone(),
+            effect,
+        });
     }
 
     /// Logs the op (if any effect was emitted).

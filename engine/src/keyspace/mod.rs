@@ -13,7 +13,7 @@ use crate::crdt::Ctx;
 use crate::op::{Effect, Op};
 use bytes::Bytes;
 use row::Row;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use table::KeyTable;
 
 /// Number of logical databases (SELECT 0..15).
@@ -56,17 +56,46 @@ pub struct KeyspaceStats {
 
 pub struct Keyspace {
     pub dbs: Vec<Db>,
-    /// Rows changed since the last checkpoint (seeded fast hasher: this set
-    /// is touched by every write).
-    pub dirty: HashSet<(u8, Bytes), value::Hasher>,
+    /// Rows changed since the last checkpoint (see [`Dirty`]).
+    pub dirty: Dirty,
     pub stats: KeyspaceStats,
+}
+
+/// What changed since the last checkpoint, kept without a second hash table:
+/// a changed row has its slot's dirty bit set in its database's [`KeyTable`]
+/// and its `(db, slot)` listed once per time the bit went from clear to set;
+/// a removed row has its key listed. A slot may be listed twice (its row was
+/// removed and the slot reused) and a removed key may exist again by now: the
+/// checkpoint reads the bits and the live table, so both are harmless.
+#[derive(Default)]
+pub struct Dirty {
+    pub slots: Vec<(u8, u32)>,
+    pub removed: Vec<(u8, Bytes)>,
+}
+
+impl Dirty {
+    /// An upper bound of the rows the next checkpoint writes.
+    pub fn len(&self) -> usize {
+        self.slots.len() + self.removed.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// One changed row as the checkpoint sees it: its current state, or `None`
+/// when the key is gone.
+pub struct DirtyRow<'a> {
+    pub db: u8,
+    pub key: &'a [u8],
+    pub row: Option<&'a Row>,
 }
 
 impl Default for Keyspace {
     fn default() -> Self {
         Keyspace {
             dbs: (0..DBS).map(|_| Db::default()).collect(),
-            dirty: HashSet::with_hasher(value::hasher()),
+            dirty: Dirty::default(),
             stats: KeyspaceStats::default(),
         }
     }
@@ -102,36 +131,54 @@ impl Keyspace {
             _ => {}
         }
         let d = &mut self.dbs[db as usize % DBS];
-        let row = d.rows.get_or_insert_with(key, Row::default);
+        let pos = d.rows.position_or_insert_with(key, Row::default);
+        if d.rows.mark_dirty(pos) {
+            self.dirty.slots.push((db, pos));
+        }
+        let row = d.rows.at_mut(pos);
         let before = row.deadline();
         let note = row.apply(effect, ctx);
         let after = row.deadline();
         let empty = row.is_empty();
         if before != after {
+            // The index shares the table's copy of the key.
+            let stored = d.rows.key_at(pos).clone();
             if let Some(b) = before {
-                d.expires.remove(&(b, key.clone()));
+                d.expires.remove(&(b, stored.clone()));
             }
             if let Some(a) = after {
-                d.expires.insert((a, key.clone()));
+                d.expires.insert((a, stored));
             }
         }
         if empty {
-            d.rows.remove(key);
+            if let Some((k, _)) = d.rows.remove(key) {
+                self.dirty.removed.push((db, k));
+            }
         }
         if note.type_conflict {
             self.stats.type_conflicts += 1;
         }
-        self.dirty.insert((db, key.clone()));
     }
 
     fn flush_db(&mut self, db: u8, ctx: &Ctx<'_>) {
         let d = &mut self.dbs[db as usize % DBS];
-        let dirty = &mut self.dirty;
-        d.rows.retain(|k, row| {
+        let mut changed: Vec<Bytes> = Vec::new();
+        let removed = d.rows.retain(|k, row| {
             row.prune_all(ctx, false);
-            dirty.insert((db, k.clone()));
+            if !row.is_empty() {
+                changed.push(k.clone());
+            }
             !row.is_empty()
         });
+        for k in changed {
+            let pos = d.rows.position_or_insert_with(&k, Row::default);
+            if d.rows.mark_dirty(pos) {
+                self.dirty.slots.push((db, pos));
+            }
+        }
+        self.dirty
+            .removed
+            .extend(removed.into_iter().map(|(k, _)| (db, k)));
         let rows = &d.rows;
         d.expires
             .retain(|(_, k)| rows.get(k).is_some_and(|r| r.deadline().is_some()));
@@ -154,14 +201,64 @@ impl Keyspace {
             }
         }
         if row.is_empty() {
-            d.rows.remove(&key);
+            if let Some((k, _)) = d.rows.remove(&key) {
+                self.dirty.removed.push((db, k));
+            }
         } else {
             if let Some(a) = row.deadline() {
                 d.expires.insert((a, key.clone()));
             }
-            *d.rows.get_or_insert_with(&key, Row::default) = row;
+            let pos = d.rows.position_or_insert_with(&key, Row::default);
+            *d.rows.at_mut(pos) = row;
+            if d.rows.mark_dirty(pos) {
+                self.dirty.slots.push((db, pos));
+            }
         }
-        self.dirty.insert((db, key));
+    }
+
+    /// Forgets every change (rows just loaded from a checkpoint are clean).
+    pub fn clear_dirty(&mut self) {
+        self.dirty = Dirty::default();
+        for d in &mut self.dbs {
+            d.rows.clear_dirty();
+        }
+    }
+
+    /// Takes the change set for a checkpoint: every changed row once, in
+    /// `(db, key)` order (sorted keys make the B-tree writes sequential), each
+    /// with its current state or `None` when it is gone. Leaves the keyspace clean.
+    pub fn take_dirty<T>(&mut self, mut encode: impl FnMut(DirtyRow<'_>) -> T) -> Vec<T> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut present: Vec<(u8, Bytes)> = Vec::with_capacity(dirty.slots.len());
+        for (db, pos) in dirty.slots {
+            if let Some((k, _)) = self.dbs[db as usize % DBS].rows.take_dirty(pos) {
+                present.push((db, k.clone()));
+            }
+        }
+        // A removed key that exists again is in `present` (its new slot was marked).
+        let mut gone: Vec<(u8, Bytes)> = dirty
+            .removed
+            .into_iter()
+            .filter(|(db, k)| self.db(*db).rows.get(k).is_none())
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        let mut all: Vec<(u8, Bytes, bool)> = present
+            .into_iter()
+            .map(|(d, k)| (d, k, true))
+            .chain(gone.into_iter().map(|(d, k)| (d, k, false)))
+            .collect();
+        all.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        all.iter()
+            .map(|(db, key, live)| {
+                let row = if *live {
+                    self.db(*db).rows.get(key)
+                } else {
+                    None
+                };
+                encode(DirtyRow { db: *db, key, row })
+            })
+            .collect()
     }
 
     /// BLAKE3 digest of one database: per bucket, the XOR of the hashes of its
@@ -206,4 +303,72 @@ pub fn bucket_of(key: &[u8]) -> usize {
     let h = blake3::hash(key);
     let b = h.as_bytes();
     (u16::from_le_bytes([b[0], b[1]]) as usize) % DIGEST_BUCKETS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::id::{OpId, Origin, VersionVector};
+
+    fn apply(ks: &mut Keyspace, seq: u64, key: &str, effect: Effect) {
+        let deps = VersionVector::new();
+        let ctx = Ctx {
+            deps: &deps,
+            own: OpId::new(Origin::new(1, 0), seq),
+            hlc: Hlc::new(1_000 + seq, 0),
+        };
+        ks.apply_effect(0, &Bytes::from(key.to_string()), &effect, &ctx);
+    }
+
+    fn set(value: &str) -> Effect {
+        Effect::SetString {
+            value: Bytes::from(value.to_string()),
+            keep_ttl: false,
+        }
+    }
+
+    /// `(key, live)` of what a checkpoint would write.
+    fn take(ks: &mut Keyspace) -> Vec<(String, bool)> {
+        ks.take_dirty(|d| (String::from_utf8_lossy(d.key).into_owned(), d.row.is_some()))
+    }
+
+    #[test]
+    fn dirty_set_lists_each_changed_row_once_in_key_order() {
+        let mut ks = Keyspace::default();
+        apply(&mut ks, 1, "b", set("1"));
+        apply(&mut ks, 2, "a", set("1"));
+        apply(&mut ks, 3, "b", set("2"));
+        assert_eq!(take(&mut ks), vec![("a".into(), true), ("b".into(), true)]);
+        assert!(ks.dirty.is_empty());
+        assert!(
+            take(&mut ks).is_empty(),
+            "a checkpoint leaves the keyspace clean"
+        );
+    }
+
+    #[test]
+    fn dirty_set_survives_removal_slot_reuse_and_recreation() {
+        let mut ks = Keyspace::default();
+        apply(&mut ks, 1, "a", set("1"));
+        apply(&mut ks, 2, "b", set("1"));
+        let _ = take(&mut ks);
+        // "a" deleted, its slot reused by "c"; "b" deleted and written again.
+        apply(&mut ks, 3, "a", Effect::Del);
+        apply(&mut ks, 4, "c", set("1"));
+        apply(&mut ks, 5, "b", Effect::Del);
+        apply(&mut ks, 6, "b", set("2"));
+        apply(&mut ks, 7, "b", Effect::Del);
+        apply(&mut ks, 8, "b", set("3"));
+        assert_eq!(
+            take(&mut ks),
+            vec![("a".into(), false), ("b".into(), true), ("c".into(), true)]
+        );
+        // A clean row that is flushed is written as gone.
+        apply(&mut ks, 9, "", Effect::FlushDb);
+        assert_eq!(
+            take(&mut ks),
+            vec![("b".into(), false), ("c".into(), false)]
+        );
+    }
 }

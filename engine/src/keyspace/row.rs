@@ -7,7 +7,7 @@
 //! supersedes them. Expiry is a multi-value register of deadlines: a PERSIST entry
 //! beats any concurrent EXPIRE, otherwise the latest deadline wins.
 
-use super::value::{Cell, HashSlot, Kind, SetSlot, ZSetSlot};
+use super::value::{entry_mut, own, Cell, HashSlot, Kind, SetSlot, ZSetSlot};
 use crate::crdt::{Ctx, MvReg, Stamp};
 use crate::op::{Effect, Value};
 use bytes::Bytes;
@@ -168,7 +168,7 @@ impl Row {
                 // Concurrent writes (not covered by ctx) stay beside this one.
                 self.string
                     .get_or_insert_with(Default::default)
-                    .set(ctx, value.clone());
+                    .set(ctx, own(value));
             }
             Effect::IncrInt(d) => {
                 self.prune_except(Some(Kind::String), ctx);
@@ -194,7 +194,7 @@ impl Row {
                 self.prune_except(Some(Kind::Hash), ctx);
                 let h = self.hash.get_or_insert_with(Default::default);
                 for (f, v) in pairs {
-                    h.fields.entry(f.clone()).or_default().set(ctx, v.clone());
+                    entry_mut(&mut h.fields, f).set(ctx, own(v));
                 }
             }
             Effect::HDel(fields) => {
@@ -216,22 +216,18 @@ impl Row {
             Effect::HIncrInt(f, d) => {
                 self.prune_except(Some(Kind::Hash), ctx);
                 let h = self.hash.get_or_insert_with(Default::default);
-                h.fields
-                    .entry(f.clone())
-                    .or_default()
-                    .ctr
-                    .add(ctx, *d as i128, 0.0);
+                entry_mut(&mut h.fields, f).ctr.add(ctx, *d as i128, 0.0);
             }
             Effect::HIncrFloat(f, d) => {
                 self.prune_except(Some(Kind::Hash), ctx);
                 let h = self.hash.get_or_insert_with(Default::default);
-                h.fields.entry(f.clone()).or_default().ctr.add(ctx, 0, *d);
+                entry_mut(&mut h.fields, f).ctr.add(ctx, 0, *d);
             }
             Effect::SAdd(ms) => {
                 self.prune_except(Some(Kind::Set), ctx);
                 let s = self.set.get_or_insert_with(Default::default);
                 for m in ms {
-                    s.add(ctx, m.clone());
+                    s.add(ctx, m);
                 }
             }
             Effect::SRem(ms) => {
@@ -275,18 +271,18 @@ impl Row {
                     Value::Str(b) => {
                         self.string
                             .get_or_insert_with(Default::default)
-                            .set(ctx, b.clone());
+                            .set(ctx, own(b));
                     }
                     Value::Hash(pairs) => {
                         let h = self.hash.get_or_insert_with(Default::default);
                         for (f, v) in pairs {
-                            h.fields.entry(f.clone()).or_default().set(ctx, v.clone());
+                            entry_mut(&mut h.fields, f).set(ctx, own(v));
                         }
                     }
                     Value::Set(ms) => {
                         let s = self.set.get_or_insert_with(Default::default);
                         for m in ms {
-                            s.add(ctx, m.clone());
+                            s.add(ctx, m);
                         }
                     }
                     Value::ZSet(ms) => {

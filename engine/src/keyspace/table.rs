@@ -3,6 +3,9 @@
 //! Entries never move while they live, so a SCAN cursor (a slab position) returns
 //! every key that is present for the whole scan at least once, as Redis promises.
 //! Freed slots are reused by later inserts.
+//!
+//! Each slot also has a *dirty* bit (changed since the last checkpoint), so the
+//! checkpoint's change set costs one bit per slot and no second hash table.
 
 use super::value::{hasher, Hasher};
 use bytes::Bytes;
@@ -15,6 +18,8 @@ pub struct KeyTable<V> {
     free: Vec<u32>,
     hasher: Hasher,
     len: usize,
+    /// One bit per slab slot: the entry changed since the last checkpoint.
+    dirty: Vec<u64>,
 }
 
 impl<V> Default for KeyTable<V> {
@@ -25,6 +30,7 @@ impl<V> Default for KeyTable<V> {
             free: Vec::new(),
             hasher: hasher(),
             len: 0,
+            dirty: Vec::new(),
         }
     }
 }
@@ -66,15 +72,73 @@ impl<V> KeyTable<V> {
 
     /// Returns the value for `key`, inserting `make()` first when absent.
     pub fn get_or_insert_with(&mut self, key: &Bytes, make: impl FnOnce() -> V) -> &mut V {
-        let i = match self.find(key) {
+        let pos = self.position_or_insert_with(key, make);
+        self.at_mut(pos)
+    }
+
+    /// The slab position of `key`, inserting `make()` first when absent (the
+    /// stored key is a copy of `key` then, owned by the table alone).
+    pub fn position_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> u32 {
+        match self.find(key) {
             Some(i) => i,
-            None => self.insert_new(key.clone(), make()),
-        };
-        // The index only holds positions of occupied slots.
-        match self.slab.get_mut(i as usize) {
-            Some(Some(e)) => &mut e.1,
-            _ => unreachable!("key table index points at an empty slot"),
+            None => self.insert_new(Bytes::copy_from_slice(key), make()),
         }
+    }
+
+    /// The entry at a position returned by [`Self::position_or_insert_with`].
+    pub fn at_mut(&mut self, pos: u32) -> &mut V {
+        // The index only holds positions of occupied slots.
+        match self.slab.get_mut(pos as usize) {
+            Some(Some(e)) => &mut e.1,
+            _ => unreachable!("key table position points at an empty slot"),
+        }
+    }
+
+    /// The stored key at an occupied position.
+    pub fn key_at(&self, pos: u32) -> &Bytes {
+        match self.slab.get(pos as usize) {
+            Some(Some(e)) => &e.0,
+            _ => unreachable!("key table position points at an empty slot"),
+        }
+    }
+
+    /// Sets the dirty bit of an occupied slot; true if it was clear.
+    pub fn mark_dirty(&mut self, pos: u32) -> bool {
+        let (word, bit) = (pos as usize / 64, 1u64 << (pos % 64));
+        if self.dirty.len() <= word {
+            self.dirty.resize(word + 1, 0);
+        }
+        let was = self.dirty[word] & bit != 0;
+        self.dirty[word] |= bit;
+        !was
+    }
+
+    fn clear_dirty_bit(&mut self, pos: u32) -> bool {
+        let (word, bit) = (pos as usize / 64, 1u64 << (pos % 64));
+        match self.dirty.get_mut(word) {
+            Some(w) => {
+                let was = *w & bit != 0;
+                *w &= !bit;
+                was
+            }
+            None => false,
+        }
+    }
+
+    /// Clears the dirty bit at `pos` and returns the entry if the bit was set.
+    pub fn take_dirty(&mut self, pos: u32) -> Option<(&Bytes, &V)> {
+        if !self.clear_dirty_bit(pos) {
+            return None;
+        }
+        self.slab
+            .get(pos as usize)
+            .and_then(|e| e.as_ref())
+            .map(|(k, v)| (k, v))
+    }
+
+    /// Clears every dirty bit (rows loaded from a checkpoint are clean).
+    pub fn clear_dirty(&mut self) {
+        self.dirty.clear();
     }
 
     fn insert_new(&mut self, key: Bytes, v: V) -> u32 {
@@ -100,7 +164,8 @@ impl<V> KeyTable<V> {
         pos
     }
 
-    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+    /// Removes `key`; returns the stored key and value.
+    pub fn remove(&mut self, key: &[u8]) -> Option<(Bytes, V)> {
         let h = self.hash(key);
         let slab = &self.slab;
         let entry = self
@@ -111,15 +176,17 @@ impl<V> KeyTable<V> {
             )
             .ok()?;
         let (pos, _) = entry.remove();
-        let v = self.slab.get_mut(pos as usize)?.take().map(|e| e.1);
+        let e = self.slab.get_mut(pos as usize)?.take();
+        self.clear_dirty_bit(pos);
         self.free.push(pos);
         self.len -= 1;
         if self.len == 0 {
             // An emptied table gives its memory back.
             self.slab = Vec::new();
             self.free = Vec::new();
+            self.dirty = Vec::new();
         }
-        v
+        e
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &V)> {
@@ -166,16 +233,15 @@ impl<V> KeyTable<V> {
         })
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&Bytes, &mut V) -> bool) {
+    /// Keeps the entries `keep` says yes to; returns the removed ones.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Bytes, &mut V) -> bool) -> Vec<(Bytes, V)> {
         let mut dead: Vec<Bytes> = Vec::new();
         for (k, v) in self.slab.iter_mut().flatten() {
             if !keep(k, v) {
                 dead.push(k.clone());
             }
         }
-        for k in dead {
-            self.remove(&k);
-        }
+        dead.iter().filter_map(|k| self.remove(k)).collect()
     }
 
     pub fn clear(&mut self) {
@@ -195,7 +261,7 @@ mod tests {
         }
         assert_eq!(t.len(), 100);
         assert_eq!(t.get(b"k42"), Some(&42));
-        assert_eq!(t.remove(b"k42"), Some(42));
+        assert_eq!(t.remove(b"k42").map(|e| e.1), Some(42));
         assert_eq!(t.get(b"k42"), None);
         let mut seen = 0;
         let mut c = 0;

@@ -29,6 +29,25 @@ pub fn new_map<V>() -> Map<V> {
     HashMap::with_hasher(hasher())
 }
 
+/// The entry for `k`, inserted as `V::default()` under a copy of `k` when
+/// absent. Stored keys and values are always copies: a payload of an op may
+/// be a slice of a client's read buffer, which a row must never pin.
+pub fn entry_mut<'a, V: Default>(map: &'a mut Map<V>, k: &[u8]) -> &'a mut V {
+    if !map.contains_key(k) {
+        map.insert(Bytes::copy_from_slice(k), V::default());
+    }
+    match map.get_mut(k) {
+        Some(v) => v,
+        None => unreachable!("entry inserted above"),
+    }
+}
+
+/// A copy of `b` in its own allocation (see [`entry_mut`]).
+#[inline]
+pub fn own(b: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
 /// The four value types (lists come later).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -152,8 +171,8 @@ impl Default for SetSlot {
 }
 
 impl SetSlot {
-    pub fn add(&mut self, ctx: &Ctx<'_>, m: Bytes) {
-        readd_dots(self.members.entry(m).or_default(), ctx);
+    pub fn add(&mut self, ctx: &Ctx<'_>, m: &[u8]) {
+        readd_dots(entry_mut(&mut self.members, m), ctx);
     }
     pub fn remove(&mut self, ctx: &Ctx<'_>, m: &[u8]) {
         if let Some(d) = self.members.get_mut(m) {
@@ -241,8 +260,8 @@ impl Default for ZSetSlot {
 
 impl ZSetSlot {
     /// Applies `f` to one member and keeps the index in step with its score.
-    fn update(&mut self, m: &Bytes, f: impl FnOnce(&mut ZMember)) {
-        let entry = self.members.entry(m.clone()).or_default();
+    fn update(&mut self, m: &[u8], f: impl FnOnce(&mut ZMember)) {
+        let entry = entry_mut(&mut self.members, m);
         let old = if entry.adds.is_empty() {
             None
         } else {
@@ -254,32 +273,41 @@ impl ZSetSlot {
         } else {
             Some(entry.score())
         };
+        if old.map(f64::to_bits) == new.map(f64::to_bits) {
+            if new.is_none() {
+                self.members.remove(m);
+            }
+            return;
+        }
+        // The index shares the member's stored key.
+        let key = match self.members.get_key_value(m) {
+            Some((k, _)) => k.clone(),
+            None => own(m),
+        };
         if new.is_none() {
             self.members.remove(m);
         }
-        if old.map(f64::to_bits) != new.map(f64::to_bits) {
-            if let Some(o) = old {
-                self.index.remove(&(Score(o), m.clone()));
-            }
-            if let Some(n) = new {
-                self.index.insert((Score(n), m.clone()));
-            }
+        if let Some(o) = old {
+            self.index.remove(&(Score(o), key.clone()));
+        }
+        if let Some(n) = new {
+            self.index.insert((Score(n), key));
         }
     }
-    pub fn add(&mut self, ctx: &Ctx<'_>, m: &Bytes, score: f64) {
+    pub fn add(&mut self, ctx: &Ctx<'_>, m: &[u8], score: f64) {
         self.update(m, |z| {
             readd_dots(&mut z.adds, ctx);
             z.ctr.prune(ctx);
             z.reg.write(ctx, score);
         });
     }
-    pub fn incr(&mut self, ctx: &Ctx<'_>, m: &Bytes, delta: f64) {
+    pub fn incr(&mut self, ctx: &Ctx<'_>, m: &[u8], delta: f64) {
         self.update(m, |z| {
             readd_dots(&mut z.adds, ctx);
             z.ctr.add(ctx, 0, delta);
         });
     }
-    pub fn remove(&mut self, ctx: &Ctx<'_>, m: &Bytes) {
+    pub fn remove(&mut self, ctx: &Ctx<'_>, m: &[u8]) {
         if self.members.contains_key(m) {
             self.update(m, |z| z.prune(ctx));
         }

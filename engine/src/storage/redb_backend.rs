@@ -297,8 +297,10 @@ impl RedbStorage {
         if active.len > 0 && active.len + bytes.len() as u64 > self.options.segment_bytes_max {
             self.roll()?;
         }
-        let path = self.active_path();
-        self.writer.write_all(bytes).map_err(io_err(&path))?;
+        // The path is only formatted on error: this runs once per op.
+        if let Err(source) = self.writer.write_all(bytes) {
+            return Err(io_err(&self.active_path())(source));
+        }
         if let Some(last) = self.segments.last_mut() {
             last.len += bytes.len() as u64;
         }
