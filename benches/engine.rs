@@ -23,6 +23,10 @@ use chorus::engine::{
     Effect, Engine, EngineConfig, Hlc, KeyEffect, Op, OpId, Origin, Reply, VersionVector,
 };
 use criterion::{Criterion, Throughput};
+
+/// The allocator `chorus-server` runs with, so the figures are the server's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 /// Keys in the keyspace of the SET/INCR benches and of the restart.
@@ -367,6 +371,8 @@ fn memory_mode(keys: usize) {
 /// `CHORUS_PROFILE=SET|INCR|HSET|SADD|ZADD`: one case without criterion, for
 /// `perf record` / callgrind: fills the keyspace, then times
 /// `CHORUS_PROFILE_OPS` (default 2,000,000) more writes and prints ops/s.
+/// `CHORUS_PROFILE_KEYS` overrides the keyspace size (small for callgrind:
+/// instructions per op = difference of two runs with different op counts).
 fn profile_mode(name: &str) {
     let ops: u64 = std::env::var("CHORUS_PROFILE_OPS")
         .ok()
@@ -374,11 +380,14 @@ fn profile_mode(name: &str) {
         .unwrap_or(2_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut e = redb_engine(dir.path(), 1);
-    let keys = if matches!(name, "SET" | "INCR") {
-        KEYSPACE
-    } else {
-        COLLECTION_KEYS
-    };
+    let keys = std::env::var("CHORUS_PROFILE_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if matches!(name, "SET" | "INCR") {
+            KEYSPACE
+        } else {
+            COLLECTION_KEYS
+        });
     let prefix = name.to_ascii_lowercase() + ":";
     let key_buf = b!(key_buffer(&prefix, keys));
     let value = b!(value_100(0));

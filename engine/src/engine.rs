@@ -142,6 +142,9 @@ pub struct EngineStats {
 const META_INCARNATION: &str = "incarnation";
 const META_CLEAN: &str = "clean_shutdown";
 
+/// A kept effect list is at most this long (a huge MULTI does not pin memory).
+const SPARE_EFFECTS_CAPACITY_MAX: usize = 64;
+
 pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) origin: Origin,
@@ -154,6 +157,8 @@ pub struct Engine {
     causal_buffer: BTreeMap<OpId, Op>,
     storage: Box<dyn Storage>,
     record_buf: Vec<u8>,
+    /// The effect list of the last local op, cleared, for the next one.
+    spare_effects: Vec<KeyEffect>,
     poisoned: Option<String>,
     pub(crate) stats: EngineStats,
     checkpoint_log_offset: u64,
@@ -191,6 +196,7 @@ impl Engine {
             causal_buffer: BTreeMap::new(),
             storage,
             record_buf: Vec::with_capacity(64 << 10),
+            spare_effects: Vec::new(),
             poisoned: None,
             stats: EngineStats::default(),
             checkpoint_log_offset: meta.log_offset,
@@ -472,17 +478,25 @@ impl Engine {
     }
 
     fn finish_local_op(&mut self, op: Op) {
-        let bytes = log::encode_op(&op);
-        self.append_record(op.id, bytes);
+        self.append_op(&op);
+        // The next op reuses the effect list's allocation.
+        let mut effects = op.effects;
+        effects.clear();
+        if effects.capacity() <= SPARE_EFFECTS_CAPACITY_MAX {
+            self.spare_effects = effects;
+        }
         self.vv.set(self.origin, op.id.seq);
         self.next_seq = op.id.seq + 1;
         self.stats.ops_local += 1;
         debug_assert!(self.invariants_hold());
     }
 
-    fn append_record(&mut self, id: OpId, bytes: Bytes) {
+    /// Appends an op to the log and the backlog: encoded once, straight into
+    /// the framed record; the backlog keeps an exact-size copy of the payload.
+    fn append_op(&mut self, op: &Op) {
         self.record_buf.clear();
-        log::frame_record(&bytes, &mut self.record_buf);
+        let payload = log::encode_record(op, &mut self.record_buf);
+        let bytes = Bytes::copy_from_slice(&self.record_buf[payload]);
         let offset = self.storage.log_len();
         if self.poisoned.is_none() {
             if let Err(e) = self.storage.log_append(&self.record_buf) {
@@ -490,7 +504,7 @@ impl Engine {
             }
         }
         self.backlog.push(BacklogEntry {
-            id,
+            id: op.id,
             bytes,
             log_offset: offset,
         });
@@ -609,8 +623,7 @@ impl Engine {
 
     fn apply_remote_one(&mut self, op: Op) {
         self.apply_op_internal(&op);
-        let bytes = log::encode_op(&op);
-        self.append_record(op.id, bytes);
+        self.append_op(&op);
         self.stats.ops_remote_applied += 1;
     }
 
@@ -998,15 +1011,11 @@ impl<'e> Txn<'e> {
     /// Applies an effect now and records it in this transaction's op.
     pub fn emit(&mut self, db: u8, key: &Bytes, effect: Effect) {
         let engine = &mut *self.engine;
-        let op = self.op.get_or_insert_with(|| {
-            let mut deps = engine.vv.clone();
-            deps.set(engine.origin, 0);
-            Op {
-                id: OpId::new(engine.origin, engine.next_seq),
-                hlc: engine.clock.tick(self.now_ms),
-                deps,
-                effects: Vec::new(),
-            }
+        let op = self.op.get_or_insert_with(|| Op {
+            id: OpId::new(engine.origin, engine.next_seq),
+            hlc: engine.clock.tick(self.now_ms),
+            deps: engine.vv.without(engine.origin),
+            effects: std::mem::take(&mut engine.spare_effects),
         });
         let ctx = Ctx {
             deps: &op.deps,

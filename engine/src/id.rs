@@ -102,6 +102,19 @@ impl VersionVector {
         }
     }
 
+    /// A copy without the entry of `site` (allocates nothing when that entry
+    /// was the only one: an op's deps at a site that has seen no other).
+    pub fn without(&self, site: Origin) -> VersionVector {
+        VersionVector {
+            entries: self
+                .entries
+                .iter()
+                .copied()
+                .filter(|e| e.0 != site)
+                .collect(),
+        }
+    }
+
     /// Raises the entry for `site` to at least `seq`.
     pub fn raise(&mut self, site: Origin, seq: u64) {
         if self.get(site) < seq {
@@ -134,6 +147,11 @@ impl VersionVector {
             out.set(s, q.min(other.get(s)));
         }
         out
+    }
+
+    /// Number of origins with an entry.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Origin, u64)> + '_ {

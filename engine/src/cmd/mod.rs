@@ -33,9 +33,12 @@ pub struct Spec {
 
 /// Looks a command up by name, any case.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, &'static Spec>> =
-        std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| all().map(|s| (s.name, s)).collect());
+    // Runs once per command: a fast fixed-seed hash over a handful of
+    // static names (no client controls what is in this table).
+    type Table =
+        std::collections::HashMap<&'static [u8], &'static Spec, foldhash::fast::FixedState>;
+    static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| all().map(|s| (s.name.as_bytes(), s)).collect());
     let mut buf = [0u8; 32];
     let n = name.len();
     if n == 0 || n > buf.len() {
@@ -44,8 +47,7 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     for (d, s) in buf.iter_mut().zip(name) {
         *d = s.to_ascii_uppercase();
     }
-    let upper = std::str::from_utf8(&buf[..n]).ok()?;
-    table.get(upper).copied()
+    table.get(&buf[..n]).copied()
 }
 
 /// Every data command (for COMMAND COUNT / INFO / DOCS).

@@ -164,7 +164,12 @@ impl Row {
     pub fn apply(&mut self, effect: &Effect, ctx: &Ctx<'_>) -> ApplyNote {
         match effect {
             Effect::SetString { value, keep_ttl } => {
-                self.prune_all(ctx, *keep_ttl);
+                // prune_all, except that the string slot keeps its allocation:
+                // `Cell::set` prunes its register and counter itself.
+                self.prune_except(Some(Kind::String), ctx);
+                if !*keep_ttl {
+                    self.prune_ttl(ctx);
+                }
                 // Concurrent writes (not covered by ctx) stay beside this one.
                 self.string
                     .get_or_insert_with(Default::default)

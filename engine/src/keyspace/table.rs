@@ -10,6 +10,7 @@
 use super::value::{hasher, Hasher};
 use bytes::Bytes;
 use hashbrown::HashTable;
+use std::cell::Cell;
 use std::hash::BuildHasher;
 
 pub struct KeyTable<V> {
@@ -20,6 +21,9 @@ pub struct KeyTable<V> {
     len: usize,
     /// One bit per slab slot: the entry changed since the last checkpoint.
     dirty: Vec<u64>,
+    /// The position of the last key found: commands look a key up, then
+    /// write it, so the second lookup is a compare instead of a hash probe.
+    last: Cell<u32>,
 }
 
 impl<V> Default for KeyTable<V> {
@@ -31,6 +35,7 @@ impl<V> Default for KeyTable<V> {
             hasher: hasher(),
             len: 0,
             dirty: Vec::new(),
+            last: Cell::new(u32::MAX),
         }
     }
 }
@@ -50,14 +55,25 @@ impl<V> KeyTable<V> {
 
     #[inline]
     fn find(&self, key: &[u8]) -> Option<u32> {
+        let last = self.last.get();
+        if let Some(Some((k, _))) = self.slab.get(last as usize) {
+            if k.as_ref() == key {
+                return Some(last);
+            }
+        }
         let h = self.hash(key);
         let slab = &self.slab;
-        self.index
+        let found = self
+            .index
             .find(
                 h,
                 |&i| matches!(slab.get(i as usize), Some(Some((k, _))) if k.as_ref() == key),
             )
-            .copied()
+            .copied();
+        if let Some(i) = found {
+            self.last.set(i);
+        }
+        found
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&V> {
