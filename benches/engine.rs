@@ -368,6 +368,7 @@ fn memory_mode(keys: usize) {
     );
 }
 
+/// `CHORUS_PROFILE=RESTART` and `CHORUS_PROFILE=HOT_INCR` run only those parts.
 /// `CHORUS_PROFILE=SET|INCR|HSET|SADD|ZADD`: one case without criterion, for
 /// `perf record` / callgrind: fills the keyspace, then times
 /// `CHORUS_PROFILE_OPS` (default 2,000,000) more writes and prints ops/s.
@@ -449,7 +450,11 @@ fn thread_cpu_ns() -> u64 {
 
 fn main() {
     if let Ok(name) = std::env::var("CHORUS_PROFILE") {
-        profile_mode(&name);
+        match name.as_str() {
+            "RESTART" => restart(),
+            "HOT_INCR" => hot_counter(),
+            _ => profile_mode(&name),
+        }
         return;
     }
     if let Some(keys) = std::env::var("CHORUS_MEMORY_KEYS")

@@ -203,6 +203,16 @@ impl Engine {
             group: None,
         };
         engine.clock.observe(meta.hlc);
+        // Size each database's table once instead of growing it row by row.
+        let mut per_db = [0usize; DBS];
+        for r in &rows {
+            if let Some(n) = per_db.get_mut(r.db as usize) {
+                *n += 1;
+            }
+        }
+        for (db, n) in per_db.into_iter().enumerate() {
+            engine.keyspace.dbs[db].rows.reserve(n);
+        }
         for r in rows {
             let Some(state) = r.state else { continue };
             let img = RowImage::decode(&state).map_err(|e| {

@@ -86,6 +86,17 @@ impl<V> KeyTable<V> {
         self.slab.get_mut(i as usize)?.as_mut().map(|e| &mut e.1)
     }
 
+    /// Makes room for `n` more entries (bulk loads).
+    pub fn reserve(&mut self, n: usize) {
+        let slab = &self.slab;
+        let hasher = &self.hasher;
+        self.index.reserve(n, |&i| match slab.get(i as usize) {
+            Some(Some((k, _))) => hasher.hash_one(k.as_ref()),
+            _ => 0,
+        });
+        self.slab.reserve(n);
+    }
+
     /// Returns the value for `key`, inserting `make()` first when absent.
     pub fn get_or_insert_with(&mut self, key: &Bytes, make: impl FnOnce() -> V) -> &mut V {
         let pos = self.position_or_insert_with(key, make);
