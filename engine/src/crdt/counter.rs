@@ -246,7 +246,7 @@ mod tests {
                     c.add(&ctx, int as i128, float);
                 }
                 // Every other op sees what came before it (some stay concurrent).
-                if own.seq % 2 == 0 {
+                if own.seq.is_multiple_of(2) {
                     seen.raise(origin, own.seq);
                 }
                 prop_assert_eq!((c.int_sum(), c.has_float(), c.float_sum().to_bits()), walk(&c));
