@@ -138,6 +138,13 @@ field() { # file bench key
         for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' "$1"
 }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# CPU time a process used so far (user + system), in clock ticks: unlike
+# wall-clock rates, CPU per op hardly depends on what else the machine runs.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+us_per_op() { # ticks_before ticks_after ops
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }'
+}
 # Bytes per op in the op log of a data dir, given the ops it holds.
 log_bytes_per_op() { # dir ops
     local bytes
@@ -164,10 +171,15 @@ fi
 if want stream; then
     SOLO=()
     PEERED=()
+    SOLO_CPU=()
+    PEERED_CPU_A=()
+    PEERED_CPU_B=()
     for round in $(seq 1 "$ROUNDS"); do
         echo "== 2. round $round: redis-benchmark -P 16 -c 50 -n $STREAM_OPS at a site alone" >&2
         start_solo
+        t0=$(cpu_ticks "$PID_S")
         SOLO+=("$(load "$PORT_S" "$STREAM_OPS")")
+        SOLO_CPU+=("$(us_per_op "$t0" "$(cpu_ticks "$PID_S")" "$STREAM_OPS")")
         stop_pid "$PID_S"
         echo "   alone: ${SOLO[-1]} SET/s" >&2
 
@@ -178,8 +190,12 @@ if want stream; then
         STREAM_PID=$!
         PIDS+=("$STREAM_PID")
         sleep 0.5
+        a0=$(cpu_ticks "$PID_A")
+        b0=$(cpu_ticks "$PID_B")
         PEERED+=("$(load "$PORT_A" "$STREAM_OPS")")
         wait "$STREAM_PID" || { echo "stream measurement failed" >&2; cat "$WORK/stream$round.out" >&2; exit 1; }
+        PEERED_CPU_A+=("$(us_per_op "$a0" "$(cpu_ticks "$PID_A")" "$STREAM_OPS")")
+        PEERED_CPU_B+=("$(us_per_op "$b0" "$(cpu_ticks "$PID_B")" "$STREAM_OPS")")
         stop_pid "$STREAM_PID"
         cat "$WORK/stream$round.out" >&2
         echo "   with peer: ${PEERED[-1]} SET/s" >&2
@@ -198,8 +214,12 @@ if want catchup; then
     OPS_A=$(redis-cli -p "$PORT_A" INFO replication | tr -d '\r' | awk -F: '$1 == "ops_local" { print $2 }')
     LOG_BPO=$(log_bytes_per_op "$DIR_A" "$OPS_A")
     BACKLOG_MIB=$(awk -v b="$LOG_BPO" -v n="$CATCHUP_OPS" 'BEGIN { printf "%.1f", b * n / 1048576 }')
+    a0=$(cpu_ticks "$PID_A")
+    b0=$(cpu_ticks "$PID_B")
     timeout "$STEP_TIMEOUT" "$BENCH" catchup --source "127.0.0.1:$PORT_A" --sink "127.0.0.1:$PORT_B" \
         | tee "$WORK/catchup.out" >&2
+    CATCHUP_CPU_A=$(us_per_op "$a0" "$(cpu_ticks "$PID_A")" "$CATCHUP_OPS")
+    CATCHUP_CPU_B=$(us_per_op "$b0" "$(cpu_ticks "$PID_B")" "$CATCHUP_OPS")
     LOAD_CATCHUP=$(loadavg)
     stop_pair
 fi
@@ -232,12 +252,17 @@ if want stream; then
     P=$(median "${PEERED[@]}")
     row "   site 1 redis-benchmark SET/s alone / with peer" "$S / $P" ""
     row "   site 1 change with one peer" "$(awk -v s="$S" -v p="$P" 'BEGIN { printf "%+.1f%%", (p - s) / s * 100 }')" ">= -20%"
+    CS=$(median "${SOLO_CPU[@]}")
+    CA=$(median "${PEERED_CPU_A[@]}")
+    row "   site 1 CPU us per SET alone / with peer" "$CS / $CA ($(awk -v s="$CS" -v p="$CA" 'BEGIN { printf "%+.0f%%", (p - s) / s * 100 }'))" ""
+    row "   site 2 CPU us per op applied" "$(median "${PEERED_CPU_B[@]}")" ""
 fi
 if want catchup; then
     f() { field "$WORK/catchup.out" catchup "$1"; }
     row "3. catch-up of a $(f ops)-op backlog (ops/s)" "$(f rate) in $(f seconds) s" ">= 500,000"
     row "   full sync needed / digests equal" "$(f full_sync) / $(f digests_equal)" "no / yes"
     row "   backlog written at (SET/s, link paused)" "$BACKLOG_WRITE_RATE" ""
+    row "   CPU us per op: site 1 sending / site 2 applying" "$CATCHUP_CPU_A / $CATCHUP_CPU_B" ""
     row "   backlog size (op log bytes; the engine keeps 256 MiB)" "$BACKLOG_MIB MiB" "< 256 MiB"
     row "   client GET p50/p99/max (ms) meanwhile, site 1" "$(f source_get_ms)" ""
     row "   client GET p50/p99/max (ms) meanwhile, site 2" "$(f sink_get_ms)" ""
