@@ -7,7 +7,9 @@
 //! shows there: the probe's lag is the time from the writing site's reply to
 //! the first GET that returns it (an upper bound, by at most one poll round
 //! trip plus `poll_interval_us`). A sampler reads `INFO replication` of both
-//! sites every `INFO_INTERVAL` for the driver's own time-lag figure.
+//! sites every `INFO_INTERVAL` for the driver's own time-lag figure, and one
+//! client per site times a GET every millisecond: the latency the sites' own
+//! clients see meanwhile (engine-lock stalls show up there).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
