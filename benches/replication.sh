@@ -49,13 +49,18 @@ SERVER=$TARGET/release/chorus-server
 [ -x "$SERVER" ] && [ -x "$BENCH" ] || { echo "build did not produce $SERVER / the bench binary" >&2; exit 1; }
 
 WORK=$(mktemp -d)
+# Every child started here, until it is stopped or has ended.
 PIDS=()
-# Stops a child started here (TERM, up to 10 s, then KILL) and forgets it, so
-# a pid the system reuses later is never signalled.
-stop_pid() { # pid
-    local pid=$1 p kept=()
-    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+# Forgets a child, so that a pid the system reuses later is never signalled.
+forget_pid() { # pid
+    local p kept=()
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
     PIDS=("${kept[@]}")
+}
+# Stops a child started here (TERM, up to 10 s, then KILL) and forgets it.
+stop_pid() { # pid
+    local pid=$1
+    forget_pid "$pid"
     kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
     for _ in $(seq 1 100); do
         kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
@@ -71,6 +76,19 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Runs a command in the background, its output into a file, and waits for it.
+# A signal interrupts `wait` at once (the EXIT trap then stops the command),
+# where a foreground command would hold the trap back until it ended.
+run() { # outfile command...
+    local out=$1 pid rc=0
+    shift
+    "$@" >"$out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    return "$rc"
+}
 
 # ---- certificates ------------------------------------------------------------
 "$SERVER" cert ca --out "$WORK/ca" >/dev/null
@@ -120,17 +138,20 @@ start_pair() {
     PORT_B=$P2
     wait_ping "$PORT_A"
     wait_ping "$PORT_B"
-    timeout "$STEP_TIMEOUT" "$BENCH" ready --source "127.0.0.1:$PORT_A" --sink "127.0.0.1:$PORT_B"
+    run "$WORK/ready.out" timeout "$STEP_TIMEOUT" "$BENCH" ready \
+        --source "127.0.0.1:$PORT_A" --sink "127.0.0.1:$PORT_B" || { cat "$WORK/ready.out" >&2; return 1; }
 }
 stop_pair() {
     stop_pid "$PID_A"
     stop_pid "$PID_B"
 }
 
-# redis-benchmark's SET ops/s against a port, -n N (prints the figure).
+# redis-benchmark -P 16 -c 50 against a port, -n N: sets RPS to its SET/s.
 load() { # port n
-    timeout "$STEP_TIMEOUT" redis-benchmark -p "$1" -P 16 -c 50 -r "$KEYSPACE" -d "$VALUE_BYTES" \
-        -t set -n "$2" --csv 2>/dev/null | awk -F'"' '$2 == "SET" { print $4 }'
+    run "$WORK/redis-benchmark.out" timeout "$STEP_TIMEOUT" redis-benchmark -p "$1" -P 16 -c 50 \
+        -r "$KEYSPACE" -d "$VALUE_BYTES" -t set -n "$2" --csv
+    RPS=$(awk -F'"' '$2 == "SET" { print $4 }' "$WORK/redis-benchmark.out")
+    [ -n "$RPS" ] || { cat "$WORK/redis-benchmark.out" >&2; return 1; }
 }
 # A key=value field from the RESULT line of a bench in a file.
 field() { # file bench key
@@ -160,9 +181,11 @@ echo "== load average at start: $LOAD_START" >&2
 if want lag; then
     echo "== 1. lag: $LAG_RATE SET/s at site 1 for $LAG_SECONDS s, probes every 10 ms" >&2
     start_pair
-    timeout "$STEP_TIMEOUT" "$BENCH" lag --write "127.0.0.1:$PORT_A" --read "127.0.0.1:$PORT_B" \
-        --rate "$LAG_RATE" --seconds "$LAG_SECONDS" --conns "$LAG_CONNS" --keys "$KEYSPACE" \
-        --value-bytes "$VALUE_BYTES" ${LAG_DUMP:+--dump "$LAG_DUMP"} | tee "$WORK/lag.out" >&2
+    run "$WORK/lag.out" timeout "$STEP_TIMEOUT" "$BENCH" lag --write "127.0.0.1:$PORT_A" \
+        --read "127.0.0.1:$PORT_B" --rate "$LAG_RATE" --seconds "$LAG_SECONDS" --conns "$LAG_CONNS" \
+        --keys "$KEYSPACE" --value-bytes "$VALUE_BYTES" ${LAG_DUMP:+--dump "$LAG_DUMP"} \
+        || { cat "$WORK/lag.out" >&2; exit 1; }
+    cat "$WORK/lag.out" >&2
     LOAD_LAG=$(loadavg)
     stop_pair
 fi
@@ -178,7 +201,8 @@ if want stream; then
         echo "== 2. round $round: redis-benchmark -P 16 -c 50 -n $STREAM_OPS at a site alone" >&2
         start_solo
         t0=$(cpu_ticks "$PID_S")
-        SOLO+=("$(load "$PORT_S" "$STREAM_OPS")")
+        load "$PORT_S" "$STREAM_OPS"
+        SOLO+=("$RPS")
         SOLO_CPU+=("$(us_per_op "$t0" "$(cpu_ticks "$PID_S")" "$STREAM_OPS")")
         stop_pid "$PID_S"
         echo "   alone: ${SOLO[-1]} SET/s" >&2
@@ -192,11 +216,12 @@ if want stream; then
         sleep 0.5
         a0=$(cpu_ticks "$PID_A")
         b0=$(cpu_ticks "$PID_B")
-        PEERED+=("$(load "$PORT_A" "$STREAM_OPS")")
+        load "$PORT_A" "$STREAM_OPS"
+        PEERED+=("$RPS")
         wait "$STREAM_PID" || { echo "stream measurement failed" >&2; cat "$WORK/stream$round.out" >&2; exit 1; }
+        forget_pid "$STREAM_PID"
         PEERED_CPU_A+=("$(us_per_op "$a0" "$(cpu_ticks "$PID_A")" "$STREAM_OPS")")
         PEERED_CPU_B+=("$(us_per_op "$b0" "$(cpu_ticks "$PID_B")" "$STREAM_OPS")")
-        stop_pid "$STREAM_PID"
         cat "$WORK/stream$round.out" >&2
         echo "   with peer: ${PEERED[-1]} SET/s" >&2
         LOAD_STREAM=$(loadavg)
@@ -210,14 +235,16 @@ if want catchup; then
     start_pair
     redis-cli -p "$PORT_A" PEER PAUSE 2 >/dev/null
     redis-cli -p "$PORT_B" PEER PAUSE 1 >/dev/null
-    BACKLOG_WRITE_RATE=$(load "$PORT_A" "$CATCHUP_OPS")
+    load "$PORT_A" "$CATCHUP_OPS"
+    BACKLOG_WRITE_RATE=$RPS
     OPS_A=$(redis-cli -p "$PORT_A" INFO replication | tr -d '\r' | awk -F: '$1 == "ops_local" { print $2 }')
     LOG_BPO=$(log_bytes_per_op "$DIR_A" "$OPS_A")
     BACKLOG_MIB=$(awk -v b="$LOG_BPO" -v n="$CATCHUP_OPS" 'BEGIN { printf "%.1f", b * n / 1048576 }')
     a0=$(cpu_ticks "$PID_A")
     b0=$(cpu_ticks "$PID_B")
-    timeout "$STEP_TIMEOUT" "$BENCH" catchup --source "127.0.0.1:$PORT_A" --sink "127.0.0.1:$PORT_B" \
-        | tee "$WORK/catchup.out" >&2
+    run "$WORK/catchup.out" timeout "$STEP_TIMEOUT" "$BENCH" catchup \
+        --source "127.0.0.1:$PORT_A" --sink "127.0.0.1:$PORT_B" || { cat "$WORK/catchup.out" >&2; exit 1; }
+    cat "$WORK/catchup.out" >&2
     CATCHUP_CPU_A=$(us_per_op "$a0" "$(cpu_ticks "$PID_A")" "$CATCHUP_OPS")
     CATCHUP_CPU_B=$(us_per_op "$b0" "$(cpu_ticks "$PID_B")" "$CATCHUP_OPS")
     LOAD_CATCHUP=$(loadavg)
