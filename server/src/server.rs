@@ -516,11 +516,15 @@ async fn sample_rates(state: Arc<ServerState>) {
             _ = tick.tick() => state.stats.sample_rates(Instant::now()),
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        // Expiry, group commit and checkpoints fsync under the engine lock:
-        // keep them off the async worker threads.
+        // Expiry and group commit fsync under the engine lock: keep them off
+        // the async worker threads. A checkpoint's rows are written on a
+        // blocking thread of their own, so the ticks go on meanwhile (the
+        // store runs one checkpoint at a time).
         let st = Arc::clone(&state);
         let n = tick_no;
-        let _ = tokio::task::spawn_blocking(move || st.store.tick(n)).await;
+        if let Ok(Some(job)) = tokio::task::spawn_blocking(move || st.store.tick(n)).await {
+            tokio::task::spawn_blocking(move || job.write());
+        }
         tick_no += 1;
     }
 }

@@ -81,9 +81,76 @@ pub struct Store {
     engine: Arc<Mutex<Engine>>,
     /// Set once replication starts (a site with peers or TLS configured).
     replication: OnceLock<Replication>,
-    /// Held while a checkpoint is being written off the engine lock, so a
-    /// second one (or the final one at shutdown) never overtakes it.
-    checkpointing: Mutex<()>,
+    /// One checkpoint at a time, from `checkpoint_begin` to
+    /// `checkpoint_finish`, so a second one (or the final one at shutdown)
+    /// never overtakes a checkpoint still being written off the lock.
+    checkpoint_slot: Arc<CheckpointSlot>,
+}
+
+/// A claim on "the one checkpoint in progress", released by dropping it. It
+/// can move to the thread that writes the checkpoint (a lock guard cannot).
+#[derive(Default)]
+struct CheckpointSlot {
+    busy: std::sync::Mutex<bool>,
+    freed: std::sync::Condvar,
+}
+
+/// Held while one checkpoint is in progress (see [`CheckpointSlot`]).
+pub struct CheckpointClaim(Arc<CheckpointSlot>);
+
+impl CheckpointSlot {
+    fn busy(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn try_claim(self: &Arc<Self>) -> Option<CheckpointClaim> {
+        let mut busy = self.busy();
+        if *busy {
+            return None;
+        }
+        *busy = true;
+        Some(CheckpointClaim(Arc::clone(self)))
+    }
+    /// Waits for the checkpoint in progress, if any, then claims the slot.
+    fn claim(self: &Arc<Self>) -> CheckpointClaim {
+        let mut busy = self.busy();
+        while *busy {
+            busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy = true;
+        CheckpointClaim(Arc::clone(self))
+    }
+}
+
+impl Drop for CheckpointClaim {
+    fn drop(&mut self) {
+        *self.0.busy() = false;
+        self.0.freed.notify_all();
+    }
+}
+
+/// A checkpoint whose rows were taken by [`Store::tick`]; write it with
+/// [`CheckpointJob::write`] on a thread of its own.
+pub struct CheckpointJob {
+    claim: CheckpointClaim,
+    pending: chorus_engine::engine::PendingCheckpoint,
+    engine: Arc<Mutex<Engine>>,
+}
+
+impl CheckpointJob {
+    /// Writes the rows while clients keep being served, then records the
+    /// checkpoint and frees the slot for the next one.
+    pub fn write(self) {
+        let CheckpointJob {
+            claim,
+            pending,
+            engine,
+        } = self;
+        let done = pending.write();
+        if let Err(e) = engine.lock().checkpoint_finish(done) {
+            tracing::error!(error = %e, "checkpoint failed");
+        }
+        drop(claim);
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -151,7 +218,7 @@ impl Store {
                 closed: false,
                 in_transaction: false,
             }),
-            checkpointing: Mutex::new(()),
+            checkpoint_slot: Arc::new(CheckpointSlot::default()),
         })
     }
 
@@ -230,7 +297,7 @@ impl Store {
 
     /// `SAVE` / `BGSAVE`: write a checkpoint.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let _slot = self.checkpointing.lock();
+        let _claim = self.checkpoint_slot.claim();
         self.lock().checkpoint()
     }
 
@@ -241,62 +308,55 @@ impl Store {
 
     /// Periodic work, every [`TICK_MS`]: active expiry; once a second the
     /// group commit of `everysec`; a checkpoint when enough rows changed or
-    /// enough time passed. `tick_no` counts ticks since start.
-    pub fn tick(&self, tick_no: u64) {
-        let pending = {
-            let inner = self.inner.lock();
-            if inner.closed {
-                return;
-            }
-            let mut engine = self.engine.lock();
-            let now = now_ms();
-            engine.expire_cycle(now, EXPIRE_KEYS_PER_TICK);
-            if !tick_no.is_multiple_of(1000 / TICK_MS) {
-                return;
-            }
-            if let Err(e) = engine.sync() {
-                tracing::error!(error = %e, "op log sync failed; writes are refused");
-            }
-            // The backlog keeps what some peer has not durably acknowledged;
-            // without peers it only has to reach back to the last checkpoint.
-            let acked = match self.replication.get() {
-                Some(r) => r.acked_by_all(),
-                None => Some(engine.vv().clone()),
-            };
-            if let Some(vv) = acked {
-                engine.trim_backlog(&vv);
-            }
-            if let Some(r) = self.replication.get() {
-                // Acks to peers follow durability: wake the sessions.
-                r.notify_local_write();
-            }
-            let since = now.saturating_sub(engine.stats().last_checkpoint_ms);
-            let due = engine.dirty_rows() >= CHECKPOINT_DIRTY_ROWS
-                || (engine.dirty_rows() > 0 && since >= CHECKPOINT_INTERVAL_MS);
-            if !due {
-                return;
-            }
-            // One checkpoint at a time: taken before the engine lock is
-            // released, held until the checkpoint is recorded.
-            let Some(slot) = self.checkpointing.try_lock() else {
-                return;
-            };
-            match engine.checkpoint_begin(now) {
-                Ok(Some(p)) => Some((slot, p)),
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::error!(error = %e, "checkpoint failed");
-                    None
-                }
-            }
+    /// enough time passed. `tick_no` counts ticks since start. A checkpoint
+    /// comes back as a job: its rows are written by [`CheckpointJob::write`]
+    /// on another thread, so the ticks (and their syncs) go on meanwhile.
+    pub fn tick(&self, tick_no: u64) -> Option<CheckpointJob> {
+        let inner = self.inner.lock();
+        if inner.closed {
+            return None;
+        }
+        let mut engine = self.engine.lock();
+        let now = now_ms();
+        engine.expire_cycle(now, EXPIRE_KEYS_PER_TICK);
+        if !tick_no.is_multiple_of(1000 / TICK_MS) {
+            return None;
+        }
+        if let Err(e) = engine.sync() {
+            tracing::error!(error = %e, "op log sync failed; writes are refused");
+        }
+        // The backlog keeps what some peer has not durably acknowledged;
+        // without peers it only has to reach back to the last checkpoint.
+        let acked = match self.replication.get() {
+            Some(r) => r.acked_by_all(),
+            None => Some(engine.vv().clone()),
         };
-        if let Some((slot, p)) = pending {
-            // The rows are written while clients keep being served.
-            let done = p.write();
-            if let Err(e) = self.engine.lock().checkpoint_finish(done) {
+        if let Some(vv) = acked {
+            engine.trim_backlog(&vv);
+        }
+        if let Some(r) = self.replication.get() {
+            // Acks to peers follow durability: wake the sessions.
+            r.notify_local_write();
+        }
+        let since = now.saturating_sub(engine.stats().last_checkpoint_ms);
+        let due = engine.dirty_rows() >= CHECKPOINT_DIRTY_ROWS
+            || (engine.dirty_rows() > 0 && since >= CHECKPOINT_INTERVAL_MS);
+        if !due {
+            return None;
+        }
+        // Claimed before the rows are taken, released when they are recorded.
+        let claim = self.checkpoint_slot.try_claim()?;
+        match engine.checkpoint_begin(now) {
+            Ok(Some(pending)) => Some(CheckpointJob {
+                claim,
+                pending,
+                engine: Arc::clone(&self.engine),
+            }),
+            Ok(None) => None,
+            Err(e) => {
                 tracing::error!(error = %e, "checkpoint failed");
+                None
             }
-            drop(slot);
         }
     }
 
@@ -306,7 +366,7 @@ impl Store {
     /// forced, aborts `SHUTDOWN`.
     pub fn shutdown(&self, save: bool) -> Result<(), StoreError> {
         let _ = save;
-        let _slot = self.checkpointing.lock();
+        let _claim = self.checkpoint_slot.claim();
         let mut inner = self.inner.lock();
         if inner.closed {
             return Ok(());
