@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use chorus_engine::storage::redb_backend::RedbStorage;
-use chorus_engine::{Engine, EngineConfig, Fsync, Reply};
+use chorus_engine::{Engine, EngineConfig, Fsync, Origin, Reply};
 use chorus_replication::quic::Replication;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::{Arc, OnceLock};
@@ -100,6 +100,16 @@ pub struct StoreGuard<'a> {
     inner: MutexGuard<'a, StoreInner>,
     engine: MutexGuard<'a, Engine>,
     replication: Option<&'a Replication>,
+    /// The op the last command (or transaction) made, for `write-mode sync`.
+    written: Option<WriteMark>,
+}
+
+/// The op a client's write became: a peer whose durable ack covers `seq` of
+/// `origin` holds it (`write-mode sync` waits for one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteMark {
+    pub origin: Origin,
+    pub seq: u64,
 }
 
 /// Background work per tick (see [`Store::tick`]).
@@ -139,6 +149,10 @@ impl Store {
         let mut config = EngineConfig::new(site_id);
         config.fsync = engine_fsync(appendfsync);
         config.salvage = salvage;
+        // A brand-new data directory (first start, or a site rebuilt on an
+        // empty disk) starts at an incarnation no earlier life of this site
+        // id can have reached: the seconds since the epoch.
+        config.fresh_incarnation = u32::try_from(now_ms() / 1000).unwrap_or(u32::MAX);
         let engine =
             Engine::open(Box::new(storage), config).map_err(|e| open_err(e.to_string()))?;
         Ok(Store {
@@ -176,6 +190,7 @@ impl Store {
             inner,
             engine: self.engine.lock(),
             replication: self.replication.get(),
+            written: None,
         }
     }
 
@@ -201,6 +216,12 @@ impl Store {
 
     pub fn appendfsync(&self) -> AppendFsync {
         self.inner.lock().appendfsync
+    }
+
+    /// `repl-backlog-size`: bytes of ops kept for peers that are behind.
+    pub fn set_backlog_bytes_max(&self, bytes: u64) {
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        self.engine.lock().set_backlog_bytes_max(bytes);
     }
 
     /// Keys and keys-with-deadline per database, for `INFO keyspace`.
@@ -334,7 +355,9 @@ impl StoreGuard<'_> {
     /// Ends the transaction opened by [`StoreGuard::begin_transaction`].
     pub fn commit_transaction(&mut self) {
         self.inner.in_transaction = false;
+        let before = self.engine.last_local_seq();
         self.engine.end_group();
+        self.note_write(before);
         self.sync_if_always();
         if let Some(r) = self.replication {
             r.notify_local_write();
@@ -359,6 +382,7 @@ impl StoreGuard<'_> {
         let before = self.engine.last_local_seq();
         let reply = self.engine.execute(db, args, now_ms());
         if !self.inner.in_transaction && self.engine.last_local_seq() != before {
+            self.note_write(before);
             // Persist before you promise: under `always` the reply waits for
             // the fsync that covers the write.
             self.sync_if_always();
@@ -372,6 +396,22 @@ impl StoreGuard<'_> {
             }
         }
         reply
+    }
+
+    /// Records the op made since `seq_before` (if any) as this guard's write.
+    fn note_write(&mut self, seq_before: u64) {
+        let seq = self.engine.last_local_seq();
+        if seq != seq_before {
+            self.written = Some(WriteMark {
+                origin: self.engine.origin(),
+                seq,
+            });
+        }
+    }
+
+    /// The op the last command or transaction through this guard made, once.
+    pub fn take_write(&mut self) -> Option<WriteMark> {
+        self.written.take()
     }
 
     /// The engine, for figures (INFO) and replication.
