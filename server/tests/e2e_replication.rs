@@ -623,3 +623,49 @@ fn a_site_stopped_longer_than_the_backlog_catches_up_by_full_sync_and_keeps_its_
     assert_eq!(info_number(&a, "anti_entropy_repairs"), 0);
     assert_eq!(info_number(&b, "anti_entropy_repairs"), 0);
 }
+
+// ---- a site rebuilt on an empty disk ------------------------------------------
+
+#[test]
+fn a_site_rebuilt_on_an_empty_disk_takes_writes_before_any_peer_connects() {
+    let unix_secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let (certs, s1, s2) = two_sites();
+    let a = start(certs.path(), &s1, &[&s2]);
+    let b = start(certs.path(), &s2, &[&s1]);
+    let b_created_secs = unix_secs();
+    for i in 0..10 {
+        assert_eq!(text(b.connect().cmd(&["SET", &format!("b{i}"), "old"])), "OK");
+    }
+    converge(&[&a, &b], |p| get(p, "b9") == "old");
+    // Site 2's disk is lost; it comes back empty, with no peer yet, and
+    // takes writes at once. Its OpIds must not be those of its old life,
+    // which site 1 holds (else site 1 would drop them as duplicates). A
+    // fresh directory's incarnation is the wall-clock second, so the rebuild
+    // must fall in a later second than the first start (docs/decisions.md).
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while unix_secs() <= b_created_secs {
+        assert!(Instant::now() < deadline, "the wall clock does not advance");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let b = start(certs.path(), &s2, &[]);
+    let mut cb = b.connect();
+    assert_eq!(text(cb.cmd(&["SET", "fresh", "v"])), "OK");
+    assert_eq!(text(cb.cmd(&["SET", "b0", "new"])), "OK");
+    assert_eq!(text(cb.cmd(&["INCR", "n"])), "1");
+    let peer1 = format!("127.0.0.1:{}", s1.repl_port);
+    assert_eq!(text(cb.cmd(&["PEER", "ADD", "1", &peer1])), "OK");
+    converge(&[&a, &b], |p| get(p, "fresh") == "v" && get(p, "b9") == "old");
+    for p in [&a, &b] {
+        assert_eq!(get(p, "b0"), "new");
+        assert_eq!(get(p, "n"), "1");
+        for i in 1..10 {
+            assert_eq!(get(p, &format!("b{i}")), "old");
+        }
+    }
+}
