@@ -1581,19 +1581,12 @@ impl Sim {
         }
         if wipe {
             self.stats.wipes += 1;
-            // A rebuilt site: new disk. An operator-provided floor keeps its
-            // OpIds unique (see docs/simulator.md, "wipe").
+            // A rebuilt site: new disk. Its fresh incarnation stands for the
+            // server's wall-clock one: above any of its earlier life (see
+            // docs/simulator.md, "wipe").
             let floor = self.check.max_incarnation(s).saturating_add(1);
-            let fresh = SharedDisk::new();
-            {
-                let mut d = fresh.lock();
-                if let Err(e) = d.meta_put("incarnation", &floor.to_le_bytes()) {
-                    drop(d);
-                    self.fail(Violation::new("sim", format!("wipe: {e}")));
-                    return;
-                }
-            }
-            self.sites[s].disk = fresh;
+            self.sites[s].engine_config.fresh_incarnation = floor;
+            self.sites[s].disk = SharedDisk::new();
             self.check.site_wiped(s);
         } else {
             self.stats.crashes += 1;
