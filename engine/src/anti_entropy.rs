@@ -19,6 +19,7 @@ use crate::engine::Engine;
 use crate::id::VersionVector;
 use crate::keyspace::image::{join_rows, RowImage};
 use crate::keyspace::row::Row;
+use crate::keyspace::value::{hasher, Hasher};
 use crate::keyspace::{bucket_of, DBS, DIGEST_BUCKETS};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -165,7 +166,8 @@ impl Engine {
         }
         let vv = self.vv.clone();
         let mut changed = 0usize;
-        let mut seen: HashSet<Bytes> = HashSet::with_capacity(rows.len());
+        let mut seen: HashSet<Bytes, Hasher> =
+            HashSet::with_capacity_and_hasher(rows.len(), hasher());
         for (key, image) in rows {
             let local = self.keyspace.db(db).rows.get(&key).cloned();
             if self.join_row(db, &key, local, &image.into_row(), &vv) {

@@ -15,7 +15,11 @@ fn config(fresh_incarnation: u32) -> EngineConfig {
 }
 
 fn set(e: &mut Engine, key: &str) {
-    let args = [Bytes::from("SET"), Bytes::from(key.to_owned()), Bytes::from("v")];
+    let args = [
+        Bytes::from("SET"),
+        Bytes::from(key.to_owned()),
+        Bytes::from("v"),
+    ];
     assert_eq!(e.execute(0, &args, 1_000), Reply::Ok);
 }
 

@@ -331,9 +331,9 @@ impl Server {
             settings.site_id,
             settings.appendfsync,
             cli.salvage,
+            Some(settings.repl_backlog_size),
         )?;
         config.set_dir_absolute(store.dir());
-        store.set_backlog_bytes_max(settings.repl_backlog_size);
         let peer_overrides = PeerOverrides::load(store.dir())?;
         let listeners = bind_all(&settings.bind, settings.port)?;
         if let Some(port) = listeners

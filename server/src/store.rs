@@ -125,16 +125,19 @@ impl Store {
     /// Opens (creating if needed) the data directory of this site and
     /// recovers its engine.
     pub fn open(dir: &Path, site_id: u16, appendfsync: AppendFsync) -> Result<Store, StoreError> {
-        Self::open_with(dir, site_id, appendfsync, false)
+        Self::open_with(dir, site_id, appendfsync, false, None)
     }
 
     /// `salvage`: keep the intact prefix of a damaged op log instead of
-    /// refusing to start.
+    /// refusing to start. `backlog_bytes_max` (`repl-backlog-size`) bounds
+    /// the backlog already while the log is recovered; `None` keeps the
+    /// engine's default.
     pub fn open_with(
         dir: &Path,
         site_id: u16,
         appendfsync: AppendFsync,
         salvage: bool,
+        backlog_bytes_max: Option<u64>,
     ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
@@ -149,6 +152,9 @@ impl Store {
         let mut config = EngineConfig::new(site_id);
         config.fsync = engine_fsync(appendfsync);
         config.salvage = salvage;
+        if let Some(bytes) = backlog_bytes_max {
+            config.backlog_bytes_max = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
+        }
         // A brand-new data directory (first start, or a site rebuilt on an
         // empty disk) starts at an incarnation no earlier life of this site
         // id can have reached: the seconds since the epoch.

@@ -639,7 +639,10 @@ fn a_site_rebuilt_on_an_empty_disk_takes_writes_before_any_peer_connects() {
     let b = start(certs.path(), &s2, &[&s1]);
     let b_created_secs = unix_secs();
     for i in 0..10 {
-        assert_eq!(text(b.connect().cmd(&["SET", &format!("b{i}"), "old"])), "OK");
+        assert_eq!(
+            text(b.connect().cmd(&["SET", &format!("b{i}"), "old"])),
+            "OK"
+        );
     }
     converge(&[&a, &b], |p| get(p, "b9") == "old");
     // Site 2's disk is lost; it comes back empty, with no peer yet, and
@@ -660,7 +663,9 @@ fn a_site_rebuilt_on_an_empty_disk_takes_writes_before_any_peer_connects() {
     assert_eq!(text(cb.cmd(&["INCR", "n"])), "1");
     let peer1 = format!("127.0.0.1:{}", s1.repl_port);
     assert_eq!(text(cb.cmd(&["PEER", "ADD", "1", &peer1])), "OK");
-    converge(&[&a, &b], |p| get(p, "fresh") == "v" && get(p, "b9") == "old");
+    converge(&[&a, &b], |p| {
+        get(p, "fresh") == "v" && get(p, "b9") == "old"
+    });
     for p in [&a, &b] {
         assert_eq!(get(p, "b0"), "new");
         assert_eq!(get(p, "n"), "1");
