@@ -622,6 +622,15 @@ fn a_site_stopped_longer_than_the_backlog_catches_up_by_full_sync_and_keeps_its_
     });
     assert_eq!(info_number(&a, "anti_entropy_repairs"), 0);
     assert_eq!(info_number(&b, "anti_entropy_repairs"), 0);
+    // An operator's round on demand.
+    let checks = info_number(&a, "anti_entropy_checks") + info_number(&b, "anti_entropy_checks");
+    assert_eq!(text(a.connect().cmd(&["PEER", "CHECK", "2"])), "OK");
+    assert!(error_text(a.connect().cmd(&["PEER", "CHECK", "9"])).contains("no such peer"));
+    wait_until("the requested anti-entropy round", || {
+        info_number(&a, "anti_entropy_checks") + info_number(&b, "anti_entropy_checks")
+            >= checks + 16
+    });
+    assert_eq!(info_number(&a, "anti_entropy_repairs"), 0);
 }
 
 // ---- a site rebuilt on an empty disk ------------------------------------------
