@@ -59,6 +59,11 @@ pub struct EngineConfig {
     pub causal_buffer_ops_max: usize,
     /// Refuse to open on a corrupt log record instead of salvaging (default).
     pub salvage: bool,
+    /// The incarnation a brand-new data directory starts with (at least; a
+    /// pre-set one is kept). The server passes the wall-clock seconds, so a
+    /// site rebuilt on an empty disk never reuses its old OpIds (see
+    /// docs/decisions.md); 0 keeps tests and the simulator deterministic.
+    pub fresh_incarnation: u32,
 }
 
 impl EngineConfig {
@@ -69,6 +74,7 @@ impl EngineConfig {
             backlog_bytes_max: 256 << 20,
             causal_buffer_ops_max: 100_000,
             salvage: false,
+            fresh_incarnation: 0,
         }
     }
 }
@@ -245,6 +251,9 @@ impl Engine {
         // (un-fsynced tail): start a new incarnation so no OpId is ever reused.
         if !clean && !brand_new {
             incarnation += 1;
+        }
+        if brand_new {
+            incarnation = incarnation.max(engine.config.fresh_incarnation);
         }
         engine
             .storage

@@ -5,6 +5,7 @@
 //! the op log and its storage, and recovery. It never reads a clock, opens a
 //! socket, spawns a thread or draws randomness: time is an argument.
 
+pub mod anti_entropy;
 pub mod cmd;
 pub mod crdt;
 pub mod engine;
@@ -17,6 +18,7 @@ pub mod op;
 pub mod reply;
 pub mod storage;
 
+pub use anti_entropy::{BucketRows, RepairError};
 pub use engine::{
     Engine, EngineConfig, EngineError, Fsync, OpenError, RemoteOutcome, Snapshot, Txn,
 };

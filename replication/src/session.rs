@@ -31,16 +31,16 @@
 use crate::rate_limit::TokenBucket;
 use crate::wire::{
     encode_frame, FrameDecoder, Hello, Message, RefuseReason, SnapshotRow, WireError,
-    BATCH_BYTES_MAX, BATCH_OPS_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
-    SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_CHUNK_ROWS_MAX, SNAPSHOT_ROW_BYTES_MAX,
+    BATCH_BYTES_MAX, BATCH_OPS_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, REPAIR_BYTES_MAX,
+    REPAIR_ROWS_MAX, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_CHUNK_ROWS_MAX, SNAPSHOT_ROW_BYTES_MAX,
 };
 use bytes::Bytes;
 use chorus_engine::hlc::Hlc;
 use chorus_engine::id::{SiteId, VersionVector};
 use chorus_engine::keyspace::image::RowImage;
-use chorus_engine::keyspace::DBS;
+use chorus_engine::keyspace::{DBS, DIGEST_BUCKETS};
 use chorus_engine::log::decode_op;
-use chorus_engine::{Engine, Snapshot};
+use chorus_engine::{BucketRows, Engine, Snapshot};
 use std::collections::VecDeque;
 use thiserror::Error;
 
@@ -53,6 +53,18 @@ pub const SNAPSHOT_BYTES_MAX_DEFAULT: u64 = 4 << 30;
 /// Bytes of bookkeeping counted per received snapshot row on top of its key and
 /// image, so that many tiny rows are bounded too.
 pub const SNAPSHOT_ROW_ACCOUNTING_BYTES: u64 = 64;
+/// Default `SessionConfig::anti_entropy_interval_ms`.
+pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 60_000;
+/// How soon an anti-entropy round is tried again when the link was busy or
+/// the two vectors differed (capped by the interval itself).
+pub const ANTI_ENTROPY_RETRY_MS: u64 = 1_000;
+/// Every database, one bit each (digest queries).
+const ALL_DBS: u16 = if DBS >= 16 {
+    u16::MAX
+} else {
+    (1u16 << DBS) - 1
+};
+const _: () = assert!(DBS <= 16, "digest query masks hold one bit per database");
 
 /// Per-peer settings. `SessionConfig::new(cluster_id)` gives the defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +92,9 @@ pub struct SessionConfig {
     pub snapshot_bytes_max: u64,
     /// Report `Lagging` when the peer's durable ack is this many ops behind.
     pub lag_ops_alert: u64,
+    /// Compare digests with the peer this often and repair differences
+    /// (anti-entropy); 0 = never.
+    pub anti_entropy_interval_ms: u64,
     /// CANARY (simulator only): ack the applied vector instead of the durable
     /// one, which breaks "no acknowledged write is lost".
     pub canary_ack_before_durable: bool,
@@ -100,6 +115,7 @@ impl SessionConfig {
             snapshot_chunk_bytes_max: 1 << 20,
             snapshot_bytes_max: SNAPSHOT_BYTES_MAX_DEFAULT,
             lag_ops_alert: 100_000,
+            anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
             canary_ack_before_durable: false,
         }
     }
@@ -231,7 +247,21 @@ pub enum SessionEvent {
         db: u8,
     },
     /// Same version vector, different buckets of `db`: divergence (a bug).
+    /// Anti-entropy repairs the buckets next.
     DigestMismatch {
+        db: u8,
+        buckets: Vec<u16>,
+    },
+    /// Anti-entropy changed `rows` rows of ours in `buckets` of `db`, joining
+    /// the peer's rows at the same vector. Never happens on a correct system.
+    Repaired {
+        db: u8,
+        buckets: Vec<u16>,
+        rows: u64,
+    },
+    /// These buckets differ but are too large for one `RepairRows`
+    /// (`REPAIR_BYTES_MAX`): anti-entropy cannot repair them.
+    RepairTooLarge {
         db: u8,
         buckets: Vec<u16>,
     },
@@ -265,7 +295,20 @@ pub struct SessionStats {
     /// the time lag is roughly `wall_now - peer_hlc.wall_ms()`.
     pub peer_hlc: Option<Hlc>,
     pub peer_hlc_at_ms: Option<u64>,
+    /// Digests answered without buckets or at another vector (not compared).
     pub digests_incomparable: u64,
+    /// Anti-entropy rounds started (digest queries sent for every database).
+    pub anti_entropy_rounds: u64,
+    /// Digests of one database compared at equal vectors.
+    pub anti_entropy_checks: u64,
+    /// Buckets found different by those comparisons.
+    pub anti_entropy_mismatches: u64,
+    /// Repairs that changed our state (each a `Repaired` event).
+    pub anti_entropy_repairs: u64,
+    /// Rows of ours those repairs changed.
+    pub anti_entropy_rows_repaired: u64,
+    /// Repair rows not merged because the vectors had moved apart.
+    pub anti_entropy_deferred: u64,
     pub events_dropped: u64,
 }
 
@@ -283,9 +326,11 @@ enum Timer {
     /// Batches are in flight and no ack has made progress for
     /// `ACK_WAIT_MS`: resend from what the peer confirmed.
     AckWait = 4,
+    /// Time for an anti-entropy round.
+    AntiEntropy = 5,
 }
 
-const TIMERS: usize = 5;
+const TIMERS: usize = 6;
 
 /// How long in-flight batches may go unacknowledged on a live connection
 /// before the session resends from what the peer confirmed. A reliable
@@ -390,6 +435,9 @@ pub struct PeerSession {
     incoming: Option<Box<IncomingSnapshot>>,
     /// Last ack sent: (durable, applied).
     ack_sent: Option<(VersionVector, VersionVector)>,
+    /// A batch arrived since the last ack: ack even if nothing changed (all
+    /// duplicates), so the sender retires it instead of waiting `ACK_WAIT_MS`.
+    ack_wanted: bool,
     last_ack_sent_ms: Option<u64>,
 
     // Control messages waiting to go out (flags: each is bounded to one).
@@ -399,6 +447,20 @@ pub struct PeerSession {
     snapshot_request_pending: bool,
     digest_request_pending: Option<u8>,
     digest_reply_pending: Option<u8>,
+
+    // Anti-entropy (see `docs/replication.md`).
+    /// The timer fired: start a round at the next `poll_transmit`.
+    anti_entropy_due: bool,
+    /// Databases to send a `DigestQuery` for (one bit each).
+    digest_queries_out: u16,
+    /// The peer's queries to answer: its vector and the databases.
+    digest_queries_in: Option<(VersionVector, u16)>,
+    /// Buckets found different, per database (at most one entry per db),
+    /// to send as `RepairRows`.
+    repairs_out: VecDeque<(u8, Vec<u16>)>,
+    /// Our rows for a peer's `RepairRows` that asked for them, taken before
+    /// theirs were merged (at most one).
+    repair_reply: Option<Box<Message>>,
 
     events: VecDeque<SessionEvent>,
     lagging: bool,
@@ -426,6 +488,7 @@ impl PeerSession {
             peer_wants_snapshot: false,
             incoming: None,
             ack_sent: None,
+            ack_wanted: false,
             last_ack_sent_ms: None,
             hello_pending: false,
             refuse_pending: None,
@@ -433,6 +496,11 @@ impl PeerSession {
             snapshot_request_pending: false,
             digest_request_pending: None,
             digest_reply_pending: None,
+            anti_entropy_due: false,
+            digest_queries_out: 0,
+            digest_queries_in: None,
+            repairs_out: VecDeque::new(),
+            repair_reply: None,
             events: VecDeque::new(),
             lagging: false,
             stats: SessionStats::default(),
@@ -523,6 +591,10 @@ impl PeerSession {
                 }
             }
         }
+        if self.timers.expired(Timer::AntiEntropy, now_ms) {
+            self.timers.stop(Timer::AntiEntropy);
+            self.anti_entropy_due = true;
+        }
         // One-shot wake-ups: `poll_transmit` re-arms them if still held back.
         for t in [Timer::Ack, Timer::RateLimit] {
             if self.timers.expired(t, now_ms) {
@@ -596,6 +668,23 @@ impl PeerSession {
     pub fn request_digest(&mut self, db: u8) {
         if (db as usize) < DBS {
             self.digest_request_pending = Some(db);
+        }
+        debug_assert!(self.invariants_hold());
+    }
+
+    /// Changes the anti-entropy interval (0 = off); the next round is due one
+    /// interval from `now_ms`.
+    pub fn set_anti_entropy_interval(&mut self, interval_ms: u64, now_ms: u64) {
+        self.config.anti_entropy_interval_ms = interval_ms;
+        self.arm_anti_entropy(now_ms, false);
+        debug_assert!(self.invariants_hold());
+    }
+
+    /// Starts an anti-entropy round at the next `poll_transmit` (if the link is
+    /// quiet enough to compare), instead of waiting for the timer.
+    pub fn request_anti_entropy(&mut self) {
+        if self.link == Link::Up {
+            self.anti_entropy_due = true;
         }
         debug_assert!(self.invariants_hold());
     }
@@ -677,6 +766,17 @@ impl PeerSession {
             && self.peer_acked.is_canonical()
             && self.events.len() <= EVENTS_QUEUED_MAX
             && self.rate.invariants_hold()
+            && self.repairs_out.len() <= DBS
+            && self
+                .repairs_out
+                .iter()
+                .all(|(db, b)| (*db as usize) < DBS && !b.is_empty())
+            && (self.link == Link::Up
+                || (self.repairs_out.is_empty()
+                    && self.repair_reply.is_none()
+                    && self.digest_queries_in.is_none()
+                    && self.digest_queries_out == 0
+                    && !self.anti_entropy_due))
     }
 
     // ---- internals: connection -------------------------------------------------
@@ -705,12 +805,18 @@ impl PeerSession {
         self.peer_wants_snapshot = false;
         self.incoming = None;
         self.ack_sent = None;
+        self.ack_wanted = false;
         self.last_ack_sent_ms = None;
         self.hello_pending = false;
         self.refuse_pending = None;
         self.rewind_pending = false;
         self.digest_request_pending = None;
         self.digest_reply_pending = None;
+        self.anti_entropy_due = false;
+        self.digest_queries_out = 0;
+        self.digest_queries_in = None;
+        self.repairs_out.clear();
+        self.repair_reply = None;
     }
 
     fn push_event(&mut self, e: SessionEvent) {
@@ -774,7 +880,15 @@ impl PeerSession {
             Message::SnapshotChunk { rows } => self.on_snapshot_chunk(rows),
             Message::SnapshotEnd => self.on_snapshot_end(engine),
             Message::DigestRequest { db } => self.digest_reply_pending = Some(db),
-            Message::Digest { vv, db, buckets } => self.on_digest(vv, db, buckets, engine),
+            Message::Digest { vv, db, buckets } => self.on_digest(now_ms, vv, db, buckets, engine),
+            Message::DigestQuery { vv, db } => self.on_digest_query(now_ms, vv, db),
+            Message::RepairRows {
+                vv,
+                db,
+                buckets,
+                rows,
+                reply,
+            } => self.on_repair_rows(vv, db, buckets, rows, reply, engine),
             Message::Heartbeat { hlc } => {
                 self.stats.peer_hlc = Some(hlc);
                 self.stats.peer_hlc_at_ms = Some(now_ms);
@@ -824,6 +938,9 @@ impl PeerSession {
             Timer::Heartbeat,
             now_ms.saturating_add(self.config.heartbeat_interval_ms),
         );
+        // The lower site runs the rounds; the higher one only when those
+        // stop coming (see `on_digest_query`).
+        self.arm_anti_entropy(now_ms, h.site_id < engine.site_id());
         self.push_event(SessionEvent::Connected {
             peer_site: h.site_id,
         });
@@ -865,6 +982,7 @@ impl PeerSession {
             self.peer_known.join(&op.deps);
         }
         let n = decoded.len() as u64;
+        self.ack_wanted = true;
         let outcome = engine.apply_remote(decoded);
         self.stats.batches_received += 1;
         self.stats.ops_received += n;
@@ -1004,12 +1122,22 @@ impl PeerSession {
         });
     }
 
-    fn on_digest(&mut self, vv: VersionVector, db: u8, buckets: Vec<[u8; 32]>, engine: &Engine) {
-        if &vv != engine.vv() {
+    fn on_digest(
+        &mut self,
+        now_ms: u64,
+        vv: VersionVector,
+        db: u8,
+        buckets: Vec<[u8; 32]>,
+        engine: &Engine,
+    ) {
+        if buckets.is_empty() || &vv != engine.vv() {
             // Different sets of ops: the digests may differ legitimately.
+            // Try again soon: the link may be quiet by then.
             self.stats.digests_incomparable += 1;
+            self.retry_anti_entropy(now_ms);
             return;
         }
+        self.stats.anti_entropy_checks += 1;
         let ours = engine.keyspace().bucket_digests(db);
         let differing: Vec<u16> = (0..ours.len().max(buckets.len()))
             .filter(|&i| ours.get(i) != buckets.get(i))
@@ -1017,11 +1145,155 @@ impl PeerSession {
             .collect();
         if differing.is_empty() {
             self.push_event(SessionEvent::DigestMatched { db });
+            return;
+        }
+        self.stats.anti_entropy_mismatches += differing.len() as u64;
+        self.push_event(SessionEvent::DigestMismatch {
+            db,
+            buckets: differing.clone(),
+        });
+        // Repair: send our rows of those buckets, asking for theirs.
+        let valid: Vec<u16> = differing
+            .into_iter()
+            .filter(|&b| (b as usize) < DIGEST_BUCKETS)
+            .collect();
+        if valid.is_empty() {
+            return;
+        }
+        self.repairs_out.retain(|(d, _)| *d != db);
+        self.repairs_out.push_back((db, valid));
+    }
+
+    fn on_digest_query(&mut self, now_ms: u64, vv: VersionVector, db: u8) {
+        let bit = 1u16 << (db as usize % DBS);
+        let mask = match self.digest_queries_in.take() {
+            Some((_, mask)) => mask | bit,
+            None => bit,
+        };
+        // Answered at the vector of the latest query; the peer compares with
+        // its own state when the answer arrives anyway.
+        self.digest_queries_in = Some((vv, mask));
+        // The peer's round covers this pair (repairs go both ways): ours
+        // waits until the peer's next one is overdue, so one side runs the
+        // rounds while it can.
+        self.arm_anti_entropy(now_ms, true);
+    }
+
+    fn on_repair_rows(
+        &mut self,
+        vv: VersionVector,
+        db: u8,
+        buckets: Vec<u16>,
+        rows: Vec<SnapshotRow>,
+        reply: bool,
+        engine: &mut Engine,
+    ) {
+        if &vv != engine.vv() {
+            // Rows taken at another vector cannot be joined without adding
+            // ops we do not hold: the next round compares again.
+            self.stats.anti_entropy_deferred += 1;
+            return;
+        }
+        let mut decoded = Vec::with_capacity(rows.len());
+        for row in rows {
+            match RowImage::decode(&row.image) {
+                Ok(image) => decoded.push((row.key, image)),
+                Err(e) => {
+                    self.close(SessionError::SnapshotRow(e.to_string()));
+                    return;
+                }
+            }
+        }
+        if reply {
+            if self.repair_reply.is_none() {
+                // Ours as they are now, before the peer's are joined in: the
+                // peer joins them at the same vector and both sides agree.
+                let mine = engine.bucket_rows(db, &buckets, REPAIR_BYTES_MAX, REPAIR_ROWS_MAX);
+                if !mine.too_large.is_empty() {
+                    self.push_event(SessionEvent::RepairTooLarge {
+                        db,
+                        buckets: mine.too_large.clone(),
+                    });
+                }
+                if !mine.buckets.is_empty() {
+                    self.repair_reply = Some(Box::new(repair_message(engine.vv(), db, mine)));
+                }
+            } else {
+                self.stats.anti_entropy_deferred += 1;
+            }
+        }
+        match engine.merge_bucket_rows(db, &buckets, &vv, decoded) {
+            Ok(0) => {}
+            Ok(changed) => {
+                self.stats.anti_entropy_repairs += 1;
+                self.stats.anti_entropy_rows_repaired += changed as u64;
+                self.push_event(SessionEvent::Repaired {
+                    db,
+                    buckets,
+                    rows: changed as u64,
+                });
+            }
+            Err(e) => self.close(SessionError::Engine(e.to_string())),
+        }
+    }
+
+    /// Arms the anti-entropy timer one interval from now (or stops it).
+    /// `yielding`: a quarter interval later, so that the peer's round, which
+    /// covers the pair, comes first (see `on_digest_query`).
+    fn arm_anti_entropy(&mut self, now_ms: u64, yielding: bool) {
+        let interval = self.config.anti_entropy_interval_ms;
+        if self.link != Link::Up || interval == 0 {
+            self.timers.stop(Timer::AntiEntropy);
+            return;
+        }
+        let delay = if yielding {
+            interval.saturating_add(interval / 4)
         } else {
-            self.push_event(SessionEvent::DigestMismatch {
-                db,
-                buckets: differing,
-            });
+            interval
+        };
+        self.timers
+            .set(Timer::AntiEntropy, now_ms.saturating_add(delay));
+    }
+
+    /// Brings the next anti-entropy round forward to `ANTI_ENTROPY_RETRY_MS`.
+    fn retry_anti_entropy(&mut self, now_ms: u64) {
+        let interval = self.config.anti_entropy_interval_ms;
+        if self.link != Link::Up || interval == 0 {
+            return;
+        }
+        let at = now_ms.saturating_add(ANTI_ENTROPY_RETRY_MS.min(interval));
+        let sooner = self.timers.at[Timer::AntiEntropy as usize].map_or(true, |t| at < t);
+        if sooner {
+            self.timers.set(Timer::AntiEntropy, at);
+        }
+    }
+
+    /// The two sides can only hold the same vector when nothing is on its way
+    /// from us: no batch in flight, no snapshot either way, and the peer has
+    /// confirmed every op we hold. (Whether the peer holds ops we lack shows
+    /// in its answer's vector.)
+    fn quiet_towards_peer(&self, engine: &Engine) -> bool {
+        self.link == Link::Up
+            && !self.paused
+            && self.inflight.is_empty()
+            && self.incoming.is_none()
+            && !self.peer_wants_snapshot
+            && matches!(self.outbound, Outbound::Streaming { .. })
+            && self.peer_confirmed.dominates(engine.vv())
+    }
+
+    /// The timer fired (or an operator asked): query every database's
+    /// digest if the link is quiet, else try again soon (never with the
+    /// interval at 0: an operator's request is then tried once).
+    fn start_anti_entropy(&mut self, now_ms: u64, engine: &Engine) {
+        self.anti_entropy_due = false;
+        if self.quiet_towards_peer(engine) && self.digest_queries_out == 0 {
+            self.stats.anti_entropy_rounds += 1;
+            self.digest_queries_out = ALL_DBS;
+            self.arm_anti_entropy(now_ms, false);
+        } else {
+            self.timers.stop(Timer::AntiEntropy);
+            self.retry_anti_entropy(now_ms);
         }
     }
 
@@ -1078,6 +1350,20 @@ impl PeerSession {
             };
             return self.encode(msg);
         }
+        if self.anti_entropy_due {
+            self.start_anti_entropy(now_ms, engine);
+        }
+        if self.digest_queries_out != 0 {
+            let db = self.digest_queries_out.trailing_zeros() as u8;
+            self.digest_queries_out &= !(1u16 << db);
+            return self.encode(Message::DigestQuery {
+                vv: engine.vv().clone(),
+                db,
+            });
+        }
+        if let Some(frame) = self.digest_answer(engine) {
+            return Some(frame);
+        }
         if let Some(frame) = self.ack_if_due(now_ms, engine) {
             return Some(frame);
         }
@@ -1118,10 +1404,11 @@ impl PeerSession {
         } else {
             engine.durable_vv()
         };
-        let changed = self
-            .ack_sent
-            .as_ref()
-            .map_or(true, |(d, a)| d != durable || a != applied);
+        let changed = self.ack_wanted
+            || self
+                .ack_sent
+                .as_ref()
+                .map_or(true, |(d, a)| d != durable || a != applied);
         if !changed {
             self.timers.stop(Timer::Ack);
             return None;
@@ -1134,6 +1421,7 @@ impl PeerSession {
             }
         }
         self.timers.stop(Timer::Ack);
+        self.ack_wanted = false;
         self.ack_sent = Some((durable.clone(), applied.clone()));
         self.last_ack_sent_ms = Some(now_ms);
         self.stats.acks_sent += 1;
@@ -1154,6 +1442,10 @@ impl PeerSession {
             self.peer_wants_snapshot = false;
             self.start_snapshot(engine);
         }
+        if let Some(frame) = self.next_repair_frame(engine) {
+            self.rate.spend(frame.len(), now_ms);
+            return Some(frame);
+        }
         let frame = match self.outbound {
             Outbound::Idle => None,
             Outbound::Streaming { .. } => self.next_batch(engine),
@@ -1161,6 +1453,55 @@ impl PeerSession {
         }?;
         self.rate.spend(frame.len(), now_ms);
         Some(frame)
+    }
+
+    /// The answer to one of the peer's digest queries: the buckets if we hold
+    /// exactly the vector it asked at, else none (with our vector).
+    fn digest_answer(&mut self, engine: &Engine) -> Option<Vec<u8>> {
+        let (vv, mask) = self.digest_queries_in.take()?;
+        let db = mask.trailing_zeros() as u8;
+        let rest = mask & !(1u16 << db);
+        let buckets = if &vv == engine.vv() {
+            engine.keyspace().bucket_digests(db)
+        } else {
+            Vec::new()
+        };
+        if rest != 0 {
+            self.digest_queries_in = Some((vv, rest));
+        }
+        self.encode(Message::Digest {
+            vv: engine.vv().clone(),
+            db,
+            buckets,
+        })
+    }
+
+    /// A pending repair: our answer to the peer's rows first, then our own
+    /// rows of buckets we found different (asking for the peer's).
+    fn next_repair_frame(&mut self, engine: &Engine) -> Option<Vec<u8>> {
+        if let Some(msg) = self.repair_reply.take() {
+            return self.encode(*msg);
+        }
+        let (db, buckets) = self.repairs_out.pop_front()?;
+        let rows = engine.bucket_rows(db, &buckets, REPAIR_BYTES_MAX, REPAIR_ROWS_MAX);
+        if !rows.too_large.is_empty() {
+            self.push_event(SessionEvent::RepairTooLarge {
+                db,
+                buckets: rows.too_large.clone(),
+            });
+        }
+        if !rows.deferred.is_empty() {
+            // The rest goes in the next message.
+            self.repairs_out.push_front((db, rows.deferred.clone()));
+        }
+        if rows.buckets.is_empty() {
+            return None;
+        }
+        let mut msg = repair_message(engine.vv(), db, rows);
+        if let Message::RepairRows { reply, .. } = &mut msg {
+            *reply = true;
+        }
+        self.encode(msg)
     }
 
     fn next_batch(&mut self, engine: &Engine) -> Option<Vec<u8>> {
@@ -1299,6 +1640,25 @@ impl PeerSession {
             rows: out.rows_total,
         });
         self.encode(Message::SnapshotEnd)
+    }
+}
+
+/// A `RepairRows` (without `reply`) carrying `rows`.
+fn repair_message(vv: &VersionVector, db: u8, rows: BucketRows) -> Message {
+    Message::RepairRows {
+        vv: vv.clone(),
+        db,
+        buckets: rows.buckets,
+        rows: rows
+            .rows
+            .into_iter()
+            .map(|(key, image)| SnapshotRow {
+                db,
+                key,
+                image: Bytes::from(image),
+            })
+            .collect(),
+        reply: false,
     }
 }
 

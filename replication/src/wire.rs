@@ -26,10 +26,12 @@ use thiserror::Error;
 
 /// First byte of every frame payload: the encoding of the message that follows.
 pub const WIRE_VERSION: u8 = 1;
-/// The protocol this build speaks (sent in `Hello`).
-pub const PROTOCOL_VERSION: u16 = 1;
-/// The oldest protocol this build still accepts from a peer.
-pub const PROTOCOL_VERSION_MIN: u16 = 1;
+/// The protocol this build speaks (sent in `Hello`). Version 2 added the
+/// anti-entropy messages `DigestQuery` and `RepairRows`.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest protocol this build still accepts from a peer. Version 1 was
+/// never released and cannot take part in anti-entropy.
+pub const PROTOCOL_VERSION_MIN: u16 = 2;
 
 /// The `u32 LE` length in front of every frame.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -66,6 +68,11 @@ pub const SNAPSHOT_ROW_OVERHEAD_BYTES: usize = 1 + 2 * VARINT_BYTES_MAX;
 pub const SNAPSHOT_ROWS_MAX: u64 = 1 << 32;
 /// Most digest buckets in one `Digest` (one database's buckets).
 pub const DIGEST_BUCKETS_MAX: usize = DIGEST_BUCKETS;
+/// Most row bytes (key + image) in one `RepairRows`; a bucket larger than
+/// this cannot be repaired by anti-entropy (a full sync still can).
+pub const REPAIR_BYTES_MAX: usize = 32 << 20;
+/// Most rows in one `RepairRows`.
+pub const REPAIR_ROWS_MAX: usize = 1 << 20;
 
 /// Largest frame payload (after the length header). Big enough for the largest
 /// op alone in a batch, which is the largest message.
@@ -99,6 +106,16 @@ const _: () = {
     // An ack (two vectors) and a digest (a vector and the buckets) fit one frame.
     assert!(2 * VV_BYTES_MAX + MESSAGE_OVERHEAD_BYTES_MAX <= FRAME_BYTES_MAX);
     assert!(VV_BYTES_MAX + DIGEST_BUCKETS_MAX * 32 + MESSAGE_OVERHEAD_BYTES_MAX <= FRAME_BYTES_MAX);
+    // A full repair (a vector, the bucket list, the rows) fits one frame.
+    assert!(
+        VV_BYTES_MAX
+            + DIGEST_BUCKETS_MAX * 3
+            + REPAIR_BYTES_MAX
+            + REPAIR_ROWS_MAX * SNAPSHOT_ROW_OVERHEAD_BYTES
+            + MESSAGE_OVERHEAD_BYTES_MAX
+            <= FRAME_BYTES_MAX
+    );
+    assert!(DIGEST_BUCKETS_MAX <= u16::MAX as usize);
     assert!(DBS <= u8::MAX as usize);
 };
 
@@ -186,6 +203,24 @@ pub enum Message {
     Heartbeat {
         hlc: Hlc,
     },
+    /// Anti-entropy: "if you hold exactly `vv`, send your digest buckets of
+    /// `db`". The answer is a `Digest`, with no buckets when the vectors differ
+    /// (states at different vectors cannot be compared).
+    DigestQuery {
+        vv: VersionVector,
+        db: u8,
+    },
+    /// Anti-entropy repair: every row the sender holds in the digest buckets
+    /// `buckets` (ascending) of `db`, taken at its vector `vv`. The receiver
+    /// joins them only if it holds exactly `vv`; with `reply` it first sends
+    /// its own rows of the same buckets back (with `reply: false`).
+    RepairRows {
+        vv: VersionVector,
+        db: u8,
+        buckets: Vec<u16>,
+        rows: Vec<SnapshotRow>,
+        reply: bool,
+    },
 }
 
 /// What is wrong with a frame or a message.
@@ -217,6 +252,51 @@ fn check_vv(vv: &VersionVector) -> Result<(), WireError> {
     Ok(())
 }
 
+/// `RepairRows` bounds: whole buckets of one database, every row in one of
+/// them (a row outside would be joined against the wrong set of rows).
+fn check_repair(
+    vv: &VersionVector,
+    db: u8,
+    buckets: &[u16],
+    rows: &[SnapshotRow],
+) -> Result<(), WireError> {
+    check_vv(vv)?;
+    if db as usize >= DBS {
+        return Err(WireError::Limit("repair db index"));
+    }
+    if buckets.is_empty() || buckets.len() > DIGEST_BUCKETS_MAX {
+        return Err(WireError::Limit("repair bucket count"));
+    }
+    if buckets.iter().any(|&b| b as usize >= DIGEST_BUCKETS)
+        || buckets.windows(2).any(|w| w[0] >= w[1])
+    {
+        return Err(WireError::Limit(
+            "repair buckets out of range or not ascending",
+        ));
+    }
+    if rows.len() > REPAIR_ROWS_MAX {
+        return Err(WireError::Limit("repair row count"));
+    }
+    let mut total = 0usize;
+    for row in rows {
+        if row.db != db {
+            return Err(WireError::Limit("repair row of another db"));
+        }
+        if row.image.is_empty() {
+            return Err(WireError::Limit("repair row size"));
+        }
+        total = total.saturating_add(row.bytes());
+        let bucket = chorus_engine::keyspace::bucket_of(&row.key) as u16;
+        if buckets.binary_search(&bucket).is_err() {
+            return Err(WireError::Limit("repair row outside its buckets"));
+        }
+    }
+    if total > REPAIR_BYTES_MAX {
+        return Err(WireError::Limit("repair bytes"));
+    }
+    Ok(())
+}
+
 impl Message {
     /// Name for logs and errors.
     pub fn name(&self) -> &'static str {
@@ -233,6 +313,8 @@ impl Message {
             Message::DigestRequest { .. } => "DigestRequest",
             Message::Digest { .. } => "Digest",
             Message::Heartbeat { .. } => "Heartbeat",
+            Message::DigestQuery { .. } => "DigestQuery",
+            Message::RepairRows { .. } => "RepairRows",
         }
     }
 
@@ -250,6 +332,13 @@ impl Message {
                 Message::Rewind { vv: v } | Message::SnapshotBegin { vv: v, .. } => vv(v),
                 Message::SnapshotChunk { rows } => rows.iter().map(|r| r.bytes() + 8).sum(),
                 Message::Digest { vv: v, buckets, .. } => vv(v) + buckets.len() * 32,
+                Message::DigestQuery { vv: v, .. } => vv(v),
+                Message::RepairRows {
+                    vv: v,
+                    buckets,
+                    rows,
+                    ..
+                } => vv(v) + buckets.len() * 3 + rows.iter().map(|r| r.bytes() + 8).sum::<usize>(),
                 _ => 0,
             }
     }
@@ -321,6 +410,20 @@ impl Message {
                 }
                 Ok(())
             }
+            Message::DigestQuery { vv, db } => {
+                check_vv(vv)?;
+                if *db as usize >= DBS {
+                    return Err(WireError::Limit("digest db index"));
+                }
+                Ok(())
+            }
+            Message::RepairRows {
+                vv,
+                db,
+                buckets,
+                rows,
+                ..
+            } => check_repair(vv, *db, buckets, rows),
             Message::HelloRefused { .. }
             | Message::SnapshotRequest
             | Message::SnapshotEnd
@@ -496,7 +599,26 @@ mod tests {
             Message::Heartbeat {
                 hlc: Hlc::new(5, 5),
             },
+            Message::DigestQuery {
+                vv: vv(&[(1, 0, 2)]),
+                db: 4,
+            },
+            Message::RepairRows {
+                vv: vv(&[(1, 0, 2)]),
+                db: 1,
+                buckets: vec![bucket_of(b"k")],
+                rows: vec![SnapshotRow {
+                    db: 1,
+                    key: Bytes::from_static(b"k"),
+                    image: Bytes::from_static(b"\x00\x00"),
+                }],
+                reply: true,
+            },
         ]
+    }
+
+    fn bucket_of(key: &[u8]) -> u16 {
+        chorus_engine::keyspace::bucket_of(key) as u16
     }
 
     #[test]
@@ -587,6 +709,37 @@ mod tests {
         assert!(matches!(encode_frame(&bad_row), Err(WireError::Limit(_))));
     }
 
+    #[test]
+    fn repair_rows_must_hold_whole_ascending_buckets_of_one_db() {
+        let row = |db: u8, key: &'static [u8]| SnapshotRow {
+            db,
+            key: Bytes::from_static(key),
+            image: Bytes::from_static(b"\x00"),
+        };
+        let repair = |buckets: Vec<u16>, rows: Vec<SnapshotRow>| Message::RepairRows {
+            vv: VersionVector::new(),
+            db: 2,
+            buckets,
+            rows,
+            reply: false,
+        };
+        let b = bucket_of(b"k");
+        let other = (b + 1) % DIGEST_BUCKETS as u16;
+        assert!(repair(vec![b], vec![row(2, b"k")]).check().is_ok());
+        // An empty bucket is a valid repair: "I hold nothing there".
+        assert!(repair(vec![other], vec![]).check().is_ok());
+        let bad = [
+            repair(vec![], vec![]),
+            repair(vec![other], vec![row(2, b"k")]),
+            repair(vec![b], vec![row(3, b"k")]),
+            repair(vec![b, b], vec![]),
+            repair(vec![DIGEST_BUCKETS as u16], vec![]),
+        ];
+        for m in bad {
+            assert!(matches!(m.check(), Err(WireError::Limit(_))), "{m:?}");
+        }
+    }
+
     proptest! {
         #[test]
         fn decoder_never_panics_on_random_bytes(
@@ -607,7 +760,7 @@ mod tests {
 
         #[test]
         fn payload_decoder_never_panics_on_random_bytes(
-            tag in 0u8..14,
+            tag in 0u8..16,
             body in proptest::collection::vec(any::<u8>(), 0..256),
         ) {
             let mut payload = vec![WIRE_VERSION, tag];
@@ -618,7 +771,7 @@ mod tests {
         }
 
         #[test]
-        fn mutated_frames_never_panic(idx in 0usize..12, pos in any::<usize>(), byte in any::<u8>()) {
+        fn mutated_frames_never_panic(idx in 0usize..14, pos in any::<usize>(), byte in any::<u8>()) {
             let msgs = samples();
             let mut f = encode_frame(&msgs[idx % msgs.len()]).unwrap();
             let p = pos % f.len();

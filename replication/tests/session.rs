@@ -5,6 +5,7 @@ mod support;
 
 use bytes::Bytes;
 use chorus_engine::id::VersionVector;
+use chorus_engine::keyspace::image::RowImage;
 use chorus_engine::log::encode_op;
 use chorus_replication::session::SessionError;
 use chorus_replication::wire::{encode_frame, Hello, Message, RefuseReason, PROTOCOL_VERSION};
@@ -622,4 +623,167 @@ fn a_rewind_makes_the_sender_resend_from_the_given_vector() {
     assert_eq!(net.session(l, 0).stats().ops_sent, 20);
     assert_eq!(net.session(l, 1).stats().ops_duplicate, 10);
     assert!(net.converged());
+}
+
+// ---- anti-entropy ---------------------------------------------------------
+
+fn anti_entropy_config(interval_ms: u64) -> SessionConfig {
+    let mut c = session_config();
+    c.anti_entropy_interval_ms = interval_ms;
+    c
+}
+
+/// Sites 1 and 2 linked with anti-entropy every `interval_ms`, converged on
+/// a few writes of each.
+fn anti_entropy_pair(interval_ms: u64) -> (Net, usize) {
+    let mut net = Net::new(&[1, 2]);
+    let l = net.link_with(
+        0,
+        1,
+        anti_entropy_config(interval_ms),
+        anti_entropy_config(interval_ms),
+    );
+    net.connect(l);
+    for i in 0..20 {
+        net.write(i % 2, &format!("k{i}"), "v");
+    }
+    assert!(net.run_until(1_000, |n| n.converged()));
+    (net, l)
+}
+
+/// The row of `key` as written by `SET key value` on a fresh engine of `site`.
+fn row_written_by(site: u16, key: &str, value: &str) -> RowImage {
+    let mut e = support::open_engine(engine_config(site));
+    support::write(&mut e, key, value, 1);
+    let row = e.keyspace().db(0).rows.get(key.as_bytes()).expect("row");
+    RowImage::of(row)
+}
+
+fn repaired(events: &[SessionEvent]) -> u64 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Repaired { rows, .. } => Some(*rows),
+            _ => None,
+        })
+        .sum()
+}
+
+fn stat(net: &Net, l: usize, f: fn(&chorus_replication::SessionStats) -> u64) -> u64 {
+    f(net.session(l, 0).stats()) + f(net.session(l, 1).stats())
+}
+
+#[test]
+fn anti_entropy_repairs_a_row_injected_behind_the_protocol() {
+    let (mut net, l) = anti_entropy_pair(100);
+    // A row written by a site neither vector knows appears at site 1 without
+    // an op: same vectors, different states.
+    net.engine_mut(0).put_row_unlogged(
+        0,
+        Bytes::from_static(b"ghost"),
+        row_written_by(9, "ghost", "boo"),
+    );
+    assert_eq!(net.engine(0).vv(), net.engine(1).vv());
+    assert_ne!(net.engine(0).digest_hex(), net.engine(1).digest_hex());
+    assert!(net.run_until(2_000, |n| n.converged()), "not repaired");
+    // The entry's dot is covered by neither vector: the join keeps it, so
+    // site 2 took the row and site 1 kept it.
+    for site in 0..2 {
+        let rows = &net.engine(site).keyspace().db(0).rows;
+        assert!(rows.get(b"ghost".as_slice()).is_some(), "site {site}");
+    }
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 1);
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_rows_repaired), 1);
+    assert_eq!(repaired(net.events(l, 1)), 1);
+    assert!(stat(&net, l, |s| s.anti_entropy_mismatches) >= 1);
+    assert!(net
+        .events(l, 0)
+        .iter()
+        .chain(net.events(l, 1))
+        .any(|e| matches!(e, SessionEvent::DigestMismatch { db: 0, .. })));
+    // Once equal, later rounds find nothing more to repair.
+    let checks = stat(&net, l, |s| s.anti_entropy_checks);
+    net.run(500);
+    assert!(stat(&net, l, |s| s.anti_entropy_checks) > checks);
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 1);
+    assert!(net.converged());
+}
+
+#[test]
+fn anti_entropy_drops_a_row_the_other_side_had_seen_removed() {
+    let (mut net, l) = anti_entropy_pair(100);
+    // Site 1's own op 1 wrote k0; a row under "stale" with the dot of that op
+    // (site 1, seq 1) appears at site 1 only. Both vectors cover the dot, so
+    // the site without the row had "removed" it: the join drops it.
+    net.engine_mut(0).put_row_unlogged(
+        0,
+        Bytes::from_static(b"stale"),
+        row_written_by(1, "stale", "x"),
+    );
+    assert!(net.run_until(2_000, |n| n.converged()), "not repaired");
+    for site in 0..2 {
+        let rows = &net.engine(site).keyspace().db(0).rows;
+        assert!(rows.get(b"stale".as_slice()).is_none(), "site {site}");
+    }
+    assert_eq!(repaired(net.events(l, 0)), 1, "site 1 dropped its row");
+    assert_eq!(
+        repaired(net.events(l, 1)),
+        0,
+        "site 2 had nothing to change"
+    );
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 1);
+}
+
+#[test]
+fn anti_entropy_on_equal_states_checks_and_never_repairs() {
+    let (mut net, l) = anti_entropy_pair(100);
+    net.run(1_000);
+    // Every database of the pair is compared in each round.
+    assert!(stat(&net, l, |s| s.anti_entropy_rounds) >= 5);
+    assert!(stat(&net, l, |s| s.anti_entropy_checks) >= 5 * 16);
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_mismatches), 0);
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 0);
+    assert_eq!(repaired(net.events(l, 0)) + repaired(net.events(l, 1)), 0);
+    // One side's round postpones the other's: not both every interval.
+    let rounds = stat(&net, l, |s| s.anti_entropy_rounds);
+    assert!(rounds <= 12, "{rounds} rounds in 1 s at a 100 ms interval");
+}
+
+#[test]
+fn anti_entropy_compares_only_at_equal_vectors() {
+    let (mut net, l) = anti_entropy_pair(100);
+    // Site 1 keeps writes from site 2: the vectors differ from now on.
+    net.session_mut(l, 0).pause();
+    net.write(0, "held", "back");
+    net.run(5);
+    let checks = stat(&net, l, |s| s.anti_entropy_checks);
+    // Divergent state that only shows once the vectors are equal again.
+    net.engine_mut(1).put_row_unlogged(
+        0,
+        Bytes::from_static(b"ghost"),
+        row_written_by(9, "ghost", "boo"),
+    );
+    net.run(1_000);
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_checks), checks);
+    assert!(stat(&net, l, |s| s.digests_incomparable) > 0);
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 0);
+    net.session_mut(l, 0).resume();
+    assert!(net.run_until(2_000, |n| n.converged()));
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 1);
+}
+
+#[test]
+fn anti_entropy_is_off_at_interval_zero() {
+    let (mut net, l) = anti_entropy_pair(0);
+    net.engine_mut(0).put_row_unlogged(
+        0,
+        Bytes::from_static(b"ghost"),
+        row_written_by(9, "ghost", "boo"),
+    );
+    net.run(1_000);
+    assert_eq!(stat(&net, l, |s| s.anti_entropy_rounds), 0);
+    assert!(!net.converged());
+    // An operator's request still starts a round.
+    net.session_mut(l, 0).request_anti_entropy();
+    assert!(net.run_until(1_000, |n| n.converged()));
 }

@@ -27,6 +27,9 @@ use params::{
 
 /// Databases Chorus serves (`SELECT 0..15`); the engine's keyspace has this many.
 pub const DATABASES_MAX: u8 = 16;
+/// Default `repl-backlog-size` (Redis's is 1 MiB, far too small for sites
+/// that accept writes on both sides of a partition).
+pub const REPL_BACKLOG_SIZE_DEFAULT: u64 = 256 << 20;
 /// Deepest `include` nesting in config files.
 pub const CONFIG_INCLUDE_DEPTH_MAX: usize = 16;
 /// Largest config file read (a redis.conf is ~100 KiB).
@@ -51,6 +54,25 @@ impl AppendFsync {
             AppendFsync::Always => "always",
             AppendFsync::Everysec => "everysec",
             AppendFsync::No => "no",
+        }
+    }
+}
+
+/// `write-mode`: when a write's reply is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WriteMode {
+    /// Once applied here (and fsynced as `appendfsync` says).
+    Async,
+    /// Also once at least one peer durably acknowledged it, or an error
+    /// after `sync-write-timeout-ms`.
+    Sync,
+}
+
+impl WriteMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Async => "async",
+            WriteMode::Sync => "sync",
         }
     }
 }
@@ -159,6 +181,21 @@ pub struct Cli {
     /// This site's private key (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// `async` (default): a write replies once applied here; `sync`: only
+    /// once a peer durably acknowledged it too (else an error after
+    /// --sync-write-timeout-ms).
+    #[arg(long, value_enum)]
+    pub write_mode: Option<WriteMode>,
+    /// How long a write waits for a peer's ack in `--write-mode sync`.
+    #[arg(long, value_name = "MS")]
+    pub sync_write_timeout_ms: Option<u64>,
+    /// Seconds between anti-entropy digest comparisons with each peer; 0 = off.
+    #[arg(long, value_name = "SECS")]
+    pub anti_entropy_interval_secs: Option<u64>,
+    /// Bytes of ops kept for peers that are behind (`256mb`, `64kb`...); a
+    /// peer further behind gets a full sync.
+    #[arg(long, value_name = "BYTES")]
+    pub repl_backlog_size: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -278,6 +315,12 @@ pub struct Settings {
     pub enable_protected_configs: ProtectedAction,
     pub enable_debug_command: ProtectedAction,
     pub hz: i64,
+    pub write_mode: WriteMode,
+    pub sync_write_timeout_ms: u64,
+    /// 0 = anti-entropy off.
+    pub anti_entropy_interval_secs: u64,
+    /// `repl-backlog-size`: bytes of ops kept for peers.
+    pub repl_backlog_size: u64,
 }
 
 /// The value store behind `CONFIG GET/SET`.
@@ -358,6 +401,18 @@ impl ConfigStore {
         }
         if let Some(level) = cli.loglevel {
             flag(&mut store, "loglevel", level.as_str().to_string())?;
+        }
+        if let Some(mode) = cli.write_mode {
+            flag(&mut store, "write-mode", mode.as_str().to_string())?;
+        }
+        if let Some(ms) = cli.sync_write_timeout_ms {
+            flag(&mut store, "sync-write-timeout-ms", ms.to_string())?;
+        }
+        if let Some(secs) = cli.anti_entropy_interval_secs {
+            flag(&mut store, "anti-entropy-interval-secs", secs.to_string())?;
+        }
+        if let Some(size) = &cli.repl_backlog_size {
+            flag(&mut store, "repl-backlog-size", size.clone())?;
         }
         let databases = store.number("databases");
         if databases > i64::from(DATABASES_MAX) {
@@ -876,6 +931,16 @@ impl ConfigStore {
             enable_protected_configs: protected_action(&text("enable-protected-configs")),
             enable_debug_command: protected_action(&text("enable-debug-command")),
             hz: self.number("hz"),
+            write_mode: match text("write-mode").as_str() {
+                "sync" => WriteMode::Sync,
+                _ => WriteMode::Async,
+            },
+            sync_write_timeout_ms: u64::try_from(self.number("sync-write-timeout-ms"))
+                .unwrap_or(1_000),
+            anti_entropy_interval_secs: u64::try_from(self.number("anti-entropy-interval-secs"))
+                .unwrap_or(0),
+            repl_backlog_size: u64::try_from(self.number("repl-backlog-size"))
+                .unwrap_or(REPL_BACKLOG_SIZE_DEFAULT),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::config::Settings;
 use crate::resp::{encode, ParseLimits, Protocol, RequestParser};
 use crate::server::ServerState;
 use crate::stats::Stats;
+use crate::store::WriteMark;
 
 /// Free space ensured before each read (Redis's `PROTO_IOBUF_LEN`).
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -76,6 +77,8 @@ pub struct Session {
     pub close_now: bool,
     /// Do not send this command's reply (SHUTDOWN, CLIENT REPLY OFF/SKIP).
     pub suppress_reply: bool,
+    /// The op this command (or EXEC) wrote, for `write-mode sync`.
+    pub write_mark: Option<WriteMark>,
 }
 
 impl Session {
@@ -96,6 +99,7 @@ impl Session {
             close_after_reply: false,
             close_now: false,
             suppress_reply: false,
+            write_mark: None,
         }
     }
 
@@ -260,6 +264,11 @@ async fn process_input(
                         store: None,
                     };
                     cmd::process(&mut ctx, args)
+                };
+                // `write-mode sync`: the reply waits for a peer's ack, no lock held.
+                let reply = match session.write_mark.take() {
+                    Some(mark) => crate::sync_write::settle(state, mark, reply).await,
+                    None => reply,
                 };
                 emit(session, &reply, out);
                 if out.len() >= REPLY_BATCH_BYTES_MAX

@@ -4,7 +4,9 @@
 //! decoder), `config` the flags, config file and `CONFIG` parameter store,
 //! `cmd/` one file per command group (each returns a `Reply`, so every
 //! command is testable without a socket), `connection` the per-client loop,
-//! `server` the listener, shared state and shutdown, `clients` the client
+//! `server` the listener, shared state, replication start and shutdown,
+//! `peers_file` the runtime peer list kept in the data directory, `sync_write`
+//! the reply release of `write-mode sync`, `clients` the client
 //! registry, `stats` and `memory` the INFO figures, and `store` the single
 //! entry point through which data commands reach the engine.
 
@@ -14,7 +16,9 @@ pub mod config;
 pub mod connection;
 pub mod glob;
 pub mod memory;
+pub mod peers_file;
 pub mod resp;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod sync_write;

@@ -24,8 +24,10 @@ use tokio::sync::watch;
 
 use crate::clients::ClientRegistry;
 use crate::config::{Cli, ConfigError, ConfigStore, LogLevel, Settings};
+use crate::peers_file::{PeerOverrides, PeersFileError};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
+use crate::sync_write::SyncWriteStats;
 
 /// How often the `instantaneous_*` rates are sampled (Redis samples in its
 /// 100 ms cron).
@@ -39,6 +41,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Peers(#[from] PeersFileError),
     #[error("can't listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -66,6 +70,10 @@ pub struct ServerState {
     pub stats: Stats,
     pub clients: ClientRegistry,
     pub store: Store,
+    /// Runtime `PEER ADD/REMOVE` changes, kept in the data directory.
+    pub peer_overrides: Mutex<PeerOverrides>,
+    /// `write-mode sync` outcomes.
+    pub sync_writes: SyncWriteStats,
     pub started: Instant,
     pub run_id: String,
     pub executable: String,
@@ -226,6 +234,14 @@ impl ServerState {
         if new.appendfsync != old.appendfsync {
             self.store.set_appendfsync(new.appendfsync);
         }
+        if new.repl_backlog_size != old.repl_backlog_size {
+            self.store.set_backlog_bytes_max(new.repl_backlog_size);
+        }
+        if new.anti_entropy_interval_secs != old.anti_entropy_interval_secs {
+            if let Some(r) = self.store.replication() {
+                r.set_anti_entropy_interval_ms(new.anti_entropy_interval_secs.saturating_mul(1000));
+            }
+        }
         if new.loglevel != old.loglevel {
             if let Some(hook) = &self.log_level_hook {
                 hook(new.loglevel);
@@ -315,8 +331,10 @@ impl Server {
             settings.site_id,
             settings.appendfsync,
             cli.salvage,
+            Some(settings.repl_backlog_size),
         )?;
         config.set_dir_absolute(store.dir());
+        let peer_overrides = PeerOverrides::load(store.dir())?;
         let listeners = bind_all(&settings.bind, settings.port)?;
         if let Some(port) = listeners
             .first()
@@ -337,6 +355,8 @@ impl Server {
             stats: Stats::default(),
             clients: ClientRegistry::default(),
             store,
+            peer_overrides: Mutex::new(peer_overrides),
+            sync_writes: SyncWriteStats::default(),
             started: Instant::now(),
             run_id: new_run_id(),
             executable,
@@ -358,16 +378,17 @@ impl Server {
         Ok(Server { state })
     }
 
-    /// The line printed at startup: where clients connect and where data is.
-    /// Starts replication when peers or TLS are configured; returns a line
+    /// Starts replication when peers (from `--peer` and the runtime changes
+    /// kept in the data directory) or TLS are configured; returns a line
     /// saying where it listens.
     pub async fn start_replication(&self, cli: &Cli) -> Result<Option<String>, String> {
         use chorus_replication::quic::{Replication, ReplicationConfig, TlsIdentity};
-        let peers = cli
+        let flags = cli
             .peers
             .iter()
             .map(|p| crate::config::parse_peer(p))
             .collect::<Result<Vec<_>, _>>()?;
+        let peers = self.state.peer_overrides.lock().apply(&flags);
         if peers.is_empty() && cli.tls_ca.is_none() {
             return Ok(None);
         }
@@ -401,6 +422,8 @@ impl Server {
         );
         config.peers = peers;
         config.fsync_always = settings.appendfsync == crate::config::AppendFsync::Always;
+        config.session.anti_entropy_interval_ms =
+            settings.anti_entropy_interval_secs.saturating_mul(1000);
         let r = Replication::start(config, self.state.store.engine_handle())
             .await
             .map_err(|e| e.to_string())?;
@@ -414,6 +437,7 @@ impl Server {
         Ok(Some(line))
     }
 
+    /// The line printed at startup: where clients connect and where data is.
     pub fn startup_line(&self) -> String {
         let addrs: Vec<String> = self
             .state

@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use chorus_engine::storage::redb_backend::RedbStorage;
-use chorus_engine::{Engine, EngineConfig, Fsync, Reply};
+use chorus_engine::{Engine, EngineConfig, Fsync, Origin, Reply};
 use chorus_replication::quic::Replication;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::{Arc, OnceLock};
@@ -167,6 +167,16 @@ pub struct StoreGuard<'a> {
     inner: MutexGuard<'a, StoreInner>,
     engine: MutexGuard<'a, Engine>,
     replication: Option<&'a Replication>,
+    /// The op the last command (or transaction) made, for `write-mode sync`.
+    written: Option<WriteMark>,
+}
+
+/// The op a client's write became: a peer whose durable ack covers `seq` of
+/// `origin` holds it (`write-mode sync` waits for one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteMark {
+    pub origin: Origin,
+    pub seq: u64,
 }
 
 /// Background work per tick (see [`Store::tick`]).
@@ -182,16 +192,19 @@ impl Store {
     /// Opens (creating if needed) the data directory of this site and
     /// recovers its engine.
     pub fn open(dir: &Path, site_id: u16, appendfsync: AppendFsync) -> Result<Store, StoreError> {
-        Self::open_with(dir, site_id, appendfsync, false)
+        Self::open_with(dir, site_id, appendfsync, false, None)
     }
 
     /// `salvage`: keep the intact prefix of a damaged op log instead of
-    /// refusing to start.
+    /// refusing to start. `backlog_bytes_max` (`repl-backlog-size`) bounds
+    /// the backlog already while the log is recovered; `None` keeps the
+    /// engine's default.
     pub fn open_with(
         dir: &Path,
         site_id: u16,
         appendfsync: AppendFsync,
         salvage: bool,
+        backlog_bytes_max: Option<u64>,
     ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
@@ -206,6 +219,13 @@ impl Store {
         let mut config = EngineConfig::new(site_id);
         config.fsync = engine_fsync(appendfsync);
         config.salvage = salvage;
+        if let Some(bytes) = backlog_bytes_max {
+            config.backlog_bytes_max = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
+        }
+        // A brand-new data directory (first start, or a site rebuilt on an
+        // empty disk) starts at an incarnation no earlier life of this site
+        // id can have reached: the seconds since the epoch.
+        config.fresh_incarnation = u32::try_from(now_ms() / 1000).unwrap_or(u32::MAX);
         let engine =
             Engine::open(Box::new(storage), config).map_err(|e| open_err(e.to_string()))?;
         Ok(Store {
@@ -243,6 +263,7 @@ impl Store {
             inner,
             engine: self.engine.lock(),
             replication: self.replication.get(),
+            written: None,
         }
     }
 
@@ -268,6 +289,12 @@ impl Store {
 
     pub fn appendfsync(&self) -> AppendFsync {
         self.inner.lock().appendfsync
+    }
+
+    /// `repl-backlog-size`: bytes of ops kept for peers that are behind.
+    pub fn set_backlog_bytes_max(&self, bytes: u64) {
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        self.engine.lock().set_backlog_bytes_max(bytes);
     }
 
     /// Keys and keys-with-deadline per database, for `INFO keyspace`.
@@ -394,7 +421,9 @@ impl StoreGuard<'_> {
     /// Ends the transaction opened by [`StoreGuard::begin_transaction`].
     pub fn commit_transaction(&mut self) {
         self.inner.in_transaction = false;
+        let before = self.engine.last_local_seq();
         self.engine.end_group();
+        self.note_write(before);
         self.sync_if_always();
         if let Some(r) = self.replication {
             r.notify_local_write();
@@ -419,6 +448,7 @@ impl StoreGuard<'_> {
         let before = self.engine.last_local_seq();
         let reply = self.engine.execute(db, args, now_ms());
         if !self.inner.in_transaction && self.engine.last_local_seq() != before {
+            self.note_write(before);
             // Persist before you promise: under `always` the reply waits for
             // the fsync that covers the write.
             self.sync_if_always();
@@ -432,6 +462,22 @@ impl StoreGuard<'_> {
             }
         }
         reply
+    }
+
+    /// Records the op made since `seq_before` (if any) as this guard's write.
+    fn note_write(&mut self, seq_before: u64) {
+        let seq = self.engine.last_local_seq();
+        if seq != seq_before {
+            self.written = Some(WriteMark {
+                origin: self.engine.origin(),
+                seq,
+            });
+        }
+    }
+
+    /// The op the last command or transaction through this guard made, once.
+    pub fn take_write(&mut self) -> Option<WriteMark> {
+        self.written.take()
     }
 
     /// The engine, for figures (INFO) and replication.

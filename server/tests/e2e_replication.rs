@@ -296,3 +296,390 @@ fn peer_pause_and_resume_partition_then_converge() {
     // The DEL had not seen the concurrent SET: the SET survives.
     assert_eq!(get(&a, "k"), "a");
 }
+
+// ---- helpers for the tests below ------------------------------------------
+
+/// Starts a site with extra flags, on a fresh data directory.
+fn start_with(certs: &Path, me: &Site, peers: &[&Site], extra: &[&str]) -> ChorusProcess {
+    let mut args = site_args(certs, "ca", me, peers);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ChorusProcess::start(&refs)
+}
+
+/// Restarts a stopped site on its data directory.
+fn restart_in(
+    dir: tempfile::TempDir,
+    certs: &Path,
+    me: &Site,
+    peers: &[&Site],
+    extra: &[&str],
+) -> ChorusProcess {
+    let mut args = site_args(certs, "ca", me, peers);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ChorusProcess::start_in(dir, &refs)
+}
+
+/// One `name:value` field of `INFO replication`.
+fn info_field(p: &ChorusProcess, name: &str) -> Option<String> {
+    let info = text(p.connect().cmd(&["INFO", "replication"]));
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.trim().to_string())
+}
+
+fn info_number(p: &ChorusProcess, name: &str) -> u64 {
+    info_field(p, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number {name} in INFO replication"))
+}
+
+/// Polls `check` until it holds; panics with `what` after `CONVERGE`.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + CONVERGE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn streaming_to(p: &ChorusProcess, peer: u16) -> bool {
+    let info = text(p.connect().cmd(&["INFO", "replication"]));
+    info.lines()
+        .any(|l| l.contains(&format!(":id={peer},")) && l.contains("state=streaming"))
+}
+
+fn two_sites() -> (tempfile::TempDir, Site, Site) {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path(), 2);
+    let s1 = Site {
+        id: 1,
+        repl_port: free_port(),
+    };
+    let s2 = Site {
+        id: 2,
+        repl_port: free_port(),
+    };
+    (certs, s1, s2)
+}
+
+fn error_text(r: Reply) -> String {
+    match r {
+        Reply::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+// ---- write-mode sync ---------------------------------------------------------
+
+#[test]
+fn sync_writes_wait_for_a_peer_and_fail_honestly_without_one() {
+    let (certs, s1, s2) = two_sites();
+    let a = start_with(
+        certs.path(),
+        &s1,
+        &[&s2],
+        &["--write-mode", "sync", "--sync-write-timeout-ms", "1000"],
+    );
+    let b = start(certs.path(), &s2, &[&s1]);
+    wait_until("site 1 streaming to site 2", || streaming_to(&a, 2));
+    let mut ca = a.connect();
+    assert_eq!(
+        ca.cmd(&["CONFIG", "GET", "write-mode"]),
+        Reply::Array(vec![Reply::bulk("write-mode"), Reply::bulk("sync")])
+    );
+    // Acknowledged by the peer before the reply: the peer has it already.
+    for i in 0..20 {
+        let key = format!("k{i}");
+        assert_eq!(text(ca.cmd(&["SET", &key, "v"])), "OK");
+        assert_eq!(
+            get(&b, &key),
+            "v",
+            "reply released before the peer held {key}"
+        );
+    }
+    assert_eq!(text(ca.cmd(&["INCR", "n"])), "1");
+    assert_eq!(get(&b, "n"), "1");
+    // EXEC too, as one op.
+    assert_eq!(text(ca.cmd(&["MULTI"])), "OK");
+    ca.cmd(&["SET", "t1", "x"]);
+    ca.cmd(&["INCR", "n"]);
+    assert!(matches!(ca.cmd(&["EXEC"]), Reply::Array(_)));
+    assert_eq!(get(&b, "t1"), "x");
+    assert_eq!(get(&b, "n"), "2");
+    // Reads and failed writes do not wait.
+    assert_eq!(text(ca.cmd(&["GET", "k0"])), "v");
+    assert!(error_text(ca.cmd(&["INCR", "t1"])).starts_with("ERR"));
+
+    // The peer gets nothing (paused link): the write times out, applied here.
+    assert_eq!(text(ca.cmd(&["PEER", "PAUSE", "2"])), "OK");
+    let writer_port = a.port;
+    let writer = std::thread::spawn(move || {
+        let mut c = common::Conn::connect(writer_port);
+        let t = Instant::now();
+        let reply = c.cmd(&["SET", "paused", "v"]);
+        (reply, t.elapsed())
+    });
+    // Meanwhile other clients are served at once.
+    let mut admin = a.connect();
+    wait_until("the write to be waiting", || {
+        text(admin.cmd(&["CLIENT", "LIST"])).contains("cmd=set")
+    });
+    let t = Instant::now();
+    assert_eq!(text(a.connect().cmd(&["PING"])), "PONG");
+    assert_eq!(get(&a, "k1"), "v");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "other clients waited"
+    );
+    assert!(!writer.is_finished(), "the write did not wait for its ack");
+    let (reply, waited) = writer.join().unwrap();
+    assert_eq!(
+        error_text(reply),
+        "NOTREPLICATED write applied locally but not acknowledged by any peer within 1000 ms"
+    );
+    assert!(waited >= Duration::from_millis(1000), "{waited:?}");
+    assert!(waited < Duration::from_millis(5000), "{waited:?}");
+    assert_eq!(get(&a, "paused"), "v", "the write is applied locally");
+    // Resumed: it replicates after all, and sync writes succeed again.
+    assert_eq!(text(ca.cmd(&["PEER", "RESUME", "2"])), "OK");
+    wait_until("the paused write at site 2", || get(&b, "paused") == "v");
+    assert_eq!(text(ca.cmd(&["SET", "again", "v"])), "OK");
+
+    // The peer is gone: the same error after the timeout.
+    drop(b);
+    let t = Instant::now();
+    assert_eq!(
+        error_text(ca.cmd(&["SET", "alone", "v"])),
+        "NOTREPLICATED write applied locally but not acknowledged by any peer within 1000 ms"
+    );
+    assert!(t.elapsed() >= Duration::from_millis(1000));
+    assert_eq!(get(&a, "alone"), "v");
+    assert!(info_number(&a, "sync_writes_acked") >= 23);
+    assert_eq!(info_number(&a, "sync_writes_not_replicated"), 2);
+    assert_eq!(info_field(&a, "write_mode").as_deref(), Some("sync"));
+    // Back to async at runtime: no wait.
+    assert_eq!(
+        text(ca.cmd(&["CONFIG", "SET", "write-mode", "async"])),
+        "OK"
+    );
+    assert_eq!(text(ca.cmd(&["SET", "async", "v"])), "OK");
+}
+
+#[test]
+fn sync_writes_on_a_site_without_peers_fail_at_once() {
+    let p = ChorusProcess::start(&["--write-mode", "sync"]);
+    let mut c = p.connect();
+    let t = Instant::now();
+    assert_eq!(
+        error_text(c.cmd(&["SET", "k", "v"])),
+        "NOTREPLICATED write applied locally but not acknowledged by any peer: this site has no peer (write-mode sync)"
+    );
+    assert!(t.elapsed() < Duration::from_millis(500));
+    assert_eq!(text(c.cmd(&["GET", "k"])), "v");
+    assert_eq!(text(c.cmd(&["CONFIG", "SET", "write-mode", "async"])), "OK");
+    assert_eq!(text(c.cmd(&["SET", "k", "w"])), "OK");
+    assert!(
+        error_text(c.cmd(&["CONFIG", "SET", "write-mode", "eventually"])).contains("write-mode")
+    );
+}
+
+// ---- runtime peer changes survive a restart ------------------------------------
+
+#[test]
+fn runtime_peer_changes_survive_a_restart() {
+    let (certs, s1, s2) = two_sites();
+    // Site 1 starts without peers; site 2 knows site 1 from its flags.
+    let a = start(certs.path(), &s1, &[]);
+    let b = start(certs.path(), &s2, &[&s1]);
+    let peer2 = format!("127.0.0.1:{}", s2.repl_port);
+    assert_eq!(text(a.connect().cmd(&["PEER", "ADD", "2", &peer2])), "OK");
+    wait_until("site 1 streaming to site 2", || streaming_to(&a, 2));
+    let peers_file = a.dir.path().join("data").join("peers.conf");
+    let saved = std::fs::read_to_string(&peers_file).unwrap();
+    assert!(saved.contains(&format!("add 2 {peer2}")), "{saved}");
+
+    // Restarted without any --peer: it reconnects to site 2.
+    let a = restart_in(a.into_dir(), certs.path(), &s1, &[], &[]);
+    wait_until("site 1 reconnected to site 2", || streaming_to(&a, 2));
+    b.connect().cmd(&["SET", "from2", "x"]);
+    wait_until("site 2's write at site 1", || get(&a, "from2") == "x");
+
+    // Removed at runtime: after a restart it stays removed, even with a
+    // --peer flag naming it (the runtime change is newer).
+    assert_eq!(text(a.connect().cmd(&["PEER", "REMOVE", "2"])), "OK");
+    assert_eq!(info_number(&a, "configured_peers"), 0);
+    let a = restart_in(a.into_dir(), certs.path(), &s1, &[], &[]);
+    assert_eq!(info_number(&a, "configured_peers"), 0);
+    let a = restart_in(a.into_dir(), certs.path(), &s1, &[&s2], &[]);
+    assert_eq!(info_number(&a, "configured_peers"), 0);
+    assert_eq!(a.connect().cmd(&["PEER", "LIST"]), Reply::Array(vec![]));
+    // A PEER ADD brings it back.
+    assert_eq!(text(a.connect().cmd(&["PEER", "ADD", "2", &peer2])), "OK");
+    wait_until("site 1 streaming to site 2 again", || streaming_to(&a, 2));
+}
+
+#[test]
+fn a_damaged_peer_list_stops_the_start_with_a_clear_error() {
+    let (certs, s1, _) = two_sites();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("data").join("peers.conf"),
+        "chorus-peers 1\nadd 2 not-an-address\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["--port", "0", "--dir"])
+        .arg(dir.path().join("data"))
+        .args(site_args(certs.path(), "ca", &s1, &[]));
+    let (status, _out, err) = common::run_bounded(&mut cmd, None, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("peers.conf") && err.contains("line 2") && err.contains("not-an-address"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+// ---- a site stopped longer than the backlog -----------------------------------
+
+#[test]
+fn a_site_stopped_longer_than_the_backlog_catches_up_by_full_sync_and_keeps_its_writes() {
+    let (certs, s1, s2) = two_sites();
+    // Site 1 keeps only 16 KiB of ops for peers that are behind.
+    let a = start_with(
+        certs.path(),
+        &s1,
+        &[&s2],
+        &[
+            "--repl-backlog-size",
+            "16kb",
+            "--anti-entropy-interval-secs",
+            "1",
+        ],
+    );
+    let b = start_with(
+        certs.path(),
+        &s2,
+        &[&s1],
+        &["--anti-entropy-interval-secs", "1"],
+    );
+    assert_eq!(
+        info_field(&a, "repl_backlog_size").as_deref(),
+        Some("16384")
+    );
+    a.connect().cmd(&["SET", "early", "1"]);
+    converge(&[&a, &b], |p| get(p, "early") == "1");
+    // Writes at site 2 that never leave it before it stops.
+    assert_eq!(text(b.connect().cmd(&["PEER", "PAUSE", "1"])), "OK");
+    for i in 0..20 {
+        b.connect().cmd(&["SET", &format!("b-before-{i}"), "v"]);
+    }
+    let b_dir = b.into_dir();
+    // Site 1 writes far more than its backlog holds while site 2 is away.
+    let value = "x".repeat(200);
+    let mut ca = a.connect();
+    for i in 0..300 {
+        assert_eq!(text(ca.cmd(&["SET", &format!("a-{i}"), &value])), "OK");
+    }
+    // Site 2 comes back and takes writes before site 1 sends it anything.
+    assert_eq!(text(ca.cmd(&["PEER", "PAUSE", "2"])), "OK");
+    let b = restart_in(
+        b_dir,
+        certs.path(),
+        &s2,
+        &[&s1],
+        &["--anti-entropy-interval-secs", "1"],
+    );
+    for i in 0..20 {
+        assert_eq!(
+            text(b.connect().cmd(&["SET", &format!("b-after-{i}"), "v"])),
+            "OK"
+        );
+    }
+    assert_eq!(text(ca.cmd(&["PEER", "RESUME", "2"])), "OK");
+    converge(&[&a, &b], |p| text(p.connect().cmd(&["DBSIZE"])) == "341");
+    assert!(info_number(&a, "full_syncs_sent") >= 1, "no full sync sent");
+    assert!(
+        info_number(&b, "full_syncs_received") >= 1,
+        "no full sync received"
+    );
+    for p in [&a, &b] {
+        for i in 0..20 {
+            assert_eq!(get(p, &format!("b-before-{i}")), "v");
+            assert_eq!(get(p, &format!("b-after-{i}")), "v");
+        }
+        assert_eq!(get(p, "a-299"), value);
+        assert_eq!(get(p, "early"), "1");
+    }
+    assert_eq!(digest(&a), digest(&b));
+    // Anti-entropy over real QUIC: the converged sites compare digests and
+    // find nothing to repair.
+    wait_until("an anti-entropy check", || {
+        info_number(&a, "anti_entropy_checks") + info_number(&b, "anti_entropy_checks") >= 16
+    });
+    assert_eq!(info_number(&a, "anti_entropy_repairs"), 0);
+    assert_eq!(info_number(&b, "anti_entropy_repairs"), 0);
+    // An operator's round on demand.
+    let checks = info_number(&a, "anti_entropy_checks") + info_number(&b, "anti_entropy_checks");
+    assert_eq!(text(a.connect().cmd(&["PEER", "CHECK", "2"])), "OK");
+    assert!(error_text(a.connect().cmd(&["PEER", "CHECK", "9"])).contains("no such peer"));
+    wait_until("the requested anti-entropy round", || {
+        info_number(&a, "anti_entropy_checks") + info_number(&b, "anti_entropy_checks")
+            >= checks + 16
+    });
+    assert_eq!(info_number(&a, "anti_entropy_repairs"), 0);
+}
+
+// ---- a site rebuilt on an empty disk ------------------------------------------
+
+#[test]
+fn a_site_rebuilt_on_an_empty_disk_takes_writes_before_any_peer_connects() {
+    let unix_secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let (certs, s1, s2) = two_sites();
+    let a = start(certs.path(), &s1, &[&s2]);
+    let b = start(certs.path(), &s2, &[&s1]);
+    let b_created_secs = unix_secs();
+    for i in 0..10 {
+        assert_eq!(
+            text(b.connect().cmd(&["SET", &format!("b{i}"), "old"])),
+            "OK"
+        );
+    }
+    converge(&[&a, &b], |p| get(p, "b9") == "old");
+    // Site 2's disk is lost; it comes back empty, with no peer yet, and
+    // takes writes at once. Its OpIds must not be those of its old life,
+    // which site 1 holds (else site 1 would drop them as duplicates). A
+    // fresh directory's incarnation is the wall-clock second, so the rebuild
+    // must fall in a later second than the first start (docs/decisions.md).
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while unix_secs() <= b_created_secs {
+        assert!(Instant::now() < deadline, "the wall clock does not advance");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let b = start(certs.path(), &s2, &[]);
+    let mut cb = b.connect();
+    assert_eq!(text(cb.cmd(&["SET", "fresh", "v"])), "OK");
+    assert_eq!(text(cb.cmd(&["SET", "b0", "new"])), "OK");
+    assert_eq!(text(cb.cmd(&["INCR", "n"])), "1");
+    let peer1 = format!("127.0.0.1:{}", s1.repl_port);
+    assert_eq!(text(cb.cmd(&["PEER", "ADD", "1", &peer1])), "OK");
+    converge(&[&a, &b], |p| {
+        get(p, "fresh") == "v" && get(p, "b9") == "old"
+    });
+    for p in [&a, &b] {
+        assert_eq!(get(p, "b0"), "new");
+        assert_eq!(get(p, "n"), "1");
+        for i in 1..10 {
+            assert_eq!(get(p, &format!("b{i}")), "old");
+        }
+    }
+}

@@ -25,7 +25,18 @@ use common::{mask_map_fields, multibulk, show, ChorusProcess, Conn, RedisProcess
 /// Map keys of HELLO left out of the comparison (see the module doc).
 const HELLO_MASKED: &[&str] = &["server", "version", "id"];
 /// Parameters whose CONFIG GET values legitimately differ.
-const CONFIG_NOT_COMPARED: &[&str] = &["dir", "port", "bind", "save", "appendonly", "site-id"];
+const CONFIG_NOT_COMPARED: &[&str] = &[
+    "dir",
+    "port",
+    "bind",
+    "save",
+    "appendonly",
+    "repl-backlog-size",
+    "site-id",
+    "write-mode",
+    "sync-write-timeout-ms",
+    "anti-entropy-interval-secs",
+];
 
 enum Expect {
     /// Read this many replies.

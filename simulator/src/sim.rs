@@ -25,6 +25,7 @@ use crate::trace::Trace;
 use crate::workload::{Request, Workload};
 use chorus_engine::hlc::Hlc;
 use chorus_engine::id::{OpId, Origin, SiteId, VersionVector};
+use chorus_engine::keyspace::DBS;
 use chorus_engine::log::{decode_op, encode_op};
 use chorus_engine::storage::Storage;
 use chorus_engine::{Engine, EngineConfig, Fsync, Reply};
@@ -52,6 +53,9 @@ pub const CHECKPOINT_INTERVAL_MS: u64 = 3_000;
 pub const FULL_SYNC_REPLAY_CHECKS_MAX: u64 = 16;
 /// Keys deleted per active-expiry cycle.
 pub const EXPIRE_BUDGET: usize = 32;
+/// Anti-entropy interval of every session (virtual ms): short, so runs
+/// compare digests many times; on a correct system nothing is ever repaired.
+pub const ANTI_ENTROPY_INTERVAL_MS: u64 = 2_000;
 
 /// A deliberate bug the checkers must catch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,13 +186,17 @@ pub struct RunStats {
     pub full_syncs: u64,
     pub reconnects: u64,
     pub lost_unacked_ops: u64,
+    /// Anti-entropy digest comparisons at equal vectors (per database).
+    pub anti_entropy_checks: u64,
+    /// Anti-entropy repairs that changed a site: must stay 0.
+    pub anti_entropy_repairs: u64,
 }
 
 impl fmt::Display for RunStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "requests={} acked={} gave_up={} crashes={} wipes={} full_syncs={} reconnects={} lost_permitted={}",
+            "requests={} acked={} gave_up={} crashes={} wipes={} full_syncs={} reconnects={} lost_permitted={} ae_checks={} ae_repairs={}",
             self.requests,
             self.acked_writes,
             self.gave_up,
@@ -196,7 +204,9 @@ impl fmt::Display for RunStats {
             self.wipes,
             self.full_syncs,
             self.reconnects,
-            self.lost_unacked_ops
+            self.lost_unacked_ops,
+            self.anti_entropy_checks,
+            self.anti_entropy_repairs
         )
     }
 }
@@ -334,6 +344,9 @@ pub struct Sim {
     /// ops at every audit (slow; for narrowing a failure down).
     paranoid: bool,
     full_sync_checks: u64,
+    /// Set once the liveness phase converged: every session was asked for an
+    /// anti-entropy round, with its `anti_entropy_checks` at that moment.
+    final_anti_entropy: Option<BTreeMap<(usize, usize), u64>>,
 }
 
 impl Sim {
@@ -411,6 +424,7 @@ impl Sim {
             converged: false,
             paranoid: std::env::var_os("CHORUS_SIM_PARANOID").is_some(),
             full_sync_checks: 0,
+            final_anti_entropy: None,
             cfg,
             p,
         }
@@ -504,6 +518,7 @@ impl Sim {
         if k.small_snapshot_chunks {
             c.snapshot_chunk_bytes_max = 200;
         }
+        c.anti_entropy_interval_ms = ANTI_ENTROPY_INTERVAL_MS;
         c.canary_ack_before_durable = self.cfg.canary == Some(Canary::AckBeforeDurable);
         c
     }
@@ -1005,10 +1020,20 @@ impl Sim {
                             )
                         });
                 }
+                SessionEvent::DigestMatched { .. } => self.stats.anti_entropy_checks += 1,
                 SessionEvent::DigestMismatch { db, buckets } => {
+                    self.stats.anti_entropy_checks += 1;
                     let v = Violation::new(
                         "convergence",
                         format!("sites {} and {}: same VV, digest buckets {buckets:?} of db {db} differ", s + 1, peer + 1),
+                    );
+                    self.fail(v);
+                }
+                SessionEvent::Repaired { db, buckets, rows } => {
+                    self.stats.anti_entropy_repairs += 1;
+                    let v = Violation::new(
+                        "anti-entropy",
+                        format!("site {} repaired {rows} rows of buckets {buckets:?} of db {db} from site {}: a correct system never repairs", s + 1, peer + 1),
                     );
                     self.fail(v);
                 }
@@ -1556,19 +1581,12 @@ impl Sim {
         }
         if wipe {
             self.stats.wipes += 1;
-            // A rebuilt site: new disk. An operator-provided floor keeps its
-            // OpIds unique (see docs/simulator.md, "wipe").
+            // A rebuilt site: new disk. Its fresh incarnation stands for the
+            // server's wall-clock one: above any of its earlier life (see
+            // docs/simulator.md, "wipe").
             let floor = self.check.max_incarnation(s).saturating_add(1);
-            let fresh = SharedDisk::new();
-            {
-                let mut d = fresh.lock();
-                if let Err(e) = d.meta_put("incarnation", &floor.to_le_bytes()) {
-                    drop(d);
-                    self.fail(Violation::new("sim", format!("wipe: {e}")));
-                    return;
-                }
-            }
-            self.sites[s].disk = fresh;
+            self.sites[s].engine_config.fresh_incarnation = floor;
+            self.sites[s].disk = SharedDisk::new();
             self.check.site_wiped(s);
         } else {
             self.stats.crashes += 1;
@@ -1725,12 +1743,14 @@ impl Sim {
             && first_vv.is_some_and(|v| engines.iter().all(|e| e.is_some_and(|e| *e.vv() == v)));
         if same_vv {
             match self.check.audit_convergence(&engines) {
-                Ok(()) => {
+                Ok(()) if self.final_anti_entropy.is_none() => self.request_final_anti_entropy(t),
+                Ok(()) if self.final_anti_entropy_done() => {
                     self.trace
                         .event(t, "converged", &[], || "all sites converged".to_owned());
                     self.converged = true;
                     return;
                 }
+                Ok(()) => {}
                 Err(v) => {
                     self.fail(v);
                     return;
@@ -1738,6 +1758,44 @@ impl Sim {
             }
         }
         self.sched.after(LIVENESS_CHECK_MS, Ev::LivenessCheck);
+    }
+
+    /// Converged: one more anti-entropy round on every link, so every run
+    /// compares digests at equal vectors at least once per link (and a
+    /// repair there fails the run).
+    fn request_final_anti_entropy(&mut self, t: u64) {
+        let mut base = BTreeMap::new();
+        for s in 0..self.sites.len() {
+            for (&peer, sess) in self.sites[s].sessions.iter_mut() {
+                sess.request_anti_entropy();
+                base.insert((s, peer), sess.stats().anti_entropy_checks);
+            }
+        }
+        self.final_anti_entropy = Some(base);
+        self.trace.event(t, "anti-entropy", &[], || {
+            "converged: one anti-entropy round per link".to_owned()
+        });
+        for s in 0..self.sites.len() {
+            self.pump_site(s);
+        }
+    }
+
+    /// Every link that is up compared all 16 databases since the request.
+    fn final_anti_entropy_done(&self) -> bool {
+        let Some(base) = &self.final_anti_entropy else {
+            return false;
+        };
+        let compared = |s: usize, peer: usize| {
+            let now = self.sites[s]
+                .sessions
+                .get(&peer)
+                .map_or(0, |x| x.stats().anti_entropy_checks);
+            now.saturating_sub(base.get(&(s, peer)).copied().unwrap_or(now)) >= DBS as u64
+        };
+        self.conns
+            .iter()
+            .filter(|c| c.state == ConnState::Up)
+            .all(|c| compared(c.a, c.b) || compared(c.b, c.a))
     }
 
     fn liveness_report(&self) -> String {
@@ -1788,8 +1846,12 @@ impl Sim {
             .take(8)
             .map(|(t, e)| format!("{t}:{e:?}"))
             .collect();
+        let anti_entropy = match &self.final_anti_entropy {
+            None => "",
+            Some(_) => " (states converged; final anti-entropy round not finished)",
+        };
         format!(
-            "no convergence within {} ms of healing: {}; pending deliveries: {}",
+            "no convergence within {} ms of healing{anti_entropy}: {}; pending deliveries: {}",
             self.p.liveness_deadline_ms,
             parts.join("; "),
             delivers.join(" ")
@@ -1797,6 +1859,14 @@ impl Sim {
     }
 
     fn final_checks(&mut self) {
+        if self.stats.anti_entropy_repairs != 0 {
+            let n = self.stats.anti_entropy_repairs;
+            self.fail(Violation::new(
+                "anti-entropy",
+                format!("{n} anti-entropy repairs: a correct system never repairs"),
+            ));
+            return;
+        }
         let engines: Vec<Option<&Engine>> = self.sites.iter().map(|s| s.engine.as_ref()).collect();
         let res = self.check.final_checks(&engines);
         match res {

@@ -32,7 +32,7 @@ pub use tls::{TlsError, TlsIdentity};
 
 use crate::backoff::{BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT};
 use crate::session::{ConfigError, SessionConfig, SessionStats};
-use chorus_engine::id::{SiteId, VersionVector};
+use chorus_engine::id::{Origin, SiteId, VersionVector};
 use chorus_engine::Engine;
 use clock::Clock;
 use parking_lot::Mutex;
@@ -342,6 +342,26 @@ impl Replication {
             .with_peer(site, |e| e.session.request_digest(db))
     }
 
+    /// Changes the anti-entropy interval of every peer, current and future
+    /// (0 = off).
+    pub fn set_anti_entropy_interval_ms(&self, interval_ms: u64) {
+        self.shared.session_template.lock().anti_entropy_interval_ms = interval_ms;
+        let now_ms = self.shared.clock.now_ms();
+        let peers: Vec<Arc<Peer>> = self.shared.peers.lock().values().cloned().collect();
+        for p in peers {
+            self.shared.with_peer(p.site, |e| {
+                e.session.set_anti_entropy_interval(interval_ms, now_ms)
+            });
+        }
+    }
+
+    /// Starts an anti-entropy round with the peer now (if the link is quiet
+    /// enough to compare). False if unknown.
+    pub fn request_anti_entropy(&self, site: SiteId) -> bool {
+        self.shared
+            .with_peer(site, |e| e.session.request_anti_entropy())
+    }
+
     /// Changes the data rate limit to the peer (bytes/s, 0 = none).
     pub fn set_rate_limit(&self, site: SiteId, bytes_per_s: u64) -> bool {
         let now_ms = self.shared.clock.now_ms();
@@ -363,6 +383,52 @@ impl Replication {
         let peer = self.shared.peer(site)?;
         let entry = peer.entry.lock();
         Some(entry.session.peer_acked_vv().clone())
+    }
+
+    /// Configured peers.
+    pub fn peer_count(&self) -> usize {
+        self.shared.peers.lock().len()
+    }
+
+    /// Peers whose durable ack covers op `seq` of `origin` (and so every
+    /// earlier op of that origin).
+    pub fn peers_covering(&self, origin: Origin, seq: u64) -> usize {
+        let peers: Vec<Arc<Peer>> = self.shared.peers.lock().values().cloned().collect();
+        peers
+            .iter()
+            .filter(|p| p.entry.lock().session.peer_acked_vv().get(origin) >= seq)
+            .count()
+    }
+
+    /// Waits until at least `peers_min` peers durably acknowledged op `seq`
+    /// of `origin`, or `timeout` passed; returns how many had. Holds no lock
+    /// while waiting: it sleeps on the ack notifications of the readers.
+    pub async fn wait_acked(
+        &self,
+        origin: Origin,
+        seq: u64,
+        peers_min: usize,
+        timeout: Duration,
+    ) -> usize {
+        // Subscribed before the first look, so no ack can slip in between.
+        let mut acks = self.shared.acks.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.peers_covering(origin, seq);
+            if got >= peers_min || self.shared.is_shut_down() {
+                return got;
+            }
+            tokio::select! {
+                changed = acks.changed() => {
+                    if changed.is_err() {
+                        return self.peers_covering(origin, seq);
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return self.peers_covering(origin, seq);
+                }
+            }
+        }
     }
 
     /// What every current peer has durably acknowledged (the meet of their

@@ -137,13 +137,17 @@ pub(crate) struct Shared {
     engine: Arc<Mutex<Engine>>,
     pub(crate) endpoint: Endpoint,
     pub(crate) clock: Clock,
-    session_template: SessionConfig,
+    /// Every new peer's session starts from this (anti-entropy interval
+    /// changes at runtime).
+    pub(crate) session_template: Mutex<SessionConfig>,
     fsync_always: bool,
     backoff_base_ms: u64,
     backoff_max_ms: u64,
     handshake_timeout_ms: u64,
     /// Bumped on every engine change that may give a session something to send.
     changes: watch::Sender<u64>,
+    /// Bumped whenever a peer's ack arrived (sync writes wait on it).
+    pub(crate) acks: watch::Sender<u64>,
     shutdown: AtomicBool,
     pub(crate) peers: Mutex<PeerMap>,
     /// (engine vector, last time it was seen), oldest first.
@@ -166,12 +170,13 @@ impl Shared {
             engine,
             endpoint,
             clock,
-            session_template,
+            session_template: Mutex::new(session_template),
             fsync_always: config.fsync_always,
             backoff_base_ms: config.backoff_base_ms,
             backoff_max_ms: config.backoff_max_ms,
             handshake_timeout_ms: config.idle_timeout_ms,
             changes: watch::Sender::new(0),
+            acks: watch::Sender::new(0),
             shutdown: AtomicBool::new(false),
             peers: Mutex::new(PeerMap::new()),
             lag_marks: Mutex::new(VecDeque::new()),
@@ -224,7 +229,7 @@ impl Shared {
             p.wake.notify_one();
             return Ok(());
         }
-        let mut session_config = self.session_template.clone();
+        let mut session_config = self.session_template.lock().clone();
         session_config.peer_site_id = Some(site);
         let session = PeerSession::new(session_config)?;
         let (conn_tx, conn_rx) = mpsc::channel(CONN_EVENTS_QUEUED_MAX);
@@ -448,7 +453,32 @@ fn drain_events(site: SiteId, peer: SiteId, e: &mut PeerEntry) {
             SessionEvent::CaughtUp => tracing::info!(site, peer, "peer caught up"),
             SessionEvent::DigestMatched { db } => tracing::debug!(site, peer, db, "digest matched"),
             SessionEvent::DigestMismatch { db, buckets } => {
-                tracing::error!(site, peer, db, ?buckets, "DIGEST MISMATCH: sites diverged");
+                tracing::error!(
+                    site,
+                    peer,
+                    db,
+                    ?buckets,
+                    "DIGEST MISMATCH: sites diverged at the same version vector; repairing"
+                );
+            }
+            SessionEvent::Repaired { db, buckets, rows } => {
+                tracing::error!(
+                    site,
+                    peer,
+                    db,
+                    ?buckets,
+                    rows,
+                    "ANTI-ENTROPY REPAIR: rows differed at the same version vector and were joined with the peer's (a bug: please report)"
+                );
+            }
+            SessionEvent::RepairTooLarge { db, buckets } => {
+                tracing::error!(
+                    site,
+                    peer,
+                    db,
+                    ?buckets,
+                    "anti-entropy cannot repair these buckets: too large for one repair message (PEER RESYNC merges a full snapshot)"
+                );
             }
         }
     }
@@ -909,7 +939,11 @@ async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream, g
             }
             let now_ms = shared.clock.now_ms();
             let applied_before = engine.vv().total();
+            let acks_before = e.session.stats().acks_received;
             e.session.handle_bytes(now_ms, &chunk.bytes, &mut engine);
+            if e.session.stats().acks_received != acks_before {
+                shared.acks.send_modify(|v| *v = v.wrapping_add(1));
+            }
             let applied = engine.vv().total() != applied_before;
             if applied && shared.fsync_always {
                 // Durable before anything else is sent: the ack can go at once.

@@ -260,8 +260,14 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
 fn data_command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let db = ctx.session.db;
     match ctx.store.as_mut() {
+        // Inside EXEC: the transaction's op is noted at commit.
         Some(guard) => guard.execute(db, args),
-        None => ctx.server.store.lock().execute(db, args),
+        None => {
+            let mut guard = ctx.server.store.lock();
+            let reply = guard.execute(db, args);
+            ctx.session.write_mark = guard.take_write();
+            reply
+        }
     }
 }
 

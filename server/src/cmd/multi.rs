@@ -132,6 +132,7 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
     }
     if let Some(mut guard) = ctx.store.take() {
         guard.commit_transaction();
+        ctx.session.write_mark = guard.take_write();
     }
     Reply::Array(replies)
 }

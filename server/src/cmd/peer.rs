@@ -1,9 +1,13 @@
-//! Replication commands: `PEER LIST|ADD|REMOVE|PAUSE|RESUME|RESYNC|LAG` and
-//! `WAIT numpeers timeout`, plus the `# Replication` section of INFO.
+//! Replication commands: `PEER LIST|ADD|REMOVE|PAUSE|RESUME|RESYNC|LAG|CHECK`
+//! and `WAIT numpeers timeout`, plus the `# Replication` section of INFO.
 //!
 //! WAIT counts the peers whose *durable* acknowledgement covers every op this
 //! site has made so far (so everything this client wrote): synchronous
-//! replication on demand.
+//! replication on demand (`write-mode sync` does it for every write, see
+//! `crate::sync_write`).
+//!
+//! `PEER ADD` and `PEER REMOVE` are saved in the data directory
+//! (`crate::peers_file`) once they took effect, so they survive a restart.
 
 use std::time::{Duration, Instant};
 
@@ -73,22 +77,32 @@ pub fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             let spec = format!("{id}@{addr}");
             match crate::config::parse_peer(&spec) {
                 Ok((id, addr)) => match r.add_peer(id, addr) {
-                    Ok(()) => Reply::Ok,
+                    Ok(()) => {
+                        let saved = ctx.server.peer_overrides.lock().record_add(id, addr);
+                        not_saved(saved, id, "added")
+                    }
                     Err(e) => Reply::Error(format!("ERR {e}")),
                 },
                 Err(e) => Reply::Error(format!("ERR {e}")),
             }
         }
-        ("remove" | "pause" | "resume" | "resync" | "lag", 3) => {
+        ("remove" | "pause" | "resume" | "resync" | "lag" | "check", 3) => {
             let id = match site_arg(args.get(2)) {
                 Ok(id) => id,
                 Err(e) => return e,
             };
             match sub.as_str() {
-                "remove" => ok_or_missing(r.remove_peer(id)),
+                "remove" => {
+                    if !r.remove_peer(id) {
+                        return ok_or_missing(false);
+                    }
+                    let saved = ctx.server.peer_overrides.lock().record_remove(id);
+                    not_saved(saved, id, "removed")
+                }
                 "pause" => ok_or_missing(r.pause(id)),
                 "resume" => ok_or_missing(r.resume(id)),
                 "resync" => ok_or_missing(r.resync(id)),
+                "check" => ok_or_missing(r.request_anti_entropy(id)),
                 _ => match r.peer_status(id) {
                     Some(p) => Reply::Array(vec![
                         Reply::Int(p.ops_lag as i64),
@@ -99,8 +113,21 @@ pub fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             }
         }
         _ => Reply::err(
-            "ERR syntax: PEER LIST | PEER ADD id host:port | PEER REMOVE|PAUSE|RESUME|RESYNC|LAG id",
+            "ERR syntax: PEER LIST | PEER ADD id host:port | PEER REMOVE|PAUSE|RESUME|RESYNC|LAG|CHECK id",
         ),
+    }
+}
+
+/// `+OK`, or why a change that took effect was not saved for the next start.
+fn not_saved(saved: Result<(), crate::peers_file::PeersFileError>, id: u16, what: &str) -> Reply {
+    match saved {
+        Ok(()) => Reply::Ok,
+        Err(e) => {
+            tracing::error!(peer = id, error = %e, "runtime peer change not saved");
+            Reply::Error(format!(
+                "ERR peer {id} {what} for this run, but not saved (a restart forgets it): {e}"
+            ))
+        }
     }
 }
 
@@ -167,6 +194,25 @@ pub fn info_section(state: &ServerState, out: &mut String) {
         stats.ops_remote_duplicate
     );
     let _ = write!(out, "type_conflicts:{conflicts}\r\n");
+    let settings = state.settings();
+    let _ = write!(out, "write_mode:{}\r\n", settings.write_mode.as_str());
+    let _ = write!(
+        out,
+        "sync_write_timeout_ms:{}\r\n",
+        settings.sync_write_timeout_ms
+    );
+    let _ = write!(out, "sync_writes_acked:{}\r\n", state.sync_writes.acked());
+    let _ = write!(
+        out,
+        "sync_writes_not_replicated:{}\r\n",
+        state.sync_writes.not_replicated()
+    );
+    let _ = write!(out, "repl_backlog_size:{}\r\n", settings.repl_backlog_size);
+    let _ = write!(
+        out,
+        "anti_entropy_interval_secs:{}\r\n",
+        settings.anti_entropy_interval_secs
+    );
     match state.store.replication() {
         None => out.push_str("connected_peers:0\r\n"),
         Some(r) => {
@@ -178,10 +224,32 @@ pub fn info_section(state: &ServerState, out: &mut String) {
             let _ = write!(out, "configured_peers:{}\r\n", peers.len());
             let refused = r.endpoint_status().handshakes_refused;
             let _ = write!(out, "handshakes_refused:{refused}\r\n");
+            let sum = |f: fn(&chorus_replication::SessionStats) -> u64| -> u64 {
+                peers.iter().map(|p| f(&p.stats)).sum()
+            };
+            let totals: [(&str, u64); 8] = [
+                ("full_syncs_sent", sum(|s| s.snapshots_sent)),
+                ("full_syncs_received", sum(|s| s.snapshots_received)),
+                ("anti_entropy_rounds", sum(|s| s.anti_entropy_rounds)),
+                ("anti_entropy_checks", sum(|s| s.anti_entropy_checks)),
+                ("anti_entropy_incomparable", sum(|s| s.digests_incomparable)),
+                (
+                    "anti_entropy_mismatches",
+                    sum(|s| s.anti_entropy_mismatches),
+                ),
+                ("anti_entropy_repairs", sum(|s| s.anti_entropy_repairs)),
+                (
+                    "anti_entropy_rows_repaired",
+                    sum(|s| s.anti_entropy_rows_repaired),
+                ),
+            ];
+            for (name, value) in totals {
+                let _ = write!(out, "{name}:{value}\r\n");
+            }
             for (i, p) in peers.iter().enumerate() {
                 let _ = write!(
                     out,
-                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},last_ack_ms={},ops_sent={},ops_received={}\r\n",
+                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},last_ack_ms={},ops_sent={},ops_received={},full_syncs_sent={},full_syncs_received={},anti_entropy_checks={},anti_entropy_repairs={}\r\n",
                     p.site_id,
                     p.addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
                     p.state,
@@ -191,7 +259,11 @@ pub fn info_section(state: &ServerState, out: &mut String) {
                     p.bytes_out_per_s,
                     p.last_ack_ms.map_or(-1, |v| v as i64),
                     p.ops_sent,
-                    p.ops_received
+                    p.ops_received,
+                    p.stats.snapshots_sent,
+                    p.stats.snapshots_received,
+                    p.stats.anti_entropy_checks,
+                    p.stats.anti_entropy_repairs
                 );
             }
         }

@@ -6,8 +6,9 @@
 //! compares the name lists). Parameters Chorus does not act on are still
 //! validated, stored and returned, so tools that set them keep working.
 //! Defaults differ from Redis's only where Chorus decides the value: `bind`,
-//! `port`, `dir` (filled in from flags at startup) and `appendonly` (the op
-//! log is always on).
+//! `port`, `dir` (filled in from flags at startup), `appendonly` (the op
+//! log is always on) and `repl-backlog-size` (256 MiB: the backlog serves
+//! peers across partitions, not a replica's brief reconnect).
 
 /// Cannot be changed with `CONFIG SET`.
 pub const IMMUTABLE: u8 = 1;
@@ -561,7 +562,16 @@ pub const PARAMS: &[ParamSpec] = &[
         "536870912",
     ),
     signed("stream-node-max-entries", None, 0, 0, LONG_MAX, "100"),
-    memory("repl-backlog-size", None, 0, 1, LONG_MAX, false, "1048576"),
+    // Chorus's default (256 MiB), not Redis's 1 MiB: see `REPL_BACKLOG_SIZE_DEFAULT`.
+    memory(
+        "repl-backlog-size",
+        None,
+        0,
+        1,
+        LONG_MAX,
+        false,
+        "268435456",
+    ),
     signed("repl-backlog-ttl", None, 0, 0, LONG_MAX, "3600"),
     memory(
         "auto-aof-rewrite-min-size",
@@ -728,7 +738,12 @@ pub const PARAMS: &[ParamSpec] = &[
     ),
     // Chorus's own.
     signed("site-id", None, IMMUTABLE, 1, 65535, "1"),
+    choice("write-mode", 0, WRITE_MODES, "async"),
+    signed("sync-write-timeout-ms", None, 0, 1, INT_MAX, "1000"),
+    signed("anti-entropy-interval-secs", None, 0, 0, INT_MAX, "60"),
 ];
+
+const WRITE_MODES: &[(&str, u8)] = &[("async", 0), ("sync", 1)];
 
 #[cfg(test)]
 mod tests {
@@ -749,7 +764,17 @@ mod tests {
         let missing: Vec<_> = redis.difference(&ours).collect();
         let extra: Vec<_> = ours.difference(&redis).collect();
         assert!(missing.is_empty(), "missing {missing:?}");
-        assert_eq!(extra, vec![&"site-id"]);
+        let mut extra: Vec<&str> = extra.into_iter().copied().collect();
+        extra.sort_unstable();
+        assert_eq!(
+            extra,
+            vec![
+                "anti-entropy-interval-secs",
+                "site-id",
+                "sync-write-timeout-ms",
+                "write-mode"
+            ]
+        );
     }
 
     #[test]
