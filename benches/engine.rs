@@ -439,6 +439,68 @@ fn profile_mode(name: &str) {
     );
 }
 
+/// `CHORUS_PROFILE=REMOTE`: `apply_remote` of batches of 1,024 SET ops from one
+/// peer over `CHORUS_PROFILE_KEYS` keys (default 1,000,000): a first pass fills
+/// the keyspace, then `CHORUS_PROFILE_OPS` more ops are timed (building the
+/// batches included, which the criterion bench leaves out).
+fn profile_remote() {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let keys = env("CHORUS_PROFILE_KEYS", KEYSPACE);
+    let ops = env("CHORUS_PROFILE_OPS", 2_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut e = redb_engine(dir.path(), 2);
+    let key_buf = b!(key_buffer("rem:", keys));
+    let value = b!(value_100(1));
+    let origin = Origin::new(1, 0);
+    let mut seq: u64 = 0;
+    let mut run = |e: &mut Engine, n: usize| {
+        let mut done = 0;
+        while done < n {
+            let batch: Vec<Op> = (0..REMOTE_BATCH_OPS)
+                .map(|_| {
+                    seq += 1;
+                    let k = (seq as usize) % keys;
+                    Op {
+                        id: OpId::new(origin, seq),
+                        hlc: Hlc::new(1_000 + seq / 1_000, (seq % 1_000) as u16),
+                        deps: VersionVector::new(),
+                        effects: vec![KeyEffect {
+                            db: 0,
+                            key: key_buf.slice(k * KEY_BYTES..(k + 1) * KEY_BYTES),
+                            effect: Effect::SetString {
+                                value: value.clone(),
+                                keep_ttl: false,
+                            },
+                        }],
+                    }
+                })
+                .collect();
+            e.apply_remote(batch);
+            done += REMOTE_BATCH_OPS;
+            if done % SYNC_EVERY_OPS as usize == 0 {
+                e.sync().expect("sync");
+            }
+        }
+    };
+    run(&mut e, keys);
+    e.sync().expect("sync");
+    let start = Instant::now();
+    let cpu_start = thread_cpu_ns();
+    run(&mut e, ops);
+    let took = start.elapsed().as_secs_f64();
+    let cpu = thread_cpu_ns().saturating_sub(cpu_start) as f64 / 1e9;
+    println!(
+        "profile/REMOTE: {ops} ops in {took:.2} s wall, {cpu:.2} s on cpu: {:.0} ops/s wall, {:.0} ops/cpu-s",
+        ops as f64 / took,
+        ops as f64 / cpu
+    );
+}
+
 /// Time this thread has spent on a CPU (ns), from the scheduler's statistics:
 /// on a shared machine ops per CPU-second is steadier than per wall second.
 fn thread_cpu_ns() -> u64 {
@@ -451,6 +513,7 @@ fn thread_cpu_ns() -> u64 {
 fn main() {
     if let Ok(name) = std::env::var("CHORUS_PROFILE") {
         match name.as_str() {
+            "REMOTE" => profile_remote(),
             "RESTART" => restart(),
             "HOT_INCR" => hot_counter(),
             _ => profile_mode(&name),
