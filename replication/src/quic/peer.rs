@@ -923,7 +923,7 @@ fn output_round(shared: &Shared, peer: &Peer, gen: u64) -> Option<Round> {
 }
 
 /// Reads the stream and feeds the session, applying each chunk in slices of
-/// `APPLY_SLICE_OPS_MAX`; wakes the writer after each slice and every other
+/// `APPLY_SLICE_OPS_MAX`; after each chunk wakes the writer, and every other
 /// peer when the engine changed (their peers may need it).
 async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream, gen: u64) {
     loop {
@@ -941,7 +941,7 @@ async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream, g
         let mut pushed = false;
         let mut applied_in_chunk = false;
         loop {
-            let (engine_changed, more, connected) = {
+            let (more, connected) = {
                 let mut engine = shared.engine.lock();
                 let mut e = peer.entry.lock();
                 if e.gen != gen {
@@ -975,20 +975,23 @@ async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream, g
                 // Hand the engine to a waiting client rather than taking it
                 // straight back for the next slice.
                 parking_lot::MutexGuard::unlock_fair(engine);
-                (applied, more, connected)
+                (more, connected)
             };
-            if engine_changed {
-                shared.notify_engine_changed();
-            }
-            peer.wake.notify_one();
             if !connected {
+                peer.wake.notify_one();
                 return;
             }
             if !more {
                 break;
             }
+            // The writers are woken once per chunk, as before slicing: waking
+            // them per slice only made them contend for the engine lock.
             tokio::task::yield_now().await;
         }
+        if applied_in_chunk {
+            shared.notify_engine_changed();
+        }
+        peer.wake.notify_one();
     }
     peer.wake.notify_one();
 }
