@@ -15,8 +15,14 @@
 //! through `Engine::apply_remote`, merge snapshots, and acknowledge with the
 //! engine's **durable** version vector only.
 //!
+//! Flow control: a batch goes out while fewer than `inflight_batches_max`
+//! batches and fewer than `inflight_bytes_max` frame bytes are unacknowledged,
+//! so the window follows the bytes on the wire, not how the stream happened to
+//! be cut into batches (many small batches of a paced load never fill it).
+//!
 //! Invariants (checked by [`PeerSession::invariants_hold`] after every public
-//! mutator): at most `inflight_batches_max` unacknowledged batches; every
+//! mutator): at most `inflight_batches_max` unacknowledged batches, and all
+//! but the newest of them within `inflight_bytes_max` bytes; every
 //! in-flight mark is covered by the peer estimate; a snapshot being received
 //! stays within its announced row count and `snapshot_bytes_max`; queues are
 //! bounded; a session that is not connected holds no connection state.
@@ -45,7 +51,9 @@ use std::collections::VecDeque;
 use thiserror::Error;
 
 /// Upper bound for `SessionConfig::inflight_batches_max`.
-pub const INFLIGHT_BATCHES_MAX: usize = 1024;
+pub const INFLIGHT_BATCHES_MAX: usize = 4096;
+/// Upper bound for `SessionConfig::inflight_bytes_max`.
+pub const INFLIGHT_BYTES_MAX: usize = 256 << 20;
 /// Events kept until the driver polls them; older ones are dropped (and counted).
 pub const EVENTS_QUEUED_MAX: usize = 1024;
 /// Default bound on the bytes of one snapshot being received.
@@ -78,7 +86,11 @@ pub struct SessionConfig {
     pub batch_bytes_max: usize,
     /// Batches sent and not yet acknowledged (applied) by the peer.
     pub inflight_batches_max: usize,
-    /// Least time between two acks.
+    /// Frame bytes of batches sent and not yet acknowledged (applied) by the
+    /// peer, `1..=INFLIGHT_BYTES_MAX`; one batch may cross it.
+    pub inflight_bytes_max: usize,
+    /// Least time between two acks that only report applied ops; an ack whose
+    /// durable vector moved goes out at once.
     pub ack_interval_ms: u64,
     /// Send a heartbeat after this long without sending anything.
     pub heartbeat_interval_ms: u64,
@@ -107,7 +119,11 @@ impl SessionConfig {
             peer_site_id: None,
             batch_ops_max: 1024,
             batch_bytes_max: 1 << 20,
-            inflight_batches_max: 16,
+            // Bytes bind first: 8 MiB is ~200,000 small ops, far more than
+            // an ack interval of any steady stream, and within QUIC's 16 MiB
+            // stream window; the batch count only bounds the marks kept.
+            inflight_batches_max: 1024,
+            inflight_bytes_max: 8 << 20,
             ack_interval_ms: 5,
             heartbeat_interval_ms: 1000,
             idle_timeout_ms: 10_000,
@@ -130,6 +146,9 @@ impl SessionConfig {
         }
         if !(1..=INFLIGHT_BATCHES_MAX).contains(&self.inflight_batches_max) {
             return bad("inflight_batches_max must be in 1..=INFLIGHT_BATCHES_MAX");
+        }
+        if !(1..=INFLIGHT_BYTES_MAX).contains(&self.inflight_bytes_max) {
+            return bad("inflight_bytes_max must be in 1..=INFLIGHT_BYTES_MAX");
         }
         if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.idle_timeout_ms {
             return bad("heartbeat_interval_ms must be positive and below idle_timeout_ms");
@@ -427,11 +446,16 @@ pub struct PeerSession {
     peer_acked: VersionVector,
     /// Everything the peer confirmed holding (durable or applied) in acks.
     peer_confirmed: VersionVector,
-    /// `peer_known` after each unacknowledged batch, oldest first.
-    inflight: VecDeque<VersionVector>,
+    /// `peer_known` after each unacknowledged batch and the batch's frame
+    /// bytes, oldest first.
+    inflight: VecDeque<(VersionVector, usize)>,
+    /// Sum of the frame bytes in `inflight`.
+    inflight_bytes: usize,
     peer_wants_snapshot: bool,
 
     // Receiving.
+    /// A decoded message held back by `handle_received`'s budget.
+    received_held: Option<Box<Message>>,
     incoming: Option<Box<IncomingSnapshot>>,
     /// Last ack sent: (durable, applied).
     ack_sent: Option<(VersionVector, VersionVector)>,
@@ -485,7 +509,9 @@ impl PeerSession {
             peer_acked: VersionVector::new(),
             peer_confirmed: VersionVector::new(),
             inflight: VecDeque::new(),
+            inflight_bytes: 0,
             peer_wants_snapshot: false,
+            received_held: None,
             incoming: None,
             ack_sent: None,
             ack_wanted: false,
@@ -532,22 +558,56 @@ impl PeerSession {
         debug_assert!(self.invariants_hold());
     }
 
-    /// Bytes read from the connection, in order.
+    /// Bytes read from the connection, in order: handles every whole message.
     pub fn handle_bytes(&mut self, now_ms: u64, bytes: &[u8], engine: &mut Engine) {
+        self.push_bytes(now_ms, bytes);
+        self.handle_received(now_ms, engine, usize::MAX);
+    }
+
+    /// Bytes read from the connection, in order, buffered without handling
+    /// them: follow with [`PeerSession::handle_received`] until it returns
+    /// `false`. Lets a driver apply a large read in slices and release the
+    /// engine between them.
+    pub fn push_bytes(&mut self, now_ms: u64, bytes: &[u8]) {
         if !self.is_connected() {
             return;
         }
         self.stats.bytes_in += bytes.len() as u64;
         self.note_received(now_ms);
         self.rx.push(bytes);
+        debug_assert!(self.invariants_hold());
+    }
+
+    /// Handles buffered messages until they are used up or about `work_max`
+    /// ops and rows were handled: a message is held back for the next call
+    /// when it would cross `work_max` (a single larger message is handled
+    /// alone). Returns `true` when it stopped for the budget, i.e. call again.
+    pub fn handle_received(&mut self, now_ms: u64, engine: &mut Engine, work_max: usize) -> bool {
+        let mut work = 0usize;
+        let mut more = false;
         while self.is_connected() {
-            match self.rx.next_message() {
-                Ok(Some(msg)) => self.on_message(now_ms, msg, engine),
-                Ok(None) => break,
-                Err(e) => self.close(SessionError::Wire(e)),
+            let msg = match self.received_held.take() {
+                Some(msg) => *msg,
+                None => match self.rx.next_message() {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.close(SessionError::Wire(e));
+                        break;
+                    }
+                },
+            };
+            let w = message_work(&msg);
+            if work > 0 && work.saturating_add(w) > work_max {
+                self.received_held = Some(Box::new(msg));
+                more = true;
+                break;
             }
+            work = work.saturating_add(w);
+            self.on_message(now_ms, msg, engine);
         }
         debug_assert!(self.invariants_hold());
+        more
     }
 
     /// One decoded message (for drivers that frame messages themselves). It
@@ -585,7 +645,7 @@ impl PeerSession {
             if !self.inflight.is_empty() {
                 self.stats.ack_timeouts += 1;
                 self.peer_known = self.peer_confirmed.clone();
-                self.inflight.clear();
+                self.clear_inflight();
                 if let Outbound::Streaming { cursor } = &mut self.outbound {
                     *cursor = None;
                 }
@@ -741,10 +801,15 @@ impl PeerSession {
     pub fn inflight_batches(&self) -> usize {
         self.inflight.len()
     }
+    /// Frame bytes of the batches sent and not yet acknowledged.
+    pub fn inflight_bytes(&self) -> usize {
+        self.inflight_bytes
+    }
 
     pub fn invariants_hold(&self) -> bool {
         let connection_clean = matches!(self.outbound, Outbound::Idle)
             && self.incoming.is_none()
+            && self.received_held.is_none()
             && self.inflight.is_empty()
             && self.timers.is_clear();
         let link_ok = match self.link {
@@ -761,7 +826,14 @@ impl PeerSession {
             && link_ok
             && incoming_ok
             && self.inflight.len() <= self.config.inflight_batches_max
-            && self.inflight.iter().all(|m| self.peer_known.dominates(m))
+            && self.inflight.iter().map(|(_, b)| b).sum::<usize>() == self.inflight_bytes
+            && self.inflight.back().map_or(true, |(_, newest)| {
+                self.inflight_bytes - newest < self.config.inflight_bytes_max
+            })
+            && self
+                .inflight
+                .iter()
+                .all(|(m, _)| self.peer_known.dominates(m))
             && self.peer_known.is_canonical()
             && self.peer_acked.is_canonical()
             && self.events.len() <= EVENTS_QUEUED_MAX
@@ -801,8 +873,9 @@ impl PeerSession {
         self.heartbeat_due = false;
         self.outbound = Outbound::Idle;
         self.peer_known = VersionVector::new();
-        self.inflight.clear();
+        self.clear_inflight();
         self.peer_wants_snapshot = false;
+        self.received_held = None;
         self.incoming = None;
         self.ack_sent = None;
         self.ack_wanted = false;
@@ -817,6 +890,11 @@ impl PeerSession {
         self.digest_queries_in = None;
         self.repairs_out.clear();
         self.repair_reply = None;
+    }
+
+    fn clear_inflight(&mut self) {
+        self.inflight.clear();
+        self.inflight_bytes = 0;
     }
 
     fn push_event(&mut self, e: SessionEvent) {
@@ -1007,9 +1085,11 @@ impl PeerSession {
         while self
             .inflight
             .front()
-            .is_some_and(|mark| holds.dominates(mark))
+            .is_some_and(|(mark, _)| holds.dominates(mark))
         {
-            self.inflight.pop_front();
+            if let Some((_, bytes)) = self.inflight.pop_front() {
+                self.inflight_bytes -= bytes;
+            }
         }
         if self.inflight.is_empty() {
             self.timers.stop(Timer::AckWait);
@@ -1024,7 +1104,7 @@ impl PeerSession {
         self.stats.rewinds_received += 1;
         self.peer_confirmed = vv.clone();
         self.peer_known = vv;
-        self.inflight.clear();
+        self.clear_inflight();
         if let Outbound::Streaming { cursor } = &mut self.outbound {
             *cursor = None;
         }
@@ -1394,9 +1474,11 @@ impl PeerSession {
         }
     }
 
-    /// An ack when what we hold changed since the last one and `ack_interval_ms`
-    /// has passed. `vv` is the *durable* vector: never promise what a crash
-    /// could still take away.
+    /// An ack when what we hold changed since the last one: at once when the
+    /// durable vector moved (`WAIT` and sync writes wait for it; it moves at
+    /// most once per fsync, so these coalesce by themselves), otherwise once
+    /// `ack_interval_ms` has passed. `vv` is the *durable* vector: never
+    /// promise what a crash could still take away.
     fn ack_if_due(&mut self, now_ms: u64, engine: &Engine) -> Option<Vec<u8>> {
         let applied = engine.vv();
         let durable = if self.config.canary_ack_before_durable {
@@ -1404,16 +1486,15 @@ impl PeerSession {
         } else {
             engine.durable_vv()
         };
-        let changed = self.ack_wanted
-            || self
-                .ack_sent
-                .as_ref()
-                .map_or(true, |(d, a)| d != durable || a != applied);
+        let durable_moved = self.ack_sent.as_ref().map_or(true, |(d, _)| d != durable);
+        let changed = durable_moved
+            || self.ack_wanted
+            || self.ack_sent.as_ref().map_or(true, |(_, a)| a != applied);
         if !changed {
             self.timers.stop(Timer::Ack);
             return None;
         }
-        if let Some(last) = self.last_ack_sent_ms {
+        if let (false, Some(last)) = (durable_moved, self.last_ack_sent_ms) {
             let due = last.saturating_add(self.config.ack_interval_ms);
             if now_ms < due {
                 self.timers.set(Timer::Ack, due);
@@ -1505,7 +1586,9 @@ impl PeerSession {
     }
 
     fn next_batch(&mut self, engine: &Engine) -> Option<Vec<u8>> {
-        if self.inflight.len() >= self.config.inflight_batches_max {
+        if self.inflight.len() >= self.config.inflight_batches_max
+            || self.inflight_bytes >= self.config.inflight_bytes_max
+        {
             return None;
         }
         let Outbound::Streaming { cursor } = self.outbound else {
@@ -1550,7 +1633,9 @@ impl PeerSession {
             ops: entries.into_iter().map(|e| e.bytes).collect(),
         })?;
         self.peer_known = known;
-        self.inflight.push_back(self.peer_known.clone());
+        self.inflight_bytes += frame.len();
+        self.inflight
+            .push_back((self.peer_known.clone(), frame.len()));
         self.stats.ops_sent += n;
         self.stats.batches_sent += 1;
         Some(frame)
@@ -1644,6 +1729,15 @@ impl PeerSession {
 }
 
 /// A `RepairRows` (without `reply`) carrying `rows`.
+/// The apply work a received message costs: its ops or rows.
+fn message_work(msg: &Message) -> usize {
+    match msg {
+        Message::OpBatch { ops } => ops.len(),
+        Message::SnapshotChunk { rows } | Message::RepairRows { rows, .. } => rows.len(),
+        _ => 0,
+    }
+}
+
 fn repair_message(vv: &VersionVector, db: u8, rows: BucketRows) -> Message {
     Message::RepairRows {
         vv: vv.clone(),

@@ -231,6 +231,149 @@ fn unacknowledged_batches_are_bounded() {
 }
 
 #[test]
+fn a_steady_stream_never_waits_on_the_window() {
+    // 50 ops per ms (50,000/s) in one small batch per ms, to a peer that acks
+    // only every 50 ms: ~50 batches are unacknowledged at a time. A window of
+    // batches (the old 16) would hold ops back for the next ack; the byte
+    // window (8 MiB) never fills.
+    let mut net = Net::new(&[1, 2]);
+    // No fsync meanwhile: a moved durable vector would be acked at once.
+    net.auto_sync = false;
+    let mut cb = session_config();
+    cb.ack_interval_ms = 50;
+    let l = net.link_with(0, 1, session_config(), cb);
+    net.connect(l);
+    net.run(5);
+    let mut inflight_batches_max_seen = 0;
+    for ms in 0..1_000 {
+        for i in 0..50 {
+            net.write(0, &format!("k{ms}:{i}"), "v");
+        }
+        net.step();
+        // Everything written so far is applied at the peer within the step.
+        assert_eq!(net.engine(1).vv(), net.engine(0).vv(), "ms {ms}");
+        inflight_batches_max_seen =
+            inflight_batches_max_seen.max(net.session(l, 0).inflight_batches());
+    }
+    assert!(
+        inflight_batches_max_seen > 16,
+        "{inflight_batches_max_seen}"
+    );
+    assert_eq!(net.session(l, 0).stats().ops_sent, 50_000);
+    assert_eq!(net.session(l, 0).stats().ack_timeouts, 0);
+    // Acks still flow, and cover what is durable.
+    net.auto_sync = true;
+    assert!(net.run_until(1_000, |n| n.session(l, 0).peer_acked_vv()
+        == n.engine(0).vv()));
+    assert_eq!(net.session(l, 0).inflight_batches(), 0);
+    assert_eq!(net.session(l, 0).inflight_bytes(), 0);
+}
+
+#[test]
+fn the_window_bounds_inflight_bytes_when_acks_stop() {
+    let mut net = Net::new(&[1, 2]);
+    let mut ca = session_config();
+    ca.batch_ops_max = 5;
+    ca.inflight_bytes_max = 2_000;
+    let l = net.link_with(0, 1, ca, session_config());
+    net.connect(l);
+    net.run(5);
+    // B's acks stop reaching A.
+    net.links[l].hold[1] = true;
+    net.links[l].record = true;
+    for i in 0..1_000 {
+        net.write(0, &format!("k{i}"), "v");
+    }
+    net.run(50);
+    let sent = net.session(l, 0).stats().ops_sent;
+    let inflight = net.session(l, 0).inflight_bytes();
+    let batch_bytes_max = net.links[l].sent[0].iter().map(|f| f.len()).max().unwrap();
+    assert!(sent > 0 && sent < 1_000, "{sent}");
+    // The window filled: at least the bound, at most one batch beyond it.
+    assert!(inflight >= 2_000, "{inflight}");
+    assert!(inflight < 2_000 + batch_bytes_max, "{inflight}");
+    assert_eq!(net.engine(1).vv().total(), sent);
+    // Nothing more goes out while acks are held.
+    net.run(100);
+    assert_eq!(net.session(l, 0).stats().ops_sent, sent);
+    net.links[l].hold[1] = false;
+    assert!(net.run_until(1_000, |n| n.converged()));
+    assert_eq!(net.session(l, 0).stats().ops_sent, 1_000);
+    assert_eq!(net.session(l, 1).stats().ops_duplicate, 0);
+}
+
+#[test]
+fn reconnect_with_a_full_window_resends_nothing_the_peer_holds() {
+    let mut net = Net::new(&[1, 2]);
+    let mut ca = session_config();
+    ca.batch_ops_max = 5;
+    ca.inflight_bytes_max = 2_000;
+    let l = net.link_with(0, 1, ca, session_config());
+    net.connect(l);
+    net.run(5);
+    net.links[l].hold[1] = true;
+    for i in 0..500 {
+        net.write(0, &format!("k{i}"), "v");
+    }
+    net.run(20);
+    let sent = net.session(l, 0).stats().ops_sent;
+    assert!(sent > 0 && sent < 500, "{sent}");
+    assert!(net.session(l, 0).inflight_batches() > 0);
+    // The connection dies with the window full and unacknowledged.
+    net.links[l].held[1].clear();
+    net.links[l].hold[1] = false;
+    net.disconnect(l);
+    assert_eq!(net.session(l, 0).inflight_bytes(), 0);
+    net.connect(l);
+    assert!(net.run_until(1_000, |n| n.converged()));
+    // The peer's Hello covered what was in flight: each op went out once.
+    assert_eq!(net.session(l, 0).stats().ops_sent, 500);
+    assert_eq!(net.session(l, 1).stats().ops_duplicate, 0);
+}
+
+#[test]
+fn received_batches_are_applied_in_bounded_slices() {
+    let mut engine = support::open_engine(engine_config(1));
+    let mut s = handshaken(&mut engine, session_config());
+    let mut source = support::open_engine(engine_config(9));
+    for i in 0..2_000u64 {
+        support::write(&mut source, &format!("k{i}"), "v", 10 + i);
+    }
+    let ops = source.ops_since(&VersionVector::new(), 2_000).unwrap();
+    assert_eq!(ops.len(), 2_000);
+    let mut bytes = Vec::new();
+    for chunk in ops.chunks(400) {
+        let batch = Message::OpBatch {
+            ops: chunk.iter().map(encode_op).collect(),
+        };
+        bytes.extend_from_slice(&encode_frame(&batch).unwrap());
+    }
+    s.push_bytes(2, &bytes);
+    assert_eq!(engine.vv().total(), 0);
+    // At most 1,000 ops per call: whole batches of 400, two at a time.
+    let mut applied = Vec::new();
+    while s.handle_received(2, &mut engine, 1_000) {
+        applied.push(engine.vv().total());
+    }
+    applied.push(engine.vv().total());
+    assert_eq!(applied, vec![800, 1_600, 2_000]);
+    assert_eq!(engine.dbsize(0), 2_000);
+    // A batch larger than the budget is applied whole.
+    let mut more = Vec::new();
+    for i in 2_000..2_010u64 {
+        support::write(&mut source, &format!("k{i}"), "v", 10 + i);
+    }
+    let rest = source.ops_since(engine.vv(), 100).unwrap();
+    let batch = Message::OpBatch {
+        ops: rest.iter().map(encode_op).collect(),
+    };
+    more.extend_from_slice(&encode_frame(&batch).unwrap());
+    s.push_bytes(3, &more);
+    assert!(!s.handle_received(3, &mut engine, 4));
+    assert_eq!(engine.vv().total(), 2_010);
+}
+
+#[test]
 fn acks_cover_only_the_durable_version_vector() {
     let mut net = Net::new(&[1, 2]);
     net.auto_sync = false;

@@ -167,6 +167,18 @@ fn two_sites_converge_on_every_type() {
     let info = text(ca.cmd(&["INFO", "replication"]));
     assert!(info.contains("role:active-active"), "{info}");
     assert!(info.contains("state=streaming"), "{info}");
+    // Byte totals next to the rates: ops went out and acks came back.
+    let total = |name: &str| -> u64 {
+        info.lines()
+            .find(|l| l.starts_with("peer0:"))
+            .and_then(|l| {
+                l.split(',')
+                    .find_map(|f| f.strip_prefix(&format!("{name}=")[..]))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in the peer line: {info}"))
+    };
+    assert!(total("bytes_out") > 0 && total("bytes_in") > 0, "{info}");
 }
 
 #[test]
@@ -290,8 +302,19 @@ fn peer_pause_and_resume_partition_then_converge() {
     a.connect().cmd(&["INCR", "n"]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(get(&b, "k"), "(nil)", "a paused peer still received ops");
+    // WAIT: no peer can ack while paused; it answers 0 at its timeout.
+    let started = Instant::now();
+    assert_eq!(text(a.connect().cmd(&["WAIT", "1", "200"])), "0");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // A WAIT already waiting is woken by the ack that follows the resume.
+    let waiting = {
+        let mut c = a.connect();
+        std::thread::spawn(move || text(c.cmd(&["WAIT", "1", "20000"])))
+    };
+    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(text(a.connect().cmd(&["PEER", "RESUME", "2"])), "OK");
     assert_eq!(text(b.connect().cmd(&["PEER", "RESUME", "1"])), "OK");
+    assert_eq!(waiting.join().unwrap(), "1");
     converge(&[&a, &b], |p| get(p, "n") == "2");
     // The DEL had not seen the concurrent SET: the SET survives.
     assert_eq!(get(&a, "k"), "a");

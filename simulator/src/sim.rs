@@ -512,6 +512,9 @@ impl Sim {
             c.batch_ops_max = self.site_rng.range(1, 4) as usize;
             c.batch_bytes_max = 256;
             c.inflight_batches_max = self.site_rng.range(1, 3) as usize;
+            // About one batch of bytes: the byte bound binds as often as the
+            // batch count (no extra draw, so seeds keep their schedules).
+            c.inflight_bytes_max = 400;
         } else {
             c.batch_ops_max = 256;
         }

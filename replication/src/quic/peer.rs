@@ -41,6 +41,12 @@ pub(crate) const CLOSE_NO_STREAM: VarInt = VarInt::from_u32(6);
 pub const WRITE_ROUND_BYTES_MAX: usize = 4 << 20;
 /// Largest chunk read from the stream at once.
 pub const READ_CHUNK_BYTES_MAX: usize = 1 << 20;
+/// Ops (or snapshot rows) the reader applies per hold of the engine lock: a
+/// read chunk (~25,000 small ops) is applied in slices of about this size, the
+/// lock handed over fairly between them, so the site's own clients wait for
+/// one slice (~1–4 ms), not for a whole chunk. A single larger batch from the
+/// peer is applied whole.
+pub const APPLY_SLICE_OPS_MAX: usize = 1024;
 /// Connection events queued for one peer task (dial results, accepted connections).
 pub const CONN_EVENTS_QUEUED_MAX: usize = 8;
 /// Accepted connections between TLS and stream setup at once.
@@ -916,8 +922,9 @@ fn output_round(shared: &Shared, peer: &Peer, gen: u64) -> Option<Round> {
     })
 }
 
-/// Reads the stream and feeds the session; wakes the writer after each chunk
-/// and every other peer when the engine changed (their peers may need it).
+/// Reads the stream and feeds the session, applying each chunk in slices of
+/// `APPLY_SLICE_OPS_MAX`; after each chunk wakes the writer, and every other
+/// peer when the engine changed (their peers may need it).
 async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream, gen: u64) {
     loop {
         let chunk = match recv.read_chunk(READ_CHUNK_BYTES_MAX, true).await {
@@ -931,36 +938,60 @@ async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream, g
                 break;
             }
         };
-        let (engine_changed, connected) = {
-            let mut engine = shared.engine.lock();
-            let mut e = peer.entry.lock();
-            if e.gen != gen {
+        let mut pushed = false;
+        let mut applied_in_chunk = false;
+        loop {
+            let (more, connected) = {
+                let mut engine = shared.engine.lock();
+                let mut e = peer.entry.lock();
+                if e.gen != gen {
+                    return;
+                }
+                let now_ms = shared.clock.now_ms();
+                if !pushed {
+                    e.session.push_bytes(now_ms, &chunk.bytes);
+                    pushed = true;
+                }
+                let applied_before = engine.vv().total();
+                let acks_before = e.session.stats().acks_received;
+                let more = e
+                    .session
+                    .handle_received(now_ms, &mut engine, APPLY_SLICE_OPS_MAX);
+                if e.session.stats().acks_received != acks_before {
+                    shared.acks.send_modify(|v| *v = v.wrapping_add(1));
+                }
+                let applied = engine.vv().total() != applied_before;
+                applied_in_chunk |= applied;
+                if !more && applied_in_chunk && shared.fsync_always {
+                    // Durable before anything else is sent: the ack can go at
+                    // once. One fsync per read chunk, not per slice.
+                    if let Err(err) = engine.sync() {
+                        tracing::error!(site = shared.site_id, error = %err, "engine sync failed");
+                    }
+                }
+                drain_events(shared.site_id, peer.site, &mut e);
+                let connected = session_connected(e.session.state());
+                drop(e);
+                // Hand the engine to a waiting client rather than taking it
+                // straight back for the next slice.
+                parking_lot::MutexGuard::unlock_fair(engine);
+                (more, connected)
+            };
+            if !connected {
+                peer.wake.notify_one();
                 return;
             }
-            let now_ms = shared.clock.now_ms();
-            let applied_before = engine.vv().total();
-            let acks_before = e.session.stats().acks_received;
-            e.session.handle_bytes(now_ms, &chunk.bytes, &mut engine);
-            if e.session.stats().acks_received != acks_before {
-                shared.acks.send_modify(|v| *v = v.wrapping_add(1));
+            if !more {
+                break;
             }
-            let applied = engine.vv().total() != applied_before;
-            if applied && shared.fsync_always {
-                // Durable before anything else is sent: the ack can go at once.
-                if let Err(err) = engine.sync() {
-                    tracing::error!(site = shared.site_id, error = %err, "engine sync failed");
-                }
-            }
-            drain_events(shared.site_id, peer.site, &mut e);
-            (applied, session_connected(e.session.state()))
-        };
-        if engine_changed {
+            // The writers are woken once per chunk, as before slicing: waking
+            // them per slice only made them contend for the engine lock.
+            tokio::task::yield_now().await;
+        }
+        if applied_in_chunk {
             shared.notify_engine_changed();
         }
         peer.wake.notify_one();
-        if !connected {
-            return;
-        }
     }
     peer.wake.notify_one();
 }

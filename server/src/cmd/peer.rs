@@ -9,7 +9,7 @@
 //! `PEER ADD` and `PEER REMOVE` are saved in the data directory
 //! (`crate::peers_file`) once they took effect, so they survive a restart.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chorus_engine::Reply;
@@ -58,6 +58,8 @@ pub fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                         (bulk("time_lag_ms".into()), Reply::Int(p.time_lag_ms as i64)),
                         (bulk("bytes_in_per_s".into()), Reply::Int(p.bytes_in_per_s as i64)),
                         (bulk("bytes_out_per_s".into()), Reply::Int(p.bytes_out_per_s as i64)),
+                        (bulk("bytes_in".into()), Reply::Int(p.bytes_in as i64)),
+                        (bulk("bytes_out".into()), Reply::Int(p.bytes_out as i64)),
                         (
                             bulk("last_ack_ms".into()),
                             Reply::Int(p.last_ack_ms.map_or(-1, |v| v as i64)),
@@ -131,21 +133,6 @@ fn not_saved(saved: Result<(), crate::peers_file::PeersFileError>, id: u16, what
     }
 }
 
-/// Peers whose durable ack covers `seq` of this site's current origin.
-fn peers_caught_up(state: &ServerState, seq: u64) -> i64 {
-    let Some(r) = state.store.replication() else {
-        return 0;
-    };
-    let origin = state.store.with_engine(|e| e.origin());
-    r.status()
-        .iter()
-        .filter(|p| {
-            r.acked_vv(p.site_id)
-                .is_some_and(|vv| vv.get(origin) >= seq)
-        })
-        .count() as i64
-}
-
 /// `WAIT numpeers timeout_ms` (0 = wait forever, as in Redis).
 pub fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let parse = |b: &Bytes| {
@@ -159,22 +146,45 @@ pub fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if timeout < 0 {
         return Reply::err("ERR timeout is negative");
     }
-    if ctx.server.store.replication().is_none() {
-        return Reply::Int(0);
-    }
-    let seq = ctx.server.store.with_engine(|e| e.last_local_seq());
-    let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout as u64));
     let state = ctx.server;
-    // Polls with a deadline; block_in_place keeps the other tasks of this
-    // runtime running while this client waits.
-    tokio::task::block_in_place(|| loop {
-        let got = peers_caught_up(state, seq);
-        if got >= n || deadline.is_some_and(|d| Instant::now() >= d) {
-            return Reply::Int(got);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    })
+    let Some(r) = state.store.replication() else {
+        return Reply::Int(0);
+    };
+    let (origin, seq) = state
+        .store
+        .with_engine(|e| (e.origin(), e.last_local_seq()));
+    let peers_min = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+    // Sleeps on the same ack notifications as `write-mode sync` (no polling,
+    // no lock held); block_in_place keeps the other tasks of this runtime
+    // running while this client waits.
+    let got = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            if timeout > 0 {
+                return r
+                    .wait_acked(
+                        origin,
+                        seq,
+                        peers_min,
+                        Duration::from_millis(timeout as u64),
+                    )
+                    .await;
+            }
+            // 0 = forever, in steps that keep tokio's timer arithmetic small.
+            loop {
+                let got = r
+                    .wait_acked(origin, seq, peers_min, WAIT_FOREVER_STEP)
+                    .await;
+                if got >= peers_min {
+                    return got;
+                }
+            }
+        })
+    });
+    Reply::Int(got as i64)
 }
+
+/// `WAIT n 0` waits in steps of this long until `n` peers acked.
+const WAIT_FOREVER_STEP: Duration = Duration::from_secs(3600);
 
 /// The `# Replication` section of INFO.
 pub fn info_section(state: &ServerState, out: &mut String) {
@@ -249,7 +259,7 @@ pub fn info_section(state: &ServerState, out: &mut String) {
             for (i, p) in peers.iter().enumerate() {
                 let _ = write!(
                     out,
-                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},last_ack_ms={},ops_sent={},ops_received={},full_syncs_sent={},full_syncs_received={},anti_entropy_checks={},anti_entropy_repairs={}\r\n",
+                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},bytes_in={},bytes_out={},last_ack_ms={},ops_sent={},ops_received={},full_syncs_sent={},full_syncs_received={},anti_entropy_checks={},anti_entropy_repairs={}\r\n",
                     p.site_id,
                     p.addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
                     p.state,
@@ -257,6 +267,8 @@ pub fn info_section(state: &ServerState, out: &mut String) {
                     p.time_lag_ms,
                     p.bytes_in_per_s,
                     p.bytes_out_per_s,
+                    p.bytes_in,
+                    p.bytes_out,
                     p.last_ack_ms.map_or(-1, |v| v as i64),
                     p.ops_sent,
                     p.ops_received,
