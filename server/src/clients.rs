@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,20 +16,28 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// What `CLIENT LIST` shows about a client, updated by its connection.
+use crate::cmd::table::CommandSpec;
+
+/// What `CLIENT LIST` shows about a client that changes rarely (on
+/// `CLIENT SETNAME`, `SELECT`, `HELLO`, `MULTI`...), updated by its
+/// connection under a lock. What changes on every command or read lives in
+/// atomics of [`ClientHandle`] instead, so the hot path takes no lock.
 #[derive(Clone, Debug, Default)]
 pub struct ClientView {
     pub name: Option<Bytes>,
     pub db: u8,
-    /// Full name of the last command (`client|list`).
-    pub last_command: String,
     pub resp: i64,
     /// Commands queued by MULTI, or -1 outside MULTI.
     pub multi: i64,
+    pub no_evict: bool,
+}
+
+/// Query buffer figures of `CLIENT LIST` (`qbuf`, `qbuf-free`, `argv-mem`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryBufferFigures {
     pub query_buffer_bytes: usize,
     pub query_buffer_free_bytes: usize,
     pub argv_bytes: usize,
-    pub no_evict: bool,
 }
 
 #[derive(Debug)]
@@ -39,7 +47,14 @@ pub struct ClientHandle {
     pub local_addr: SocketAddr,
     pub fd: i32,
     pub created: Instant,
-    last_interaction: Mutex<Instant>,
+    /// Milliseconds from `created` to the last read.
+    last_interaction_ms: AtomicU64,
+    /// The last command's spec (always from the static command table), or
+    /// null before the first command.
+    last_command: AtomicPtr<CommandSpec>,
+    query_buffer_bytes: AtomicUsize,
+    query_buffer_free_bytes: AtomicUsize,
+    argv_bytes: AtomicUsize,
     view: Mutex<ClientView>,
     killed: AtomicBool,
     kill_signal: Notify,
@@ -54,13 +69,46 @@ impl ClientHandle {
         f(&mut self.view.lock());
     }
 
+    /// Records the command being run (one relaxed store, no lock).
+    pub fn note_command(&self, spec: &'static CommandSpec) {
+        self.last_command
+            .store(std::ptr::from_ref(spec).cast_mut(), Ordering::Relaxed);
+    }
+
+    /// Full name of the last command (`client|list`), if any.
+    pub fn last_command(&self) -> Option<&'static str> {
+        let ptr = self.last_command.load(Ordering::Relaxed);
+        // SAFETY: the only non-null values ever stored come from
+        // `note_command`, which takes a `&'static CommandSpec`.
+        unsafe { ptr.cast_const().as_ref() }.map(|spec| spec.name.as_str())
+    }
+
+    pub fn set_query_buffer(&self, figures: QueryBufferFigures) {
+        self.query_buffer_bytes
+            .store(figures.query_buffer_bytes, Ordering::Relaxed);
+        self.query_buffer_free_bytes
+            .store(figures.query_buffer_free_bytes, Ordering::Relaxed);
+        self.argv_bytes.store(figures.argv_bytes, Ordering::Relaxed);
+    }
+
+    pub fn query_buffer(&self) -> QueryBufferFigures {
+        QueryBufferFigures {
+            query_buffer_bytes: self.query_buffer_bytes.load(Ordering::Relaxed),
+            query_buffer_free_bytes: self.query_buffer_free_bytes.load(Ordering::Relaxed),
+            argv_bytes: self.argv_bytes.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn touch(&self, now: Instant) {
-        *self.last_interaction.lock() = now;
+        let ms = now.saturating_duration_since(self.created).as_millis();
+        self.last_interaction_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub fn idle_secs(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(*self.last_interaction.lock())
-            .as_secs()
+        let age_ms = now.saturating_duration_since(self.created).as_millis();
+        let age_ms = u64::try_from(age_ms).unwrap_or(u64::MAX);
+        age_ms.saturating_sub(self.last_interaction_ms.load(Ordering::Relaxed)) / 1000
     }
 
     /// Asks the connection to close (`CLIENT KILL`, shutdown).
@@ -94,11 +142,8 @@ impl ClientHandle {
         } else {
             flags.to_string()
         };
-        let cmd = if v.last_command.is_empty() {
-            "NULL"
-        } else {
-            v.last_command.as_str()
-        };
+        let cmd = self.last_command().unwrap_or("NULL");
+        let q = self.query_buffer();
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,
@@ -111,10 +156,10 @@ impl ClientHandle {
             flags,
             v.db,
             v.multi,
-            v.query_buffer_bytes,
-            v.query_buffer_free_bytes,
-            v.argv_bytes,
-            v.query_buffer_bytes + v.query_buffer_free_bytes + v.argv_bytes,
+            q.query_buffer_bytes,
+            q.query_buffer_free_bytes,
+            q.argv_bytes,
+            q.query_buffer_bytes + q.query_buffer_free_bytes + q.argv_bytes,
             cmd,
             v.resp,
         )
@@ -148,7 +193,11 @@ impl ClientRegistry {
             local_addr,
             fd,
             created: now,
-            last_interaction: Mutex::new(now),
+            last_interaction_ms: AtomicU64::new(0),
+            last_command: AtomicPtr::new(std::ptr::null_mut()),
+            query_buffer_bytes: AtomicUsize::new(0),
+            query_buffer_free_bytes: AtomicUsize::new(0),
+            argv_bytes: AtomicUsize::new(0),
             view: Mutex::new(ClientView {
                 resp: 2,
                 multi: -1,

@@ -1,12 +1,26 @@
 //! One client connection: read, parse every complete request, execute them
 //! in order, write all their replies with one write (pipelining).
 //!
+//! A run of pipelined data commands (outside MULTI) is executed as one
+//! *batch*: parsed and looked up first, then run under one hold of the
+//! engine lock, with one fsync under `appendfsync always` covering every
+//! write of the batch before any of its replies is released; the replies
+//! are encoded after the lock is released. Any other command (connection
+//! and server commands, MULTI and what it queues) ends the batch and runs
+//! on its own, in order, so it sees exactly the state a one-at-a-time
+//! server would show it. The lock is never held across an await. Under
+//! `write-mode sync` nothing is batched: each write's reply waits for a
+//! peer's ack of its own op.
+//!
 //! Bounds: reads go into a buffer of [`READ_CHUNK_BYTES`] growing as a
 //! request needs; the bytes of a partly received request plus any MULTI
 //! queue may not exceed `client-query-buffer-limit` (the client is closed
-//! without a reply, as Redis does); replies are flushed whenever
+//! without a reply, as Redis does); a batch holds at most
+//! [`BATCH_COMMANDS_MAX`] commands, so one client's pipeline cannot keep
+//! the others from the engine for long; replies are flushed whenever
 //! [`REPLY_BATCH_BYTES_MAX`] accumulate. A protocol error gets Redis's
-//! error reply and closes this client only.
+//! error reply (after the replies of the commands before it) and closes
+//! this client only.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,13 +30,14 @@ use chorus_engine::Reply;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::clients::ClientHandle;
-use crate::cmd::{self, Ctx};
-use crate::config::Settings;
-use crate::resp::{encode, ParseLimits, Protocol, RequestParser};
+use crate::clients::{ClientHandle, QueryBufferFigures};
+use crate::cmd::table::{CommandSpec, CommandTable};
+use crate::cmd::{self, Ctx, Handler};
+use crate::config::{Settings, WriteMode};
+use crate::resp::{encode, ParseLimits, Protocol, ProtocolError, RequestParser};
 use crate::server::ServerState;
 use crate::stats::Stats;
-use crate::store::WriteMark;
+use crate::store::{self, StoreGuard, WriteMark};
 
 /// Free space ensured before each read (Redis's `PROTO_IOBUF_LEN`).
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -30,6 +45,11 @@ pub const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// middle of a pipeline, so a huge pipeline cannot grow the output without
 /// bound.
 pub const REPLY_BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Most data commands run under one hold of the engine lock. Large enough
+/// for the usual pipeline depths (redis-benchmark's `-P 16`), small enough
+/// that a deep pipeline yields the engine to other clients every few tens
+/// of microseconds.
+pub const BATCH_COMMANDS_MAX: usize = 32;
 
 /// `CLIENT REPLY` state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -79,6 +99,9 @@ pub struct Session {
     pub suppress_reply: bool,
     /// The op this command (or EXEC) wrote, for `write-mode sync`.
     pub write_mark: Option<WriteMark>,
+    /// Commands run but not yet added to `total_commands_processed`: the
+    /// shared counter is bumped once per batch, not once per command.
+    pub commands_processed: u64,
 }
 
 impl Session {
@@ -100,6 +123,15 @@ impl Session {
             close_now: false,
             suppress_reply: false,
             write_mark: None,
+            commands_processed: 0,
+        }
+    }
+
+    /// Adds the commands run since the last call to the server's counters.
+    pub fn flush_stats(&mut self, stats: &Stats) {
+        let n = std::mem::take(&mut self.commands_processed);
+        if n > 0 {
+            Stats::add(&stats.total_commands_processed, n);
         }
     }
 
@@ -109,12 +141,9 @@ impl Session {
         settings.requirepass.is_some() && !self.authenticated
     }
 
-    pub fn note_command(&self, fullname: &str) {
-        self.handle.update(|v| {
-            if v.last_command != fullname {
-                v.last_command = fullname.to_string();
-            }
-        });
+    /// Records the command for `CLIENT LIST` (`cmd=`).
+    pub fn note_command(&self, spec: &'static CommandSpec) {
+        self.handle.note_command(spec);
     }
 
     pub fn set_name(&mut self, name: Option<Bytes>) {
@@ -160,6 +189,7 @@ pub async fn serve(state: Arc<ServerState>, mut stream: TcpStream, handle: Arc<C
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut out = BytesMut::new();
     let mut parser = RequestParser::new();
+    let mut batch = Batch::default();
     let mut shutdown = state.subscribe_shutdown();
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK_BYTES {
@@ -203,21 +233,23 @@ pub async fn serve(state: Arc<ServerState>, mut stream: TcpStream, handle: Arc<C
             &state,
             &mut session,
             &mut parser,
+            &mut batch,
             &mut buf,
             &mut out,
             &mut stream,
         )
         .await;
+        session.flush_stats(&state.stats);
         if !out.is_empty()
             && !session.close_now
             && write_out(&state, &mut stream, &mut out).await.is_err()
         {
             break;
         }
-        handle.update(|v| {
-            v.query_buffer_bytes = buf.len();
-            v.query_buffer_free_bytes = buf.capacity() - buf.len();
-            v.argv_bytes = parser.pending_bytes();
+        handle.set_query_buffer(QueryBufferFigures {
+            query_buffer_bytes: buf.len(),
+            query_buffer_free_bytes: buf.capacity() - buf.len(),
+            argv_bytes: parser.pending_bytes(),
         });
         if !keep_going || session.close_after_reply || session.close_now {
             break;
@@ -234,28 +266,99 @@ pub async fn serve(state: Arc<ServerState>, mut stream: TcpStream, handle: Arc<C
     state.clients.unregister(id);
 }
 
+/// Data commands parsed but not yet run, and the replies of a batch being
+/// encoded; kept per connection so a batch allocates nothing once warm.
+#[derive(Default)]
+struct Batch {
+    /// The arguments of every request of the batch, one after the other.
+    args: Vec<Bytes>,
+    /// Each request: where its arguments are in `args`, and its spec.
+    requests: Vec<(std::ops::Range<usize>, &'static CommandSpec)>,
+    /// Each reply, and whether its command wrote.
+    replies: Vec<(Reply, bool)>,
+}
+
+/// Argument slots a connection keeps between batches; a batch that needed
+/// more gives the rest back.
+const BATCH_ARGS_KEPT_MAX: usize = 1024;
+
+impl Batch {
+    fn clear(&mut self) {
+        self.args.clear();
+        self.requests.clear();
+        if self.args.capacity() > BATCH_ARGS_KEPT_MAX {
+            self.args.shrink_to(BATCH_ARGS_KEPT_MAX);
+        }
+    }
+}
+
+/// What ended the parsing of a batch.
+enum BatchEnd {
+    /// The batch is full; more requests may be buffered.
+    Full,
+    /// No complete request is left in the buffer.
+    NeedInput,
+    /// A request that is not a batchable data command: run on its own,
+    /// after the batch. Its arguments are the tail of the batch's `args`.
+    Command(usize, Result<&'static CommandSpec, Reply>),
+    Protocol(ProtocolError),
+}
+
 /// Parses and executes every complete request in `buf`. Returns false when
 /// the connection must close after the pending replies are written.
 async fn process_input(
     state: &Arc<ServerState>,
     session: &mut Session,
     parser: &mut RequestParser,
+    batch: &mut Batch,
     buf: &mut BytesMut,
     out: &mut BytesMut,
     stream: &mut TcpStream,
 ) -> bool {
+    let table = CommandTable::redis();
     loop {
         if session.close_after_reply || session.close_now || state.is_shutting_down() {
             // Like Redis, nothing after QUIT (or an error that closes) runs.
             return false;
         }
+        // Neither the limits nor MULTI can change inside a batch: AUTH,
+        // HELLO, CONFIG and MULTI are not data commands, so they end it.
         let settings = state.settings();
         let limits = ParseLimits {
             bulk_bytes_max: settings.proto_max_bulk_len,
             auth_required: session.auth_required(&settings),
         };
-        match parser.parse(buf, &limits) {
-            Ok(Some(args)) => {
+        // Under `write-mode sync` each write's reply waits for a peer's ack
+        // of its own op (`sync_write::settle`): commands run one at a time.
+        let batching = settings.write_mode != WriteMode::Sync && session.multi.is_none();
+        let end = loop {
+            if batch.requests.len() >= BATCH_COMMANDS_MAX {
+                break BatchEnd::Full;
+            }
+            let start = batch.args.len();
+            match parser.parse_into(buf, &limits, &mut batch.args) {
+                Ok(Some(_)) => {
+                    match cmd::lookup(table, batch.args.get(start..).unwrap_or_default()) {
+                        Ok(spec) if batching && spec.handler == Handler::Data => {
+                            batch.requests.push((start..batch.args.len(), spec));
+                        }
+                        found => break BatchEnd::Command(start, found),
+                    }
+                }
+                Ok(None) => break BatchEnd::NeedInput,
+                Err(e) => break BatchEnd::Protocol(e),
+            }
+        };
+        if !batch.requests.is_empty() {
+            run_batch(state, session, &settings, batch, out);
+        }
+        match end {
+            BatchEnd::Full => {}
+            BatchEnd::NeedInput => {
+                batch.clear();
+                return true;
+            }
+            BatchEnd::Command(start, found) => {
                 let reply = {
                     let mut ctx = Ctx {
                         server: state,
@@ -263,7 +366,8 @@ async fn process_input(
                         settings,
                         store: None,
                     };
-                    cmd::process(&mut ctx, args)
+                    let args = batch.args.get(start..).unwrap_or_default();
+                    cmd::process_found(&mut ctx, found, args)
                 };
                 // `write-mode sync`: the reply waits for a peer's ack, no lock held.
                 let reply = match session.write_mark.take() {
@@ -271,14 +375,9 @@ async fn process_input(
                     None => reply,
                 };
                 emit(session, &reply, out);
-                if out.len() >= REPLY_BATCH_BYTES_MAX
-                    && write_out(state, stream, out).await.is_err()
-                {
-                    return false;
-                }
             }
-            Ok(None) => return true,
-            Err(e) => {
+            BatchEnd::Protocol(e) => {
+                batch.clear();
                 tracing::debug!(addr = %session.handle.addr, error = %e, "protocol error");
                 state.stats.count_error(&format!("ERR {e}"));
                 if session.reply_mode == ReplyMode::On {
@@ -287,6 +386,55 @@ async fn process_input(
                 session.close_after_reply = true;
                 return false;
             }
+        }
+        batch.clear();
+        if out.len() >= REPLY_BATCH_BYTES_MAX && write_out(state, stream, out).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Runs a batch of data commands under one hold of the engine lock, then
+/// encodes their replies with the lock released. Under `appendfsync always`
+/// one fsync covers every write of the batch, before any reply is released
+/// (if it fails, each write answers the MISCONF error, as a single write would).
+fn run_batch(
+    state: &ServerState,
+    session: &mut Session,
+    settings: &Arc<Settings>,
+    batch: &mut Batch,
+    out: &mut BytesMut,
+) {
+    let mut guard = state.store.lock();
+    guard.begin_batch(store::now_ms());
+    let durable = {
+        let mut ctx = Ctx {
+            server: state,
+            session: &mut *session,
+            settings: Arc::clone(settings),
+            store: Some(guard),
+        };
+        for (range, spec) in &batch.requests {
+            let args = batch.args.get(range.clone()).unwrap_or_default();
+            let writes_before = ctx.store.as_ref().map_or(0, StoreGuard::batch_writes);
+            let reply = cmd::process_found(&mut ctx, Ok(*spec), args);
+            let wrote = ctx.store.as_ref().map_or(0, StoreGuard::batch_writes) != writes_before;
+            batch.replies.push((reply, wrote));
+        }
+        match ctx.store.take() {
+            Some(mut guard) => guard.end_batch(),
+            None => Ok(()),
+        }
+        // The guard is dropped here: the engine is free again.
+    };
+    session.flush_stats(&state.stats);
+    for (reply, wrote) in batch.replies.drain(..) {
+        match (&durable, wrote) {
+            (Err(misconf), true) => {
+                state.stats.count_error(store::MISCONF_ERROR);
+                emit(session, misconf, out);
+            }
+            _ => emit(session, &reply, out),
         }
     }
 }

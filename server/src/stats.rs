@@ -81,8 +81,10 @@ impl Stats {
             .collect()
     }
 
-    /// Takes one sample of the rates; called every 100 ms by the server.
+    /// Takes one sample of the rates (and of the memory peak); called every
+    /// 100 ms by the server.
     pub fn sample_rates(&self, now: Instant) {
+        crate::memory::sample_peak();
         let current = [
             Stats::get(&self.total_commands_processed),
             Stats::get(&self.total_net_input_bytes),

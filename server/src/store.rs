@@ -10,9 +10,11 @@
 //! `everysec` the background task syncs once a second; under `no` it also
 //! syncs once a second (the OS would flush anyway) but nothing waits for it.
 //!
-//! Locking: one mutex around the engine. A single command takes it for its
-//! duration; `EXEC` takes it once for the whole transaction (see
-//! [`Store::lock`]), which is what makes MULTI/EXEC atomic at the origin.
+//! Locking: one mutex around the engine. A pipeline batch of data commands
+//! takes it once for the whole batch (see [`StoreGuard::begin_batch`]); a
+//! single command takes it for its duration; `EXEC` takes it once for the
+//! whole transaction (see [`Store::lock`]), which is what makes MULTI/EXEC
+//! atomic at the origin.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -162,13 +164,15 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Exclusive access to the engine for one command or one transaction.
+/// Exclusive access to the engine for one command, one pipeline batch or
+/// one transaction.
 pub struct StoreGuard<'a> {
     inner: MutexGuard<'a, StoreInner>,
     engine: MutexGuard<'a, Engine>,
     replication: Option<&'a Replication>,
     /// The op the last command (or transaction) made, for `write-mode sync`.
     written: Option<WriteMark>,
+    batch: Option<Batch>,
 }
 
 /// The op a client's write became: a peer whose durable ack covers `seq` of
@@ -178,6 +182,19 @@ pub struct WriteMark {
     pub origin: Origin,
     pub seq: u64,
 }
+
+/// A pipeline batch in progress (see [`StoreGuard::begin_batch`]).
+#[derive(Clone, Copy, Debug)]
+struct Batch {
+    /// The engine's `now` for every command of the batch.
+    now_ms: u64,
+    /// Commands of the batch that wrote (made a local op).
+    writes: usize,
+}
+
+/// The reply of a write that is applied in memory but could not be made
+/// durable under `appendfsync always`.
+pub const MISCONF_ERROR: &str = "MISCONF Errors writing to the op log; the write is applied in memory but not durable. Writes are refused until restart.";
 
 /// Background work per tick (see [`Store::tick`]).
 pub const TICK_MS: u64 = 100;
@@ -264,6 +281,7 @@ impl Store {
             engine: self.engine.lock(),
             replication: self.replication.get(),
             written: None,
+            batch: None,
         }
     }
 
@@ -438,6 +456,46 @@ impl StoreGuard<'_> {
         }
     }
 
+    /// Starts a pipeline batch: the data commands executed until
+    /// [`StoreGuard::end_batch`] share one `now_ms`, and their fsync (under
+    /// `always`) and the replication wake-up happen once, in `end_batch`.
+    /// The caller must not release any reply of the batch before `end_batch`.
+    pub fn begin_batch(&mut self, now_ms: u64) {
+        self.batch = Some(Batch { now_ms, writes: 0 });
+    }
+
+    /// Commands of the current batch that wrote so far (0 outside a batch).
+    pub fn batch_writes(&self) -> usize {
+        self.batch.map_or(0, |b| b.writes)
+    }
+
+    /// Ends the batch opened by [`StoreGuard::begin_batch`]: one fsync under
+    /// `always` covers every write of the batch. `Err` carries the reply each
+    /// write of the batch must give instead of its own (the op log failed).
+    pub fn end_batch(&mut self) -> Result<(), Reply> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        if batch.writes == 0 {
+            return Ok(());
+        }
+        self.after_write()
+    }
+
+    /// Durability and replication after a write outside a transaction:
+    /// persist before you promise (under `always` the reply waits for the
+    /// fsync that covers the write), then wake the replication sessions.
+    fn after_write(&mut self) -> Result<(), Reply> {
+        self.sync_if_always();
+        if let Some(r) = self.replication {
+            r.notify_local_write();
+        }
+        if self.inner.appendfsync == AppendFsync::Always && self.engine.poisoned().is_some() {
+            return Err(Reply::err(MISCONF_ERROR));
+        }
+        Ok(())
+    }
+
     /// Executes one data command in database `db`. `args[0]` is the command
     /// name as the client sent it; arity was already checked against Redis's
     /// table.
@@ -446,19 +504,16 @@ impl StoreGuard<'_> {
             return Reply::err("ERR Chorus is shutting down");
         }
         let before = self.engine.last_local_seq();
-        let reply = self.engine.execute(db, args, now_ms());
+        let now = self.batch.map_or_else(now_ms, |b| b.now_ms);
+        let reply = self.engine.execute(db, args, now);
         if !self.inner.in_transaction && self.engine.last_local_seq() != before {
             self.note_write(before);
-            // Persist before you promise: under `always` the reply waits for
-            // the fsync that covers the write.
-            self.sync_if_always();
-            if let Some(r) = self.replication {
-                r.notify_local_write();
+            if let Some(batch) = self.batch.as_mut() {
+                batch.writes += 1;
+                return reply;
             }
-            if self.inner.appendfsync == AppendFsync::Always && self.engine.poisoned().is_some() {
-                return Reply::err(
-                    "MISCONF Errors writing to the op log; the write is applied in memory but not durable. Writes are refused until restart.",
-                );
+            if let Err(misconf) = self.after_write() {
+                return misconf;
             }
         }
         reply

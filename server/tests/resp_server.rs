@@ -291,7 +291,10 @@ fn info_reports_real_figures() {
     assert!(number("used_memory_rss") > 0);
     assert!(number("total_commands_processed") >= 1);
     assert!(number("total_error_replies") >= 1);
-    assert_eq!(info_field(&info, "mem_allocator").as_deref(), Some("libc"));
+    assert_eq!(
+        info_field(&info, "mem_allocator").as_deref(),
+        Some("mimalloc")
+    );
     assert_eq!(
         info_field(&info, "errorstat_ERR").as_deref(),
         Some("count=1")

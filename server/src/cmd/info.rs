@@ -188,7 +188,7 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "mem_fragmentation_bytes",
                 i128::from(rss) - i128::from(used),
             );
-            field(out, "mem_allocator", "libc");
+            field(out, "mem_allocator", memory::allocator_name());
             field(out, "active_defrag_running", 0);
             field(out, "lazyfree_pending_objects", 0);
             field(out, "lazyfreed_objects", 0);

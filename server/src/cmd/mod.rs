@@ -28,25 +28,98 @@ pub mod table;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chorus_engine::Reply;
+use chorus_engine::{Engine, Reply};
 
 use crate::config::Settings;
 use crate::connection::Session;
 use crate::server::ServerState;
-use crate::stats::Stats;
 use crate::store::StoreGuard;
 use table::{flag, CommandSpec, CommandTable};
 
-/// Commands the server runs itself; everything else in Redis's table is a
-/// data command and goes to the store.
-pub const SERVER_COMMANDS: &[&str] = &[
-    "auth", "bgsave", "client", "command", "config", "dbsize", "debug", "discard", "echo", "exec",
-    "function", "hello", "info", "lastsave", "multi", "ping", "quit", "reset", "save", "select",
-    "shutdown", "time", "unwatch", "watch", "wait", "peer",
-];
+/// What runs a command, decided once per table entry from its top-level
+/// name: the server itself (one variant per command it runs), the engine
+/// (`Data`), or nothing (`Unimplemented`: in Redis's table, not served by
+/// Chorus, so it gets the unknown-command error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    Auth,
+    Bgsave,
+    Client,
+    Command,
+    Config,
+    Dbsize,
+    Debug,
+    Discard,
+    Echo,
+    Exec,
+    Function,
+    Hello,
+    Info,
+    Lastsave,
+    Multi,
+    Peer,
+    Ping,
+    Quit,
+    Reset,
+    Save,
+    Select,
+    Shutdown,
+    Time,
+    Unwatch,
+    Wait,
+    Watch,
+    Data,
+    Unimplemented,
+}
 
-/// Commands that run immediately inside MULTI instead of being queued.
-const NOT_QUEUED_IN_MULTI: &[&str] = &["exec", "discard", "multi", "watch", "quit", "reset"];
+impl Handler {
+    /// The handler of a top-level command name (lower case).
+    pub fn of(top: &str) -> Handler {
+        match top {
+            "auth" => Handler::Auth,
+            "bgsave" => Handler::Bgsave,
+            "client" => Handler::Client,
+            "command" => Handler::Command,
+            "config" => Handler::Config,
+            "dbsize" => Handler::Dbsize,
+            "debug" => Handler::Debug,
+            "discard" => Handler::Discard,
+            "echo" => Handler::Echo,
+            "exec" => Handler::Exec,
+            "function" => Handler::Function,
+            "hello" => Handler::Hello,
+            "info" => Handler::Info,
+            "lastsave" => Handler::Lastsave,
+            "multi" => Handler::Multi,
+            "peer" => Handler::Peer,
+            "ping" => Handler::Ping,
+            "quit" => Handler::Quit,
+            "reset" => Handler::Reset,
+            "save" => Handler::Save,
+            "select" => Handler::Select,
+            "shutdown" => Handler::Shutdown,
+            "time" => Handler::Time,
+            "unwatch" => Handler::Unwatch,
+            "wait" => Handler::Wait,
+            "watch" => Handler::Watch,
+            _ if Engine::is_data_command(top.as_bytes()) => Handler::Data,
+            _ => Handler::Unimplemented,
+        }
+    }
+
+    /// Runs at once inside MULTI instead of being queued.
+    fn runs_inside_multi(self) -> bool {
+        matches!(
+            self,
+            Handler::Exec
+                | Handler::Discard
+                | Handler::Multi
+                | Handler::Watch
+                | Handler::Quit
+                | Handler::Reset
+        )
+    }
+}
 
 /// What a command may touch while it runs.
 pub struct Ctx<'a> {
@@ -71,6 +144,8 @@ impl Ctx<'_> {
 }
 
 /// Lower-cases an argument (commands and options are case-insensitive).
+/// Allocates: for options of rare commands; the per-command lookup uses
+/// [`CommandTable::get`], which does not.
 pub fn lower(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).to_ascii_lowercase()
 }
@@ -145,50 +220,53 @@ pub fn syntax_error() -> Reply {
     Reply::err(chorus_engine::reply::errors::SYNTAX)
 }
 
-/// True if Chorus serves this top-level command.
-pub fn is_implemented(server: &ServerState, name: &str) -> bool {
-    SERVER_COMMANDS.contains(&name) || server.store.implements(name)
-}
-
-/// Finds the spec for a request, or the rejection Redis would send.
-fn lookup<'t>(
-    server: &ServerState,
-    table: &'t CommandTable,
-    args: &[Bytes],
-) -> Result<&'t CommandSpec, Reply> {
-    let name = args.first().map(|a| lower(a)).unwrap_or_default();
-    let Some(spec) = table.get(&name).filter(|_| is_implemented(server, &name)) else {
+/// Finds the spec for a request, or the rejection Redis would send:
+/// unknown command (or one Chorus does not serve), then unknown subcommand.
+/// Allocates nothing unless it rejects.
+pub fn lookup(table: &'static CommandTable, args: &[Bytes]) -> Result<&'static CommandSpec, Reply> {
+    let Some(spec) = args
+        .first()
+        .and_then(|name| table.get(name))
+        .filter(|spec| spec.is_implemented())
+    else {
         return Err(unknown_command_error(args));
     };
-    if spec.subcommands.is_empty() || args.len() < 2 {
+    let Some(sub) = args.get(1).filter(|_| !spec.subcommands.is_empty()) else {
         return Ok(spec);
-    }
-    let sub = args.get(1).map(|a| lower(a)).unwrap_or_default();
-    match spec.subcommand(&sub) {
+    };
+    match spec.subcommand(sub) {
         Some(sub_spec) => Ok(sub_spec),
         None => Err(unknown_subcommand_error(
             args.first().map(|a| a.as_ref()).unwrap_or_default(),
-            args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
+            sub,
         )),
     }
 }
 
 /// Runs one request through every check and, if it passes, executes or
 /// queues it. This is the whole of Redis's `processCommand` that applies.
-pub fn process(ctx: &mut Ctx<'_>, args: Vec<Bytes>) -> Reply {
-    let table = CommandTable::redis();
-    let spec = match lookup(ctx.server, table, &args) {
+pub fn process(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let found = lookup(CommandTable::redis(), args);
+    process_found(ctx, found, args)
+}
+
+/// [`process`] for a request already looked up with [`lookup`].
+pub fn process_found(
+    ctx: &mut Ctx<'_>,
+    found: Result<&'static CommandSpec, Reply>,
+    args: &[Bytes],
+) -> Reply {
+    let spec = match found {
         Ok(spec) => spec,
         Err(reply) => return reject(ctx, reply),
     };
-    ctx.session.note_command(&spec.name);
+    ctx.session.note_command(spec);
     if !spec.arity_ok(args.len()) {
         return reject(ctx, wrong_arity(&spec.name));
     }
     if ctx.session.auth_required(&ctx.settings) && !spec.has_flag(flag::NO_AUTH) {
         return reject(ctx, Reply::err("NOAUTH Authentication required."));
     }
-    let top = spec.name.split('|').next().unwrap_or_default();
     if ctx.session.multi.is_some() {
         if spec.has_flag(flag::NO_MULTI) {
             return reject(
@@ -196,11 +274,11 @@ pub fn process(ctx: &mut Ctx<'_>, args: Vec<Bytes>) -> Reply {
                 Reply::err("ERR Command not allowed inside a transaction"),
             );
         }
-        if !NOT_QUEUED_IN_MULTI.contains(&top) {
+        if !spec.handler.runs_inside_multi() {
             return multi::queue(ctx, args);
         }
     }
-    call(ctx, spec, &args)
+    call(ctx, spec, args)
 }
 
 /// Replies with a rejection, marking an open transaction as failed.
@@ -221,36 +299,42 @@ fn count_error(ctx: &Ctx<'_>, reply: &Reply) {
 /// Executes a command that passed every check (Redis's `call`): counted in
 /// `total_commands_processed`, its error (if any) in the error stats.
 pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
-    Stats::add(&ctx.server.stats.total_commands_processed, 1);
-    let top = spec.name.split('|').next().unwrap_or_default();
-    let reply = match top {
-        "ping" => connection::ping(ctx, args),
-        "echo" => connection::echo(args),
-        "quit" => connection::quit(ctx),
-        "hello" => connection::hello(ctx, args),
-        "auth" => connection::auth(ctx, args),
-        "select" => connection::select(ctx, args),
-        "reset" => connection::reset(ctx),
-        "client" => client::run(ctx, args),
-        "config" => config::run(ctx, args),
-        "info" => info::run(ctx, args),
-        "command" => server::command(ctx, args),
-        "time" => server::time(),
-        "dbsize" => server::dbsize(ctx),
-        "lastsave" => server::lastsave(ctx),
-        "save" => server::save(ctx),
-        "bgsave" => server::bgsave(ctx, args),
-        "shutdown" => server::shutdown(ctx, args),
-        "debug" => server::debug(ctx, args),
-        "function" => server::function(args),
-        "multi" => multi::multi(ctx),
-        "exec" => multi::exec(ctx),
-        "discard" => multi::discard(ctx),
-        "watch" => multi::watch(ctx, args),
-        "unwatch" => multi::unwatch(ctx),
-        "wait" => peer::wait(ctx, args),
-        "peer" => peer::peer(ctx, args),
-        _ => data_command(ctx, args),
+    ctx.session.commands_processed += 1;
+    if spec.handler != Handler::Data {
+        // Server commands see (INFO) or reset (CONFIG RESETSTAT) the
+        // counters: bring them up to date first.
+        ctx.session.flush_stats(&ctx.server.stats);
+    }
+    let reply = match spec.handler {
+        Handler::Ping => connection::ping(ctx, args),
+        Handler::Echo => connection::echo(args),
+        Handler::Quit => connection::quit(ctx),
+        Handler::Hello => connection::hello(ctx, args),
+        Handler::Auth => connection::auth(ctx, args),
+        Handler::Select => connection::select(ctx, args),
+        Handler::Reset => connection::reset(ctx),
+        Handler::Client => client::run(ctx, args),
+        Handler::Config => config::run(ctx, args),
+        Handler::Info => info::run(ctx, args),
+        Handler::Command => server::command(args),
+        Handler::Time => server::time(),
+        Handler::Dbsize => server::dbsize(ctx),
+        Handler::Lastsave => server::lastsave(ctx),
+        Handler::Save => server::save(ctx),
+        Handler::Bgsave => server::bgsave(ctx, args),
+        Handler::Shutdown => server::shutdown(ctx, args),
+        Handler::Debug => server::debug(ctx, args),
+        Handler::Function => server::function(args),
+        Handler::Multi => multi::multi(ctx),
+        Handler::Exec => multi::exec(ctx),
+        Handler::Discard => multi::discard(ctx),
+        Handler::Watch => multi::watch(ctx, args),
+        Handler::Unwatch => multi::unwatch(ctx),
+        Handler::Wait => peer::wait(ctx, args),
+        Handler::Peer => peer::peer(ctx, args),
+        Handler::Data => data_command(ctx, args),
+        // `lookup` refuses these before they get here.
+        Handler::Unimplemented => unknown_command_error(args),
     };
     count_error(ctx, &reply);
     reply

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chorus_engine::Reply;
 
 use super::table::CommandTable;
-use super::{call, lower, unknown_command_error, Ctx};
+use super::{call, lookup, unknown_command_error, Ctx};
 use crate::connection::{MultiState, WatchedKey};
 
 /// Most commands one transaction may queue.
@@ -32,13 +32,13 @@ pub fn multi(ctx: &mut Ctx<'_>) -> Reply {
     Reply::Ok
 }
 
-pub fn queue(ctx: &mut Ctx<'_>, args: Vec<Bytes>) -> Reply {
+pub fn queue(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let bytes: usize = args.iter().map(Bytes::len).sum();
     let Some(multi) = ctx.session.multi.as_mut() else {
-        return unknown_command_error(&args);
+        return unknown_command_error(args);
     };
     multi.queued_bytes = multi.queued_bytes.saturating_add(bytes);
-    multi.queued.push(args);
+    multi.queued.push(args.to_vec());
     if multi.queued.len() > MULTI_QUEUE_COMMANDS_MAX {
         ctx.session.close_now = true;
     }
@@ -113,20 +113,13 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
     let table = CommandTable::redis();
     let mut replies = Vec::with_capacity(multi.queued.len());
     for args in multi.queued {
-        let name = args.first().map(|a| lower(a)).unwrap_or_default();
-        let spec =
-            table
-                .get(&name)
-                .and_then(|spec| match (spec.subcommands.is_empty(), args.get(1)) {
-                    (false, Some(sub)) => spec.subcommand(&lower(sub)),
-                    _ => Some(spec),
-                });
-        let reply = match spec {
-            Some(spec) => {
-                ctx.session.note_command(&spec.name);
+        // Every queued command passed these checks when it was queued.
+        let reply = match lookup(table, &args) {
+            Ok(spec) => {
+                ctx.session.note_command(spec);
                 call(ctx, spec, &args)
             }
-            None => unknown_command_error(&args),
+            Err(reply) => reply,
         };
         replies.push(reply);
     }

@@ -14,7 +14,7 @@ use chorus_engine::Reply;
 
 use super::client::help_reply;
 use super::table::{CommandSpec, CommandTable};
-use super::{is_implemented, lower, syntax_error, unknown_subcommand_error, Ctx};
+use super::{lower, syntax_error, unknown_subcommand_error, Ctx};
 use crate::glob::glob_match;
 use crate::server::ShutdownRequest;
 
@@ -47,31 +47,28 @@ const COMMAND_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-fn implemented_commands<'t>(ctx: &Ctx<'_>, table: &'t CommandTable) -> Vec<&'t CommandSpec> {
-    let mut specs: Vec<&CommandSpec> = table
-        .iter()
-        .filter(|s| is_implemented(ctx.server, &s.name))
-        .collect();
+fn implemented_commands(table: &CommandTable) -> Vec<&CommandSpec> {
+    let mut specs: Vec<&CommandSpec> = table.iter().filter(|s| s.is_implemented()).collect();
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs
 }
 
-pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn command(args: &[Bytes]) -> Reply {
     let table = CommandTable::redis();
     let Some(sub) = args.get(1).map(|a| lower(a)) else {
         return Reply::Array(
-            implemented_commands(ctx, table)
+            implemented_commands(table)
                 .into_iter()
                 .map(|s| s.info.clone())
                 .collect(),
         );
     };
     match sub.as_str() {
-        "count" => Reply::Int(i64::try_from(implemented_commands(ctx, table).len()).unwrap_or(0)),
+        "count" => Reply::Int(i64::try_from(implemented_commands(table).len()).unwrap_or(0)),
         "info" => {
             if args.len() == 2 {
                 return Reply::Array(
-                    implemented_commands(ctx, table)
+                    implemented_commands(table)
                         .into_iter()
                         .map(|s| s.info.clone())
                         .collect(),
@@ -81,21 +78,20 @@ pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 args.iter()
                     .skip(2)
                     .map(|name| {
-                        let name = lower(name);
                         table
-                            .get(&name)
-                            .filter(|_| is_implemented(ctx.server, &name))
+                            .get(name)
+                            .filter(|s| s.is_implemented())
                             .map(|s| s.info.clone())
                             .unwrap_or(Reply::Nil)
                     })
                     .collect(),
             )
         }
-        "list" => command_list(ctx, table, args),
+        "list" => command_list(table, args),
         // Chorus does not embed Redis's documentation; an empty map is what
         // Redis answers for names it has no docs for.
         "docs" => Reply::Map(Vec::new()),
-        "getkeys" => command_getkeys(ctx, table, args),
+        "getkeys" => command_getkeys(table, args),
         "help" => help_reply(COMMAND_HELP),
         _ => unknown_subcommand_error(
             args.first().map(|a| a.as_ref()).unwrap_or_default(),
@@ -104,7 +100,7 @@ pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-fn command_list(ctx: &Ctx<'_>, table: &CommandTable, args: &[Bytes]) -> Reply {
+fn command_list(table: &CommandTable, args: &[Bytes]) -> Reply {
     enum Filter {
         All,
         Module,
@@ -122,7 +118,7 @@ fn command_list(ctx: &Ctx<'_>, table: &CommandTable, args: &[Bytes]) -> Reply {
         Some(_) => return syntax_error(),
     };
     let mut names = Vec::new();
-    for spec in implemented_commands(ctx, table) {
+    for spec in implemented_commands(table) {
         for s in std::iter::once(spec).chain(spec.subcommands.iter()) {
             let keep = match &filter {
                 Filter::All => true,
@@ -138,17 +134,17 @@ fn command_list(ctx: &Ctx<'_>, table: &CommandTable, args: &[Bytes]) -> Reply {
     Reply::Array(names)
 }
 
-fn command_getkeys(ctx: &Ctx<'_>, table: &CommandTable, args: &[Bytes]) -> Reply {
+fn command_getkeys(table: &CommandTable, args: &[Bytes]) -> Reply {
     let rest = args.get(2..).unwrap_or_default();
-    let name = rest.first().map(|a| lower(a)).unwrap_or_default();
-    let Some(mut spec) = table
-        .get(&name)
-        .filter(|_| is_implemented(ctx.server, &name))
+    let Some(mut spec) = rest
+        .first()
+        .and_then(|name| table.get(name))
+        .filter(|s| s.is_implemented())
     else {
         return Reply::err("ERR Invalid command specified");
     };
     if let (false, Some(sub)) = (spec.subcommands.is_empty(), rest.get(1)) {
-        match spec.subcommand(&lower(sub)) {
+        match spec.subcommand(sub) {
             Some(s) => spec = s,
             None => return Reply::err("ERR Invalid command specified"),
         }

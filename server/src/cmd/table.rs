@@ -13,8 +13,14 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use chorus_engine::Reply;
+use rustc_hash::FxBuildHasher;
 
+use super::Handler;
 use crate::resp::decode::decode_reply;
+
+/// Longest command or subcommand name looked up (Redis 7.0's longest is 20
+/// bytes); a longer name is unknown without looking.
+pub const NAME_BYTES_MAX: usize = 32;
 
 const REDIS_COMMAND_REPLY: &[u8] = include_bytes!("redis-7.0.15-command.resp3");
 
@@ -37,6 +43,11 @@ pub mod flag {
 pub struct CommandSpec {
     /// Lower case; subcommands are `container|sub` (Redis's "fullname").
     pub name: String,
+    /// What runs it, from the top-level name (a subcommand has its
+    /// container's handler).
+    pub handler: Handler,
+    /// The part of `name` after `|` for a subcommand, else `name`.
+    short: String,
     /// Positive: exact argument count (name included); negative: at least -arity.
     pub arity: i64,
     pub flags: u32,
@@ -65,15 +76,23 @@ impl CommandSpec {
         }
     }
 
-    pub fn subcommand(&self, name: &str) -> Option<&CommandSpec> {
-        let full = format!("{}|{}", self.name, name);
-        self.subcommands.iter().find(|s| s.name == full)
+    /// A subcommand by name, any case, without allocating.
+    pub fn subcommand(&self, name: &[u8]) -> Option<&CommandSpec> {
+        self.subcommands
+            .iter()
+            .find(|s| s.short.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// True if Chorus serves this command.
+    pub fn is_implemented(&self) -> bool {
+        self.handler != Handler::Unimplemented
     }
 }
 
 #[derive(Debug, Default)]
 pub struct CommandTable {
-    commands: HashMap<String, CommandSpec>,
+    /// By lower-case name, as bytes so a lookup needs no UTF-8 check.
+    commands: HashMap<Box<[u8]>, CommandSpec, FxBuildHasher>,
 }
 
 impl CommandTable {
@@ -90,11 +109,11 @@ impl CommandTable {
     /// Decodes a `COMMAND` reply. Entries that do not have the expected
     /// shape are skipped; the unit tests make sure none are.
     pub fn decode(bytes: &[u8]) -> CommandTable {
-        let mut commands = HashMap::new();
+        let mut commands = HashMap::default();
         if let Ok(Some((Reply::Array(entries), _))) = decode_reply(bytes) {
             for entry in entries {
                 if let Some(spec) = spec_from_info(entry) {
-                    commands.insert(spec.name.clone(), spec);
+                    commands.insert(spec.name.as_bytes().into(), spec);
                 }
             }
         }
@@ -104,6 +123,7 @@ impl CommandTable {
     /// Commands Chorus has and Redis does not.
     fn add_chorus_commands(&mut self) {
         let name = "peer".to_string();
+        let handler = Handler::of(&name);
         let info = Reply::Array(vec![
             Reply::Bulk(Bytes::from_static(b"peer")),
             Reply::Int(-2),
@@ -117,9 +137,11 @@ impl CommandTable {
             Reply::Array(vec![]),
         ]);
         self.commands.insert(
-            name.clone(),
+            name.as_bytes().into(),
             CommandSpec {
+                short: name.clone(),
                 name,
+                handler,
                 arity: -2,
                 flags: 0,
                 first_key: 0,
@@ -132,9 +154,15 @@ impl CommandTable {
         );
     }
 
-    /// A top-level command by lower-case name.
-    pub fn get(&self, name: &str) -> Option<&CommandSpec> {
-        self.commands.get(name)
+    /// A top-level command by name, any case, without allocating: the
+    /// name is lower-cased into a stack buffer.
+    pub fn get(&self, name: &[u8]) -> Option<&CommandSpec> {
+        let mut buf = [0u8; NAME_BYTES_MAX];
+        let lowered = buf.get_mut(..name.len())?;
+        for (d, s) in lowered.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
+        }
+        self.commands.get(&*lowered)
     }
 
     pub fn len(&self) -> usize {
@@ -200,8 +228,15 @@ fn spec_from_info(info: Reply) -> Option<CommandSpec> {
         Reply::Array(items) => items.iter().cloned().filter_map(spec_from_info).collect(),
         _ => Vec::new(),
     };
+    let name = text_of(name)?.to_ascii_lowercase();
+    let (top, short) = match name.split_once('|') {
+        Some((top, short)) => (top, short),
+        None => (name.as_str(), name.as_str()),
+    };
     Some(CommandSpec {
-        name: text_of(name)?.to_ascii_lowercase(),
+        handler: Handler::of(top),
+        short: short.to_string(),
+        name,
         arity: int(arity)?,
         flags: bits,
         first_key: int(first)?,
@@ -225,21 +260,36 @@ mod tests {
         let table = CommandTable::redis();
         // Redis 7.0.15's 240 commands plus Chorus's PEER.
         assert_eq!(table.len(), 241);
-        assert!(table.get("peer").is_some());
+        assert!(table.get(b"peer").is_some());
+        assert!(table.get(b"PeEr").is_some());
+        assert!(table.get(&[b'x'; 100]).is_none());
+        assert!(table.get(b"g\xffet").is_none());
         let get = table
-            .get("get")
+            .get(b"get")
             .map(|c| (c.arity, c.first_key, c.has_flag(flag::READONLY)));
         assert_eq!(get, Some((2, 1, true)));
-        let config = table.get("config");
+        let config = table.get(b"config");
         assert_eq!(config.map(|c| c.arity), Some(-2));
-        let config_get = config.and_then(|c| c.subcommand("get"));
+        let config_get = config.and_then(|c| c.subcommand(b"GET"));
         assert_eq!(config_get.map(|c| c.arity), Some(-3));
-        assert!(table.get("auth").is_some_and(|c| c.has_flag(flag::NO_AUTH)));
+        assert_eq!(config_get.map(|c| c.handler), Some(Handler::Config));
         assert!(table
-            .get("save")
+            .get(b"auth")
+            .is_some_and(|c| c.has_flag(flag::NO_AUTH)));
+        assert!(table
+            .get(b"save")
             .is_some_and(|c| c.has_flag(flag::NO_MULTI)));
         assert!(table
-            .get("client")
-            .is_some_and(|c| c.subcommand("list").is_some()));
+            .get(b"client")
+            .is_some_and(|c| c.subcommand(b"list").is_some()));
+        assert_eq!(table.get(b"set").map(|c| c.handler), Some(Handler::Data));
+        assert_eq!(
+            table.get(b"lpush").map(|c| c.handler),
+            Some(Handler::Unimplemented)
+        );
+        assert!(table.iter().all(|c| c.name.len() <= NAME_BYTES_MAX
+            && c.subcommands
+                .iter()
+                .all(|s| s.short.len() <= NAME_BYTES_MAX)));
     }
 }

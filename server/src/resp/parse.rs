@@ -5,8 +5,17 @@
 //! The parser owns no buffer: the connection reads into a `BytesMut` and calls
 //! [`RequestParser::parse`] until it returns `Ok(None)`, so one read can carry
 //! any number of pipelined commands and a command can span any number of reads.
-//! Every complete argument is cut out of the buffer with
-//! `split_to(len).freeze()`, so an argument costs one `Bytes` handle and no copy.
+//! Every complete argument is cut out of the buffer as a `Bytes` slice, so an
+//! argument costs one `Bytes` handle and no copy.
+//!
+//! Two paths: when a whole multibulk request is already in the buffer (the
+//! usual case: pipelined requests arrive whole), [`parse_whole_multibulk`]
+//! reads it in one pass and cuts it out at once; anything else (a request
+//! split across reads, inline commands, empty or malformed requests) goes
+//! through the general, incremental path, which mirrors Redis step by step.
+//! The fast path gives up (touching nothing) on anything unusual, so every
+//! error and every edge case is decided by the general path; a property
+//! test checks that both give the same results.
 //! Arguments of a multibulk command that is still incomplete are held in the
 //! parser, which is why [`RequestParser::pending_bytes`] exists: the query
 //! buffer limit covers them too, like Redis's `argv_len_sum`.
@@ -125,6 +134,8 @@ pub struct RequestParser {
     args: Vec<Bytes>,
     /// Bytes held in `args`, counted against the query buffer limit.
     args_bytes: usize,
+    /// Scratch space of the fast path (see [`parse_whole_multibulk`]).
+    ranges: Vec<(usize, usize)>,
 }
 
 impl RequestParser {
@@ -156,23 +167,52 @@ impl RequestParser {
         buf: &mut BytesMut,
         limits: &ParseLimits,
     ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let mut args = Vec::new();
+        Ok(self.parse_into(buf, limits, &mut args)?.map(|_| args))
+    }
+
+    /// Like [`RequestParser::parse`], but appends the arguments of the
+    /// command to `out` and returns how many there are, so a caller that
+    /// collects a pipeline of commands needs no allocation per command.
+    /// On `Ok(None)` and on `Err`, `out` is left as it was.
+    pub fn parse_into(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &ParseLimits,
+        out: &mut Vec<Bytes>,
+    ) -> Result<Option<usize>, ProtocolError> {
         loop {
             if self.multibulk_remaining == 0 {
                 match buf.first() {
                     None => return Ok(None),
-                    Some(b'*') => match self.parse_multibulk_header(buf, limits)? {
-                        Header::Incomplete => return Ok(None),
-                        Header::Empty => continue,
-                        Header::Started => {}
-                    },
+                    Some(b'*') => {
+                        if let Some(n) = parse_whole_multibulk(buf, limits, &mut self.ranges, out) {
+                            return Ok(Some(n));
+                        }
+                        match self.parse_multibulk_header(buf, limits)? {
+                            Header::Incomplete => return Ok(None),
+                            Header::Empty => continue,
+                            Header::Started => {}
+                        }
+                    }
                     Some(_) => match parse_inline(buf)? {
                         None => return Ok(None),
                         Some(args) if args.is_empty() => continue,
-                        Some(args) => return Ok(Some(args)),
+                        Some(args) => {
+                            let n = args.len();
+                            out.extend(args);
+                            return Ok(Some(n));
+                        }
                     },
                 }
             }
-            return self.parse_multibulk_body(buf, limits);
+            let Some(()) = self.parse_multibulk_body(buf, limits)? else {
+                return Ok(None);
+            };
+            let n = self.args.len();
+            // `append` keeps `self.args`'s capacity for the next request.
+            out.append(&mut self.args);
+            return Ok(Some(n));
         }
     }
 
@@ -215,11 +255,13 @@ impl RequestParser {
         Ok(Header::Started)
     }
 
+    /// Reads arguments of the current request into `self.args`;
+    /// `Ok(Some(()))` once all of them are there.
     fn parse_multibulk_body(
         &mut self,
         buf: &mut BytesMut,
         limits: &ParseLimits,
-    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    ) -> Result<Option<()>, ProtocolError> {
         while self.multibulk_remaining > 0 {
             let len = match self.bulk_len {
                 Some(len) => len,
@@ -272,8 +314,88 @@ impl RequestParser {
             self.multibulk_remaining -= 1;
         }
         self.args_bytes = 0;
-        Ok(Some(std::mem::take(&mut self.args)))
+        Ok(Some(()))
     }
+}
+
+/// The fast path: a well-formed multibulk request that is entirely in `buf`,
+/// with 1..=[`ARGS_PREALLOC_MAX`] arguments, every length written plainly
+/// (no sign, no leading zero, at most [`FAST_DIGITS_MAX`] digits) and within
+/// `limits`, is cut out of the buffer with one split and returned. On
+/// anything else it returns `None` without touching the buffer, and the
+/// general path decides (so the general path alone produces every error).
+/// `ranges` is scratch space (payload start and end of each argument); the
+/// arguments are appended to `out` and their number returned.
+fn parse_whole_multibulk(
+    buf: &mut BytesMut,
+    limits: &ParseLimits,
+    ranges: &mut Vec<(usize, usize)>,
+    out: &mut Vec<Bytes>,
+) -> Option<usize> {
+    let bytes: &[u8] = buf;
+    let (count, mut at) = read_length(bytes, 0)?;
+    if count == 0
+        || count > ARGS_PREALLOC_MAX as u64
+        || (count > UNAUTH_MULTIBULK_LEN_MAX as u64 && limits.auth_required)
+    {
+        return None;
+    }
+    ranges.clear();
+    for _ in 0..count {
+        if bytes.get(at) != Some(&b'$') {
+            return None;
+        }
+        let (len, payload) = read_length(bytes, at)?;
+        if len > limits.bulk_bytes_max
+            || (len > UNAUTH_BULK_BYTES_MAX as u64 && limits.auth_required)
+        {
+            return None;
+        }
+        let payload_end = payload.checked_add(usize::try_from(len).ok()?)?;
+        // As in the general path, the two bytes after a payload are skipped
+        // unchecked.
+        at = payload_end.checked_add(2)?;
+        if at > bytes.len() {
+            return None;
+        }
+        ranges.push((payload, payload_end));
+    }
+    let frame = buf.split_to(at).freeze();
+    out.extend(ranges.iter().map(|&(a, b)| frame.slice(a..b)));
+    Some(ranges.len())
+}
+
+/// Longest length the fast path reads (10 digits: up to 9,999,999,999,
+/// beyond any limit it would accept).
+const FAST_DIGITS_MAX: usize = 10;
+
+/// A header line at `pos`: a type byte (not checked here), a plain decimal
+/// length (digits only, no leading zero unless it is `0`), `\r`, and one more
+/// byte that is skipped unchecked as Redis does. Returns the length and the
+/// position after the line, or `None` if the line is incomplete or not plain.
+#[inline]
+fn read_length(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
+    let digits = bytes.get(pos + 1..)?;
+    let mut n: u64 = 0;
+    let mut i = 0;
+    loop {
+        let b = *digits.get(i)?;
+        if b == b'\r' {
+            break;
+        }
+        let d = b.wrapping_sub(b'0');
+        if d > 9 || i == FAST_DIGITS_MAX {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+        i += 1;
+    }
+    // No digits, or a leading zero: the general path decides.
+    if i == 0 || (i > 1 && digits.first() == Some(&b'0')) {
+        return None;
+    }
+    let next = pos + 1 + i + 2;
+    (next <= bytes.len()).then_some((n, next))
 }
 
 /// Position of the first `needle` in `buf`, or `None` if there is none or a
@@ -619,7 +741,78 @@ mod tests {
         assert_eq!(parse_i64_strict(b"-9223372036854775809"), None);
     }
 
+    /// Parses `input` fed one byte at a time: every request then arrives
+    /// split, so only the general path runs.
+    fn parse_bytewise(
+        input: &[u8],
+        limits: &ParseLimits,
+    ) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+        let mut parser = RequestParser::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for &b in input {
+            buf.extend_from_slice(&[b]);
+            loop {
+                match parser.parse(&mut buf, limits) {
+                    Ok(Some(args)) => out.push(args),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+        }
+        (out, None)
+    }
+
+    #[test]
+    fn fast_path_declines_what_the_general_path_decides() {
+        let d = ParseLimits::default();
+        for input in [
+            &b"*1\r\n$4\r\nPING\r\n"[..],
+            b"*2\r\n$3\r\nGET\r\n$0\r\n\r\n",
+            b"*1\r\n$4\r\nPINGxy*1\r\n$1\r\nA\r\n",
+            b"*0\r\n*1\r\n$1\r\nA\r\n",
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n$01\r\nA\r\n",
+            b"*1\r\n$1\r\nA",
+            b"*2\r\n$1\r\nA\r\nx",
+            b"*1\r\n$1\0\r\nA\r\n",
+        ] {
+            assert_eq!(parse_all(input, &d), parse_bytewise(input, &d), "{input:?}");
+        }
+        let unauth = ParseLimits {
+            auth_required: true,
+            ..d
+        };
+        let big = format!("*1\r\n${}\r\n{}\r\n", 20_000, "x".repeat(20_000));
+        assert_eq!(
+            parse_all(big.as_bytes(), &unauth).1,
+            Some(ProtocolError::UnauthenticatedBulkLength)
+        );
+        assert_eq!(parse_all(big.as_bytes(), &d).0.len(), 1);
+    }
+
     proptest! {
+        #[test]
+        fn whole_and_split_input_parse_the_same(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(b"*".to_vec()), Just(b"$".to_vec()), Just(b"\r\n".to_vec()),
+                    Just(b"*1\r\n".to_vec()), Just(b"*2\r\n".to_vec()), Just(b"$1\r\nA\r\n".to_vec()),
+                    Just(b"$3\r\nGET\r\n".to_vec()), Just(b"$0\r\n\r\n".to_vec()),
+                    Just(b"-1".to_vec()), Just(b"0".to_vec()), Just(b"3".to_vec()), Just(b"\0".to_vec()),
+                    Just(b" ".to_vec()), Just(b"\"".to_vec()), proptest::collection::vec(any::<u8>(), 0..4),
+                ],
+                0..48,
+            ),
+            auth in any::<bool>(),
+        ) {
+            let input: Vec<u8> = parts.concat();
+            let limits = ParseLimits { bulk_bytes_max: 2, auth_required: auth };
+            prop_assert_eq!(parse_all(&input, &limits), parse_bytewise(&input, &limits));
+            let limits = ParseLimits { auth_required: auth, ..ParseLimits::default() };
+            prop_assert_eq!(parse_all(&input, &limits), parse_bytewise(&input, &limits));
+        }
+
         #[test]
         fn never_panics_on_random_bytes(input in proptest::collection::vec(any::<u8>(), 0..512), auth in any::<bool>()) {
             let limits = ParseLimits { bulk_bytes_max: 1024, auth_required: auth };
