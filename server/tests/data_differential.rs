@@ -45,7 +45,8 @@ enum Mode {
     Exact,
     /// The elements of the top-level aggregate, sorted.
     Sorted,
-    /// The key/value pairs of a map (or RESP2 flat array), sorted.
+    /// The key/value pairs of a map (or RESP2 flat array, or RESP3 array of
+    /// two-element arrays), sorted.
     Pairs,
     /// A SCAN-family cursor iterated to the end; the elements (or pairs)
     /// collected, de-duplicated and sorted.
@@ -247,6 +248,17 @@ fn sorted_elements(raw: &[u8]) -> Vec<u8> {
 
 fn sorted_pairs(raw: &[u8]) -> Vec<u8> {
     match split_aggregate(raw) {
+        // RESP3 nests each pair in a two-element array: sort those.
+        Some((header, mut items))
+            if header.starts_with(b"*")
+                && !items.is_empty()
+                && items.iter().all(|i| i.starts_with(b"*2\r\n")) =>
+        {
+            items.sort();
+            let mut out = header;
+            out.extend(items.concat());
+            out
+        }
         Some((header, items)) if items.chunks_exact(2).remainder().is_empty() => {
             let mut pairs: Vec<Vec<u8>> = items.chunks(2).map(|p| p.concat()).collect();
             pairs.sort();
@@ -563,47 +575,6 @@ const KNOWN_DIFFERENCES: &[Known] = &[
                `-EXECABORT Transaction discarded because of: wrong number of \
                arguments for 'exec' command`; Chorus `-ERR wrong number of arguments \
                for 'exec' command`",
-    },
-    Known {
-        id: "resp3-zrange-withscores",
-        resp3_only: true,
-        repro: "ZADD z 1 a 2 b\n\
-                !resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES\n\
-                !resp3-zrange-withscores ZRANGE z 0 -1 REV WITHSCORES\n\
-                !resp3-zrange-withscores ZRANGE z -inf +inf BYSCORE WITHSCORES\n\
-                !resp3-zrange-withscores ZRANGEBYSCORE z -inf +inf WITHSCORES\n\
-                !resp3-zrange-withscores ZREVRANGE z 0 -1 WITHSCORES\n\
-                !resp3-zrange-withscores ZREVRANGEBYSCORE z +inf -inf WITHSCORES\n",
-        note: "In RESP3, Redis 7.0 replies to ZRANGE... WITHSCORES with an array \
-               of [member, score] pairs (`*2 *2 $1 a ,1 *2 $1 b ,2`); Chorus sends \
-               the flat RESP2 layout with doubles (`*4 $1 a ,1 $1 b ,2`)",
-    },
-    Known {
-        id: "resp3-zpop-count",
-        resp3_only: true,
-        repro: "ZADD z 1 a 2 b 3 c 4 d\n\
-                !resp3-zpop-count ZPOPMIN z 2\n\
-                !resp3-zpop-count ZPOPMAX z 2\n",
-        note: "In RESP3, ZPOPMIN/ZPOPMAX with a count reply with [member, score] \
-               pairs in Redis 7.0; Chorus sends a flat array",
-    },
-    Known {
-        id: "resp3-zrandmember-withscores",
-        resp3_only: true,
-        repro: "ZADD one 7 m\n\
-                !resp3-zrandmember-withscores ZRANDMEMBER one 1 WITHSCORES\n\
-                !resp3-zrandmember-withscores ZRANDMEMBER one -2 WITHSCORES\n",
-        note: "In RESP3, ZRANDMEMBER ... WITHSCORES replies with [member, score] \
-               pairs in Redis 7.0; Chorus sends a flat array",
-    },
-    Known {
-        id: "resp3-hrandfield-withvalues",
-        resp3_only: true,
-        repro: "HSET one f v\n\
-                !resp3-hrandfield-withvalues HRANDFIELD one 1 WITHVALUES\n\
-                !resp3-hrandfield-withvalues HRANDFIELD one -2 WITHVALUES\n",
-        note: "In RESP3, HRANDFIELD ... WITHVALUES replies with [field, value] \
-               pairs in Redis 7.0; Chorus sends a flat array",
     },
 ];
 
@@ -971,7 +942,7 @@ ZADD z infinity inf1
 ZADD z -Infinity inf2
 ZADD z INF inf3
 ZADD z NaN n
-!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
+ZRANGE z 0 -1 WITHSCORES
 ZRANGEBYSCORE z 0x1 0x20
 ZRANGEBYSCORE z (0x1 +inf
 ZCOUNT z .5 5.
@@ -1086,7 +1057,7 @@ HSET h f2 v2
 SADD s m2
 ~ SMEMBERS s
 ZADD z 2 m2
-!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
+ZRANGE z 0 -1 WITHSCORES
 SET k v PX 1
 __SLEEP 60
 APPEND k x
@@ -1594,9 +1565,9 @@ HSET h a 1 b 2 c 3 d 4
 ? HRANDFIELD h -10
 HRANDFIELD h 0
 HRANDFIELD h 0 WITHVALUES
-!resp3-hrandfield-withvalues % HRANDFIELD h 100 WITHVALUES
-!resp3-hrandfield-withvalues ? HRANDFIELD h 2 WITHVALUES
-!resp3-hrandfield-withvalues ? HRANDFIELD h -3 WITHVALUES
+% HRANDFIELD h 100 WITHVALUES
+? HRANDFIELD h 2 WITHVALUES
+? HRANDFIELD h -3 WITHVALUES
 HRANDFIELD h x
 HRANDFIELD h 1 foo
 HRANDFIELD h 1 WITHVALUES x
@@ -1608,7 +1579,7 @@ HRANDFIELD nokey 5 WITHVALUES
 HRANDFIELD
 HSET one f v
 HRANDFIELD one
-!resp3-hrandfield-withvalues HRANDFIELD one 1 WITHVALUES
+HRANDFIELD one 1 WITHVALUES
 HRANDFIELD one -2
 @% HSCAN h 0
 @% HSCAN h 0 COUNT 1
@@ -1807,7 +1778,7 @@ ZADD z inf top -inf bottom
 ZADD z +inf top2
 ZADD z 1e3 thousand 0.1 tenth -0 mzero 1.5e-7 tiny
 ZADD z 1.7976931348623157e308 max 123456789.123456789 long
-!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
+ZRANGE z 0 -1 WITHSCORES
 ZADD z CH XX GT LT NX 1 a
 ZADD z foo 1 a
 ZADD
@@ -1836,7 +1807,7 @@ ZREM z
 ZCARD z
 ZCARD nokey
 ZCARD
-!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
+ZRANGE z 0 -1 WITHSCORES
 ZCOUNT z 1 3
 ZCOUNT z (1 3
 ZCOUNT z 1 (3
@@ -1852,28 +1823,28 @@ ZCOUNT z 1
 const ZSET_RANGES: &str = r#"
 ZADD z 1 a 2 b 3 c 4 d 5 e 5 f
 ZRANGE z 0 -1
-!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
+ZRANGE z 0 -1 WITHSCORES
 ZRANGE z 1 2
 ZRANGE z -2 -1
 ZRANGE z 3 1
 ZRANGE z 100 200
 ZRANGE z -100 100
 ZRANGE z 0 -1 REV
-!resp3-zrange-withscores ZRANGE z 0 1 REV WITHSCORES
+ZRANGE z 0 1 REV WITHSCORES
 ZRANGE z (1 5 BYSCORE
-!resp3-zrange-withscores ZRANGE z 1 (5 BYSCORE WITHSCORES
+ZRANGE z 1 (5 BYSCORE WITHSCORES
 ZRANGE z -inf +inf BYSCORE LIMIT 1 2
 ZRANGE z -inf +inf BYSCORE LIMIT 1 -1
 ZRANGE z -inf +inf BYSCORE LIMIT -1 2
 ZRANGE z 5 1 BYSCORE REV
-!resp3-zrange-withscores ZRANGE z 5 1 BYSCORE REV LIMIT 0 2 WITHSCORES
+ZRANGE z 5 1 BYSCORE REV LIMIT 0 2 WITHSCORES
 ZRANGE z 1 5 BYSCORE REV
 ZRANGE z 0 -1 LIMIT 0 1
 ZRANGE z x 1 BYSCORE
 ZRANGE z 0 x
 ZRANGE z 0 -1 BYSCORE BYLEX
 ZRANGE z 0 -1 foo
-!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES WITHSCORES
+ZRANGE z 0 -1 WITHSCORES WITHSCORES
 ZRANGE z 0
 ZRANGE nokey 0 -1
 ZADD lz 0 a 0 b 0 c 0 d 0 e
@@ -1887,7 +1858,7 @@ ZRANGE lz a b BYLEX
 ZRANGE lz [a b BYLEX
 ZRANGE lz - + BYLEX WITHSCORES
 ZRANGEBYSCORE z -inf +inf
-!resp3-zrange-withscores ZRANGEBYSCORE z -inf +inf WITHSCORES LIMIT 1 2
+ZRANGEBYSCORE z -inf +inf WITHSCORES LIMIT 1 2
 ZRANGEBYSCORE z (2 5
 ZRANGEBYSCORE z 5 2
 ZRANGEBYSCORE z 1 5 LIMIT 2
@@ -1895,11 +1866,11 @@ ZRANGEBYSCORE z 1 5 foo
 ZRANGEBYSCORE z x 5
 ZRANGEBYSCORE nokey 0 1
 ZREVRANGE z 0 1
-!resp3-zrange-withscores ZREVRANGE z 0 -1 WITHSCORES
+ZREVRANGE z 0 -1 WITHSCORES
 ZREVRANGE z 0 -1 foo
 ZREVRANGE nokey 0 -1
 ZREVRANGEBYSCORE z +inf -inf
-!resp3-zrange-withscores ZREVRANGEBYSCORE z 5 (2 WITHSCORES
+ZREVRANGEBYSCORE z 5 (2 WITHSCORES
 ZREVRANGEBYSCORE z +inf -inf LIMIT 1 1
 ZREVRANGEBYSCORE z 1 5
 ZRANGEBYLEX lz - +
@@ -1925,9 +1896,9 @@ ZLEXCOUNT lz b d
 ZLEXCOUNT nokey - +
 ZLEXCOUNT lz -
 ZPOPMIN z
-!resp3-zpop-count ZPOPMIN z 2
+ZPOPMIN z 2
 ZPOPMAX z
-!resp3-zpop-count ZPOPMAX z 2
+ZPOPMAX z 2
 ZPOPMIN z 0
 ZPOPMIN z -1
 ZPOPMIN z x
@@ -1961,8 +1932,8 @@ ZADD z 1 a 2 b 3 c
 ~ ZRANDMEMBER z 100
 ? ZRANDMEMBER z 2
 ? ZRANDMEMBER z -5
-!resp3-zrandmember-withscores % ZRANDMEMBER z 100 WITHSCORES
-!resp3-zrandmember-withscores ? ZRANDMEMBER z -4 WITHSCORES
+% ZRANDMEMBER z 100 WITHSCORES
+? ZRANDMEMBER z -4 WITHSCORES
 ZRANDMEMBER z 0
 ZRANDMEMBER z 0 WITHSCORES
 ZRANDMEMBER z x
@@ -1973,8 +1944,8 @@ ZRANDMEMBER z -9223372036854775808
 ZRANDMEMBER z -9223372036854775807 WITHSCORES
 ZADD one 7 m
 ZRANDMEMBER one
-!resp3-zrandmember-withscores ZRANDMEMBER one 1 WITHSCORES
-!resp3-zrandmember-withscores ZRANDMEMBER one -2 WITHSCORES
+ZRANDMEMBER one 1 WITHSCORES
+ZRANDMEMBER one -2 WITHSCORES
 @% ZSCAN z 0
 @% ZSCAN z 0 COUNT 1
 @% ZSCAN z 0 MATCH [ab]
@@ -1985,24 +1956,24 @@ ZSCAN z
 ZADD y 10 b 20 c 30 d
 SADD st c d e
 ZUNIONSTORE out 2 z y
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 2 z y WEIGHTS 1 2
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 2 z y WEIGHTS 2 0.5 AGGREGATE MAX
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 2 z y AGGREGATE MIN
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 2 z y AGGREGATE SUM
 ZUNIONSTORE out 3 z y st
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE out 1 nokey
 EXISTS out
 ZINTERSTORE out 2 z y
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZINTERSTORE out 2 z y WEIGHTS 3 1 AGGREGATE MIN
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZINTERSTORE out 2 y st
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZINTERSTORE out 2 z nokey
 EXISTS out
 ZUNIONSTORE out 0 z
@@ -2020,11 +1991,11 @@ ZINTERSTORE out
 ZADD inf1 inf a
 ZADD inf2 -inf a
 ZUNIONSTORE out 2 inf1 inf2
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZINTERSTORE out 2 inf1 inf2 WEIGHTS 0 0
-!resp3-zrange-withscores ZRANGE out 0 -1 WITHSCORES
+ZRANGE out 0 -1 WITHSCORES
 ZUNIONSTORE z 2 z y
-!resp3-zrange-withscores ZRANGE z 0 -1 WITHSCORES
+ZRANGE z 0 -1 WITHSCORES
 SET str v
 ZADD str 1 a
 ZINCRBY str 1 a

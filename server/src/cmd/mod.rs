@@ -21,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod info;
 pub mod multi;
+pub mod pairs;
 pub mod peer;
 pub mod server;
 pub mod table;
@@ -32,6 +33,7 @@ use chorus_engine::{Engine, Reply};
 
 use crate::config::Settings;
 use crate::connection::Session;
+use crate::resp::Protocol;
 use crate::server::ServerState;
 use crate::store::StoreGuard;
 use table::{flag, CommandSpec, CommandTable};
@@ -332,7 +334,7 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Unwatch => multi::unwatch(ctx),
         Handler::Wait => peer::wait(ctx, args),
         Handler::Peer => peer::peer(ctx, args),
-        Handler::Data => data_command(ctx, args),
+        Handler::Data => data_command(ctx, spec, args),
         // `lookup` refuses these before they get here.
         Handler::Unimplemented => unknown_command_error(args),
     };
@@ -341,10 +343,12 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
 }
 
 /// The single function through which every data command reaches the engine.
-fn data_command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+/// In RESP3, replies made of pairs are nested as Redis nests them (see
+/// [`pairs`]).
+fn data_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
     let db = ctx.session.db;
-    match ctx.store.as_mut() {
-        // Inside EXEC: the transaction's op is noted at commit.
+    let reply = match ctx.store.as_mut() {
+        // Inside EXEC (the transaction's op is noted at commit) or a batch.
         Some(guard) => guard.execute(db, args),
         None => {
             let mut guard = ctx.server.store.lock();
@@ -352,7 +356,11 @@ fn data_command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             ctx.session.write_mark = guard.take_write();
             reply
         }
+    };
+    if ctx.session.protocol == Protocol::Resp3 && pairs::has_pairs(spec, args) {
+        return pairs::nest(reply);
     }
+    reply
 }
 
 #[cfg(test)]
