@@ -4,12 +4,16 @@
 //!
 //! The allocator is mimalloc (see docs/decisions.md): faster than the system
 //! allocator for the many small allocations of a key-value store, no
-//! per-allocation header, and it gives freed memory back to the OS. Live bytes
-//! are counted in [`COUNTER_SHARDS`] cache-line-sized counters, each thread
-//! adding to its own, and summed when read: an exact `used_memory` without
-//! every allocation on every thread contending for one shared counter. The
-//! peak is sampled (by INFO and every 100 ms by the server's stats tick), as
-//! Redis samples `used_memory_peak` in its cron.
+//! per-allocation header, and it gives freed memory back to the OS.
+//!
+//! Live bytes are counted exactly, without a shared counter that every
+//! allocation on every thread would contend for: each thread gets its own
+//! counter slot on first use and is the only writer of it (a plain relaxed
+//! load and store, no locked instruction); a reader sums the slots. Slots are
+//! never reused, so the [`COUNTER_SLOTS`] first threads have one; threads
+//! after them share one atomic counter. The peak is sampled (by INFO and
+//! every 100 ms by the server's stats tick), as Redis samples
+//! `used_memory_peak` in its cron.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
@@ -17,50 +21,61 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 
 use mimalloc::MiMalloc;
 
-/// Counters live bytes are spread over; threads beyond this share them.
-pub const COUNTER_SHARDS: usize = 32;
+/// Threads that get a counter slot of their own.
+pub const COUNTER_SLOTS: usize = 256;
 
 /// One counter on its own cache lines (128 bytes: adjacent-line prefetch
-/// pairs lines), so threads adding to neighbouring shards do not contend.
+/// pairs lines), so threads writing neighbouring slots do not contend.
 #[repr(align(128))]
-struct Shard(AtomicI64);
+struct Slot(AtomicI64);
 
-/// Live bytes, split over shards. A shard can go negative (memory freed by
-/// another thread than the one that allocated it); the sum cannot.
-static SHARDS: [Shard; COUNTER_SHARDS] = [const { Shard(AtomicI64::new(0)) }; COUNTER_SHARDS];
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+/// Bytes allocated minus bytes freed by each slot's thread. One slot can go
+/// negative (memory freed by another thread than the one that allocated it);
+/// the sum cannot.
+static SLOTS: [Slot; COUNTER_SLOTS] = [const { Slot(AtomicI64::new(0)) }; COUNTER_SLOTS];
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+/// The counter of threads without a slot.
+static SHARED: AtomicI64 = AtomicI64::new(0);
 static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
 static COUNTING: AtomicBool = AtomicBool::new(false);
 
+const UNASSIGNED: usize = usize::MAX;
+
 thread_local! {
-    /// This thread's shard, assigned on its first allocation. A `const`
+    /// This thread's slot, assigned on its first allocation. A `const`
     /// initializer and a type without `Drop`: no lazy registration and no
     /// destructor, so it is safe to use inside the allocator, even while the
     /// thread is being torn down.
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static SLOT: Cell<usize> = const { Cell::new(UNASSIGNED) };
 }
 
-fn shard() -> &'static AtomicI64 {
-    let i = SHARD
+/// Adds `delta` to this thread's count.
+fn add(delta: i64) {
+    let slot = SLOT
         .try_with(|s| {
             let mut i = s.get();
-            if i == usize::MAX {
-                i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % COUNTER_SHARDS;
+            if i == UNASSIGNED {
+                i = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
                 s.set(i);
             }
             i
         })
-        .unwrap_or(0);
-    // `i` is always below COUNTER_SHARDS.
-    &SHARDS[i % COUNTER_SHARDS].0
+        .ok()
+        .and_then(|i| SLOTS.get(i));
+    match slot {
+        // This thread is the only writer of its slot, so a load and a store
+        // lose nothing.
+        Some(slot) => slot
+            .0
+            .store(slot.0.load(Ordering::Relaxed) + delta, Ordering::Relaxed),
+        None => {
+            SHARED.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
 }
 
-fn add(bytes: usize) {
-    shard().fetch_add(bytes as i64, Ordering::Relaxed);
-}
-
-fn sub(bytes: usize) {
-    shard().fetch_sub(bytes as i64, Ordering::Relaxed);
+fn size_of(bytes: usize) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 /// mimalloc, counting live bytes so `used_memory` is exact. The binary
@@ -81,7 +96,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         MiMalloc.dealloc(ptr, layout);
-        sub(layout.size());
+        add(-size_of(layout.size()));
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -95,8 +110,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let new = MiMalloc.realloc(ptr, layout, new_size);
         if !new.is_null() {
-            sub(layout.size());
-            add(new_size);
+            add(size_of(new_size) - size_of(layout.size()));
         }
         new
     }
@@ -108,7 +122,7 @@ fn note_alloc(size: usize) {
     if !COUNTING.load(Ordering::Relaxed) {
         COUNTING.store(true, Ordering::Relaxed);
     }
-    add(size);
+    add(size_of(size));
 }
 
 /// Live heap bytes, if the counting allocator is installed. Also raises the
@@ -117,10 +131,17 @@ pub fn allocated_bytes() -> Option<u64> {
     if !COUNTING.load(Ordering::Relaxed) {
         return None;
     }
-    let sum: i64 = SHARDS.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
-    let now = u64::try_from(sum).unwrap_or(0);
+    let now = u64::try_from(live_bytes()).unwrap_or(0);
     PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
     Some(now)
+}
+
+fn live_bytes() -> i64 {
+    SLOTS
+        .iter()
+        .map(|s| s.0.load(Ordering::Relaxed))
+        .sum::<i64>()
+        + SHARED.load(Ordering::Relaxed)
 }
 
 /// Highest `allocated_bytes` seen by a sample (see [`sample_peak`]).
@@ -133,6 +154,19 @@ pub fn peak_allocated_bytes() -> Option<u64> {
 /// Samples the live bytes into the peak; called every 100 ms by the server.
 pub fn sample_peak() {
     let _ = allocated_bytes();
+}
+
+/// Gives memory freed for a while back to the OS. mimalloc returns freed
+/// pages after a delay, but only from inside later allocator calls; a server
+/// that went quiet after a burst (a bulk load, a checkpoint's buffers) would
+/// otherwise keep them resident indefinitely. Called once a second by the
+/// background tick, on a thread that holds no lock. Does nothing unless the
+/// binary installed [`CountingAllocator`].
+pub fn release_freed() {
+    if COUNTING.load(Ordering::Relaxed) {
+        // SAFETY: `mi_collect` may be called from any thread at any time.
+        unsafe { libmimalloc_sys::mi_collect(false) };
+    }
 }
 
 /// The allocator's name for `INFO memory` (`mem_allocator`), as Redis says
@@ -224,14 +258,17 @@ mod tests {
     }
 
     #[test]
-    fn shards_sum_to_the_live_bytes() {
-        let before: i64 = SHARDS.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+    fn slots_sum_to_the_live_bytes() {
+        // Tests do not install the allocator, so only this test counts.
+        let before = live_bytes();
         add(1000);
-        let handle = std::thread::spawn(|| sub(400));
-        assert!(handle.join().is_ok());
-        let after: i64 = SHARDS.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
-        assert_eq!(after - before, 600);
-        sub(600);
+        let handles: Vec<_> = (0..4).map(|_| std::thread::spawn(|| add(-100))).collect();
+        for h in handles {
+            assert!(h.join().is_ok());
+        }
+        assert_eq!(live_bytes() - before, 600);
+        add(-600);
+        assert_eq!(live_bytes(), before);
     }
 
     #[test]

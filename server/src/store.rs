@@ -24,6 +24,7 @@ use chorus_engine::storage::redb_backend::RedbStorage;
 use chorus_engine::{Engine, EngineConfig, Fsync, Origin, Reply};
 use chorus_replication::quic::Replication;
 use parking_lot::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use thiserror::Error;
 
@@ -87,6 +88,9 @@ pub struct Store {
     /// `checkpoint_finish`, so a second one (or the final one at shutdown)
     /// never overtakes a checkpoint still being written off the lock.
     checkpoint_slot: Arc<CheckpointSlot>,
+    /// The engine's last local seq when [`Store::tick`] last looked, to see
+    /// whether clients wrote since (see there).
+    seq_at_last_release_check: AtomicU64,
 }
 
 /// A claim on "the one checkpoint in progress", released by dropping it. It
@@ -256,6 +260,7 @@ impl Store {
                 in_transaction: false,
             }),
             checkpoint_slot: Arc::new(CheckpointSlot::default()),
+            seq_at_last_release_check: AtomicU64::new(0),
         })
     }
 
@@ -352,11 +357,23 @@ impl Store {
     }
 
     /// Periodic work, every [`TICK_MS`]: active expiry; once a second the
-    /// group commit of `everysec`; a checkpoint when enough rows changed or
+    /// group commit of `everysec`, and (half a second apart from it, when no
+    /// client wrote for a second) freed memory given back to the OS; a
+    /// checkpoint when enough rows changed or
     /// enough time passed. `tick_no` counts ticks since start. A checkpoint
     /// comes back as a job: its rows are written by [`CheckpointJob::write`]
     /// on another thread, so the ticks (and their syncs) go on meanwhile.
     pub fn tick(&self, tick_no: u64) -> Option<CheckpointJob> {
+        if tick_no % (1000 / TICK_MS) == 1000 / TICK_MS / 2 {
+            // Only when no client wrote for a second: under a steady write
+            // load the freed memory is reused at once, and giving it back
+            // would only cost page faults. Half a second away from the sync
+            // below, and with no lock held.
+            let seq = self.engine.lock().last_local_seq();
+            if self.seq_at_last_release_check.swap(seq, Ordering::Relaxed) == seq {
+                crate::memory::release_freed();
+            }
+        }
         let inner = self.inner.lock();
         if inner.closed {
             return None;
