@@ -535,6 +535,58 @@ pub fn split_inline_args(line: &[u8]) -> Option<Vec<Bytes>> {
     }
 }
 
+/// The body of the RESP parser's fuzz target (`fuzz/fuzz_targets/resp_parser.rs`,
+/// run with `cargo fuzz` on nightly), also run on stable by a property test
+/// over random bytes. The first byte of `data` chooses the limits and a
+/// chunk size; the rest is parsed once whole and once fed in chunks of that
+/// size. Panics if the parser panics, if an argument holds more bytes than
+/// the input, or if the two parses disagree (same commands, same error).
+pub fn fuzz_check(data: &[u8]) {
+    let Some((&control, input)) = data.split_first() else {
+        return;
+    };
+    let limits = ParseLimits {
+        bulk_bytes_max: if control & 1 == 0 { 64 } else { 1 << 20 },
+        auth_required: control & 2 != 0,
+    };
+    let chunk = usize::from(control >> 2) + 1;
+    let whole = fuzz_parse(input, input.len().max(1), &limits);
+    let split = fuzz_parse(input, chunk, &limits);
+    // Past INLINE_BYTES_MAX, when Redis (and this parser) gives up on a
+    // line that has no end yet depends on how the bytes were split.
+    if input.len() <= INLINE_BYTES_MAX {
+        assert_eq!(whole, split, "whole and split parses differ");
+    }
+}
+
+/// Feeds `input` to a parser `chunk` bytes at a time; the commands parsed
+/// and the error that stopped it, if any.
+fn fuzz_parse(
+    input: &[u8],
+    chunk: usize,
+    limits: &ParseLimits,
+) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+    let mut parser = RequestParser::new();
+    let mut buf = BytesMut::new();
+    let mut commands = Vec::new();
+    for piece in input.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            match parser.parse(&mut buf, limits) {
+                Ok(Some(args)) => {
+                    let bytes: usize = args.iter().map(Bytes::len).sum();
+                    assert!(bytes <= input.len(), "arguments larger than the input");
+                    commands.push(args);
+                }
+                Ok(None) => break,
+                Err(e) => return (commands, Some(e)),
+            }
+        }
+        assert!(parser.pending_bytes() <= input.len());
+    }
+    (commands, None)
+}
+
 /// Redis's `string2ll`: an optional `-`, then digits with no leading zero
 /// (`0` alone is fine), no `+`, no blanks, fewer than 21 characters, within
 /// `i64`. Every integer argument and header Redis reads goes through it.
@@ -811,6 +863,30 @@ mod tests {
             prop_assert_eq!(parse_all(&input, &limits), parse_bytewise(&input, &limits));
             let limits = ParseLimits { auth_required: auth, ..ParseLimits::default() };
             prop_assert_eq!(parse_all(&input, &limits), parse_bytewise(&input, &limits));
+        }
+
+        #[test]
+        fn fuzz_target_body_holds(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            fuzz_check(&data);
+        }
+
+        #[test]
+        fn fuzz_target_body_holds_on_protocol_shaped_bytes(
+            control in any::<u8>(),
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(b"*".to_vec()), Just(b"$".to_vec()), Just(b"\r\n".to_vec()),
+                    Just(b"*2\r\n".to_vec()), Just(b"$3\r\nGET\r\n".to_vec()), Just(b"$1\r\nk\r\n".to_vec()),
+                    Just(b"-1".to_vec()), Just(b"0".to_vec()), Just(b"9".to_vec()), Just(b"\0".to_vec()),
+                    Just(b" ".to_vec()), Just(b"\"".to_vec()), Just(b"'".to_vec()),
+                    proptest::collection::vec(any::<u8>(), 0..4),
+                ],
+                0..64,
+            ),
+        ) {
+            let mut data = vec![control];
+            data.extend(parts.concat());
+            fuzz_check(&data);
         }
 
         #[test]
