@@ -273,11 +273,6 @@ impl Store {
         self.site_id
     }
 
-    /// True if the engine serves the data command `name`.
-    pub fn implements(&self, name: &str) -> bool {
-        Engine::is_data_command(name.as_bytes())
-    }
-
     /// Exclusive access to the engine until the guard is dropped.
     pub fn lock(&self) -> StoreGuard<'_> {
         let inner = self.inner.lock();
