@@ -11,7 +11,8 @@
 //! - CONFIG GET of `dir`, `port`, `bind` (each server has its own), `save`
 //!   (the oracle runs with `--save ''`), `appendonly` (Chorus's op log is
 //!   always on) and `site-id` (Chorus only).
-//! - Data commands (GET, SET...) until the engine is wired in.
+//! - Data commands are covered by `data_differential.rs`; here only as parts
+//!   of pipelines that mix them with other commands.
 //!
 //! Without redis-server the tests print a SKIPPED line and pass, unless
 //! `CHORUS_REQUIRE_REDIS=1`, in which case they fail.
@@ -576,5 +577,56 @@ fn authentication_matches_redis() {
             cmd(&["CLIENT", "GETNAME"]),
         ],
     ));
+    assert_no_mismatch(mismatches);
+}
+
+/// Data commands of a pipeline run in batches under one engine lock; every
+/// other command ends a batch. Sent in one write, a pipeline that mixes them
+/// (SELECT, MULTI/EXEC, CLIENT REPLY, unknown commands, arity errors, more
+/// commands than one batch holds) must get exactly Redis's replies, in order,
+/// and a protocol error at its end must come after all of them.
+#[test]
+fn pipelines_mixing_data_and_other_commands_match_redis() {
+    let Some((chorus, redis)) = servers(&[], &[]) else {
+        return;
+    };
+    let mut commands: Vec<Vec<&str>> = vec![
+        vec!["SET", "a", "1"],
+        vec!["GET", "a"],
+        vec!["INCR", "a"],
+        vec!["SELECT", "1"],
+        vec!["GET", "a"],
+        vec!["SET", "a", "x"],
+        vec!["INCR", "a"],
+        vec!["SELECT", "0"],
+        vec!["GET", "a"],
+        vec!["MULTI"],
+        vec!["INCR", "a"],
+        vec!["GET", "a"],
+        vec!["EXEC"],
+        vec!["CLIENT", "REPLY", "SKIP"],
+        vec!["SET", "b", "1"],
+        vec!["GET", "b"],
+        vec!["NOSUCHCOMMAND", "x"],
+        vec!["GET"],
+        vec!["HSET", "h", "f", "v"],
+        vec!["ZADD", "z", "1", "m", "2", "n"],
+        vec!["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+    ];
+    commands.extend(std::iter::repeat_n(vec!["INCR", "c"], 40));
+    commands.extend([vec!["GET", "c"], vec!["MSET", "k1", "v1", "k2", "v2"]]);
+    commands.push(vec!["MGET", "k1", "k2", "a", "b"]);
+    let mut send = Vec::new();
+    for c in &commands {
+        let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+        send.extend(multibulk(&args));
+    }
+    // The same pipeline, then one ending in a protocol error.
+    let mut closing_send = send.clone();
+    closing_send.extend_from_slice(b"*1\r\n$-5\r\nGET c\r\n");
+    // CLIENT REPLY SKIP has no reply and drops the next command's.
+    let replies = commands.len() - 2;
+    let mut mismatches = compare(&chorus, &redis, &[raw(&send, replies)]);
+    mismatches.extend(compare(&chorus, &redis, &[closing(&closing_send)]));
     assert_no_mismatch(mismatches);
 }
