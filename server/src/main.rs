@@ -101,7 +101,7 @@ fn main() {
         let mut line = server.startup_line();
         match server.start_replication(&cli).await {
             Ok(Some(repl)) => line = format!("{line}; {repl}"),
-            Ok(None) => {}
+            Ok(None) => server.state.store.drop_backlog_without_replication(),
             Err(e) => {
                 eprintln!("chorus-server: {e}");
                 return 1;

@@ -311,8 +311,22 @@ impl Store {
 
     /// `repl-backlog-size`: bytes of ops kept for peers that are behind.
     pub fn set_backlog_bytes_max(&self, bytes: u64) {
+        if self.replication.get().is_none() {
+            // No peer reads the backlog of a site without replication.
+            return;
+        }
         let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
         self.engine.lock().set_backlog_bytes_max(bytes);
+    }
+
+    /// Called once at start when replication is not configured: the
+    /// in-memory backlog only serves peers, so it keeps (almost) nothing. A
+    /// site that starts replicating later is new to its peers, which get a
+    /// full sync from it either way.
+    pub fn drop_backlog_without_replication(&self) {
+        if self.replication.get().is_none() {
+            self.engine.lock().set_backlog_bytes_max(0);
+        }
     }
 
     /// Keys and keys-with-deadline per database, for `INFO keyspace`.

@@ -19,8 +19,14 @@ pub struct CounterEntry {
 
 /// Entries sorted by dot, plus their sums kept up to date as increments
 /// arrive, so INCR on a counter with many entries costs no walk over them.
+///
+/// Most strings and hash fields never see an increment, so the state lives
+/// behind one pointer that is null when there are no entries.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Counter {
+pub struct Counter(Option<Box<State>>);
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct State {
     entries: Vec<CounterEntry>,
     sums: Sums,
 }
@@ -60,7 +66,7 @@ impl Sums {
     }
 }
 
-impl Counter {
+impl State {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -166,20 +172,24 @@ impl Counter {
         &self.entries
     }
 
-    pub fn from_entries(mut entries: Vec<CounterEntry>) -> Counter {
+    fn from_entries(mut entries: Vec<CounterEntry>) -> State {
         entries.sort_by_key(|e| e.stamp.dot);
         entries.dedup_by_key(|e| e.stamp.dot);
         let sums = Sums::recompute(&entries);
-        Counter { entries, sums }
+        State { entries, sums }
     }
 
     /// State-based join (snapshot merge).
-    pub fn join(&mut self, remote: &Counter, local_vv: &VersionVector, remote_vv: &VersionVector) {
+    fn join(
+        &mut self,
+        remote: &[CounterEntry],
+        local_vv: &VersionVector,
+        remote_vv: &VersionVector,
+    ) {
         self.entries.retain(|s| {
-            remote.entries.iter().any(|r| r.stamp.dot == s.stamp.dot)
-                || !remote_vv.covers(s.stamp.dot)
+            remote.iter().any(|r| r.stamp.dot == s.stamp.dot) || !remote_vv.covers(s.stamp.dot)
         });
-        for r in &remote.entries {
+        for r in remote {
             if !local_vv.covers(r.stamp.dot)
                 && self
                     .entries
@@ -194,6 +204,74 @@ impl Counter {
     }
 }
 
+impl Counter {
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|s| s.is_empty())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
+
+    /// Removes the entries `ctx` covers; true if any was removed.
+    pub fn prune(&mut self, ctx: &Ctx<'_>) -> bool {
+        let Some(s) = &mut self.0 else {
+            return false;
+        };
+        let changed = s.prune(ctx);
+        if s.is_empty() {
+            self.0 = None;
+        }
+        changed
+    }
+
+    /// Adds an increment of the op in `ctx` (two increments of one op add up).
+    pub fn add(&mut self, ctx: &Ctx<'_>, int: i128, float: f64) {
+        self.0
+            .get_or_insert_with(Default::default)
+            .add(ctx, int, float);
+    }
+
+    /// Exact integer sum of the entries.
+    pub fn int_sum(&self) -> i128 {
+        self.0.as_ref().map_or(0, |s| s.int_sum())
+    }
+
+    /// True when some entry carries a float part (the value shows as a float).
+    pub fn has_float(&self) -> bool {
+        self.0.as_ref().is_some_and(|s| s.has_float())
+    }
+
+    /// Deterministic float sum: per origin in seq order, origins ascending.
+    pub fn float_sum(&self) -> f64 {
+        self.0.as_ref().map_or(0.0, |s| s.float_sum())
+    }
+
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        self.0.as_ref().and_then(|s| s.max_stamp())
+    }
+
+    pub fn entries(&self) -> &[CounterEntry] {
+        self.0.as_ref().map_or(&[], |s| s.entries())
+    }
+
+    pub fn from_entries(entries: Vec<CounterEntry>) -> Counter {
+        if entries.is_empty() {
+            return Counter(None);
+        }
+        Counter(Some(Box::new(State::from_entries(entries))))
+    }
+
+    /// State-based join (snapshot merge).
+    pub fn join(&mut self, remote: &Counter, local_vv: &VersionVector, remote_vv: &VersionVector) {
+        let s = self.0.get_or_insert_with(Default::default);
+        s.join(remote.entries(), local_vv, remote_vv);
+        if s.is_empty() {
+            self.0 = None;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,12 +281,12 @@ mod tests {
 
     /// The sums as a walk over the entries computes them.
     fn walk(c: &Counter) -> (i128, bool, u64) {
-        let int = c.entries.iter().map(|e| e.int).sum();
-        let has_float = c.entries.iter().any(|e| shows_float(e.float));
+        let int = c.entries().iter().map(|e| e.int).sum();
+        let has_float = c.entries().iter().any(|e| shows_float(e.float));
         let mut total = 0.0f64;
         let mut cur: Option<Origin> = None;
         let mut part = 0.0f64;
-        for e in &c.entries {
+        for e in c.entries() {
             if cur != Some(e.stamp.dot.origin) {
                 total += part;
                 part = 0.0;

@@ -372,3 +372,15 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// Memory per key is a target (≤ 2× redis-server): these structs are
+    /// paid once per string key; growing them should be a decision.
+    #[test]
+    fn per_key_structs_stay_small() {
+        assert!(std::mem::size_of::<super::value::Cell>() <= 72);
+        assert!(std::mem::size_of::<super::row::Row>() <= 40);
+        assert!(std::mem::size_of::<crate::crdt::Counter>() <= 8);
+    }
+}
