@@ -816,13 +816,7 @@ impl Engine {
         // sync first so that the log offset recorded is durable.
         self.sync()?;
         let rows = self.take_dirty_rows();
-        let log_offset = self.storage.log_len();
-        let meta = CheckpointMeta {
-            vv: self.vv.clone(),
-            hlc: self.clock.last(),
-            log_offset,
-        };
-        let meta_bytes = postcard::to_allocvec(&meta).unwrap_or_default();
+        let (log_offset, meta_bytes) = self.checkpoint_meta();
         match self.storage.checkpoint_write(&rows, &meta_bytes) {
             Ok(()) => {
                 self.checkpoint_log_offset = log_offset;
@@ -856,15 +850,10 @@ impl Engine {
         };
         self.sync()?;
         let rows = self.take_dirty_rows();
-        let log_offset = self.storage.log_len();
-        let meta = CheckpointMeta {
-            vv: self.vv.clone(),
-            hlc: self.clock.last(),
-            log_offset,
-        };
+        let (log_offset, meta) = self.checkpoint_meta();
         Ok(Some(PendingCheckpoint {
             rows,
-            meta: postcard::to_allocvec(&meta).unwrap_or_default(),
+            meta,
             log_offset,
             now_ms,
             writer,
@@ -888,6 +877,17 @@ impl Engine {
                 Err(EngineError::Storage(e))
             }
         }
+    }
+
+    /// The log offset a checkpoint taken now covers, and its encoded meta.
+    fn checkpoint_meta(&self) -> (u64, Vec<u8>) {
+        let log_offset = self.storage.log_len();
+        let meta = CheckpointMeta {
+            vv: self.vv.clone(),
+            hlc: self.clock.last(),
+            log_offset,
+        };
+        (log_offset, postcard::to_allocvec(&meta).unwrap_or_default())
     }
 
     /// The rows changed since the last checkpoint, encoded, in key order.
