@@ -21,6 +21,7 @@ use crate::storage::{CheckpointRow, Storage, StorageError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Redis's `appendfsync` modes.
@@ -170,6 +171,66 @@ pub struct Engine {
     checkpoint_log_offset: u64,
     /// Open MULTI/EXEC group: the op being built across `execute` calls.
     group: Option<Option<Op>>,
+    /// The checkpoint being captured a slice at a time (see
+    /// [`Engine::checkpoint_begin`]).
+    capture: Option<CaptureMeta>,
+    /// Raised while a captured checkpoint is written off the lock.
+    write_in_flight: Arc<InFlight>,
+}
+
+/// What a checkpoint records besides its rows, fixed when it begins.
+struct CaptureMeta {
+    sync: Option<LogSync>,
+    meta: Vec<u8>,
+    log_offset: u64,
+    now_ms: u64,
+    writer: Box<dyn crate::storage::CheckpointWriter>,
+}
+
+/// "A captured checkpoint is being written": an inline checkpoint waits for
+/// it, so checkpoints reach the storage in the order they were taken.
+#[derive(Default)]
+struct InFlight {
+    busy: std::sync::Mutex<bool>,
+    done: std::sync::Condvar,
+}
+
+impl InFlight {
+    fn set(&self, busy: bool) {
+        let mut b = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        *b = busy;
+        if !busy {
+            self.done.notify_all();
+        }
+    }
+
+    fn wait_idle(&self) {
+        let mut b = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *b {
+            b = self.done.wait(b).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Clears the in-flight mark when a captured checkpoint's write ends, even
+/// by an error or a panic.
+struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// What [`Engine::checkpoint_step`] did.
+pub enum CheckpointStep {
+    /// Captured a slice; call again (after letting others take the lock).
+    More,
+    /// Captured the last rows: write them without the lock.
+    Ready(PendingCheckpoint),
+    /// No checkpoint is being captured (none began, or an inline checkpoint
+    /// completed it).
+    Gone,
 }
 
 impl Engine {
@@ -207,6 +268,8 @@ impl Engine {
             stats: EngineStats::default(),
             checkpoint_log_offset: meta.log_offset,
             group: None,
+            capture: None,
+            write_in_flight: Arc::default(),
         };
         engine.clock.observe(meta.hlc);
         // Size each database's table once instead of growing it row by row.
@@ -558,6 +621,45 @@ impl Engine {
         }
     }
 
+    /// The first half of [`Engine::sync`], under the lock: the appended
+    /// records leave the process's buffers. [`LogSync::wait`] then fsyncs
+    /// them without the lock, and [`Engine::sync_finish`] raises
+    /// `durable_vv`. `None`: everything is durable already.
+    pub fn sync_begin(&mut self) -> Result<Option<LogSync>, EngineError> {
+        if let Some(p) = &self.poisoned {
+            return Err(EngineError::Poisoned(p.clone()));
+        }
+        if self.durable_vv == self.vv {
+            return Ok(None);
+        }
+        match self.storage.log_sync_begin() {
+            Ok(pending) => Ok(Some(LogSync {
+                pending,
+                vv: self.vv.clone(),
+            })),
+            Err(e) => {
+                self.poison(StorageError::Poisoned(e.to_string()));
+                Err(EngineError::Storage(e))
+            }
+        }
+    }
+
+    /// Records the outcome of a [`LogSync`]: the ops it covered are durable
+    /// (a sync that finished meanwhile may have covered more already).
+    pub fn sync_finish(&mut self, done: SyncDone) -> Result<(), EngineError> {
+        match done.result {
+            Ok(()) => {
+                self.stats.log_syncs += 1;
+                self.durable_vv.join(&done.vv);
+                Ok(())
+            }
+            Err(e) => {
+                self.poison(StorageError::Poisoned(e.to_string()));
+                Err(EngineError::Storage(e))
+            }
+        }
+    }
+
     /// Stops cleanly: sync, checkpoint, mark the shutdown clean.
     pub fn close(mut self, now_ms: u64) -> Result<(), EngineError> {
         self.shutdown(now_ms)
@@ -812,6 +914,11 @@ impl Engine {
         if let Some(p) = &self.poisoned {
             return Err(EngineError::Poisoned(p.clone()));
         }
+        // A checkpoint being captured is completed and written first, and one
+        // being written off the lock commits first: checkpoints reach the
+        // storage in the order they were taken.
+        self.write_captured_inline()?;
+        self.write_in_flight.wait_idle();
         // Everything the checkpoint covers must be in the log or in the rows;
         // sync first so that the log offset recorded is durable.
         self.sync()?;
@@ -831,33 +938,93 @@ impl Engine {
         }
     }
 
-    /// Starts a checkpoint whose rows are written off the engine lock: takes
-    /// the changed rows (encoded now) and the vector they cover. Write it with
-    /// [`PendingCheckpoint::write`] without holding the engine, then hand the
-    /// result to [`Engine::checkpoint_finish`]. Falls back to an inline
-    /// checkpoint (returns `None`) when the backend has no separate writer.
-    /// Callers run one checkpoint at a time.
-    pub fn checkpoint_begin(
-        &mut self,
-        now_ms: u64,
-    ) -> Result<Option<PendingCheckpoint>, EngineError> {
+    /// Starts a checkpoint captured and written off the engine lock: fixes
+    /// the vector and log offset it covers and marks the changed rows; the
+    /// rows are then encoded a slice per [`Engine::checkpoint_step`] (or just
+    /// before a write changes them), written by [`PendingCheckpoint::write`]
+    /// without the engine, and recorded by [`Engine::checkpoint_finish`].
+    /// Falls back to an inline checkpoint (returns false) when the backend
+    /// has no separate writer. Callers run one checkpoint at a time.
+    pub fn checkpoint_begin(&mut self, now_ms: u64) -> Result<bool, EngineError> {
         if let Some(p) = &self.poisoned {
             return Err(EngineError::Poisoned(p.clone()));
         }
+        if self.capture.is_some() {
+            debug_assert!(false, "a checkpoint began while another was captured");
+            return Ok(true);
+        }
         let Some(writer) = self.storage.checkpoint_writer() else {
             self.checkpoint(now_ms)?;
-            return Ok(None);
+            return Ok(false);
         };
-        self.sync()?;
-        let rows = self.take_dirty_rows();
+        // The log up to the checkpoint's offset must be durable before the
+        // checkpoint is: its fsync runs with the rows' write, off the lock.
+        let sync = self.sync_begin()?;
+        self.keyspace.begin_capture();
         let (log_offset, meta) = self.checkpoint_meta();
-        Ok(Some(PendingCheckpoint {
-            rows,
+        self.capture = Some(CaptureMeta {
+            sync,
             meta,
             log_offset,
             now_ms,
             writer,
-        }))
+        });
+        Ok(true)
+    }
+
+    /// Captures up to `budget` more rows of the checkpoint begun by
+    /// [`Engine::checkpoint_begin`]; hands it over once every row is in.
+    pub fn checkpoint_step(&mut self, budget: usize) -> CheckpointStep {
+        if self.capture.is_none() {
+            return CheckpointStep::Gone;
+        }
+        if !self.keyspace.capture_step(budget) {
+            return CheckpointStep::More;
+        }
+        let rows = self.keyspace.finish_capture();
+        let Some(c) = self.capture.take() else {
+            return CheckpointStep::Gone;
+        };
+        self.write_in_flight.set(true);
+        CheckpointStep::Ready(PendingCheckpoint {
+            sync: c.sync,
+            rows,
+            meta: c.meta,
+            log_offset: c.log_offset,
+            now_ms: c.now_ms,
+            writer: c.writer,
+            in_flight: InFlightGuard(Arc::clone(&self.write_in_flight)),
+        })
+    }
+
+    /// True from [`Engine::checkpoint_begin`] until its rows are handed over.
+    pub fn checkpoint_capturing(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// Completes a checkpoint being captured and writes it here, under the
+    /// lock (an inline checkpoint or shutdown came first).
+    fn write_captured_inline(&mut self) -> Result<(), EngineError> {
+        let Some(c) = self.capture.take() else {
+            return Ok(());
+        };
+        let mut rows = self.keyspace.finish_capture();
+        crate::keyspace::sort_checkpoint_rows(&mut rows);
+        if let Some(sync) = c.sync {
+            self.sync_finish(sync.wait())?;
+        }
+        match c.writer.write(&rows, &c.meta) {
+            Ok(()) => {
+                self.checkpoint_log_offset = self.checkpoint_log_offset.max(c.log_offset);
+                self.stats.checkpoints += 1;
+                self.stats.last_checkpoint_ms = c.now_ms;
+                Ok(())
+            }
+            Err(e) => {
+                self.poison(StorageError::Poisoned(e.to_string()));
+                Err(EngineError::Storage(e))
+            }
+        }
     }
 
     /// Records the outcome of a checkpoint written off the lock.
@@ -867,7 +1034,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         match done {
             Ok(d) => {
-                self.checkpoint_log_offset = d.log_offset;
+                if let Some(sync) = d.sync {
+                    self.sync_finish(sync)?;
+                }
+                // An inline checkpoint may have recorded a later one already.
+                self.checkpoint_log_offset = self.checkpoint_log_offset.max(d.log_offset);
                 self.stats.checkpoints += 1;
                 self.stats.last_checkpoint_ms = d.now_ms;
                 Ok(())
@@ -950,17 +1121,43 @@ impl Engine {
     }
 }
 
+/// A log sync begun under the engine lock, to be waited for without it
+/// (see [`Engine::sync_begin`]).
+pub struct LogSync {
+    pending: crate::storage::PendingSync,
+    vv: VersionVector,
+}
+
+impl LogSync {
+    /// The fsync (slow: call it without holding the engine).
+    pub fn wait(self) -> SyncDone {
+        SyncDone {
+            result: self.pending.wait(),
+            vv: self.vv,
+        }
+    }
+}
+
+/// The outcome of a [`LogSync`], for [`Engine::sync_finish`].
+pub struct SyncDone {
+    result: Result<(), StorageError>,
+    vv: VersionVector,
+}
+
 /// A checkpoint taken under the engine lock, to be written without it.
 pub struct PendingCheckpoint {
+    sync: Option<LogSync>,
     rows: Vec<CheckpointRow>,
     meta: Vec<u8>,
     log_offset: u64,
     now_ms: u64,
     writer: Box<dyn crate::storage::CheckpointWriter>,
+    in_flight: InFlightGuard,
 }
 
 /// A checkpoint that was written (see [`Engine::checkpoint_finish`]).
 pub struct CheckpointDone {
+    sync: Option<SyncDone>,
     log_offset: u64,
     now_ms: u64,
 }
@@ -972,14 +1169,26 @@ impl PendingCheckpoint {
     /// Writes the checkpoint (slow: call it without holding the engine).
     pub fn write(self) -> Result<CheckpointDone, StorageError> {
         let PendingCheckpoint {
-            rows,
+            sync,
+            mut rows,
             meta,
             log_offset,
             now_ms,
             writer,
+            in_flight,
         } = self;
+        let sync = match sync.map(LogSync::wait) {
+            Some(SyncDone { result: Err(e), .. }) => return Err(e),
+            done => done,
+        };
+        crate::keyspace::sort_checkpoint_rows(&mut rows);
         writer.write(&rows, &meta)?;
-        Ok(CheckpointDone { log_offset, now_ms })
+        drop(in_flight);
+        Ok(CheckpointDone {
+            sync,
+            log_offset,
+            now_ms,
+        })
     }
 }
 

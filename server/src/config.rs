@@ -159,6 +159,11 @@ pub struct Cli {
     /// Log verbosity.
     #[arg(long, value_enum)]
     pub loglevel: Option<LogLevel>,
+    /// Threads serving client connections (Redis's `io-threads`, default 1).
+    /// Commands run one batch at a time under the engine lock whatever the
+    /// number; more threads only spread socket reads and writes.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub io_threads: Option<u16>,
     /// Start even if the op log has a corrupt record in its middle: keep the
     /// intact prefix and drop the rest (the default refuses to start).
     #[arg(long)]
@@ -307,6 +312,8 @@ pub struct Settings {
     pub maxclients: u64,
     pub appendfsync: AppendFsync,
     pub loglevel: LogLevel,
+    /// Tokio worker threads for client connections (`io-threads`).
+    pub io_threads: usize,
     pub proto_max_bulk_len: u64,
     pub client_query_buffer_limit: u64,
     /// Idle seconds before a client is closed; 0 = never.
@@ -401,6 +408,9 @@ impl ConfigStore {
         }
         if let Some(level) = cli.loglevel {
             flag(&mut store, "loglevel", level.as_str().to_string())?;
+        }
+        if let Some(n) = cli.io_threads {
+            flag(&mut store, "io-threads", n.to_string())?;
         }
         if let Some(mode) = cli.write_mode {
             flag(&mut store, "write-mode", mode.as_str().to_string())?;
@@ -919,6 +929,9 @@ impl ConfigStore {
                 "warning" => LogLevel::Warning,
                 _ => LogLevel::Notice,
             },
+            io_threads: usize::try_from(self.number("io-threads"))
+                .unwrap_or(1)
+                .clamp(1, 128),
             proto_max_bulk_len: u64::try_from(self.number("proto-max-bulk-len"))
                 .unwrap_or(u64::MAX),
             client_query_buffer_limit: text("client-query-buffer-limit")

@@ -240,6 +240,14 @@ pub async fn serve(state: Arc<ServerState>, mut stream: TcpStream, handle: Arc<C
         )
         .await;
         session.flush_stats(&state.stats);
+        // Let the other connections that are ready read and run their
+        // commands before this one writes: replies then leave in a burst, as
+        // from Redis's event loop, and a client reading several connections
+        // (redis-benchmark) is woken once per burst instead of once per reply.
+        // Measured at -P16: +20 to 40 % ops/s; no change at -P1.
+        if !out.is_empty() {
+            tokio::task::yield_now().await;
+        }
         if !out.is_empty()
             && !session.close_now
             && write_out(&state, &mut stream, &mut out).await.is_err()

@@ -69,25 +69,44 @@ fn main() {
     if let Some(Command::Cert { what }) = &cli.command {
         std::process::exit(cert(what));
     }
-    // The level is needed before the server (and its config file) starts.
-    let level = match ConfigStore::from_cli(&cli) {
-        Ok(store) => store.settings().loglevel,
+    // The level and the thread count are needed before the server (and its
+    // config file) starts.
+    let (level, io_threads) = match ConfigStore::from_cli(&cli) {
+        Ok(store) => {
+            let settings = store.settings();
+            (settings.loglevel, settings.io_threads)
+        }
         Err(e) => {
             eprintln!("chorus-server: {e}");
             std::process::exit(1);
         }
     };
     let hook = init_logging(level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Client connections run on `io-threads` workers; replication (QUIC,
+    // applying peers' ops) on a worker of its own, so neither starves the
+    // other. Checkpoints, fsyncs and the tick run on blocking threads.
+    let runtimes = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(io_threads)
+        .thread_name("chorus-io")
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
+        .and_then(|io| {
+            let repl = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(4)
+                .thread_name("chorus-repl")
+                .enable_all()
+                .build()?;
+            Ok((io, repl))
+        });
+    let (runtime, repl_runtime) = match runtimes {
+        Ok(rts) => rts,
         Err(e) => {
             eprintln!("chorus-server: can't start the async runtime: {e}");
             std::process::exit(1);
         }
     };
+    let repl_handle = repl_runtime.handle().clone();
     let code = runtime.block_on(async move {
         let server = match Server::start(&cli, Some(hook)) {
             Ok(server) => server,
@@ -99,7 +118,7 @@ fn main() {
         // One startup line; written without println! so a closed stdout
         // (a supervisor that stopped reading) never kills the server.
         let mut line = server.startup_line();
-        match server.start_replication(&cli).await {
+        match server.start_replication(&cli, &repl_handle).await {
             Ok(Some(repl)) => line = format!("{line}; {repl}"),
             Ok(None) => server.state.store.drop_backlog_without_replication(),
             Err(e) => {
@@ -114,5 +133,6 @@ fn main() {
     // Everything that must be durable was flushed by the shutdown hook;
     // tasks still parked (idle reads) need not be waited for.
     runtime.shutdown_background();
+    repl_runtime.shutdown_background();
     std::process::exit(code);
 }

@@ -381,7 +381,13 @@ impl Server {
     /// Starts replication when peers (from `--peer` and the runtime changes
     /// kept in the data directory) or TLS are configured; returns a line
     /// saying where it listens.
-    pub async fn start_replication(&self, cli: &Cli) -> Result<Option<String>, String> {
+    /// Starts replication when peers or TLS files are configured. Its tasks
+    /// (the QUIC endpoint, one per peer) run on `runtime`.
+    pub async fn start_replication(
+        &self,
+        cli: &Cli,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Option<String>, String> {
         use chorus_replication::quic::{Replication, ReplicationConfig, TlsIdentity};
         let flags = cli
             .peers
@@ -424,8 +430,11 @@ impl Server {
         config.fsync_always = settings.appendfsync == crate::config::AppendFsync::Always;
         config.session.anti_entropy_interval_ms =
             settings.anti_entropy_interval_secs.saturating_mul(1000);
-        let r = Replication::start(config, self.state.store.engine_handle())
+        let engine = self.state.store.engine_handle();
+        let r = runtime
+            .spawn(Replication::start(config, engine))
             .await
+            .map_err(|e| format!("replication did not start: {e}"))?
             .map_err(|e| e.to_string())?;
         let line = format!(
             "replication (site {}, cluster {}) listening on {} (QUIC, mutual TLS)",

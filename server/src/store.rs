@@ -134,26 +134,52 @@ impl Drop for CheckpointClaim {
     }
 }
 
-/// A checkpoint whose rows were taken by [`Store::tick`]; write it with
+/// A checkpoint begun by [`Store::tick`]; capture and write it with
 /// [`CheckpointJob::write`] on a thread of its own.
 pub struct CheckpointJob {
     claim: CheckpointClaim,
-    pending: chorus_engine::engine::PendingCheckpoint,
     engine: Arc<Mutex<Engine>>,
 }
 
+/// Rows a checkpoint captures per hold of the engine lock (about 2 ms):
+/// clients and peers wait at most that long for a checkpoint.
+const CAPTURE_SLICE_ROWS: usize = 1024;
+
 impl CheckpointJob {
-    /// Writes the rows while clients keep being served, then records the
-    /// checkpoint and frees the slot for the next one.
+    /// Captures the rows a slice at a time and writes them while clients
+    /// keep being served, then records the checkpoint and frees the slot for
+    /// the next one.
     pub fn write(self) {
-        let CheckpointJob {
-            claim,
-            pending,
-            engine,
-        } = self;
-        let done = pending.write();
-        if let Err(e) = engine.lock().checkpoint_finish(done) {
-            tracing::error!(error = %e, "checkpoint failed");
+        use chorus_engine::engine::CheckpointStep;
+        let CheckpointJob { claim, engine } = self;
+        let started = std::time::Instant::now();
+        let mut slices = 0u64;
+        let pending = loop {
+            let step = engine.lock().checkpoint_step(CAPTURE_SLICE_ROWS);
+            match step {
+                CheckpointStep::More => {
+                    slices += 1;
+                    std::thread::yield_now();
+                }
+                CheckpointStep::Ready(pending) => break Some(pending),
+                // Completed by an inline checkpoint (SAVE, a full sync).
+                CheckpointStep::Gone => break None,
+            }
+        };
+        if let Some(pending) = pending {
+            let rows = pending.rows();
+            let captured_ms = started.elapsed().as_millis() as u64;
+            let done = pending.write();
+            match engine.lock().checkpoint_finish(done) {
+                Ok(()) => tracing::debug!(
+                    rows,
+                    slices,
+                    captured_ms,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "checkpoint written"
+                ),
+                Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+            }
         }
         drop(claim);
     }
@@ -393,8 +419,28 @@ impl Store {
         if !tick_no.is_multiple_of(1000 / TICK_MS) {
             return None;
         }
-        if let Err(e) = engine.sync() {
-            tracing::error!(error = %e, "op log sync failed; writes are refused");
+        // The group commit of `everysec`: the fsync runs with the locks
+        // released, so clients (and peers' ops) are served meanwhile.
+        let sync = engine.sync_begin();
+        drop(engine);
+        drop(inner);
+        let synced = match sync {
+            Ok(Some(sync)) => Some(sync.wait()),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "op log sync failed; writes are refused");
+                None
+            }
+        };
+        let inner = self.inner.lock();
+        if inner.closed {
+            return None;
+        }
+        let mut engine = self.engine.lock();
+        if let Some(done) = synced {
+            if let Err(e) = engine.sync_finish(done) {
+                tracing::error!(error = %e, "op log sync failed; writes are refused");
+            }
         }
         // The backlog keeps what some peer has not durably acknowledged;
         // without peers it only has to reach back to the last checkpoint.
@@ -418,12 +464,11 @@ impl Store {
         // Claimed before the rows are taken, released when they are recorded.
         let claim = self.checkpoint_slot.try_claim()?;
         match engine.checkpoint_begin(now) {
-            Ok(Some(pending)) => Some(CheckpointJob {
+            Ok(true) => Some(CheckpointJob {
                 claim,
-                pending,
                 engine: Arc::clone(&self.engine),
             }),
-            Ok(None) => None,
+            Ok(false) => None,
             Err(e) => {
                 tracing::error!(error = %e, "checkpoint failed");
                 None

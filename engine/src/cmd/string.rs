@@ -478,11 +478,41 @@ fn setrange(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
 
 /// Applies an integer increment with Redis's checks; replies the new value.
 pub fn incr_by(txn: &mut Txn<'_>, db: u8, key: &Bytes, delta: i64) -> Reply {
-    let cur = match string_value(txn, db, key) {
-        Ok(v) => v,
+    let row = match typed(txn, db, key, Kind::String) {
+        Ok(r) => r,
         Err(e) => return e,
     };
-    let cur: i64 = match cur {
+    // The common case reads the integer without formatting it: a missing key,
+    // an integer base, integer increments.
+    let fast = match row.and_then(|r| r.string.as_ref()) {
+        None => Some(0),
+        Some(cell) => cell.int_value(),
+    };
+    let cur: i64 = match fast {
+        // A merged sum outside i64 is shown exactly; adding to it overflows,
+        // as in Redis.
+        Some(v) => match i64::try_from(v) {
+            Ok(v) => v,
+            Err(_) => return Reply::err(errors::OVERFLOW),
+        },
+        None => match incr_base_slow(txn, db, key) {
+            Ok(v) => v,
+            Err(e) => return e,
+        },
+    };
+    let Some(new) = cur.checked_add(delta) else {
+        return Reply::err(errors::OVERFLOW);
+    };
+    expire_if_needed(txn, db, key);
+    txn.emit(db, key, Effect::IncrInt(delta));
+    Reply::Int(new)
+}
+
+/// The current value of `key` as INCR sees it, through its shown bytes (a
+/// float-valued counter, a non-integer string).
+fn incr_base_slow(txn: &Txn<'_>, db: u8, key: &Bytes) -> Result<i64, Reply> {
+    let cur = string_value(txn, db, key)?;
+    Ok(match cur {
         None => 0,
         Some(b) => match num::parse_int(&b) {
             Some(i) => i,
@@ -492,18 +522,12 @@ pub fn incr_by(txn: &mut Txn<'_>, db: u8, key: &Bytes, delta: i64) -> Reply {
                 let s = std::str::from_utf8(&b).unwrap_or("");
                 let canonical_big = s.parse::<i128>().is_ok_and(|v| v.to_string() == s);
                 if canonical_big && cur_is_merged_sum(txn, db, key) {
-                    return Reply::err(errors::OVERFLOW);
+                    return Err(Reply::err(errors::OVERFLOW));
                 }
-                return Reply::err(errors::NOT_INTEGER);
+                return Err(Reply::err(errors::NOT_INTEGER));
             }
         },
-    };
-    let Some(new) = cur.checked_add(delta) else {
-        return Reply::err(errors::OVERFLOW);
-    };
-    expire_if_needed(txn, db, key);
-    txn.emit(db, key, Effect::IncrInt(delta));
-    Reply::Int(new)
+    })
 }
 
 /// True when the key's value is a counter sum (increments on top of a base),

@@ -96,8 +96,21 @@ impl State {
                 .get(i + 1)
                 .is_none_or(|next| next.stamp.dot.origin != origin)
         };
-        let part = self.sums.parts.binary_search_by_key(&origin, |p| p.0);
-        match self.entries.binary_search_by_key(&dot, |e| e.stamp.dot) {
+        // The usual increment is the newest entry of the newest part: look at
+        // the ends before searching (a binary search over a long counter
+        // touches a cache line per step).
+        let part = match self.sums.parts.last() {
+            Some(p) if p.0 == origin => Ok(self.sums.parts.len() - 1),
+            Some(p) if p.0 < origin => Err(self.sums.parts.len()),
+            _ => self.sums.parts.binary_search_by_key(&origin, |p| p.0),
+        };
+        let found = match self.entries.last() {
+            Some(e) if e.stamp.dot == dot => Ok(self.entries.len() - 1),
+            Some(e) if e.stamp.dot < dot => Err(self.entries.len()),
+            None => Err(0),
+            _ => self.entries.binary_search_by_key(&dot, |e| e.stamp.dot),
+        };
+        match found {
             Ok(i) => {
                 let e = &mut self.entries[i];
                 let showed = shows_float(e.float);

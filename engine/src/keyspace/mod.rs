@@ -11,6 +11,7 @@ pub mod value;
 
 use crate::crdt::Ctx;
 use crate::op::{Effect, Op};
+use crate::storage::CheckpointRow;
 use bytes::Bytes;
 use row::Row;
 use std::collections::BTreeSet;
@@ -59,6 +60,23 @@ pub struct Keyspace {
     /// Rows changed since the last checkpoint (see [`Dirty`]).
     pub dirty: Dirty,
     pub stats: KeyspaceStats,
+    /// The checkpoint being captured, if any (see [`Keyspace::begin_capture`]).
+    capture: Option<Capture>,
+}
+
+/// A checkpoint captured a slice at a time, copy-on-write: every row that
+/// was dirty when it began is *pending* (a bit in its table); a pending row
+/// is encoded either by [`Keyspace::capture_step`] or, first, just before
+/// anything changes it. Either way the image is the row as it was when the
+/// checkpoint began, so the rows and the vector recorded then agree, while
+/// the engine lock is held only for short slices.
+struct Capture {
+    /// The slots that were pending when the capture began.
+    slots: Vec<(u8, u32)>,
+    /// How far `capture_step` has walked `slots`.
+    cursor: usize,
+    /// Images taken so far, and the keys that were gone when it began.
+    rows: Vec<CheckpointRow>,
 }
 
 /// What changed since the last checkpoint, kept without a second hash table:
@@ -97,6 +115,7 @@ impl Default for Keyspace {
             dbs: (0..DBS).map(|_| Db::default()).collect(),
             dirty: Dirty::default(),
             stats: KeyspaceStats::default(),
+            capture: None,
         }
     }
 }
@@ -130,8 +149,13 @@ impl Keyspace {
             }
             _ => {}
         }
+        let pos = self.dbs[db as usize % DBS]
+            .rows
+            .position_or_insert_with(key, Row::default);
+        if self.capture.is_some() {
+            self.capture_slot(db, pos);
+        }
         let d = &mut self.dbs[db as usize % DBS];
-        let pos = d.rows.position_or_insert_with(key, Row::default);
         if d.rows.mark_dirty(pos) {
             self.dirty.slots.push((db, pos));
         }
@@ -161,6 +185,9 @@ impl Keyspace {
     }
 
     fn flush_db(&mut self, db: u8, ctx: &Ctx<'_>) {
+        if self.capture.is_some() {
+            self.capture_pending(Some(db), usize::MAX);
+        }
         let d = &mut self.dbs[db as usize % DBS];
         let mut changed: Vec<Bytes> = Vec::new();
         let removed = d.rows.retain(|k, row| {
@@ -194,6 +221,11 @@ impl Keyspace {
 
     /// Replaces (or removes) a whole row: checkpoint load and snapshot merge.
     pub fn put_row(&mut self, db: u8, key: Bytes, row: Row) {
+        if self.capture.is_some() {
+            if let Some(pos) = self.dbs[db as usize % DBS].rows.position(&key) {
+                self.capture_slot(db, pos);
+            }
+        }
         let d = &mut self.dbs[db as usize % DBS];
         if let Some(old) = d.rows.get(&key) {
             if let Some(b) = old.deadline() {
@@ -212,6 +244,95 @@ impl Keyspace {
             *d.rows.at_mut(pos) = row;
             if d.rows.mark_dirty(pos) {
                 self.dirty.slots.push((db, pos));
+            }
+        }
+    }
+
+    /// Begins capturing a checkpoint of the rows changed so far (see
+    /// [`Capture`]): cheap, one bit move per changed row. The keyspace is
+    /// clean afterwards; later changes are dirty for the next checkpoint.
+    /// A capture still in progress is completed first.
+    pub fn begin_capture(&mut self) {
+        if self.capture.is_some() {
+            debug_assert!(false, "a capture began while another was in progress");
+            self.capture_pending(None, usize::MAX);
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut slots = Vec::with_capacity(dirty.slots.len());
+        for (db, pos) in dirty.slots {
+            if self.dbs[db as usize % DBS].rows.dirty_to_pending(pos) {
+                slots.push((db, pos));
+            }
+        }
+        // A removed key that exists again has a pending slot of its own.
+        let mut rows: Vec<CheckpointRow> = Vec::with_capacity(slots.len());
+        for (db, key) in dirty.removed {
+            if self.db(db).rows.get(&key).is_none() {
+                rows.push(CheckpointRow {
+                    db,
+                    key: key.to_vec(),
+                    state: None,
+                });
+            }
+        }
+        self.capture = Some(Capture {
+            slots,
+            cursor: 0,
+            rows,
+        });
+    }
+
+    /// True while a capture is in progress.
+    pub fn capturing(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// Captures up to `budget` more pending rows; true when none is left.
+    pub fn capture_step(&mut self, budget: usize) -> bool {
+        self.capture_pending(None, budget)
+    }
+
+    /// Ends the capture: every row as it was when it began, sorted by
+    /// `(db, key)` with no key twice. Completes it first if needed.
+    pub fn finish_capture(&mut self) -> Vec<CheckpointRow> {
+        self.capture_pending(None, usize::MAX);
+        let mut rows = self.capture.take().map(|c| c.rows).unwrap_or_default();
+        sort_checkpoint_rows(&mut rows);
+        rows
+    }
+
+    /// Walks the pending slots (of one database, or all) from the cursor,
+    /// capturing up to `budget` rows; true when the walk reached the end.
+    fn capture_pending(&mut self, only_db: Option<u8>, budget: usize) -> bool {
+        let Some(mut c) = self.capture.take() else {
+            return true;
+        };
+        let mut left = budget;
+        let mut i = if only_db.is_some() { 0 } else { c.cursor };
+        while i < c.slots.len() && left > 0 {
+            let (db, pos) = c.slots[i];
+            i += 1;
+            if only_db.is_some_and(|only| only != db) {
+                continue;
+            }
+            if let Some((k, row)) = self.dbs[db as usize % DBS].rows.take_pending(pos) {
+                c.rows.push(capture_image(db, k, row));
+                left -= 1;
+            }
+        }
+        let done = i >= c.slots.len();
+        if only_db.is_none() {
+            c.cursor = i;
+        }
+        self.capture = Some(c);
+        done
+    }
+
+    /// Captures the row at `pos` if it is still pending (before it changes).
+    fn capture_slot(&mut self, db: u8, pos: u32) {
+        if let Some(c) = self.capture.as_mut() {
+            if let Some((k, row)) = self.dbs[db as usize % DBS].rows.take_pending(pos) {
+                c.rows.push(capture_image(db, k, row));
             }
         }
     }
@@ -299,6 +420,20 @@ impl Keyspace {
 }
 
 /// The digest bucket of a key (stable across sites and versions).
+fn capture_image(db: u8, key: &Bytes, row: &Row) -> CheckpointRow {
+    CheckpointRow {
+        db,
+        key: key.to_vec(),
+        state: Some(image::RowImage::of(row).encode()),
+    }
+}
+
+/// Sorts checkpoint rows by `(db, key)`: sorted keys make the B-tree writes
+/// sequential.
+pub fn sort_checkpoint_rows(rows: &mut [CheckpointRow]) {
+    rows.sort_unstable_by(|a, b| (a.db, &a.key).cmp(&(b.db, &b.key)));
+}
+
 pub fn bucket_of(key: &[u8]) -> usize {
     let h = blake3::hash(key);
     let b = h.as_bytes();

@@ -21,6 +21,9 @@ pub struct KeyTable<V> {
     len: usize,
     /// One bit per slab slot: the entry changed since the last checkpoint.
     dirty: Vec<u64>,
+    /// One bit per slab slot: a checkpoint in progress still has to capture
+    /// the entry as it was when the checkpoint began (see `Keyspace`'s capture).
+    pending: Vec<u64>,
     /// The position of the last key found: commands look a key up, then
     /// write it, so the second lookup is a compare instead of a hash probe.
     last: Cell<u32>,
@@ -35,6 +38,7 @@ impl<V> Default for KeyTable<V> {
             hasher: hasher(),
             len: 0,
             dirty: Vec::new(),
+            pending: Vec::new(),
             last: Cell::new(u32::MAX),
         }
     }
@@ -74,6 +78,11 @@ impl<V> KeyTable<V> {
             self.last.set(i);
         }
         found
+    }
+
+    /// The slab position of `key`, if present.
+    pub fn position(&self, key: &[u8]) -> Option<u32> {
+        self.find(key)
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&V> {
@@ -131,25 +140,32 @@ impl<V> KeyTable<V> {
 
     /// Sets the dirty bit of an occupied slot; true if it was clear.
     pub fn mark_dirty(&mut self, pos: u32) -> bool {
-        let (word, bit) = (pos as usize / 64, 1u64 << (pos % 64));
-        if self.dirty.len() <= word {
-            self.dirty.resize(word + 1, 0);
-        }
-        let was = self.dirty[word] & bit != 0;
-        self.dirty[word] |= bit;
-        !was
+        set_bit(&mut self.dirty, pos)
     }
 
     fn clear_dirty_bit(&mut self, pos: u32) -> bool {
-        let (word, bit) = (pos as usize / 64, 1u64 << (pos % 64));
-        match self.dirty.get_mut(word) {
-            Some(w) => {
-                let was = *w & bit != 0;
-                *w &= !bit;
-                was
-            }
-            None => false,
+        clear_bit(&mut self.dirty, pos)
+    }
+
+    /// Moves the entry at `pos` from "changed since the last checkpoint" to
+    /// "to be captured by the checkpoint in progress"; false if it was clean.
+    pub fn dirty_to_pending(&mut self, pos: u32) -> bool {
+        if !self.clear_dirty_bit(pos) {
+            return false;
         }
+        set_bit(&mut self.pending, pos);
+        true
+    }
+
+    /// Clears the pending bit at `pos`; the entry if the bit was set.
+    pub fn take_pending(&mut self, pos: u32) -> Option<(&Bytes, &V)> {
+        if !clear_bit(&mut self.pending, pos) {
+            return None;
+        }
+        self.slab
+            .get(pos as usize)
+            .and_then(|e| e.as_ref())
+            .map(|(k, v)| (k, v))
     }
 
     /// Clears the dirty bit at `pos` and returns the entry if the bit was set.
@@ -205,6 +221,10 @@ impl<V> KeyTable<V> {
         let (pos, _) = entry.remove();
         let e = self.slab.get_mut(pos as usize)?.take();
         self.clear_dirty_bit(pos);
+        // The keyspace captures a pending entry before it changes, so it is
+        // never removed uncaptured; a freed slot must not stay pending.
+        let was_pending = clear_bit(&mut self.pending, pos);
+        debug_assert!(!was_pending, "a pending entry was removed uncaptured");
         self.free.push(pos);
         self.len -= 1;
         if self.len == 0 {
@@ -212,6 +232,7 @@ impl<V> KeyTable<V> {
             self.slab = Vec::new();
             self.free = Vec::new();
             self.dirty = Vec::new();
+            self.pending = Vec::new();
         }
         e
     }
@@ -273,6 +294,30 @@ impl<V> KeyTable<V> {
 
     pub fn clear(&mut self) {
         *self = KeyTable::default();
+    }
+}
+
+/// Sets bit `pos`; true if it was clear.
+fn set_bit(bits: &mut Vec<u64>, pos: u32) -> bool {
+    let (word, bit) = (pos as usize / 64, 1u64 << (pos % 64));
+    if bits.len() <= word {
+        bits.resize(word + 1, 0);
+    }
+    let was = bits[word] & bit != 0;
+    bits[word] |= bit;
+    !was
+}
+
+/// Clears bit `pos`; true if it was set.
+fn clear_bit(bits: &mut [u64], pos: u32) -> bool {
+    let (word, bit) = (pos as usize / 64, 1u64 << (pos % 64));
+    match bits.get_mut(word) {
+        Some(w) => {
+            let was = *w & bit != 0;
+            *w &= !bit;
+            was
+        }
+        None => false,
     }
 }
 

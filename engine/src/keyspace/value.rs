@@ -98,6 +98,20 @@ impl Cell {
         }
     }
 
+    /// The visible value as an exact integer, without formatting it, when it
+    /// is an integer base (or none) plus integer increments; `None` when only
+    /// the shown bytes can tell (a float increment, a non-integer base).
+    pub fn int_value(&self) -> Option<i128> {
+        if self.ctr.has_float() {
+            return None;
+        }
+        let base = match self.reg.value() {
+            None => 0,
+            Some(b) => i128::from(num::parse_int(b)?),
+        };
+        Some(base + self.ctr.int_sum())
+    }
+
     /// The visible bytes. A counter on top of an integer base shows the exact
     /// sum; on top of a non-integer base the increments are not shown.
     pub fn value(&self) -> Option<Bytes> {

@@ -70,12 +70,62 @@ pub trait CheckpointWriter: Send {
     fn write(self: Box<Self>, rows: &[CheckpointRow], meta: &[u8]) -> Result<(), StorageError>;
 }
 
+/// A log sync whose slow half (the fsync) runs without the engine's lock:
+/// [`Storage::log_sync_begin`] hands the appended bytes to the OS, and
+/// [`PendingSync::wait`] makes them durable.
+#[derive(Debug, Default)]
+pub struct PendingSync {
+    /// The active segment (its own descriptor) and its path, for errors.
+    file: Option<(std::fs::File, std::path::PathBuf)>,
+    /// A directory whose entries changed (a new segment) since the last sync.
+    dir: Option<std::path::PathBuf>,
+}
+
+impl PendingSync {
+    /// Nothing left to do: the sync completed in `log_sync_begin`.
+    pub fn done() -> PendingSync {
+        PendingSync::default()
+    }
+
+    pub(crate) fn of_file(
+        file: std::fs::File,
+        path: std::path::PathBuf,
+        dir: Option<std::path::PathBuf>,
+    ) -> PendingSync {
+        PendingSync {
+            file: Some((file, path)),
+            dir,
+        }
+    }
+
+    /// The fsync (slow: call it without holding the engine).
+    pub fn wait(self) -> Result<(), StorageError> {
+        if let Some((file, path)) = self.file {
+            file.sync_data().map_err(|source| StorageError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        if let Some(dir) = self.dir {
+            redb_backend::sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
 /// The byte-level persistence the engine needs.
 pub trait Storage: Send {
     /// Appends bytes to the end of the op log (buffered; durable after `log_sync`).
     fn log_append(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
     /// Makes everything appended so far durable (fdatasync for files).
     fn log_sync(&mut self) -> Result<(), StorageError>;
+    /// The first half of `log_sync`: appended bytes leave this process's
+    /// buffers; the returned [`PendingSync::wait`] makes them durable. A
+    /// backend without a cheaper split syncs here and returns a done one.
+    fn log_sync_begin(&mut self) -> Result<PendingSync, StorageError> {
+        self.log_sync()?;
+        Ok(PendingSync::done())
+    }
     /// Length in bytes of the log as seen by this process (durable + volatile),
     /// i.e. the absolute offset the next append lands at.
     fn log_len(&self) -> u64;

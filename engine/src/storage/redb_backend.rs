@@ -318,6 +318,17 @@ impl RedbStorage {
         Ok(())
     }
 
+    /// Writes the buffer out and hands back a descriptor of the active
+    /// segment to fsync without the engine (segments before it were synced
+    /// when the log rolled past them).
+    fn sync_begin_inner(&mut self) -> Result<super::PendingSync, StorageError> {
+        let path = self.active_path();
+        self.writer.flush().map_err(io_err(&path))?;
+        let file = self.writer.get_ref().try_clone().map_err(io_err(&path))?;
+        let dir = std::mem::take(&mut self.log_dir_dirty).then(|| self.log_dir.clone());
+        Ok(super::PendingSync::of_file(file, path, dir))
+    }
+
     fn read_inner(&mut self, offset: u64, bytes_max: usize) -> Result<Vec<u8>, StorageError> {
         check_log_offset(offset, self.log_start(), self.log_len())?;
         self.flush_buffer()?;
@@ -494,6 +505,12 @@ impl Storage for RedbStorage {
         self.poison_on_err(result)
     }
 
+    fn log_sync_begin(&mut self) -> Result<super::PendingSync, StorageError> {
+        self.check_poison()?;
+        let result = self.sync_begin_inner();
+        self.poison_on_err(result)
+    }
+
     fn log_len(&self) -> u64 {
         self.active().end()
     }
@@ -667,7 +684,7 @@ fn open_active(
 }
 
 /// Makes creations and deletions of entries in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     #[cfg(unix)]
     {
         File::open(dir)

@@ -160,6 +160,9 @@ pub(crate) struct Shared {
     lag_marks: Mutex<VecDeque<(VersionVector, u64)>>,
     pub(crate) handshakes_refused: AtomicU64,
     pub(crate) last_refusal: Mutex<Option<String>>,
+    /// The runtime replication started on: peers added later (from a
+    /// client's `PEER ADD`, on another runtime) run here too.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -188,6 +191,7 @@ impl Shared {
             lag_marks: Mutex::new(VecDeque::new()),
             handshakes_refused: AtomicU64::new(0),
             last_refusal: Mutex::new(None),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -264,7 +268,9 @@ impl Shared {
             conn_tx,
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(run_peer(self.clone(), peer.clone(), conn_rx));
+        let task = self
+            .runtime
+            .spawn(run_peer(self.clone(), peer.clone(), conn_rx));
         *peer.task.lock() = Some(task);
         peers.insert(site, peer);
         Ok(())
