@@ -19,6 +19,7 @@
 #      CATCHUP_OPS (300000) KEYSPACE (100000, redis-benchmark -r) VALUE_BYTES (3, -d)
 #      APPENDFSYNC (everysec) ROUNDS (1: stream/solo pairs) BENCHES ("lag stream catchup")
 #      LAG_DUMP (a file: every probe as "<ms> <lag us>", slow GETs in <file>.slow-gets)
+#      KEEP_LOGS (a directory: the sites' logs are copied there; RUST_LOG sets their filter)
 # Needs: cargo, redis-benchmark and redis-cli (Debian package redis-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +73,7 @@ stop_pid() { # pid
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp "$WORK"/*.log "$KEEP_LOGS"/ 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -808,11 +808,14 @@ impl Engine {
             .collect()
     }
 
-    /// Drops backlog entries every peer has acknowledged (`acked_by_all`) and
-    /// that the last checkpoint covers; trims the disk log to match.
+    /// Drops backlog entries every peer has acknowledged (`acked_by_all`),
+    /// and the disk log before both the backlog and the last checkpoint
+    /// (a restart replays the log from the checkpoint on). The in-memory
+    /// backlog holds only what some peer still lacks: about a second of ops
+    /// under `everysec`, whatever the time since the last checkpoint.
     pub fn trim_backlog(&mut self, acked_by_all: &VersionVector) {
         while let Some(f) = self.backlog.front() {
-            if acked_by_all.covers(f.id) && f.log_offset < self.checkpoint_log_offset {
+            if acked_by_all.covers(f.id) {
                 self.backlog.pop_front();
             } else {
                 break;
@@ -1068,6 +1071,14 @@ impl Engine {
             key: d.key.to_vec(),
             state: d.row.map(|r| RowImage::of(r).encode()),
         })
+    }
+
+    /// Bytes of op log written since the last checkpoint: what a restart
+    /// would replay.
+    pub fn log_bytes_since_checkpoint(&self) -> u64 {
+        self.storage
+            .log_len()
+            .saturating_sub(self.checkpoint_log_offset)
     }
 
     /// Rows changed since the last checkpoint (an upper bound).

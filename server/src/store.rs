@@ -228,9 +228,12 @@ pub const MISCONF_ERROR: &str = "MISCONF Errors writing to the op log; the write
 
 /// Background work per tick (see [`Store::tick`]).
 pub const TICK_MS: u64 = 100;
-/// A checkpoint is written when this many rows changed, or every
-/// `CHECKPOINT_INTERVAL_MS`.
-const CHECKPOINT_DIRTY_ROWS: usize = 200_000;
+/// A checkpoint is written when this much op log was written since the last
+/// one (like Redis's `auto-aof-rewrite-min-size`: about 1.5M small ops, a
+/// second or two to replay at a restart), or every `CHECKPOINT_INTERVAL_MS`
+/// when anything changed. A row count would checkpoint a busy site over and
+/// over: under a steady write load each checkpoint costs a core-second.
+const CHECKPOINT_LOG_BYTES: u64 = 64 << 20;
 const CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 /// Keys the active expiry deletes per tick at most.
 const EXPIRE_KEYS_PER_TICK: usize = 200;
@@ -394,7 +397,7 @@ impl Store {
     /// Periodic work, every [`TICK_MS`]: active expiry; once a second the
     /// group commit of `everysec`, and (half a second apart from it, when no
     /// client wrote for a second) freed memory given back to the OS; a
-    /// checkpoint when enough rows changed or
+    /// checkpoint when enough op log was written or
     /// enough time passed. `tick_no` counts ticks since start. A checkpoint
     /// comes back as a job: its rows are written by [`CheckpointJob::write`]
     /// on another thread, so the ticks (and their syncs) go on meanwhile.
@@ -456,7 +459,7 @@ impl Store {
             r.notify_local_write();
         }
         let since = now.saturating_sub(engine.stats().last_checkpoint_ms);
-        let due = engine.dirty_rows() >= CHECKPOINT_DIRTY_ROWS
+        let due = engine.log_bytes_since_checkpoint() >= CHECKPOINT_LOG_BYTES
             || (engine.dirty_rows() > 0 && since >= CHECKPOINT_INTERVAL_MS);
         if !due {
             return None;
