@@ -13,7 +13,7 @@ use crate::hlc::{Hlc, HlcClock};
 use crate::id::{OpId, Origin, SiteId, VersionVector};
 use crate::keyspace::image::{join_rows, RowImage};
 use crate::keyspace::row::Row;
-use crate::keyspace::{Keyspace, DBS};
+use crate::keyspace::{CopiedRow, Keyspace, DBS};
 use crate::log::{self, Backlog, BacklogEntry, RecordScan};
 use crate::op::{Effect, KeyEffect, Op};
 use crate::reply::Reply;
@@ -984,7 +984,7 @@ impl Engine {
         if !self.keyspace.capture_step(budget) {
             return CheckpointStep::More;
         }
-        let rows = self.keyspace.finish_capture();
+        let (rows, copied) = self.keyspace.finish_capture();
         let Some(c) = self.capture.take() else {
             return CheckpointStep::Gone;
         };
@@ -992,6 +992,7 @@ impl Engine {
         CheckpointStep::Ready(PendingCheckpoint {
             sync: c.sync,
             rows,
+            copied,
             meta: c.meta,
             log_offset: c.log_offset,
             now_ms: c.now_ms,
@@ -1011,7 +1012,8 @@ impl Engine {
         let Some(c) = self.capture.take() else {
             return Ok(());
         };
-        let mut rows = self.keyspace.finish_capture();
+        let (mut rows, copied) = self.keyspace.finish_capture();
+        rows.extend(copied.into_iter().map(CopiedRow::encode));
         crate::keyspace::sort_checkpoint_rows(&mut rows);
         if let Some(sync) = c.sync {
             self.sync_finish(sync.wait())?;
@@ -1159,6 +1161,8 @@ pub struct SyncDone {
 pub struct PendingCheckpoint {
     sync: Option<LogSync>,
     rows: Vec<CheckpointRow>,
+    /// Large rows captured as copies, encoded by `write`.
+    copied: Vec<CopiedRow>,
     meta: Vec<u8>,
     log_offset: u64,
     now_ms: u64,
@@ -1175,13 +1179,14 @@ pub struct CheckpointDone {
 
 impl PendingCheckpoint {
     pub fn rows(&self) -> usize {
-        self.rows.len()
+        self.rows.len() + self.copied.len()
     }
     /// Writes the checkpoint (slow: call it without holding the engine).
     pub fn write(self) -> Result<CheckpointDone, StorageError> {
         let PendingCheckpoint {
             sync,
             mut rows,
+            copied,
             meta,
             log_offset,
             now_ms,
@@ -1192,6 +1197,7 @@ impl PendingCheckpoint {
             Some(SyncDone { result: Err(e), .. }) => return Err(e),
             done => done,
         };
+        rows.extend(copied.into_iter().map(CopiedRow::encode));
         crate::keyspace::sort_checkpoint_rows(&mut rows);
         writer.write(&rows, &meta)?;
         drop(in_flight);

@@ -3,7 +3,8 @@
 //! writes go on, on real files: the checkpoint holds every row as it was when
 //! it began, so a reopen that loads it and replays the log after it rebuilds
 //! exactly the live state (an increment replayed onto a row that already held
-//! it would show twice).
+//! it would show twice). A set of 400 members is captured as a copy and
+//! encoded off the lock.
 
 use bytes::Bytes;
 use chorus_engine::engine::CheckpointStep;
@@ -38,6 +39,7 @@ fn nth_write(i: u64) -> (u8, String) {
         2 | 3 => (0, format!("INCRBY n{} {i}", i % 5)),
         4 => (0, format!("HSET h{} f{} {i}", i % 3, i % 4)),
         5 => (0, format!("HINCRBY h{} c {i}", i % 3)),
+        6 if i % 2 == 0 => (0, format!("SADD big m{i}")),
         6 => (0, format!("SADD set{} m{}", i % 3, i % 7)),
         7 => (0, format!("DEL s{k} n{}", i % 5)),
         8 => (0, format!("ZINCRBY z{} {i} m{}", i % 2, i % 3)),
@@ -52,6 +54,15 @@ fn write(e: &mut Engine, twin: &mut Engine, from: u64, to: u64) {
         let (db, cmd) = nth_write(i);
         run(e, db, 1_000 + i, &cmd);
         run(twin, db, 1_000 + i, &cmd);
+    }
+}
+
+/// A set large enough that a capture copies it instead of encoding it.
+fn fill_big(e: &mut Engine, twin: &mut Engine) {
+    for i in 0..400u64 {
+        let cmd = format!("SADD big b{i}");
+        run(e, 0, 900, &cmd);
+        run(twin, 0, 900, &cmd);
     }
 }
 
@@ -86,6 +97,7 @@ fn writes_during_a_capture_stay_out_of_the_checkpoint_and_replay_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = open_dir(dir.path());
     let mut m = twin();
+    fill_big(&mut e, &mut m);
     write(&mut e, &mut m, 0, 600);
     assert!(
         e.checkpoint_begin(5_000).unwrap(),
@@ -115,6 +127,7 @@ fn an_inline_checkpoint_completes_a_capture_in_progress() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = open_dir(dir.path());
     let mut m = twin();
+    fill_big(&mut e, &mut m);
     write(&mut e, &mut m, 0, 400);
     assert!(e.checkpoint_begin(5_000).unwrap());
     assert!(matches!(e.checkpoint_step(5), CheckpointStep::More));

@@ -77,7 +77,28 @@ struct Capture {
     cursor: usize,
     /// Images taken so far, and the keys that were gone when it began.
     rows: Vec<CheckpointRow>,
+    /// Large rows, copied as they were: encoding one (a set of 100,000
+    /// members) takes 100 ms or more, so it is done off the lock.
+    copied: Vec<CopiedRow>,
 }
+
+/// A row a capture copied instead of encoding (see [`Capture`]).
+pub struct CopiedRow {
+    pub db: u8,
+    pub key: Vec<u8>,
+    pub row: Row,
+}
+
+impl CopiedRow {
+    /// Encodes the copy into a checkpoint row (slow for large rows: call it
+    /// without the engine lock).
+    pub fn encode(self) -> CheckpointRow {
+        capture_image(self.db, &self.key, &self.row)
+    }
+}
+
+/// Rows with more elements than this are copied by a capture, not encoded.
+const CAPTURE_COPY_ELEMENTS: usize = 256;
 
 /// What changed since the last checkpoint, kept without a second hash table:
 /// a changed row has its slot's dirty bit set in its database's [`KeyTable`]
@@ -279,6 +300,7 @@ impl Keyspace {
             slots,
             cursor: 0,
             rows,
+            copied: Vec::new(),
         });
     }
 
@@ -292,13 +314,15 @@ impl Keyspace {
         self.capture_pending(None, budget)
     }
 
-    /// Ends the capture: every row as it was when it began, sorted by
-    /// `(db, key)` with no key twice. Completes it first if needed.
-    pub fn finish_capture(&mut self) -> Vec<CheckpointRow> {
+    /// Ends the capture: every row as it was when it began, encoded or (the
+    /// large ones) copied, in no order; no key twice. Completes it first if
+    /// needed.
+    pub fn finish_capture(&mut self) -> (Vec<CheckpointRow>, Vec<CopiedRow>) {
         self.capture_pending(None, usize::MAX);
-        let mut rows = self.capture.take().map(|c| c.rows).unwrap_or_default();
-        sort_checkpoint_rows(&mut rows);
-        rows
+        self.capture
+            .take()
+            .map(|c| (c.rows, c.copied))
+            .unwrap_or_default()
     }
 
     /// Walks the pending slots (of one database, or all) from the cursor,
@@ -316,7 +340,7 @@ impl Keyspace {
                 continue;
             }
             if let Some((k, row)) = self.dbs[db as usize % DBS].rows.take_pending(pos) {
-                c.rows.push(capture_image(db, k, row));
+                c.take(db, k, row);
                 left -= 1;
             }
         }
@@ -332,7 +356,7 @@ impl Keyspace {
     fn capture_slot(&mut self, db: u8, pos: u32) {
         if let Some(c) = self.capture.as_mut() {
             if let Some((k, row)) = self.dbs[db as usize % DBS].rows.take_pending(pos) {
-                c.rows.push(capture_image(db, k, row));
+                c.take(db, k, row);
             }
         }
     }
@@ -420,7 +444,22 @@ impl Keyspace {
 }
 
 /// The digest bucket of a key (stable across sites and versions).
-fn capture_image(db: u8, key: &Bytes, row: &Row) -> CheckpointRow {
+impl Capture {
+    /// Takes a pending row's image: encoded now, or copied when large.
+    fn take(&mut self, db: u8, key: &Bytes, row: &Row) {
+        if row.elements() > CAPTURE_COPY_ELEMENTS {
+            self.copied.push(CopiedRow {
+                db,
+                key: key.to_vec(),
+                row: row.clone(),
+            });
+        } else {
+            self.rows.push(capture_image(db, key, row));
+        }
+    }
+}
+
+fn capture_image(db: u8, key: &[u8], row: &Row) -> CheckpointRow {
     CheckpointRow {
         db,
         key: key.to_vec(),

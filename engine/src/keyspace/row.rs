@@ -29,6 +29,16 @@ pub struct ApplyNote {
 }
 
 impl Row {
+    /// Entries held, roughly: members, fields and counter increments (what
+    /// copying or encoding the row costs).
+    pub fn elements(&self) -> usize {
+        let cell = |c: &Cell| 1 + c.ctr.len();
+        self.string.as_deref().map_or(0, cell)
+            + self.hash.as_ref().map_or(0, |h| h.fields.len())
+            + self.set.as_ref().map_or(0, |s| s.members.len())
+            + self.zset.as_ref().map_or(0, |z| z.members.len())
+    }
+
     /// Live types, in `Kind` order.
     pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
         [
