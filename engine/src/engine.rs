@@ -176,7 +176,14 @@ pub struct Engine {
     capture: Option<CaptureMeta>,
     /// Raised while a captured checkpoint is written off the lock.
     write_in_flight: Arc<InFlight>,
+    /// The chunk the backlog's copies of new ops are cut from: one
+    /// allocation per `BACKLOG_CHUNK_BYTES` instead of one per op.
+    backlog_chunk: bytes::BytesMut,
 }
+
+/// Size of the chunks backlog copies are cut from. A chunk is freed once
+/// every op cut from it left the backlog (they leave in order).
+const BACKLOG_CHUNK_BYTES: usize = 64 << 10;
 
 /// What a checkpoint records besides its rows, fixed when it begins.
 struct CaptureMeta {
@@ -270,6 +277,7 @@ impl Engine {
             group: None,
             capture: None,
             write_in_flight: Arc::default(),
+            backlog_chunk: bytes::BytesMut::new(),
         };
         engine.clock.observe(meta.hlc);
         // Size each database's table once instead of growing it row by row.
@@ -574,11 +582,18 @@ impl Engine {
     }
 
     /// Appends an op to the log and the backlog: encoded once, straight into
-    /// the framed record; the backlog keeps an exact-size copy of the payload.
+    /// the framed record; the backlog keeps a copy of the payload, cut from a
+    /// shared chunk.
     fn append_op(&mut self, op: &Op) {
         self.record_buf.clear();
         let payload = log::encode_record(op, &mut self.record_buf);
-        let bytes = Bytes::copy_from_slice(&self.record_buf[payload]);
+        let payload = &self.record_buf[payload];
+        if self.backlog_chunk.capacity() - self.backlog_chunk.len() < payload.len() {
+            self.backlog_chunk =
+                bytes::BytesMut::with_capacity(BACKLOG_CHUNK_BYTES.max(payload.len()));
+        }
+        self.backlog_chunk.extend_from_slice(payload);
+        let bytes = self.backlog_chunk.split().freeze();
         let offset = self.storage.log_len();
         if self.poisoned.is_none() {
             if let Err(e) = self.storage.log_append(&self.record_buf) {
