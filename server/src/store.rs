@@ -91,6 +91,9 @@ pub struct Store {
     /// The engine's last local seq when [`Store::tick`] last looked, to see
     /// whether clients wrote since (see there).
     seq_at_last_release_check: AtomicU64,
+    /// When this process opened the store: the periodic checkpoint counts
+    /// from here at the earliest (a fresh start does not checkpoint at once).
+    opened_ms: u64,
 }
 
 /// A claim on "the one checkpoint in progress", released by dropping it. It
@@ -166,22 +169,86 @@ impl CheckpointJob {
                 CheckpointStep::Gone => break None,
             }
         };
-        if let Some(pending) = pending {
-            let rows = pending.rows();
-            let captured_ms = started.elapsed().as_millis() as u64;
-            let done = pending.write();
-            match engine.lock().checkpoint_finish(done) {
-                Ok(()) => tracing::debug!(
-                    rows,
-                    slices,
-                    captured_ms,
-                    total_ms = started.elapsed().as_millis() as u64,
-                    "checkpoint written"
-                ),
-                Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+        let Some(pending) = pending else {
+            return;
+        };
+        let captured_ms = started.elapsed().as_millis() as u64;
+        // Encoding the large rows, sorting and the redb write hold no lock:
+        // they run on a thread of their own at a lower CPU priority, so on a
+        // busy machine clients and peers come first. (The capture above
+        // holds the engine lock a slice at a time and so keeps the normal
+        // priority: preempting it would keep everyone waiting.)
+        let write = WritePhase {
+            claim,
+            engine,
+            pending,
+            started,
+            slices,
+            captured_ms,
+        };
+        let slot = Arc::new(parking_lot::Mutex::new(Some(write)));
+        let theirs = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("chorus-ckpt".into())
+            .spawn(move || {
+                lower_thread_priority();
+                if let Some(w) = theirs.lock().take() {
+                    w.run();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no thread for the checkpoint write; writing it here");
+            if let Some(w) = slot.lock().take() {
+                w.run();
             }
         }
-        drop(claim);
+    }
+}
+
+/// The second half of a [`CheckpointJob`]: rows captured, to be written.
+struct WritePhase {
+    claim: CheckpointClaim,
+    engine: Arc<Mutex<Engine>>,
+    pending: chorus_engine::engine::PendingCheckpoint,
+    started: std::time::Instant,
+    slices: u64,
+    captured_ms: u64,
+}
+
+impl WritePhase {
+    fn run(self) {
+        let rows = self.pending.rows();
+        let done = self.pending.write();
+        match self.engine.lock().checkpoint_finish(done) {
+            Ok(()) => tracing::debug!(
+                rows,
+                slices = self.slices,
+                captured_ms = self.captured_ms,
+                total_ms = self.started.elapsed().as_millis() as u64,
+                "checkpoint written"
+            ),
+            Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+        }
+        drop(self.claim);
+    }
+}
+
+/// Lowers the calling thread's CPU priority (nice 10) where threads have
+/// their own (Linux); elsewhere nothing changes.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's own id.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+        };
+        if rc != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "could not lower the checkpoint thread's priority"
+            );
+        }
     }
 }
 
@@ -290,6 +357,7 @@ impl Store {
             }),
             checkpoint_slot: Arc::new(CheckpointSlot::default()),
             seq_at_last_release_check: AtomicU64::new(0),
+            opened_ms: now_ms(),
         })
     }
 
@@ -458,7 +526,7 @@ impl Store {
             // Acks to peers follow durability: wake the sessions.
             r.notify_local_write();
         }
-        let since = now.saturating_sub(engine.stats().last_checkpoint_ms);
+        let since = now.saturating_sub(engine.stats().last_checkpoint_ms.max(self.opened_ms));
         let due = engine.log_bytes_since_checkpoint() >= CHECKPOINT_LOG_BYTES
             || (engine.dirty_rows() > 0 && since >= CHECKPOINT_INTERVAL_MS);
         if !due {
