@@ -594,6 +594,12 @@ impl Engine {
         }
         self.backlog_chunk.extend_from_slice(payload);
         let bytes = self.backlog_chunk.split().freeze();
+        self.log_and_keep(op.id, bytes);
+    }
+
+    /// Appends the framed record in `record_buf` to the log, and its payload
+    /// to the backlog.
+    fn log_and_keep(&mut self, id: OpId, bytes: Bytes) {
         let offset = self.storage.log_len();
         if self.poisoned.is_none() {
             if let Err(e) = self.storage.log_append(&self.record_buf) {
@@ -601,7 +607,7 @@ impl Engine {
             }
         }
         self.backlog.push(BacklogEntry {
-            id: op.id,
+            id,
             bytes,
             log_offset: offset,
         });
@@ -719,9 +725,25 @@ impl Engine {
     /// Applies ops from a peer: drops those already held, buffers those whose
     /// deps are missing (bounded), applies and logs the rest in causal order.
     pub fn apply_remote(&mut self, ops: Vec<Op>) -> RemoteOutcome {
+        self.apply_remote_from(ops.into_iter().map(|op| (op, None)))
+    }
+
+    /// [`Engine::apply_remote`] for ops as they came from a peer: each with
+    /// its encoded bytes (the payload [`log::encode_record`] wrote at its
+    /// origin, which the caller decoded into the op). An op applied at once
+    /// is logged and kept for peers as those bytes, without encoding it
+    /// again; one that waits for its deps is encoded when it is applied.
+    pub fn apply_remote_encoded(&mut self, ops: Vec<(Op, Bytes)>) -> RemoteOutcome {
+        self.apply_remote_from(ops.into_iter().map(|(op, b)| (op, Some(b))))
+    }
+
+    fn apply_remote_from(
+        &mut self,
+        ops: impl Iterator<Item = (Op, Option<Bytes>)>,
+    ) -> RemoteOutcome {
         let mut out = RemoteOutcome::default();
         let mut lost_history = false;
-        for op in ops {
+        for (op, encoded) in ops {
             if self.vv.covers(op.id) || self.causal_buffer.contains_key(&op.id) {
                 out.duplicates += 1;
                 continue;
@@ -733,7 +755,7 @@ impl Engine {
                 lost_history = true;
             }
             if self.deps_ready(&op) {
-                self.apply_remote_one(op);
+                self.apply_remote_one(op, encoded);
                 out.applied += 1;
                 out.applied += self.drain_causal_buffer();
             } else if self.causal_buffer.len() < self.config.causal_buffer_ops_max {
@@ -757,9 +779,16 @@ impl Engine {
         out
     }
 
-    fn apply_remote_one(&mut self, op: Op) {
+    fn apply_remote_one(&mut self, op: Op, encoded: Option<Bytes>) {
         self.apply_op_internal(&op);
-        self.append_op(&op);
+        match encoded {
+            Some(payload) => {
+                self.record_buf.clear();
+                log::frame_record(&payload, &mut self.record_buf);
+                self.log_and_keep(op.id, payload);
+            }
+            None => self.append_op(&op),
+        }
         self.stats.ops_remote_applied += 1;
     }
 
@@ -779,7 +808,7 @@ impl Engine {
             for id in ready {
                 if let Some(op) = self.causal_buffer.remove(&id) {
                     if self.deps_ready(&op) {
-                        self.apply_remote_one(op);
+                        self.apply_remote_one(op, None);
                         n += 1;
                     } else {
                         self.causal_buffer.insert(id, op);

@@ -236,7 +236,12 @@ pub fn decode_op(bytes: &[u8]) -> Result<Op, DecodeError> {
     if v != OP_FORMAT_VERSION {
         return Err(DecodeError::Version(v));
     }
-    let op: Op = postcard::from_bytes(rest).map_err(|e| DecodeError::Postcard(e.to_string()))?;
+    let (op, trailing): (Op, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|e| DecodeError::Postcard(e.to_string()))?;
+    // Received ops are logged and forwarded as they came: nothing but the op.
+    if !trailing.is_empty() {
+        return Err(DecodeError::Malformed("bytes after the op"));
+    }
     if op.id.seq == 0 {
         return Err(DecodeError::Malformed("seq 0"));
     }

@@ -1061,7 +1061,9 @@ impl PeerSession {
         }
         let n = decoded.len() as u64;
         self.ack_wanted = true;
-        let outcome = engine.apply_remote(decoded);
+        // The ops are logged and kept for our peers as they came: no second
+        // encoding.
+        let outcome = engine.apply_remote_encoded(decoded.into_iter().zip(ops).collect());
         self.stats.batches_received += 1;
         self.stats.ops_received += n;
         self.stats.ops_applied += outcome.applied as u64;
