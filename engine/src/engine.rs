@@ -1066,7 +1066,7 @@ impl Engine {
             Ok(()) => {
                 self.checkpoint_log_offset = self.checkpoint_log_offset.max(c.log_offset);
                 self.stats.checkpoints += 1;
-                self.stats.last_checkpoint_ms = c.now_ms;
+                self.stats.last_checkpoint_ms = self.stats.last_checkpoint_ms.max(c.now_ms);
                 Ok(())
             }
             Err(e) => {
@@ -1089,7 +1089,7 @@ impl Engine {
                 // An inline checkpoint may have recorded a later one already.
                 self.checkpoint_log_offset = self.checkpoint_log_offset.max(d.log_offset);
                 self.stats.checkpoints += 1;
-                self.stats.last_checkpoint_ms = d.now_ms;
+                self.stats.last_checkpoint_ms = self.stats.last_checkpoint_ms.max(d.now_ms);
                 Ok(())
             }
             Err(e) => {

@@ -549,15 +549,18 @@ async fn sample_rates(state: Arc<ServerState>) {
             _ = tick.tick() => state.stats.sample_rates(Instant::now()),
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        // Expiry and group commit fsync under the engine lock: keep them off
-        // the async worker threads. A checkpoint's rows are written on a
-        // blocking thread of their own, so the ticks go on meanwhile (the
+        // Expiry and the group commit take the engine lock: keep them off
+        // the async worker threads. A checkpoint runs on a thread of its own,
+        // started from the tick itself, so the ticks go on meanwhile (the
         // store runs one checkpoint at a time).
         let st = Arc::clone(&state);
         let n = tick_no;
-        if let Ok(Some(job)) = tokio::task::spawn_blocking(move || st.store.tick(n)).await {
-            tokio::task::spawn_blocking(move || job.write());
-        }
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(job) = st.store.tick(n) {
+                job.start();
+            }
+        })
+        .await;
         tick_no += 1;
     }
 }

@@ -138,7 +138,7 @@ impl Drop for CheckpointClaim {
 }
 
 /// A checkpoint begun by [`Store::tick`]; capture and write it with
-/// [`CheckpointJob::write`] on a thread of its own.
+/// [`CheckpointJob::start`] (a thread of its own).
 pub struct CheckpointJob {
     claim: CheckpointClaim,
     engine: Arc<Mutex<Engine>>,
@@ -149,10 +149,38 @@ pub struct CheckpointJob {
 const CAPTURE_SLICE_ROWS: usize = 1024;
 
 impl CheckpointJob {
-    /// Captures the rows a slice at a time and writes them while clients
-    /// keep being served, then records the checkpoint and frees the slot for
-    /// the next one.
-    pub fn write(self) {
+    /// Runs the checkpoint on a thread of its own (`chorus-ckpt`), so that
+    /// nothing else (the tick, a runtime that SHUTDOWN may be blocking) has
+    /// to be polled for it to finish and free the slot; if no thread can be
+    /// started, runs it here.
+    pub fn start(self) {
+        let slot = Arc::new(parking_lot::Mutex::new(Some(self)));
+        let theirs = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("chorus-ckpt".into())
+            .spawn(move || {
+                let job = theirs.lock().take();
+                if let Some(job) = job {
+                    job.run(true);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no thread for the checkpoint; writing it here");
+            let job = slot.lock().take();
+            if let Some(job) = job {
+                job.run(false);
+            }
+        }
+    }
+
+    /// Captures the rows a slice at a time, then writes them while clients
+    /// keep being served, records the checkpoint and frees the slot for the
+    /// next one. On its own thread, the write runs at a lower CPU priority:
+    /// encoding the large rows, sorting and the redb write hold no lock, so
+    /// on a busy machine clients and peers come first. (The capture holds
+    /// the engine lock a slice at a time and so keeps the normal priority:
+    /// preempting it would keep everyone waiting.)
+    fn run(self, own_thread: bool) {
         use chorus_engine::engine::CheckpointStep;
         let CheckpointJob { claim, engine } = self;
         let started = std::time::Instant::now();
@@ -172,36 +200,18 @@ impl CheckpointJob {
         let Some(pending) = pending else {
             return;
         };
-        let captured_ms = started.elapsed().as_millis() as u64;
-        // Encoding the large rows, sorting and the redb write hold no lock:
-        // they run on a thread of their own at a lower CPU priority, so on a
-        // busy machine clients and peers come first. (The capture above
-        // holds the engine lock a slice at a time and so keeps the normal
-        // priority: preempting it would keep everyone waiting.)
-        let write = WritePhase {
+        if own_thread {
+            lower_thread_priority();
+        }
+        WritePhase {
             claim,
             engine,
             pending,
             started,
             slices,
-            captured_ms,
-        };
-        let slot = Arc::new(parking_lot::Mutex::new(Some(write)));
-        let theirs = Arc::clone(&slot);
-        let spawned = std::thread::Builder::new()
-            .name("chorus-ckpt".into())
-            .spawn(move || {
-                lower_thread_priority();
-                if let Some(w) = theirs.lock().take() {
-                    w.run();
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no thread for the checkpoint write; writing it here");
-            if let Some(w) = slot.lock().take() {
-                w.run();
-            }
+            captured_ms: started.elapsed().as_millis() as u64,
         }
+        .run();
     }
 }
 
@@ -467,7 +477,7 @@ impl Store {
     /// client wrote for a second) freed memory given back to the OS; a
     /// checkpoint when enough op log was written or
     /// enough time passed. `tick_no` counts ticks since start. A checkpoint
-    /// comes back as a job: its rows are written by [`CheckpointJob::write`]
+    /// comes back as a job: its rows are written by [`CheckpointJob::start`]
     /// on another thread, so the ticks (and their syncs) go on meanwhile.
     pub fn tick(&self, tick_no: u64) -> Option<CheckpointJob> {
         if tick_no % (1000 / TICK_MS) == 1000 / TICK_MS / 2 {

@@ -163,6 +163,9 @@ impl Keyspace {
         match effect {
             Effect::FlushDb => return self.flush_db(db, ctx),
             Effect::FlushAll => {
+                if self.capture.is_some() {
+                    self.capture_pending(None, usize::MAX);
+                }
                 for d in 0..DBS as u8 {
                     self.flush_db(d, ctx);
                 }
@@ -285,17 +288,21 @@ impl Keyspace {
                 slots.push((db, pos));
             }
         }
-        // A removed key that exists again has a pending slot of its own.
-        let mut rows: Vec<CheckpointRow> = Vec::with_capacity(slots.len());
-        for (db, key) in dirty.removed {
-            if self.db(db).rows.get(&key).is_none() {
-                rows.push(CheckpointRow {
-                    db,
-                    key: key.to_vec(),
-                    state: None,
-                });
-            }
-        }
+        // A removed key that exists again has a pending slot of its own; a
+        // key removed twice is listed twice.
+        let mut gone: Vec<(u8, Bytes)> = dirty
+            .removed
+            .into_iter()
+            .filter(|(db, k)| self.db(*db).rows.get(k).is_none())
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        let mut rows: Vec<CheckpointRow> = Vec::with_capacity(slots.len() + gone.len());
+        rows.extend(gone.into_iter().map(|(db, key)| CheckpointRow {
+            db,
+            key: key.to_vec(),
+            state: None,
+        }));
         self.capture = Some(Capture {
             slots,
             cursor: 0,
@@ -332,8 +339,12 @@ impl Keyspace {
             return true;
         };
         let mut left = budget;
+        // Slots captured early (before a write) are skipped cheaply, but a
+        // slice walks at most 8 × `budget` of them.
+        let mut walk = budget.saturating_mul(8);
         let mut i = if only_db.is_some() { 0 } else { c.cursor };
-        while i < c.slots.len() && left > 0 {
+        while i < c.slots.len() && left > 0 && walk > 0 {
+            walk -= 1;
             let (db, pos) = c.slots[i];
             i += 1;
             if only_db.is_some_and(|only| only != db) {
@@ -519,6 +530,38 @@ mod tests {
             take(&mut ks).is_empty(),
             "a checkpoint leaves the keyspace clean"
         );
+    }
+
+    #[test]
+    fn a_capture_holds_rows_as_they_were_and_each_key_once() {
+        let mut ks = Keyspace::default();
+        apply(&mut ks, 1, "a", set("1"));
+        apply(&mut ks, 2, "b", set("1"));
+        let _ = take(&mut ks);
+        // "a" removed, written again, removed again: one delete row.
+        apply(&mut ks, 3, "a", Effect::Del);
+        apply(&mut ks, 4, "a", set("2"));
+        apply(&mut ks, 5, "a", Effect::Del);
+        apply(&mut ks, 6, "b", set("2"));
+        ks.begin_capture();
+        assert!(ks.dirty.is_empty());
+        // Changes after the begin stay out of this checkpoint.
+        apply(&mut ks, 7, "b", set("3"));
+        apply(&mut ks, 8, "a", set("4"));
+        let (mut rows, copied) = ks.finish_capture();
+        assert!(copied.is_empty());
+        sort_checkpoint_rows(&mut rows);
+        let keys: Vec<(&[u8], bool)> = rows
+            .iter()
+            .map(|r| (r.key.as_slice(), r.state.is_some()))
+            .collect();
+        assert_eq!(keys, vec![(&b"a"[..], false), (&b"b"[..], true)]);
+        let b = image::RowImage::decode(rows[1].state.as_deref().unwrap())
+            .unwrap()
+            .into_row();
+        assert_eq!(b.string_value(), Some(Bytes::from("2")));
+        // ...and are dirty for the next one.
+        assert_eq!(take(&mut ks), vec![("a".into(), true), ("b".into(), true)]);
     }
 
     #[test]

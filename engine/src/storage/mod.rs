@@ -77,8 +77,6 @@ pub trait CheckpointWriter: Send {
 pub struct PendingSync {
     /// The active segment (its own descriptor) and its path, for errors.
     file: Option<(std::fs::File, std::path::PathBuf)>,
-    /// A directory whose entries changed (a new segment) since the last sync.
-    dir: Option<std::path::PathBuf>,
 }
 
 impl PendingSync {
@@ -87,14 +85,9 @@ impl PendingSync {
         PendingSync::default()
     }
 
-    pub(crate) fn of_file(
-        file: std::fs::File,
-        path: std::path::PathBuf,
-        dir: Option<std::path::PathBuf>,
-    ) -> PendingSync {
+    pub(crate) fn of_file(file: std::fs::File, path: std::path::PathBuf) -> PendingSync {
         PendingSync {
             file: Some((file, path)),
-            dir,
         }
     }
 
@@ -105,9 +98,6 @@ impl PendingSync {
                 path: path.display().to_string(),
                 source,
             })?;
-        }
-        if let Some(dir) = self.dir {
-            redb_backend::sync_dir(&dir)?;
         }
         Ok(())
     }

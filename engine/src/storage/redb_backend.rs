@@ -320,13 +320,19 @@ impl RedbStorage {
 
     /// Writes the buffer out and hands back a descriptor of the active
     /// segment to fsync without the engine (segments before it were synced
-    /// when the log rolled past them).
+    /// when the log rolled past them). A new segment's directory entry is
+    /// synced here, under the lock (rare), and the flag cleared only once
+    /// that succeeded: a sync that overtakes this pending one must never
+    /// skip it.
     fn sync_begin_inner(&mut self) -> Result<super::PendingSync, StorageError> {
         let path = self.active_path();
         self.writer.flush().map_err(io_err(&path))?;
+        if self.log_dir_dirty {
+            sync_dir(&self.log_dir)?;
+            self.log_dir_dirty = false;
+        }
         let file = self.writer.get_ref().try_clone().map_err(io_err(&path))?;
-        let dir = std::mem::take(&mut self.log_dir_dirty).then(|| self.log_dir.clone());
-        Ok(super::PendingSync::of_file(file, path, dir))
+        Ok(super::PendingSync::of_file(file, path))
     }
 
     fn read_inner(&mut self, offset: u64, bytes_max: usize) -> Result<Vec<u8>, StorageError> {
