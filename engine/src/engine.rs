@@ -1059,21 +1059,15 @@ impl Engine {
         let (mut rows, copied) = self.keyspace.finish_capture();
         rows.extend(copied.into_iter().map(CopiedRow::encode));
         crate::keyspace::sort_checkpoint_rows(&mut rows);
-        if let Some(sync) = c.sync {
-            self.sync_finish(sync.wait())?;
-        }
-        match c.writer.write(&rows, &c.meta) {
-            Ok(()) => {
-                self.checkpoint_log_offset = self.checkpoint_log_offset.max(c.log_offset);
-                self.stats.checkpoints += 1;
-                self.stats.last_checkpoint_ms = self.stats.last_checkpoint_ms.max(c.now_ms);
-                Ok(())
-            }
-            Err(e) => {
-                self.poison(StorageError::Poisoned(e.to_string()));
-                Err(EngineError::Storage(e))
-            }
-        }
+        let done = match c.sync.map(LogSync::wait) {
+            Some(SyncDone { result: Err(e), .. }) => Err(e),
+            sync => c.writer.write(&rows, &c.meta).map(|()| CheckpointDone {
+                sync,
+                log_offset: c.log_offset,
+                now_ms: c.now_ms,
+            }),
+        };
+        self.checkpoint_finish(done)
     }
 
     /// Records the outcome of a checkpoint written off the lock.
