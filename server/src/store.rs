@@ -137,6 +137,25 @@ impl Drop for CheckpointClaim {
     }
 }
 
+/// See [`Store::persistence`].
+#[derive(Clone, Debug)]
+pub struct PersistenceFigures {
+    /// Rows changed since the last checkpoint began (an upper bound).
+    pub rows_changed: u64,
+    /// Op log written since the last checkpoint: what a restart replays.
+    pub log_bytes_since_checkpoint: u64,
+    /// A checkpoint is being captured or written.
+    pub checkpoint_in_progress: bool,
+    /// Checkpoints written by this process.
+    pub checkpoints: u64,
+    /// When the last checkpoint (of any process on this directory) began, in
+    /// seconds since the epoch; 0 if none.
+    pub last_checkpoint_unix: u64,
+    /// False once a write to the log or a checkpoint failed (writes are then
+    /// refused until restart).
+    pub healthy: bool,
+}
+
 /// A checkpoint begun by [`Store::tick`]; capture and write it with
 /// [`CheckpointJob::start`] (a thread of its own).
 pub struct CheckpointJob {
@@ -389,6 +408,22 @@ impl Store {
             replication: self.replication.get(),
             written: None,
             batch: None,
+        }
+    }
+
+    /// What `INFO persistence` reports: checkpoints (Chorus's RDB) and the
+    /// op log (its AOF), as they are.
+    pub fn persistence(&self) -> PersistenceFigures {
+        let checkpoint_in_progress = *self.checkpoint_slot.busy();
+        let engine = self.engine.lock();
+        let stats = engine.stats();
+        PersistenceFigures {
+            rows_changed: engine.dirty_rows() as u64,
+            log_bytes_since_checkpoint: engine.log_bytes_since_checkpoint(),
+            checkpoint_in_progress,
+            checkpoints: stats.checkpoints,
+            last_checkpoint_unix: stats.last_checkpoint_ms / 1000,
+            healthy: engine.poisoned().is_none(),
         }
     }
 

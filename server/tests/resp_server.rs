@@ -140,6 +140,35 @@ fn config_get_set_and_effects() {
     );
     let info = text(&c.cmd(&["INFO", "persistence"]));
     assert_eq!(info_field(&info, "appendfsync").as_deref(), Some("no"));
+    // Checkpoints are Chorus's RDB: changes since the last one, and SAVE
+    // writes one.
+    let number = |info: &str, name: &str| -> u64 {
+        info_field(info, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {info}"))
+    };
+    assert_eq!(c.call(&[b"SET", b"p1", b"v"]), b"+OK\r\n");
+    assert_eq!(c.call(&[b"SET", b"p2", b"v"]), b"+OK\r\n");
+    let info = text(&c.cmd(&["INFO", "persistence"]));
+    assert!(number(&info, "rdb_changes_since_last_save") >= 2, "{info}");
+    assert!(
+        number(&info, "chorus_log_bytes_since_checkpoint") > 0,
+        "{info}"
+    );
+    assert_eq!(
+        info_field(&info, "rdb_last_bgsave_status").as_deref(),
+        Some("ok")
+    );
+    let saves = number(&info, "rdb_saves");
+    assert_eq!(c.call(&[b"SAVE"]), b"+OK\r\n");
+    let info = text(&c.cmd(&["INFO", "persistence"]));
+    assert_eq!(number(&info, "rdb_changes_since_last_save"), 0, "{info}");
+    assert_eq!(
+        number(&info, "chorus_log_bytes_since_checkpoint"),
+        0,
+        "{info}"
+    );
+    assert_eq!(number(&info, "rdb_saves"), saves + 1, "{info}");
     assert_eq!(c.call(&[b"CONFIG", b"SET", b"site-id", b"3"]),
         b"-ERR CONFIG SET failed (possibly related to argument 'site-id') - can't set immutable config\r\n".to_vec());
     // Parameters Chorus does not use are still stored.

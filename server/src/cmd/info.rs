@@ -197,13 +197,30 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             out.push_str("# Persistence\r\n");
             field(out, "loading", 0);
             field(out, "async_loading", 0);
-            field(out, "rdb_changes_since_last_save", 0);
-            field(out, "rdb_bgsave_in_progress", 0);
-            field(out, "rdb_last_save_time", server.last_save_unix());
-            field(out, "rdb_last_bgsave_status", "ok");
+            // Chorus's checkpoints play the RDB's part, its op log the AOF's.
+            let p = server.store.persistence();
+            let status = if p.healthy { "ok" } else { "err" };
+            field(out, "rdb_changes_since_last_save", p.rows_changed);
+            field(
+                out,
+                "rdb_bgsave_in_progress",
+                u8::from(p.checkpoint_in_progress),
+            );
+            field(
+                out,
+                "rdb_last_save_time",
+                server.last_save_unix().max(p.last_checkpoint_unix),
+            );
+            field(out, "rdb_last_bgsave_status", status);
+            field(out, "rdb_saves", p.checkpoints);
             field(out, "aof_enabled", 1);
             field(out, "aof_rewrite_in_progress", 0);
-            field(out, "aof_last_write_status", "ok");
+            field(out, "aof_last_write_status", status);
+            field(
+                out,
+                "chorus_log_bytes_since_checkpoint",
+                p.log_bytes_since_checkpoint,
+            );
             field(out, "appendfsync", server.store.appendfsync().as_str());
             field(out, "data_dir", server.store.dir().display());
         }
