@@ -169,3 +169,83 @@ fn an_inline_checkpoint_waits_for_one_being_written() {
     write(&mut e, &mut m, next + 60, next + 90);
     reopen_matches(e, &m, dir.path());
 }
+
+mod interleavings {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Writes this many ops of `nth_write`.
+        Write(u64),
+        /// Begins a capture (when none is in progress or being written).
+        Begin,
+        /// Captures up to this many rows.
+        Capture(usize),
+        /// Writes the handed-over checkpoint and records it.
+        Finish,
+        /// An inline checkpoint (SAVE, a full sync's merge).
+        Inline,
+        /// The everysec group commit.
+        Sync,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (1u64..40).prop_map(Step::Write),
+            1 => Just(Step::Begin),
+            2 => (1usize..20).prop_map(Step::Capture),
+            1 => Just(Step::Finish),
+            1 => Just(Step::Inline),
+            1 => Just(Step::Sync),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Any interleaving of writes, capture slices, off-lock writes and
+        /// inline checkpoints: the live state equals a twin that never
+        /// checkpointed, and a reopen after an unclean stop rebuilds it.
+        #[test]
+        fn any_interleaving_reopens_to_the_live_state(
+            steps in proptest::collection::vec(step(), 1..40)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut e = open_dir(dir.path());
+            let mut m = twin();
+            fill_big(&mut e, &mut m);
+            let mut next = 0u64;
+            let mut ready: Option<chorus_engine::engine::PendingCheckpoint> = None;
+            for s in steps {
+                match s {
+                    Step::Write(n) => {
+                        write(&mut e, &mut m, next, next + n);
+                        next += n;
+                    }
+                    Step::Begin if ready.is_none() && !e.checkpoint_capturing() => {
+                        prop_assert!(e.checkpoint_begin(5_000 + next).unwrap());
+                    }
+                    Step::Capture(n) => {
+                        if let CheckpointStep::Ready(p) = e.checkpoint_step(n) {
+                            prop_assert!(ready.is_none());
+                            ready = Some(p);
+                        }
+                    }
+                    Step::Finish => {
+                        if let Some(p) = ready.take() {
+                            e.checkpoint_finish(p.write()).unwrap();
+                        }
+                    }
+                    Step::Inline if ready.is_none() => e.checkpoint(5_000 + next).unwrap(),
+                    Step::Sync => e.sync().unwrap(),
+                    _ => {}
+                }
+            }
+            if let Some(p) = ready.take() {
+                e.checkpoint_finish(p.write()).unwrap();
+            }
+            reopen_matches(e, &m, dir.path());
+        }
+    }
+}
