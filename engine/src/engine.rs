@@ -622,23 +622,12 @@ impl Engine {
     }
 
     /// Makes every appended record durable; `durable_vv` catches up with `vv`.
+    /// Both halves under the caller's hold of the engine (`appendfsync
+    /// always`, shutdown, checkpoints taken inline).
     pub fn sync(&mut self) -> Result<(), EngineError> {
-        if let Some(p) = &self.poisoned {
-            return Err(EngineError::Poisoned(p.clone()));
-        }
-        if self.durable_vv == self.vv {
-            return Ok(());
-        }
-        match self.storage.log_sync() {
-            Ok(()) => {
-                self.stats.log_syncs += 1;
-                self.durable_vv = self.vv.clone();
-                Ok(())
-            }
-            Err(e) => {
-                self.poison(StorageError::Poisoned(e.to_string()));
-                Err(EngineError::Storage(e))
-            }
+        match self.sync_begin()? {
+            Some(sync) => self.sync_finish(sync.wait()),
+            None => Ok(()),
         }
     }
 
@@ -1056,9 +1045,8 @@ impl Engine {
         let Some(c) = self.capture.take() else {
             return Ok(());
         };
-        let (mut rows, copied) = self.keyspace.finish_capture();
-        rows.extend(copied.into_iter().map(CopiedRow::encode));
-        crate::keyspace::sort_checkpoint_rows(&mut rows);
+        let (rows, copied) = self.keyspace.finish_capture();
+        let rows = checkpoint_rows(rows, copied);
         let done = match c.sync.map(LogSync::wait) {
             Some(SyncDone { result: Err(e), .. }) => Err(e),
             sync => c.writer.write(&rows, &c.meta).map(|()| CheckpointDone {
@@ -1223,7 +1211,7 @@ impl PendingCheckpoint {
     pub fn write(self) -> Result<CheckpointDone, StorageError> {
         let PendingCheckpoint {
             sync,
-            mut rows,
+            rows,
             copied,
             meta,
             log_offset,
@@ -1235,8 +1223,7 @@ impl PendingCheckpoint {
             Some(SyncDone { result: Err(e), .. }) => return Err(e),
             done => done,
         };
-        rows.extend(copied.into_iter().map(CopiedRow::encode));
-        crate::keyspace::sort_checkpoint_rows(&mut rows);
+        let rows = checkpoint_rows(rows, copied);
         writer.write(&rows, &meta)?;
         drop(in_flight);
         Ok(CheckpointDone {
@@ -1245,6 +1232,14 @@ impl PendingCheckpoint {
             now_ms,
         })
     }
+}
+
+/// A capture's rows ready to write: the copied large rows encoded, all
+/// sorted by `(db, key)` (slow for large rows: off the lock where possible).
+fn checkpoint_rows(mut rows: Vec<CheckpointRow>, copied: Vec<CopiedRow>) -> Vec<CheckpointRow> {
+    rows.extend(copied.into_iter().map(CopiedRow::encode));
+    crate::keyspace::sort_checkpoint_rows(&mut rows);
+    rows
 }
 
 fn has_valid_record_after(buf: &[u8], from: usize) -> bool {
