@@ -12,6 +12,7 @@ pub mod engine;
 pub mod hlc;
 pub mod id;
 pub mod keyspace;
+pub mod ld;
 pub mod log;
 pub mod num;
 pub mod op;

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use thiserror::Error;
 
-/// Version byte in front of every encoded op (disk and wire).
-pub const OP_FORMAT_VERSION: u8 = 1;
+/// Version byte in front of every encoded op (disk and wire). Version 2:
+/// float increments carry exact binary fractions (version 1 carried f64s).
+pub const OP_FORMAT_VERSION: u8 = 2;
 /// Header bytes of one log record.
 pub const RECORD_HEADER_BYTES: usize = 8;
 /// Largest encoded op accepted from disk or a peer.
@@ -135,7 +136,7 @@ mod codec {
             }
             Effect::IncrFloat(d) => {
                 varint(out, 2);
-                f64le(out, *d);
+                crate::ld::put_postcard(out, d);
             }
             Effect::Del => varint(out, 3),
             Effect::Expire(d) => {
@@ -164,7 +165,7 @@ mod codec {
             Effect::HIncrFloat(f, d) => {
                 varint(out, 8);
                 bytes(out, f);
-                f64le(out, *d);
+                crate::ld::put_postcard(out, d);
             }
             Effect::SAdd(v) => {
                 varint(out, 9);
@@ -437,18 +438,23 @@ mod codec_tests {
     fn scored() -> impl Strategy<Value = Vec<(Bytes, f64)>> {
         proptest::collection::vec((bytes(), any::<f64>()), 0..4)
     }
+    /// Exact increments as the engine makes them: differences of two values.
+    fn exact() -> impl Strategy<Value = crate::ld::Exact> {
+        (any::<f64>(), any::<f64>())
+            .prop_map(|(a, b)| crate::ld::Exact::from_f64(a).sub(&crate::ld::Exact::from_f64(b)))
+    }
     fn effect() -> impl Strategy<Value = Effect> {
         prop_oneof![
             (bytes(), any::<bool>())
                 .prop_map(|(value, keep_ttl)| Effect::SetString { value, keep_ttl }),
             any::<i64>().prop_map(Effect::IncrInt),
-            any::<f64>().prop_map(Effect::IncrFloat),
+            exact().prop_map(Effect::IncrFloat),
             Just(Effect::Del),
             any::<Option<u64>>().prop_map(Effect::Expire),
             pairs().prop_map(Effect::HSet),
             list().prop_map(Effect::HDel),
             (bytes(), any::<i64>()).prop_map(|(f, d)| Effect::HIncrInt(f, d)),
-            (bytes(), any::<f64>()).prop_map(|(f, d)| Effect::HIncrFloat(f, d)),
+            (bytes(), exact()).prop_map(|(f, d)| Effect::HIncrFloat(f, d)),
             list().prop_map(Effect::SAdd),
             list().prop_map(Effect::SRem),
             scored().prop_map(Effect::ZAdd),

@@ -1,9 +1,8 @@
 //! Number parsing and formatting with Redis's exact rules.
 //!
 //! Redis accepts integers as `string2ll` does (optional `-`, no `+`, no leading
-//! zeros or spaces, fits in i64) and floats as `strtold`/`strtod` with no spaces
-//! around them. INCRBYFLOAT shows its result without an exponent; scores are
-//! shown with 17 significant digits (`%.17g`).
+//! zeros or spaces, fits in i64); scores are shown with 17 significant digits
+//! (`%.17g`). INCRBYFLOAT's long double numbers are in [`crate::ld`].
 
 /// Redis `string2ll`: the whole slice must be a canonical i64.
 pub fn parse_int(b: &[u8]) -> Option<i64> {
@@ -39,59 +38,6 @@ pub fn parse_int(b: &[u8]) -> Option<i64> {
     } else {
         Some(v as i64)
     }
-}
-
-/// A float as INCRBYFLOAT / HINCRBYFLOAT accept it: no spaces, not NaN
-/// (infinity parses; the command rejects an infinite result).
-pub fn parse_float(b: &[u8]) -> Option<f64> {
-    parse_strtod(b, false)
-}
-
-/// A score as ZADD / ZINCRBY accept it: `inf`, `+inf`, `-inf` allowed; not NaN.
-pub fn parse_score(b: &[u8]) -> Option<f64> {
-    parse_strtod(b, true)
-}
-
-fn parse_strtod(b: &[u8], _allow_inf: bool) -> Option<f64> {
-    if b.is_empty() || b.len() > 5000 {
-        return None;
-    }
-    if b[0].is_ascii_whitespace() || b[b.len() - 1].is_ascii_whitespace() {
-        return None;
-    }
-    let s = std::str::from_utf8(b).ok()?;
-    let lower = s.to_ascii_lowercase();
-    let v = match lower.as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
-        _ => {
-            // Rust's parser accepts a subset of strtod's syntax that covers
-            // what clients send (decimal, exponent); hex floats are rare.
-            if lower.contains("nan") || lower.contains("inf") {
-                return None;
-            }
-            s.parse::<f64>().ok()?
-        }
-    };
-    if v.is_nan() {
-        None
-    } else {
-        Some(v)
-    }
-}
-
-/// INCRBYFLOAT's output: the shortest decimal that reads back as the same
-/// double, never with an exponent (Redis prints `%.17Lf` trimmed of zeros).
-pub fn format_float_human(v: f64) -> String {
-    if v.is_infinite() {
-        return if v > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    if v == 0.0 {
-        return "0".into();
-    }
-    // Rust's Display for f64 is the shortest round-trip form and never uses
-    // an exponent.
-    format!("{v}")
 }
 
 /// A double as Redis 7.0 replies it in RESP2 (`%.17g`, `inf`, `-inf`).
@@ -165,18 +111,6 @@ mod tests {
         ] {
             assert_eq!(parse_int(bad), None, "{:?}", bad);
         }
-    }
-
-    #[test]
-    fn floats() {
-        assert_eq!(parse_float(b"10.5"), Some(10.5));
-        assert_eq!(parse_float(b"5.0e3"), Some(5000.0));
-        assert_eq!(parse_float(b" 1"), None);
-        assert_eq!(parse_float(b"nan"), None);
-        assert_eq!(parse_score(b"-inf"), Some(f64::NEG_INFINITY));
-        assert_eq!(format_float_human(10.5 + 0.1), "10.6");
-        assert_eq!(format_float_human(5000.0), "5000");
-        assert_eq!(format_float_human(-0.0), "0");
     }
 
     #[test]

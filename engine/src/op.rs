@@ -8,6 +8,7 @@
 
 use crate::hlc::Hlc;
 use crate::id::{OpId, VersionVector};
+use crate::ld::Exact;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +54,9 @@ pub enum Effect {
     },
     /// Adds to the string's counter (INCR family).
     IncrInt(i64),
-    /// Adds to the string's float counter (INCRBYFLOAT).
-    IncrFloat(f64),
+    /// Adds to the string's float counter (INCRBYFLOAT): the exact change the
+    /// origin made (see `crdt::counter`).
+    IncrFloat(Exact),
     /// Observed-remove of the whole key.
     Del,
     /// `Some(deadline_ms)`: EXPIRE family; `None`: PERSIST.
@@ -62,7 +64,8 @@ pub enum Effect {
     HSet(Vec<(Bytes, Bytes)>),
     HDel(Vec<Bytes>),
     HIncrInt(Bytes, i64),
-    HIncrFloat(Bytes, f64),
+    /// HINCRBYFLOAT: the exact change, as `IncrFloat`.
+    HIncrFloat(Bytes, Exact),
     SAdd(Vec<Bytes>),
     SRem(Vec<Bytes>),
     /// Adds members and sets their scores (register).
@@ -108,7 +111,9 @@ impl Effect {
             Effect::SetString { value, .. } => value.len() + 4,
             Effect::HSet(v) => pairs(v),
             Effect::HDel(v) | Effect::SAdd(v) | Effect::SRem(v) | Effect::ZRem(v) => list(v),
-            Effect::HIncrInt(f, _) | Effect::HIncrFloat(f, _) | Effect::ZIncr(f, _) => f.len() + 12,
+            Effect::HIncrInt(f, _) | Effect::ZIncr(f, _) => f.len() + 12,
+            Effect::HIncrFloat(f, d) => f.len() + d.size_hint(),
+            Effect::IncrFloat(d) => d.size_hint(),
             Effect::ZAdd(v) => scored(v),
             Effect::Replace { value, .. } => match value {
                 Value::Str(b) => b.len(),

@@ -27,11 +27,13 @@ use thiserror::Error;
 /// First byte of every frame payload: the encoding of the message that follows.
 pub const WIRE_VERSION: u8 = 1;
 /// The protocol this build speaks (sent in `Hello`). Version 2 added the
-/// anti-entropy messages `DigestQuery` and `RepairRows`.
-pub const PROTOCOL_VERSION: u16 = 2;
-/// The oldest protocol this build still accepts from a peer. Version 1 was
-/// never released and cannot take part in anti-entropy.
-pub const PROTOCOL_VERSION_MIN: u16 = 2;
+/// anti-entropy messages `DigestQuery` and `RepairRows`; version 3 carries
+/// float increments as exact binary fractions (op format 2, row images with
+/// `fctr`).
+pub const PROTOCOL_VERSION: u16 = 3;
+/// The oldest protocol this build still accepts from a peer: ops and rows of
+/// version 2 do not decode here.
+pub const PROTOCOL_VERSION_MIN: u16 = 3;
 
 /// The `u32 LE` length in front of every frame.
 pub const FRAME_HEADER_BYTES: usize = 4;

@@ -19,6 +19,7 @@ use chorus_engine::id::{OpId, Origin};
 use chorus_engine::keyspace::row::Row;
 use chorus_engine::keyspace::value::Kind;
 use chorus_engine::keyspace::DBS;
+use chorus_engine::ld::{self, Exact, Ld};
 use chorus_engine::num;
 use chorus_engine::op::{Effect, Op, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -107,7 +108,10 @@ impl Slot {
 #[derive(Clone, Debug)]
 enum Part {
     Reg(Bytes),
-    Ctr(i128, f64),
+    /// An integer increment of a string or field.
+    Ctr(i128),
+    /// A float increment of a string or field: the exact change.
+    FCtr(Exact),
     Dot,
     ZReg(f64),
     ZCtr(f64),
@@ -222,11 +226,11 @@ pub fn expected_state(ops: &[&Op]) -> BTreeMap<(u8, Bytes), Expected> {
                 }
                 Effect::IncrInt(d) => {
                     rm(Scope::Except(Kind::String), &mut pos);
-                    wr(Slot::Str, Part::Ctr(*d as i128, 0.0), &mut pos, &mut ent);
+                    wr(Slot::Str, Part::Ctr(*d as i128), &mut pos, &mut ent);
                 }
                 Effect::IncrFloat(d) => {
                     rm(Scope::Except(Kind::String), &mut pos);
-                    wr(Slot::Str, Part::Ctr(0, *d), &mut pos, &mut ent);
+                    wr(Slot::Str, Part::FCtr(d.clone()), &mut pos, &mut ent);
                 }
                 Effect::Del => rm(Scope::All { ttl: true }, &mut pos),
                 Effect::Expire(d) => {
@@ -255,14 +259,19 @@ pub fn expected_state(ops: &[&Op]) -> BTreeMap<(u8, Bytes), Expected> {
                     rm(Scope::Except(Kind::Hash), &mut pos);
                     wr(
                         Slot::Field(f.clone()),
-                        Part::Ctr(*d as i128, 0.0),
+                        Part::Ctr(*d as i128),
                         &mut pos,
                         &mut ent,
                     );
                 }
                 Effect::HIncrFloat(f, d) => {
                     rm(Scope::Except(Kind::Hash), &mut pos);
-                    wr(Slot::Field(f.clone()), Part::Ctr(0, *d), &mut pos, &mut ent);
+                    wr(
+                        Slot::Field(f.clone()),
+                        Part::FCtr(d.clone()),
+                        &mut pos,
+                        &mut ent,
+                    );
                 }
                 Effect::SAdd(ms) => {
                     rm(Scope::Except(Kind::Set), &mut pos);
@@ -425,31 +434,44 @@ fn reg_winner<'a, T>(regs: impl Iterator<Item = (Stamp, &'a T)>) -> Option<&'a T
     regs.max_by_key(|(s, _)| *s).map(|(_, v)| v)
 }
 
-/// Cell::value: register base plus counter.
+/// Cell::value: register base plus counter. Float increments are exact
+/// changes: their sum, in any order, is rounded and shown as INCRBYFLOAT
+/// shows a value.
 fn cell_value(entries: &[&Entry]) -> Option<Bytes> {
     let base = reg_winner(entries.iter().filter_map(|e| match &e.part {
         Part::Reg(v) => Some((e.stamp, v)),
         _ => None,
     }));
-    let ctr = merged_counter(entries, |e| match e.part {
-        Part::Ctr(i, f) => Some((i, f)),
-        _ => None,
-    });
-    if ctr.is_empty() {
+    let ints: Vec<i128> = entries
+        .iter()
+        .filter_map(|e| match e.part {
+            Part::Ctr(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    let floats: Vec<&Exact> = entries
+        .iter()
+        .filter_map(|e| match &e.part {
+            Part::FCtr(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    if ints.is_empty() && floats.is_empty() {
         return base.cloned();
     }
-    let int_sum: i128 = ctr.iter().map(|c| c.1).sum();
-    let has_float = ctr.iter().any(|c| c.2 != 0.0 || c.2.is_sign_negative());
-    if has_float {
+    let int_sum: i128 = ints.iter().sum();
+    if !floats.is_empty() {
         let b = match base {
-            None => 0.0,
-            Some(b) => match num::parse_float(b) {
-                Some(f) => f,
-                None => return Some(b.clone()),
+            None => Exact::zero(),
+            Some(b) => match ld::parse(b) {
+                Some(Ld::Finite(v)) => v,
+                _ => return Some(b.clone()),
             },
         };
-        let v = b + int_sum as f64 + float_sum(&ctr);
-        return Some(Bytes::from(num::format_float_human(v)));
+        let total = floats
+            .iter()
+            .fold(b.add(&Exact::from_int(int_sum)), |t, d| t.add(d));
+        return Some(Bytes::from(ld::show(&total)));
     }
     let b: i128 = match base {
         None => 0,

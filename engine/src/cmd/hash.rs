@@ -9,11 +9,12 @@
 //! hash with cursor 0.
 
 use super::{
-    double_arg, expire_if_needed, int_arg, is, rand_count_arg, random_positions, scan_cursor_arg,
-    scan_match, scan_pattern, scan_reply, typed, Dice, Spec,
+    expire_if_needed, int_arg, is, rand_count_arg, random_positions, scan_cursor_arg, scan_match,
+    scan_pattern, scan_reply, typed, Dice, Spec,
 };
 use crate::engine::Txn;
 use crate::keyspace::value::{HashSlot, Kind};
+use crate::ld::{self, Exact, Ld};
 use crate::num;
 use crate::op::Effect;
 use crate::reply::{errors, Reply};
@@ -319,40 +320,42 @@ fn is_wide_integer(v: &[u8]) -> bool {
 
 fn hincrbyfloat(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
     let (key, f) = (&args[1], &args[2]);
-    let Some(incr) = double_arg(&args[3]) else {
-        return Reply::err(errors::NOT_FLOAT);
+    let incr = match ld::parse(&args[3]) {
+        None => return Reply::err(errors::NOT_FLOAT),
+        Some(Ld::Inf { .. }) => return Reply::err("ERR value is NaN or Infinity"),
+        Some(Ld::Finite(v)) => v,
     };
-    if !incr.is_finite() {
-        return Reply::err("ERR value is NaN or Infinity");
-    }
     let current = match hash_of(txn, db, key) {
         Err(e) => return e,
         Ok(h) => field(h, f),
     };
-    // The stored value is read with the parser the CRDT cell uses to show the
-    // sum, so the reply is what HGET shows afterwards.
     let old = match current {
-        None => 0.0,
-        Some(v) => match num::parse_float(&v) {
-            Some(x) => x,
+        None => Exact::zero(),
+        Some(v) => match ld::parse(&v) {
+            Some(Ld::Finite(x)) => x,
+            Some(Ld::Inf { .. }) => return Reply::err(errors::NAN_OR_INF),
             None => return Reply::err(errors::HASH_NOT_FLOAT),
         },
     };
-    let new = old + incr;
-    if !new.is_finite() {
+    // Redis's long double step; Redis rewrites the field in float form even
+    // for an increment of 0 ("3.0" becomes "3"), and so does the exact
+    // increment entry, whatever its size.
+    let Some((new, text)) = ld::incr(&old, &incr) else {
         return Reply::err(errors::NAN_OR_INF);
-    }
-    // Redis rewrites the field in float form even for an increment of 0
-    // ("3.0" becomes "3"). A -0.0 entry marks the counter as float without
-    // changing the sum; +0.0 would leave the value in its old form.
-    let delta = if incr == 0.0 { -0.0 } else { incr };
+    };
     expire_if_needed(txn, db, key);
-    txn.emit(db, key, Effect::HIncrFloat(f.clone(), delta));
+    let held = hash_of(txn, db, key)
+        .ok()
+        .flatten()
+        .and_then(|h| h.fields.get(&f[..]))
+        .and_then(|c| c.float_total())
+        .unwrap_or(old);
+    txn.emit(db, key, Effect::HIncrFloat(f.clone(), new.sub(&held)));
     let shown = hash_of(txn, db, key)
         .ok()
         .flatten()
         .and_then(|h| field(Some(h), f));
-    Reply::Bulk(shown.unwrap_or_else(|| Bytes::from(num::format_float_human(new))))
+    Reply::Bulk(shown.unwrap_or_else(|| Bytes::from(text)))
 }
 
 fn hrandfield(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
@@ -648,9 +651,21 @@ mod tests {
             run(&mut e, "HINCRBYFLOAT h f 1x"),
             err("ERR value is not a valid float")
         );
+        // Long double: 1e308 + 1e308 is finite (the reply is redis-server's).
         run(&mut e, "HSET h m 1e308");
         assert_eq!(
             run(&mut e, "HINCRBYFLOAT h m 1e308"),
+            bulk(concat!(
+                "19999999999999999999337175931169129132112019969483113441559409598984346973767",
+                "61237442002538437770786408934944501080264463042694991879211671948416288603928",
+                "37535918200039206381557326219209014213335878306791577877829121087126122536729",
+                "80323726043417317850688976324758260171151463628484902090545651009268785715609",
+                "6"
+            ))
+        );
+        run(&mut e, "HSET h m 1e4932");
+        assert_eq!(
+            run(&mut e, "HINCRBYFLOAT h m 1e4932"),
             err("ERR increment would produce NaN or Infinity")
         );
         assert_eq!(run(&mut e, "HINCRBYFLOAT h x 0x10"), bulk("16"));
@@ -834,7 +849,7 @@ mod tests {
                 Effect::HSet(vec![(f("a"), f("3")), (f("b"), f("2"))]),
                 Effect::HDel(vec![f("b")]),
                 Effect::HIncrInt(f("n"), 4),
-                Effect::HIncrFloat(f("a"), 1.5),
+                Effect::HIncrFloat(f("a"), crate::ld::Exact::from_f64(1.5)),
             ]
         );
     }

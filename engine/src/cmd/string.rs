@@ -9,6 +9,7 @@
 use super::{expire_if_needed, int_arg, is, typed, Spec};
 use crate::engine::Txn;
 use crate::keyspace::value::Kind;
+use crate::ld::{self, Exact, Ld};
 use crate::num;
 use crate::op::Effect;
 use crate::reply::{errors, Reply};
@@ -567,25 +568,37 @@ fn incrbyfloat(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
         Ok(v) => v,
         Err(e) => return e,
     };
-    let Some(delta) = num::parse_float(&a[2]) else {
+    let Some(incr) = ld::parse(&a[2]) else {
         return Reply::err(errors::NOT_FLOAT);
     };
-    let cur = match cur {
-        None => 0.0,
-        Some(b) => match num::parse_float(&b) {
-            Some(f) => f,
+    let old = match &cur {
+        None => Ld::Finite(Exact::zero()),
+        Some(b) => match ld::parse(b) {
+            Some(v) => v,
             None => return Reply::err(errors::NOT_FLOAT),
         },
     };
-    let new = cur + delta;
-    if !new.is_finite() {
+    // Redis's long double step: an infinite operand or sum is refused.
+    let (Ld::Finite(old), Ld::Finite(incr)) = (old, incr) else {
         return Reply::err(errors::NAN_OR_INF);
-    }
+    };
+    let Some((new, text)) = ld::incr(&old, &incr) else {
+        return Reply::err(errors::NAN_OR_INF);
+    };
     expire_if_needed(txn, db, key);
-    txn.emit(db, key, Effect::IncrFloat(delta));
+    // The op carries the exact change from what the cell holds (beyond the
+    // shown digits when concurrent increments met), so the total here is
+    // exactly `new` and shows as `text`.
+    let held = typed(txn, db, key, Kind::String)
+        .ok()
+        .flatten()
+        .and_then(|r| r.string.as_ref())
+        .and_then(|c| c.float_total())
+        .unwrap_or(old);
+    txn.emit(db, key, Effect::IncrFloat(new.sub(&held)));
     // Reply what every site will show: the merged value after the increment.
     match string_value(txn, db, key) {
         Ok(Some(v)) => Reply::Bulk(v),
-        _ => Reply::bulk(num::format_float_human(new)),
+        _ => Reply::bulk(text),
     }
 }

@@ -2,12 +2,20 @@
 //!
 //! INCR at a site adds an entry `(dot, delta)`; SET/DEL remove the entries their
 //! origin had seen, so unobserved (concurrent) increments survive on top of the
-//! new base. Integer sums are exact in i128. Float sums are computed per origin
-//! in seq order and then added in ascending origin order, so every site gets the
-//! same bits whatever order the increments arrived in.
+//! new base. Integer sums are exact in i128. Score increments (ZINCRBY, f64)
+//! are summed per origin in seq order and then in ascending origin order, so
+//! every site gets the same bits whatever order the increments arrived in.
+//!
+//! Float increments of strings and hash fields (INCRBYFLOAT, HINCRBYFLOAT) are
+//! kept apart, as exact binary fractions ([`ExactEntry`]): each is the exact
+//! change its origin made to the value it saw (Redis's long double step,
+//! rounded and printed the way Redis does it). Exact sums are commutative, so
+//! every site's sum is the same, and at the origin the value after the step is
+//! exactly what Redis would store.
 
 use super::{Ctx, Stamp};
 use crate::id::{Origin, VersionVector};
+use crate::ld::Exact;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -15,6 +23,13 @@ pub struct CounterEntry {
     pub stamp: Stamp,
     pub int: i128,
     pub float: f64,
+}
+
+/// A float increment of a string or hash field: the exact change its op made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExactEntry {
+    pub stamp: Stamp,
+    pub delta: Exact,
 }
 
 /// Entries sorted by dot, plus their sums kept up to date as increments
@@ -29,6 +44,16 @@ pub struct Counter(Option<Box<State>>);
 struct State {
     entries: Vec<CounterEntry>,
     sums: Sums,
+    /// Float increments of strings and hash fields, sorted by dot.
+    exact: Vec<ExactEntry>,
+    /// Their exact sum.
+    exact_sum: Exact,
+}
+
+fn exact_sum(entries: &[ExactEntry]) -> Exact {
+    entries
+        .iter()
+        .fold(Exact::zero(), |total, e| total.add(&e.delta))
 }
 
 /// Aggregates of the entries, always equal to what a walk over them gives
@@ -68,11 +93,11 @@ impl Sums {
 
 impl State {
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.exact.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.exact.len()
     }
 
     pub fn prune(&mut self, ctx: &Ctx<'_>) -> bool {
@@ -82,7 +107,35 @@ impl State {
         if changed {
             self.sums = Sums::recompute(&self.entries);
         }
-        changed
+        let before = self.exact.len();
+        self.exact.retain(|e| !ctx.covers(e.stamp.dot));
+        let exact_changed = before != self.exact.len();
+        if exact_changed {
+            self.exact_sum = exact_sum(&self.exact);
+        }
+        changed || exact_changed
+    }
+
+    /// Adds a float increment of the op in `ctx` (two of one op add up).
+    pub fn add_exact(&mut self, ctx: &Ctx<'_>, delta: &Exact) {
+        let dot = ctx.own;
+        let found = match self.exact.last() {
+            Some(e) if e.stamp.dot == dot => Ok(self.exact.len() - 1),
+            Some(e) if e.stamp.dot < dot => Err(self.exact.len()),
+            None => Err(0),
+            _ => self.exact.binary_search_by_key(&dot, |e| e.stamp.dot),
+        };
+        match found {
+            Ok(i) => self.exact[i].delta = self.exact[i].delta.add(delta),
+            Err(i) => self.exact.insert(
+                i,
+                ExactEntry {
+                    stamp: ctx.stamp(),
+                    delta: delta.clone(),
+                },
+            ),
+        }
+        self.exact_sum = self.exact_sum.add(delta);
     }
 
     /// Adds an increment of the op in `ctx` (two increments of one op add up).
@@ -178,43 +231,75 @@ impl State {
     }
 
     pub fn max_stamp(&self) -> Option<Stamp> {
-        super::max_stamp(self.entries.iter().map(|e| &e.stamp))
+        super::max_stamp(
+            self.entries
+                .iter()
+                .map(|e| &e.stamp)
+                .chain(self.exact.iter().map(|e| &e.stamp)),
+        )
     }
 
     pub fn entries(&self) -> &[CounterEntry] {
         &self.entries
     }
 
-    fn from_entries(mut entries: Vec<CounterEntry>) -> State {
+    fn from_entries(mut entries: Vec<CounterEntry>, mut exact: Vec<ExactEntry>) -> State {
         entries.sort_by_key(|e| e.stamp.dot);
         entries.dedup_by_key(|e| e.stamp.dot);
+        exact.sort_by_key(|e| e.stamp.dot);
+        exact.dedup_by_key(|e| e.stamp.dot);
         let sums = Sums::recompute(&entries);
-        State { entries, sums }
+        let exact_sum = exact_sum(&exact);
+        State {
+            entries,
+            sums,
+            exact,
+            exact_sum,
+        }
     }
 
     /// State-based join (snapshot merge).
-    fn join(
-        &mut self,
-        remote: &[CounterEntry],
-        local_vv: &VersionVector,
-        remote_vv: &VersionVector,
-    ) {
-        self.entries.retain(|s| {
-            remote.iter().any(|r| r.stamp.dot == s.stamp.dot) || !remote_vv.covers(s.stamp.dot)
-        });
-        for r in remote {
-            if !local_vv.covers(r.stamp.dot)
-                && self
-                    .entries
-                    .binary_search_by_key(&r.stamp.dot, |e| e.stamp.dot)
-                    .is_err()
-            {
-                self.entries.push(*r);
-            }
-        }
-        self.entries.sort_by_key(|e| e.stamp.dot);
+    fn join(&mut self, remote: &State, local_vv: &VersionVector, remote_vv: &VersionVector) {
+        join_entries(
+            &mut self.entries,
+            &remote.entries,
+            |e| e.stamp,
+            local_vv,
+            remote_vv,
+        );
         self.sums = Sums::recompute(&self.entries);
+        join_entries(
+            &mut self.exact,
+            &remote.exact,
+            |e| e.stamp,
+            local_vv,
+            remote_vv,
+        );
+        self.exact_sum = exact_sum(&self.exact);
     }
+}
+
+/// Observed-remove join of dot-sorted entries: an entry stays if the other
+/// side has it or has not seen it; the other side's entries this side has not
+/// seen come in.
+fn join_entries<E: Clone>(
+    local: &mut Vec<E>,
+    remote: &[E],
+    stamp: fn(&E) -> Stamp,
+    local_vv: &VersionVector,
+    remote_vv: &VersionVector,
+) {
+    local.retain(|s| {
+        let dot = stamp(s).dot;
+        remote.iter().any(|r| stamp(r).dot == dot) || !remote_vv.covers(dot)
+    });
+    for r in remote {
+        let dot = stamp(r).dot;
+        if !local_vv.covers(dot) && local.binary_search_by_key(&dot, |e| stamp(e).dot).is_err() {
+            local.push(r.clone());
+        }
+    }
+    local.sort_by_key(|e| stamp(e).dot);
 }
 
 impl Counter {
@@ -260,6 +345,29 @@ impl Counter {
         self.0.as_ref().map_or(0.0, |s| s.float_sum())
     }
 
+    /// Adds a float increment of a string or hash field, of the op in `ctx`.
+    pub fn add_exact(&mut self, ctx: &Ctx<'_>, delta: &Exact) {
+        self.0
+            .get_or_insert_with(Default::default)
+            .add_exact(ctx, delta);
+    }
+
+    /// True when some float increment of a string or hash field is kept.
+    pub fn has_exact(&self) -> bool {
+        self.0.as_ref().is_some_and(|s| !s.exact.is_empty())
+    }
+
+    /// The exact sum of the float increments.
+    pub fn exact_sum(&self) -> Exact {
+        self.0
+            .as_ref()
+            .map_or_else(Exact::zero, |s| s.exact_sum.clone())
+    }
+
+    pub fn exact_entries(&self) -> &[ExactEntry] {
+        self.0.as_ref().map_or(&[], |s| &s.exact)
+    }
+
     pub fn max_stamp(&self) -> Option<Stamp> {
         self.0.as_ref().and_then(|s| s.max_stamp())
     }
@@ -268,17 +376,20 @@ impl Counter {
         self.0.as_ref().map_or(&[], |s| s.entries())
     }
 
-    pub fn from_entries(entries: Vec<CounterEntry>) -> Counter {
-        if entries.is_empty() {
+    pub fn from_entries(entries: Vec<CounterEntry>, exact: Vec<ExactEntry>) -> Counter {
+        if entries.is_empty() && exact.is_empty() {
             return Counter(None);
         }
-        Counter(Some(Box::new(State::from_entries(entries))))
+        Counter(Some(Box::new(State::from_entries(entries, exact))))
     }
 
     /// State-based join (snapshot merge).
     pub fn join(&mut self, remote: &Counter, local_vv: &VersionVector, remote_vv: &VersionVector) {
         let s = self.0.get_or_insert_with(Default::default);
-        s.join(remote.entries(), local_vv, remote_vv);
+        match &remote.0 {
+            Some(r) => s.join(r, local_vv, remote_vv),
+            None => s.join(&State::default(), local_vv, remote_vv),
+        }
         if s.is_empty() {
             self.0 = None;
         }
@@ -335,12 +446,18 @@ mod tests {
                 }
                 for _ in 0..n {
                     c.add(&ctx, int as i128, float);
+                    if int % 3 == 0 {
+                        c.add_exact(&ctx, &Exact::from_f64(float));
+                    }
                 }
                 // Every other op sees what came before it (some stay concurrent).
                 if own.seq.is_multiple_of(2) {
                     seen.raise(origin, own.seq);
                 }
                 prop_assert_eq!((c.int_sum(), c.has_float(), c.float_sum().to_bits()), walk(&c));
+                let exact = c.exact_entries().iter().fold(Exact::zero(), |t, e| t.add(&e.delta));
+                prop_assert_eq!(c.exact_sum(), exact);
+                prop_assert!(c.exact_entries().windows(2).all(|w| w[0].stamp.dot < w[1].stamp.dot));
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use super::row::Row;
 use super::value::{Cell, HashSlot, SetSlot, ZMember, ZSetSlot};
-use crate::crdt::counter::CounterEntry;
+use crate::crdt::counter::{CounterEntry, ExactEntry};
 use crate::crdt::{join_dots, Counter, Dots, MvReg, Stamp};
 use crate::id::VersionVector;
 use bytes::Bytes;
@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct CellImage {
     pub reg: Vec<(Stamp, Bytes)>,
     pub ctr: Vec<CounterEntry>,
+    /// Float increments (INCRBYFLOAT, HINCRBYFLOAT), exact.
+    pub fctr: Vec<ExactEntry>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -41,13 +43,14 @@ fn cell_image(c: &Cell) -> CellImage {
     CellImage {
         reg: c.reg.sorted_entries().into_iter().cloned().collect(),
         ctr: c.ctr.entries().to_vec(),
+        fctr: c.ctr.exact_entries().to_vec(),
     }
 }
 
 fn cell_from(i: CellImage) -> Cell {
     Cell {
         reg: MvReg::from_entries(i.reg),
-        ctr: Counter::from_entries(i.ctr),
+        ctr: Counter::from_entries(i.ctr, i.fctr),
     }
 }
 
@@ -148,7 +151,7 @@ impl RowImage {
                         ZMember {
                             adds: i.adds.into_iter().collect(),
                             reg: MvReg::from_entries(i.reg),
-                            ctr: Counter::from_entries(i.ctr),
+                            ctr: Counter::from_entries(i.ctr, Vec::new()),
                         },
                     );
                 }
@@ -205,13 +208,14 @@ pub fn join_rows(
         let y = y.unwrap_or_default();
         let mut reg = MvReg::from_entries(x.reg);
         reg.join(&MvReg::from_entries(y.reg), local_vv, remote_vv);
-        let mut ctr = Counter::from_entries(x.ctr);
-        ctr.join(&Counter::from_entries(y.ctr), local_vv, remote_vv);
+        let mut ctr = Counter::from_entries(x.ctr, x.fctr);
+        ctr.join(&Counter::from_entries(y.ctr, y.fctr), local_vv, remote_vv);
         let c = CellImage {
             reg: reg.sorted_entries().into_iter().cloned().collect(),
             ctr: ctr.entries().to_vec(),
+            fctr: ctr.exact_entries().to_vec(),
         };
-        if c.reg.is_empty() && c.ctr.is_empty() {
+        if c.reg.is_empty() && c.ctr.is_empty() && c.fctr.is_empty() {
             None
         } else {
             Some(c)
@@ -241,8 +245,12 @@ pub fn join_rows(
         }
         let mut reg = MvReg::from_entries(x.reg);
         reg.join(&MvReg::from_entries(y.reg), local_vv, remote_vv);
-        let mut ctr = Counter::from_entries(x.ctr);
-        ctr.join(&Counter::from_entries(y.ctr), local_vv, remote_vv);
+        let mut ctr = Counter::from_entries(x.ctr, Vec::new());
+        ctr.join(
+            &Counter::from_entries(y.ctr, Vec::new()),
+            local_vv,
+            remote_vv,
+        );
         let mut adds: Vec<Stamp> = adds.into_iter().collect();
         adds.sort_by_key(|s| s.dot);
         Some(ZMemberImage {

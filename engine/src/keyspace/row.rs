@@ -197,7 +197,7 @@ impl Row {
                 self.string
                     .get_or_insert_with(Default::default)
                     .ctr
-                    .add(ctx, 0, *d);
+                    .add_exact(ctx, d);
             }
             Effect::Del => self.prune_all(ctx, false),
             Effect::Expire(deadline) => {
@@ -236,7 +236,7 @@ impl Row {
             Effect::HIncrFloat(f, d) => {
                 self.prune_except(Some(Kind::Hash), ctx);
                 let h = self.hash.get_or_insert_with(Default::default);
-                entry_mut(&mut h.fields, f).ctr.add(ctx, 0, *d);
+                entry_mut(&mut h.fields, f).ctr.add_exact(ctx, d);
             }
             Effect::SAdd(ms) => {
                 self.prune_except(Some(Kind::Set), ctx);

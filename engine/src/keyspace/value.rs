@@ -5,6 +5,7 @@
 //! dot was removed is dropped at once, so "empty slot" means "no such type".
 
 use crate::crdt::{prune_dots, readd_dots, Counter, Ctx, Dots, MvReg, Stamp};
+use crate::ld::{self, Exact, Ld};
 use crate::num;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
@@ -102,7 +103,7 @@ impl Cell {
     /// is an integer base (or none) plus integer increments; `None` when only
     /// the shown bytes can tell (a float increment, a non-integer base).
     pub fn int_value(&self) -> Option<i128> {
-        if self.ctr.has_float() {
+        if self.ctr.has_float() || self.ctr.has_exact() {
             return None;
         }
         let base = match self.reg.value() {
@@ -112,23 +113,42 @@ impl Cell {
         Some(base + self.ctr.int_sum())
     }
 
+    /// The exact number the cell holds when it has float increments: the
+    /// base read as INCRBYFLOAT reads it, plus every increment. `None` when
+    /// there are none, or the base is not a finite float (the increments are
+    /// then not shown).
+    pub fn float_total(&self) -> Option<Exact> {
+        if !self.ctr.has_float() && !self.ctr.has_exact() {
+            return None;
+        }
+        let base = match self.reg.value() {
+            None => Exact::zero(),
+            Some(b) => match ld::parse(b) {
+                Some(Ld::Finite(v)) => v,
+                _ => return None,
+            },
+        };
+        Some(
+            base.add(&Exact::from_int(self.ctr.int_sum()))
+                .add(&self.ctr.exact_sum())
+                .add(&Exact::from_f64(self.ctr.float_sum())),
+        )
+    }
+
     /// The visible bytes. A counter on top of an integer base shows the exact
-    /// sum; on top of a non-integer base the increments are not shown.
+    /// sum; float increments show the exact total rounded and printed as
+    /// INCRBYFLOAT prints; on top of a base that is not a number the
+    /// increments are not shown.
     pub fn value(&self) -> Option<Bytes> {
         if self.ctr.is_empty() {
             return self.reg.value().cloned();
         }
         let base = self.reg.value();
-        if self.ctr.has_float() {
-            let b = match base {
-                None => 0.0,
-                Some(b) => match num::parse_float(b) {
-                    Some(f) => f,
-                    None => return base.cloned(),
-                },
+        if self.ctr.has_float() || self.ctr.has_exact() {
+            return match self.float_total() {
+                Some(total) => Some(Bytes::from(ld::show(&total))),
+                None => base.cloned(),
             };
-            let v = b + self.ctr.int_sum() as f64 + self.ctr.float_sum();
-            return Some(Bytes::from(num::format_float_human(v)));
         }
         let b: i128 = match base {
             None => 0,

@@ -47,7 +47,9 @@ const FORMAT: TableDefinition<&str, u64> = TableDefinition::new("format");
 const FORMAT_VERSION_KEY: &str = "version";
 /// Version of this directory layout. Written when the log is first created, so
 /// its presence also says "a log segment must exist".
-const FORMAT_VERSION: u64 = 1;
+/// Version 2: rows keep float increments of strings and hash fields as exact
+/// binary fractions (`CellImage::fctr`); version 1 rows do not decode as 2.
+const FORMAT_VERSION: u64 = 2;
 
 const DB_FILE_NAME: &str = "chorus.redb";
 const LOG_DIR_NAME: &str = "log";
