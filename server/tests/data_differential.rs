@@ -506,14 +506,6 @@ struct Known {
 
 const KNOWN_DIFFERENCES: &[Known] = &[
     Known {
-        id: "set-repeated-expiry-option",
-        resp3_only: false,
-        repro: "!set-repeated-expiry-option SET k v EX 10 EX 20\n\
-                !set-repeated-expiry-option SET k v PX 10 PX 20000\n",
-        note: "Redis accepts the same expiry option twice (the last one wins): \
-               `SET k v EX 10 EX 20` is +OK; Chorus answers `-ERR syntax error`",
-    },
-    Known {
         id: "incrbyfloat-long-double",
         resp3_only: false,
         repro: "SET a 1.57\n!incrbyfloat-long-double INCRBYFLOAT a 0.5\n\
@@ -671,7 +663,34 @@ SET k v EX 9999999999999999
 SET k v PX 9223372036854775807
 SET k v EX
 SET k v EX 10 PX 10
-!set-repeated-expiry-option SET k v EX 10 EX 20
+SET k v EX 10 EX 20
+=1 TTL k
+SET k v PX 10 PX 20000
+=1000 PTTL k
+SET k v ex 10 EX 30
+=1 TTL k
+SET k v EX x EX 10
+=1 TTL k
+SET k v EX 10 EX x
+SET k v EX 0 EX 5
+SET k v EX 5 EX 0
+SET k v EX 10 EX
+SET k v EX 10 EXAT 4102444800
+SET k v PX 10 PXAT 4102444800123
+SET k v EXAT 4102444800 EXAT 4102444801
+EXPIRETIME k
+SET k v PXAT 4102444800123 PXAT 4102444800456
+PEXPIRETIME k
+SET k v EX 10 KEEPTTL EX 10
+SET k v KEEPTTL KEEPTTL
+=1 TTL k
+SET k v NX NX
+SET k v XX XX
+SET k v NX XX NX
+SET k v EX x NX XX
+SET k v EX x foo
+SET k v EX 100 GET EX 200 GET
+=1 TTL k
 SET k v NX XX
 SET k v KEEPTTL EX 10
 SET k v EX 10 KEEPTTL
@@ -731,12 +750,32 @@ GETEX k EX -1
 GETEX k EX x
 GETEX k EX 10 PX 10
 GETEX k PERSIST EX 10
+GETEX k EX 10 EX 20
+=1 TTL k
+GETEX k PX 10 PX 30000
+=1000 PTTL k
+GETEX k EXAT 4102444800 EXAT 4102444801
+EXPIRETIME k
+GETEX k PERSIST PERSIST
+TTL k
+GETEX k EX 10 PERSIST
+GETEX k EX 0 EX 10
+GETEX k EX x EX 10
+=1 TTL k
+GETEX k EX 10 EX x
+GETEX k EX x foo
+GETEX nokey EX x
+GETEX nokey EX 10 EX 20
+GETEX k NX
+GETEX k KEEPTTL
+GETEX k GET
 GETEX k foo
 GETEX k EX
 GETEX s3
 SADD s4 a
 GETEX s4
 GETEX s4 EX 10
+GETEX s4 EX x
 GETEX
 MSET a 1 b 2 c 3
 MGET a b c nokey
