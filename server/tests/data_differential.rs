@@ -539,19 +539,6 @@ const KNOWN_DIFFERENCES: &[Known] = &[
                both)",
     },
     Known {
-        id: "emptied-collection-with-ttl-counted",
-        resp3_only: false,
-        repro: "HSET h f v\nEXPIRE h 1000\nHDEL h f\n\
-                SADD s m\nEXPIRE s 1000\nSREM s m\n\
-                ZADD z 1 m\nEXPIRE z 1000\nZPOPMIN z\n\
-                EXISTS h s z\n!emptied-collection-with-ttl-counted DBSIZE\n",
-        note: "A hash, set or sorted set with a TTL whose last element is removed \
-               (HDEL, SREM, ZPOPMIN...) is gone for EXISTS/TYPE/KEYS/SCAN, but \
-               Chorus still counts it in DBSIZE (3 here, Redis 0) and in INFO \
-               keyspace (`db0:keys=1,expires=1` after one such key); without a TTL, \
-               or with DEL/GETDEL, the count is right",
-    },
-    Known {
         id: "exec-arity-outside-multi",
         resp3_only: false,
         repro: "!exec-arity-outside-multi EXEC x\n",
@@ -1449,7 +1436,42 @@ EXPIRE ez 1000
 ZPOPMIN ez
 EXISTS eh es ez
 ~ KEYS *
-!emptied-collection-with-ttl-counted DBSIZE
+DBSIZE
+TYPE eh
+@ SCAN 0
+HSET eh f v
+TTL eh
+SADD es m
+TTL es
+ZADD ez 1 m
+TTL ez
+DBSIZE
+HSET eh f2 v
+EXPIRE eh 1000
+HDEL eh f f2
+SADD es m2
+EXPIRE es 1000
+~ SPOP es 2
+ZADD ez 2 m2
+EXPIRE ez 1000
+ZREMRANGEBYSCORE ez -inf +inf
+EXISTS eh es ez
+DBSIZE
+SADD src m
+EXPIRE src 1000
+SMOVE src dst m
+EXISTS src
+TTL dst
+DBSIZE
+ZADD zp 1 a 2 b
+PEXPIRE zp 1000000
+ZPOPMAX zp 5
+HSET hi f 1
+EXPIRE hi 1000
+HDEL hi f
+HINCRBY hi f 1
+TTL hi
+DBSIZE
 "#;
 
 const DATABASES: &str = r#"

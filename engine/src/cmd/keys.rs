@@ -628,7 +628,7 @@ fn persist(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
 }
 
 fn dbsize(txn: &mut Txn<'_>, db: u8, _a: &[Bytes]) -> Reply {
-    Reply::Int(txn.keyspace().db(db).len() as i64)
+    Reply::Int(txn.keyspace().db(db).keys() as i64)
 }
 
 fn flush_mode_ok(a: &[Bytes]) -> bool {
