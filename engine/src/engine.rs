@@ -510,10 +510,10 @@ impl Engine {
         self.next_seq - 1
     }
     pub fn dbsize(&self, db: u8) -> usize {
-        self.keyspace.db(db).len()
+        self.keyspace.db(db).keys()
     }
     pub fn expires_count(&self, db: u8) -> usize {
-        self.keyspace.db(db).expires.len()
+        self.keyspace.db(db).keys_expiring()
     }
     /// A fingerprint of one key's state (WATCH): any change to the key —
     /// local or remote write, delete, flush — changes it; 0 when absent.
@@ -1287,7 +1287,32 @@ impl<'e> Txn<'e> {
     }
 
     /// Applies an effect now and records it in this transaction's op.
+    ///
+    /// A local write never leaves a key-less row (expiry entries without a
+    /// key, see [`Db`](crate::keyspace::Db)) behind, as Redis never keeps
+    /// the TTL of a key that is gone:
+    /// - a write that keeps the TTL, to a key-less row, starts a new key:
+    ///   the row's expiry entries (left by a delete concurrent with an
+    ///   EXPIRE) are removed first, so they do not carry over to it;
+    /// - an effect that removes the last element of a key with a TTL (HDEL,
+    ///   SREM, ZPOPMIN...) deletes the key, TTL included, as Redis deletes
+    ///   an emptied key.
+    ///
+    /// Both are a `Del` recorded in the op (an observed-remove: writes
+    /// concurrent with it at other sites survive), so every site applies the
+    /// same effects and converges.
     pub fn emit(&mut self, db: u8, key: &Bytes, effect: Effect) {
+        if effect.keeps_ttl() && self.engine.keyspace.db(db).is_keyless(key) {
+            self.record(db, key, Effect::Del);
+        }
+        if self.record(db, key, effect) {
+            self.record(db, key, Effect::Del);
+        }
+    }
+
+    /// Applies an effect and adds it to this transaction's op; true when it
+    /// left a key-less row.
+    fn record(&mut self, db: u8, key: &Bytes, effect: Effect) -> bool {
         let engine = &mut *self.engine;
         let op = self.op.get_or_insert_with(|| Op {
             id: OpId::new(engine.origin, engine.next_seq),
@@ -1302,12 +1327,13 @@ impl<'e> Txn<'e> {
         };
         // The op may hold slices of the client's read buffer until it is
         // encoded at commit; the keyspace stores its own copies.
-        engine.keyspace.apply_effect(db, key, &effect, &ctx);
+        let keyless = engine.keyspace.apply_effect(db, key, &effect, &ctx);
         op.effects.push(KeyEffect {
             db,
             key: key.clone(),
             effect,
         });
+        keyless
     }
 
     /// Logs the op (if any effect was emitted).

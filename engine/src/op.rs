@@ -97,6 +97,30 @@ impl Op {
 }
 
 impl Effect {
+    /// A write that keeps the TTL of the key it writes (HSET, SADD, INCR,
+    /// SET KEEPTTL...): on a key that does not exist it starts a new key,
+    /// which has no TTL.
+    pub fn keeps_ttl(&self) -> bool {
+        match self {
+            Effect::SetString { keep_ttl, .. } | Effect::Replace { keep_ttl, .. } => *keep_ttl,
+            Effect::IncrInt(_)
+            | Effect::IncrFloat(_)
+            | Effect::HSet(_)
+            | Effect::HIncrInt(..)
+            | Effect::HIncrFloat(..)
+            | Effect::SAdd(_)
+            | Effect::ZAdd(_)
+            | Effect::ZIncr(..) => true,
+            Effect::Del
+            | Effect::Expire(_)
+            | Effect::HDel(_)
+            | Effect::SRem(_)
+            | Effect::ZRem(_)
+            | Effect::FlushDb
+            | Effect::FlushAll => false,
+        }
+    }
+
     pub fn size_hint(&self) -> usize {
         fn pairs(v: &[(Bytes, Bytes)]) -> usize {
             v.iter().map(|(a, b)| a.len() + b.len() + 8).sum()

@@ -298,6 +298,101 @@ fn expired_key_hidden_and_owner_deletes() {
     exchange(&mut s);
 }
 
+/// `(DBSIZE, INFO keyspace expires=)` of db 0.
+fn counts(e: &Engine) -> (usize, usize) {
+    (e.dbsize(0), e.expires_count(0))
+}
+
+#[test]
+fn emptied_key_takes_its_ttl_along() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "HSET h f v");
+    run(&mut a, 1000, "EXPIRE h 1000");
+    deliver(&a, &mut b);
+    // Removing the last field deletes the key, TTL included, as in Redis.
+    assert_eq!(run(&mut a, 1100, "HDEL h f"), Reply::Int(1));
+    assert_eq!(counts(&a), (0, 0));
+    // A field written concurrently survives, without the TTL the delete saw.
+    run(&mut b, 1100, "HSET h g w");
+    let mut s = [a, b];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 1200, "HGET h g"), bulk("w"));
+        assert_eq!(run(e, 1200, "TTL h"), Reply::Int(-1));
+        assert_eq!(counts(e), (1, 0));
+    }
+}
+
+#[test]
+fn expire_concurrent_with_del_leaves_no_key() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SADD k m");
+    deliver(&a, &mut b);
+    run(&mut a, 1100, "EXPIRE k 1000");
+    run(&mut b, 1100, "DEL k");
+    let mut s = [a, b];
+    exchange(&mut s);
+    // The EXPIRE's entry outlives the key it was written for: no key.
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 1200, "EXISTS k"), Reply::Int(0));
+        assert_eq!(counts(e), (0, 0));
+    }
+    // A write to it starts a new key, without that TTL.
+    run(&mut s[0], 1300, "SADD k n");
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 1400, "TTL k"), Reply::Int(-1));
+        assert_eq!(counts(e), (1, 0));
+    }
+}
+
+#[test]
+fn emptied_keys_are_not_counted_locally_remotely_or_after_restart() {
+    let mut a = site(1);
+    let mut b = site(2);
+    let script = [
+        "HSET h f v",
+        "EXPIRE h 1000",
+        "HDEL h f",
+        "SADD s m",
+        "EXPIRE s 1000",
+        "SREM s m",
+        "ZADD z 1 m",
+        "EXPIRE z 1000",
+        "ZPOPMIN z",
+        "SADD src m",
+        "EXPIRE src 1000",
+        "SMOVE src dst m",
+        "SET kept v EX 1000",
+    ];
+    for (i, cmd) in script.iter().enumerate() {
+        run(&mut a, 1000 + i as u64, cmd);
+        if i == 5 {
+            // Half of it from a checkpoint, half from the log, on restart.
+            a.checkpoint(1000 + i as u64).expect("checkpoint");
+        }
+    }
+    // A row without a key, from an EXPIRE concurrent with a DEL.
+    run(&mut a, 2000, "SET g v");
+    deliver(&a, &mut b);
+    run(&mut a, 2100, "PEXPIRE g 5000000");
+    run(&mut b, 2100, "DEL g");
+    deliver(&b, &mut a);
+    deliver(&a, &mut b);
+    // dst and kept are the keys; only kept has a TTL.
+    let want = (2, 1);
+    assert_eq!(counts(&a), want, "local");
+    assert_eq!(counts(&b), want, "remote");
+    let reopened = Engine::open(a.into_storage(), EngineConfig::new(1)).expect("reopen");
+    assert_eq!(counts(&reopened), want, "after restart");
+    assert_eq!(reopened.digest_hex(), b.digest_hex());
+    b.checkpoint(3000).expect("checkpoint");
+    let reopened = Engine::open(b.into_storage(), EngineConfig::new(2)).expect("reopen");
+    assert_eq!(counts(&reopened), want, "from a checkpoint");
+}
+
 #[test]
 fn type_conflict_greater_stamp_type_shows() {
     let mut a = site(1);

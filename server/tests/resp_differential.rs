@@ -544,6 +544,9 @@ fn authentication_matches_redis() {
         cmd(&["AUTH", "nobody", "sec"]),
         cmd(&["MULTI"]),
         cmd(&["PING", "a", "b"]),
+        // A rejected EXEC answers EXECABORT, even outside MULTI.
+        cmd(&["EXEC"]),
+        cmd(&["EXEC", "x"]),
         raw(&max_unauth_bulk, 1),
         cmd(&["AUTH", "sec"]),
         cmd(&["PING"]),

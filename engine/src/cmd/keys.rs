@@ -6,7 +6,7 @@
 //! writes made concurrently elsewhere survive. RENAME/COPY/MOVE read the
 //! visible value and write it whole (`Effect::Replace`) at the destination.
 
-use super::{expire_if_needed, glob_match, int_arg, is, row, Spec};
+use super::{expire_if_needed, glob_match, int_arg, is, row, scan_cursor_arg, Spec};
 use crate::engine::Txn;
 use crate::keyspace::row::Row;
 use crate::keyspace::value::Kind;
@@ -217,11 +217,11 @@ fn kind_of_name(name: &[u8]) -> Option<Kind> {
 }
 
 fn scan(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
-    let Some(cursor) = std::str::from_utf8(&a[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
-        return Reply::err("ERR invalid cursor");
+    // Any cursor strtoul accepts is valid (`SCAN -1` is ULONG_MAX); one past
+    // the table's end finishes the scan (cursor 0), as Redis's last bucket.
+    let cursor = match scan_cursor_arg(&a[1]) {
+        Ok(c) => c,
+        Err(e) => return e,
     };
     let mut pattern: Option<&Bytes> = None;
     let mut count = 10usize;
@@ -628,7 +628,7 @@ fn persist(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
 }
 
 fn dbsize(txn: &mut Txn<'_>, db: u8, _a: &[Bytes]) -> Reply {
-    Reply::Int(txn.keyspace().db(db).len() as i64)
+    Reply::Int(txn.keyspace().db(db).keys() as i64)
 }
 
 fn flush_mode_ok(a: &[Bytes]) -> bool {

@@ -191,41 +191,83 @@ fn parse_expire(txn: &Txn<'_>, kw: &[u8], val: &[u8], cmd: &str) -> Result<u64, 
     Ok(deadline.max(0) as u64)
 }
 
-fn set(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
-    let (key, value) = (&a[1], &a[2]);
-    let mut nx = false;
-    let mut xx = false;
-    let mut get = false;
-    let mut ttl = Ttl::None;
-    let mut i = 3;
-    while i < a.len() {
-        let o = &a[i];
+/// Which command [`string_options`] parses for (Redis's `COMMAND_SET` and
+/// `COMMAND_GET`).
+#[derive(Clone, Copy, PartialEq)]
+enum OptionsOf {
+    Set,
+    GetEx,
+}
+
+/// The options of SET (`NX XX GET KEEPTTL` and an expiry) or GETEX
+/// (`PERSIST` and an expiry).
+#[derive(Default)]
+struct StringOptions<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keep_ttl: bool,
+    persist: bool,
+    /// The expiry keyword (`EX`, `PX`, `EXAT` or `PXAT`) and its value,
+    /// checked only once every option has been read.
+    expire: Option<(&'a Bytes, &'a Bytes)>,
+}
+
+const EXPIRY_KEYWORDS: [&str; 4] = ["EX", "PX", "EXAT", "PXAT"];
+
+/// Parses the options from `a[start]` on as Redis's
+/// `parseExtendedStringArgumentsOrReply`: an option may be repeated, the
+/// last expiry value winning (`SET k v EX 10 EX 20` sets 20 s), but options
+/// that exclude each other may not be mixed (`NX XX`, `EX PX`, `KEEPTTL EX`,
+/// `PERSIST EX`): a syntax error. The expiry value is not parsed here, so a
+/// syntax error anywhere comes before an invalid expiry.
+fn string_options(a: &[Bytes], start: usize, of: OptionsOf) -> Result<StringOptions<'_>, Reply> {
+    let set = of == OptionsOf::Set;
+    let mut o = StringOptions::default();
+    let mut i = start;
+    while let Some(arg) = a.get(i) {
         let next = a.get(i + 1);
-        if is(o, "NX") && !xx {
-            nx = true;
-        } else if is(o, "XX") && !nx {
-            xx = true;
-        } else if is(o, "GET") {
-            get = true;
-        } else if is(o, "KEEPTTL") && ttl == Ttl::None {
-            ttl = Ttl::Keep;
-        } else if (is(o, "EX") || is(o, "PX") || is(o, "EXAT") || is(o, "PXAT"))
-            && ttl == Ttl::None
-            && next.is_some()
+        let expiry_allowed = !o.keep_ttl
+            && !o.persist
+            && o.expire.is_none_or(|(kw, _)| kw.eq_ignore_ascii_case(arg));
+        if set && is(arg, "NX") && !o.xx {
+            o.nx = true;
+        } else if set && is(arg, "XX") && !o.nx {
+            o.xx = true;
+        } else if set && is(arg, "GET") {
+            o.get = true;
+        } else if set && is(arg, "KEEPTTL") && o.expire.is_none() {
+            o.keep_ttl = true;
+        } else if !set && is(arg, "PERSIST") && o.expire.is_none() {
+            o.persist = true;
+        } else if let Some(value) =
+            next.filter(|_| expiry_allowed && EXPIRY_KEYWORDS.iter().any(|kw| is(arg, kw)))
         {
-            let Some(v) = next else {
-                return Reply::err(errors::SYNTAX);
-            };
-            match parse_expire(txn, o, v, "set") {
-                Ok(d) => ttl = Ttl::At(d),
-                Err(e) => return e,
-            }
+            o.expire = Some((arg, value));
             i += 1;
         } else {
-            return Reply::err(errors::SYNTAX);
+            return Err(Reply::err(errors::SYNTAX));
         }
         i += 1;
     }
+    Ok(o)
+}
+
+fn set(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let (key, value) = (&a[1], &a[2]);
+    let opts = match string_options(a, 3, OptionsOf::Set) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let (nx, xx, get) = (opts.nx, opts.xx, opts.get);
+    let ttl = match opts.expire {
+        Some((kw, v)) => match parse_expire(txn, kw, v, "set") {
+            Ok(d) => Ttl::At(d),
+            Err(e) => return e,
+        },
+        None if opts.keep_ttl => Ttl::Keep,
+        None => Ttl::None,
+    };
     let old = if get {
         match string_value(txn, db, key) {
             Ok(v) => v,
@@ -314,30 +356,24 @@ fn getdel(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
 
 fn getex(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
     let key = &a[1];
-    let mut ttl = Ttl::None;
-    let mut i = 2;
-    while i < a.len() {
-        let o = &a[i];
-        if (is(o, "EX") || is(o, "PX") || is(o, "EXAT") || is(o, "PXAT"))
-            && ttl == Ttl::None
-            && i + 1 < a.len()
-        {
-            match parse_expire(txn, o, &a[i + 1], "getex") {
-                Ok(d) => ttl = Ttl::At(d),
-                Err(e) => return e,
-            }
-            i += 2;
-        } else if is(o, "PERSIST") && ttl == Ttl::None {
-            ttl = Ttl::Persist;
-            i += 1;
-        } else {
-            return Reply::err(errors::SYNTAX);
-        }
-    }
+    let opts = match string_options(a, 2, OptionsOf::GetEx) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
     let v = match string_value(txn, db, key) {
         Ok(Some(v)) => v,
         Ok(None) => return Reply::Nil,
         Err(e) => return e,
+    };
+    // As in Redis, the expiry is checked after the key: GETEX on a missing
+    // key answers nil whatever the value.
+    let ttl = match opts.expire {
+        Some((kw, value)) => match parse_expire(txn, kw, value, "getex") {
+            Ok(d) => Ttl::At(d),
+            Err(e) => return e,
+        },
+        None if opts.persist => Ttl::Persist,
+        None => Ttl::None,
     };
     match ttl {
         Ttl::At(d) => txn.emit(db, key, Effect::Expire(Some(d))),

@@ -22,11 +22,26 @@ pub const DBS: usize = 16;
 /// Number of key-hash buckets per database in digests (anti-entropy granularity).
 pub const DIGEST_BUCKETS: usize = 256;
 
+/// One database. A row may outlive its key: when every type entry is
+/// removed but expiry entries remain (an EXPIRE concurrent with the DEL, at
+/// another site, of the key it saw), the row must stay for the replicas to
+/// converge, yet there is no key. So keys are counted apart from rows.
 #[derive(Default)]
 pub struct Db {
     pub rows: KeyTable<Row>,
-    /// `(deadline_ms, key)` of every row with a visible deadline.
+    /// `(deadline_ms, key)` of every row with a visible deadline, key-less
+    /// ones included: active expiry deletes those too.
     pub expires: BTreeSet<(u64, Bytes)>,
+    /// Rows with a live type: the keys (DBSIZE, INFO keyspace `keys=`).
+    keys: usize,
+    /// Keys with a visible deadline (INFO keyspace `expires=`).
+    keys_expiring: usize,
+}
+
+/// How a row counts in its database: `(is a key, is a key with a deadline)`.
+fn counts_of(row: &Row, deadline: Option<u64>) -> (bool, bool) {
+    let key = row.kind().is_some();
+    (key, key && deadline.is_some())
 }
 
 impl Db {
@@ -40,12 +55,35 @@ impl Db {
         }
     }
 
-    /// Number of keys with a live type (expired-but-not-deleted ones included, as Redis counts).
-    pub fn len(&self) -> usize {
-        self.rows.len()
+    /// Number of keys with a live type (expired-but-not-deleted ones
+    /// included, as Redis counts; key-less rows left out).
+    pub fn keys(&self) -> usize {
+        self.keys
     }
+
+    /// Number of keys with a deadline (key-less rows left out).
+    pub fn keys_expiring(&self) -> usize {
+        self.keys_expiring
+    }
+
+    /// True when `key` has a row but no key: a key-less row (see [`Db`]).
+    pub fn is_keyless(&self, key: &[u8]) -> bool {
+        self.rows.get(key).is_some_and(|r| r.kind().is_none())
+    }
+
+    /// No rows at all, not even key-less ones.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// Updates the counts for one row changing from `before` to `after`
+    /// (see [`counts_of`]; a missing row counts `(false, false)`).
+    fn recount(&mut self, before: (bool, bool), after: (bool, bool)) {
+        self.keys = (self.keys + after.0 as usize).saturating_sub(before.0 as usize);
+        self.keys_expiring =
+            (self.keys_expiring + after.1 as usize).saturating_sub(before.1 as usize);
+        debug_assert!(self.keys <= self.rows.len());
+        debug_assert!(self.keys_expiring <= self.keys.min(self.expires.len()));
     }
 }
 
@@ -158,10 +196,15 @@ impl Keyspace {
         }
     }
 
-    /// Applies one effect: the single place where rows change.
-    pub fn apply_effect(&mut self, db: u8, key: &Bytes, effect: &Effect, ctx: &Ctx<'_>) {
+    /// Applies one effect: the single place where rows change. Returns true
+    /// when the row is left without a type but with expiry entries (a
+    /// key-less row: see [`Db`]), so that a local write can delete it.
+    pub fn apply_effect(&mut self, db: u8, key: &Bytes, effect: &Effect, ctx: &Ctx<'_>) -> bool {
         match effect {
-            Effect::FlushDb => return self.flush_db(db, ctx),
+            Effect::FlushDb => {
+                self.flush_db(db, ctx);
+                return false;
+            }
             Effect::FlushAll => {
                 if self.capture.is_some() {
                     self.capture_pending(None, usize::MAX);
@@ -169,7 +212,7 @@ impl Keyspace {
                 for d in 0..DBS as u8 {
                     self.flush_db(d, ctx);
                 }
-                return;
+                return false;
             }
             _ => {}
         }
@@ -185,8 +228,10 @@ impl Keyspace {
         }
         let row = d.rows.at_mut(pos);
         let before = row.deadline();
+        let counted_before = counts_of(row, before);
         let note = row.apply(effect, ctx);
         let after = row.deadline();
+        let counted_after = counts_of(row, after);
         let empty = row.is_empty();
         if before != after {
             // The index shares the table's copy of the key.
@@ -203,9 +248,11 @@ impl Keyspace {
                 self.dirty.removed.push((db, k));
             }
         }
+        d.recount(counted_before, counted_after);
         if note.type_conflict {
             self.stats.type_conflicts += 1;
         }
+        !empty && !counted_after.0
     }
 
     fn flush_db(&mut self, db: u8, ctx: &Ctx<'_>) {
@@ -233,14 +280,22 @@ impl Keyspace {
         let rows = &d.rows;
         d.expires
             .retain(|(_, k)| rows.get(k).is_some_and(|r| r.deadline().is_some()));
-        // Rows that survive keep their (possibly changed) deadlines indexed.
+        // Rows that survive keep their (possibly changed) deadlines indexed,
+        // and are counted again.
         let mut idx = BTreeSet::new();
+        let (mut keys, mut keys_expiring) = (0, 0);
         for (k, r) in d.rows.iter() {
-            if let Some(dl) = r.deadline() {
+            let deadline = r.deadline();
+            if let Some(dl) = deadline {
                 idx.insert((dl, k.clone()));
             }
+            let (key, expiring) = counts_of(r, deadline);
+            keys += key as usize;
+            keys_expiring += expiring as usize;
         }
         d.expires = idx;
+        d.keys = keys;
+        d.keys_expiring = keys_expiring;
     }
 
     /// Replaces (or removes) a whole row: checkpoint load and snapshot merge.
@@ -251,11 +306,21 @@ impl Keyspace {
             }
         }
         let d = &mut self.dbs[db as usize % DBS];
-        if let Some(old) = d.rows.get(&key) {
-            if let Some(b) = old.deadline() {
-                d.expires.remove(&(b, key.clone()));
+        let counted_before = match d.rows.get(&key) {
+            Some(old) => {
+                let deadline = old.deadline();
+                if let Some(b) = deadline {
+                    d.expires.remove(&(b, key.clone()));
+                }
+                counts_of(old, deadline)
             }
-        }
+            None => (false, false),
+        };
+        let counted_after = if row.is_empty() {
+            (false, false)
+        } else {
+            counts_of(&row, row.deadline())
+        };
         if row.is_empty() {
             if let Some((k, _)) = d.rows.remove(&key) {
                 self.dirty.removed.push((db, k));
@@ -270,6 +335,7 @@ impl Keyspace {
                 self.dirty.slots.push((db, pos));
             }
         }
+        d.recount(counted_before, counted_after);
     }
 
     /// Begins capturing a checkpoint of the rows changed so far (see

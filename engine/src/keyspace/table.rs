@@ -251,7 +251,8 @@ impl<V> KeyTable<V> {
 
     /// Visits up to `count` slots from `cursor`; returns the next cursor (0 = done).
     pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&Bytes, &V)) -> u64 {
-        let mut pos = cursor as usize;
+        // A cursor past the slab (any u64 is accepted) ends the scan.
+        let mut pos = usize::try_from(cursor).unwrap_or(usize::MAX);
         let end = pos.saturating_add(count.max(1));
         while pos < self.slab.len() && pos < end {
             if let Some(Some((k, v))) = self.slab.get(pos) {

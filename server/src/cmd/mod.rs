@@ -13,7 +13,8 @@
 //!    the one place the engine is plugged in.
 //!
 //! A rejection in steps 1-4 inside MULTI marks the transaction so EXEC
-//! answers `EXECABORT`, as in Redis. Every function here returns a `Reply`
+//! answers `EXECABORT`, as in Redis; a rejection of EXEC itself answers
+//! `EXECABORT` at once, inside MULTI or not. Every function here returns a `Reply`
 //! and never touches the socket.
 
 pub mod client;
@@ -264,15 +265,16 @@ pub fn process_found(
     };
     ctx.session.note_command(spec);
     if !spec.arity_ok(args.len()) {
-        return reject(ctx, wrong_arity(&spec.name));
+        return reject_command(ctx, spec, wrong_arity(&spec.name));
     }
     if ctx.session.auth_required(&ctx.settings) && !spec.has_flag(flag::NO_AUTH) {
-        return reject(ctx, Reply::err("NOAUTH Authentication required."));
+        return reject_command(ctx, spec, Reply::err("NOAUTH Authentication required."));
     }
     if ctx.session.multi.is_some() {
         if spec.has_flag(flag::NO_MULTI) {
-            return reject(
+            return reject_command(
                 ctx,
+                spec,
                 Reply::err("ERR Command not allowed inside a transaction"),
             );
         }
@@ -281,6 +283,19 @@ pub fn process_found(
         }
     }
     call(ctx, spec, args)
+}
+
+/// Rejects a command that was found: as [`reject`], except that a rejected
+/// EXEC (wrong arity, NOAUTH), inside MULTI or not, discards the transaction
+/// and answers `EXECABORT` (Redis's `rejectCommand` calls `execCommandAbort`
+/// for EXEC).
+fn reject_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, reply: Reply) -> Reply {
+    if spec.handler == Handler::Exec {
+        let reply = multi::exec_abort(ctx, &reply);
+        count_error(ctx, &reply);
+        return reply;
+    }
+    reject(ctx, reply)
 }
 
 /// Replies with a rejection, marking an open transaction as failed.

@@ -1,7 +1,9 @@
 //! MULTI, EXEC, DISCARD, WATCH, UNWATCH (Redis 7.0 `multi.c`).
 //!
 //! Commands are checked (name, arity, auth) when queued, as in Redis; a
-//! failed check marks the transaction and EXEC answers `EXECABORT`. EXEC
+//! failed check marks the transaction and EXEC answers `EXECABORT`. A
+//! failed check of EXEC itself (`EXEC x`, NOAUTH), even outside MULTI,
+//! answers `EXECABORT` at once and forgets the transaction and WATCHes. EXEC
 //! holds the store lock for the whole transaction, so data commands of one
 //! transaction are applied together at this site. WATCH records each key's
 //! version from the store; EXEC aborts with a null array if any changed.
@@ -85,6 +87,25 @@ pub fn watch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 pub fn unwatch(ctx: &mut Ctx<'_>) -> Reply {
     ctx.session.watched.clear();
     Reply::Ok
+}
+
+/// A rejected EXEC (Redis's `execCommandAbort`), inside MULTI or not: the
+/// transaction and the watched keys are discarded and the answer is
+/// `EXECABORT Transaction discarded because of: <error>`. Redis words its
+/// own rejections (wrong arity) without the `ERR ` code, which it adds only
+/// when sending them as they are, and keeps the code of the others
+/// (`NOAUTH Authentication required.`).
+pub fn exec_abort(ctx: &mut Ctx<'_>, error: &Reply) -> Reply {
+    ctx.session.multi = None;
+    ctx.session.watched.clear();
+    ctx.session.sync_multi_view();
+    let text = match error {
+        Reply::Error(text) => text.strip_prefix("ERR ").unwrap_or(text),
+        _ => "",
+    };
+    Reply::Error(format!(
+        "EXECABORT Transaction discarded because of: {text}"
+    ))
 }
 
 pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
