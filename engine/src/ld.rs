@@ -163,6 +163,15 @@ fn round(neg: bool, m: BigUint, e: i64, sticky: bool) -> Option<Exact> {
     }
     let bits = m.bits() as i64;
     let shift = (bits - PRECISION as i64).max(MIN_LSB - e);
+    if shift > bits {
+        // Every bit is below the least subnormal's half: zero. (Returning
+        // here also keeps a huge negative exponent, as in `0x1p-99999999999`,
+        // from building a huge `half`.)
+        return Some(Exact::zero());
+    }
+    if e + bits - 1 > MAX_EXP + 1 {
+        return None;
+    }
     let (m, e) = if shift <= 0 {
         (m, e)
     } else {
@@ -513,6 +522,11 @@ mod tests {
         assert_eq!(ld("3.6452e-4951").top(), Some(MIN_LSB));
         assert_eq!(parse(b"1e-4952"), None);
         assert_eq!(parse(&vec![b'1'; MAX_CHARS]), None);
+        // Huge binary exponents are out of range at once, not huge numbers.
+        for huge in ["0x1p-99999999999", "0x1p-1099511627776", "0x1p99999999999"] {
+            assert_eq!(parse(huge.as_bytes()), None, "{huge}");
+        }
+        assert_eq!(parse(b"0x0p-99999999999"), Some(Ld::Finite(Exact::zero())));
     }
 
     #[test]

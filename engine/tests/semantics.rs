@@ -138,6 +138,30 @@ fn non_integer_set_drops_unobserved_increments() {
     );
 }
 
+/// A float increment starts from what the cell holds, not from what it shows:
+/// the increments a non-integer base hides stay hidden (Redis: 1.5 + 1).
+#[test]
+fn incrbyfloat_over_hidden_increments_adds_to_the_shown_value() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "INCR n");
+    run(&mut b, 1200, "SET n 1.5");
+    let mut s = [a, b];
+    exchange(&mut s);
+    assert_eq!(run(&mut s[0], 2000, "GET n"), bulk("1.5"));
+    assert_eq!(run(&mut s[0], 2100, "INCRBYFLOAT n 1"), bulk("2.5"));
+    exchange(&mut s);
+    assert_eq!(run(&mut s[1], 3000, "GET n"), bulk("2.5"));
+    run(&mut s[1], 3100, "HSET h f 7");
+    exchange(&mut s);
+    run(&mut s[0], 3200, "HINCRBY h f 2");
+    run(&mut s[1], 3200, "HSET h f 0.5");
+    exchange(&mut s);
+    assert_eq!(run(&mut s[0], 4000, "HINCRBYFLOAT h f 1"), bulk("1.5"));
+    exchange(&mut s);
+    assert_eq!(run(&mut s[1], 5000, "HGET h f"), bulk("1.5"));
+}
+
 #[test]
 fn incrbyfloat_sums_identically_everywhere() {
     let mut a = site(1);

@@ -902,6 +902,16 @@ INCRBYFLOAT
 
 /// How float arguments and stored floats are parsed (strtod/strtold rules).
 const FLOATS: &str = r#"
+SET nul 1\x00x
+INCRBYFLOAT nul 1
+INCRBYFLOAT nul2 1\x00
+HINCRBYFLOAT hn f \x00
+INCRBYFLOAT huge 0x1p-99999999999
+INCRBYFLOAT huge 0x1p99999999999
+INCRBYFLOAT huge 0x1p-16445
+INCRBYFLOAT huge 0x1p-16446
+SET hexbase 0x1.8p1
+INCRBYFLOAT hexbase 0.25
 ZADD z 0x10 hex
 ZSCORE z hex
 ZINCRBY z 0x1 hex

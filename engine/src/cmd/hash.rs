@@ -348,7 +348,7 @@ fn hincrbyfloat(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         .ok()
         .flatten()
         .and_then(|h| h.fields.get(&f[..]))
-        .and_then(|c| c.float_total())
+        .and_then(|c| c.number_total())
         .unwrap_or(old);
     txn.emit(db, key, Effect::HIncrFloat(f.clone(), new.sub(&held)));
     let shown = hash_of(txn, db, key)

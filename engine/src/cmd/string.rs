@@ -629,7 +629,7 @@ fn incrbyfloat(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
         .ok()
         .flatten()
         .and_then(|r| r.string.as_ref())
-        .and_then(|c| c.float_total())
+        .and_then(|c| c.number_total())
         .unwrap_or(old);
     txn.emit(db, key, Effect::IncrFloat(new.sub(&held)));
     // Reply what every site will show: the merged value after the increment.

@@ -291,11 +291,16 @@ fn join_entries<E: Clone>(
 ) {
     local.retain(|s| {
         let dot = stamp(s).dot;
-        remote.iter().any(|r| stamp(r).dot == dot) || !remote_vv.covers(dot)
+        !remote_vv.covers(dot) || remote.binary_search_by_key(&dot, |r| stamp(r).dot).is_ok()
     });
+    let kept = local.len();
     for r in remote {
         let dot = stamp(r).dot;
-        if !local_vv.covers(dot) && local.binary_search_by_key(&dot, |e| stamp(e).dot).is_err() {
+        if !local_vv.covers(dot)
+            && local[..kept]
+                .binary_search_by_key(&dot, |e| stamp(e).dot)
+                .is_err()
+        {
             local.push(r.clone());
         }
     }

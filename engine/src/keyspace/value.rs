@@ -121,6 +121,14 @@ impl Cell {
         if !self.ctr.has_float() && !self.ctr.has_exact() {
             return None;
         }
+        self.number_total()
+    }
+
+    /// The exact number the cell holds, increments shown or not: the base
+    /// read as INCRBYFLOAT reads it (`None` when it is not a finite float)
+    /// plus every increment. A float increment starts from this, so the
+    /// integer increments a non-integer base hides are not brought back.
+    pub fn number_total(&self) -> Option<Exact> {
         let base = match self.reg.value() {
             None => Exact::zero(),
             Some(b) => match ld::parse(b) {
