@@ -607,6 +607,10 @@ fn a_site_stopped_longer_than_the_backlog_catches_up_by_full_sync_and_keeps_its_
     for i in 0..300 {
         assert_eq!(text(ca.cmd(&["SET", &format!("a-{i}"), &value])), "OK");
     }
+    // The backlog holds what site 2 lacks, within its 16 KiB bound.
+    let held = info_number(&a, "repl_backlog_histlen");
+    assert!(held > 0 && held <= 16384, "backlog holds {held} bytes");
+    assert!(info_number(&a, "repl_backlog_ops") >= 1);
     // Site 2 comes back and takes writes before site 1 sends it anything.
     assert_eq!(text(ca.cmd(&["PEER", "PAUSE", "2"])), "OK");
     let b = restart_in(

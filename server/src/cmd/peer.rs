@@ -192,9 +192,14 @@ pub fn info_section(state: &ServerState, out: &mut String) {
     out.push_str("# Replication\r\n");
     out.push_str("role:active-active\r\n");
     let _ = write!(out, "site_id:{}\r\n", state.store.site_id());
-    let (vv, stats, conflicts) = state
-        .store
-        .with_engine(|e| (e.vv().clone(), e.stats().clone(), e.type_conflicts()));
+    let (vv, stats, conflicts, backlog) = state.store.with_engine(|e| {
+        (
+            e.vv().clone(),
+            e.stats().clone(),
+            e.type_conflicts(),
+            (e.backlog().len(), e.backlog().bytes()),
+        )
+    });
     let _ = write!(out, "version_vector:{vv}\r\n");
     let _ = write!(out, "ops_local:{}\r\n", stats.ops_local);
     let _ = write!(out, "ops_applied_remote:{}\r\n", stats.ops_remote_applied);
@@ -218,6 +223,10 @@ pub fn info_section(state: &ServerState, out: &mut String) {
         state.sync_writes.not_replicated()
     );
     let _ = write!(out, "repl_backlog_size:{}\r\n", settings.repl_backlog_size);
+    // What the backlog holds now (ops some peer has not acknowledged), as
+    // Redis's repl_backlog_histlen tells its history length.
+    let _ = write!(out, "repl_backlog_histlen:{}\r\n", backlog.1);
+    let _ = write!(out, "repl_backlog_ops:{}\r\n", backlog.0);
     let _ = write!(
         out,
         "anti_entropy_interval_secs:{}\r\n",
