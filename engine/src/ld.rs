@@ -325,25 +325,7 @@ fn strtold(s: &[u8]) -> Option<(Ld, usize)> {
         return Some((Ld::Finite(Exact::zero()), 0));
     }
     let marker: &[u8] = if hex { b"pP" } else { b"eE" };
-    let mut exp = 0i64;
-    if s.get(j).is_some_and(|c| marker.contains(c)) {
-        let mut k = j + 1;
-        let mut eneg = false;
-        if matches!(s.get(k), Some(b'+' | b'-')) {
-            eneg = s[k] == b'-';
-            k += 1;
-        }
-        if s.get(k).is_some_and(|c| c.is_ascii_digit()) {
-            while k < s.len() && s[k].is_ascii_digit() {
-                exp = (exp * 10 + (s[k] - b'0') as i64).min(1 << 40);
-                k += 1;
-            }
-            if eneg {
-                exp = -exp;
-            }
-            j = k;
-        }
-    }
+    let (exp, j) = crate::cmd::c_exponent(s, j, marker);
     let first = digits.iter().position(|&c| c != b'0');
     let Some(first) = first else {
         return Some((Ld::Finite(Exact::zero()), j));

@@ -455,6 +455,30 @@ pub fn c_str(b: &[u8]) -> &[u8] {
     }
 }
 
+/// The exponent of a C float literal at `s[j]`, when `s[j]` is one of
+/// `markers` and an optional sign and at least one digit follow (its value
+/// saturates at ±2^40): `(exponent, index after it)`. Otherwise `(0, j)`:
+/// the marker is not part of the number, as `strtod` reads it.
+pub fn c_exponent(s: &[u8], j: usize, markers: &[u8]) -> (i64, usize) {
+    if !s.get(j).is_some_and(|c| markers.contains(c)) {
+        return (0, j);
+    }
+    let mut k = j + 1;
+    let neg = s.get(k) == Some(&b'-');
+    if matches!(s.get(k), Some(b'+' | b'-')) {
+        k += 1;
+    }
+    if !s.get(k).is_some_and(|c| c.is_ascii_digit()) {
+        return (0, j);
+    }
+    let mut e = 0i64;
+    while let Some(&c) = s.get(k).filter(|c| c.is_ascii_digit()) {
+        e = (e * 10 + (c - b'0') as i64).min(1 << 40);
+        k += 1;
+    }
+    (if neg { -e } else { e }, k)
+}
+
 /// C `strtod` on `s`: `(value, bytes consumed, erange)`. Nothing converted is
 /// `(0.0, 0, false)`. Accepts leading spaces, a sign, decimal and hex floats,
 /// `inf`/`infinity` and `nan` in any case; `erange` is set when a finite
@@ -520,18 +544,7 @@ pub fn strtod(s: &[u8]) -> (f64, usize, bool) {
     if mantissa_digits == 0 {
         return (0.0, 0, false);
     }
-    if matches!(s.get(j), Some(b'e' | b'E')) {
-        let mut k = j + 1;
-        if matches!(s.get(k), Some(b'+' | b'-')) {
-            k += 1;
-        }
-        if s.get(k).is_some_and(|c| c.is_ascii_digit()) {
-            while k < s.len() && s[k].is_ascii_digit() {
-                k += 1;
-            }
-            j = k;
-        }
-    }
+    let j = c_exponent(s, j, b"eE").1;
     let text = std::str::from_utf8(&s[i..j]).unwrap_or("0");
     let v = sign * text.parse::<f64>().unwrap_or(0.0);
     let erange = v.is_infinite() || (v == 0.0 && nonzero);
@@ -566,24 +579,9 @@ fn hex_float(s: &[u8]) -> Option<(f64, usize, bool)> {
     if digits == 0 {
         return None;
     }
-    if matches!(s.get(j), Some(b'p' | b'P')) {
-        let mut k = j + 1;
-        let mut eneg = false;
-        if matches!(s.get(k), Some(b'+' | b'-')) {
-            eneg = s[k] == b'-';
-            k += 1;
-        }
-        if s.get(k).is_some_and(|c| c.is_ascii_digit()) {
-            let mut e: i32 = 0;
-            while k < s.len() && s[k].is_ascii_digit() {
-                e = e.saturating_mul(10).saturating_add((s[k] - b'0') as i32);
-                k += 1;
-            }
-            exp = exp.saturating_add(if eneg { -e } else { e });
-            j = k;
-        }
-    }
-    Some((v * 2f64.powi(exp.clamp(-2200, 2200)), j, nonzero))
+    let (e, end) = c_exponent(s, j, b"pP");
+    let exp = (exp as i64 + e).clamp(-2200, 2200) as i32;
+    Some((v * 2f64.powi(exp), end, nonzero))
 }
 
 /// A double argument as Redis's `getDoubleFromObject` reads it: the whole
