@@ -213,6 +213,16 @@ struct StringOptions<'a> {
     expire: Option<(&'a Bytes, &'a Bytes)>,
 }
 
+impl StringOptions<'_> {
+    /// The expiry option's deadline, read only now: after the syntax check
+    /// (and, for GETEX, after the key's).
+    fn deadline(&self, txn: &Txn<'_>, cmd: &str) -> Result<Option<u64>, Reply> {
+        self.expire
+            .map(|(kw, v)| parse_expire(txn, kw, v, cmd))
+            .transpose()
+    }
+}
+
 const EXPIRY_KEYWORDS: [&str; 4] = ["EX", "PX", "EXAT", "PXAT"];
 
 /// Parses the options from `a[start]` on as Redis's
@@ -260,13 +270,11 @@ fn set(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
         Err(e) => return e,
     };
     let (nx, xx, get) = (opts.nx, opts.xx, opts.get);
-    let ttl = match opts.expire {
-        Some((kw, v)) => match parse_expire(txn, kw, v, "set") {
-            Ok(d) => Ttl::At(d),
-            Err(e) => return e,
-        },
-        None if opts.keep_ttl => Ttl::Keep,
-        None => Ttl::None,
+    let ttl = match opts.deadline(txn, "set") {
+        Ok(Some(d)) => Ttl::At(d),
+        Ok(None) if opts.keep_ttl => Ttl::Keep,
+        Ok(None) => Ttl::None,
+        Err(e) => return e,
     };
     let old = if get {
         match string_value(txn, db, key) {
@@ -367,13 +375,11 @@ fn getex(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
     };
     // As in Redis, the expiry is checked after the key: GETEX on a missing
     // key answers nil whatever the value.
-    let ttl = match opts.expire {
-        Some((kw, value)) => match parse_expire(txn, kw, value, "getex") {
-            Ok(d) => Ttl::At(d),
-            Err(e) => return e,
-        },
-        None if opts.persist => Ttl::Persist,
-        None => Ttl::None,
+    let ttl = match opts.deadline(txn, "getex") {
+        Ok(Some(d)) => Ttl::At(d),
+        Ok(None) if opts.persist => Ttl::Persist,
+        Ok(None) => Ttl::None,
+        Err(e) => return e,
     };
     match ttl {
         Ttl::At(d) => txn.emit(db, key, Effect::Expire(Some(d))),

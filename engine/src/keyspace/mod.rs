@@ -67,8 +67,10 @@ impl Db {
     }
 
     /// True when `key` has a row but no key: a key-less row (see [`Db`]).
+    /// Asked before every TTL-keeping write, so it looks the key up only
+    /// when the database has key-less rows at all (rows outnumber keys).
     pub fn is_keyless(&self, key: &[u8]) -> bool {
-        self.rows.get(key).is_some_and(|r| r.kind().is_none())
+        self.rows.len() > self.keys && self.rows.get(key).is_some_and(|r| r.kind().is_none())
     }
 
     /// No rows at all, not even key-less ones.
