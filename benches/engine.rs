@@ -501,6 +501,85 @@ fn profile_remote() {
     );
 }
 
+/// The cost of one anti-entropy round's digest at one site over
+/// `CHORUS_BENCH_AE_KEYS` (default 1,000,000) string keys, under the engine
+/// lock: every row hashed from scratch (what each round cost before digests
+/// were incremental), the first digest after the load, a digest with nothing
+/// changed, and a digest after 10,000 and 100,000 SETs. Each `leaf_summary`
+/// call is one hold of the lock; the longest is printed.
+/// Run: `CHORUS_PROFILE=ANTI_ENTROPY cargo bench --bench engine`.
+fn anti_entropy_round() {
+    let keys: usize = std::env::var("CHORUS_BENCH_AE_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(KEYSPACE);
+    let mut e = Engine::open(Box::new(MemoryStorage::new()), EngineConfig::new(1)).expect("open");
+    let buf = key_buffer("key:", keys);
+    let value = b!(value_100(0));
+    for i in 0..keys {
+        let key = b!(buf[i * KEY_BYTES..(i + 1) * KEY_BYTES].to_vec());
+        e.execute(0, &[b!("SET"), key, value.clone()], 1_000);
+    }
+    // Before: every row encoded and hashed on every round.
+    let start = Instant::now();
+    let mut x = 0u64;
+    for (k, row) in e.keyspace().db(0).rows.iter() {
+        x ^= chorus::engine::keyspace::digest::row_hash(k, row);
+    }
+    let scratch = start.elapsed();
+    std::hint::black_box(x);
+    // One digest, as a round asks for it: calls until the stale rows are
+    // hashed (each call one hold of the lock).
+    let summary = |e: &mut Engine| -> (Duration, Duration, usize) {
+        let cut = e.vv().clone();
+        let (mut total, mut longest, mut calls) = (Duration::ZERO, Duration::ZERO, 0);
+        loop {
+            let t = Instant::now();
+            let done = e.leaf_summary(0, &cut).is_ok();
+            let took = t.elapsed();
+            total += took;
+            longest = longest.max(took);
+            calls += 1;
+            if done {
+                return (total, longest, calls);
+            }
+        }
+    };
+    let first = summary(&mut e);
+    let idle = summary(&mut e);
+    let mut changed = Vec::new();
+    for n in [10_000usize, 100_000] {
+        for i in 0..n {
+            let k = (i * 7919) % keys;
+            let key = b!(buf[k * KEY_BYTES..(k + 1) * KEY_BYTES].to_vec());
+            e.execute(0, &[b!("SET"), key, b!(value_100(i))], 2_000);
+        }
+        changed.push((n, summary(&mut e)));
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "anti-entropy/{keys} keys: every row hashed from scratch {:.1} ms (one hold)",
+        ms(scratch)
+    );
+    println!(
+        "anti-entropy/{keys} keys: first digest {:.1} ms in {} calls (longest {:.1} ms)",
+        ms(first.0),
+        first.2,
+        ms(first.1)
+    );
+    println!(
+        "anti-entropy/{keys} keys: digest, nothing changed {:.3} ms",
+        ms(idle.0)
+    );
+    for (n, (total, longest, calls)) in changed {
+        println!(
+            "anti-entropy/{keys} keys: digest after {n} SETs {:.1} ms in {calls} calls (longest {:.1} ms)",
+            ms(total),
+            ms(longest)
+        );
+    }
+}
+
 /// Time this thread has spent on a CPU (ns), from the scheduler's statistics:
 /// on a shared machine ops per CPU-second is steadier than per wall second.
 fn thread_cpu_ns() -> u64 {
@@ -516,6 +595,7 @@ fn main() {
             "REMOTE" => profile_remote(),
             "RESTART" => restart(),
             "HOT_INCR" => hot_counter(),
+            "ANTI_ENTROPY" => anti_entropy_round(),
             _ => profile_mode(&name),
         }
         return;

@@ -60,11 +60,27 @@ pub struct EngineConfig {
     pub causal_buffer_ops_max: usize,
     /// Refuse to open on a corrupt log record instead of salvaging (default).
     pub salvage: bool,
-    /// The incarnation a brand-new data directory starts with (at least; a
-    /// pre-set one is kept). The server passes the wall-clock seconds, so a
-    /// site rebuilt on an empty disk never reuses its old OpIds (see
-    /// docs/decisions.md); 0 keeps tests and the simulator deterministic.
-    pub fresh_incarnation: u32,
+    /// Every start takes a new incarnation: above the stored one and at
+    /// least this floor. The server passes the wall-clock seconds, so a site
+    /// started on a restored, cloned or rolled-back disk never reissues the
+    /// OpIds of a later life it has no record of (see docs/decisions.md);
+    /// 0 keeps tests and the simulator deterministic.
+    pub incarnation_floor: u32,
+    /// Deliberate bugs the simulator must catch (never set in production).
+    pub canaries: EngineCanaries,
+}
+
+/// Deliberate bugs, switched on only to prove that the simulator's checkers
+/// catch them (see docs/simulator.md, "canaries").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineCanaries {
+    /// Keep the stored incarnation at every start (the behaviour before
+    /// incarnations were taken per start): a restored disk reissues OpIds.
+    pub keep_incarnation: bool,
+    /// Anti-entropy repairs join rows as if both sides had seen every dot
+    /// of the common vector (`join_rows(local, remote, vv, vv)`), so a dot
+    /// one side lost is deleted from the other.
+    pub repair_join_at_vv: bool,
 }
 
 impl EngineConfig {
@@ -75,7 +91,8 @@ impl EngineConfig {
             backlog_bytes_max: 256 << 20,
             causal_buffer_ops_max: 100_000,
             salvage: false,
-            fresh_incarnation: 0,
+            incarnation_floor: 0,
+            canaries: EngineCanaries::default(),
         }
     }
 }
@@ -103,16 +120,43 @@ pub enum EngineError {
     Storage(#[from] StorageError),
     #[error("writes are refused after an earlier storage error: {0}")]
     Poisoned(String),
+    /// This start issued OpIds that another life of this site had issued
+    /// already (a restored or cloned disk, and a wall clock that did not
+    /// move the incarnation past that life's): the two histories cannot be
+    /// merged without loss, so the peer session refuses to go on.
+    #[error("OpIds {origin}:{from}..={to} were issued twice: a peer holds ops of this incarnation from another life of site {site} (its disk was restored, rolled back or cloned); stop this site, and start it again so it takes a new incarnation")]
+    ReissuedOpIds {
+        site: SiteId,
+        origin: Origin,
+        from: u64,
+        to: u64,
+    },
 }
 
 /// What `apply_remote` did with a batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RemoteOutcome {
     pub applied: usize,
     pub duplicates: usize,
     pub buffered: usize,
     /// Dropped because the causal buffer was full; the sender must resend.
     pub dropped: usize,
+    /// An OpId this site holds arrived with a different op: two ops were
+    /// issued under one OpId (see [`EngineError::ReissuedOpIds`]). The rest
+    /// of the batch was not applied; the session must stop.
+    pub conflict: Option<OpIdConflict>,
+}
+
+/// Two different ops under one OpId, found when a peer sent one of them.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum OpIdConflict {
+    /// The peer's op differs from the one this site holds under `id`.
+    #[error("op {id} from the peer differs from the op this site holds under the same OpId")]
+    Payload { id: OpId },
+    /// The peer holds ops of this site's current incarnation that this
+    /// start did not issue, and this start issued some of its own.
+    #[error("the peer holds op {id} of this site's current incarnation, which this start issued differently")]
+    Reissued { id: OpId },
 }
 
 /// A consistent cut of the whole state, for full sync.
@@ -144,10 +188,32 @@ pub struct EngineStats {
     pub log_syncs: u64,
     pub recovered_ops: u64,
     pub truncated_tail_bytes: u64,
+    /// OpIds found issued twice with different ops (see [`OpIdConflict`]).
+    pub opid_conflicts: u64,
 }
 
 const META_INCARNATION: &str = "incarnation";
+/// Origins whose newest op is kept to detect conflicting duplicates (more
+/// origins than this are taken on trust).
+const TIPS_MAX: usize = 4096;
 const META_CLEAN: &str = "clean_shutdown";
+/// The newest op of each origin at the last clean stop, as hashes (see
+/// `Engine::tips`): a restart still knows what it held.
+const META_TIPS: &str = "tips";
+
+/// What a site keeps of the newest op of an origin: its bytes, or (after a
+/// restart) the BLAKE3 hash of them.
+#[derive(Clone, Debug)]
+enum Tip {
+    Bytes(Bytes),
+    Hash([u8; 32]),
+}
+
+/// The apply order is journalled every this many ops (and at every
+/// anti-entropy question).
+const JOURNAL_EVERY: u64 = 64;
+/// Journal points kept; older touches are judged by the oldest point.
+const JOURNAL_POINTS_MAX: usize = 1024;
 
 /// A kept effect list is at most this long (a huge MULTI does not pin memory).
 const SPARE_EFFECTS_CAPACITY_MAX: usize = 64;
@@ -159,6 +225,19 @@ pub struct Engine {
     pub(crate) vv: VersionVector,
     durable_vv: VersionVector,
     next_seq: u64,
+    /// The first seq this start issued (or would issue) in its incarnation:
+    /// ops of this incarnation below it were issued by another life.
+    first_seq_this_start: u64,
+    /// The payload of the newest op held from each origin: a duplicate of
+    /// that OpId from a peer is compared with it (see [`OpIdConflict`]).
+    tips: Vec<(OpId, Tip)>,
+    /// Ops (and merges) applied since the start: the touch index of the
+    /// next one is `completed + 1` (see `keyspace::digest`).
+    completed: u64,
+    /// `(completed, vv)` at points of the apply order, oldest first: every
+    /// op with a touch index at or below `completed` is in `vv`. Anti-entropy
+    /// asks it which leaves only ops of a given vector changed.
+    journal: std::collections::VecDeque<(u64, VersionVector)>,
     pub(crate) keyspace: Keyspace,
     backlog: Backlog,
     causal_buffer: BTreeMap<OpId, Op>,
@@ -247,10 +326,11 @@ impl Engine {
         let clean_flag = storage.meta_get(META_CLEAN)?;
         let brand_new = clean_flag.is_none();
         let clean = clean_flag.as_deref() == Some(&b"1"[..]);
-        let mut incarnation = match storage.meta_get(META_INCARNATION)? {
-            Some(b) if b.len() == 4 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            _ => 0,
+        let stored_incarnation = match storage.meta_get(META_INCARNATION)? {
+            Some(b) if b.len() == 4 => Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            _ => None,
         };
+        let mut incarnation = stored_incarnation.unwrap_or(0);
         let (rows, meta) = storage.checkpoint_read()?;
         let meta: CheckpointMeta = match meta {
             Some(m) => {
@@ -258,6 +338,14 @@ impl Engine {
             }
             None => CheckpointMeta::default(),
         };
+        let tips: Vec<(OpId, Tip)> = storage
+            .meta_get(META_TIPS)?
+            .and_then(|b| postcard::from_bytes::<Vec<(OpId, [u8; 32])>>(&b).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .take(TIPS_MAX)
+            .map(|(id, h)| (id, Tip::Hash(h)))
+            .collect();
         let mut engine = Engine {
             origin: Origin::new(config.site_id, incarnation),
             config,
@@ -265,6 +353,10 @@ impl Engine {
             vv: meta.vv.clone(),
             durable_vv: VersionVector::new(),
             next_seq: 1,
+            first_seq_this_start: 1,
+            tips,
+            completed: 0,
+            journal: std::collections::VecDeque::new(),
             keyspace: Keyspace::default(),
             backlog: Backlog::default(),
             causal_buffer: BTreeMap::new(),
@@ -318,13 +410,26 @@ impl Engine {
         while engine.backlog.bytes() > engine.config.backlog_bytes_max && engine.backlog.len() > 1 {
             engine.backlog.pop_front();
         }
-        // A site that did not shut down cleanly may have shipped ops it then lost
-        // (un-fsynced tail): start a new incarnation so no OpId is ever reused.
-        if !clean && !brand_new {
-            incarnation += 1;
+        // Every start takes a new incarnation. Nothing on this disk tells a
+        // clean stop from a copy of one: the directory may have been restored
+        // from a backup, rolled back with its VM or cloned, and a later life
+        // of this site may have shipped ops under the stored incarnation. So
+        // the new one is above the stored one (a clock that went back cannot
+        // reuse it) and at least the caller's floor (wall-clock seconds: above
+        // any incarnation an earlier start could have taken, restored or not).
+        // A brand-new directory keeps a pre-set incarnation as it is.
+        let keep = engine.config.canaries.keep_incarnation && clean && !brand_new;
+        if !brand_new && !keep {
+            incarnation = incarnation.saturating_add(1);
         }
-        if brand_new {
-            incarnation = incarnation.max(engine.config.fresh_incarnation);
+        if !keep {
+            incarnation = incarnation.max(engine.config.incarnation_floor);
+        }
+        if let Some(stored) = stored_incarnation.filter(|&s| s == u32::MAX && !brand_new) {
+            tracing::error!(
+                incarnation = stored,
+                "incarnations are exhausted for this site id: OpIds may be reused"
+            );
         }
         engine
             .storage
@@ -332,7 +437,11 @@ impl Engine {
         engine.storage.meta_put(META_CLEAN, b"0")?;
         engine.origin = Origin::new(engine.config.site_id, incarnation);
         engine.next_seq = engine.vv.get(engine.origin) + 1;
+        engine.first_seq_this_start = engine.next_seq;
         engine.durable_vv = engine.vv.clone();
+        // Everything loaded and replayed is one step of the apply order.
+        engine.op_completed();
+        engine.journal_mark();
         debug_assert!(engine.invariants_hold());
         Ok(engine)
     }
@@ -358,9 +467,11 @@ impl Engine {
                     };
                     let log_offset = start + pos as u64;
                     first_in_log.entry(op.id.origin).or_insert(op.id.seq);
+                    let bytes = Bytes::copy_from_slice(payload);
+                    self.note_tip(op.id, &bytes);
                     self.backlog.push(BacklogEntry {
                         id: op.id,
-                        bytes: Bytes::copy_from_slice(payload),
+                        bytes,
                         log_offset,
                     });
                     if !self.vv.covers(op.id) && self.deps_ready(&op) {
@@ -465,8 +576,17 @@ impl Engine {
             }
         }
         let Some(m) = max_seen else { return Ok(false) };
+        if let Some((from, to)) = self.reissued_range(peer.get(self.origin)) {
+            self.stats.opid_conflicts += 1;
+            return Err(EngineError::ReissuedOpIds {
+                site: self.config.site_id,
+                origin: self.origin,
+                from,
+                to,
+            });
+        }
         self.end_group();
-        let inc = m + 1;
+        let inc = m.saturating_add(1);
         self.storage
             .meta_put(META_INCARNATION, &inc.to_le_bytes())?;
         tracing::warn!(
@@ -475,8 +595,58 @@ impl Engine {
         );
         self.origin = Origin::new(self.config.site_id, inc);
         self.next_seq = self.vv.get(self.origin) + 1;
+        self.first_seq_this_start = self.next_seq;
         debug_assert!(self.invariants_hold());
         Ok(true)
+    }
+
+    /// The seqs of the current incarnation this start issued that another
+    /// life also issued, when a peer holds that life's ops up to `peer_seq`
+    /// beyond ours: `None` when this start issued none.
+    fn reissued_range(&self, peer_seq: u64) -> Option<(u64, u64)> {
+        let last = self.next_seq.checked_sub(1)?;
+        (peer_seq > self.vv.get(self.origin) && last >= self.first_seq_this_start)
+            .then_some((self.first_seq_this_start, last))
+    }
+
+    /// True when `bytes` (an encoding of `op`) is the op this site holds
+    /// under `op.id`, as far as it can tell: only the newest op of each
+    /// origin is kept to compare with; older ones are taken on trust.
+    fn same_as_held(&self, op: &Op, bytes: Option<&Bytes>) -> bool {
+        let Some((_, held)) = self.tips.iter().find(|(id, _)| *id == op.id) else {
+            return true;
+        };
+        match held {
+            Tip::Bytes(held) => {
+                if bytes.is_some_and(|b| b == held) {
+                    return true;
+                }
+                log::decode_op(held).map_or(true, |h| &h == op)
+            }
+            Tip::Hash(h) => {
+                let encoded = match bytes {
+                    Some(b) => b.clone(),
+                    None => log::encode_op(op),
+                };
+                blake3::hash(&encoded).as_bytes() == h
+            }
+        }
+    }
+
+    /// Remembers the newest op of its origin (see `same_as_held`).
+    fn note_tip(&mut self, id: OpId, bytes: &Bytes) {
+        match self.tips.iter_mut().find(|(t, _)| t.origin == id.origin) {
+            Some(t) => {
+                if t.0.seq < id.seq {
+                    *t = (id, Tip::Bytes(bytes.clone()));
+                }
+            }
+            None => {
+                if self.tips.len() < TIPS_MAX {
+                    self.tips.push((id, Tip::Bytes(bytes.clone())));
+                }
+            }
+        }
     }
 
     /// Absorbs a peer's clock (heartbeats), so local stamps stay ahead of it.
@@ -577,6 +747,7 @@ impl Engine {
         }
         self.vv.set(self.origin, op.id.seq);
         self.next_seq = op.id.seq + 1;
+        self.op_completed();
         self.stats.ops_local += 1;
         debug_assert!(self.invariants_hold());
     }
@@ -600,6 +771,7 @@ impl Engine {
     /// Appends the framed record in `record_buf` to the log, and its payload
     /// to the backlog.
     fn log_and_keep(&mut self, id: OpId, bytes: Bytes) {
+        self.note_tip(id, &bytes);
         let offset = self.storage.log_len();
         if self.poisoned.is_none() {
             if let Err(e) = self.storage.log_append(&self.record_buf) {
@@ -681,6 +853,16 @@ impl Engine {
         self.end_group();
         self.sync()?;
         self.checkpoint(now_ms)?;
+        let tips: Vec<(OpId, [u8; 32])> = self
+            .tips
+            .iter()
+            .map(|(id, t)| match t {
+                Tip::Bytes(b) => (*id, *blake3::hash(b).as_bytes()),
+                Tip::Hash(h) => (*id, *h),
+            })
+            .collect();
+        self.storage
+            .meta_put(META_TIPS, &postcard::to_allocvec(&tips).unwrap_or_default())?;
         self.storage.meta_put(META_CLEAN, b"1")?;
         Ok(())
     }
@@ -709,6 +891,49 @@ impl Engine {
         self.clock.observe(op.hlc);
         self.keyspace.apply_op(op);
         self.vv.set(op.id.origin, op.id.seq);
+        self.op_completed();
+    }
+
+    /// An op or a merge was applied and the vector covers it: the next
+    /// change gets the next touch index.
+    pub(crate) fn op_completed(&mut self) {
+        self.completed += 1;
+        self.keyspace.touch_seq = self.completed + 1;
+        if self.completed.is_multiple_of(JOURNAL_EVERY) {
+            self.journal_mark();
+        }
+    }
+
+    /// Records the present point of the apply order in the journal.
+    pub(crate) fn journal_mark(&mut self) {
+        if self
+            .journal
+            .back()
+            .is_some_and(|(c, _)| *c >= self.completed)
+        {
+            return;
+        }
+        self.journal.push_back((self.completed, self.vv.clone()));
+        while self.journal.len() > JOURNAL_POINTS_MAX {
+            self.journal.pop_front();
+        }
+    }
+
+    /// The greatest touch index through which every op applied here is in
+    /// `cut`: a leaf last touched at or below it (or never, 0) holds exactly
+    /// what the ops of `cut` made of it, here and at any site that holds
+    /// `cut` and did not change the leaf beyond it. Conservative (it may be
+    /// lower than the truth, never higher). One binary search of the journal:
+    /// its vectors grow with its indexes.
+    pub(crate) fn settled_through(&self, cut: &VersionVector) -> u64 {
+        // An open MULTI group's changes carry `completed + 1`: never settled.
+        if cut.dominates(&self.vv) {
+            return self.completed;
+        }
+        let n = self.journal.partition_point(|(_, vv)| cut.dominates(vv));
+        n.checked_sub(1)
+            .and_then(|i| self.journal.get(i))
+            .map_or(0, |(c, _)| *c)
     }
 
     /// Applies ops from a peer: drops those already held, buffers those whose
@@ -734,13 +959,32 @@ impl Engine {
         let mut lost_history = false;
         for (op, encoded) in ops {
             if self.vv.covers(op.id) || self.causal_buffer.contains_key(&op.id) {
+                if self.vv.covers(op.id) && !self.same_as_held(&op, encoded.as_ref()) {
+                    tracing::error!(
+                        op = %op.id,
+                        "a peer sent a different op under an OpId this site holds: OpIds were issued twice (a restored or cloned disk)"
+                    );
+                    out.conflict = Some(OpIdConflict::Payload { id: op.id });
+                    break;
+                }
                 out.duplicates += 1;
                 continue;
             }
             if op.id.origin == self.origin {
-                // A peer holds ops of our current incarnation that we lost
-                // (the disk was wiped or restored). Take them, and move to a
-                // new incarnation so that no OpId a peer might hold is reused.
+                // A peer holds ops of our current incarnation that we lack:
+                // another life of this site issued them (the disk was wiped,
+                // restored or cloned). If this start issued ops of its own
+                // under the same OpIds, the histories forked: refuse.
+                if self.reissued_range(op.id.seq).is_some() {
+                    tracing::error!(
+                        op = %op.id,
+                        "a peer holds ops of this site's current incarnation that this start issued differently (a restored or cloned disk)"
+                    );
+                    out.conflict = Some(OpIdConflict::Reissued { id: op.id });
+                    break;
+                }
+                // Take them, and move to a new incarnation so that no OpId
+                // a peer might hold is reused.
                 lost_history = true;
             }
             if self.deps_ready(&op) {
@@ -756,8 +1000,13 @@ impl Engine {
         }
         self.stats.ops_remote_duplicate += out.duplicates as u64;
         self.stats.ops_remote_dropped += out.dropped as u64;
+        if out.conflict.is_some() {
+            self.stats.opid_conflicts += 1;
+        }
         if lost_history {
             self.next_seq = self.vv.get(self.origin) + 1;
+            // The ops taken are another life's, none of this start's.
+            self.first_seq_this_start = self.next_seq;
             let mut peer = VersionVector::new();
             peer.set(self.origin, u64::MAX);
             if let Err(e) = self.observe_peer_vv(&peer) {
@@ -926,6 +1175,7 @@ impl Engine {
             }
         }
         self.vv.join(&snap.vv);
+        self.op_completed();
         self.clock.observe(snap.hlc);
         self.backlog.raise_floor(&snap.vv);
         // The snapshot's ops are not in our log: make the merged state durable
@@ -1157,6 +1407,11 @@ impl Engine {
             && self.vv.dominates(&self.durable_vv)
             && (pending || self.next_seq == self.vv.get(self.origin) + 1)
             && self.causal_buffer.keys().all(|id| !self.vv.covers(*id))
+            && self.keyspace.touch_seq == self.completed + 1
+            && self
+                .journal
+                .back()
+                .is_none_or(|(c, _)| *c <= self.completed)
     }
 }
 

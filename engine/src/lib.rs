@@ -21,7 +21,8 @@ pub mod storage;
 
 pub use anti_entropy::{BucketRows, RepairError};
 pub use engine::{
-    Engine, EngineConfig, EngineError, Fsync, OpenError, RemoteOutcome, Snapshot, Txn,
+    Engine, EngineCanaries, EngineConfig, EngineError, Fsync, OpIdConflict, OpenError,
+    RemoteOutcome, Snapshot, Txn,
 };
 pub use hlc::{Hlc, HlcClock};
 pub use id::{OpId, Origin, SiteId, VersionVector};

@@ -41,12 +41,13 @@ use crate::wire::{
     REPAIR_ROWS_MAX, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_CHUNK_ROWS_MAX, SNAPSHOT_ROW_BYTES_MAX,
 };
 use bytes::Bytes;
+use chorus_engine::anti_entropy::{LeafSummary, SummaryError};
 use chorus_engine::hlc::Hlc;
 use chorus_engine::id::{SiteId, VersionVector};
 use chorus_engine::keyspace::image::RowImage;
-use chorus_engine::keyspace::{DBS, DIGEST_BUCKETS};
+use chorus_engine::keyspace::DBS;
 use chorus_engine::log::decode_op;
-use chorus_engine::{BucketRows, Engine, Snapshot};
+use chorus_engine::{BucketRows, Engine, EngineError, Snapshot};
 use std::collections::VecDeque;
 use thiserror::Error;
 
@@ -228,6 +229,14 @@ pub enum SessionError {
     IdleTimeout { silent_ms: u64 },
     #[error("local engine error: {0}")]
     Engine(String),
+    /// Two different ops under one OpId: a site's disk went back (restored,
+    /// rolled back or cloned) and it issued OpIds again. Never merged.
+    #[error("OpIds issued twice between site {ours} and site {peer}: {detail}")]
+    OpIdConflict {
+        ours: SiteId,
+        peer: SiteId,
+        detail: String,
+    },
 }
 
 /// Something the driver or an operator should know.
@@ -261,6 +270,13 @@ pub enum SessionEvent {
     },
     /// Back under half the alert threshold after `Lagging`.
     CaughtUp,
+    /// The peer's handshake shows fewer ops than it had durably acknowledged:
+    /// its disk went back (restored from an older copy). What it lost is
+    /// streamed to it again, or sent by full sync.
+    PeerWentBack {
+        peer_site: SiteId,
+        lost_ops: u64,
+    },
     /// Same version vector, same digest buckets of `db`.
     DigestMatched {
         db: u8,
@@ -290,6 +306,10 @@ pub enum SessionEvent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionStats {
     pub connects: u64,
+    /// Sessions stopped because two different ops shared an OpId.
+    pub opid_conflicts: u64,
+    /// Handshakes in which the peer held less than it had acknowledged.
+    pub peer_regressions: u64,
     pub ops_sent: u64,
     pub batches_sent: u64,
     pub ops_received: u64,
@@ -328,6 +348,9 @@ pub struct SessionStats {
     pub anti_entropy_rows_repaired: u64,
     /// Repair rows not merged because the vectors had moved apart.
     pub anti_entropy_deferred: u64,
+    /// Leaves left out of comparisons because ops beyond the cut changed
+    /// them (compared in a later round).
+    pub anti_entropy_unsettled: u64,
     pub events_dropped: u64,
 }
 
@@ -470,18 +493,19 @@ pub struct PeerSession {
     rewind_pending: bool,
     snapshot_request_pending: bool,
     digest_request_pending: Option<u8>,
-    digest_reply_pending: Option<u8>,
 
     // Anti-entropy (see `docs/replication.md`).
     /// The timer fired: start a round at the next `poll_transmit`.
     anti_entropy_due: bool,
-    /// Databases to send a `DigestQuery` for (one bit each).
+    /// Databases to send a `DigestQuery` for (one bit each), at `round_cut`.
     digest_queries_out: u16,
-    /// The peer's queries to answer: its vector and the databases.
-    digest_queries_in: Option<(VersionVector, u16)>,
-    /// Buckets found different, per database (at most one entry per db),
-    /// to send as `RepairRows`.
-    repairs_out: VecDeque<(u8, Vec<u16>)>,
+    /// The cut of the round in progress: what both sides hold.
+    round_cut: VersionVector,
+    /// Our answers to the peer's digest queries (at most one per database).
+    digest_answers: VecDeque<Box<Message>>,
+    /// Leaves found different, per database (at most one entry per db), with
+    /// the cut they were compared at, to send as `RepairRows`.
+    repairs_out: VecDeque<(u8, Vec<u16>, VersionVector)>,
     /// Our rows for a peer's `RepairRows` that asked for them, taken before
     /// theirs were merged (at most one).
     repair_reply: Option<Box<Message>>,
@@ -521,10 +545,10 @@ impl PeerSession {
             rewind_pending: false,
             snapshot_request_pending: false,
             digest_request_pending: None,
-            digest_reply_pending: None,
             anti_entropy_due: false,
             digest_queries_out: 0,
-            digest_queries_in: None,
+            round_cut: VersionVector::new(),
+            digest_answers: VecDeque::new(),
             repairs_out: VecDeque::new(),
             repair_reply: None,
             events: VecDeque::new(),
@@ -839,14 +863,15 @@ impl PeerSession {
             && self.events.len() <= EVENTS_QUEUED_MAX
             && self.rate.invariants_hold()
             && self.repairs_out.len() <= DBS
+            && self.digest_answers.len() <= DBS + 1
             && self
                 .repairs_out
                 .iter()
-                .all(|(db, b)| (*db as usize) < DBS && !b.is_empty())
+                .all(|(db, b, _)| (*db as usize) < DBS && !b.is_empty())
             && (self.link == Link::Up
                 || (self.repairs_out.is_empty()
                     && self.repair_reply.is_none()
-                    && self.digest_queries_in.is_none()
+                    && self.digest_answers.is_empty()
                     && self.digest_queries_out == 0
                     && !self.anti_entropy_due))
     }
@@ -884,10 +909,9 @@ impl PeerSession {
         self.refuse_pending = None;
         self.rewind_pending = false;
         self.digest_request_pending = None;
-        self.digest_reply_pending = None;
         self.anti_entropy_due = false;
         self.digest_queries_out = 0;
-        self.digest_queries_in = None;
+        self.digest_answers.clear();
         self.repairs_out.clear();
         self.repair_reply = None;
     }
@@ -957,9 +981,24 @@ impl PeerSession {
             } => self.on_snapshot_begin(now_ms, vv, hlc, rows_total),
             Message::SnapshotChunk { rows } => self.on_snapshot_chunk(rows),
             Message::SnapshotEnd => self.on_snapshot_end(engine),
-            Message::DigestRequest { db } => self.digest_reply_pending = Some(db),
-            Message::Digest { vv, db, buckets } => self.on_digest(now_ms, vv, db, buckets, engine),
-            Message::DigestQuery { vv, db } => self.on_digest_query(now_ms, vv, db),
+            Message::DigestRequest { db } => {
+                let cut = engine.vv().meet(&self.peer_confirmed);
+                self.answer_digest(cut, db, engine);
+            }
+            Message::Digest {
+                vv,
+                db,
+                buckets,
+                unsettled,
+                comparable,
+            } => {
+                let theirs = comparable.then_some(LeafSummary {
+                    leaves: buckets,
+                    unsettled,
+                });
+                self.on_digest(now_ms, vv, db, theirs, engine)
+            }
+            Message::DigestQuery { vv, db } => self.on_digest_query(now_ms, vv, db, engine),
             Message::RepairRows {
                 vv,
                 db,
@@ -1003,9 +1042,33 @@ impl PeerSession {
         }
         // A site that lost its history (wiped disk) must not reissue OpIds the
         // peer already holds: the engine moves to a fresh incarnation.
-        if let Err(e) = engine.observe_peer_vv(&h.vv) {
-            self.close(SessionError::Engine(e.to_string()));
-            return;
+        match engine.observe_peer_vv(&h.vv) {
+            Ok(_) => {}
+            Err(e @ EngineError::ReissuedOpIds { .. }) => {
+                self.stats.opid_conflicts += 1;
+                self.close(SessionError::OpIdConflict {
+                    ours: engine.site_id(),
+                    peer: h.site_id,
+                    detail: e.to_string(),
+                });
+                return;
+            }
+            Err(e) => {
+                self.close(SessionError::Engine(e.to_string()));
+                return;
+            }
+        }
+        // A peer whose durable state went back (its disk restored from an
+        // older copy) no longer holds what it acknowledged: trust only what
+        // it holds now, and stream it the rest (a full sync where the
+        // backlog no longer has it).
+        if !h.vv.dominates(&self.peer_acked) {
+            self.stats.peer_regressions += 1;
+            self.push_event(SessionEvent::PeerWentBack {
+                peer_site: h.site_id,
+                lost_ops: self.peer_acked.ops_ahead_of(&h.vv),
+            });
+            self.peer_acked = self.peer_acked.meet(&h.vv);
         }
         self.link = Link::Up;
         self.peer_site = Some(h.site_id);
@@ -1064,6 +1127,16 @@ impl PeerSession {
         // The ops are logged and kept for our peers as they came: no second
         // encoding.
         let outcome = engine.apply_remote_encoded(decoded.into_iter().zip(ops).collect());
+        if let Some(conflict) = &outcome.conflict {
+            self.stats.opid_conflicts += 1;
+            let error = SessionError::OpIdConflict {
+                ours: engine.site_id(),
+                peer: self.peer_site.unwrap_or(0),
+                detail: conflict.to_string(),
+            };
+            self.close(error);
+            return;
+        }
         self.stats.batches_received += 1;
         self.stats.ops_received += n;
         self.stats.ops_applied += outcome.applied as u64;
@@ -1207,24 +1280,34 @@ impl PeerSession {
     fn on_digest(
         &mut self,
         now_ms: u64,
-        vv: VersionVector,
+        cut: VersionVector,
         db: u8,
-        buckets: Vec<[u8; 32]>,
-        engine: &Engine,
+        theirs: Option<LeafSummary>,
+        engine: &mut Engine,
     ) {
-        if buckets.is_empty() || &vv != engine.vv() {
-            // Different sets of ops: the digests may differ legitimately.
-            // Try again soon: the link may be quiet by then.
+        let Some(theirs) = theirs else {
+            // The peer does not hold the cut yet, or is still hashing rows
+            // changed since its last digest: try again soon.
             self.stats.digests_incomparable += 1;
             self.retry_anti_entropy(now_ms);
             return;
-        }
+        };
+        let ours = match engine.leaf_summary(db, &cut) {
+            Ok(ours) => ours,
+            Err(_) => {
+                self.stats.digests_incomparable += 1;
+                self.retry_anti_entropy(now_ms);
+                return;
+            }
+        };
         self.stats.anti_entropy_checks += 1;
-        let ours = engine.keyspace().bucket_digests(db);
-        let differing: Vec<u16> = (0..ours.len().max(buckets.len()))
-            .filter(|&i| ours.get(i) != buckets.get(i))
-            .map(|i| i as u16)
-            .collect();
+        let unsettled = ours.unsettled.len().max(theirs.unsettled.len());
+        self.stats.anti_entropy_unsettled += unsettled as u64;
+        let differing = ours.differing(&theirs);
+        if unsettled > 0 {
+            // Leaves that ops beyond the cut changed are compared next time.
+            self.retry_anti_entropy(now_ms);
+        }
         if differing.is_empty() {
             self.push_event(SessionEvent::DigestMatched { db });
             return;
@@ -1234,45 +1317,56 @@ impl PeerSession {
             db,
             buckets: differing.clone(),
         });
-        // Repair: send our rows of those buckets, asking for theirs.
-        let valid: Vec<u16> = differing
-            .into_iter()
-            .filter(|&b| (b as usize) < DIGEST_BUCKETS)
-            .collect();
-        if valid.is_empty() {
-            return;
-        }
-        self.repairs_out.retain(|(d, _)| *d != db);
-        self.repairs_out.push_back((db, valid));
+        // Repair: send our rows of those leaves, asking for theirs.
+        self.repairs_out.retain(|(d, _, _)| *d != db);
+        self.repairs_out.push_back((db, differing, cut));
     }
 
-    fn on_digest_query(&mut self, now_ms: u64, vv: VersionVector, db: u8) {
-        let bit = 1u16 << (db as usize % DBS);
-        let mask = match self.digest_queries_in.take() {
-            Some((_, mask)) => mask | bit,
-            None => bit,
-        };
-        // Answered at the vector of the latest query; the peer compares with
-        // its own state when the answer arrives anyway.
-        self.digest_queries_in = Some((vv, mask));
+    fn on_digest_query(&mut self, now_ms: u64, cut: VersionVector, db: u8, engine: &mut Engine) {
+        self.answer_digest(cut, db, engine);
         // The peer's round covers this pair (repairs go both ways): ours
         // waits until the peer's next one is overdue, so one side runs the
         // rounds while it can.
         self.arm_anti_entropy(now_ms, true);
     }
 
+    /// Queues our digest of `db` at `cut` (not comparable when we do not
+    /// hold the cut or are still hashing changed rows).
+    fn answer_digest(&mut self, cut: VersionVector, db: u8, engine: &mut Engine) {
+        let db = db % DBS as u8;
+        let (summary, comparable) = match engine.leaf_summary(db, &cut) {
+            Ok(s) => (s, true),
+            Err(SummaryError::Db(_) | SummaryError::CutNotHeld | SummaryError::Busy) => {
+                (LeafSummary::default(), false)
+            }
+        };
+        // One answer per database: a newer query replaces an older answer.
+        self.digest_answers
+            .retain(|m| !matches!(&**m, Message::Digest { db: d, .. } if *d == db));
+        if self.digest_answers.len() > DBS {
+            self.digest_answers.pop_front();
+        }
+        self.digest_answers.push_back(Box::new(Message::Digest {
+            vv: cut,
+            db,
+            buckets: summary.leaves,
+            unsettled: summary.unsettled,
+            comparable,
+        }));
+    }
+
     fn on_repair_rows(
         &mut self,
-        vv: VersionVector,
+        cut: VersionVector,
         db: u8,
-        buckets: Vec<u16>,
+        leaves: Vec<u16>,
         rows: Vec<SnapshotRow>,
         reply: bool,
         engine: &mut Engine,
     ) {
-        if &vv != engine.vv() {
-            // Rows taken at another vector cannot be joined without adding
-            // ops we do not hold: the next round compares again.
+        if !engine.vv().dominates(&cut) {
+            // We do not hold every op of the cut (our state went back since
+            // the round began): the next round compares again.
             self.stats.anti_entropy_deferred += 1;
             return;
         }
@@ -1286,11 +1380,34 @@ impl PeerSession {
                 }
             }
         }
-        if reply {
+        let outcome = match engine.merge_bucket_rows(db, &leaves, &cut, decoded) {
+            Ok(o) => o,
+            Err(e) => {
+                self.close(SessionError::Engine(e.to_string()));
+                return;
+            }
+        };
+        self.stats.anti_entropy_deferred += outcome.unsettled.len() as u64;
+        if outcome.changed > 0 {
+            self.stats.anti_entropy_repairs += 1;
+            self.stats.anti_entropy_rows_repaired += outcome.changed as u64;
+            self.push_event(SessionEvent::Repaired {
+                db,
+                buckets: outcome.merged.clone(),
+                rows: outcome.changed as u64,
+            });
+        }
+        if reply && !outcome.merged.is_empty() {
             if self.repair_reply.is_none() {
-                // Ours as they are now, before the peer's are joined in: the
-                // peer joins them at the same vector and both sides agree.
-                let mine = engine.bucket_rows(db, &buckets, REPAIR_BYTES_MAX, REPAIR_ROWS_MAX);
+                // Ours after the join: the peer joins them in and both sides
+                // hold the union.
+                let mine = engine.bucket_rows(
+                    db,
+                    &outcome.merged,
+                    &cut,
+                    REPAIR_BYTES_MAX,
+                    REPAIR_ROWS_MAX,
+                );
                 if !mine.too_large.is_empty() {
                     self.push_event(SessionEvent::RepairTooLarge {
                         db,
@@ -1298,24 +1415,11 @@ impl PeerSession {
                     });
                 }
                 if !mine.buckets.is_empty() {
-                    self.repair_reply = Some(Box::new(repair_message(engine.vv(), db, mine)));
+                    self.repair_reply = Some(Box::new(repair_message(&cut, db, mine)));
                 }
             } else {
                 self.stats.anti_entropy_deferred += 1;
             }
-        }
-        match engine.merge_bucket_rows(db, &buckets, &vv, decoded) {
-            Ok(0) => {}
-            Ok(changed) => {
-                self.stats.anti_entropy_repairs += 1;
-                self.stats.anti_entropy_rows_repaired += changed as u64;
-                self.push_event(SessionEvent::Repaired {
-                    db,
-                    buckets,
-                    rows: changed as u64,
-                });
-            }
-            Err(e) => self.close(SessionError::Engine(e.to_string())),
         }
     }
 
@@ -1350,18 +1454,15 @@ impl PeerSession {
         }
     }
 
-    /// The two sides can only hold the same vector when nothing is on its way
-    /// from us: no batch in flight, no snapshot either way, and the peer has
-    /// confirmed every op we hold. (Whether the peer holds ops we lack shows
-    /// in its answer's vector.)
-    fn quiet_towards_peer(&self, engine: &Engine) -> bool {
+    /// A round needs the link up and streaming: not paused, no snapshot on
+    /// its way in either direction (writes on both sides are fine: leaves
+    /// they change are left for a later round).
+    fn link_ready_for_anti_entropy(&self) -> bool {
         self.link == Link::Up
             && !self.paused
-            && self.inflight.is_empty()
             && self.incoming.is_none()
             && !self.peer_wants_snapshot
             && matches!(self.outbound, Outbound::Streaming { .. })
-            && self.peer_confirmed.dominates(engine.vv())
     }
 
     /// The timer fired (or an operator asked): query every database's
@@ -1369,8 +1470,10 @@ impl PeerSession {
     /// interval at 0: an operator's request is then tried once).
     fn start_anti_entropy(&mut self, now_ms: u64, engine: &Engine) {
         self.anti_entropy_due = false;
-        if self.quiet_towards_peer(engine) && self.digest_queries_out == 0 {
+        if self.link_ready_for_anti_entropy() && self.digest_queries_out == 0 {
             self.stats.anti_entropy_rounds += 1;
+            // Compare what both sides hold: our ops the peer confirmed.
+            self.round_cut = engine.vv().meet(&self.peer_confirmed);
             self.digest_queries_out = ALL_DBS;
             self.arm_anti_entropy(now_ms, false);
         } else {
@@ -1424,14 +1527,6 @@ impl PeerSession {
         if let Some(db) = self.digest_request_pending.take() {
             return self.encode(Message::DigestRequest { db });
         }
-        if let Some(db) = self.digest_reply_pending.take() {
-            let msg = Message::Digest {
-                vv: engine.vv().clone(),
-                db,
-                buckets: engine.keyspace().bucket_digests(db),
-            };
-            return self.encode(msg);
-        }
         if self.anti_entropy_due {
             self.start_anti_entropy(now_ms, engine);
         }
@@ -1439,12 +1534,12 @@ impl PeerSession {
             let db = self.digest_queries_out.trailing_zeros() as u8;
             self.digest_queries_out &= !(1u16 << db);
             return self.encode(Message::DigestQuery {
-                vv: engine.vv().clone(),
+                vv: self.round_cut.clone(),
                 db,
             });
         }
-        if let Some(frame) = self.digest_answer(engine) {
-            return Some(frame);
+        if let Some(msg) = self.digest_answers.pop_front() {
+            return self.encode(*msg);
         }
         if let Some(frame) = self.ack_if_due(now_ms, engine) {
             return Some(frame);
@@ -1538,35 +1633,14 @@ impl PeerSession {
         Some(frame)
     }
 
-    /// The answer to one of the peer's digest queries: the buckets if we hold
-    /// exactly the vector it asked at, else none (with our vector).
-    fn digest_answer(&mut self, engine: &Engine) -> Option<Vec<u8>> {
-        let (vv, mask) = self.digest_queries_in.take()?;
-        let db = mask.trailing_zeros() as u8;
-        let rest = mask & !(1u16 << db);
-        let buckets = if &vv == engine.vv() {
-            engine.keyspace().bucket_digests(db)
-        } else {
-            Vec::new()
-        };
-        if rest != 0 {
-            self.digest_queries_in = Some((vv, rest));
-        }
-        self.encode(Message::Digest {
-            vv: engine.vv().clone(),
-            db,
-            buckets,
-        })
-    }
-
     /// A pending repair: our answer to the peer's rows first, then our own
     /// rows of buckets we found different (asking for the peer's).
     fn next_repair_frame(&mut self, engine: &Engine) -> Option<Vec<u8>> {
         if let Some(msg) = self.repair_reply.take() {
             return self.encode(*msg);
         }
-        let (db, buckets) = self.repairs_out.pop_front()?;
-        let rows = engine.bucket_rows(db, &buckets, REPAIR_BYTES_MAX, REPAIR_ROWS_MAX);
+        let (db, buckets, cut) = self.repairs_out.pop_front()?;
+        let rows = engine.bucket_rows(db, &buckets, &cut, REPAIR_BYTES_MAX, REPAIR_ROWS_MAX);
         if !rows.too_large.is_empty() {
             self.push_event(SessionEvent::RepairTooLarge {
                 db,
@@ -1575,12 +1649,13 @@ impl PeerSession {
         }
         if !rows.deferred.is_empty() {
             // The rest goes in the next message.
-            self.repairs_out.push_front((db, rows.deferred.clone()));
+            self.repairs_out
+                .push_front((db, rows.deferred.clone(), cut.clone()));
         }
         if rows.buckets.is_empty() {
             return None;
         }
-        let mut msg = repair_message(engine.vv(), db, rows);
+        let mut msg = repair_message(&cut, db, rows);
         if let Message::RepairRows { reply, .. } = &mut msg {
             *reply = true;
         }

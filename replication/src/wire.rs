@@ -20,7 +20,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use chorus_engine::hlc::Hlc;
 use chorus_engine::id::{SiteId, VersionVector};
-use chorus_engine::keyspace::{DBS, DIGEST_BUCKETS};
+use chorus_engine::keyspace::{DBS, DIGEST_LEAVES};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -29,11 +29,12 @@ pub const WIRE_VERSION: u8 = 1;
 /// The protocol this build speaks (sent in `Hello`). Version 2 added the
 /// anti-entropy messages `DigestQuery` and `RepairRows`; version 3 carries
 /// float increments as exact binary fractions (op format 2, row images with
-/// `fctr`).
-pub const PROTOCOL_VERSION: u16 = 3;
-/// The oldest protocol this build still accepts from a peer: ops and rows of
-/// version 2 do not decode here.
-pub const PROTOCOL_VERSION_MIN: u16 = 3;
+/// `fctr`); version 4 compares leaf digests at a common cut and repairs by
+/// a union that never deletes (`Digest` and `RepairRows` changed meaning).
+pub const PROTOCOL_VERSION: u16 = 4;
+/// The oldest protocol this build still accepts from a peer: a version 3
+/// peer would repair by a join that deletes what one side lost.
+pub const PROTOCOL_VERSION_MIN: u16 = 4;
 
 /// The `u32 LE` length in front of every frame.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -68,8 +69,8 @@ pub const SNAPSHOT_ROW_BYTES_MAX: usize = OP_BYTES_MAX;
 pub const SNAPSHOT_ROW_OVERHEAD_BYTES: usize = 1 + 2 * VARINT_BYTES_MAX;
 /// Most rows a snapshot may announce.
 pub const SNAPSHOT_ROWS_MAX: u64 = 1 << 32;
-/// Most digest buckets in one `Digest` (one database's buckets).
-pub const DIGEST_BUCKETS_MAX: usize = DIGEST_BUCKETS;
+/// Most digest leaves in one `Digest` (one database's leaves).
+pub const DIGEST_BUCKETS_MAX: usize = DIGEST_LEAVES;
 /// Most row bytes (key + image) in one `RepairRows`; a bucket larger than
 /// this cannot be repaired by anti-entropy (a full sync still can).
 pub const REPAIR_BYTES_MAX: usize = 32 << 20;
@@ -107,7 +108,7 @@ const _: () = {
     );
     // An ack (two vectors) and a digest (a vector and the buckets) fit one frame.
     assert!(2 * VV_BYTES_MAX + MESSAGE_OVERHEAD_BYTES_MAX <= FRAME_BYTES_MAX);
-    assert!(VV_BYTES_MAX + DIGEST_BUCKETS_MAX * 32 + MESSAGE_OVERHEAD_BYTES_MAX <= FRAME_BYTES_MAX);
+    assert!(VV_BYTES_MAX + DIGEST_BUCKETS_MAX * 16 + MESSAGE_OVERHEAD_BYTES_MAX <= FRAME_BYTES_MAX);
     // A full repair (a vector, the bucket list, the rows) fits one frame.
     assert!(
         VV_BYTES_MAX
@@ -192,30 +193,37 @@ pub enum Message {
         rows: Vec<SnapshotRow>,
     },
     SnapshotEnd,
-    /// Please send the digest buckets of database `db`.
+    /// Please send the digest of database `db` (at the cut the answerer
+    /// takes: what both sides hold as far as it knows).
     DigestRequest {
         db: u8,
     },
-    /// The digest buckets of database `db` at the sender's `vv`.
+    /// The digest of database `db` at the cut `vv`: `(leaf, digest)` of
+    /// every leaf with rows, and the leaves ops beyond the cut changed at
+    /// the sender (`unsettled`). With `comparable: false` the sender could
+    /// not give it (it does not hold the cut, or is still hashing changed
+    /// rows): ask again later.
     Digest {
         vv: VersionVector,
         db: u8,
-        buckets: Vec<[u8; 32]>,
+        buckets: Vec<(u16, u64)>,
+        unsettled: Vec<u16>,
+        comparable: bool,
     },
     Heartbeat {
         hlc: Hlc,
     },
-    /// Anti-entropy: "if you hold exactly `vv`, send your digest buckets of
-    /// `db`". The answer is a `Digest`, with no buckets when the vectors differ
-    /// (states at different vectors cannot be compared).
+    /// Anti-entropy: "send your digest of `db` at the cut `vv`" (a vector
+    /// both sides hold). The answer is a `Digest`.
     DigestQuery {
         vv: VersionVector,
         db: u8,
     },
-    /// Anti-entropy repair: every row the sender holds in the digest buckets
-    /// `buckets` (ascending) of `db`, taken at its vector `vv`. The receiver
-    /// joins them only if it holds exactly `vv`; with `reply` it first sends
-    /// its own rows of the same buckets back (with `reply: false`).
+    /// Anti-entropy repair: every row the sender holds in the digest leaves
+    /// `buckets` (ascending) of `db`, each settled at the sender for the cut
+    /// `vv`. The receiver joins them into the leaves settled for `vv` there
+    /// (a union that deletes nothing); with `reply` it then sends its rows of
+    /// the leaves it merged back (with `reply: false`).
     RepairRows {
         vv: VersionVector,
         db: u8,
@@ -269,7 +277,7 @@ fn check_repair(
     if buckets.is_empty() || buckets.len() > DIGEST_BUCKETS_MAX {
         return Err(WireError::Limit("repair bucket count"));
     }
-    if buckets.iter().any(|&b| b as usize >= DIGEST_BUCKETS)
+    if buckets.iter().any(|&b| b as usize >= DIGEST_LEAVES)
         || buckets.windows(2).any(|w| w[0] >= w[1])
     {
         return Err(WireError::Limit(
@@ -288,7 +296,7 @@ fn check_repair(
             return Err(WireError::Limit("repair row size"));
         }
         total = total.saturating_add(row.bytes());
-        let bucket = chorus_engine::keyspace::bucket_of(&row.key) as u16;
+        let bucket = chorus_engine::keyspace::leaf_of(&row.key) as u16;
         if buckets.binary_search(&bucket).is_err() {
             return Err(WireError::Limit("repair row outside its buckets"));
         }
@@ -333,7 +341,12 @@ impl Message {
                 } => vv(a) + vv(b),
                 Message::Rewind { vv: v } | Message::SnapshotBegin { vv: v, .. } => vv(v),
                 Message::SnapshotChunk { rows } => rows.iter().map(|r| r.bytes() + 8).sum(),
-                Message::Digest { vv: v, buckets, .. } => vv(v) + buckets.len() * 32,
+                Message::Digest {
+                    vv: v,
+                    buckets,
+                    unsettled,
+                    ..
+                } => vv(v) + buckets.len() * 13 + unsettled.len() * 3,
                 Message::DigestQuery { vv: v, .. } => vv(v),
                 Message::RepairRows {
                     vv: v,
@@ -402,13 +415,31 @@ impl Message {
                 }
                 Ok(())
             }
-            Message::Digest { vv, db, buckets } => {
+            Message::Digest {
+                vv,
+                db,
+                buckets,
+                unsettled,
+                ..
+            } => {
                 check_vv(vv)?;
                 if *db as usize >= DBS {
                     return Err(WireError::Limit("digest db index"));
                 }
-                if buckets.len() > DIGEST_BUCKETS_MAX {
-                    return Err(WireError::Limit("digest bucket count"));
+                if buckets.len() > DIGEST_BUCKETS_MAX || unsettled.len() > DIGEST_BUCKETS_MAX {
+                    return Err(WireError::Limit("digest leaf count"));
+                }
+                let ascending = |v: &mut dyn Iterator<Item = u16>| {
+                    let v: Vec<u16> = v.collect();
+                    v.windows(2).all(|w| w[0] < w[1])
+                        && v.last().map_or(true, |&l| (l as usize) < DIGEST_LEAVES)
+                };
+                if !ascending(&mut buckets.iter().map(|b| b.0))
+                    || !ascending(&mut unsettled.iter().copied())
+                {
+                    return Err(WireError::Limit(
+                        "digest leaves not ascending or out of range",
+                    ));
                 }
                 Ok(())
             }
@@ -596,7 +627,9 @@ mod tests {
             Message::Digest {
                 vv: VersionVector::new(),
                 db: 15,
-                buckets: vec![[7u8; 32]; 3],
+                buckets: vec![(1, 7), (2, u64::MAX >> 1), (4095, 9)],
+                unsettled: vec![3, 4096 - 2],
+                comparable: true,
             },
             Message::Heartbeat {
                 hlc: Hlc::new(5, 5),
@@ -620,7 +653,7 @@ mod tests {
     }
 
     fn bucket_of(key: &[u8]) -> u16 {
-        chorus_engine::keyspace::bucket_of(key) as u16
+        chorus_engine::keyspace::leaf_of(key) as u16
     }
 
     #[test]
@@ -726,7 +759,7 @@ mod tests {
             reply: false,
         };
         let b = bucket_of(b"k");
-        let other = (b + 1) % DIGEST_BUCKETS as u16;
+        let other = (b + 1) % DIGEST_LEAVES as u16;
         assert!(repair(vec![b], vec![row(2, b"k")]).check().is_ok());
         // An empty bucket is a valid repair: "I hold nothing there".
         assert!(repair(vec![other], vec![]).check().is_ok());
@@ -735,7 +768,7 @@ mod tests {
             repair(vec![other], vec![row(2, b"k")]),
             repair(vec![b], vec![row(3, b"k")]),
             repair(vec![b, b], vec![]),
-            repair(vec![DIGEST_BUCKETS as u16], vec![]),
+            repair(vec![DIGEST_LEAVES as u16], vec![]),
         ];
         for m in bad {
             assert!(matches!(m.check(), Err(WireError::Limit(_))), "{m:?}");

@@ -817,10 +817,10 @@ fn stat(net: &Net, l: usize, f: fn(&chorus_replication::SessionStats) -> u64) ->
 }
 
 #[test]
-fn anti_entropy_repairs_a_row_injected_behind_the_protocol() {
+fn anti_entropy_drops_an_entry_no_op_wrote() {
     let (mut net, l) = anti_entropy_pair(100);
     // A row written by a site neither vector knows appears at site 1 without
-    // an op: same vectors, different states.
+    // an op: no op both sites hold wrote it.
     net.engine_mut(0).put_row_unlogged(
         0,
         Bytes::from_static(b"ghost"),
@@ -829,15 +829,12 @@ fn anti_entropy_repairs_a_row_injected_behind_the_protocol() {
     assert_eq!(net.engine(0).vv(), net.engine(1).vv());
     assert_ne!(net.engine(0).digest_hex(), net.engine(1).digest_hex());
     assert!(net.run_until(2_000, |n| n.converged()), "not repaired");
-    // The entry's dot is covered by neither vector: the join keeps it, so
-    // site 2 took the row and site 1 kept it.
     for site in 0..2 {
         let rows = &net.engine(site).keyspace().db(0).rows;
-        assert!(rows.get(b"ghost".as_slice()).is_some(), "site {site}");
+        assert!(rows.get(b"ghost".as_slice()).is_none(), "site {site}");
     }
     assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 1);
-    assert_eq!(stat(&net, l, |s| s.anti_entropy_rows_repaired), 1);
-    assert_eq!(repaired(net.events(l, 1)), 1);
+    assert_eq!(repaired(net.events(l, 0)), 1, "site 1 dropped the ghost");
     assert!(stat(&net, l, |s| s.anti_entropy_mismatches) >= 1);
     assert!(net
         .events(l, 0)
@@ -853,26 +850,27 @@ fn anti_entropy_repairs_a_row_injected_behind_the_protocol() {
 }
 
 #[test]
-fn anti_entropy_drops_a_row_the_other_side_had_seen_removed() {
+fn anti_entropy_restores_a_row_one_side_lost_and_deletes_nothing() {
     let (mut net, l) = anti_entropy_pair(100);
-    // Site 1's own op 1 wrote k0; a row under "stale" with the dot of that op
-    // (site 1, seq 1) appears at site 1 only. Both vectors cover the dot, so
-    // the site without the row had "removed" it: the join drops it.
-    net.engine_mut(0).put_row_unlogged(
-        0,
-        Bytes::from_static(b"stale"),
-        row_written_by(1, "stale", "x"),
-    );
+    // Site 2 loses k0 (written by site 1, held by both) behind the engine's
+    // back. A join at the vector would read that as a removal and delete
+    // it at site 1 too; the repair brings it back instead.
+    net.engine_mut(1)
+        .put_row_unlogged(0, Bytes::from_static(b"k0"), RowImage::default());
     assert!(net.run_until(2_000, |n| n.converged()), "not repaired");
     for site in 0..2 {
-        let rows = &net.engine(site).keyspace().db(0).rows;
-        assert!(rows.get(b"stale".as_slice()).is_none(), "site {site}");
+        let row = net.engine(site).keyspace().db(0).rows.get(b"k0".as_slice());
+        assert_eq!(
+            row.and_then(|r| r.string_value()),
+            Some(Bytes::from_static(b"v")),
+            "site {site}"
+        );
     }
-    assert_eq!(repaired(net.events(l, 0)), 1, "site 1 dropped its row");
+    assert_eq!(repaired(net.events(l, 1)), 1, "site 2 got its row back");
     assert_eq!(
-        repaired(net.events(l, 1)),
+        repaired(net.events(l, 0)),
         0,
-        "site 2 had nothing to change"
+        "site 1 had nothing to change"
     );
     assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 1);
 }
@@ -893,25 +891,35 @@ fn anti_entropy_on_equal_states_checks_and_never_repairs() {
 }
 
 #[test]
-fn anti_entropy_compares_only_at_equal_vectors() {
+fn anti_entropy_compares_and_repairs_while_both_sites_write() {
     let (mut net, l) = anti_entropy_pair(100);
-    // Site 1 keeps writes from site 2: the vectors differ from now on.
-    net.session_mut(l, 0).pause();
-    net.write(0, "held", "back");
-    net.run(5);
+    net.engine_mut(1)
+        .put_row_unlogged(0, Bytes::from_static(b"k1"), RowImage::default());
     let checks = stat(&net, l, |s| s.anti_entropy_checks);
-    // Divergent state that only shows once the vectors are equal again.
-    net.engine_mut(1).put_row_unlogged(
-        0,
-        Bytes::from_static(b"ghost"),
-        row_written_by(9, "ghost", "boo"),
+    // Both sites write all the time (never quiet, vectors never equal for
+    // long), to keys other than the damaged one.
+    let mut repaired_at = None;
+    for step in 0..200 {
+        net.write(0, &format!("a{}", step % 7), &step.to_string());
+        net.write(1, &format!("b{}", step % 5), &step.to_string());
+        net.run(5);
+        if repaired_at.is_none() && stat(&net, l, |s| s.anti_entropy_repairs) > 0 {
+            repaired_at = Some(step);
+        }
+    }
+    assert!(stat(&net, l, |s| s.anti_entropy_checks) > checks + 16);
+    let step = repaired_at.expect("repaired while both sites wrote");
+    assert!(
+        step * 5 <= 200,
+        "repaired within two intervals, at {} ms",
+        step * 5
     );
-    net.run(1_000);
-    assert_eq!(stat(&net, l, |s| s.anti_entropy_checks), checks);
-    assert!(stat(&net, l, |s| s.digests_incomparable) > 0);
-    assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 0);
-    net.session_mut(l, 0).resume();
     assert!(net.run_until(2_000, |n| n.converged()));
+    let k1 = net.engine(1).keyspace().db(0).rows.get(b"k1".as_slice());
+    assert_eq!(
+        k1.and_then(|r| r.string_value()),
+        Some(Bytes::from_static(b"v"))
+    );
     assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 1);
 }
 

@@ -368,10 +368,10 @@ impl Store {
         if let Some(bytes) = backlog_bytes_max {
             config.backlog_bytes_max = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
         }
-        // A brand-new data directory (first start, or a site rebuilt on an
-        // empty disk) starts at an incarnation no earlier life of this site
-        // id can have reached: the seconds since the epoch.
-        config.fresh_incarnation = u32::try_from(now_ms() / 1000).unwrap_or(u32::MAX);
+        // Every start takes a new incarnation, at least the seconds since
+        // the epoch: above any a life of this site id has used, even when
+        // the data directory was restored from an older copy.
+        config.incarnation_floor = u32::try_from(now_ms() / 1000).unwrap_or(u32::MAX);
         let engine =
             Engine::open(Box::new(storage), config).map_err(|e| open_err(e.to_string()))?;
         Ok(Store {

@@ -183,6 +183,8 @@ pub struct RunStats {
     pub gave_up: u64,
     pub crashes: u64,
     pub wipes: u64,
+    /// Wipes that put an older image of the site's disk back.
+    pub restores: u64,
     pub full_syncs: u64,
     pub reconnects: u64,
     pub lost_unacked_ops: u64,
@@ -196,12 +198,13 @@ impl fmt::Display for RunStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "requests={} acked={} gave_up={} crashes={} wipes={} full_syncs={} reconnects={} lost_permitted={} ae_checks={} ae_repairs={}",
+            "requests={} acked={} gave_up={} crashes={} wipes={} restores={} full_syncs={} reconnects={} lost_permitted={} ae_checks={} ae_repairs={}",
             self.requests,
             self.acked_writes,
             self.gave_up,
             self.crashes,
             self.wipes,
+            self.restores,
             self.full_syncs,
             self.reconnects,
             self.lost_unacked_ops,
@@ -308,6 +311,10 @@ struct Site {
     /// The `SnapshotBegin` vector of a snapshot being received, per peer.
     incoming_snapshot: BTreeMap<usize, VersionVector>,
     engine_config: EngineConfig,
+    /// An older image of this site's disk (its durable bytes at some crash),
+    /// which a later wipe may put back instead of an empty disk: a restore
+    /// from a backup.
+    backup: Option<chorus_engine::storage::memory::MemoryStorage>,
 }
 
 impl Site {
@@ -386,6 +393,7 @@ impl Sim {
                 group_commit_at: None,
                 incoming_snapshot: BTreeMap::new(),
                 engine_config: ec,
+                backup: None,
             });
         }
         let mut conns = Vec::new();
@@ -1429,6 +1437,17 @@ impl Sim {
             FaultKind::Crash | FaultKind::Wipe => {
                 if self.sites[site].up() {
                     let wipe = kind == FaultKind::Wipe;
+                    if !wipe && self.fault_rng.chance(0.3) {
+                        // A backup of the disk as it is now (durable bytes
+                        // only: taken at any point, not after a clean stop).
+                        let mut image = self.sites[site].disk.lock().durable_image();
+                        if self.fault_rng.chance(0.5) {
+                            // As if taken after a clean stop: nothing on the
+                            // disk tells the restored site it is a copy.
+                            let _ = image.meta_put("clean_shutdown", b"1");
+                        }
+                        self.sites[site].backup = Some(image);
+                    }
                     self.crash(t, site, wipe);
                     let down = self.fault_rng.range(50, 4_000);
                     self.sched.after(down, Ev::Restart { site, wipe });
@@ -1584,12 +1603,20 @@ impl Sim {
         }
         if wipe {
             self.stats.wipes += 1;
-            // A rebuilt site: new disk. Its fresh incarnation stands for the
-            // server's wall-clock one: above any of its earlier life (see
-            // docs/simulator.md, "wipe").
+            // A rebuilt site: new disk, or an older image of its own put back
+            // (a restore from a backup). Its start takes an incarnation that
+            // stands for the server's wall-clock one: above any of its
+            // earlier lives (see docs/simulator.md, "wipe" and "restore").
             let floor = self.check.max_incarnation(s).saturating_add(1);
-            self.sites[s].engine_config.fresh_incarnation = floor;
-            self.sites[s].disk = SharedDisk::new();
+            self.sites[s].engine_config.incarnation_floor = floor;
+            let restore = self.sites[s].backup.is_some() && self.fault_rng.chance(0.5);
+            self.sites[s].disk = match self.sites[s].backup.take().filter(|_| restore) {
+                Some(image) => {
+                    self.stats.restores += 1;
+                    SharedDisk::from_image(image)
+                }
+                None => SharedDisk::new(),
+            };
             self.check.site_wiped(s);
         } else {
             self.stats.crashes += 1;
@@ -1617,9 +1644,11 @@ impl Sim {
             return;
         }
         if self.cfg.canary == Some(Canary::ReuseSeq) {
-            // The bug: restart as if the shutdown had been clean, so the engine
-            // keeps its incarnation and hands out the lost seqs again.
+            // The bug: restart as if the shutdown had been clean, with the
+            // engine keeping a clean stop's incarnation (as it once did), so
+            // it hands out the lost seqs again.
             let _ = self.sites[s].disk.lock().meta_put("clean_shutdown", b"1");
+            self.sites[s].engine_config.canaries.keep_incarnation = true;
         }
         self.start_site(s);
         if self.violation.is_some() {

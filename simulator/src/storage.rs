@@ -22,6 +22,11 @@ impl SharedDisk {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A disk holding `image` (a backup put back: see `Sim`'s restore).
+    pub fn from_image(image: MemoryStorage) -> SharedDisk {
+        SharedDisk(Arc::new(Mutex::new(image)))
+    }
+
     /// A storage handle for `Engine::open`.
     pub fn boxed(&self) -> Box<dyn Storage> {
         Box::new(self.clone())

@@ -5,7 +5,7 @@ use super::row::Row;
 use super::value::{Cell, HashSlot, SetSlot, ZMember, ZSetSlot};
 use crate::crdt::counter::{CounterEntry, ExactEntry};
 use crate::crdt::{join_dots, Counter, Dots, MvReg, Stamp};
-use crate::id::VersionVector;
+use crate::id::{OpId, VersionVector};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -299,4 +299,77 @@ fn merge_sorted<T>(
         }
     }
     out
+}
+
+/// The anti-entropy repair join of two rows that were both built from the
+/// ops of `cut` alone (no op beyond it touched either). In a correct system
+/// they are equal; where they are not, one side lost or damaged state, and
+/// the join keeps every entry either side holds:
+/// - an entry on one side only is kept (the other side lost it: no op of
+///   `cut` can have removed it at one site and not at the other);
+/// - the same dot with two payloads: the greater canonical encoding wins,
+///   the same choice at every site;
+/// - an entry whose dot `cut` does not cover is dropped: no op of `cut`
+///   wrote it, so it was written behind the engine's back.
+pub fn union_rows(local: &Row, remote: &Row, cut: &VersionVector) -> Row {
+    let a = RowImage::of(local);
+    let b = RowImage::of(remote);
+    let union_cell = |x: Option<CellImage>, y: Option<CellImage>| -> Option<CellImage> {
+        let x = x.unwrap_or_default();
+        let y = y.unwrap_or_default();
+        let c = CellImage {
+            reg: union_by_dot(x.reg, y.reg, |e| e.0.dot, cut),
+            ctr: union_by_dot(x.ctr, y.ctr, |e| e.stamp.dot, cut),
+            fctr: union_by_dot(x.fctr, y.fctr, |e| e.stamp.dot, cut),
+        };
+        if c.reg.is_empty() && c.ctr.is_empty() && c.fctr.is_empty() {
+            None
+        } else {
+            Some(c)
+        }
+    };
+    let mut out = RowImage {
+        string: union_cell(a.string, b.string),
+        ..Default::default()
+    };
+    out.hash = merge_sorted(a.hash, b.hash, union_cell);
+    out.set = merge_sorted(a.set, b.set, |x, y| {
+        let d = union_by_dot(x.unwrap_or_default(), y.unwrap_or_default(), |s| s.dot, cut);
+        (!d.is_empty()).then_some(d)
+    });
+    out.zset = merge_sorted(a.zset, b.zset, |x, y| {
+        let x = x.unwrap_or_default();
+        let y = y.unwrap_or_default();
+        let adds = union_by_dot(x.adds, y.adds, |s| s.dot, cut);
+        if adds.is_empty() {
+            return None;
+        }
+        Some(ZMemberImage {
+            adds,
+            reg: union_by_dot(x.reg, y.reg, |e| e.0.dot, cut),
+            ctr: union_by_dot(x.ctr, y.ctr, |e| e.stamp.dot, cut),
+        })
+    });
+    out.expiry = union_by_dot(a.expiry, b.expiry, |e| e.0.dot, cut);
+    out.into_row()
+}
+
+/// Every entry of `a` and `b` whose dot `cut` covers, once per dot (the
+/// greater canonical encoding where the two sides differ), sorted by dot.
+fn union_by_dot<T: Serialize>(
+    a: Vec<T>,
+    b: Vec<T>,
+    dot: impl Fn(&T) -> OpId,
+    cut: &VersionVector,
+) -> Vec<T> {
+    let mut all: Vec<(OpId, Vec<u8>, T)> = a
+        .into_iter()
+        .chain(b)
+        .filter(|e| cut.covers(dot(e)))
+        .map(|e| (dot(&e), postcard::to_allocvec(&e).unwrap_or_default(), e))
+        .collect();
+    // Same dot: the greater encoding first, then the rest of that dot dropped.
+    all.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| y.1.cmp(&x.1)));
+    all.dedup_by(|later, first| later.0 == first.0);
+    all.into_iter().map(|(_, _, e)| e).collect()
 }

@@ -4,6 +4,7 @@
 //! Ops are applied here, locally and remotely alike, through [`Keyspace::apply_effect`];
 //! reads never touch the disk.
 
+pub mod digest;
 pub mod image;
 pub mod row;
 pub mod table;
@@ -19,8 +20,8 @@ use table::KeyTable;
 
 /// Number of logical databases (SELECT 0..15).
 pub const DBS: usize = 16;
-/// Number of key-hash buckets per database in digests (anti-entropy granularity).
-pub const DIGEST_BUCKETS: usize = 256;
+use digest::DbDigest;
+pub use digest::{leaf_of, DIGEST_LEAVES};
 
 /// One database. A row may outlive its key: when every type entry is
 /// removed but expiry entries remain (an EXPIRE concurrent with the DEL, at
@@ -36,6 +37,8 @@ pub struct Db {
     keys: usize,
     /// Keys with a visible deadline (INFO keyspace `expires=`).
     keys_expiring: usize,
+    /// Incremental digest leaves (anti-entropy, DEBUG DIGEST).
+    pub digest: DbDigest,
 }
 
 /// How a row counts in its database: `(is a key, is a key with a deadline)`.
@@ -102,6 +105,9 @@ pub struct Keyspace {
     pub stats: KeyspaceStats,
     /// The checkpoint being captured, if any (see [`Keyspace::begin_capture`]).
     capture: Option<Capture>,
+    /// The touch index changes are stamped with now (see [`digest`]): the
+    /// engine moves it on after every op and merge.
+    pub(crate) touch_seq: u64,
 }
 
 /// A checkpoint captured a slice at a time, copy-on-write: every row that
@@ -177,6 +183,7 @@ impl Default for Keyspace {
             dirty: Dirty::default(),
             stats: KeyspaceStats::default(),
             capture: None,
+            touch_seq: 1,
         }
     }
 }
@@ -228,7 +235,9 @@ impl Keyspace {
         if d.rows.mark_dirty(pos) {
             self.dirty.slots.push((db, pos));
         }
+        d.digest.touch(leaf_of(key), self.touch_seq);
         let row = d.rows.at_mut(pos);
+        d.digest.mark_stale(pos, row);
         let before = row.deadline();
         let counted_before = counts_of(row, before);
         let note = row.apply(effect, ctx);
@@ -246,7 +255,8 @@ impl Keyspace {
             }
         }
         if empty {
-            if let Some((k, _)) = d.rows.remove(key) {
+            if let Some((k, old)) = d.rows.remove(key) {
+                d.digest.uncount(&k, &old);
                 self.dirty.removed.push((db, k));
             }
         }
@@ -254,6 +264,7 @@ impl Keyspace {
         if note.type_conflict {
             self.stats.type_conflicts += 1;
         }
+        self.bound_stale(db);
         !empty && !counted_after.0
     }
 
@@ -270,11 +281,18 @@ impl Keyspace {
             }
             !row.is_empty()
         });
+        if !d.rows.is_empty() || !removed.is_empty() {
+            d.digest.touch_all(self.touch_seq);
+        }
+        for (k, old) in &removed {
+            d.digest.uncount(k, old);
+        }
         for k in changed {
             let pos = d.rows.position_or_insert_with(&k, Row::default);
             if d.rows.mark_dirty(pos) {
                 self.dirty.slots.push((db, pos));
             }
+            d.digest.mark_stale(pos, d.rows.at_mut(pos));
         }
         self.dirty
             .removed
@@ -308,12 +326,14 @@ impl Keyspace {
             }
         }
         let d = &mut self.dbs[db as usize % DBS];
+        d.digest.touch(leaf_of(&key), self.touch_seq);
         let counted_before = match d.rows.get(&key) {
             Some(old) => {
                 let deadline = old.deadline();
                 if let Some(b) = deadline {
                     d.expires.remove(&(b, key.clone()));
                 }
+                d.digest.uncount(&key, old);
                 counts_of(old, deadline)
             }
             None => (false, false),
@@ -332,12 +352,17 @@ impl Keyspace {
                 d.expires.insert((a, key.clone()));
             }
             let pos = d.rows.position_or_insert_with(&key, Row::default);
-            *d.rows.at_mut(pos) = row;
+            let slot = d.rows.at_mut(pos);
+            *slot = row;
+            // The old row's hash is out of its leaf already.
+            slot.digest = 0;
+            d.digest.mark_stale(pos, slot);
             if d.rows.mark_dirty(pos) {
                 self.dirty.slots.push((db, pos));
             }
         }
         d.recount(counted_before, counted_after);
+        self.bound_stale(db);
     }
 
     /// Begins capturing a checkpoint of the rows changed so far (see
@@ -485,28 +510,64 @@ impl Keyspace {
             .collect()
     }
 
-    /// BLAKE3 digest of one database: per bucket, the XOR of the hashes of its
-    /// rows (key + canonical image); the database digest hashes the buckets in order.
-    pub fn bucket_digests(&self, db: u8) -> Vec<[u8; 32]> {
-        let mut buckets = vec![[0u8; 32]; DIGEST_BUCKETS];
-        for (k, row) in self.db(db).rows.iter() {
-            let img = image::RowImage::of(row).encode();
-            let mut h = blake3::Hasher::new();
-            h.update(&(k.len() as u64).to_le_bytes());
-            h.update(k);
-            h.update(&img);
-            let hash = h.finalize();
-            let b = bucket_of(k);
-            if let Some(slot) = buckets.get_mut(b) {
-                for (x, y) in slot.iter_mut().zip(hash.as_bytes()) {
-                    *x ^= y;
+    /// Brings up to `budget` stale rows of `db` (weighed by their elements)
+    /// up to date in its leaves; true when none is left.
+    pub fn digest_refresh(&mut self, db: u8, budget: usize) -> bool {
+        let d = &mut self.dbs[db as usize % DBS];
+        let mut left = budget;
+        while left > 0 {
+            let Some(pos) = d.digest.stale.pop() else {
+                return true;
+            };
+            if let Some((key, row)) = d.rows.entry_at_mut(pos) {
+                left = left.saturating_sub(row.elements() + 1);
+                d.digest.refresh_row(key, row);
+            }
+        }
+        d.digest.stale.is_empty()
+    }
+
+    /// The leaf digests of `db` as they are now, stale rows hashed on the
+    /// side (nothing is changed): `DIGEST_LEAVES` values, or none for a
+    /// database that never held a row.
+    pub fn leaf_digests_now(&self, db: u8) -> Vec<u64> {
+        let d = self.db(db);
+        let mut leaves = d.digest.leaves().to_vec();
+        let mut stale: Vec<u32> = d.digest.stale.clone();
+        stale.sort_unstable();
+        stale.dedup();
+        for pos in stale {
+            if let Some((key, row)) = d.rows.entry_at(pos) {
+                if row.digest & digest::STALE != 0 {
+                    if let Some(l) = leaves.get_mut(leaf_of(key)) {
+                        *l ^= digest::counted(row) ^ digest::row_hash(key, row);
+                    }
                 }
             }
         }
-        buckets
+        leaves
     }
 
-    /// Digest of the whole dataset (all databases), equal on sites holding the same ops.
+    /// Keeps the stale list of `db` within twice its rows (slots freed and
+    /// reused are listed again): drops entries whose row is not stale.
+    fn bound_stale(&mut self, db: u8) {
+        let d = &mut self.dbs[db as usize % DBS];
+        if d.digest.stale.len() <= 2 * d.rows.len() + 1024 {
+            return;
+        }
+        let rows = &d.rows;
+        let mut stale = std::mem::take(&mut d.digest.stale);
+        stale.sort_unstable();
+        stale.dedup();
+        stale.retain(|&p| {
+            rows.entry_at(p)
+                .is_some_and(|(_, r)| r.digest & digest::STALE != 0)
+        });
+        d.digest.stale = stale;
+    }
+
+    /// Digest of the whole dataset (all databases), equal on sites holding
+    /// the same rows: BLAKE3 over each non-empty database's leaves.
     pub fn digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         for db in 0..DBS as u8 {
@@ -514,15 +575,14 @@ impl Keyspace {
                 continue;
             }
             h.update(&[db]);
-            for b in self.bucket_digests(db) {
-                h.update(&b);
+            for l in self.leaf_digests_now(db) {
+                h.update(&l.to_le_bytes());
             }
         }
         *h.finalize().as_bytes()
     }
 }
 
-/// The digest bucket of a key (stable across sites and versions).
 impl Capture {
     /// Takes a pending row's image: encoded now, or copied when large.
     fn take(&mut self, db: u8, key: &Bytes, row: &Row) {
@@ -550,12 +610,6 @@ fn capture_image(db: u8, key: &[u8], row: &Row) -> CheckpointRow {
 /// sequential.
 pub fn sort_checkpoint_rows(rows: &mut [CheckpointRow]) {
     rows.sort_unstable_by(|a, b| (a.db, &a.key).cmp(&(b.db, &b.key)));
-}
-
-pub fn bucket_of(key: &[u8]) -> usize {
-    let h = blake3::hash(key);
-    let b = h.as_bytes();
-    (u16::from_le_bytes([b[0], b[1]]) as usize) % DIGEST_BUCKETS
 }
 
 #[cfg(test)]
@@ -665,7 +719,9 @@ mod size_tests {
     #[test]
     fn per_key_structs_stay_small() {
         assert!(std::mem::size_of::<super::value::Cell>() <= 72);
-        assert!(std::mem::size_of::<super::row::Row>() <= 40);
+        // 40 bytes of slots + 8 for the row's digest hash (anti-entropy
+        // digests are incremental: docs/decisions.md, "Digests").
+        assert!(std::mem::size_of::<super::row::Row>() <= 48);
         assert!(std::mem::size_of::<crate::crdt::Counter>() <= 8);
     }
 }

@@ -19,6 +19,9 @@ pub struct Row {
     pub set: Option<Box<SetSlot>>,
     pub zset: Option<Box<ZSetSlot>>,
     pub expiry: Option<Box<MvReg<Option<u64>>>>,
+    /// The hash this row adds to its digest leaf, and a stale flag (see
+    /// [`super::digest`]); not part of the row's state.
+    pub(crate) digest: u64,
 }
 
 /// What applying an effect changed, for stats and the expiry index.

@@ -130,6 +130,22 @@ impl<V> KeyTable<V> {
         }
     }
 
+    /// The entry at a slab position, if occupied.
+    pub fn entry_at(&self, pos: u32) -> Option<(&Bytes, &V)> {
+        self.slab
+            .get(pos as usize)
+            .and_then(|e| e.as_ref())
+            .map(|(k, v)| (k, v))
+    }
+
+    /// The entry at a slab position, if occupied, its value mutable.
+    pub fn entry_at_mut(&mut self, pos: u32) -> Option<(&Bytes, &mut V)> {
+        self.slab
+            .get_mut(pos as usize)
+            .and_then(|e| e.as_mut())
+            .map(|(k, v)| (&*k, v))
+    }
+
     /// The stored key at an occupied position.
     pub fn key_at(&self, pos: u32) -> &Bytes {
         match self.slab.get(pos as usize) {

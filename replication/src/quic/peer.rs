@@ -440,7 +440,11 @@ fn drain_events(site: SiteId, peer: SiteId, e: &mut PeerEntry) {
             }
             SessionEvent::Closed { error } => {
                 let why = error.to_string();
-                tracing::warn!(site, peer, error = %why, "replication session closed");
+                if matches!(error, crate::session::SessionError::OpIdConflict { .. }) {
+                    tracing::error!(site, peer, error = %why, "replication refused: two different ops under one OpId");
+                } else {
+                    tracing::warn!(site, peer, error = %why, "replication session closed");
+                }
                 e.note_failure(why.clone(), false);
                 e.close.get_or_insert((CLOSE_SESSION, why));
             }
@@ -463,6 +467,14 @@ fn drain_events(site: SiteId, peer: SiteId, e: &mut PeerEntry) {
                 tracing::warn!(site, peer, ops_lag, "peer is lagging");
             }
             SessionEvent::CaughtUp => tracing::info!(site, peer, "peer caught up"),
+            SessionEvent::PeerWentBack { lost_ops, .. } => {
+                tracing::warn!(
+                    site,
+                    peer,
+                    lost_ops,
+                    "the peer's handshake shows fewer ops than it acknowledged (its disk restored from an older copy, or a handshake that crossed an ack): sending it what it lacks again"
+                );
+            }
             SessionEvent::DigestMatched { db } => tracing::debug!(site, peer, db, "digest matched"),
             SessionEvent::DigestMismatch { db, buckets } => {
                 tracing::error!(
@@ -470,7 +482,7 @@ fn drain_events(site: SiteId, peer: SiteId, e: &mut PeerEntry) {
                     peer,
                     db,
                     ?buckets,
-                    "DIGEST MISMATCH: sites diverged at the same version vector; repairing"
+                    "DIGEST MISMATCH: leaves differ where both sites hold the same ops; repairing"
                 );
             }
             SessionEvent::Repaired { db, buckets, rows } => {
@@ -480,7 +492,7 @@ fn drain_events(site: SiteId, peer: SiteId, e: &mut PeerEntry) {
                     db,
                     ?buckets,
                     rows,
-                    "ANTI-ENTROPY REPAIR: rows differed at the same version vector and were joined with the peer's (a bug: please report)"
+                    "ANTI-ENTROPY REPAIR: rows differed where both sites hold the same ops and were joined with the peer's, keeping every entry (lost or damaged state at one site)"
                 );
             }
             SessionEvent::RepairTooLarge { db, buckets } => {

@@ -246,7 +246,7 @@ pub fn info_section(state: &ServerState, out: &mut String) {
             let sum = |f: fn(&chorus_replication::SessionStats) -> u64| -> u64 {
                 peers.iter().map(|p| f(&p.stats)).sum()
             };
-            let totals: [(&str, u64); 8] = [
+            let totals: [(&str, u64); 11] = [
                 ("full_syncs_sent", sum(|s| s.snapshots_sent)),
                 ("full_syncs_received", sum(|s| s.snapshots_received)),
                 ("anti_entropy_rounds", sum(|s| s.anti_entropy_rounds)),
@@ -261,6 +261,12 @@ pub fn info_section(state: &ServerState, out: &mut String) {
                     "anti_entropy_rows_repaired",
                     sum(|s| s.anti_entropy_rows_repaired),
                 ),
+                (
+                    "anti_entropy_unsettled_leaves",
+                    sum(|s| s.anti_entropy_unsettled),
+                ),
+                ("opid_conflicts", sum(|s| s.opid_conflicts)),
+                ("peer_regressions", sum(|s| s.peer_regressions)),
             ];
             for (name, value) in totals {
                 let _ = write!(out, "{name}:{value}\r\n");
@@ -268,7 +274,7 @@ pub fn info_section(state: &ServerState, out: &mut String) {
             for (i, p) in peers.iter().enumerate() {
                 let _ = write!(
                     out,
-                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},bytes_in={},bytes_out={},last_ack_ms={},ops_sent={},ops_received={},full_syncs_sent={},full_syncs_received={},anti_entropy_checks={},anti_entropy_repairs={}\r\n",
+                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},bytes_in={},bytes_out={},last_ack_ms={},ops_sent={},ops_received={},full_syncs_sent={},full_syncs_received={},anti_entropy_checks={},anti_entropy_mismatches={},anti_entropy_repairs={},anti_entropy_rows_repaired={},opid_conflicts={},peer_regressions={}\r\n",
                     p.site_id,
                     p.addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
                     p.state,
@@ -284,7 +290,11 @@ pub fn info_section(state: &ServerState, out: &mut String) {
                     p.stats.snapshots_sent,
                     p.stats.snapshots_received,
                     p.stats.anti_entropy_checks,
-                    p.stats.anti_entropy_repairs
+                    p.stats.anti_entropy_mismatches,
+                    p.stats.anti_entropy_repairs,
+                    p.stats.anti_entropy_rows_repaired,
+                    p.stats.opid_conflicts,
+                    p.stats.peer_regressions
                 );
             }
         }

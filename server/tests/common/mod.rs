@@ -199,6 +199,9 @@ impl Conn {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                     return Received::Closed
                 }
+                // A signal (a child process of another test exiting) is no
+                // failure of the server: read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => panic!(
                     "read failed: {e} (pending {:?})",
                     String::from_utf8_lossy(&self.pending)
