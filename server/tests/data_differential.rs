@@ -2521,6 +2521,111 @@ fn sorted_set_commands_match_redis() {
     ]);
 }
 
+/// The glob cases: keys, hash fields, set and sorted-set members that
+/// exercise every rule of Redis 7.0's `stringmatchlen` (classes, ranges
+/// compared as signed chars, escapes, unterminated classes, `*` and the empty
+/// string), and patterns that took exponential time before Redis's
+/// CVE-2022-36021 cut-off. Each pattern goes through KEYS, SCAN, HSCAN, SSCAN
+/// and ZSCAN (MATCH); the pathological one through CONFIG GET too.
+fn glob_script() -> String {
+    let long_a = "a".repeat(90);
+    let bad = "a*".repeat(24) + "b";
+    let bad_star = "*a".repeat(20) + "*b";
+    let strings = [
+        long_a.as_str(),
+        "\"\"",
+        "abc",
+        "a*b",
+        "a[b",
+        "a\\b",
+        "ab]",
+        "]",
+        "-",
+        "A",
+        "hello",
+        "hallo",
+        "h\\xffllo",
+        "h\\x80llo",
+        "x^y",
+        "aaab",
+        "a?c",
+    ];
+    let patterns = [
+        bad.as_str(),
+        bad_star.as_str(),
+        "*",
+        "a*",
+        "?",
+        "??*",
+        "[a-c]*",
+        "[c-a]*",
+        "[^a]*",
+        "[]]",
+        "[\\]]",
+        "a\\*b",
+        "a[[]b",
+        "a\\\\b",
+        "[a-",
+        "[",
+        "a[",
+        "*[",
+        "h[\\x80-\\xff]llo",
+        "h[a-\\xff]llo",
+        "h[\\xff-a]llo",
+        "\\",
+        "*\\",
+        "h?llo",
+        "*lo",
+        "[x^]^y",
+        "a\\?c",
+        "*a*a*a*",
+        "**b",
+        "a*b*",
+    ];
+    let mut s = String::new();
+    for (i, k) in strings.iter().enumerate() {
+        s += &format!("SET {k} {i}\nHSET h {k} {i}\nSADD s {k}\nZADD z {i} {k}\n");
+    }
+    for p in patterns {
+        s += &format!(
+            "~ KEYS \"{p}\"\n@ SCAN 0 MATCH \"{p}\"\n@% HSCAN h 0 MATCH \"{p}\"\n\
+             @ SSCAN s 0 MATCH \"{p}\"\n@% ZSCAN z 0 MATCH \"{p}\"\n"
+        );
+    }
+    s += &format!("% CONFIG GET \"{bad}\"\n% CONFIG GET \"{bad_star}\"\n");
+    s
+}
+
+#[test]
+fn glob_patterns_match_redis() {
+    check(&[("glob", &glob_script())]);
+}
+
+/// The pattern from the CVE-2022-36021 report answers at once on Chorus and
+/// the server keeps serving others (it used to run forever under the lock).
+#[test]
+fn pathological_glob_does_not_stall() {
+    let chorus = ChorusProcess::start(&[]);
+    let mut c = chorus.connect();
+    let key = "a".repeat(90);
+    assert_eq!(c.cmd(&["SET", &key, "1"]), Reply::Ok);
+    let bad = "a*".repeat(24) + "b";
+    for cmd in [
+        vec!["KEYS", bad.as_str()],
+        vec!["SCAN", "0", "MATCH", bad.as_str(), "COUNT", "1000"],
+    ] {
+        let started = std::time::Instant::now();
+        let _ = c.cmd(&cmd);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{cmd:?} took {took:?}"
+        );
+    }
+    let mut other = chorus.connect();
+    assert_eq!(other.cmd(&["PING"]), Reply::Simple("PONG".into()));
+}
+
 #[test]
 fn transactions_match_redis() {
     check(&[("transactions", TRANSACTIONS)]);

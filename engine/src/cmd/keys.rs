@@ -6,8 +6,9 @@
 //! writes made concurrently elsewhere survive. RENAME/COPY/MOVE read the
 //! visible value and write it whole (`Effect::Replace`) at the destination.
 
-use super::{expire_if_needed, glob_match, int_arg, is, row, scan_cursor_arg, Spec};
+use super::{expire_if_needed, int_arg, is, row, scan_cursor_arg, Spec};
 use crate::engine::Txn;
+use crate::glob::glob_match;
 use crate::keyspace::row::Row;
 use crate::keyspace::value::Kind;
 use crate::keyspace::DBS;
@@ -232,7 +233,9 @@ fn scan(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
             return Reply::err(errors::SYNTAX);
         };
         if is(&a[i], "MATCH") {
-            pattern = Some(v);
+            // A lone `*` matches everything, the empty key too (the glob's
+            // `*` needs a byte), as in Redis's scanGenericCommand.
+            pattern = (v.as_ref() != b"*").then_some(v);
         } else if is(&a[i], "COUNT") {
             match int_arg(v) {
                 Ok(c) if c >= 1 => count = c as usize,
