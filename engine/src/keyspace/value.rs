@@ -8,7 +8,10 @@ use crate::crdt::{prune_dots, readd_dots, Counter, Ctx, Dots, MvReg, Stamp};
 use crate::ld::{self, Exact, Ld};
 use crate::num;
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+
+pub mod ranked;
+pub use ranked::RankedSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static HASH_SEED: AtomicU64 = AtomicU64::new(0x6368_6f72_7573_2121);
@@ -239,6 +242,11 @@ impl SetSlot {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Score(pub f64);
 impl Eq for Score {}
+impl std::hash::Hash for Score {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
 impl PartialOrd for Score {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
@@ -284,18 +292,19 @@ impl ZMember {
     }
 }
 
-/// Sorted set: members plus an ordered index of visible `(score, member)`.
+/// Sorted set: members plus an ordered index of visible `(score, member)`
+/// with ranks (ZRANK, ranges by rank and counts in O(log N)).
 #[derive(Clone, Debug)]
 pub struct ZSetSlot {
     pub members: Map<ZMember>,
-    pub index: BTreeSet<(Score, Bytes)>,
+    pub index: RankedSet<(Score, Bytes)>,
 }
 
 impl Default for ZSetSlot {
     fn default() -> Self {
         ZSetSlot {
             members: new_map(),
-            index: BTreeSet::new(),
+            index: RankedSet::default(),
         }
     }
 }
@@ -368,10 +377,10 @@ impl ZSetSlot {
     }
     /// Rebuilds the index from the members (after decoding or merging).
     pub fn reindex(&mut self) {
-        self.index = self
-            .members
-            .iter()
-            .map(|(m, z)| (Score(z.score()), m.clone()))
-            .collect();
+        let mut index = RankedSet::default();
+        for (m, z) in self.members.iter() {
+            index.insert((Score(z.score()), m.clone()));
+        }
+        self.index = index;
     }
 }
