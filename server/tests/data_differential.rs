@@ -2596,6 +2596,72 @@ fn glob_script() -> String {
     s
 }
 
+/// Collections past Redis's listpack and intset sizes (hashtables and
+/// skiplists there; windowed scans, the ranked index and O(1) picks here).
+fn big_collections_script() -> String {
+    let mut s = String::new();
+    for i in 0..300 {
+        s += &format!(
+            "HSET h f{i} v{i}\nSADD s m{i}\nZADD z {} m{i}\nZADD l 0 m{i:03}\n",
+            i % 50
+        );
+    }
+    for i in 0..600 {
+        s += &format!("SADD ints {i}\n");
+    }
+    s += r#"
+@% HSCAN h 0
+@% HSCAN h 0 COUNT 7
+@% HSCAN h 0 COUNT 7 MATCH f1*
+@ SSCAN s 0 COUNT 3
+@ SSCAN s 0 MATCH m2?
+@ SSCAN ints 0 COUNT 50
+@% ZSCAN z 0 COUNT 9
+@% ZSCAN z 0 MATCH *9
+? SRANDMEMBER s
+? SRANDMEMBER s 5
+? SRANDMEMBER s -5
+? SRANDMEMBER s 1000
+? HRANDFIELD h
+? HRANDFIELD h 3 WITHVALUES
+? HRANDFIELD h -3
+? ZRANDMEMBER z
+? ZRANDMEMBER z -4 WITHSCORES
+? ZRANDMEMBER z 4
+ZRANK z m150
+ZREVRANK z m150
+ZRANK z m299
+ZRANK z nosuch
+ZRANGE z 100 110
+ZRANGE z -5 -1 WITHSCORES
+ZREVRANGE z 0 9
+ZRANGEBYSCORE z 3 10 LIMIT 5 7
+ZREVRANGEBYSCORE z (10 3 LIMIT 2 4
+ZCOUNT z 3 10
+ZCOUNT z (3 (10
+ZCOUNT z -inf +inf
+ZRANGEBYLEX l [m100 (m120
+ZREVRANGEBYLEX l (m120 [m100 LIMIT 3 5
+ZLEXCOUNT l [m100 (m120
+ZLEXCOUNT l - +
+ZREMRANGEBYRANK z 10 20
+ZREMRANGEBYSCORE z 40 45
+ZREMRANGEBYLEX l [m000 [m050
+ZCARD z
+ZRANGE z 0 -1 WITHSCORES
+ZRANGE l 0 9
+? SPOP s 3
+? SPOP s
+SCARD s
+"#;
+    s
+}
+
+#[test]
+fn big_collections_match_redis() {
+    check(&[("big-collections", &big_collections_script())]);
+}
+
 #[test]
 fn glob_patterns_match_redis() {
     check(&[("glob", &glob_script())]);

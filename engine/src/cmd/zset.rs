@@ -15,8 +15,8 @@
 
 use super::{
     c_str, double_arg, expire_if_needed, int_arg, is, positive_arg, rand_count_arg,
-    random_positions, row, scan_cursor_arg, scan_match, scan_pattern, scan_reply, strtod, typed,
-    wrongtype, Dice, Spec,
+    random_positions, row, scan_cursor_arg, scan_reply, scan_window, strtod, typed, wrongtype,
+    Dice, ScanOptions, Spec, LISTPACK_VALUE_MAX,
 };
 use crate::engine::Txn;
 use crate::keyspace::value::{Kind, Score, SetSlot, ZSetSlot};
@@ -1014,13 +1014,10 @@ fn zrandmember(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         return match zset_of(txn, db, key) {
             Err(e) => e,
             Ok(None) => Reply::Nil,
-            Ok(Some(z)) => {
-                let i = dice.below(z.members.len());
-                z.members
-                    .keys()
-                    .nth(i)
-                    .map_or(Reply::Nil, |m| Reply::Bulk(m.clone()))
-            }
+            Ok(Some(z)) => z
+                .members
+                .get_index(dice.below(z.members.len()))
+                .map_or(Reply::Nil, |(m, _)| Reply::Bulk(m.clone())),
         };
     }
     let count = match rand_count_arg(&args[2]) {
@@ -1040,13 +1037,16 @@ fn zrandmember(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some(z)) => z,
     };
-    let all: Vec<(&Bytes, f64)> = z.members.iter().map(|(m, zm)| (m, zm.score())).collect();
-    match random_positions(&mut dice, all.len(), count) {
+    match random_positions(&mut dice, z.members.len(), count) {
         Err(e) => e,
         Ok(picks) => scored_reply(
             picks
                 .into_iter()
-                .filter_map(|i| all.get(i).map(|(m, s)| ((*m).clone(), *s)))
+                .filter_map(|i| {
+                    z.members
+                        .get_index(i)
+                        .map(|(m, zm)| (m.clone(), zm.score()))
+                })
                 .collect(),
             withscores,
         ),
@@ -1073,27 +1073,40 @@ fn d2string(v: f64) -> String {
     num::format_double(v)
 }
 
+/// A sorted set Redis 7.0 keeps as a listpack (and scans whole).
+fn is_listpack(z: &ZSetSlot) -> bool {
+    z.members.len() <= ZSET_LISTPACK_ENTRIES
+        && z.members.keys().all(|m| m.len() <= LISTPACK_VALUE_MAX)
+}
+
 fn zscan(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    if let Err(e) = scan_cursor_arg(&args[2]) {
-        return e;
-    }
+    let cursor = match scan_cursor_arg(&args[2]) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
     let z = match zset_of(txn, db, &args[1]) {
         Err(e) => return e,
-        Ok(None) => return scan_reply(Vec::new()),
+        Ok(None) => return scan_reply(0, Vec::new()),
         Ok(Some(z)) => z,
     };
-    let pattern = match scan_pattern(&args[3..]) {
-        Ok(p) => p,
+    let opts = match ScanOptions::parse(&args[3..]) {
+        Ok(o) => o,
         Err(e) => return e,
     };
+    let n = z.members.len();
+    let (window, next) = if is_listpack(z) {
+        (0..n, 0)
+    } else {
+        scan_window(cursor, n, opts.count)
+    };
     let mut out = Vec::new();
-    for (m, zm) in z.members.iter() {
-        if scan_match(&pattern, m) {
+    for (m, zm) in window.filter_map(|i| z.members.get_index(i)) {
+        if opts.matches(m) {
             out.push(Reply::Bulk(m.clone()));
             out.push(Reply::Bulk(Bytes::from(d2string(zm.score()))));
         }
     }
-    scan_reply(out)
+    scan_reply(next, out)
 }
 
 // ---- ZUNION / ZINTER / ZDIFF (+STORE, ZINTERCARD) --------------------------------

@@ -8,7 +8,7 @@ use crate::crdt::{prune_dots, readd_dots, Counter, Ctx, Dots, MvReg, Stamp};
 use crate::ld::{self, Exact, Ld};
 use crate::num;
 use bytes::Bytes;
-use std::collections::HashMap;
+use indexmap::IndexMap;
 
 pub mod ranked;
 pub use ranked::RankedSet;
@@ -23,14 +23,21 @@ pub fn set_hash_seed(seed: u64) {
 }
 
 pub type Hasher = foldhash::fast::FixedState;
-pub type Map<V> = HashMap<Bytes, V, Hasher>;
+
+/// The map of a hash, set or sorted set: a hash index over a dense vector of
+/// entries. Besides lookups it gives the entry at a position in O(1) (random
+/// picks) and lets HSCAN/SSCAN/ZSCAN walk positions (see
+/// `cmd::scan_window`). Removal is always `swap_remove` (the last entry
+/// fills the hole) or `retain` (order kept); no entry ever moves to a higher
+/// position, which the scan cursor relies on.
+pub type Map<V> = IndexMap<Bytes, V, Hasher>;
 
 pub fn hasher() -> Hasher {
     foldhash::fast::FixedState::with_seed(HASH_SEED.load(Ordering::Relaxed))
 }
 
 pub fn new_map<V>() -> Map<V> {
-    HashMap::with_hasher(hasher())
+    IndexMap::with_hasher(hasher())
 }
 
 /// The entry for `k`, inserted as `V::default()` under a copy of `k` when
@@ -223,7 +230,7 @@ impl SetSlot {
         if let Some(d) = self.members.get_mut(m) {
             prune_dots(d, ctx);
             if d.is_empty() {
-                self.members.remove(m);
+                self.members.swap_remove(m);
             }
         }
     }
@@ -326,7 +333,7 @@ impl ZSetSlot {
         };
         if old.map(f64::to_bits) == new.map(f64::to_bits) {
             if new.is_none() {
-                self.members.remove(m);
+                self.members.swap_remove(m);
             }
             return;
         }
@@ -336,7 +343,7 @@ impl ZSetSlot {
             None => own(m),
         };
         if new.is_none() {
-            self.members.remove(m);
+            self.members.swap_remove(m);
         }
         if let Some(o) = old {
             self.index.remove(&(Score(o), key.clone()));
