@@ -5,8 +5,9 @@
 //! increments at two sites add up and an HSET beats a concurrent HDEL that had
 //! not seen it. HSET of a field to its current value still emits: it is a write,
 //! and its new dot is what lets it survive a concurrent HDEL. HRANDFIELD's
-//! "random" picks are deterministic ([`super::Dice`]); HSCAN returns the whole
-//! hash with cursor 0.
+//! "random" picks are deterministic ([`super::Dice`]) and O(1) each; HSCAN
+//! returns a small hash whole with cursor 0 and walks a big one COUNT fields
+//! per call ([`super::scan_window`]).
 
 use super::{
     expire_if_needed, int_arg, is, rand_count_arg, random_positions, scan_cursor_arg, scan_reply,

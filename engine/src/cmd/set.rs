@@ -5,7 +5,8 @@
 //! unchanged field does. SREM, SPOP and SMOVE remove only members they saw.
 //! *STORE commands replace the destination as a whole (`Replace`, TTL dropped)
 //! or delete it when the result is empty. SPOP/SRANDMEMBER choose
-//! deterministically ([`super::Dice`]); SSCAN returns the whole set with cursor 0.
+//! deterministically ([`super::Dice`]), O(1) per member; SSCAN returns a small
+//! set whole with cursor 0 and walks a big one ([`super::scan_window`]).
 
 use super::{
     expire_if_needed, int_arg, positive_arg, rand_count_arg, random_positions, row,

@@ -8,10 +8,14 @@
 //! so they show exactly what ZSCORE shows afterwards.
 //!
 //! Replies WITHSCORES are flat arrays `[member, score, …]` (RESP2's shape;
-//! Redis 7.0 nests `[member, score]` pairs in RESP3). Range queries walk the
-//! `(score, member)` index; BYLEX assumes equal scores as Redis does and then
-//! behaves like Redis's listpack encoding. ZRANDMEMBER picks deterministically
-//! ([`super::Dice`]); ZSCAN returns the whole set with cursor 0.
+//! Redis 7.0 nests `[member, score]` pairs in RESP3). Ranges are rank windows
+//! of the `(score, member)` index, found in O(log N) ([`RankedSet`]); BYLEX
+//! assumes equal scores as Redis does and, up to 128 members, walks like
+//! Redis's listpack. ZRANDMEMBER picks deterministically ([`super::Dice`]);
+//! ZSCAN returns a small set whole with cursor 0 and walks a big one
+//! ([`super::scan_window`]).
+//!
+//! [`RankedSet`]: crate::keyspace::value::RankedSet
 
 use super::{
     c_str, double_arg, expire_if_needed, int_arg, is, positive_arg, rand_count_arg,
