@@ -162,6 +162,38 @@ fn load_collections(conn: &mut Conn, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// Longest wait for a checkpoint (Chorus) or AOF rewrite (Redis) that a load
+/// started.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Waits until no checkpoint or AOF rewrite runs (INFO persistence), so that
+/// the measured calls do not share the CPU with one, then one more second.
+fn settle(conn: &mut Conn) -> Result<()> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let t = Instant::now();
+    loop {
+        thread::sleep(Duration::from_secs(1));
+        let info = conn
+            .cmd(&["INFO", "persistence"])?
+            .text()
+            .unwrap_or_default();
+        let busy = info.lines().any(|l| {
+            matches!(
+                l.trim(),
+                "rdb_bgsave_in_progress:1"
+                    | "aof_rewrite_in_progress:1"
+                    | "aof_rewrite_scheduled:1"
+            )
+        });
+        if !busy || Instant::now() > deadline {
+            break;
+        }
+    }
+    thread::sleep(Duration::from_secs(1));
+    eprintln!("  settled after {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// Times `calls` calls of `next(i)` (which may follow a cursor through
 /// `reply`), with a pinger running.
 fn time_calls(
@@ -211,8 +243,7 @@ fn collection_rows(addr: SocketAddr, n: usize, calls: usize) -> Result<Vec<(Stri
         "  {addr}: loaded 3 x {n} members in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    // Let a checkpoint or AOF rewrite triggered by the load settle.
-    thread::sleep(Duration::from_secs(if n >= 100_000 { 10 } else { 1 }));
+    settle(&mut conn)?;
     let mut rows = Vec::new();
     for (name, key) in [("HSCAN", "h"), ("SSCAN", "s"), ("ZSCAN", "lb")] {
         let cursor = RefCell::new("0".to_string());
