@@ -9,6 +9,7 @@ pub mod anti_entropy;
 pub mod cmd;
 pub mod crdt;
 pub mod engine;
+pub mod glob;
 pub mod hlc;
 pub mod id;
 pub mod keyspace;

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 use thiserror::Error;
 
-use crate::glob::glob_match;
 use crate::resp::parse::{parse_i64_strict, split_inline_args};
+use chorus_engine::glob::glob_match;
 use params::{
     NumberFormat, ParamKind, ParamSpec, Special, HIDDEN, IMMUTABLE, MULTI_ARG, PARAMS, PROTECTED,
 };

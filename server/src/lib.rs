@@ -14,7 +14,6 @@ pub mod clients;
 pub mod cmd;
 pub mod config;
 pub mod connection;
-pub mod glob;
 pub mod memory;
 pub mod peers_file;
 pub mod resp;

@@ -2521,6 +2521,177 @@ fn sorted_set_commands_match_redis() {
     ]);
 }
 
+/// The glob cases: keys, hash fields, set and sorted-set members that
+/// exercise every rule of Redis 7.0's `stringmatchlen` (classes, ranges
+/// compared as signed chars, escapes, unterminated classes, `*` and the empty
+/// string), and patterns that took exponential time before Redis's
+/// CVE-2022-36021 cut-off. Each pattern goes through KEYS, SCAN, HSCAN, SSCAN
+/// and ZSCAN (MATCH); the pathological one through CONFIG GET too.
+fn glob_script() -> String {
+    let long_a = "a".repeat(90);
+    let bad = "a*".repeat(24) + "b";
+    let bad_star = "*a".repeat(20) + "*b";
+    let strings = [
+        long_a.as_str(),
+        "\"\"",
+        "abc",
+        "a*b",
+        "a[b",
+        "a\\b",
+        "ab]",
+        "]",
+        "-",
+        "A",
+        "hello",
+        "hallo",
+        "h\\xffllo",
+        "h\\x80llo",
+        "x^y",
+        "aaab",
+        "a?c",
+    ];
+    let patterns = [
+        bad.as_str(),
+        bad_star.as_str(),
+        "*",
+        "a*",
+        "?",
+        "??*",
+        "[a-c]*",
+        "[c-a]*",
+        "[^a]*",
+        "[]]",
+        "[\\]]",
+        "a\\*b",
+        "a[[]b",
+        "a\\\\b",
+        "[a-",
+        "[",
+        "a[",
+        "*[",
+        "h[\\x80-\\xff]llo",
+        "h[a-\\xff]llo",
+        "h[\\xff-a]llo",
+        "\\",
+        "*\\",
+        "h?llo",
+        "*lo",
+        "[x^]^y",
+        "a\\?c",
+        "*a*a*a*",
+        "**b",
+        "a*b*",
+    ];
+    let mut s = String::new();
+    for (i, k) in strings.iter().enumerate() {
+        s += &format!("SET {k} {i}\nHSET h {k} {i}\nSADD s {k}\nZADD z {i} {k}\n");
+    }
+    for p in patterns {
+        s += &format!(
+            "~ KEYS \"{p}\"\n@ SCAN 0 MATCH \"{p}\"\n@% HSCAN h 0 MATCH \"{p}\"\n\
+             @ SSCAN s 0 MATCH \"{p}\"\n@% ZSCAN z 0 MATCH \"{p}\"\n"
+        );
+    }
+    s += &format!("% CONFIG GET \"{bad}\"\n% CONFIG GET \"{bad_star}\"\n");
+    s
+}
+
+/// Collections past Redis's listpack and intset sizes (hashtables and
+/// skiplists there; windowed scans, the ranked index and O(1) picks here).
+fn big_collections_script() -> String {
+    let mut s = String::new();
+    for i in 0..300 {
+        s += &format!(
+            "HSET h f{i} v{i}\nSADD s m{i}\nZADD z {} m{i}\nZADD l 0 m{i:03}\n",
+            i % 50
+        );
+    }
+    for i in 0..600 {
+        s += &format!("SADD ints {i}\n");
+    }
+    s += r#"
+@% HSCAN h 0
+@% HSCAN h 0 COUNT 7
+@% HSCAN h 0 COUNT 7 MATCH f1*
+@ SSCAN s 0 COUNT 3
+@ SSCAN s 0 MATCH m2?
+@ SSCAN ints 0 COUNT 50
+@% ZSCAN z 0 COUNT 9
+@% ZSCAN z 0 MATCH *9
+? SRANDMEMBER s
+? SRANDMEMBER s 5
+? SRANDMEMBER s -5
+? SRANDMEMBER s 1000
+? HRANDFIELD h
+? HRANDFIELD h 3 WITHVALUES
+? HRANDFIELD h -3
+? ZRANDMEMBER z
+? ZRANDMEMBER z -4 WITHSCORES
+? ZRANDMEMBER z 4
+ZRANK z m150
+ZREVRANK z m150
+ZRANK z m299
+ZRANK z nosuch
+ZRANGE z 100 110
+ZRANGE z -5 -1 WITHSCORES
+ZREVRANGE z 0 9
+ZRANGEBYSCORE z 3 10 LIMIT 5 7
+ZREVRANGEBYSCORE z (10 3 LIMIT 2 4
+ZCOUNT z 3 10
+ZCOUNT z (3 (10
+ZCOUNT z -inf +inf
+ZRANGEBYLEX l [m100 (m120
+ZREVRANGEBYLEX l (m120 [m100 LIMIT 3 5
+ZLEXCOUNT l [m100 (m120
+ZLEXCOUNT l - +
+ZREMRANGEBYRANK z 10 20
+ZREMRANGEBYSCORE z 40 45
+ZREMRANGEBYLEX l [m000 [m050
+ZCARD z
+ZRANGE z 0 -1 WITHSCORES
+ZRANGE l 0 9
+? SPOP s 3
+? SPOP s
+SCARD s
+"#;
+    s
+}
+
+#[test]
+fn big_collections_match_redis() {
+    check(&[("big-collections", &big_collections_script())]);
+}
+
+#[test]
+fn glob_patterns_match_redis() {
+    check(&[("glob", &glob_script())]);
+}
+
+/// The pattern from the CVE-2022-36021 report answers at once on Chorus and
+/// the server keeps serving others (it used to run forever under the lock).
+#[test]
+fn pathological_glob_does_not_stall() {
+    let chorus = ChorusProcess::start(&[]);
+    let mut c = chorus.connect();
+    let key = "a".repeat(90);
+    assert_eq!(c.cmd(&["SET", &key, "1"]), Reply::Ok);
+    let bad = "a*".repeat(24) + "b";
+    for cmd in [
+        vec!["KEYS", bad.as_str()],
+        vec!["SCAN", "0", "MATCH", bad.as_str(), "COUNT", "1000"],
+    ] {
+        let started = std::time::Instant::now();
+        let _ = c.cmd(&cmd);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{cmd:?} took {took:?}"
+        );
+    }
+    let mut other = chorus.connect();
+    assert_eq!(other.cmd(&["PING"]), Reply::Simple("PONG".into()));
+}
+
 #[test]
 fn transactions_match_redis() {
     check(&[("transactions", TRANSACTIONS)]);

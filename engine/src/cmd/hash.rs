@@ -5,12 +5,13 @@
 //! increments at two sites add up and an HSET beats a concurrent HDEL that had
 //! not seen it. HSET of a field to its current value still emits: it is a write,
 //! and its new dot is what lets it survive a concurrent HDEL. HRANDFIELD's
-//! "random" picks are deterministic ([`super::Dice`]); HSCAN returns the whole
-//! hash with cursor 0.
+//! "random" picks are deterministic ([`super::Dice`]) and O(1) each; HSCAN
+//! returns a small hash whole with cursor 0 and walks a big one COUNT fields
+//! per call ([`super::scan_window`]).
 
 use super::{
-    expire_if_needed, int_arg, is, rand_count_arg, random_positions, scan_cursor_arg, scan_match,
-    scan_pattern, scan_reply, typed, Dice, Spec,
+    expire_if_needed, int_arg, is, rand_count_arg, random_positions, scan_cursor_arg, scan_reply,
+    scan_window, typed, Dice, ScanOptions, Spec, LISTPACK_ENTRIES, LISTPACK_VALUE_MAX,
 };
 use crate::engine::Txn;
 use crate::keyspace::value::{HashSlot, Kind};
@@ -365,13 +366,10 @@ fn hrandfield(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         return match hash_of(txn, db, key) {
             Err(e) => e,
             Ok(None) => Reply::Nil,
-            Ok(Some(h)) => {
-                let i = dice.below(h.fields.len());
-                h.fields
-                    .keys()
-                    .nth(i)
-                    .map_or(Reply::Nil, |f| Reply::Bulk(f.clone()))
-            }
+            Ok(Some(h)) => h
+                .fields
+                .get_index(dice.below(h.fields.len()))
+                .map_or(Reply::Nil, |(f, _)| Reply::Bulk(f.clone())),
         };
     }
     let count = match rand_count_arg(&args[2]) {
@@ -391,44 +389,62 @@ fn hrandfield(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some(h)) => h,
     };
-    let all: Vec<(&Bytes, Bytes)> = entries(h).collect();
-    let picks = match random_positions(&mut dice, all.len(), count) {
+    let picks = match random_positions(&mut dice, h.fields.len(), count) {
         Ok(p) => p,
         Err(e) => return e,
     };
     let mut out = Vec::with_capacity(picks.len() * if withvalues { 2 } else { 1 });
     for i in picks {
-        if let Some((f, v)) = all.get(i) {
-            out.push(Reply::Bulk((*f).clone()));
-            if withvalues {
-                out.push(Reply::Bulk(v.clone()));
-            }
+        let Some((f, c)) = h.fields.get_index(i) else {
+            continue;
+        };
+        let Some(v) = c.value() else { continue };
+        out.push(Reply::Bulk(f.clone()));
+        if withvalues {
+            out.push(Reply::Bulk(v));
         }
     }
     Reply::Array(out)
 }
 
+/// A hash Redis 7.0 keeps as a listpack (and scans whole).
+fn is_listpack(h: &HashSlot) -> bool {
+    h.fields.len() <= LISTPACK_ENTRIES
+        && h.fields.iter().all(|(f, c)| {
+            f.len() <= LISTPACK_VALUE_MAX && c.value().map_or(0, |v| v.len()) <= LISTPACK_VALUE_MAX
+        })
+}
+
 fn hscan(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    if let Err(e) = scan_cursor_arg(&args[2]) {
-        return e;
-    }
+    let cursor = match scan_cursor_arg(&args[2]) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
     let h = match hash_of(txn, db, &args[1]) {
         Err(e) => return e,
-        Ok(None) => return scan_reply(Vec::new()),
+        Ok(None) => return scan_reply(0, Vec::new()),
         Ok(Some(h)) => h,
     };
-    let pattern = match scan_pattern(&args[3..]) {
-        Ok(p) => p,
+    let opts = match ScanOptions::parse(&args[3..]) {
+        Ok(o) => o,
         Err(e) => return e,
     };
+    let n = h.fields.len();
+    let (window, next) = if is_listpack(h) {
+        (0..n, 0)
+    } else {
+        scan_window(cursor, n, opts.count)
+    };
     let mut out = Vec::new();
-    for (f, v) in entries(h) {
-        if scan_match(&pattern, f) {
-            out.push(Reply::Bulk(f.clone()));
-            out.push(Reply::Bulk(v));
+    for i in window {
+        if let Some((f, c)) = h.fields.get_index(i) {
+            if let (true, Some(v)) = (opts.matches(f), c.value()) {
+                out.push(Reply::Bulk(f.clone()));
+                out.push(Reply::Bulk(v));
+            }
         }
     }
-    scan_reply(out)
+    scan_reply(next, out)
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! writes made concurrently elsewhere survive. RENAME/COPY/MOVE read the
 //! visible value and write it whole (`Effect::Replace`) at the destination.
 
-use super::{expire_if_needed, glob_match, int_arg, is, row, scan_cursor_arg, Spec};
+use super::{expire_if_needed, int_arg, is, row, scan_cursor_arg, Dice, Spec};
 use crate::engine::Txn;
+use crate::glob::glob_match;
 use crate::keyspace::row::Row;
 use crate::keyspace::value::Kind;
 use crate::keyspace::DBS;
@@ -232,7 +233,9 @@ fn scan(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
             return Reply::err(errors::SYNTAX);
         };
         if is(&a[i], "MATCH") {
-            pattern = Some(v);
+            // A lone `*` matches everything, the empty key too (the glob's
+            // `*` needs a byte), as in Redis's scanGenericCommand.
+            pattern = (v.as_ref() != b"*").then_some(v);
         } else if is(&a[i], "COUNT") {
             match int_arg(v) {
                 Ok(c) if c >= 1 => count = c as usize,
@@ -266,14 +269,33 @@ fn scan(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
     Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)])
 }
 
+/// Slab slots RANDOMKEY probes before it walks from one to the next key.
+const RANDOMKEY_PROBES: usize = 64;
+/// Keys RANDOMKEY tries before it gives up on finding one not expired.
+const RANDOMKEY_TRIES: u64 = 100;
+
 fn randomkey(txn: &mut Txn<'_>, db: u8, _a: &[Bytes]) -> Reply {
-    // No randomness inside the engine: the position comes from the clock.
+    // No randomness inside the engine: the positions come from the clock
+    // (see `Dice`). A probe of a random slab slot is O(1) and finds a key
+    // with the slab's occupancy as its odds, so a few probes suffice unless
+    // most slots are free (after mass deletion); then a walk from a random
+    // slot to the next key bounds the work.
     let d = txn.keyspace().db(db);
-    let seed = txn.now_ms.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let n = d.rows.len() as u64;
-    for i in 0..n.min(100) {
-        if let Some((k, _)) = d.rows.entry_near(seed.wrapping_add(i.wrapping_mul(7919))) {
-            if d.visible(k, txn.now_ms).is_some() {
+    if d.rows.is_empty() {
+        return Reply::Nil;
+    }
+    let now = txn.now_ms;
+    let mut dice = Dice::new(now, b"RANDOMKEY");
+    for _ in 0..RANDOMKEY_PROBES {
+        if let Some((k, _)) = d.rows.entry_in_slot(dice.next_u64()) {
+            if d.visible(k, now).is_some() {
+                return Reply::Bulk(k.clone());
+            }
+        }
+    }
+    for _ in 0..(d.rows.len() as u64).min(RANDOMKEY_TRIES) {
+        if let Some((k, _)) = d.rows.entry_near(dice.next_u64()) {
+            if d.visible(k, now).is_some() {
                 return Reply::Bulk(k.clone());
             }
         }

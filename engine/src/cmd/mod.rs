@@ -13,6 +13,7 @@ pub mod string;
 pub mod zset;
 
 use crate::engine::Txn;
+use crate::glob::glob_match;
 use crate::keyspace::row::Row;
 use crate::keyspace::value::Kind;
 use crate::op::Effect;
@@ -161,113 +162,6 @@ pub fn is(arg: &[u8], kw: &str) -> bool {
     arg.eq_ignore_ascii_case(kw.as_bytes())
 }
 
-/// Redis glob matching (`*`, `?`, `[...]`, `\`), as `stringmatchlen`.
-pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
-    fn eq(a: u8, b: u8, nocase: bool) -> bool {
-        if nocase {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
-    }
-    fn go(p: &[u8], s: &[u8], nocase: bool, depth: usize) -> bool {
-        if depth > 1000 {
-            return false;
-        }
-        let (mut pi, mut si) = (0usize, 0usize);
-        while pi < p.len() {
-            match p[pi] {
-                b'*' => {
-                    while pi + 1 < p.len() && p[pi + 1] == b'*' {
-                        pi += 1;
-                    }
-                    if pi + 1 == p.len() {
-                        return true;
-                    }
-                    for start in si..=s.len() {
-                        if go(&p[pi + 1..], &s[start..], nocase, depth + 1) {
-                            return true;
-                        }
-                    }
-                    return false;
-                }
-                b'?' => {
-                    if si >= s.len() {
-                        return false;
-                    }
-                    si += 1;
-                }
-                b'[' => {
-                    if si >= s.len() {
-                        return false;
-                    }
-                    pi += 1;
-                    let not = pi < p.len() && p[pi] == b'^';
-                    if not {
-                        pi += 1;
-                    }
-                    let mut matched = false;
-                    loop {
-                        if pi >= p.len() {
-                            pi -= 1;
-                            break;
-                        }
-                        if p[pi] == b'\\' && pi + 2 < p.len() {
-                            pi += 1;
-                            if p[pi] == s[si] {
-                                matched = true;
-                            }
-                        } else if p[pi] == b']' {
-                            break;
-                        } else if pi + 2 < p.len() && p[pi + 1] == b'-' {
-                            let (mut lo, mut hi) = (p[pi], p[pi + 2]);
-                            if lo > hi {
-                                std::mem::swap(&mut lo, &mut hi);
-                            }
-                            let mut c = s[si];
-                            if nocase {
-                                lo = lo.to_ascii_lowercase();
-                                hi = hi.to_ascii_lowercase();
-                                c = c.to_ascii_lowercase();
-                            }
-                            pi += 2;
-                            if c >= lo && c <= hi {
-                                matched = true;
-                            }
-                        } else if eq(p[pi], s[si], nocase) {
-                            matched = true;
-                        }
-                        pi += 1;
-                    }
-                    if not {
-                        matched = !matched;
-                    }
-                    if !matched {
-                        return false;
-                    }
-                    si += 1;
-                }
-                b'\\' if pi + 1 < p.len() => {
-                    pi += 1;
-                    if si >= s.len() || !eq(p[pi], s[si], nocase) {
-                        return false;
-                    }
-                    si += 1;
-                }
-                c => {
-                    if si >= s.len() || !eq(c, s[si], nocase) {
-                        return false;
-                    }
-                    si += 1;
-                }
-            }
-            pi += 1;
-        }
-        si == s.len()
-    }
-    go(pattern, s, nocase, 0)
-}
-
 // ---- helpers for the hash, set and sorted-set commands ----------------------
 
 /// Most elements HRANDFIELD / SRANDMEMBER / ZRANDMEMBER return for a negative
@@ -298,7 +192,7 @@ impl Dice {
         }
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -315,10 +209,10 @@ impl Dice {
     }
 }
 
-/// Positions (into `n` elements in iteration order) that the `*RAND*` commands
+/// Positions (into `n` elements in map order) that the `*RAND*` commands
 /// return for `count`, as Redis chooses them: a negative count picks `-count`
 /// times with repetitions; a positive one picks distinct elements, all of them
-/// (in order) when `count >= n`.
+/// (in order) when `count >= n`. O(|count|) time and memory whatever `n`.
 pub fn random_positions(dice: &mut Dice, n: usize, count: i64) -> Result<Vec<usize>, Reply> {
     if n == 0 || count == 0 {
         return Ok(Vec::new());
@@ -334,15 +228,20 @@ pub fn random_positions(dice: &mut Dice, n: usize, count: i64) -> Result<Vec<usi
     if k >= n as u64 {
         return Ok((0..n).collect());
     }
-    // Partial Fisher-Yates: the first k slots end up a uniform k-subset.
+    // Partial Fisher-Yates over the virtual permutation 0..n, storing only
+    // the slots it moved: the first k slots end up a uniform k-subset.
     let k = k as usize;
-    let mut pos: Vec<usize> = (0..n).collect();
+    let mut moved: std::collections::HashMap<usize, usize, foldhash::fast::FixedState> =
+        std::collections::HashMap::with_capacity_and_hasher(2 * k, Default::default());
+    let mut out = Vec::with_capacity(k);
     for i in 0..k {
         let j = i + dice.below(n - i);
-        pos.swap(i, j);
+        let at_i = moved.get(&i).copied().unwrap_or(i);
+        let at_j = moved.get(&j).copied().unwrap_or(j);
+        moved.insert(j, at_i);
+        out.push(at_j);
     }
-    pos.truncate(k);
-    Ok(pos)
+    Ok(out)
 }
 
 /// The count of HRANDFIELD / SRANDMEMBER / ZRANDMEMBER
@@ -400,46 +299,86 @@ pub fn scan_cursor_arg(b: &[u8]) -> Result<u64, Reply> {
     Ok(if neg { v.wrapping_neg() } else { v })
 }
 
-/// The options of HSCAN / SSCAN / ZSCAN (`args` after the cursor): validates
-/// COUNT and MATCH like Redis and returns the pattern (`None`: match all).
-/// Chorus returns the whole collection in one call (cursor 0), as Redis does
-/// for small encodings, so COUNT is checked but has no other effect.
-pub fn scan_pattern(args: &[Bytes]) -> Result<Option<Bytes>, Reply> {
-    let mut pattern = None;
-    let mut i = 0;
-    while i < args.len() {
-        let more = args.len() - i >= 2;
-        if is(&args[i], "COUNT") && more {
-            let count = int_arg(&args[i + 1])?;
-            if count < 1 {
+/// Hashes and sorted sets of at most this many entries, whose fields, values
+/// and members are at most [`LISTPACK_VALUE_MAX`] bytes, are listpacks in
+/// Redis 7.0 (`hash-max-listpack-entries`, `zset-max-listpack-entries`), and
+/// sets of at most [`INTSET_ENTRIES`] integers are intsets
+/// (`set-max-intset-entries`): Redis scans those whole in one call, cursor 0,
+/// and so does Chorus. Larger ones are scanned [`scan_window`] by window.
+pub const LISTPACK_ENTRIES: usize = 128;
+pub const LISTPACK_VALUE_MAX: usize = 64;
+pub const INTSET_ENTRIES: usize = 512;
+
+/// The options of HSCAN / SSCAN / ZSCAN (`args` after the cursor), validated
+/// like Redis.
+pub struct ScanOptions {
+    /// `None`: match all.
+    pub pattern: Option<Bytes>,
+    /// Positions visited per call (COUNT, default 10).
+    pub count: usize,
+}
+
+impl ScanOptions {
+    pub fn parse(args: &[Bytes]) -> Result<ScanOptions, Reply> {
+        let mut opts = ScanOptions {
+            pattern: None,
+            count: 10,
+        };
+        let mut i = 0;
+        while i < args.len() {
+            let more = args.len() - i >= 2;
+            if is(&args[i], "COUNT") && more {
+                let count = int_arg(&args[i + 1])?;
+                if count < 1 {
+                    return Err(Reply::err(errors::SYNTAX));
+                }
+                opts.count = usize::try_from(count).unwrap_or(usize::MAX);
+            } else if is(&args[i], "MATCH") && more {
+                let p = &args[i + 1];
+                // A lone `*` matches everything, the empty string too.
+                opts.pattern = (p.as_ref() != b"*").then(|| p.clone());
+            } else {
                 return Err(Reply::err(errors::SYNTAX));
             }
-        } else if is(&args[i], "MATCH") && more {
-            let p = &args[i + 1];
-            pattern = if p.as_ref() == b"*" {
-                None
-            } else {
-                Some(p.clone())
-            };
-        } else {
-            return Err(Reply::err(errors::SYNTAX));
+            i += 2;
         }
-        i += 2;
+        Ok(opts)
     }
-    Ok(pattern)
+
+    /// True when `s` passes the MATCH pattern.
+    pub fn matches(&self, s: &[u8]) -> bool {
+        match &self.pattern {
+            None => true,
+            Some(p) => glob_match(p, s, false),
+        }
+    }
 }
 
-/// True when `s` passes the MATCH pattern from [`scan_pattern`].
-pub fn scan_match(pattern: &Option<Bytes>, s: &[u8]) -> bool {
-    match pattern {
-        None => true,
-        Some(p) => glob_match(p, s, false),
-    }
+/// The positions one HSCAN/SSCAN/ZSCAN call visits in a collection's map of
+/// `n` entries, and the cursor it returns (0: done).
+///
+/// A scan walks positions from the top down: cursor `c` means "positions
+/// below `c` are still to visit" (the first call, cursor 0, starts at `n`).
+/// The map only appends new entries at the top, and an entry only ever moves
+/// down: `swap_remove` moves the last entry into a hole, `retain` and a
+/// snapshot join keep the order (see `keyspace::value::Map`). So an entry
+/// present for the whole scan is below the cursor until it is visited:
+/// either it stays where it is, or it moves down (still below), or it was
+/// the last entry and sat at or above the cursor, i.e. already visited.
+/// Moves can only repeat entries, never skip one. Each call costs
+/// O(`count`) whatever the size of the collection.
+pub fn scan_window(cursor: u64, n: usize, count: usize) -> (std::ops::Range<usize>, u64) {
+    let hi = match cursor {
+        0 => n,
+        c => usize::try_from(c).unwrap_or(usize::MAX).min(n),
+    };
+    let lo = hi.saturating_sub(count.max(1));
+    (lo..hi, lo as u64)
 }
 
-/// A SCAN-family reply: cursor 0 and the elements.
-pub fn scan_reply(items: Vec<Reply>) -> Reply {
-    Reply::Array(vec![Reply::bulk(&b"0"[..]), Reply::Array(items)])
+/// A SCAN-family reply: the next cursor and the elements.
+pub fn scan_reply(cursor: u64, items: Vec<Reply>) -> Reply {
+    Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(items)])
 }
 
 /// C's `isspace` in the "C" locale.
@@ -598,22 +537,4 @@ pub fn double_arg(b: &[u8]) -> Option<f64> {
         return None;
     }
     Some(v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn glob() {
-        assert!(glob_match(b"*", b"anything", false));
-        assert!(glob_match(b"h?llo", b"hello", false));
-        assert!(glob_match(b"h[ae]llo", b"hallo", false));
-        assert!(!glob_match(b"h[^e]llo", b"hello", false));
-        assert!(glob_match(b"h[a-b]llo", b"hbllo", false));
-        assert!(glob_match(b"key:*:x", b"key:123:x", false));
-        assert!(!glob_match(b"key:*:x", b"key:123:y", false));
-        assert!(glob_match(b"a\\*b", b"a*b", false));
-        assert!(glob_match(b"HELLO", b"hello", true));
-    }
 }

@@ -5,11 +5,13 @@
 //! unchanged field does. SREM, SPOP and SMOVE remove only members they saw.
 //! *STORE commands replace the destination as a whole (`Replace`, TTL dropped)
 //! or delete it when the result is empty. SPOP/SRANDMEMBER choose
-//! deterministically ([`super::Dice`]); SSCAN returns the whole set with cursor 0.
+//! deterministically ([`super::Dice`]), O(1) per member; SSCAN returns a small
+//! set whole with cursor 0 and walks a big one ([`super::scan_window`]).
 
 use super::{
     expire_if_needed, int_arg, positive_arg, rand_count_arg, random_positions, row,
-    scan_cursor_arg, scan_match, scan_pattern, scan_reply, typed, wrongtype, Dice, Spec,
+    scan_cursor_arg, scan_reply, scan_window, typed, wrongtype, Dice, ScanOptions, Spec,
+    INTSET_ENTRIES,
 };
 use crate::engine::Txn;
 use crate::keyspace::value::{Kind, SetSlot};
@@ -233,14 +235,13 @@ fn spop(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
             }
             Ok(Some(s)) => s,
         };
-        let all: Vec<&Bytes> = s.members.keys().collect();
-        let picks = match random_positions(&mut dice, all.len(), count.unwrap_or(1)) {
+        let picks = match random_positions(&mut dice, s.members.len(), count.unwrap_or(1)) {
             Ok(p) => p,
             Err(e) => return e,
         };
         picks
             .into_iter()
-            .filter_map(|i| all.get(i).map(|m| (*m).clone()))
+            .filter_map(|i| s.members.get_index(i).map(|(m, _)| m.clone()))
             .collect()
     };
     if !popped.is_empty() {
@@ -275,14 +276,13 @@ fn srandmember(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         }
         Ok(Some(s)) => s,
     };
-    let all: Vec<&Bytes> = s.members.keys().collect();
-    let picks = match random_positions(&mut dice, all.len(), count.unwrap_or(1)) {
+    let picks = match random_positions(&mut dice, s.members.len(), count.unwrap_or(1)) {
         Ok(p) => p,
         Err(e) => return e,
     };
     let mut out = picks
         .into_iter()
-        .filter_map(|i| all.get(i).map(|m| Reply::Bulk((*m).clone())));
+        .filter_map(|i| s.members.get_index(i).map(|(m, _)| Reply::Bulk(m.clone())));
     match count {
         Some(_) => Reply::Array(out.collect()),
         None => out.next().unwrap_or(Reply::Nil),
@@ -472,26 +472,38 @@ fn sintercard(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
     }
 }
 
+/// A set Redis 7.0 keeps as an intset (and scans whole).
+fn is_intset(s: &SetSlot) -> bool {
+    s.members.len() <= INTSET_ENTRIES
+        && s.members.keys().all(|m| crate::num::parse_int(m).is_some())
+}
+
 fn sscan(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    if let Err(e) = scan_cursor_arg(&args[2]) {
-        return e;
-    }
+    let cursor = match scan_cursor_arg(&args[2]) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
     let s = match set_of(txn, db, &args[1]) {
         Err(e) => return e,
-        Ok(None) => return scan_reply(Vec::new()),
+        Ok(None) => return scan_reply(0, Vec::new()),
         Ok(Some(s)) => s,
     };
-    let pattern = match scan_pattern(&args[3..]) {
-        Ok(p) => p,
+    let opts = match ScanOptions::parse(&args[3..]) {
+        Ok(o) => o,
         Err(e) => return e,
     };
-    let items = s
-        .members
-        .keys()
-        .filter(|m| scan_match(&pattern, m))
-        .map(|m| Reply::Bulk(m.clone()))
+    let n = s.members.len();
+    let (window, next) = if is_intset(s) {
+        (0..n, 0)
+    } else {
+        scan_window(cursor, n, opts.count)
+    };
+    let items = window
+        .filter_map(|i| s.members.get_index(i))
+        .filter(|(m, _)| opts.matches(m))
+        .map(|(m, _)| Reply::Bulk(m.clone()))
         .collect();
-    scan_reply(items)
+    scan_reply(next, items)
 }
 
 #[cfg(test)]

@@ -8,15 +8,19 @@
 //! so they show exactly what ZSCORE shows afterwards.
 //!
 //! Replies WITHSCORES are flat arrays `[member, score, …]` (RESP2's shape;
-//! Redis 7.0 nests `[member, score]` pairs in RESP3). Range queries walk the
-//! `(score, member)` index; BYLEX assumes equal scores as Redis does and then
-//! behaves like Redis's listpack encoding. ZRANDMEMBER picks deterministically
-//! ([`super::Dice`]); ZSCAN returns the whole set with cursor 0.
+//! Redis 7.0 nests `[member, score]` pairs in RESP3). Ranges are rank windows
+//! of the `(score, member)` index, found in O(log N) ([`RankedSet`]); BYLEX
+//! assumes equal scores as Redis does and, up to 128 members, walks like
+//! Redis's listpack. ZRANDMEMBER picks deterministically ([`super::Dice`]);
+//! ZSCAN returns a small set whole with cursor 0 and walks a big one
+//! ([`super::scan_window`]).
+//!
+//! [`RankedSet`]: crate::keyspace::value::RankedSet
 
 use super::{
     c_str, double_arg, expire_if_needed, int_arg, is, positive_arg, rand_count_arg,
-    random_positions, row, scan_cursor_arg, scan_match, scan_pattern, scan_reply, strtod, typed,
-    wrongtype, Dice, Spec,
+    random_positions, row, scan_cursor_arg, scan_reply, scan_window, strtod, typed, wrongtype,
+    Dice, ScanOptions, Spec, LISTPACK_VALUE_MAX,
 };
 use crate::engine::Txn;
 use crate::keyspace::value::{Kind, Score, SetSlot, ZSetSlot};
@@ -27,7 +31,6 @@ use bytes::Bytes;
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::ops::Bound;
 
 pub static COMMANDS: &[Spec] = &[
     Spec {
@@ -452,7 +455,9 @@ fn zrank_generic(txn: &mut Txn<'_>, db: u8, args: &[Bytes], rev: bool) -> Reply 
     let Some(s) = z.score(m) else {
         return Reply::Nil;
     };
-    let below = z.index.range(..(Score(s), m.clone())).count();
+    let below = z
+        .index
+        .partition_point(|(es, em)| (*es, em.as_ref()) < (Score(s), m.as_ref()));
     let rank = if rev {
         z.index.len().saturating_sub(below + 1)
     } else {
@@ -511,44 +516,85 @@ impl ScoreRange {
     }
 }
 
-/// The least double above `x` (`f64::next_up`, newer than our MSRV).
-fn next_up(x: f64) -> f64 {
-    if x.is_nan() || x == f64::INFINITY {
-        return x;
-    }
-    if x == 0.0 {
-        return f64::from_bits(1);
-    }
-    let b = x.to_bits();
-    f64::from_bits(if x > 0.0 { b + 1 } else { b - 1 })
-}
-
 type Entries<'z> = Box<dyn Iterator<Item = &'z (Score, Bytes)> + 'z>;
 
-/// Index entries with scores in `r`, ascending (descending when `rev`).
-fn by_score(z: &ZSetSlot, r: ScoreRange, rev: bool) -> Entries<'_> {
-    if rev {
-        let hi = if r.max == f64::INFINITY {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded((Score(next_up(r.max)), Bytes::new()))
-        };
-        Box::new(
-            z.index
-                .range((Bound::Unbounded, hi))
-                .rev()
-                .skip_while(move |e| !r.lte_max(e.0 .0))
-                .take_while(move |e| r.gte_min(e.0 .0)),
-        )
-    } else {
-        let lo = Bound::Included((Score(r.min), Bytes::new()));
-        Box::new(
-            z.index
-                .range((lo, Bound::Unbounded))
-                .skip_while(move |e| !r.gte_min(e.0 .0))
-                .take_while(move |e| r.lte_max(e.0 .0)),
-        )
+/// Sorted sets up to this size are listpacks in Redis 7.0
+/// (`zset-max-listpack-entries`), which it walks from one end; above it, a
+/// skiplist it descends.
+pub const ZSET_LISTPACK_ENTRIES: usize = 128;
+
+/// A run of consecutive ranks of the index: `len` entries from rank `start`,
+/// upwards, or downwards when `rev`. Ranges are found as windows in O(log N),
+/// so a count is the window's length and a walk costs only what it returns.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    start: usize,
+    len: usize,
+    rev: bool,
+}
+
+impl Window {
+    const EMPTY: Window = Window {
+        start: 0,
+        len: 0,
+        rev: false,
+    };
+
+    /// The ranks `lo..hi`, walked from the low end or, when `rev`, the high end.
+    fn between(lo: usize, hi: usize, rev: bool) -> Window {
+        if hi <= lo {
+            return Window::EMPTY;
+        }
+        Window {
+            start: if rev { hi - 1 } else { lo },
+            len: hi - lo,
+            rev,
+        }
     }
+
+    fn entries(self, z: &ZSetSlot) -> Entries<'_> {
+        if self.len == 0 {
+            Box::new(std::iter::empty())
+        } else if self.rev {
+            Box::new(z.index.iter_rev_from(self.start).take(self.len))
+        } else {
+            Box::new(z.index.iter_from(self.start).take(self.len))
+        }
+    }
+
+    /// LIMIT offset count as Redis applies it: a negative offset, or one at or
+    /// past the set's length `zlen`, selects nothing; a negative count means no
+    /// limit.
+    fn limit(self, zlen: usize, offset: i64, limit: i64) -> Window {
+        if offset < 0 || (offset > 0 && offset as u64 >= zlen as u64) {
+            return Window::EMPTY;
+        }
+        let skip = (offset as u64).min(self.len as u64) as usize;
+        let left = self.len - skip;
+        let len = if limit < 0 {
+            left
+        } else {
+            (limit as u64).min(left as u64) as usize
+        };
+        let start = if self.rev {
+            self.start - skip.min(self.start)
+        } else {
+            self.start + skip
+        };
+        Window {
+            start,
+            len,
+            rev: self.rev,
+        }
+    }
+}
+
+/// The index entries with scores in `r`.
+fn by_score(z: &ZSetSlot, r: ScoreRange, rev: bool) -> Window {
+    // Scores ascend, so "below min" and "within max" each hold on a prefix.
+    let lo = z.index.partition_point(|e| !r.gte_min(e.0 .0));
+    let hi = z.index.partition_point(|e| r.lte_max(e.0 .0));
+    Window::between(lo, hi, rev)
 }
 
 /// One end of a lex range: `-`, `+`, or a member.
@@ -636,28 +682,50 @@ impl LexRange {
     }
 }
 
-/// Index entries in the lex range `r`, walked in index order (descending when
-/// `rev`) like Redis's listpack walk.
-fn by_lex<'z>(z: &'z ZSetSlot, r: &LexRange, rev: bool) -> Entries<'z> {
+/// The index entries in the lex range `r`. Up to
+/// [`ZSET_LISTPACK_ENTRIES`] entries the index is walked from one end like
+/// Redis's listpack (which gives Redis's answer even when scores differ,
+/// where the lex order of the members is not the index order); above it the
+/// range is found by descent, as Redis's skiplist finds it.
+fn by_lex(z: &ZSetSlot, r: &LexRange, rev: bool) -> Window {
     if !r.may_match(z) {
-        return Box::new(std::iter::empty());
+        return Window::EMPTY;
     }
-    let (a, b) = (r.clone(), r.clone());
+    let n = z.index.len();
+    if n > ZSET_LISTPACK_ENTRIES {
+        let lo = z.index.partition_point(|e| !r.gte_min(&e.1));
+        let hi = z.index.partition_point(|e| r.lte_max(&e.1));
+        return Window::between(lo, hi, rev);
+    }
     if rev {
-        Box::new(
-            z.index
-                .iter()
-                .rev()
-                .skip_while(move |e| !a.lte_max(&e.1))
-                .take_while(move |e| b.gte_min(&e.1)),
-        )
+        let Some(top) = z.index.iter_rev_from(n - 1).position(|e| r.lte_max(&e.1)) else {
+            return Window::EMPTY;
+        };
+        let start = n - 1 - top;
+        let len = z
+            .index
+            .iter_rev_from(start)
+            .take_while(|e| r.gte_min(&e.1))
+            .count();
+        Window {
+            start,
+            len,
+            rev: true,
+        }
     } else {
-        Box::new(
-            z.index
-                .iter()
-                .skip_while(move |e| !a.gte_min(&e.1))
-                .take_while(move |e| b.lte_max(&e.1)),
-        )
+        let Some(start) = z.index.iter().position(|e| r.gte_min(&e.1)) else {
+            return Window::EMPTY;
+        };
+        let len = z
+            .index
+            .iter_from(start)
+            .take_while(|e| r.lte_max(&e.1))
+            .count();
+        Window {
+            start,
+            len,
+            rev: false,
+        }
     }
 }
 
@@ -678,29 +746,16 @@ fn rank_window(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
     Some((start as usize, (end - start + 1) as usize))
 }
 
-fn by_rank(z: &ZSetSlot, start: i64, end: i64, rev: bool) -> Entries<'_> {
-    let Some((skip, take)) = rank_window(z.index.len(), start, end) else {
-        return Box::new(std::iter::empty());
+fn by_rank(z: &ZSetSlot, start: i64, end: i64, rev: bool) -> Window {
+    let n = z.index.len();
+    let Some((skip, take)) = rank_window(n, start, end) else {
+        return Window::EMPTY;
     };
-    if rev {
-        Box::new(z.index.iter().rev().skip(skip).take(take))
-    } else {
-        Box::new(z.index.iter().skip(skip).take(take))
+    Window {
+        start: if rev { n - 1 - skip } else { skip },
+        len: take,
+        rev,
     }
-}
-
-/// LIMIT offset count as Redis applies it: a negative offset skips everything,
-/// a negative count means no limit.
-fn limit_window(it: Entries<'_>, len: usize, offset: i64, limit: i64) -> Entries<'_> {
-    if offset < 0 || (offset > 0 && offset as u64 >= len as u64) {
-        return Box::new(std::iter::empty());
-    }
-    let take = if limit < 0 {
-        usize::MAX
-    } else {
-        usize::try_from(limit).unwrap_or(usize::MAX)
-    };
-    Box::new(it.skip(offset as usize).take(take))
 }
 
 fn owned<'z>(it: impl Iterator<Item = &'z (Score, Bytes)>) -> Vec<(Bytes, f64)> {
@@ -830,9 +885,9 @@ fn zrange_generic(
         Ok(Some(z)) => {
             let len = z.index.len();
             match range {
-                Range::Rank(s, e) => owned(by_rank(z, s, e, rev)),
-                Range::Score(r) => owned(limit_window(by_score(z, r, rev), len, offset, limit)),
-                Range::Lex(r) => owned(limit_window(by_lex(z, &r, rev), len, offset, limit)),
+                Range::Rank(s, e) => owned(by_rank(z, s, e, rev).entries(z)),
+                Range::Score(r) => owned(by_score(z, r, rev).limit(len, offset, limit).entries(z)),
+                Range::Lex(r) => owned(by_lex(z, &r, rev).limit(len, offset, limit).entries(z)),
             }
         }
     };
@@ -850,7 +905,7 @@ fn zcount(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
     match zset_of(txn, db, &args[1]) {
         Err(e) => e,
         Ok(None) => Reply::Int(0),
-        Ok(Some(z)) => Reply::Int(by_score(z, r, false).count() as i64),
+        Ok(Some(z)) => Reply::Int(by_score(z, r, false).len as i64),
     }
 }
 
@@ -862,7 +917,7 @@ fn zlexcount(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
     match zset_of(txn, db, &args[1]) {
         Err(e) => e,
         Ok(None) => Reply::Int(0),
-        Ok(Some(z)) => Reply::Int(by_lex(z, &r, false).count() as i64),
+        Ok(Some(z)) => Reply::Int(by_lex(z, &r, false).len as i64),
     }
 }
 
@@ -893,12 +948,12 @@ fn zremrange(txn: &mut Txn<'_>, db: u8, args: &[Bytes], range: Range) -> Reply {
         Err(e) => return e,
         Ok(None) => return Reply::Int(0),
         Ok(Some(z)) => {
-            let it = match &range {
+            let window = match &range {
                 Range::Rank(s, e) => by_rank(z, *s, *e, false),
                 Range::Score(r) => by_score(z, *r, false),
                 Range::Lex(r) => by_lex(z, r, false),
             };
-            it.map(|(_, m)| m.clone()).collect()
+            window.entries(z).map(|(_, m)| m.clone()).collect()
         }
     };
     let n = gone.len() as i64;
@@ -935,7 +990,11 @@ fn zpop(txn: &mut Txn<'_>, db: u8, args: &[Bytes], max: bool) -> Reply {
         Ok(Some(z)) => {
             let take = usize::try_from(count).unwrap_or(usize::MAX);
             if max {
-                owned(z.index.iter().rev().take(take))
+                owned(
+                    z.index
+                        .iter_rev_from(z.index.len().saturating_sub(1))
+                        .take(take),
+                )
             } else {
                 owned(z.index.iter().take(take))
             }
@@ -959,13 +1018,10 @@ fn zrandmember(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         return match zset_of(txn, db, key) {
             Err(e) => e,
             Ok(None) => Reply::Nil,
-            Ok(Some(z)) => {
-                let i = dice.below(z.members.len());
-                z.members
-                    .keys()
-                    .nth(i)
-                    .map_or(Reply::Nil, |m| Reply::Bulk(m.clone()))
-            }
+            Ok(Some(z)) => z
+                .members
+                .get_index(dice.below(z.members.len()))
+                .map_or(Reply::Nil, |(m, _)| Reply::Bulk(m.clone())),
         };
     }
     let count = match rand_count_arg(&args[2]) {
@@ -985,13 +1041,16 @@ fn zrandmember(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some(z)) => z,
     };
-    let all: Vec<(&Bytes, f64)> = z.members.iter().map(|(m, zm)| (m, zm.score())).collect();
-    match random_positions(&mut dice, all.len(), count) {
+    match random_positions(&mut dice, z.members.len(), count) {
         Err(e) => e,
         Ok(picks) => scored_reply(
             picks
                 .into_iter()
-                .filter_map(|i| all.get(i).map(|(m, s)| ((*m).clone(), *s)))
+                .filter_map(|i| {
+                    z.members
+                        .get_index(i)
+                        .map(|(m, zm)| (m.clone(), zm.score()))
+                })
                 .collect(),
             withscores,
         ),
@@ -1018,27 +1077,40 @@ fn d2string(v: f64) -> String {
     num::format_double(v)
 }
 
+/// A sorted set Redis 7.0 keeps as a listpack (and scans whole).
+fn is_listpack(z: &ZSetSlot) -> bool {
+    z.members.len() <= ZSET_LISTPACK_ENTRIES
+        && z.members.keys().all(|m| m.len() <= LISTPACK_VALUE_MAX)
+}
+
 fn zscan(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    if let Err(e) = scan_cursor_arg(&args[2]) {
-        return e;
-    }
+    let cursor = match scan_cursor_arg(&args[2]) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
     let z = match zset_of(txn, db, &args[1]) {
         Err(e) => return e,
-        Ok(None) => return scan_reply(Vec::new()),
+        Ok(None) => return scan_reply(0, Vec::new()),
         Ok(Some(z)) => z,
     };
-    let pattern = match scan_pattern(&args[3..]) {
-        Ok(p) => p,
+    let opts = match ScanOptions::parse(&args[3..]) {
+        Ok(o) => o,
         Err(e) => return e,
     };
+    let n = z.members.len();
+    let (window, next) = if is_listpack(z) {
+        (0..n, 0)
+    } else {
+        scan_window(cursor, n, opts.count)
+    };
     let mut out = Vec::new();
-    for (m, zm) in z.members.iter() {
-        if scan_match(&pattern, m) {
+    for (m, zm) in window.filter_map(|i| z.members.get_index(i)) {
+        if opts.matches(m) {
             out.push(Reply::Bulk(m.clone()));
             out.push(Reply::Bulk(Bytes::from(d2string(zm.score()))));
         }
     }
-    scan_reply(out)
+    scan_reply(next, out)
 }
 
 // ---- ZUNION / ZINTER / ZDIFF (+STORE, ZINTERCARD) --------------------------------
@@ -1357,6 +1429,123 @@ mod tests {
             .ops_since(&VersionVector::new(), usize::MAX)
             .expect("backlog");
         to.apply_remote(ops);
+    }
+
+    /// The sorted-set index against a naive model (a sorted list), on sets
+    /// on both sides of the listpack size: ranks, ranges by rank, score and
+    /// lex (with LIMIT, both directions), counts, and removal by rank.
+    mod ranks_against_a_model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        fn sorted(model: &BTreeMap<String, i64>) -> Vec<String> {
+            let mut v: Vec<(i64, String)> = model.iter().map(|(m, s)| (*s, m.clone())).collect();
+            v.sort();
+            v.into_iter().map(|p| p.1).collect()
+        }
+
+        fn members(r: Reply) -> Vec<String> {
+            match r {
+                Reply::Array(items) => items
+                    .into_iter()
+                    .map(|i| match i {
+                        Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect(),
+                other => vec![format!("{other:?}")],
+            }
+        }
+
+        fn window(v: &[String], start: i64, end: i64) -> Vec<String> {
+            let n = v.len() as i64;
+            let s = if start < 0 { (start + n).max(0) } else { start };
+            let e = if end < 0 { end + n } else { end.min(n - 1) };
+            if s > e || s >= n {
+                return Vec::new();
+            }
+            v[s as usize..=e as usize].to_vec()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn ranks_and_ranges(
+                n in 0usize..300,
+                scores in proptest::collection::vec(-5i64..5, 300),
+                removes in proptest::collection::vec(0usize..300, 0..40),
+                a in -320i64..320, b in -320i64..320,
+                lo in -6i64..6, hi in -6i64..6,
+                offset in -1i64..20, count in -1i64..20,
+                probe in 0usize..300,
+            ) {
+                let mut e = engine(1);
+                let mut model: BTreeMap<String, i64> = BTreeMap::new();
+                let mut lex: Vec<String> = Vec::new();
+                for (i, &score) in scores.iter().enumerate().take(n) {
+                    let m = format!("m{i:03}");
+                    run(&mut e, &format!("ZADD z {score} {m}"));
+                    run(&mut e, &format!("ZADD l 0 {m}"));
+                    model.insert(m.clone(), score);
+                    lex.push(m);
+                }
+                for &r in &removes {
+                    let m = format!("m{r:03}");
+                    run(&mut e, &format!("ZREM z {m}"));
+                    run(&mut e, &format!("ZREM l {m}"));
+                    model.remove(&m);
+                    lex.retain(|x| *x != m);
+                }
+                let want = sorted(&model);
+                let m = format!("m{probe:03}");
+                let rank = want.iter().position(|x| *x == m);
+                let rev_rank = rank.map(|r| want.len() - 1 - r);
+                let as_reply = |r: Option<usize>| r.map_or(Reply::Nil, |r| Reply::Int(r as i64));
+                prop_assert_eq!(run(&mut e, &format!("ZRANK z {m}")), as_reply(rank));
+                prop_assert_eq!(run(&mut e, &format!("ZREVRANK z {m}")), as_reply(rev_rank));
+                prop_assert_eq!(members(run(&mut e, &format!("ZRANGE z {a} {b}"))), window(&want, a, b));
+                let rev: Vec<String> = want.iter().rev().cloned().collect();
+                prop_assert_eq!(members(run(&mut e, &format!("ZREVRANGE z {a} {b}"))), window(&rev, a, b));
+                // Scores: [lo, hi] and (lo, hi), with LIMIT.
+                let limit = |v: Vec<String>| -> Vec<String> {
+                    if offset < 0 || (offset > 0 && offset as usize >= want.len()) {
+                        return Vec::new();
+                    }
+                    let it = v.into_iter().skip(offset as usize);
+                    if count < 0 { it.collect() } else { it.take(count as usize).collect() }
+                };
+                let in_closed: Vec<String> = want.iter().filter(|x| (lo..=hi).contains(&model[*x])).cloned().collect();
+                let in_open: Vec<String> = want.iter().filter(|x| model[*x] > lo && model[*x] < hi).cloned().collect();
+                prop_assert_eq!(run(&mut e, &format!("ZCOUNT z {lo} {hi}")), Reply::Int(in_closed.len() as i64));
+                prop_assert_eq!(run(&mut e, &format!("ZCOUNT z ({lo} ({hi}")), Reply::Int(in_open.len() as i64));
+                prop_assert_eq!(
+                    members(run(&mut e, &format!("ZRANGEBYSCORE z {lo} {hi} LIMIT {offset} {count}"))),
+                    limit(in_closed.clone())
+                );
+                prop_assert_eq!(
+                    members(run(&mut e, &format!("ZREVRANGEBYSCORE z ({hi} ({lo} LIMIT {offset} {count}"))),
+                    limit(in_open.iter().rev().cloned().collect())
+                );
+                // Lex, on the set whose scores are all equal.
+                let (x, y) = (format!("m{:03}", a.unsigned_abs() % 300), format!("m{:03}", b.unsigned_abs() % 300));
+                let in_lex: Vec<String> = lex.iter().filter(|m| **m >= x && **m < y).cloned().collect();
+                prop_assert_eq!(run(&mut e, &format!("ZLEXCOUNT l [{x} ({y}")), Reply::Int(in_lex.len() as i64));
+                prop_assert_eq!(
+                    members(run(&mut e, &format!("ZRANGEBYLEX l [{x} ({y}"))),
+                    in_lex.clone()
+                );
+                prop_assert_eq!(
+                    members(run(&mut e, &format!("ZREVRANGEBYLEX l ({y} [{x}"))),
+                    in_lex.iter().rev().cloned().collect::<Vec<_>>()
+                );
+                // Removal by rank, then the whole set.
+                let gone = window(&want, a, b);
+                prop_assert_eq!(run(&mut e, &format!("ZREMRANGEBYRANK z {a} {b}")), Reply::Int(gone.len() as i64));
+                let left: Vec<String> = want.iter().filter(|x| !gone.contains(x)).cloned().collect();
+                prop_assert_eq!(members(run(&mut e, "ZRANGE z 0 -1")), left);
+            }
+        }
     }
 
     #[test]

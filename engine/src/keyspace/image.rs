@@ -2,7 +2,7 @@
 //! digests. Same state, same bytes: every collection is sorted.
 
 use super::row::Row;
-use super::value::{Cell, HashSlot, SetSlot, ZMember, ZSetSlot};
+use super::value::{Cell, HashSlot, Map, SetSlot, ZMember, ZSetSlot};
 use crate::crdt::counter::{CounterEntry, ExactEntry};
 use crate::crdt::{join_dots, Counter, Dots, MvReg, Stamp};
 use crate::id::{OpId, VersionVector};
@@ -262,7 +262,30 @@ pub fn join_rows(
     let mut exp = MvReg::from_entries(a.expiry);
     exp.join(&MvReg::from_entries(b.expiry), local_vv, remote_vv);
     out.expiry = exp.sorted_entries().into_iter().cloned().collect();
-    out.into_row()
+    let mut row = out.into_row();
+    keep_local_order(&mut row, local);
+    row
+}
+
+/// Puts the entries of a joined row's collections that the local row held
+/// first, in the local order, and the others after them: no entry moves to a
+/// higher position than it had, so an HSCAN/SSCAN/ZSCAN in progress still
+/// returns every entry present throughout (see `cmd::scan_window`). The order
+/// is not part of the state (images sort), so sites still converge.
+fn keep_local_order(row: &mut Row, local: &Row) {
+    fn reorder<V, W>(joined: &mut Map<V>, local: Option<&Map<W>>) {
+        let Some(local) = local else { return };
+        joined.sort_by_cached_key(|k, _| local.get_index_of(k).unwrap_or(usize::MAX));
+    }
+    if let Some(h) = &mut row.hash {
+        reorder(&mut h.fields, local.hash.as_ref().map(|l| &l.fields));
+    }
+    if let Some(s) = &mut row.set {
+        reorder(&mut s.members, local.set.as_ref().map(|l| &l.members));
+    }
+    if let Some(z) = &mut row.zset {
+        reorder(&mut z.members, local.zset.as_ref().map(|l| &l.members));
+    }
 }
 
 /// Merges two key-sorted lists, joining values present on either side.

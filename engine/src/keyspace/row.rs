@@ -222,7 +222,7 @@ impl Row {
                         if let Some(c) = h.fields.get_mut(f) {
                             c.prune(ctx);
                             if c.is_empty() {
-                                h.fields.remove(f);
+                                h.fields.swap_remove(f);
                             }
                         }
                     }

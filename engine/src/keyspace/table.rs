@@ -283,6 +283,19 @@ impl<V> KeyTable<V> {
         }
     }
 
+    /// The entry in slab slot `pos % slots`, if that slot is occupied: one
+    /// probe of RANDOMKEY (O(1); a table with few holes answers in a few).
+    pub fn entry_in_slot(&self, pos: u64) -> Option<(&Bytes, &V)> {
+        let n = self.slab.len() as u64;
+        if n == 0 {
+            return None;
+        }
+        self.slab
+            .get((pos % n) as usize)
+            .and_then(|e| e.as_ref())
+            .map(|(k, v)| (k, v))
+    }
+
     /// The occupied entry at or after slab position `pos` (wrapping), for RANDOMKEY.
     pub fn entry_near(&self, pos: u64) -> Option<(&Bytes, &V)> {
         if self.len == 0 || self.slab.is_empty() {

@@ -8,7 +8,10 @@ use crate::crdt::{prune_dots, readd_dots, Counter, Ctx, Dots, MvReg, Stamp};
 use crate::ld::{self, Exact, Ld};
 use crate::num;
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap};
+use indexmap::IndexMap;
+
+pub mod ranked;
+pub use ranked::RankedSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static HASH_SEED: AtomicU64 = AtomicU64::new(0x6368_6f72_7573_2121);
@@ -20,14 +23,21 @@ pub fn set_hash_seed(seed: u64) {
 }
 
 pub type Hasher = foldhash::fast::FixedState;
-pub type Map<V> = HashMap<Bytes, V, Hasher>;
+
+/// The map of a hash, set or sorted set: a hash index over a dense vector of
+/// entries. Besides lookups it gives the entry at a position in O(1) (random
+/// picks) and lets HSCAN/SSCAN/ZSCAN walk positions (see
+/// `cmd::scan_window`). Removal is always `swap_remove` (the last entry
+/// fills the hole) or `retain` (order kept); no entry ever moves to a higher
+/// position, which the scan cursor relies on.
+pub type Map<V> = IndexMap<Bytes, V, Hasher>;
 
 pub fn hasher() -> Hasher {
     foldhash::fast::FixedState::with_seed(HASH_SEED.load(Ordering::Relaxed))
 }
 
 pub fn new_map<V>() -> Map<V> {
-    HashMap::with_hasher(hasher())
+    IndexMap::with_hasher(hasher())
 }
 
 /// The entry for `k`, inserted as `V::default()` under a copy of `k` when
@@ -220,7 +230,7 @@ impl SetSlot {
         if let Some(d) = self.members.get_mut(m) {
             prune_dots(d, ctx);
             if d.is_empty() {
-                self.members.remove(m);
+                self.members.swap_remove(m);
             }
         }
     }
@@ -239,6 +249,11 @@ impl SetSlot {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Score(pub f64);
 impl Eq for Score {}
+impl std::hash::Hash for Score {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
 impl PartialOrd for Score {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
@@ -284,18 +299,19 @@ impl ZMember {
     }
 }
 
-/// Sorted set: members plus an ordered index of visible `(score, member)`.
+/// Sorted set: members plus an ordered index of visible `(score, member)`
+/// with ranks (ZRANK, ranges by rank and counts in O(log N)).
 #[derive(Clone, Debug)]
 pub struct ZSetSlot {
     pub members: Map<ZMember>,
-    pub index: BTreeSet<(Score, Bytes)>,
+    pub index: RankedSet<(Score, Bytes)>,
 }
 
 impl Default for ZSetSlot {
     fn default() -> Self {
         ZSetSlot {
             members: new_map(),
-            index: BTreeSet::new(),
+            index: RankedSet::default(),
         }
     }
 }
@@ -317,7 +333,7 @@ impl ZSetSlot {
         };
         if old.map(f64::to_bits) == new.map(f64::to_bits) {
             if new.is_none() {
-                self.members.remove(m);
+                self.members.swap_remove(m);
             }
             return;
         }
@@ -327,7 +343,7 @@ impl ZSetSlot {
             None => own(m),
         };
         if new.is_none() {
-            self.members.remove(m);
+            self.members.swap_remove(m);
         }
         if let Some(o) = old {
             self.index.remove(&(Score(o), key.clone()));
@@ -368,10 +384,10 @@ impl ZSetSlot {
     }
     /// Rebuilds the index from the members (after decoding or merging).
     pub fn reindex(&mut self) {
-        self.index = self
-            .members
-            .iter()
-            .map(|(m, z)| (Score(z.score()), m.clone()))
-            .collect();
+        let mut index = RankedSet::default();
+        for (m, z) in self.members.iter() {
+            index.insert((Score(z.score()), m.clone()));
+        }
+        self.index = index;
     }
 }

@@ -15,8 +15,8 @@ use chorus_engine::Reply;
 use super::client::help_reply;
 use super::table::{CommandSpec, CommandTable};
 use super::{lower, syntax_error, unknown_subcommand_error, Ctx};
-use crate::glob::glob_match;
 use crate::server::ShutdownRequest;
+use chorus_engine::glob::glob_match;
 
 /// Longest `DEBUG SLEEP` accepted, so a typo cannot stall a worker for hours.
 pub const DEBUG_SLEEP_SECS_MAX: f64 = 60.0;

@@ -1,5 +1,7 @@
-//! Redis's glob matcher (`stringmatchlen` in `util.c`), used by `CONFIG GET`
-//! and, in the engine, by `KEYS` and `SCAN ... MATCH`.
+//! Redis's glob matcher (`stringmatchlen` in `util.c`, Redis 7.0): the one
+//! copy Chorus has. The engine uses it for `KEYS`, `SCAN ... MATCH` and
+//! `HSCAN`/`SSCAN`/`ZSCAN ... MATCH`; the server for `CONFIG GET` and
+//! `COMMAND LIST FILTERBY PATTERN`.
 //!
 //! Rules: `*` any run of bytes, `?` one byte, `[abc]` / `[^abc]` / `[a-z]`
 //! byte classes (a reversed range `[z-a]` is accepted; an unterminated class
