@@ -374,7 +374,11 @@ pub fn union_rows(local: &Row, remote: &Row, cut: &VersionVector) -> Row {
         })
     });
     out.expiry = union_by_dot(a.expiry, b.expiry, |e| e.0.dot, cut);
-    out.into_row()
+    let mut row = out.into_row();
+    // As in a full sync's join: an incremental scan of the key must not miss
+    // a member the repair kept.
+    keep_local_order(&mut row, local);
+    row
 }
 
 /// Every entry of `a` and `b` whose dot `cut` covers, once per dot (the
