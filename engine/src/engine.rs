@@ -230,7 +230,7 @@ pub struct Engine {
     first_seq_this_start: u64,
     /// The payload of the newest op held from each origin: a duplicate of
     /// that OpId from a peer is compared with it (see [`OpIdConflict`]).
-    tips: Vec<(OpId, Tip)>,
+    tips: std::collections::HashMap<Origin, (u64, Tip), crate::keyspace::value::Hasher>,
     /// Ops (and merges) applied since the start: the touch index of the
     /// next one is `completed + 1` (see `keyspace::digest`).
     completed: u64,
@@ -338,14 +338,15 @@ impl Engine {
             }
             None => CheckpointMeta::default(),
         };
-        let tips: Vec<(OpId, Tip)> = storage
+        // Unreadable tips (a damaged meta value) only weaken the check.
+        let mut tips = std::collections::HashMap::with_hasher(crate::keyspace::value::hasher());
+        let stored = storage
             .meta_get(META_TIPS)?
             .and_then(|b| postcard::from_bytes::<Vec<(OpId, [u8; 32])>>(&b).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .take(TIPS_MAX)
-            .map(|(id, h)| (id, Tip::Hash(h)))
-            .collect();
+            .unwrap_or_default();
+        for (id, h) in stored.into_iter().take(TIPS_MAX) {
+            tips.insert(id.origin, (id.seq, Tip::Hash(h)));
+        }
         let mut engine = Engine {
             origin: Origin::new(config.site_id, incarnation),
             config,
@@ -613,7 +614,11 @@ impl Engine {
     /// under `op.id`, as far as it can tell: only the newest op of each
     /// origin is kept to compare with; older ones are taken on trust.
     fn same_as_held(&self, op: &Op, bytes: Option<&Bytes>) -> bool {
-        let Some((_, held)) = self.tips.iter().find(|(id, _)| *id == op.id) else {
+        let Some((_, held)) = self
+            .tips
+            .get(&op.id.origin)
+            .filter(|(seq, _)| *seq == op.id.seq)
+        else {
             return true;
         };
         match held {
@@ -635,15 +640,16 @@ impl Engine {
 
     /// Remembers the newest op of its origin (see `same_as_held`).
     fn note_tip(&mut self, id: OpId, bytes: &Bytes) {
-        match self.tips.iter_mut().find(|(t, _)| t.origin == id.origin) {
+        match self.tips.get_mut(&id.origin) {
             Some(t) => {
-                if t.0.seq < id.seq {
-                    *t = (id, Tip::Bytes(bytes.clone()));
+                if t.0 < id.seq {
+                    *t = (id.seq, Tip::Bytes(bytes.clone()));
                 }
             }
             None => {
                 if self.tips.len() < TIPS_MAX {
-                    self.tips.push((id, Tip::Bytes(bytes.clone())));
+                    self.tips
+                        .insert(id.origin, (id.seq, Tip::Bytes(bytes.clone())));
                 }
             }
         }
@@ -856,9 +862,12 @@ impl Engine {
         let tips: Vec<(OpId, [u8; 32])> = self
             .tips
             .iter()
-            .map(|(id, t)| match t {
-                Tip::Bytes(b) => (*id, *blake3::hash(b).as_bytes()),
-                Tip::Hash(h) => (*id, *h),
+            .map(|(origin, (seq, t))| {
+                let id = OpId::new(*origin, *seq);
+                match t {
+                    Tip::Bytes(b) => (id, *blake3::hash(b).as_bytes()),
+                    Tip::Hash(h) => (id, *h),
+                }
             })
             .collect();
         self.storage
