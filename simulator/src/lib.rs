@@ -27,4 +27,4 @@ pub mod trace;
 pub mod workload;
 
 pub use report::{run_one, RunReport};
-pub use sim::{Canary, Outcome, RunConfig, Sim, Verdict};
+pub use sim::{Canary, Outcome, RunConfig, Sim, Verdict, ANTI_ENTROPY_INTERVAL_MS};

@@ -15,6 +15,8 @@ pub const PROFILE_NAMES: &[&str] = &[
     "partition",
     "clock",
     "fullsync",
+    "corrupt",
+    "corrupt-calm",
     "chaos",
 ];
 
@@ -283,7 +285,8 @@ impl Profile {
 
     fn constrain(&mut self, name: &str, r: &mut Rng) {
         match name {
-            "calm" => {
+            // `corrupt-calm`: the damage of `corrupt` with no other fault.
+            "calm" | "corrupt-calm" => {
                 self.fault_weights = [0; 8];
                 self.knobs.tiny_backlog = false;
                 self.knobs.tiny_batches = false;
@@ -306,6 +309,17 @@ impl Profile {
                 self.clock_skew_ms_max = 60_000;
                 self.clock_drift_ppm_max = 5_000;
             }
+            // Rows damaged behind the engine (see `Sim`'s corruption) with the
+            // network faults, while clients write: anti-entropy must repair
+            // them without loss. No crashes or wipes: a full sync from a
+            // damaged site is a join at its vector, which spreads the damage.
+            "corrupt" => self.set_only(&[
+                FaultKind::Pause,
+                FaultKind::Partition,
+                FaultKind::Clog,
+                FaultKind::Reset,
+                FaultKind::Replay,
+            ]),
             "fullsync" => {
                 self.set_only(&[FaultKind::Crash, FaultKind::Wipe, FaultKind::Partition]);
                 self.knobs.tiny_backlog = true;

@@ -56,6 +56,9 @@ pub const EXPIRE_BUDGET: usize = 32;
 /// Anti-entropy interval of every session (virtual ms): short, so runs
 /// compare digests many times; on a correct system nothing is ever repaired.
 pub const ANTI_ENTROPY_INTERVAL_MS: u64 = 2_000;
+/// Profile `corrupt`: the first damage, and the mean time between two.
+const CORRUPT_FIRST_MS: u64 = 1_500;
+const CORRUPT_INTERVAL_MS: u64 = 3_000;
 
 /// A deliberate bug the checkers must catch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +72,9 @@ pub enum Canary {
     /// OpIds reused after a crash: the restart pretends the shutdown was
     /// clean, so the engine keeps its incarnation and reuses lost seqs.
     ReuseSeq,
+    /// Anti-entropy repairs by `join_rows(local, remote, cut, cut)` (the
+    /// engine's canary switch): a dot one site lost is deleted everywhere.
+    RepairJoinAtVv,
     /// Peers acked before fsync (the session's own canary switch).
     AckBeforeDurable,
     /// Ops applied before their deps. Emulated: deps stripped on arrival.
@@ -76,12 +82,13 @@ pub enum Canary {
 }
 
 impl Canary {
-    pub const ALL: [Canary; 5] = [
+    pub const ALL: [Canary; 6] = [
         Canary::LwwArrivalOrder,
         Canary::NoDedup,
         Canary::ReuseSeq,
         Canary::AckBeforeDurable,
         Canary::SkipDeps,
+        Canary::RepairJoinAtVv,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -90,6 +97,7 @@ impl Canary {
             Canary::ReuseSeq => "reuse-seq",
             Canary::AckBeforeDurable => "ack-before-durable",
             Canary::SkipDeps => "skip-deps",
+            Canary::RepairJoinAtVv => "repair-join-at-vv",
         }
     }
     pub fn parse(s: &str) -> Option<Canary> {
@@ -185,6 +193,10 @@ pub struct RunStats {
     pub wipes: u64,
     /// Wipes that put an older image of the site's disk back.
     pub restores: u64,
+    /// Rows damaged behind an engine (profile `corrupt`), and the longest
+    /// virtual time until the damaged site's state was whole again.
+    pub corruptions: u64,
+    pub repair_ms_max: u64,
     pub full_syncs: u64,
     pub reconnects: u64,
     pub lost_unacked_ops: u64,
@@ -198,7 +210,7 @@ impl fmt::Display for RunStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "requests={} acked={} gave_up={} crashes={} wipes={} restores={} full_syncs={} reconnects={} lost_permitted={} ae_checks={} ae_repairs={}",
+            "requests={} acked={} gave_up={} crashes={} wipes={} restores={} full_syncs={} reconnects={} lost_permitted={} ae_checks={} ae_repairs={} corruptions={} repair_ms_max={}",
             self.requests,
             self.acked_writes,
             self.gave_up,
@@ -209,7 +221,9 @@ impl fmt::Display for RunStats {
             self.reconnects,
             self.lost_unacked_ops,
             self.anti_entropy_checks,
-            self.anti_entropy_repairs
+            self.anti_entropy_repairs,
+            self.corruptions,
+            self.repair_ms_max
         )
     }
 }
@@ -267,6 +281,8 @@ enum Ev {
         links: Vec<(usize, usize)>,
     },
     Audit,
+    /// Damage a row at some site behind its engine (profile `corrupt`).
+    Corrupt,
     EndSafety,
     LivenessCheck,
 }
@@ -350,6 +366,12 @@ pub struct Sim {
     /// `CHORUS_SIM_PARANOID=1`: compare every site with a fresh replay of its
     /// ops at every audit (slow; for narrowing a failure down).
     paranoid: bool,
+    /// Rows damaged behind an engine and not yet repaired: `(site, at_ms)`.
+    /// While any is outstanding, digests may differ at equal vectors and
+    /// anti-entropy may repair; checks of that site against a replay wait.
+    corruptions: Vec<(usize, u64)>,
+    /// Damage is planted in this run (profile `corrupt`).
+    corrupting: bool,
     full_sync_checks: u64,
     /// Set once the liveness phase converged: every session was asked for an
     /// anti-entropy round, with its `anti_entropy_checks` at that moment.
@@ -360,6 +382,7 @@ impl Sim {
     pub fn new(cfg: RunConfig) -> Sim {
         chorus_engine::set_hash_seed(0x6368_6f72_7573_2121);
         let p = Profile::draw(cfg.seed, &cfg.profile, cfg.sites, cfg.ops);
+        let cfg_corrupting = cfg.profile.starts_with("corrupt");
         let mut site_rng = Rng::stream(cfg.seed, "sites");
         let n = p.sites;
         let mut sites = Vec::with_capacity(n);
@@ -367,6 +390,7 @@ impl Sim {
             let id = (i + 1) as SiteId;
             let mut ec = EngineConfig::new(id);
             ec.fsync = p.fsync;
+            ec.canaries.repair_join_at_vv = cfg.canary == Some(Canary::RepairJoinAtVv);
             if p.knobs.tiny_backlog {
                 ec.backlog_bytes_max = site_rng.range(1 << 10, 16 << 10) as usize;
             }
@@ -431,6 +455,8 @@ impl Sim {
             violation: None,
             converged: false,
             paranoid: std::env::var_os("CHORUS_SIM_PARANOID").is_some(),
+            corruptions: Vec::new(),
+            corrupting: cfg_corrupting,
             full_sync_checks: 0,
             final_anti_entropy: None,
             cfg,
@@ -455,6 +481,9 @@ impl Sim {
         }
         self.sched.at(0, Ev::NextRequest);
         self.sched.at(AUDIT_INTERVAL_MS, Ev::Audit);
+        if self.corrupting {
+            self.sched.at(CORRUPT_FIRST_MS, Ev::Corrupt);
+        }
         if self.p.faults_enabled() {
             let d = self.fault_rng.exp_ms(self.p.fault_interval_ms as f64);
             self.sched.after(d, Ev::Fault);
@@ -554,8 +583,10 @@ impl Sim {
         if let Err(v) = self.check.after_restart(s, &engine) {
             self.fail(v);
         }
-        if let Err(v) = self.check.state_matches_replay(s, &engine, "recovery") {
-            self.fail(v);
+        if !self.corruptions.iter().any(|c| c.0 == s) {
+            if let Err(v) = self.check.state_matches_replay(s, &engine, "recovery") {
+                self.fail(v);
+            }
         }
         let origin = engine.origin();
         let vv_total = engine.vv().total();
@@ -659,6 +690,7 @@ impl Sim {
             Ev::Resume { site } => self.resume(t, site),
             Ev::Unblock { links } => self.unblock(t, links),
             Ev::Audit => self.audit(t),
+            Ev::Corrupt => self.corrupt(t),
             Ev::EndSafety => self.end_safety(t),
             Ev::LivenessCheck => self.liveness_check(t),
         }
@@ -1032,6 +1064,13 @@ impl Sim {
                         });
                 }
                 SessionEvent::DigestMatched { .. } => self.stats.anti_entropy_checks += 1,
+                SessionEvent::DigestMismatch { .. } if self.corrupting => {
+                    self.stats.anti_entropy_checks += 1;
+                }
+                SessionEvent::Repaired { .. } if self.corrupting => {
+                    self.stats.anti_entropy_repairs += 1;
+                    self.settle_corruptions(now);
+                }
                 SessionEvent::DigestMismatch { db, buckets } => {
                     self.stats.anti_entropy_checks += 1;
                     let v = Violation::new(
@@ -1343,8 +1382,15 @@ impl Sim {
                 if merged {
                     self.check.note_snapshot_merged(to, &vv);
                     self.full_sync_checks += 1;
-                    let check =
-                        self.paranoid || self.full_sync_checks <= FULL_SYNC_REPLAY_CHECKS_MAX;
+                    if self.corruptions.iter().any(|c| c.0 == from) {
+                        // A join at the sender's vector takes its damage
+                        // along: the receiver waits for anti-entropy too.
+                        let at = self.sched.now_ms();
+                        self.corruptions.push((to, at));
+                    }
+                    let check = (self.paranoid
+                        || self.full_sync_checks <= FULL_SYNC_REPLAY_CHECKS_MAX)
+                        && !self.corruptions.iter().any(|c| c.0 == to);
                     if let Some(e) = self.sites[to].engine.as_ref().filter(|_| check) {
                         if let Err(v) = self.check.state_matches_replay(to, e, "a full sync") {
                             self.fail(v);
@@ -1712,16 +1758,106 @@ impl Sim {
 
     // ---- convergence ---------------------------------------------------------------------
 
+    /// Profile `corrupt`: damages one row of an up site behind its engine
+    /// (`put_row_unlogged`): the row is removed, or loses one member, field
+    /// or counter increment. Anti-entropy must bring it back from a peer
+    /// with nothing lost anywhere (the oracle checks every value at the end).
+    fn corrupt(&mut self, t: u64) {
+        if !self.safety {
+            return;
+        }
+        self.sched.after(
+            self.fault_rng.exp_ms(CORRUPT_INTERVAL_MS as f64),
+            Ev::Corrupt,
+        );
+        let n = self.sites.len();
+        let s = self.fault_rng.below(n as u64) as usize;
+        let db = self.fault_rng.below(u64::from(self.p.dbs.max(1))) as u8;
+        let Some(engine) = self.sites[s].engine.as_mut() else {
+            return;
+        };
+        let rows = &engine.keyspace().db(db).rows;
+        let count = rows.len() as u64;
+        if count == 0 {
+            return;
+        }
+        let pick = self.fault_rng.below(count) as usize;
+        let Some((key, row)) = rows.iter().nth(pick) else {
+            return;
+        };
+        let key = key.clone();
+        let mut image = chorus_engine::keyspace::image::RowImage::of(row);
+        let what = if self.fault_rng.chance(0.5) {
+            image = Default::default();
+            "removed"
+        } else if !image.set.is_empty() {
+            let i = self.fault_rng.below(image.set.len() as u64) as usize;
+            image.set.remove(i);
+            "lost a member"
+        } else if !image.hash.is_empty() {
+            let i = self.fault_rng.below(image.hash.len() as u64) as usize;
+            image.hash.remove(i);
+            "lost a field"
+        } else if image.string.as_ref().is_some_and(|c| !c.ctr.is_empty()) {
+            if let Some(c) = image.string.as_mut() {
+                c.ctr.pop();
+            }
+            "lost an increment"
+        } else {
+            image = Default::default();
+            "removed"
+        };
+        engine.put_row_unlogged(db, key.clone(), image);
+        self.corruptions.push((s, t));
+        self.stats.corruptions += 1;
+        self.trace
+            .event(t, "corrupt", &[s as u64, u64::from(db)], || {
+                format!(
+                    "site {} row {:?} of db {db} {what} behind the engine",
+                    s + 1,
+                    String::from_utf8_lossy(&key)
+                )
+            });
+    }
+
+    /// Clears the damage of sites whose state is again what their ops make
+    /// (repaired, or rewritten by later ops), noting how long it took.
+    fn settle_corruptions(&mut self, t: u64) {
+        if self.corruptions.is_empty() {
+            return;
+        }
+        let mut healed = Vec::new();
+        for (s, site) in self.sites.iter().enumerate() {
+            let Some(e) = site.engine.as_ref() else {
+                continue;
+            };
+            if self.corruptions.iter().any(|c| c.0 == s)
+                && self.check.state_matches_replay(s, e, "a repair").is_ok()
+            {
+                healed.push(s);
+            }
+        }
+        for s in healed {
+            for (_, at) in self.corruptions.iter().filter(|c| c.0 == s) {
+                self.stats.repair_ms_max = self.stats.repair_ms_max.max(t.saturating_sub(*at));
+            }
+            self.corruptions.retain(|c| c.0 != s);
+        }
+    }
+
     fn audit(&mut self, t: u64) {
         if !self.safety {
             return;
         }
+        self.settle_corruptions(t);
         let engines: Vec<Option<&Engine>> = self.sites.iter().map(|s| s.engine.as_ref()).collect();
-        if let Err(v) = self.check.audit_convergence(&engines) {
-            self.fail(v);
-            return;
+        if self.corruptions.is_empty() {
+            if let Err(v) = self.check.audit_convergence(&engines) {
+                self.fail(v);
+                return;
+            }
         }
-        if self.paranoid {
+        if self.paranoid && self.corruptions.is_empty() {
             for (i, site) in self.sites.iter().enumerate() {
                 if let Some(e) = site.engine.as_ref() {
                     if let Err(v) = self.check.state_matches_replay(i, e, "an audit") {
@@ -1773,6 +1909,13 @@ impl Sim {
         let first_vv = engines.first().and_then(|e| e.map(|e| e.vv().clone()));
         let same_vv = all_up
             && first_vv.is_some_and(|v| engines.iter().all(|e| e.is_some_and(|e| *e.vv() == v)));
+        if same_vv && !self.corruptions.is_empty() {
+            // Anti-entropy has damage to repair first.
+            drop(engines);
+            self.settle_corruptions(t);
+            self.sched.after(LIVENESS_CHECK_MS, Ev::LivenessCheck);
+            return;
+        }
         if same_vv {
             match self.check.audit_convergence(&engines) {
                 Ok(()) if self.final_anti_entropy.is_none() => self.request_final_anti_entropy(t),
@@ -1891,7 +2034,7 @@ impl Sim {
     }
 
     fn final_checks(&mut self) {
-        if self.stats.anti_entropy_repairs != 0 {
+        if self.stats.anti_entropy_repairs != 0 && !self.corrupting {
             let n = self.stats.anti_entropy_repairs;
             self.fail(Violation::new(
                 "anti-entropy",

@@ -41,6 +41,28 @@ fn bounded_sweep_without_crashes_passes() {
     sweep("calm", 0..10);
     sweep("partition", 0..20);
     sweep("clock", 0..20);
+    sweep("corrupt", 0..20);
+}
+
+/// Rows damaged behind an engine while clients write at every site are
+/// repaired by anti-entropy, and with no network fault within two
+/// anti-entropy intervals of virtual time.
+#[test]
+fn damaged_rows_are_repaired_within_two_intervals() {
+    let mut repaired = 0;
+    for seed in 0..10 {
+        let r = run_one(config(seed, "corrupt-calm", None));
+        assert!(r.passed(), "{}", describe(&r));
+        let o = r.outcome.as_ref().expect("ran");
+        assert!(o.stats.corruptions > 0, "seed {seed} planted nothing");
+        assert!(
+            o.stats.repair_ms_max <= 2 * chorus_sim::ANTI_ENTROPY_INTERVAL_MS,
+            "seed {seed}: a damaged row took {} ms to repair",
+            o.stats.repair_ms_max
+        );
+        repaired += o.stats.anti_entropy_repairs;
+    }
+    assert!(repaired > 0, "no repair at all in 10 seeds");
 }
 
 /// The random profile includes crashes, which currently expose an engine
@@ -58,6 +80,8 @@ fn every_canary_is_caught_within_200_seeds() {
         // Durability canaries need crashes to show; the others show anywhere.
         let profile = match canary {
             Canary::ReuseSeq | Canary::AckBeforeDurable => "crash",
+            // A join that deletes shows only where rows are damaged.
+            Canary::RepairJoinAtVv => "corrupt",
             _ => "random",
         };
         let caught = (0..CANARY_SEEDS).find(|&s| {
