@@ -30,9 +30,11 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
-/// Rows hashed per call when a digest is wanted (weighed by elements): a
-/// larger backlog of stale rows is worked off over several calls.
-pub const DIGEST_REFRESH_BUDGET: usize = 1 << 16;
+/// Elements of changed rows hashed per question for a digest: a larger
+/// backlog of stale rows is worked off over several calls (and between
+/// rounds by [`Engine::digest_refresh_step`]), so one call holds the engine
+/// for a few milliseconds at most.
+pub const DIGEST_REFRESH_BUDGET: usize = 1 << 13;
 
 /// One database's digest at a cut, as anti-entropy exchanges it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -134,12 +136,23 @@ impl LeafSet {
 }
 
 impl Engine {
+    /// Hashes up to `budget` elements of rows changed since they were last
+    /// hashed, across the databases: a server calls it between rounds so a
+    /// round's question finds little left. True when nothing is left.
+    pub fn digest_refresh_step(&mut self, budget: usize) -> bool {
+        let mut left = budget;
+        (0..DBS as u8).all(|db| self.keyspace.digest_refresh(db, &mut left))
+    }
+
     /// True when only ops of `cut` changed leaf `leaf` of `db` here.
     pub fn leaf_settled(&self, db: u8, leaf: u16, cut: &VersionVector) -> bool {
         self.leaf_touched(db, leaf) <= self.settled_through(cut)
     }
 
-    /// The touch index of the last change to a leaf (0: none since start).
+    /// The touch index of the last change to a leaf. A leaf not changed
+    /// since the start holds what the ops recovered at the start made of it
+    /// (some of which may be beyond a peer's cut): it counts as changed by
+    /// the start itself.
     fn leaf_touched(&self, db: u8, leaf: u16) -> u64 {
         self.keyspace
             .db(db)
@@ -148,6 +161,7 @@ impl Engine {
             .get(leaf as usize)
             .copied()
             .unwrap_or(0)
+            .max(self.opened_at())
     }
 
     /// The digest of `db` at `cut`: every leaf's digest, and the leaves
@@ -165,11 +179,13 @@ impl Engine {
         if !self.vv.dominates(cut) {
             return Err(SummaryError::CutNotHeld);
         }
-        if !self.keyspace.digest_refresh(db, DIGEST_REFRESH_BUDGET) {
+        let mut left = DIGEST_REFRESH_BUDGET;
+        if !self.keyspace.digest_refresh(db, &mut left) {
             return Err(SummaryError::Busy);
         }
         self.journal_mark();
         let through = self.settled_through(cut);
+        let opened = self.opened_at();
         let d = &self.keyspace.db(db).digest;
         let leaves: Vec<(u16, u64)> = d
             .leaves()
@@ -182,7 +198,7 @@ impl Engine {
             .touched()
             .iter()
             .enumerate()
-            .filter(|(_, &t)| t > through)
+            .filter(|(_, &t)| t.max(opened) > through)
             .map(|(l, _)| l as u16)
             .collect();
         Ok(LeafSummary { leaves, unsettled })
@@ -525,6 +541,34 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_site_counts_its_leaves_as_changed_by_what_it_recovered() {
+        let (mut a, b) = pair();
+        // A delete `b` has not seen, then a restart of `a`: no leaf of `a`
+        // is changed since the start, but its rows hold the delete.
+        run(&mut a, &["DEL", "k5"]);
+        a.sync().unwrap();
+        let image = a
+            .storage_mut()
+            .as_any_mut()
+            .downcast_mut::<MemoryStorage>()
+            .unwrap()
+            .durable_image();
+        let mut a = Engine::open(Box::new(image), EngineConfig::new(1)).unwrap();
+        let cut = a.vv().meet(b.vv());
+        let mut b = b;
+        let sa = a.leaf_summary(0, &cut).unwrap();
+        let sb = b.leaf_summary(0, &cut).unwrap();
+        assert!(sa.unsettled.contains(&(leaf_of(b"k5") as u16)));
+        assert!(sa.differing(&sb).is_empty());
+        // Once the cut holds what it recovered, it compares again.
+        ship(&a, &mut b);
+        let cut = a.vv().meet(b.vv());
+        let sa = a.leaf_summary(0, &cut).unwrap();
+        assert!(sa.unsettled.is_empty());
+        assert!(sa.differing(&b.leaf_summary(0, &cut).unwrap()).is_empty());
+    }
+
+    #[test]
     fn the_join_at_the_vector_canary_deletes_what_one_side_lost() {
         let (mut a, mut b) = pair();
         a.config.canaries.repair_join_at_vv = true;
@@ -558,6 +602,26 @@ mod tests {
             b.merge_bucket_rows(0, &[DIGEST_LEAVES as u16], &held, vec![]),
             Err(RepairError::Bucket(DIGEST_LEAVES as u16))
         );
+    }
+
+    #[test]
+    fn a_refresh_in_small_steps_ends_where_one_question_would() {
+        let (mut a, mut b) = pair();
+        for i in 0..300 {
+            run(&mut a, &["SET", &format!("k{i}"), "new"]);
+        }
+        ship(&a, &mut b);
+        let mut steps = 0;
+        while !a.digest_refresh_step(16) {
+            steps += 1;
+            assert!(steps < 1_000, "the refresh does not end");
+        }
+        assert!(
+            steps >= 10,
+            "16 elements a step cannot hash 300 rows in {steps}"
+        );
+        let cut = a.vv().clone();
+        assert_eq!(a.leaf_summary(0, &cut), b.leaf_summary(0, &cut));
     }
 
     #[test]

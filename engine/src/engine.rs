@@ -238,6 +238,10 @@ pub struct Engine {
     /// op with a touch index at or below `completed` is in `vv`. Anti-entropy
     /// asks it which leaves only ops of a given vector changed.
     journal: std::collections::VecDeque<(u64, VersionVector)>,
+    /// The touch index of the start: every leaf counts as changed at least
+    /// then (its rows came from the disk, made by ops up to the vector the
+    /// start recovered).
+    opened_at: u64,
     pub(crate) keyspace: Keyspace,
     backlog: Backlog,
     causal_buffer: BTreeMap<OpId, Op>,
@@ -358,6 +362,7 @@ impl Engine {
             tips,
             completed: 0,
             journal: std::collections::VecDeque::new(),
+            opened_at: 0,
             keyspace: Keyspace::default(),
             backlog: Backlog::default(),
             causal_buffer: BTreeMap::new(),
@@ -443,6 +448,7 @@ impl Engine {
         // Everything loaded and replayed is one step of the apply order.
         engine.op_completed();
         engine.journal_mark();
+        engine.opened_at = engine.completed;
         debug_assert!(engine.invariants_hold());
         Ok(engine)
     }
@@ -629,11 +635,11 @@ impl Engine {
                 log::decode_op(held).map_or(true, |h| &h == op)
             }
             Tip::Hash(h) => {
-                let encoded = match bytes {
-                    Some(b) => b.clone(),
-                    None => log::encode_op(op),
+                let theirs = match bytes {
+                    Some(b) => blake3::hash(b),
+                    None => blake3::hash(&log::encode_op(op)),
                 };
-                blake3::hash(&encoded).as_bytes() == h
+                theirs.as_bytes() == h
             }
         }
     }
@@ -926,6 +932,11 @@ impl Engine {
         while self.journal.len() > JOURNAL_POINTS_MAX {
             self.journal.pop_front();
         }
+    }
+
+    /// See `Engine::opened_at`.
+    pub(crate) fn opened_at(&self) -> u64 {
+        self.opened_at
     }
 
     /// The greatest touch index through which every op applied here is in

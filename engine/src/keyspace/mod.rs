@@ -510,17 +510,17 @@ impl Keyspace {
             .collect()
     }
 
-    /// Brings up to `budget` stale rows of `db` (weighed by their elements)
-    /// up to date in its leaves; true when none is left.
-    pub fn digest_refresh(&mut self, db: u8, budget: usize) -> bool {
+    /// Brings stale rows of `db` up to date in its leaves while `left`
+    /// (elements, one more per row) lasts, taking what it spends from it;
+    /// true when none is left.
+    pub fn digest_refresh(&mut self, db: u8, left: &mut usize) -> bool {
         let d = &mut self.dbs[db as usize % DBS];
-        let mut left = budget;
-        while left > 0 {
+        while *left > 0 {
             let Some(pos) = d.digest.stale.pop() else {
                 return true;
             };
             if let Some((key, row)) = d.rows.entry_at_mut(pos) {
-                left = left.saturating_sub(row.elements() + 1);
+                *left = left.saturating_sub(row.elements() + 1);
                 d.digest.refresh_row(key, row);
             }
         }
