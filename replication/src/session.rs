@@ -41,7 +41,7 @@ use crate::wire::{
     REPAIR_ROWS_MAX, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_CHUNK_ROWS_MAX, SNAPSHOT_ROW_BYTES_MAX,
 };
 use bytes::Bytes;
-use chorus_engine::anti_entropy::{LeafSummary, SummaryError};
+use chorus_engine::anti_entropy::LeafSummary;
 use chorus_engine::hlc::Hlc;
 use chorus_engine::id::{SiteId, VersionVector};
 use chorus_engine::keyspace::image::RowImage;
@@ -1336,9 +1336,7 @@ impl PeerSession {
         let db = db % DBS as u8;
         let (summary, comparable) = match engine.leaf_summary(db, &cut) {
             Ok(s) => (s, true),
-            Err(SummaryError::Db(_) | SummaryError::CutNotHeld | SummaryError::Busy) => {
-                (LeafSummary::default(), false)
-            }
+            Err(_) => (LeafSummary::default(), false),
         };
         // One answer per database: a newer query replaces an older answer.
         self.digest_answers

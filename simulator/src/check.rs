@@ -538,7 +538,7 @@ fn op_summary(op: &Op) -> Vec<String> {
 }
 
 /// The first key whose row differs between two engines (for reports).
-fn first_row_difference(a: &Engine, b: &Engine) -> String {
+pub fn first_row_difference(a: &Engine, b: &Engine) -> String {
     for db in 0..DBS as u8 {
         let (da, dbb) = (a.keyspace().db(db), b.keyspace().db(db));
         let mut keys: BTreeSet<Bytes> = BTreeSet::new();

@@ -1073,9 +1073,20 @@ impl Sim {
                 }
                 SessionEvent::DigestMismatch { db, buckets } => {
                     self.stats.anti_entropy_checks += 1;
+                    let detail = match (&self.sites[s].engine, &self.sites[peer].engine) {
+                        (Some(a), Some(b)) => {
+                            format!(
+                                " (vvs {} and {}){}",
+                                a.vv(),
+                                b.vv(),
+                                crate::check::first_row_difference(a, b)
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     let v = Violation::new(
                         "convergence",
-                        format!("sites {} and {}: same VV, digest buckets {buckets:?} of db {db} differ", s + 1, peer + 1),
+                        format!("sites {} and {}: leaves {buckets:?} of db {db} differ where both hold the same ops{detail}", s + 1, peer + 1),
                     );
                     self.fail(v);
                 }
