@@ -501,6 +501,8 @@ pub struct PeerSession {
     digest_queries_out: u16,
     /// The cut of the round in progress: what both sides hold.
     round_cut: VersionVector,
+    /// The peer's databases that hold rows, from its last digest.
+    peer_dbs: u16,
     /// Our answers to the peer's digest queries (at most one per database).
     digest_answers: VecDeque<Box<Message>>,
     /// Leaves found different, per database (at most one entry per db), with
@@ -548,6 +550,7 @@ impl PeerSession {
             anti_entropy_due: false,
             digest_queries_out: 0,
             round_cut: VersionVector::new(),
+            peer_dbs: ALL_DBS,
             digest_answers: VecDeque::new(),
             repairs_out: VecDeque::new(),
             repair_reply: None,
@@ -911,6 +914,7 @@ impl PeerSession {
         self.digest_request_pending = None;
         self.anti_entropy_due = false;
         self.digest_queries_out = 0;
+        self.peer_dbs = ALL_DBS;
         self.digest_answers.clear();
         self.repairs_out.clear();
         self.repair_reply = None;
@@ -991,7 +995,9 @@ impl PeerSession {
                 buckets,
                 unsettled,
                 comparable,
+                dbs,
             } => {
+                self.peer_dbs = dbs;
                 let theirs = comparable.then_some(LeafSummary {
                     leaves: buckets,
                     unsettled,
@@ -1303,11 +1309,9 @@ impl PeerSession {
         self.stats.anti_entropy_checks += 1;
         let unsettled = ours.unsettled.len().max(theirs.unsettled.len());
         self.stats.anti_entropy_unsettled += unsettled as u64;
+        // Leaves that ops beyond the cut changed are compared in the next
+        // round (not sooner: under constant writes some always are).
         let differing = ours.differing(&theirs);
-        if unsettled > 0 {
-            // Leaves that ops beyond the cut changed are compared next time.
-            self.retry_anti_entropy(now_ms);
-        }
         if differing.is_empty() {
             self.push_event(SessionEvent::DigestMatched { db });
             return;
@@ -1350,6 +1354,7 @@ impl PeerSession {
             buckets: summary.leaves,
             unsettled: summary.unsettled,
             comparable,
+            dbs: nonempty_dbs(engine),
         }));
     }
 
@@ -1472,7 +1477,9 @@ impl PeerSession {
             self.stats.anti_entropy_rounds += 1;
             // Compare what both sides hold: our ops the peer confirmed.
             self.round_cut = engine.vv().meet(&self.peer_confirmed);
-            self.digest_queries_out = ALL_DBS;
+            // Databases either side holds rows in (all of them until the
+            // peer's first answer says which it uses).
+            self.digest_queries_out = nonempty_dbs(engine) | self.peer_dbs;
             self.arm_anti_entropy(now_ms, false);
         } else {
             self.timers.stop(Timer::AntiEntropy);
@@ -1811,6 +1818,13 @@ fn message_work(msg: &Message) -> usize {
         Message::SnapshotChunk { rows } | Message::RepairRows { rows, .. } => rows.len(),
         _ => 0,
     }
+}
+
+/// This site's databases that hold rows, one bit each.
+fn nonempty_dbs(engine: &Engine) -> u16 {
+    (0..DBS as u8)
+        .filter(|&db| !engine.keyspace().db(db).is_empty())
+        .fold(0, |m, db| m | 1 << db)
 }
 
 fn repair_message(vv: &VersionVector, db: u8, rows: BucketRows) -> Message {

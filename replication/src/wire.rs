@@ -202,13 +202,15 @@ pub enum Message {
     /// every leaf with rows, and the leaves ops beyond the cut changed at
     /// the sender (`unsettled`). With `comparable: false` the sender could
     /// not give it (it does not hold the cut, or is still hashing changed
-    /// rows): ask again later.
+    /// rows): ask again later. `dbs`: the sender's databases that hold rows
+    /// (one bit each), so rounds ask only for databases either side uses.
     Digest {
         vv: VersionVector,
         db: u8,
         buckets: Vec<(u16, u64)>,
         unsettled: Vec<u16>,
         comparable: bool,
+        dbs: u16,
     },
     Heartbeat {
         hlc: Hlc,
@@ -630,6 +632,7 @@ mod tests {
                 buckets: vec![(1, 7), (2, u64::MAX >> 1), (4095, 9)],
                 unsettled: vec![3, 4096 - 2],
                 comparable: true,
+                dbs: 0b101,
             },
             Message::Heartbeat {
                 hlc: Hlc::new(5, 5),

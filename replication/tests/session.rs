@@ -879,9 +879,10 @@ fn anti_entropy_restores_a_row_one_side_lost_and_deletes_nothing() {
 fn anti_entropy_on_equal_states_checks_and_never_repairs() {
     let (mut net, l) = anti_entropy_pair(100);
     net.run(1_000);
-    // Every database of the pair is compared in each round.
+    // Every database the pair uses (db 0) is compared in each round.
     assert!(stat(&net, l, |s| s.anti_entropy_rounds) >= 5);
-    assert!(stat(&net, l, |s| s.anti_entropy_checks) >= 5 * 16);
+    // Each round compares the one database the pair uses.
+    assert!(stat(&net, l, |s| s.anti_entropy_checks) >= 5);
     assert_eq!(stat(&net, l, |s| s.anti_entropy_mismatches), 0);
     assert_eq!(stat(&net, l, |s| s.anti_entropy_repairs), 0);
     assert_eq!(repaired(net.events(l, 0)) + repaired(net.events(l, 1)), 0);
@@ -907,7 +908,7 @@ fn anti_entropy_compares_and_repairs_while_both_sites_write() {
             repaired_at = Some(step);
         }
     }
-    assert!(stat(&net, l, |s| s.anti_entropy_checks) > checks + 16);
+    assert!(stat(&net, l, |s| s.anti_entropy_checks) > checks + 3);
     let step = repaired_at.expect("repaired while both sites wrote");
     assert!(
         step * 5 <= 200,

@@ -645,7 +645,7 @@ fn a_site_stopped_longer_than_the_backlog_catches_up_by_full_sync_and_keeps_its_
     // Anti-entropy over real QUIC: the converged sites compare digests and
     // find nothing to repair.
     wait_until("an anti-entropy check", || {
-        info_number(&a, "anti_entropy_checks") + info_number(&b, "anti_entropy_checks") >= 16
+        info_number(&a, "anti_entropy_checks") + info_number(&b, "anti_entropy_checks") >= 2
     });
     assert_eq!(info_number(&a, "anti_entropy_repairs"), 0);
     assert_eq!(info_number(&b, "anti_entropy_repairs"), 0);
@@ -655,7 +655,7 @@ fn a_site_stopped_longer_than_the_backlog_catches_up_by_full_sync_and_keeps_its_
     assert!(error_text(a.connect().cmd(&["PEER", "CHECK", "9"])).contains("no such peer"));
     wait_until("the requested anti-entropy round", || {
         info_number(&a, "anti_entropy_checks") + info_number(&b, "anti_entropy_checks")
-            >= checks + 16
+            >= checks + 1
     });
     assert_eq!(info_number(&a, "anti_entropy_repairs"), 0);
 }
@@ -797,12 +797,12 @@ fn a_site_restored_from_a_backup_reissues_no_opid_and_loses_no_write() {
         assert_eq!(get(p, "base"), "v");
         assert_eq!(info_number(p, "opid_conflicts"), 0);
     }
-    // Anti-entropy rounds compare every database and repair nothing: the
-    // restore left no divergence for them to find.
+    // Anti-entropy rounds compare the database in use (db 0) and repair
+    // nothing: the restore left no divergence for them to find.
     let checks = |p: &ChorusProcess| info_number(p, "anti_entropy_checks");
     let before = checks(&a) + checks(&b);
     wait_until("two anti-entropy rounds", || {
-        checks(&a) + checks(&b) >= before + 32
+        checks(&a) + checks(&b) >= before + 2
     });
     for p in [&a, &b] {
         assert_eq!(info_number(p, "anti_entropy_repairs"), 0);
@@ -829,7 +829,7 @@ fn anti_entropy_keeps_comparing_while_both_sites_write() {
     let deadline = Instant::now() + CONVERGE;
     let mut i = 0u64;
     // Both sites write without a pause until 3 rounds have compared.
-    while checks(&a) + checks(&b) < 48 {
+    while checks(&a) + checks(&b) < 3 {
         assert!(
             Instant::now() < deadline,
             "no anti-entropy check under writes"

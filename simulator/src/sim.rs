@@ -1976,7 +1976,16 @@ impl Sim {
                 .sessions
                 .get(&peer)
                 .map_or(0, |x| x.stats().anti_entropy_checks);
-            now.saturating_sub(base.get(&(s, peer)).copied().unwrap_or(now)) >= DBS as u64
+            // A round compares the databases either site holds rows in.
+            let used = |x: usize| -> u16 {
+                self.sites[x].engine.as_ref().map_or(0, |e| {
+                    (0..DBS as u8)
+                        .filter(|&d| !e.keyspace().db(d).is_empty())
+                        .fold(0, |m, d| m | 1 << d)
+                })
+            };
+            let needed = u64::from((used(s) | used(peer)).count_ones());
+            now.saturating_sub(base.get(&(s, peer)).copied().unwrap_or(now)) >= needed
         };
         self.conns
             .iter()
