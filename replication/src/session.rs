@@ -1065,8 +1065,8 @@ impl PeerSession {
             }
         }
         // A peer whose durable state went back (its disk restored from an
-        // older copy) no longer holds what it acknowledged: trust only what
-        // it holds now, and stream it the rest (a full sync where the
+        // older copy, or wiped) no longer holds what it acknowledged: forget
+        // its acks, and stream it what it lacks (a full sync where the
         // backlog no longer has it).
         if !h.vv.dominates(&self.peer_acked) {
             self.stats.peer_regressions += 1;
@@ -1074,7 +1074,9 @@ impl PeerSession {
                 peer_site: h.site_id,
                 lost_ops: self.peer_acked.ops_ahead_of(&h.vv),
             });
-            self.peer_acked = self.peer_acked.meet(&h.vv);
+            // What it holds durably now is unknown (its Hello shows what it
+            // applied): nothing, until its next ack says.
+            self.peer_acked = VersionVector::new();
         }
         self.link = Link::Up;
         self.peer_site = Some(h.site_id);
