@@ -311,15 +311,20 @@ impl Profile {
             }
             // Rows damaged behind the engine (see `Sim`'s corruption) with the
             // network faults, while clients write: anti-entropy must repair
-            // them without loss. No crashes or wipes: a full sync from a
-            // damaged site is a join at its vector, which spreads the damage.
-            "corrupt" => self.set_only(&[
-                FaultKind::Pause,
-                FaultKind::Partition,
-                FaultKind::Clog,
-                FaultKind::Reset,
-                FaultKind::Replay,
-            ]),
+            // them without loss. No crashes, wipes or full syncs: a full
+            // sync from a damaged site is a join at its vector, which
+            // spreads the damage.
+            "corrupt" => {
+                self.set_only(&[
+                    FaultKind::Pause,
+                    FaultKind::Partition,
+                    FaultKind::Clog,
+                    FaultKind::Reset,
+                    FaultKind::Replay,
+                ]);
+                // A tiny backlog means full syncs: see above.
+                self.knobs.tiny_backlog = false;
+            }
             "fullsync" => {
                 self.set_only(&[FaultKind::Crash, FaultKind::Wipe, FaultKind::Partition]);
                 self.knobs.tiny_backlog = true;
