@@ -1781,6 +1781,11 @@ impl Sim {
             self.fault_rng.exp_ms(CORRUPT_INTERVAL_MS as f64),
             Ev::Corrupt,
         );
+        if !self.corruptions.is_empty() {
+            // One damaged site at a time: the same row lost at every site
+            // is gone for good, whatever anti-entropy does.
+            return;
+        }
         let n = self.sites.len();
         let s = self.fault_rng.below(n as u64) as usize;
         let db = self.fault_rng.below(u64::from(self.p.dbs.max(1))) as u8;
