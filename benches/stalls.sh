@@ -9,7 +9,8 @@
 #     benches/stalls.sh                      # sizes 10000,1000000; 1,000,000 keys
 #     SIZES=1000,10000 KEYS=100000 benches/stalls.sh
 #
-# Env: SIZES (10000,1000000) KEYS (1000000) CALLS (200)
+# Env: SIZES (10000,1000000) KEYS (1000000) CALLS (200) PIN (1: servers on
+# core 1, the client on core 0)
 # Needs: cargo, redis-server (Debian package redis-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,11 +48,20 @@ free_port() {
 CPORT=$(free_port)
 RPORT=$(free_port)
 mkdir -p "$WORK/c" "$WORK/r"
-"$SERVER" --port "$CPORT" --appendfsync everysec --dir "$WORK/c" >"$WORK/chorus.log" 2>&1 &
+# Both servers share one core and the bench client has the other, when the
+# machine has two or more (PIN=0 turns this off): left to the scheduler, a
+# client and the server it talks to sometimes share a core and sometimes
+# not, and loopback round trips then differ by 40-70 µs between the two
+# servers for reasons that have nothing to do with either.
+SRV=() CLI=()
+if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    SRV=(taskset -c 1) CLI=(taskset -c 0)
+fi
+"${SRV[@]}" "$SERVER" --port "$CPORT" --appendfsync everysec --dir "$WORK/c" >"$WORK/chorus.log" 2>&1 &
 PIDS+=($!)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec \
+"${SRV[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec \
     --dir "$WORK/r" >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 
 echo "== chorus-server $("$SERVER" --version 2>/dev/null || true) on $CPORT, $(redis-server --version | cut -d' ' -f1-3) on $RPORT" >&2
-"$BENCH" --chorus "127.0.0.1:$CPORT" --redis "127.0.0.1:$RPORT" --sizes "$SIZES" --keys "$KEYS" --calls "$CALLS"
+"${CLI[@]}" "$BENCH" --chorus "127.0.0.1:$CPORT" --redis "127.0.0.1:$RPORT" --sizes "$SIZES" --keys "$KEYS" --calls "$CALLS"

@@ -4,7 +4,8 @@
 //! For each collection size it loads a hash, a set and a sorted set of that
 //! many members into each server, then times calls of the scans (COUNT 10,
 //! following the cursor), the random picks, ZRANK of the last member and a
-//! ZRANGE by rank near the end. Then, once: KEYS with the CVE-2022-36021
+//! ZRANGE by rank near the end, alternating blocks of calls between the two
+//! servers so that both see the same drift of loopback round trips. Then, once: KEYS with the CVE-2022-36021
 //! pattern, SCAN MATCH over 1,000,000 keys, DEL of a 1,000,000-member set and
 //! FLUSHALL of everything. While each runs, a second connection sends a PING
 //! every millisecond and keeps the longest answer time: what every other
@@ -206,21 +207,76 @@ fn time_calls(
     let pinger = Pinger::start(addr)?;
     let mut times = Vec::with_capacity(calls);
     for i in 0..calls {
-        let args = next(i);
-        let refs: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        let t = Instant::now();
-        let v = conn.call(&refs)?;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-        check(&v, &args.join(" "))?;
-        reply(&v);
+        times.push(time_one(conn, &next(i), &mut reply)?);
     }
-    let ping_ms = pinger.finish();
+    Ok(figure(times, pinger.finish()))
+}
+
+/// One timed call (µs).
+fn time_one(conn: &mut Conn, args: &[String], reply: &mut impl FnMut(&Value)) -> Result<f64> {
+    let refs: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    let t = Instant::now();
+    let v = conn.call(&refs)?;
+    let us = t.elapsed().as_secs_f64() * 1e6;
+    check(&v, &args.join(" "))?;
+    reply(&v);
+    Ok(us)
+}
+
+fn figure(mut times: Vec<f64>, ping_ms: f64) -> Figure {
     times.sort_by(f64::total_cmp);
-    Ok(Figure {
+    Figure {
         median_us: times.get(times.len() / 2).copied().unwrap_or(0.0),
         max_us: times.last().copied().unwrap_or(0.0),
         ping_ms,
-    })
+    }
+}
+
+/// Blocks each server's calls of one row are split into, alternating
+/// between the servers: round trips over loopback drift by tens of µs over
+/// seconds on a shared machine, and alternating gives both the same drift.
+const ROUNDS: usize = 10;
+
+/// One server of a side-by-side row: its connection and scan cursor.
+struct Side {
+    addr: SocketAddr,
+    conn: Conn,
+    cursor: String,
+}
+
+/// Times `calls` calls on each server, alternating blocks of calls between
+/// them, each with a pinger running for the whole row. `args(cursor)` makes
+/// a call from the side's cursor; `follow` says whether a reply's cursor is
+/// the next one.
+fn time_pair(
+    sides: &mut [Side; 2],
+    calls: usize,
+    args: impl Fn(&str) -> Vec<String>,
+    follow: bool,
+) -> Result<[Figure; 2]> {
+    let pingers = [Pinger::start(sides[0].addr)?, Pinger::start(sides[1].addr)?];
+    let mut times = [Vec::with_capacity(calls), Vec::with_capacity(calls)];
+    let block = calls.div_ceil(ROUNDS).max(1);
+    let mut done = 0;
+    while done < calls {
+        let n = block.min(calls - done);
+        for (side, times) in sides.iter_mut().zip(times.iter_mut()) {
+            for _ in 0..n {
+                let a = args(&side.cursor);
+                let mut next = None;
+                times.push(time_one(&mut side.conn, &a, &mut |v| {
+                    next = Some(cursor_of(v));
+                })?);
+                if follow {
+                    side.cursor = next.unwrap_or_else(|| "0".into());
+                }
+            }
+        }
+        done += n;
+    }
+    let [p0, p1] = pingers;
+    let [t0, t1] = times;
+    Ok([figure(t0, p0.finish()), figure(t1, p1.finish())])
 }
 
 /// A scan's next cursor from its reply ("0" when the scan ended: restart).
@@ -234,30 +290,50 @@ fn cursor_of(v: &Value) -> String {
     }
 }
 
-/// The per-size rows: name and figure.
-fn collection_rows(addr: SocketAddr, n: usize, calls: usize) -> Result<Vec<(String, Figure)>> {
-    let mut conn = Conn::connect(addr)?;
-    let t = Instant::now();
-    load_collections(&mut conn, n)?;
-    eprintln!(
-        "  {addr}: loaded 3 x {n} members in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    settle(&mut conn)?;
-    let mut rows = Vec::new();
-    for (name, key) in [("HSCAN", "h"), ("SSCAN", "s"), ("ZSCAN", "lb")] {
-        let cursor = RefCell::new("0".to_string());
-        let f = time_calls(
+/// The per-size rows, Chorus's and Redis's: name and figure.
+type Rows = Vec<(String, Figure)>;
+
+fn collection_rows(addrs: [SocketAddr; 2], n: usize, calls: usize) -> Result<[Rows; 2]> {
+    let sides = addrs.map(|addr| {
+        Conn::connect(addr).map(|conn| Side {
             addr,
-            &mut conn,
+            conn,
+            cursor: "0".into(),
+        })
+    });
+    let mut sides: [Side; 2] = match sides {
+        [Ok(a), Ok(b)] => [a, b],
+        [Err(e), _] | [_, Err(e)] => return Err(e.into()),
+    };
+    for side in sides.iter_mut() {
+        let t = Instant::now();
+        load_collections(&mut side.conn, n)?;
+        eprintln!(
+            "  {}: loaded 3 x {n} members in {:.1} s",
+            side.addr,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    for side in sides.iter_mut() {
+        settle(&mut side.conn)?;
+    }
+    let mut rows: [Rows; 2] = [Vec::new(), Vec::new()];
+    let mut push = |name: String, figs: [Figure; 2]| {
+        for (r, f) in rows.iter_mut().zip(figs) {
+            r.push((name.clone(), f));
+        }
+    };
+    for (name, key) in [("HSCAN", "h"), ("SSCAN", "s"), ("ZSCAN", "lb")] {
+        for side in sides.iter_mut() {
+            side.cursor = "0".into();
+        }
+        let figs = time_pair(
+            &mut sides,
             calls,
-            |_| {
-                let c = cursor.borrow().clone();
-                [name, key, &c, "COUNT", "10"].map(String::from).to_vec()
-            },
-            |v| *cursor.borrow_mut() = cursor_of(v),
+            |c| [name, key, c, "COUNT", "10"].map(String::from).to_vec(),
+            true,
         )?;
-        rows.push((format!("`{name} {key} <cursor> COUNT 10`"), f));
+        push(format!("`{name} {key} <cursor> COUNT 10`"), figs);
     }
     let last = format!("m{}", n - 1);
     let start = (n as f64 * 0.9) as usize;
@@ -284,8 +360,8 @@ fn collection_rows(addr: SocketAddr, n: usize, calls: usize) -> Result<Vec<(Stri
     ];
     for (name, args) in fixed {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let f = time_calls(addr, &mut conn, calls, |_| args.clone(), |_| {})?;
-        rows.push((format!("`{name}`"), f));
+        let figs = time_pair(&mut sides, calls, |_| args.clone(), false)?;
+        push(format!("`{name}`"), figs);
     }
     Ok(rows)
 }
@@ -413,8 +489,7 @@ fn main() -> Result<()> {
     let mut by_size: Vec<(usize, Vec<(String, Figure)>)> = Vec::new();
     for &n in &cli.sizes {
         eprintln!("== {n} members");
-        let c = collection_rows(chorus, n, cli.calls)?;
-        let r = collection_rows(redis, n, cli.calls)?;
+        let [c, r] = collection_rows([chorus, redis], n, cli.calls)?;
         for ((name, cf), (_, rf)) in c.iter().zip(&r) {
             print_row(name, &n.to_string(), cf, rf);
         }

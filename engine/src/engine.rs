@@ -904,7 +904,7 @@ impl Engine {
 
     fn apply_op_internal(&mut self, op: &Op) {
         self.clock.observe(op.hlc);
-        self.keyspace.apply_op(op);
+        self.keyspace.apply_op(op, &self.vv);
         self.vv.set(op.id.origin, op.id.seq);
         self.op_completed();
     }
@@ -1602,7 +1602,9 @@ impl<'e> Txn<'e> {
         };
         // The op may hold slices of the client's read buffer until it is
         // encoded at commit; the keyspace stores its own copies.
-        let keyless = engine.keyspace.apply_effect(db, key, &effect, &ctx);
+        let keyless = engine
+            .keyspace
+            .apply_effect(db, key, &effect, &ctx, &engine.vv);
         op.effects.push(KeyEffect {
             db,
             key: key.clone(),

@@ -11,6 +11,7 @@ pub mod table;
 pub mod value;
 
 use crate::crdt::Ctx;
+use crate::id::{OpId, VersionVector};
 use crate::op::{Effect, Op};
 use crate::storage::CheckpointRow;
 use bytes::Bytes;
@@ -152,19 +153,31 @@ const CAPTURE_COPY_ELEMENTS: usize = 256;
 /// a removed row has its key listed. A slot may be listed twice (its row was
 /// removed and the slot reused) and a removed key may exist again by now: the
 /// checkpoint reads the bits and the live table, so both are harmless.
+///
+/// A database flushed whole has its bit in `cleared` instead of a key per
+/// removed row: the checkpoint deletes the database's rows first
+/// ([`CheckpointRow::clear_db`]), then writes the rows listed after the flush.
 #[derive(Default)]
 pub struct Dirty {
     pub slots: Vec<(u8, u32)>,
     pub removed: Vec<(u8, Bytes)>,
+    pub cleared: u16,
 }
 
 impl Dirty {
     /// An upper bound of the rows the next checkpoint writes.
     pub fn len(&self) -> usize {
-        self.slots.len() + self.removed.len()
+        self.slots.len() + self.removed.len() + self.cleared.count_ones() as usize
     }
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty() && self.removed.is_empty()
+        self.slots.is_empty() && self.removed.is_empty() && self.cleared == 0
+    }
+
+    /// The clears of the databases flushed whole, in database order.
+    fn clears(&self) -> impl Iterator<Item = CheckpointRow> + '_ {
+        (0..DBS as u8)
+            .filter(|d| self.cleared & (1 << d) != 0)
+            .map(CheckpointRow::clear_db)
     }
 }
 
@@ -193,25 +206,35 @@ impl Keyspace {
         &self.dbs[db as usize % DBS]
     }
 
-    /// Applies every effect of an op (remote ops, recovery replay).
-    pub fn apply_op(&mut self, op: &Op) {
+    /// Applies every effect of an op (remote ops, recovery replay);
+    /// `applied` is the vector of every op applied before it.
+    pub fn apply_op(&mut self, op: &Op, applied: &VersionVector) {
         let ctx = Ctx {
             deps: &op.deps,
             own: op.id,
             hlc: op.hlc,
         };
         for e in &op.effects {
-            self.apply_effect(e.db, &e.key, &e.effect, &ctx);
+            self.apply_effect(e.db, &e.key, &e.effect, &ctx, applied);
         }
     }
 
     /// Applies one effect: the single place where rows change. Returns true
     /// when the row is left without a type but with expiry entries (a
     /// key-less row: see [`Db`]), so that a local write can delete it.
-    pub fn apply_effect(&mut self, db: u8, key: &Bytes, effect: &Effect, ctx: &Ctx<'_>) -> bool {
+    /// `applied` is the vector of the ops applied before this one (a flush
+    /// that saw all of them removes every row without looking at them).
+    pub fn apply_effect(
+        &mut self,
+        db: u8,
+        key: &Bytes,
+        effect: &Effect,
+        ctx: &Ctx<'_>,
+        applied: &VersionVector,
+    ) -> bool {
         match effect {
             Effect::FlushDb => {
-                self.flush_db(db, ctx);
+                self.flush_db(db, ctx, applied);
                 return false;
             }
             Effect::FlushAll => {
@@ -219,7 +242,7 @@ impl Keyspace {
                     self.capture_pending(None, usize::MAX);
                 }
                 for d in 0..DBS as u8 {
-                    self.flush_db(d, ctx);
+                    self.flush_db(d, ctx, applied);
                 }
                 return false;
             }
@@ -268,9 +291,17 @@ impl Keyspace {
         !empty && !counted_after.0
     }
 
-    fn flush_db(&mut self, db: u8, ctx: &Ctx<'_>) {
+    fn flush_db(&mut self, db: u8, ctx: &Ctx<'_>, applied: &VersionVector) {
         if self.capture.is_some() {
             self.capture_pending(Some(db), usize::MAX);
+        }
+        // Every entry of every row comes from an applied op. A flush whose
+        // origin had seen all of them (every local flush, and a remote one
+        // that is concurrent with no write here) removes every row: the
+        // tables are swapped for empty ones in O(1) and freed off the lock.
+        if applied.iter().all(|(o, q)| ctx.covers(OpId::new(o, q))) {
+            self.flush_db_whole(db, ctx);
+            return;
         }
         let d = &mut self.dbs[db as usize % DBS];
         let mut changed: Vec<Bytes> = Vec::new();
@@ -316,6 +347,34 @@ impl Keyspace {
         d.expires = idx;
         d.keys = keys;
         d.keys_expiring = keys_expiring;
+    }
+
+    /// FLUSHDB of a database whose every entry the flush saw: see
+    /// [`Keyspace::flush_db`].
+    fn flush_db_whole(&mut self, db: u8, ctx: &Ctx<'_>) {
+        let d = &mut self.dbs[db as usize % DBS];
+        if d.rows.is_empty() && d.expires.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut d.rows);
+        let expires = std::mem::take(&mut d.expires);
+        d.digest = DbDigest::default();
+        d.digest.touch_all(self.touch_seq);
+        d.keys = 0;
+        d.keys_expiring = 0;
+        // Listed slots point into the old table; the checkpoint clears the
+        // database instead of deleting its keys one by one.
+        self.dirty.slots.retain(|(d, _)| *d != db);
+        self.dirty.removed.retain(|(d, _)| *d != db);
+        self.dirty.cleared |= 1 << (db as usize % DBS);
+        #[cfg(debug_assertions)]
+        for (k, row) in rows.iter() {
+            let mut row = row.clone();
+            row.prune_all(ctx, false);
+            debug_assert!(row.is_empty(), "flush saw every op but {k:?} keeps entries");
+        }
+        let _ = ctx;
+        free_off_thread(rows, expires);
     }
 
     /// Replaces (or removes) a whole row: checkpoint load and snapshot merge.
@@ -375,6 +434,7 @@ impl Keyspace {
             self.capture_pending(None, usize::MAX);
         }
         let dirty = std::mem::take(&mut self.dirty);
+        let clears: Vec<CheckpointRow> = dirty.clears().collect();
         let mut slots = Vec::with_capacity(dirty.slots.len());
         for (db, pos) in dirty.slots {
             if self.dbs[db as usize % DBS].rows.dirty_to_pending(pos) {
@@ -391,6 +451,7 @@ impl Keyspace {
         gone.sort_unstable();
         gone.dedup();
         let mut rows: Vec<CheckpointRow> = Vec::with_capacity(slots.len() + gone.len());
+        rows.extend(clears);
         rows.extend(gone.into_iter().map(|(db, key)| CheckpointRow {
             db,
             key: key.to_vec(),
@@ -476,8 +537,13 @@ impl Keyspace {
     /// Takes the change set for a checkpoint: every changed row once, in
     /// `(db, key)` order (sorted keys make the B-tree writes sequential), each
     /// with its current state or `None` when it is gone. Leaves the keyspace clean.
-    pub fn take_dirty<T>(&mut self, mut encode: impl FnMut(DirtyRow<'_>) -> T) -> Vec<T> {
+    /// Databases flushed whole come first, as clears.
+    pub fn take_dirty(
+        &mut self,
+        mut encode: impl FnMut(DirtyRow<'_>) -> CheckpointRow,
+    ) -> Vec<CheckpointRow> {
         let dirty = std::mem::take(&mut self.dirty);
+        let clears: Vec<CheckpointRow> = dirty.clears().collect();
         let mut present: Vec<(u8, Bytes)> = Vec::with_capacity(dirty.slots.len());
         for (db, pos) in dirty.slots {
             if let Some((k, _)) = self.dbs[db as usize % DBS].rows.take_dirty(pos) {
@@ -498,16 +564,15 @@ impl Keyspace {
             .chain(gone.into_iter().map(|(d, k)| (d, k, false)))
             .collect();
         all.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        all.iter()
-            .map(|(db, key, live)| {
-                let row = if *live {
-                    self.db(*db).rows.get(key)
-                } else {
-                    None
-                };
-                encode(DirtyRow { db: *db, key, row })
-            })
-            .collect()
+        let rows = all.iter().map(|(db, key, live)| {
+            let row = if *live {
+                self.db(*db).rows.get(key)
+            } else {
+                None
+            };
+            encode(DirtyRow { db: *db, key, row })
+        });
+        clears.into_iter().chain(rows).collect()
     }
 
     /// Brings stale rows of `db` up to date in its leaves while `left`
@@ -606,6 +671,20 @@ fn capture_image(db: u8, key: &[u8], row: &Row) -> CheckpointRow {
     }
 }
 
+/// Rows a whole-database flush dropped: big tables are freed on a thread
+/// of their own (freeing 1,000,000 rows takes hundreds of milliseconds),
+/// small ones here.
+fn free_off_thread(rows: KeyTable<Row>, expires: BTreeSet<(u64, Bytes)>) {
+    const FREE_INLINE_ROWS: usize = 4096;
+    if rows.len() <= FREE_INLINE_ROWS {
+        return;
+    }
+    // If no thread can be started, the closure (and the rows) drop here.
+    let _ = std::thread::Builder::new()
+        .name("chorus-free".into())
+        .spawn(move || drop((rows, expires)));
+}
+
 /// Sorts checkpoint rows by `(db, key)`: sorted keys make the B-tree writes
 /// sequential.
 pub fn sort_checkpoint_rows(rows: &mut [CheckpointRow]) {
@@ -616,7 +695,7 @@ pub fn sort_checkpoint_rows(rows: &mut [CheckpointRow]) {
 mod tests {
     use super::*;
     use crate::hlc::Hlc;
-    use crate::id::{OpId, Origin, VersionVector};
+    use crate::id::Origin;
 
     fn apply(ks: &mut Keyspace, seq: u64, key: &str, effect: Effect) {
         let deps = VersionVector::new();
@@ -625,7 +704,8 @@ mod tests {
             own: OpId::new(Origin::new(1, 0), seq),
             hlc: Hlc::new(1_000 + seq, 0),
         };
-        ks.apply_effect(0, &Bytes::from(key.to_string()), &effect, &ctx);
+        let applied = VersionVector::new();
+        ks.apply_effect(0, &Bytes::from(key.to_string()), &effect, &ctx, &applied);
     }
 
     fn set(value: &str) -> Effect {
@@ -637,7 +717,20 @@ mod tests {
 
     /// `(key, live)` of what a checkpoint would write.
     fn take(ks: &mut Keyspace) -> Vec<(String, bool)> {
-        ks.take_dirty(|d| (String::from_utf8_lossy(d.key).into_owned(), d.row.is_some()))
+        ks.take_dirty(|d| CheckpointRow {
+            db: d.db,
+            key: d.key.to_vec(),
+            state: d.row.map(|_| Vec::new()),
+        })
+        .into_iter()
+        .map(|r| match r.cleared_db() {
+            Some(db) => (format!("<clear {db}>"), false),
+            None => (
+                String::from_utf8_lossy(&r.key).into_owned(),
+                r.state.is_some(),
+            ),
+        })
+        .collect()
     }
 
     #[test]
@@ -703,12 +796,16 @@ mod tests {
             take(&mut ks),
             vec![("a".into(), false), ("b".into(), true), ("c".into(), true)]
         );
-        // A clean row that is flushed is written as gone.
-        apply(&mut ks, 9, "", Effect::FlushDb);
+        // A database flushed whole (the flush saw every op) is cleared,
+        // not deleted key by key; a key written after the flush is listed.
+        apply(&mut ks, 9, "c", set("1"));
+        apply(&mut ks, 10, "", Effect::FlushDb);
+        apply(&mut ks, 11, "d", set("1"));
         assert_eq!(
             take(&mut ks),
-            vec![("b".into(), false), ("c".into(), false)]
+            vec![("<clear 0>".into(), false), ("d".into(), true)]
         );
+        assert!(ks.dirty.is_empty());
     }
 }
 

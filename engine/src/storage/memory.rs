@@ -334,7 +334,10 @@ impl Storage for MemoryStorage {
     ) -> Result<(), StorageError> {
         self.enter(Some(FailPoint::CheckpointWrite))?;
         let map = Arc::make_mut(&mut self.rows);
-        for row in rows {
+        for d in rows.iter().filter_map(CheckpointRow::cleared_db) {
+            map.retain(|(db, _), _| *db != d);
+        }
+        for row in rows.iter().filter(|r| r.cleared_db().is_none()) {
             let key = (row.db, row.key.clone());
             match &row.state {
                 Some(state) => {

@@ -64,6 +64,27 @@ pub struct CheckpointRow {
     pub state: Option<Vec<u8>>,
 }
 
+/// The bit of [`CheckpointRow::db`] that marks a whole-database clear.
+const CLEAR_DB: u8 = 0x80;
+
+impl CheckpointRow {
+    /// A row that deletes every row of database `db` from the checkpoint
+    /// (FLUSHDB, FLUSHALL). Clears come before the other rows of a
+    /// checkpoint; backends apply them first.
+    pub fn clear_db(db: u8) -> CheckpointRow {
+        CheckpointRow {
+            db: CLEAR_DB | db,
+            key: Vec::new(),
+            state: None,
+        }
+    }
+
+    /// The database this row clears, if it is a [`CheckpointRow::clear_db`].
+    pub fn cleared_db(&self) -> Option<u8> {
+        (self.db & CLEAR_DB != 0).then_some(self.db & !CLEAR_DB)
+    }
+}
+
 /// Writes one checkpoint off the engine's lock (see `Storage::checkpoint_writer`);
 /// same atomicity and durability as `Storage::checkpoint_write`.
 pub trait CheckpointWriter: Send {
@@ -147,6 +168,8 @@ pub trait Storage: Send {
 
     /// Atomically and durably writes changed checkpoint rows plus the checkpoint
     /// metadata blob (which covers them: version vector, log offset...).
+    /// Rows that clear a database ([`CheckpointRow::cleared_db`]) apply
+    /// before every other row.
     fn checkpoint_write(&mut self, rows: &[CheckpointRow], meta: &[u8])
         -> Result<(), StorageError>;
     /// Reads every checkpoint row, sorted by `(db, key)`, and the metadata blob
@@ -321,6 +344,29 @@ pub(crate) mod conformance {
             ]
         );
         assert_eq!(meta.as_deref(), Some(&b"meta-2"[..]));
+
+        // A clear deletes every row of its database (and only those) before
+        // the checkpoint's other rows apply, wherever it is listed.
+        s.checkpoint_write(
+            &[
+                row(1, b"c", Some(b"C")),
+                CheckpointRow::clear_db(1),
+                row(0, b"y", Some(b"Y")),
+            ],
+            b"meta-3",
+        )
+        .unwrap();
+        let (rows, _) = s.checkpoint_read().unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                row(0, b"y", Some(b"Y")),
+                row(1, b"c", Some(b"C")),
+                row(15, b"", Some(b"")),
+            ]
+        );
+        assert_eq!(CheckpointRow::clear_db(15).cleared_db(), Some(15));
+        assert_eq!(row(15, b"", None).cleared_db(), None);
 
         s.meta_put("seq", b"100").unwrap();
         s.meta_put("peers", b"2,3").unwrap();

@@ -744,7 +744,13 @@ fn write_checkpoint(
     let txn = db.begin_write().map_err(db_err(path, "begin"))?;
     {
         let mut table = txn.open_table(ROWS).map_err(db_err(path, "open rows"))?;
-        for row in rows {
+        for d in rows.iter().filter_map(CheckpointRow::cleared_db) {
+            let empty: &[u8] = &[];
+            table
+                .retain_in((d, empty)..(d + 1, empty), |_, _| false)
+                .map_err(db_err(path, "clear database"))?;
+        }
+        for row in rows.iter().filter(|r| r.cleared_db().is_none()) {
             let key = (row.db, row.key.as_slice());
             match &row.state {
                 Some(state) => {
