@@ -29,8 +29,8 @@ cargo fmt --all -- --check
 say "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-say "dependency direction: no tokio/quinn under the engine or the sans-IO replication core"
-for spec in "chorus-engine" "chorus-replication --no-default-features"; do
+say "dependency direction: no tokio/quinn under the engine, the sans-IO replication core, the site policy or the simulator"
+for spec in "chorus-engine" "chorus-replication --no-default-features" "chorus-site" "chorus-sim"; do
     # shellcheck disable=SC2086
     if cargo tree -e normal -p $spec 2>/dev/null | grep -Eq '^[^a-z]*(tokio|quinn) v'; then
         echo "FAIL: $spec depends on tokio or quinn" >&2

@@ -1,4 +1,4 @@
-//! One named test per rule of DESIGN.md's "Semantics under concurrency" table
+//! One named test per rule of the "Semantics under concurrency" table (docs/semantics.md)
 //! (strings, counters, keys, expiry, flush). Two or three engines make writes
 //! concurrently (neither has seen the other's), exchange their ops, and must
 //! agree on the value the rule names and on the digest.

@@ -427,7 +427,6 @@ impl Server {
             tls,
         );
         config.peers = peers;
-        config.fsync_always = settings.appendfsync == crate::config::AppendFsync::Always;
         config.session.anti_entropy_interval_ms =
             settings.anti_entropy_interval_secs.saturating_mul(1000);
         let engine = self.state.store.engine_handle();
@@ -543,7 +542,6 @@ async fn wait_for_signal() -> &'static str {
 async fn sample_rates(state: Arc<ServerState>) {
     let mut tick = tokio::time::interval(Duration::from_millis(RATES_SAMPLE_INTERVAL_MS));
     let mut shutdown = state.subscribe_shutdown();
-    let mut tick_no: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => state.stats.sample_rates(Instant::now()),
@@ -554,14 +552,12 @@ async fn sample_rates(state: Arc<ServerState>) {
         // started from the tick itself, so the ticks go on meanwhile (the
         // store runs one checkpoint at a time).
         let st = Arc::clone(&state);
-        let n = tick_no;
         let _ = tokio::task::spawn_blocking(move || {
-            if let Some(job) = st.store.tick(n) {
+            if let Some(job) = st.store.tick() {
                 job.start();
             }
         })
         .await;
-        tick_no += 1;
     }
 }
 

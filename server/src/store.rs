@@ -20,25 +20,20 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chorus_engine::storage::redb_backend::RedbStorage;
-use chorus_engine::{Engine, EngineConfig, Fsync, Origin, Reply};
+use chorus_engine::{Engine, EngineConfig, Fsync, Origin, Reply, VersionVector};
 use chorus_replication::quic::Replication;
+use chorus_site::{capture_in_slices, Housekeeping, Now, OpenError, SiteConfig, Work};
 use parking_lot::{Mutex, MutexGuard};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 use thiserror::Error;
 
 use crate::config::AppendFsync;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("can't create data directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("can't open the data in {path}: {reason}")]
-    Open { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Open(#[from] OpenError),
     #[error("flushing the op log failed: {0}")]
     Flush(String),
 }
@@ -51,10 +46,6 @@ pub struct KeyspaceCounts {
 }
 
 /// Wall-clock milliseconds since the epoch: the engine's `now`.
-/// Elements of changed rows hashed for anti-entropy per tick on a site with
-/// peers (about 1-2 ms of the engine lock at most).
-const DIGEST_REFRESH_PER_TICK: usize = 4096;
-
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -85,6 +76,8 @@ pub struct Store {
     dir: PathBuf,
     site_id: u16,
     inner: Mutex<StoreInner>,
+    /// The site's housekeeping policy (lock order: `inner`, this, the engine).
+    housekeeping: Arc<Mutex<Housekeeping>>,
     engine: Arc<Mutex<Engine>>,
     /// Set once replication starts (a site with peers or TLS configured).
     replication: OnceLock<Replication>,
@@ -92,12 +85,8 @@ pub struct Store {
     /// `checkpoint_finish`, so a second one (or the final one at shutdown)
     /// never overtakes a checkpoint still being written off the lock.
     checkpoint_slot: Arc<CheckpointSlot>,
-    /// The engine's last local seq when [`Store::tick`] last looked, to see
-    /// whether clients wrote since (see there).
-    seq_at_last_release_check: AtomicU64,
-    /// When this process opened the store: the periodic checkpoint counts
-    /// from here at the earliest (a fresh start does not checkpoint at once).
-    opened_ms: u64,
+    /// The housekeeping's monotonic clock starts here.
+    opened: Instant,
 }
 
 /// A claim on "the one checkpoint in progress", released by dropping it. It
@@ -114,14 +103,6 @@ pub struct CheckpointClaim(Arc<CheckpointSlot>);
 impl CheckpointSlot {
     fn busy(&self) -> std::sync::MutexGuard<'_, bool> {
         self.busy.lock().unwrap_or_else(|e| e.into_inner())
-    }
-    fn try_claim(self: &Arc<Self>) -> Option<CheckpointClaim> {
-        let mut busy = self.busy();
-        if *busy {
-            return None;
-        }
-        *busy = true;
-        Some(CheckpointClaim(Arc::clone(self)))
     }
     /// Waits for the checkpoint in progress, if any, then claims the slot.
     fn claim(self: &Arc<Self>) -> CheckpointClaim {
@@ -163,13 +144,11 @@ pub struct PersistenceFigures {
 /// A checkpoint begun by [`Store::tick`]; capture and write it with
 /// [`CheckpointJob::start`] (a thread of its own).
 pub struct CheckpointJob {
-    claim: CheckpointClaim,
+    slot: Arc<CheckpointSlot>,
+    housekeeping: Arc<Mutex<Housekeeping>>,
     engine: Arc<Mutex<Engine>>,
+    opened: Instant,
 }
-
-/// Rows a checkpoint captures per hold of the engine lock (about 2 ms):
-/// clients and peers wait at most that long for a checkpoint.
-const CAPTURE_SLICE_ROWS: usize = 1024;
 
 impl CheckpointJob {
     /// Runs the checkpoint on a thread of its own (`chorus-ckpt`), so that
@@ -196,7 +175,9 @@ impl CheckpointJob {
         }
     }
 
-    /// Captures the rows a slice at a time, then writes them while clients
+    /// Claims the one checkpoint slot (a SAVE or a shutdown in progress
+    /// completes this checkpoint inline: the capture then finds it gone),
+    /// captures the rows a slice at a time, then writes them while clients
     /// keep being served, records the checkpoint and frees the slot for the
     /// next one. On its own thread, the write runs at a lower CPU priority:
     /// encoding the large rows, sorting and the redb write hold no lock, so
@@ -204,65 +185,43 @@ impl CheckpointJob {
     /// the engine lock a slice at a time and so keeps the normal priority:
     /// preempting it would keep everyone waiting.)
     fn run(self, own_thread: bool) {
-        use chorus_engine::engine::CheckpointStep;
-        let CheckpointJob { claim, engine } = self;
-        let started = std::time::Instant::now();
-        let mut slices = 0u64;
-        let pending = loop {
-            let step = engine.lock().checkpoint_step(CAPTURE_SLICE_ROWS);
-            match step {
-                CheckpointStep::More => {
-                    slices += 1;
-                    std::thread::yield_now();
-                }
-                CheckpointStep::Ready(pending) => break Some(pending),
-                // Completed by an inline checkpoint (SAVE, a full sync).
-                CheckpointStep::Gone => break None,
-            }
-        };
+        let claim = self.slot.claim();
+        let started = Instant::now();
+        let (pending, slices) = capture_in_slices(|| {
+            let mut hk = self.housekeeping.lock();
+            let mut engine = self.engine.lock();
+            hk.capture(&mut engine)
+        });
         let Some(pending) = pending else {
             return;
         };
         if own_thread {
             lower_thread_priority();
         }
-        WritePhase {
-            claim,
-            engine,
-            pending,
-            started,
-            slices,
-            captured_ms: started.elapsed().as_millis() as u64,
+        let captured_ms = started.elapsed().as_millis() as u64;
+        let rows = pending.rows();
+        let done = pending.write();
+        {
+            let mut hk = self.housekeeping.lock();
+            let mut engine = self.engine.lock();
+            hk.checkpoint_done(&mut engine, done, now(self.opened));
         }
-        .run();
+        tracing::debug!(
+            rows,
+            slices,
+            captured_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            "checkpoint written"
+        );
+        drop(claim);
     }
 }
 
-/// The second half of a [`CheckpointJob`]: rows captured, to be written.
-struct WritePhase {
-    claim: CheckpointClaim,
-    engine: Arc<Mutex<Engine>>,
-    pending: chorus_engine::engine::PendingCheckpoint,
-    started: std::time::Instant,
-    slices: u64,
-    captured_ms: u64,
-}
-
-impl WritePhase {
-    fn run(self) {
-        let rows = self.pending.rows();
-        let done = self.pending.write();
-        match self.engine.lock().checkpoint_finish(done) {
-            Ok(()) => tracing::debug!(
-                rows,
-                slices = self.slices,
-                captured_ms = self.captured_ms,
-                total_ms = self.started.elapsed().as_millis() as u64,
-                "checkpoint written"
-            ),
-            Err(e) => tracing::error!(error = %e, "checkpoint failed"),
-        }
-        drop(self.claim);
+/// The two clocks of the housekeeping, for a store opened at `opened`.
+fn now(opened: Instant) -> Now {
+    Now {
+        mono_ms: opened.elapsed().as_millis() as u64,
+        wall_ms: now_ms(),
     }
 }
 
@@ -326,18 +285,6 @@ struct Batch {
 /// durable under `appendfsync always`.
 pub const MISCONF_ERROR: &str = "MISCONF Errors writing to the op log; the write is applied in memory but not durable. Writes are refused until restart.";
 
-/// Background work per tick (see [`Store::tick`]).
-pub const TICK_MS: u64 = 100;
-/// A checkpoint is written when this much op log was written since the last
-/// one (like Redis's `auto-aof-rewrite-min-size`: about 1.5M small ops, a
-/// second or two to replay at a restart), or every `CHECKPOINT_INTERVAL_MS`
-/// when anything changed. A row count would checkpoint a busy site over and
-/// over: under a steady write load each checkpoint costs a core-second.
-const CHECKPOINT_LOG_BYTES: u64 = 64 << 20;
-const CHECKPOINT_INTERVAL_MS: u64 = 60_000;
-/// Keys the active expiry deletes per tick at most.
-const EXPIRE_KEYS_PER_TICK: usize = 200;
-
 impl Store {
     /// Opens (creating if needed) the data directory of this site and
     /// recovers its engine.
@@ -356,31 +303,19 @@ impl Store {
         salvage: bool,
         backlog_bytes_max: Option<u64>,
     ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let open_err = |reason: String| StoreError::Open {
-            path: dir.clone(),
-            reason,
-        };
-        let storage = RedbStorage::open(&dir).map_err(|e| open_err(e.to_string()))?;
         let mut config = EngineConfig::new(site_id);
         config.fsync = engine_fsync(appendfsync);
         config.salvage = salvage;
         if let Some(bytes) = backlog_bytes_max {
             config.backlog_bytes_max = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
         }
-        // Every start takes a new incarnation, at least the seconds since
-        // the epoch: above any a life of this site id has used, even when
-        // the data directory was restored from an older copy.
-        config.incarnation_floor = u32::try_from(now_ms() / 1000).unwrap_or(u32::MAX);
-        let engine =
-            Engine::open(Box::new(storage), config).map_err(|e| open_err(e.to_string()))?;
+        let (dir, engine) = chorus_site::open_engine(dir, config, now_ms())?;
+        let opened = Instant::now();
+        let housekeeping = Housekeeping::new(SiteConfig::default(), &engine, now(opened), 0);
         Ok(Store {
             dir,
             site_id,
+            housekeeping: Arc::new(Mutex::new(housekeeping)),
             engine: Arc::new(Mutex::new(engine)),
             replication: OnceLock::new(),
             inner: Mutex::new(StoreInner {
@@ -389,8 +324,7 @@ impl Store {
                 in_transaction: false,
             }),
             checkpoint_slot: Arc::new(CheckpointSlot::default()),
-            seq_at_last_release_check: AtomicU64::new(0),
-            opened_ms: now_ms(),
+            opened,
         })
     }
 
@@ -418,7 +352,8 @@ impl Store {
     /// What `INFO persistence` reports: checkpoints (Chorus's RDB) and the
     /// op log (its AOF), as they are.
     pub fn persistence(&self) -> PersistenceFigures {
-        let checkpoint_in_progress = *self.checkpoint_slot.busy();
+        let checkpoint_in_progress =
+            *self.checkpoint_slot.busy() || self.housekeeping.lock().checkpoint_in_progress();
         let engine = self.engine.lock();
         let stats = engine.stats();
         PersistenceFigures {
@@ -439,16 +374,21 @@ impl Store {
     /// Records the running replication (once).
     pub fn set_replication(&self, r: Replication) {
         let _ = self.replication.set(r);
+        self.housekeeping.lock().set_replicating(true);
     }
 
     pub fn replication(&self) -> Option<&Replication> {
         self.replication.get()
     }
 
-    /// `CONFIG SET appendfsync`: the engine's group commit follows the new mode.
+    /// `CONFIG SET appendfsync`: the engine's group commit, the periodic
+    /// sync and the replication driver (which reads the engine's mode)
+    /// follow the new mode at once.
     pub fn set_appendfsync(&self, mode: AppendFsync) {
-        self.inner.lock().appendfsync = mode;
-        self.engine.lock().set_fsync(engine_fsync(mode));
+        let mut inner = self.inner.lock();
+        inner.appendfsync = mode;
+        let mut hk = self.housekeeping.lock();
+        hk.set_fsync(&mut self.engine.lock(), engine_fsync(mode));
     }
 
     pub fn appendfsync(&self) -> AppendFsync {
@@ -511,93 +451,73 @@ impl Store {
         f(&mut self.engine.lock())
     }
 
-    /// Periodic work, every [`TICK_MS`]: active expiry; once a second the
-    /// group commit of `everysec`, and (half a second apart from it, when no
-    /// client wrote for a second) freed memory given back to the OS; a
-    /// checkpoint when enough op log was written or
-    /// enough time passed. `tick_no` counts ticks since start. A checkpoint
-    /// comes back as a job: its rows are written by [`CheckpointJob::start`]
-    /// on another thread, so the ticks (and their syncs) go on meanwhile.
-    pub fn tick(&self, tick_no: u64) -> Option<CheckpointJob> {
-        if tick_no % (1000 / TICK_MS) == 1000 / TICK_MS / 2 {
-            // Only when no client wrote for a second: under a steady write
-            // load the freed memory is reused at once, and giving it back
-            // would only cost page faults. Half a second away from the sync
-            // below, and with no lock held.
-            let seq = self.engine.lock().last_local_seq();
-            if self.seq_at_last_release_check.swap(seq, Ordering::Relaxed) == seq {
-                crate::memory::release_freed();
-            }
-        }
-        let inner = self.inner.lock();
+    /// The site's periodic work ([`Housekeeping`]), called every 100 ms:
+    /// active expiry, anti-entropy digests, the group commit of `everysec`
+    /// (its fsync waited for with the locks released, so clients and peers
+    /// are served meanwhile), backlog trimming, giving freed memory back
+    /// when no client wrote for a second, and a checkpoint when one is due.
+    /// A checkpoint comes back as a job: its rows are captured and written
+    /// by [`CheckpointJob::start`] on another thread, so the ticks (and
+    /// their syncs) go on meanwhile.
+    pub fn tick(&self) -> Option<CheckpointJob> {
+        let mut inner = self.inner.lock();
+        let mut hk = self.housekeeping.lock();
+        let mut engine = self.engine.lock();
         if inner.closed {
             return None;
         }
-        let mut engine = self.engine.lock();
-        let now = now_ms();
-        engine.expire_cycle(now, EXPIRE_KEYS_PER_TICK);
-        if self.replication.get().is_some() {
-            // Keeps anti-entropy's digests nearly current in short slices,
-            // so a round's question finds little left to hash under the lock.
-            engine.digest_refresh_step(DIGEST_REFRESH_PER_TICK);
+        let trim_to = self.trim_to(&engine);
+        hk.tick(&mut engine, now(self.opened), trim_to.as_ref());
+        let (mut job, mut release) = (None, false);
+        while let Some(work) = hk.poll_work() {
+            match work {
+                Work::WakePeers => {
+                    if let Some(r) = self.replication.get() {
+                        r.notify_local_write();
+                    }
+                }
+                Work::ReleaseMemory => release = true,
+                Work::Checkpoint => {
+                    job = Some(CheckpointJob {
+                        slot: Arc::clone(&self.checkpoint_slot),
+                        housekeeping: Arc::clone(&self.housekeeping),
+                        engine: Arc::clone(&self.engine),
+                        opened: self.opened,
+                    });
+                }
+                Work::Sync(sync) => {
+                    drop(engine);
+                    drop(hk);
+                    drop(inner);
+                    let done = sync.wait();
+                    inner = self.inner.lock();
+                    hk = self.housekeeping.lock();
+                    engine = self.engine.lock();
+                    if inner.closed {
+                        // The shutdown synced everything itself.
+                        break;
+                    }
+                    let trim_to = self.trim_to(&engine);
+                    hk.sync_done(&mut engine, done, now(self.opened), trim_to.as_ref());
+                }
+            }
         }
-        if !tick_no.is_multiple_of(1000 / TICK_MS) {
-            return None;
-        }
-        // The group commit of `everysec`: the fsync runs with the locks
-        // released, so clients (and peers' ops) are served meanwhile.
-        let sync = engine.sync_begin();
         drop(engine);
+        drop(hk);
         drop(inner);
-        let synced = match sync {
-            Ok(Some(sync)) => Some(sync.wait()),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "op log sync failed; writes are refused");
-                None
-            }
-        };
-        let inner = self.inner.lock();
-        if inner.closed {
-            return None;
+        if release {
+            crate::memory::release_freed();
         }
-        let mut engine = self.engine.lock();
-        if let Some(done) = synced {
-            if let Err(e) = engine.sync_finish(done) {
-                tracing::error!(error = %e, "op log sync failed; writes are refused");
-            }
-        }
-        // The backlog keeps what some peer has not durably acknowledged;
-        // without peers it only has to reach back to the last checkpoint.
-        let acked = match self.replication.get() {
+        job
+    }
+
+    /// What the backlog may be trimmed to: what every peer durably
+    /// acknowledged; without peers it only has to reach back to the last
+    /// checkpoint.
+    fn trim_to(&self, engine: &Engine) -> Option<VersionVector> {
+        match self.replication.get() {
             Some(r) => r.acked_by_all(),
             None => Some(engine.vv().clone()),
-        };
-        if let Some(vv) = acked {
-            engine.trim_backlog(&vv);
-        }
-        if let Some(r) = self.replication.get() {
-            // Acks to peers follow durability: wake the sessions.
-            r.notify_local_write();
-        }
-        let since = now.saturating_sub(engine.stats().last_checkpoint_ms.max(self.opened_ms));
-        let due = engine.log_bytes_since_checkpoint() >= CHECKPOINT_LOG_BYTES
-            || (engine.dirty_rows() > 0 && since >= CHECKPOINT_INTERVAL_MS);
-        if !due {
-            return None;
-        }
-        // Claimed before the rows are taken, released when they are recorded.
-        let claim = self.checkpoint_slot.try_claim()?;
-        match engine.checkpoint_begin(now) {
-            Ok(true) => Some(CheckpointJob {
-                claim,
-                engine: Arc::clone(&self.engine),
-            }),
-            Ok(false) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "checkpoint failed");
-                None
-            }
         }
     }
 

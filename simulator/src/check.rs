@@ -1,4 +1,4 @@
-//! The checkers: the invariants of DESIGN.md, held after every event and at
+//! The checkers: the invariants of docs/simulator.md, held after every event and at
 //! the end of a run.
 //!
 //! * **causality** — every site's op log (its local apply order) is scanned as

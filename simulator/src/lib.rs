@@ -6,7 +6,7 @@
 //! Faults (crashes, torn writes, wiped disks, pauses, partitions, clogs,
 //! connection resets, replayed messages, clock skew and jumps) are injected from
 //! a per-seed fault profile while a workload of typed commands runs; checkers
-//! hold the invariants of DESIGN.md after every event and at the end.
+//! hold the invariants of docs/simulator.md after every event and at the end.
 //!
 //! Modules: [`rng`] (the pinned PRNG), [`sched`] (the event queue), [`storage`]
 //! (a site's disk), [`net`] (the network model), [`profile`] (per-seed fault

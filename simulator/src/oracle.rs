@@ -6,7 +6,7 @@
 //! increment, a deadline), each tagged with the op that wrote it. An entry
 //! survives unless some op in the set *observed* it (its deps, or an earlier
 //! effect of the same op) and removes that kind of entry. The visible value is
-//! then read off the survivors with the rules of DESIGN.md: LWW = greatest
+//! then read off the survivors with the rules of docs/semantics.md: LWW = greatest
 //! `(hlc, origin, seq)`, counters = exact sum of surviving increments (floats
 //! summed per origin in seq order, origins ascending), add-wins membership,
 //! PERSIST beats EXPIRE else the latest deadline wins, and a key with two live

@@ -1,11 +1,13 @@
 //! One simulated run: N sites, the network, the workload, the faults and the
 //! checkers, all driven by one discrete-event loop on virtual time.
 //!
-//! Each site is the real engine on a [`SharedDisk`] plus one real
-//! [`PeerSession`] per linked peer, driven the way the QUIC driver drives them:
-//! `handle_connected` / `handle_bytes` / `handle_timeout` /
-//! `handle_disconnected` in, `poll_transmit` / `poll_timeout` / `poll_event` out,
-//! `poll_transmit` again after every engine change.
+//! Each site is the real engine on a [`SharedDisk`], its housekeeping
+//! ([`Housekeeping`], as chorus-server runs it) and one real [`PeerSession`]
+//! per linked peer, driven the way the QUIC driver drives them:
+//! `handle_connected` / `push_bytes` + `handle_received` in slices /
+//! `handle_timeout` / `handle_disconnected` in, `poll_transmit` /
+//! `poll_timeout` / `poll_event` out, `poll_transmit` again after every
+//! engine change.
 //!
 //! A run has a *safety phase* (workload and faults, checkers after every event)
 //! and a *liveness phase* (everything healed, no new writes; all sites must
@@ -31,6 +33,7 @@ use chorus_engine::storage::Storage;
 use chorus_engine::{Engine, EngineConfig, Fsync, Reply};
 use chorus_replication::wire::{encode_frame, FrameDecoder, Message};
 use chorus_replication::{PeerSession, SessionConfig, SessionEvent, SyncDirection};
+use chorus_site::{Capture, Housekeeping, Now, SiteConfig, Work};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -47,6 +50,21 @@ pub const LIVENESS_CHECK_MS: u64 = 100;
 /// Interval of active expiry and of checkpoints on each site.
 pub const EXPIRE_INTERVAL_MS: u64 = 100;
 pub const CHECKPOINT_INTERVAL_MS: u64 = 3_000;
+/// Op log written after which a checkpoint is due before the interval.
+pub const CHECKPOINT_LOG_BYTES: u64 = 256 << 10;
+/// Rows a checkpoint captures per slice (small: writes and peers' ops
+/// interleave with the capture), and the virtual time between slices.
+pub const CAPTURE_SLICE_ROWS: usize = 8;
+pub const CAPTURE_SLICE_GAP_MS: u64 = 1;
+/// Longest virtual time a captured checkpoint takes to be written.
+pub const CHECKPOINT_WRITE_MS_MAX: u64 = 40;
+/// Ops and rows a site handles per slice of what it received from a peer
+/// (the QUIC driver's `APPLY_SLICE_OPS_MAX`, smaller so that slices happen),
+/// and the virtual time between slices (clients and other peers go first).
+pub const RECEIVE_SLICE_WORK: usize = 16;
+/// Bytes of arrived frames buffered before a slice is handled.
+pub const READ_CHUNK_BYTES: usize = 64 << 10;
+pub const RECEIVE_SLICE_GAP_MS: u64 = 1;
 /// Full syncs per run after which the site is compared with a fresh replay
 /// (the check costs a replay of every op held, and tiny-backlog profiles do
 /// hundreds of full syncs).
@@ -240,16 +258,30 @@ enum Ev {
         site: usize,
         gen: u64,
     },
-    FsyncTick {
+    /// The site's housekeeping (`chorus_site::Housekeeping::tick`).
+    SiteTick {
         site: usize,
         gen: u64,
     },
-    ExpireTick {
+    /// The fsync begun by the housekeeping completes.
+    SyncDone {
         site: usize,
         gen: u64,
     },
-    CheckpointTick {
+    /// The next slice of a checkpoint's capture.
+    CaptureSlice {
         site: usize,
+        gen: u64,
+    },
+    /// The captured checkpoint's rows reach the disk.
+    CheckpointWritten {
+        site: usize,
+        gen: u64,
+    },
+    /// The next slice of what `site` received from `peer`.
+    ReceiveMore {
+        site: usize,
+        peer: usize,
         gen: u64,
     },
     SessionTimer {
@@ -331,6 +363,17 @@ struct Site {
     /// which a later wipe may put back instead of an empty disk: a restore
     /// from a backup.
     backup: Option<chorus_engine::storage::memory::MemoryStorage>,
+    /// The site's housekeeping, the same code chorus-server runs; `None`
+    /// while the site is down.
+    hk: Option<Housekeeping>,
+    /// The housekeeping's fsync in flight (waited for at `SyncDone`).
+    sync: Option<chorus_engine::engine::LogSync>,
+    /// A captured checkpoint being written (until `CheckpointWritten`).
+    checkpoint: Option<chorus_engine::engine::PendingCheckpoint>,
+    /// Peers whose `SnapshotEnd` frame was pushed but maybe not handled yet.
+    snapshot_end_pushed: std::collections::BTreeSet<usize>,
+    /// Peers with a `ReceiveMore` event pending.
+    receive_more: std::collections::BTreeSet<usize>,
 }
 
 impl Site {
@@ -418,6 +461,11 @@ impl Sim {
                 incoming_snapshot: BTreeMap::new(),
                 engine_config: ec,
                 backup: None,
+                hk: None,
+                sync: None,
+                checkpoint: None,
+                snapshot_end_pushed: Default::default(),
+                receive_more: Default::default(),
             });
         }
         let mut conns = Vec::new();
@@ -615,18 +663,22 @@ impl Sim {
         self.sites[s].timer_at.clear();
         self.sites[s].incoming_snapshot.clear();
         let gen = self.sites[s].gen;
-        if self.p.fsync == Fsync::EverySec {
-            let first = 1000 + self.site_rng.range(0, 999);
-            self.sched.after(first, Ev::FsyncTick { site: s, gen });
+        let phase = self.site_rng.range(0, 999);
+        let hk_now = self.hk_now(s);
+        let hk = self.sites[s]
+            .engine
+            .as_ref()
+            .map(|e| Housekeeping::new(self.site_config(), e, hk_now, phase));
+        if let Some(mut hk) = hk {
+            hk.set_replicating(!self.sites[s].sessions.is_empty());
+            self.sched
+                .at(hk.next_tick_ms(), Ev::SiteTick { site: s, gen });
+            self.sites[s].hk = Some(hk);
         }
-        self.sched.after(
-            EXPIRE_INTERVAL_MS + self.site_rng.range(0, 99),
-            Ev::ExpireTick { site: s, gen },
-        );
-        self.sched.after(
-            CHECKPOINT_INTERVAL_MS + self.site_rng.range(0, 999),
-            Ev::CheckpointTick { site: s, gen },
-        );
+        self.sites[s].sync = None;
+        self.sites[s].checkpoint = None;
+        self.sites[s].snapshot_end_pushed.clear();
+        self.sites[s].receive_more.clear();
         self.trace.event(
             now,
             "site-open",
@@ -678,9 +730,11 @@ impl Sim {
             Ev::NextRequest => self.next_request(t),
             Ev::Attempt { id } => self.attempt(t, id),
             Ev::GroupCommit { site, gen } => self.group_commit(t, site, gen),
-            Ev::FsyncTick { site, gen } => self.fsync_tick(t, site, gen),
-            Ev::ExpireTick { site, gen } => self.expire_tick(t, site, gen),
-            Ev::CheckpointTick { site, gen } => self.checkpoint_tick(t, site, gen),
+            Ev::SiteTick { site, gen } => self.site_tick(t, site, gen),
+            Ev::SyncDone { site, gen } => self.sync_done(t, site, gen),
+            Ev::CaptureSlice { site, gen } => self.capture_slice(t, site, gen),
+            Ev::CheckpointWritten { site, gen } => self.checkpoint_written(t, site, gen),
+            Ev::ReceiveMore { site, peer, gen } => self.receive_more(t, site, peer, gen),
             Ev::SessionTimer { site, peer, gen } => self.session_timer(t, site, peer, gen),
             Ev::Dial { conn } => self.dial(t, conn),
             Ev::Established { conn, epoch } => self.established(t, conn, epoch),
@@ -885,85 +939,204 @@ impl Sim {
         self.pump_site(s);
     }
 
-    fn fsync_tick(&mut self, t: u64, s: usize, gen: u64) {
-        if self.sites[s].gen != gen || !self.sites[s].up() {
-            return;
+    // ---- housekeeping (chorus-site, as chorus-server runs it) --------------------
+
+    /// The housekeeping's schedule for the simulated sites: the server's
+    /// policy with shorter intervals and small capture slices, so that runs
+    /// checkpoint often and clients and peers interleave with every phase.
+    /// Under `appendfsync always` and `no` only the clients' group commit
+    /// syncs (the periodic sync would hide a missing one).
+    fn site_config(&self) -> SiteConfig {
+        SiteConfig {
+            tick_ms: EXPIRE_INTERVAL_MS,
+            expire_keys_per_tick: EXPIRE_BUDGET,
+            sync_interval_ms: 1000,
+            sync_always_and_no: false,
+            checkpoint_log_bytes: CHECKPOINT_LOG_BYTES,
+            checkpoint_interval_ms: CHECKPOINT_INTERVAL_MS,
+            capture_slice_rows: CAPTURE_SLICE_ROWS,
+            release_memory: false,
+            ..SiteConfig::default()
         }
-        if self.defer_if_paused(s, || Ev::FsyncTick { site: s, gen }) {
-            return;
-        }
-        if !self.sync_site(s) {
-            return;
-        }
-        self.trace.event(t, "fsync", &[s as u64], || {
-            format!("site {} everysec fsync", s + 1)
-        });
-        self.after_touch(s);
-        self.pump_site(s);
-        let next = 1000 + self.p.knobs.fsync_delay_ms;
-        self.sched.after(next, Ev::FsyncTick { site: s, gen });
     }
 
-    fn expire_tick(&mut self, t: u64, s: usize, gen: u64) {
-        if self.sites[s].gen != gen || !self.sites[s].up() {
-            return;
+    /// The housekeeping's clocks at site `s`: virtual time (monotonic) and
+    /// the site's skewed wall clock.
+    fn hk_now(&self, s: usize) -> Now {
+        Now {
+            mono_ms: self.sched.now_ms(),
+            wall_ms: self.wall(s),
         }
-        if self.defer_if_paused(s, || Ev::ExpireTick { site: s, gen }) {
-            return;
-        }
-        let wall = self.wall(s);
-        let n = self.sites[s]
-            .engine
-            .as_mut()
-            .map_or(0, |e| e.expire_cycle(wall, EXPIRE_BUDGET));
-        if n > 0 {
-            self.trace.event(t, "expire", &[s as u64, n as u64], || {
-                format!("site {} expired {n} keys", s + 1)
-            });
-            self.after_touch(s);
-            if self.p.fsync == Fsync::Always {
-                self.schedule_group_commit(s);
-            }
-            self.pump_site(s);
-        }
-        self.sched
-            .after(EXPIRE_INTERVAL_MS, Ev::ExpireTick { site: s, gen });
     }
 
-    fn checkpoint_tick(&mut self, t: u64, s: usize, gen: u64) {
-        if self.sites[s].gen != gen || !self.sites[s].up() {
-            return;
-        }
-        if self.defer_if_paused(s, || Ev::CheckpointTick { site: s, gen }) {
-            return;
-        }
-        let wall = self.wall(s);
-        let mut acked_by_all: Option<VersionVector> = None;
+    /// What every peer of site `s` durably acknowledged (`None` without
+    /// sessions: keep the backlog).
+    fn acked_by_all(&self, s: usize) -> Option<VersionVector> {
+        let mut all: Option<VersionVector> = None;
         for sess in self.sites[s].sessions.values() {
             let a = sess.peer_acked_vv();
-            acked_by_all = Some(match acked_by_all {
+            all = Some(match all {
                 None => a.clone(),
                 Some(m) => m.meet(a),
             });
         }
-        let Some(engine) = self.sites[s].engine.as_mut() else {
+        all
+    }
+
+    fn site_tick(&mut self, t: u64, s: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        if self.defer_if_paused(s, || Ev::SiteTick { site: s, gen }) {
+            return;
+        }
+        let now = self.hk_now(s);
+        let trim_to = self.acked_by_all(s);
+        let expired_before = self.sites[s]
+            .engine
+            .as_ref()
+            .map_or(0, |e| e.stats().expired_keys);
+        let site = &mut self.sites[s];
+        let (Some(engine), Some(hk)) = (site.engine.as_mut(), site.hk.as_mut()) else {
             return;
         };
-        if let Err(e) = engine.checkpoint(wall) {
-            let v = Violation::new("storage", format!("site {}: checkpoint failed: {e}", s + 1));
+        hk.tick(engine, now, trim_to.as_ref());
+        let next = hk.next_tick_ms();
+        let n = engine.stats().expired_keys - expired_before;
+        if n > 0 {
+            self.trace.event(t, "expire", &[s as u64, n], || {
+                format!("site {} expired {n} keys", s + 1)
+            });
+            if self.p.fsync == Fsync::Always {
+                self.schedule_group_commit(s);
+            }
+        }
+        self.sched.at(next, Ev::SiteTick { site: s, gen });
+        self.run_site_work(s);
+    }
+
+    /// Runs the work the housekeeping queued: fsyncs and checkpoint writes
+    /// take virtual time, the capture goes a slice at a time.
+    fn run_site_work(&mut self, s: usize) {
+        let gen = self.sites[s].gen;
+        let mut wake = false;
+        while let Some(work) = self.sites[s].hk.as_mut().and_then(Housekeeping::poll_work) {
+            match work {
+                Work::Sync(sync) => {
+                    self.sites[s].sync = Some(sync);
+                    let delay = 1 + self.p.knobs.fsync_delay_ms;
+                    self.sched.after(delay, Ev::SyncDone { site: s, gen });
+                }
+                Work::Checkpoint => {
+                    self.sched
+                        .after(CAPTURE_SLICE_GAP_MS, Ev::CaptureSlice { site: s, gen });
+                }
+                Work::WakePeers => wake = true,
+                Work::ReleaseMemory => {}
+            }
+        }
+        if wake {
+            self.after_touch(s);
+            self.pump_site(s);
+        }
+    }
+
+    fn sync_done(&mut self, t: u64, s: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        if self.defer_if_paused(s, || Ev::SyncDone { site: s, gen }) {
+            return;
+        }
+        let now = self.hk_now(s);
+        let trim_to = self.acked_by_all(s);
+        let site = &mut self.sites[s];
+        let (Some(engine), Some(hk), Some(sync)) =
+            (site.engine.as_mut(), site.hk.as_mut(), site.sync.take())
+        else {
+            return;
+        };
+        hk.sync_done(engine, sync.wait(), now, trim_to.as_ref());
+        if let Some(p) = engine.poisoned() {
+            let v = Violation::new("storage", format!("site {}: sync failed: {p}", s + 1));
             self.fail(v);
             return;
         }
-        if let Some(a) = acked_by_all {
-            engine.trim_backlog(&a);
+        self.trace.event(t, "fsync", &[s as u64], || {
+            format!("site {} periodic fsync", s + 1)
+        });
+        self.after_touch(s);
+        self.run_site_work(s);
+    }
+
+    fn capture_slice(&mut self, t: u64, s: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        if self.defer_if_paused(s, || Ev::CaptureSlice { site: s, gen }) {
+            return;
+        }
+        let site = &mut self.sites[s];
+        let (Some(engine), Some(hk)) = (site.engine.as_mut(), site.hk.as_mut()) else {
+            return;
+        };
+        match hk.capture(engine) {
+            Capture::More => {
+                self.sched
+                    .after(CAPTURE_SLICE_GAP_MS, Ev::CaptureSlice { site: s, gen });
+            }
+            Capture::Ready(pending) => {
+                let rows = pending.rows() as u64;
+                site.checkpoint = Some(pending);
+                let delay = 1 + self.site_rng.range(0, CHECKPOINT_WRITE_MS_MAX);
+                self.sched
+                    .after(delay, Ev::CheckpointWritten { site: s, gen });
+                self.trace
+                    .event(t, "checkpoint-captured", &[s as u64, rows], || {
+                        format!("site {} captured a checkpoint of {rows} rows", s + 1)
+                    });
+            }
+            Capture::Gone => {}
+        }
+    }
+
+    fn checkpoint_written(&mut self, t: u64, s: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        // The write runs off the engine: a paused process writes nothing,
+        // so it waits too.
+        if self.defer_if_paused(s, || Ev::CheckpointWritten { site: s, gen }) {
+            return;
+        }
+        self.write_checkpoint_now(t, s);
+    }
+
+    /// Writes the captured checkpoint of site `s`, if any. Also called
+    /// before anything that checkpoints inline (a full sync's merge): the
+    /// engine waits for a checkpoint being written, and in one thread that
+    /// wait would never end.
+    fn write_checkpoint_now(&mut self, t: u64, s: usize) {
+        let now = self.hk_now(s);
+        let site = &mut self.sites[s];
+        let (Some(engine), Some(hk), Some(pending)) = (
+            site.engine.as_mut(),
+            site.hk.as_mut(),
+            site.checkpoint.take(),
+        ) else {
+            return;
+        };
+        hk.checkpoint_done(engine, pending.write(), now);
+        if let Some(p) = engine.poisoned() {
+            let v = Violation::new("storage", format!("site {}: checkpoint failed: {p}", s + 1));
+            self.fail(v);
+            return;
         }
         self.trace.event(t, "checkpoint", &[s as u64], || {
-            format!("site {} checkpoint", s + 1)
+            format!("site {} checkpoint written", s + 1)
         });
         self.after_touch(s);
         self.pump_site(s);
-        self.sched
-            .after(CHECKPOINT_INTERVAL_MS, Ev::CheckpointTick { site: s, gen });
     }
 
     // ---- replication driver ---------------------------------------------------------
@@ -1317,21 +1490,49 @@ impl Sim {
             reschedule(self, until);
             return;
         }
-        let Some((_, frame)) = self.conns[ci].streams[dir].queue.pop_front() else {
+        if self.sites[to].receive_more.contains(&from) {
+            // The driver reads the next chunk once the last one is handled:
+            // `receive_slice` resumes the delivery.
             return;
-        };
-        let st = &mut self.conns[ci].streams[dir];
-        st.bytes = st.bytes.saturating_sub(frame.len());
-        if let Some(&(next_at, _)) = st.queue.front() {
+        }
+        // Every frame that has arrived, up to a read chunk's worth (the QUIC
+        // driver reads up to 64 KiB at a time), is buffered first, then
+        // handled a slice at a time. A `SnapshotEnd` is read on its own: its
+        // merge brings ops without log records, and the checkers must scan
+        // the records logged before it first, and learn of the merge before
+        // any record after it.
+        let mut read = 0usize;
+        while read < READ_CHUNK_BYTES {
+            let st = &mut self.conns[ci].streams[dir];
+            let end = match st.queue.front() {
+                Some((a, _)) if *a > t => break,
+                Some((_, f)) => frame_tag(f) == Some(TAG_SNAPSHOT_END),
+                None => break,
+            };
+            if end && read > 0 {
+                break;
+            }
+            let Some((_, frame)) = st.queue.pop_front() else {
+                break;
+            };
+            st.bytes = st.bytes.saturating_sub(frame.len());
+            read += frame.len();
+            self.push_frame(t, from, to, frame);
+            if end {
+                break;
+            }
+        }
+        if let Some(&(next_at, _)) = self.conns[ci].streams[dir].queue.front() {
             reschedule(self, next_at.max(t));
         }
-        self.receive_frame(t, from, to, frame);
+        self.receive_slice(t, from, to);
         // The sender may have room again.
         self.pump(from, to);
     }
 
-    /// Hands one whole frame to the receiving session (in one or two pieces).
-    fn receive_frame(&mut self, t: u64, from: usize, to: usize, frame: Vec<u8>) {
+    /// Buffers one whole frame at the receiving session (in one or two
+    /// pieces); [`Sim::receive_slice`] handles it.
+    fn push_frame(&mut self, t: u64, from: usize, to: usize, frame: Vec<u8>) {
         let tag = frame_tag(&frame);
         let mut frame = frame;
         if tag == Some(TAG_OP_BATCH) {
@@ -1350,78 +1551,90 @@ impl Sim {
             frame.len()
         };
         let len = frame.len() as u64;
+        if tag == Some(TAG_SNAPSHOT_END) {
+            self.sites[to].snapshot_end_pushed.insert(from);
+        }
+        let site = &mut self.sites[to];
+        let (Some(engine), Some(sess)) = (site.engine.as_ref(), site.sessions.get_mut(&from))
+        else {
+            return;
+        };
+        // Buffered, then handled a slice at a time, as the QUIC driver does.
+        let (head, tail) = frame.split_at(split);
+        sess.push_bytes(t, head);
+        if !tail.is_empty() {
+            sess.push_bytes(t, tail);
+        }
+        let held = engine.vv().total();
+        self.trace.event(
+            t,
+            "recv",
+            &[from as u64, to as u64, len, tag.unwrap_or(255) as u64, held],
+            || {
+                format!(
+                    "{}->{} frame tag {tag:?} {len}B, site holds {held} ops",
+                    from + 1,
+                    to + 1
+                )
+            },
+        );
+    }
+
+    fn receive_more(&mut self, t: u64, s: usize, peer: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        if self.defer_if_paused(s, || Ev::ReceiveMore { site: s, peer, gen }) {
+            return;
+        }
+        self.sites[s].receive_more.remove(&peer);
+        self.receive_slice(t, peer, s);
+    }
+
+    /// Handles one slice of what site `to` buffered from `from`; schedules
+    /// the next slice if the budget ran out.
+    fn receive_slice(&mut self, t: u64, from: usize, to: usize) {
+        if !self.sites[to].incoming_snapshot.is_empty() {
+            // The merge checkpoints inline, which waits for a checkpoint
+            // being written: write it first.
+            self.write_checkpoint_now(t, to);
+        }
         let site = &mut self.sites[to];
         let (Some(engine), Some(sess)) = (site.engine.as_mut(), site.sessions.get_mut(&from))
         else {
             return;
         };
         let vv_before = engine.vv().total();
-        let (head, tail) = frame.split_at(split);
-        sess.handle_bytes(t, head, engine);
-        if !tail.is_empty() {
-            sess.handle_bytes(t, tail, engine);
-        }
+        let more = sess.handle_received(t, engine, RECEIVE_SLICE_WORK);
         let vv_after = engine.vv().total();
-        self.trace.event(
-            t,
-            "recv",
-            &[
-                from as u64,
-                to as u64,
-                len,
-                tag.unwrap_or(255) as u64,
-                vv_after,
-            ],
-            || {
-                format!(
-                    "{}->{} frame tag {tag:?} {len}B, site holds {vv_before}->{vv_after} ops",
-                    from + 1,
-                    to + 1
-                )
-            },
-        );
-        if tag == Some(TAG_SNAPSHOT_END) {
-            // The merge happened inside this call: the scan must know the
-            // snapshot's ops are held without log records; make them durable.
-            let merged = self.sites[to].engine.as_ref().is_some_and(|e| {
-                self.sites[to]
-                    .incoming_snapshot
-                    .get(&from)
-                    .is_some_and(|v| e.vv().dominates(v))
-            });
-            if let Some(vv) = self.sites[to].incoming_snapshot.remove(&from) {
-                if merged {
-                    self.check.note_snapshot_merged(to, &vv);
-                    self.full_sync_checks += 1;
-                    if self.corruptions.iter().any(|c| c.0 == from) {
-                        // A join at the sender's vector takes its damage
-                        // along: the receiver waits for anti-entropy too.
-                        let at = self.sched.now_ms();
-                        self.corruptions.push((to, at));
-                    }
-                    let check = (self.paranoid
-                        || self.full_sync_checks <= FULL_SYNC_REPLAY_CHECKS_MAX)
-                        && !self.corruptions.iter().any(|c| c.0 == to);
-                    if let Some(e) = self.sites[to].engine.as_ref().filter(|_| check) {
-                        if let Err(v) = self.check.state_matches_replay(to, e, "a full sync") {
-                            self.fail(v);
-                        }
-                    }
-                    let wall = self.wall(to);
-                    if let Some(e) = self.sites[to].engine.as_mut() {
-                        if let Err(err) = e.checkpoint(wall) {
-                            let v = Violation::new(
-                                "storage",
-                                format!(
-                                    "site {}: checkpoint after full sync failed: {err}",
-                                    to + 1
-                                ),
-                            );
-                            self.fail(v);
-                        }
-                    }
-                }
+        if vv_after != vv_before {
+            self.trace
+                .event(t, "applied", &[from as u64, to as u64, vv_after], || {
+                    format!(
+                        "site {} applied from {}: {vv_before}->{vv_after} ops{}",
+                        to + 1,
+                        from + 1,
+                        if more { ", more to come" } else { "" }
+                    )
+                });
+        }
+        if more {
+            if self.sites[to].receive_more.insert(from) {
+                let gen = self.sites[to].gen;
+                self.sched.after(
+                    RECEIVE_SLICE_GAP_MS,
+                    Ev::ReceiveMore {
+                        site: to,
+                        peer: from,
+                        gen,
+                    },
+                );
             }
+        } else {
+            if self.sites[to].snapshot_end_pushed.remove(&from) {
+                self.snapshot_end_handled(from, to);
+            }
+            self.resume_delivery(from, to);
         }
         self.after_touch(to);
         if vv_after != vv_before && self.p.fsync == Fsync::Always {
@@ -1429,6 +1642,76 @@ impl Sim {
         }
         // Our acks and forwarded ops go out now.
         self.pump_site(to);
+    }
+
+    /// Schedules the delivery of what `from` sent `to`, if frames wait and
+    /// none is scheduled (a delivery waits while a read is being handled).
+    fn resume_delivery(&mut self, from: usize, to: usize) {
+        let Some(&ci) = self.conn_of.get(&(from, to)) else {
+            return;
+        };
+        if self.conns[ci].state != ConnState::Up {
+            return;
+        }
+        let dir = self.conns[ci].dir(from);
+        let epoch = self.conns[ci].epoch;
+        let now = self.sched.now_ms();
+        let st = &mut self.conns[ci].streams[dir];
+        if st.scheduled {
+            return;
+        }
+        let Some(&(at, _)) = st.queue.front() else {
+            return;
+        };
+        st.scheduled = true;
+        self.sched.at(
+            at.max(now),
+            Ev::Deliver {
+                conn: ci,
+                dir,
+                epoch,
+            },
+        );
+    }
+
+    /// After every byte up to a `SnapshotEnd` was handled: if the snapshot
+    /// was merged, the scan must know its ops are held without log records.
+    fn snapshot_end_handled(&mut self, from: usize, to: usize) {
+        let merged = self.sites[to].engine.as_ref().is_some_and(|e| {
+            self.sites[to]
+                .incoming_snapshot
+                .get(&from)
+                .is_some_and(|v| e.vv().dominates(v))
+        });
+        if let Some(vv) = self.sites[to].incoming_snapshot.remove(&from) {
+            if merged {
+                self.check.note_snapshot_merged(to, &vv);
+                self.full_sync_checks += 1;
+                if self.corruptions.iter().any(|c| c.0 == from) {
+                    // A join at the sender's vector takes its damage
+                    // along: the receiver waits for anti-entropy too.
+                    let at = self.sched.now_ms();
+                    self.corruptions.push((to, at));
+                }
+                let check = (self.paranoid || self.full_sync_checks <= FULL_SYNC_REPLAY_CHECKS_MAX)
+                    && !self.corruptions.iter().any(|c| c.0 == to);
+                if let Some(e) = self.sites[to].engine.as_ref().filter(|_| check) {
+                    if let Err(v) = self.check.state_matches_replay(to, e, "a full sync") {
+                        self.fail(v);
+                    }
+                }
+                let wall = self.wall(to);
+                if let Some(e) = self.sites[to].engine.as_mut() {
+                    if let Err(err) = e.checkpoint(wall) {
+                        let v = Violation::new(
+                            "storage",
+                            format!("site {}: checkpoint after full sync failed: {err}", to + 1),
+                        );
+                        self.fail(v);
+                    }
+                }
+            }
+        }
     }
 
     /// The emulated canaries: rewrite an op batch on its way to the engine.
@@ -1647,6 +1930,11 @@ impl Sim {
             }
         };
         self.sites[s].engine = None;
+        self.sites[s].hk = None;
+        self.sites[s].sync = None;
+        self.sites[s].checkpoint = None;
+        self.sites[s].snapshot_end_pushed.clear();
+        self.sites[s].receive_more.clear();
         self.sites[s].sessions.clear();
         self.sites[s].timer_at.clear();
         self.sites[s].paused_until = None;

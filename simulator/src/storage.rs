@@ -6,7 +6,7 @@
 //! it exists because `Storage` must be `Send`.
 
 use chorus_engine::storage::memory::MemoryStorage;
-use chorus_engine::storage::{CheckpointRow, Storage, StorageError};
+use chorus_engine::storage::{CheckpointRow, CheckpointWriter, Storage, StorageError};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Clone, Debug, Default)]
@@ -76,5 +76,17 @@ impl Storage for SharedDisk {
     }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
+    }
+    fn checkpoint_writer(&mut self) -> Option<Box<dyn CheckpointWriter>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+/// The simulator writes a captured checkpoint when its `CheckpointWritten`
+/// event comes (the virtual time a write takes), through a second handle to
+/// the same disk; a crash before then drops it unwritten.
+impl CheckpointWriter for SharedDisk {
+    fn write(self: Box<Self>, rows: &[CheckpointRow], meta: &[u8]) -> Result<(), StorageError> {
+        self.lock().checkpoint_write(rows, meta)
     }
 }

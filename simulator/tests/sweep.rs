@@ -65,9 +65,8 @@ fn damaged_rows_are_repaired_within_two_intervals() {
     assert!(repaired > 0, "no repair at all in 10 seeds");
 }
 
-/// The random profile includes crashes, which currently expose an engine
-/// recovery bug (rows changed by log replay are not re-checkpointed; see
-/// docs/simulator.md, "Findings"). Run with `--ignored` once it is fixed.
+/// The random profile: crashes, wipes, restores, partitions and clock skew
+/// drawn from the seed.
 #[test]
 fn bounded_sweep_random_profile_passes() {
     sweep("random", 0..50);

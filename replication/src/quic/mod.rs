@@ -68,9 +68,6 @@ pub struct ReplicationConfig {
     /// Template for every peer's session; `cluster_id` and `peer_site_id` are
     /// filled in per peer.
     pub session: SessionConfig,
-    /// `appendfsync always`: sync the engine after applying remote ops, before
-    /// anything else is sent, so acks go out at once.
-    pub fsync_always: bool,
     /// QUIC keep-alive interval (quinn `TransportConfig::keep_alive_interval`).
     pub keep_alive_ms: u64,
     /// QUIC idle timeout (the smaller of both sides' applies); also bounds a
@@ -85,7 +82,9 @@ pub struct ReplicationConfig {
 
 impl ReplicationConfig {
     /// Defaults: session `SessionConfig::new(cluster_id)`, keep-alive 1 s, idle
-    /// timeout 10 s, backoff 100 ms .. 30 s, no fsync per batch, no peers.
+    /// timeout 10 s, backoff 100 ms .. 30 s, no peers. Under the engine's
+    /// `appendfsync always` (read from the engine, so a runtime change applies
+    /// at once) remote ops are synced before anything else is sent.
     pub fn new(
         site_id: SiteId,
         cluster_id: u64,
@@ -99,7 +98,6 @@ impl ReplicationConfig {
             peers: Vec::new(),
             tls,
             session: SessionConfig::new(cluster_id),
-            fsync_always: false,
             keep_alive_ms: 1_000,
             idle_timeout_ms: 10_000,
             backoff_base_ms: BACKOFF_BASE_MS_DEFAULT,

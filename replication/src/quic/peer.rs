@@ -15,7 +15,7 @@ use crate::session::{
 };
 use bytes::Bytes;
 use chorus_engine::id::{SiteId, VersionVector};
-use chorus_engine::Engine;
+use chorus_engine::{Engine, Fsync};
 use parking_lot::Mutex;
 use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, VarInt};
 use rustls::pki_types::CertificateDer;
@@ -146,7 +146,6 @@ pub(crate) struct Shared {
     /// Every new peer's session starts from this (anti-entropy interval
     /// changes at runtime).
     pub(crate) session_template: Mutex<SessionConfig>,
-    fsync_always: bool,
     backoff_base_ms: u64,
     backoff_max_ms: u64,
     handshake_timeout_ms: u64,
@@ -180,7 +179,6 @@ impl Shared {
             endpoint,
             clock,
             session_template: Mutex::new(session_template),
-            fsync_always: config.fsync_always,
             backoff_base_ms: config.backoff_base_ms,
             backoff_max_ms: config.backoff_max_ms,
             handshake_timeout_ms: config.idle_timeout_ms,
@@ -980,9 +978,10 @@ async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, mut recv: RecvStream, g
                 }
                 let applied = engine.vv().total() != applied_before;
                 applied_in_chunk |= applied;
-                if !more && applied_in_chunk && shared.fsync_always {
+                if !more && applied_in_chunk && engine.config().fsync == Fsync::Always {
                     // Durable before anything else is sent: the ack can go at
-                    // once. One fsync per read chunk, not per slice.
+                    // once. One fsync per read chunk, not per slice. The mode
+                    // is the engine's: `CONFIG SET appendfsync` reaches it.
                     if let Err(err) = engine.sync() {
                         tracing::error!(site = shared.site_id, error = %err, "engine sync failed");
                     }

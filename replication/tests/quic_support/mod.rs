@@ -63,7 +63,6 @@ pub fn loopback() -> SocketAddr {
 /// A driver config tuned for tests: fast heartbeats, timeouts and backoff.
 pub fn config(site: SiteId, tls: TlsIdentity, listen: SocketAddr) -> ReplicationConfig {
     let mut c = ReplicationConfig::new(site, CLUSTER, listen, tls);
-    c.fsync_always = true;
     c.keep_alive_ms = 300;
     c.idle_timeout_ms = 3_000;
     c.backoff_base_ms = 40;
@@ -73,9 +72,13 @@ pub fn config(site: SiteId, tls: TlsIdentity, listen: SocketAddr) -> Replication
     c
 }
 
+/// An engine under `appendfsync always`: the driver syncs remote ops before
+/// it acks them, so acks go out at once.
 pub fn engine(site: SiteId) -> Arc<Mutex<Engine>> {
-    let engine = Engine::open(Box::new(MemoryStorage::new()), EngineConfig::new(site))
-        .expect("open engine on memory storage");
+    let mut cfg = EngineConfig::new(site);
+    cfg.fsync = chorus_engine::Fsync::Always;
+    let engine =
+        Engine::open(Box::new(MemoryStorage::new()), cfg).expect("open engine on memory storage");
     Arc::new(Mutex::new(engine))
 }
 
