@@ -318,6 +318,31 @@ impl ServerState {
 /// A started server: listening, not yet waiting for shutdown.
 pub struct Server {
     pub state: Arc<ServerState>,
+    /// SIGTERM and SIGINT, caught from the start: a signal that arrives
+    /// once clients are served, before `run_until_shutdown` runs, must stop
+    /// the server cleanly, not kill it.
+    signals: Option<Signals>,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some(Signals { term, int }),
+            _ => {
+                tracing::warn!("can't install signal handlers; only SHUTDOWN stops the server");
+                None
+            }
+        }
+    }
 }
 
 impl Server {
@@ -335,6 +360,8 @@ impl Server {
         )?;
         config.set_dir_absolute(store.dir());
         let peer_overrides = PeerOverrides::load(store.dir())?;
+        // Before any listener accepts: see `Server::signals`.
+        let signals = Signals::install();
         let listeners = bind_all(&settings.bind, settings.port)?;
         if let Some(port) = listeners
             .first()
@@ -375,7 +402,7 @@ impl Server {
                 source: std::io::Error::other(e),
             })?;
         tokio::spawn(sample_rates(Arc::clone(&state)));
-        Ok(Server { state })
+        Ok(Server { state, signals })
     }
 
     /// Starts replication when peers (from `--peer` and the runtime changes
@@ -467,7 +494,7 @@ impl Server {
     pub async fn run_until_shutdown(self) -> i32 {
         let state = self.state;
         let mut shutdown = state.subscribe_shutdown();
-        let signal = wait_for_signal();
+        let signal = wait_for_signal(self.signals);
         tokio::pin!(signal);
         let code = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => 0,
@@ -522,20 +549,13 @@ fn signal_shutdown_request(state: &ServerState, signal: &str) -> ShutdownRequest
     }
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+async fn wait_for_signal(signals: Option<Signals>) -> &'static str {
+    match signals {
+        Some(mut s) => tokio::select! {
+            _ = s.term.recv() => "SIGTERM",
+            _ = s.int.recv() => "SIGINT",
         },
-        _ => {
-            tracing::warn!("can't install signal handlers; only SHUTDOWN stops the server");
-            std::future::pending().await
-        }
+        None => std::future::pending().await,
     }
 }
 
