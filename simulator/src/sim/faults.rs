@@ -1,0 +1,295 @@
+//! Faults: crashes, wipes, restores, pauses, partitions, replays and clock jumps, and the restarts that follow.
+
+use super::*;
+
+impl Sim {
+    pub(super) fn fault(&mut self, t: u64) {
+        if !self.safety {
+            return;
+        }
+        let kind = FaultKind::ALL[self.fault_rng.weighted(&self.p.fault_weights)];
+        let n = self.sites.len();
+        let site = self.fault_rng.below(n as u64) as usize;
+        let mut done = true;
+        match kind {
+            FaultKind::Crash | FaultKind::Wipe => {
+                if self.sites[site].up() {
+                    let wipe = kind == FaultKind::Wipe;
+                    if !wipe && self.fault_rng.chance(0.3) {
+                        // A backup of the disk as it is now (durable bytes
+                        // only: taken at any point, not after a clean stop).
+                        let mut image = self.sites[site].disk.lock().durable_image();
+                        if self.fault_rng.chance(0.5) {
+                            // As if taken after a clean stop: nothing on the
+                            // disk tells the restored site it is a copy.
+                            let _ = image.meta_put("clean_shutdown", b"1");
+                        }
+                        self.sites[site].backup = Some(image);
+                    }
+                    self.crash(t, site, wipe);
+                    let down = self.fault_rng.range(50, 4_000);
+                    self.sched.after(down, Ev::Restart { site, wipe });
+                } else {
+                    done = false;
+                }
+            }
+            FaultKind::Pause => {
+                if self.sites[site].up() && !self.is_paused(site) {
+                    let d = self.fault_rng.range(50, 2 * self.p.knobs.idle_timeout_ms);
+                    self.sites[site].paused_until = Some(t + d);
+                    self.trace.event(t, "pause", &[site as u64, d], || {
+                        format!("site {} paused {d}ms", site + 1)
+                    });
+                    self.sched.after(d, Ev::Resume { site });
+                } else {
+                    done = false;
+                }
+            }
+            FaultKind::Partition => {
+                let mut links = Vec::new();
+                let shape = self.fault_rng.below(3);
+                match shape {
+                    0 => {
+                        for o in 0..n {
+                            if o != site {
+                                links.push((site, o));
+                                links.push((o, site));
+                            }
+                        }
+                    }
+                    1 => {
+                        let mask = loop {
+                            let m = self.fault_rng.below((1u64 << n) - 2) + 1;
+                            if m != 0 && m != (1 << n) - 1 {
+                                break m;
+                            }
+                        };
+                        for a in 0..n {
+                            for b in 0..n {
+                                if (mask >> a) & 1 == 1 && (mask >> b) & 1 == 0 {
+                                    links.push((a, b));
+                                    links.push((b, a));
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        let other = (site + 1 + self.fault_rng.below(n as u64 - 1) as usize) % n;
+                        links.push((site, other));
+                    }
+                }
+                for &(a, b) in &links {
+                    self.link_mut(a, b).blocked += 1;
+                }
+                let d = self.fault_rng.range(200, 8_000);
+                let desc = format!("{links:?}");
+                self.trace
+                    .event(t, "partition", &[shape, d, links.len() as u64], || {
+                        format!("blocked {desc} for {d}ms")
+                    });
+                self.sched.after(d, Ev::Unblock { links });
+            }
+            FaultKind::Clog => {
+                let other = (site + 1 + self.fault_rng.below(n as u64 - 1) as usize) % n;
+                let d = self.fault_rng.range(50, 3_000);
+                let l = self.link_mut(site, other);
+                l.clogged_until_ms = l.clogged_until_ms.max(t + d);
+                self.trace
+                    .event(t, "clog", &[site as u64, other as u64, d], || {
+                        format!("{}->{} clogged {d}ms", site + 1, other + 1)
+                    });
+            }
+            FaultKind::Reset => {
+                let up: Vec<usize> = (0..self.conns.len())
+                    .filter(|&c| self.conns[c].state == ConnState::Up)
+                    .collect();
+                match self.fault_rng.pick(&up).copied() {
+                    Some(ci) => self.close_conn(ci, "injected reset"),
+                    None => done = false,
+                }
+            }
+            FaultKind::Replay => done = self.replay(t),
+            FaultKind::ClockJump => {
+                let mag = self.fault_rng.range(10, 30_000) as i64;
+                let back = self.fault_rng.chance(0.5);
+                let d = if back { -mag } else { mag };
+                self.sites[site].clock.jumps_ms += d;
+                self.trace
+                    .event(t, "clock-jump", &[site as u64, d as u64], || {
+                        format!("site {} clock jumps {d}ms", site + 1)
+                    });
+            }
+        }
+        if done {
+            self.faults += 1;
+        }
+        let d = self.fault_rng.exp_ms(self.p.fault_interval_ms as f64);
+        self.sched.after(d, Ev::Fault);
+    }
+
+    /// Injects an old op batch again into a live stream (a replayed message).
+    pub(super) fn replay(&mut self, t: u64) -> bool {
+        let mut candidates = Vec::new();
+        for (ci, c) in self.conns.iter().enumerate() {
+            if c.state != ConnState::Up {
+                continue;
+            }
+            for dir in 0..2 {
+                if !c.streams[dir].history.is_empty() {
+                    candidates.push((ci, dir));
+                }
+            }
+        }
+        let Some(&(ci, dir)) = self.fault_rng.pick(&candidates) else {
+            return false;
+        };
+        let h = &self.conns[ci].streams[dir].history;
+        let i = self.fault_rng.below(h.len() as u64) as usize;
+        let Some(frame) = h.get(i).cloned() else {
+            return false;
+        };
+        let len = frame.len() as u64;
+        self.trace
+            .event(t, "replay", &[ci as u64, dir as u64, len], || {
+                format!("conn {ci} dir {dir}: replaying an old op batch of {len}B")
+            });
+        self.enqueue(ci, dir, frame);
+        true
+    }
+
+    pub(super) fn crash(&mut self, t: u64, s: usize, wipe: bool) {
+        let torn = {
+            let disk = self.sites[s].disk.lock();
+            let v = disk.volatile_len() as u64;
+            if v > 0 && self.fault_rng.chance(0.5) {
+                self.fault_rng.range(1, v) as usize
+            } else {
+                0
+            }
+        };
+        self.sites[s].engine = None;
+        self.sites[s].hk = None;
+        self.sites[s].sync = None;
+        self.sites[s].checkpoint = None;
+        self.sites[s].snapshot_end_pushed.clear();
+        self.sites[s].receive_more.clear();
+        self.sites[s].sessions.clear();
+        self.sites[s].timer_at.clear();
+        self.sites[s].paused_until = None;
+        self.sites[s].group_commit_at = None;
+        let failed = std::mem::take(&mut self.sites[s].pending_acks);
+        let conns: Vec<usize> = (0..self.conns.len())
+            .filter(|&c| self.conns[c].a == s || self.conns[c].b == s)
+            .collect();
+        for ci in conns {
+            self.close_conn(ci, "site crashed");
+        }
+        if wipe {
+            self.stats.wipes += 1;
+            // A rebuilt site: new disk, or an older image of its own put back
+            // (a restore from a backup). Its start takes an incarnation that
+            // stands for the server's wall-clock one: above any of its
+            // earlier lives (see docs/simulator.md, "wipe" and "restore").
+            let floor = self.check.max_incarnation(s).saturating_add(1);
+            self.sites[s].engine_config.incarnation_floor = floor;
+            let restore = self.sites[s].backup.is_some() && self.fault_rng.chance(0.5);
+            self.sites[s].disk = match self.sites[s].backup.take().filter(|_| restore) {
+                Some(image) => {
+                    self.stats.restores += 1;
+                    SharedDisk::from_image(image)
+                }
+                None => SharedDisk::new(),
+            };
+            self.check.site_wiped(s);
+        } else {
+            self.stats.crashes += 1;
+            self.sites[s].disk.lock().crash(torn);
+        }
+        self.trace.event(
+            t,
+            if wipe { "wipe" } else { "crash" },
+            &[s as u64, torn as u64],
+            || {
+                format!(
+                    "site {} {} (torn tail {torn}B)",
+                    s + 1,
+                    if wipe { "disk wiped" } else { "crashed" }
+                )
+            },
+        );
+        for (id, _) in failed {
+            self.retry(id, "connection lost before the reply");
+        }
+    }
+
+    pub(super) fn restart(&mut self, _t: u64, s: usize, _wipe: bool) {
+        if self.sites[s].up() {
+            return;
+        }
+        if self.cfg.canary == Some(Canary::ReuseSeq) {
+            // The bug: restart as if the shutdown had been clean, with the
+            // engine keeping a clean stop's incarnation (as it once did), so
+            // it hands out the lost seqs again.
+            let _ = self.sites[s].disk.lock().meta_put("clean_shutdown", b"1");
+            self.sites[s].engine_config.canaries.keep_incarnation = true;
+        }
+        self.start_site(s);
+        if self.violation.is_some() {
+            return;
+        }
+        for ci in 0..self.conns.len() {
+            if self.conns[ci].a == s || self.conns[ci].b == s {
+                self.conns[ci].backoff.reset();
+                self.schedule_dial(ci, 0);
+            }
+        }
+        self.after_touch(s);
+    }
+
+    pub(super) fn resume(&mut self, t: u64, s: usize) {
+        if self.sites[s].paused_until.is_some_and(|u| u <= t) {
+            self.sites[s].paused_until = None;
+            self.trace.event(t, "resume", &[s as u64], || {
+                format!("site {} resumed", s + 1)
+            });
+            self.pump_site(s);
+        }
+    }
+
+    pub(super) fn unblock(&mut self, t: u64, links: Vec<(usize, usize)>) {
+        for &(a, b) in &links {
+            let l = self.link_mut(a, b);
+            l.blocked = l.blocked.saturating_sub(1);
+        }
+        self.trace.event(t, "heal", &[links.len() as u64], || {
+            format!("unblocked {links:?}")
+        });
+        self.kick_streams();
+    }
+
+    /// Restarts delivery on streams that stalled behind a blocked link.
+    pub(super) fn kick_streams(&mut self) {
+        let t = self.sched.now_ms();
+        for ci in 0..self.conns.len() {
+            if self.conns[ci].state != ConnState::Up {
+                continue;
+            }
+            let epoch = self.conns[ci].epoch;
+            for dir in 0..2 {
+                let st = &mut self.conns[ci].streams[dir];
+                if !st.scheduled && !st.queue.is_empty() {
+                    st.scheduled = true;
+                    let at = st.queue.front().map_or(t, |f| f.0.max(t));
+                    self.sched.at(
+                        at,
+                        Ev::Deliver {
+                            conn: ci,
+                            dir,
+                            epoch,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Each site's housekeeping (`chorus_site::Housekeeping`, as chorus-server runs it) on virtual time: ticks, fsyncs that take time, checkpoints captured in slices and written later.
+
+use super::*;
+
+impl Sim {
+    /// The housekeeping's schedule for the simulated sites: the server's
+    /// policy with shorter intervals and small capture slices, so that runs
+    /// checkpoint often and clients and peers interleave with every phase.
+    /// Under `appendfsync always` and `no` only the clients' group commit
+    /// syncs (the periodic sync would hide a missing one).
+    pub(super) fn site_config(&self) -> SiteConfig {
+        SiteConfig {
+            tick_ms: EXPIRE_INTERVAL_MS,
+            expire_keys_per_tick: EXPIRE_BUDGET,
+            sync_interval_ms: 1000,
+            sync_always_and_no: false,
+            checkpoint_log_bytes: CHECKPOINT_LOG_BYTES,
+            checkpoint_interval_ms: CHECKPOINT_INTERVAL_MS,
+            capture_slice_rows: CAPTURE_SLICE_ROWS,
+            release_memory: false,
+            ..SiteConfig::default()
+        }
+    }
+
+    /// The housekeeping's clocks at site `s`: virtual time (monotonic) and
+    /// the site's skewed wall clock.
+    pub(super) fn hk_now(&self, s: usize) -> Now {
+        Now {
+            mono_ms: self.sched.now_ms(),
+            wall_ms: self.wall(s),
+        }
+    }
+
+    /// What every peer of site `s` durably acknowledged (`None` without
+    /// sessions: keep the backlog).
+    pub(super) fn acked_by_all(&self, s: usize) -> Option<VersionVector> {
+        let mut all: Option<VersionVector> = None;
+        for sess in self.sites[s].sessions.values() {
+            let a = sess.peer_acked_vv();
+            all = Some(match all {
+                None => a.clone(),
+                Some(m) => m.meet(a),
+            });
+        }
+        all
+    }
+
+    pub(super) fn site_tick(&mut self, t: u64, s: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        if self.defer_if_paused(s, || Ev::SiteTick { site: s, gen }) {
+            return;
+        }
+        let now = self.hk_now(s);
+        let trim_to = self.acked_by_all(s);
+        let expired_before = self.sites[s]
+            .engine
+            .as_ref()
+            .map_or(0, |e| e.stats().expired_keys);
+        let site = &mut self.sites[s];
+        let (Some(engine), Some(hk)) = (site.engine.as_mut(), site.hk.as_mut()) else {
+            return;
+        };
+        hk.tick(engine, now, trim_to.as_ref());
+        let next = hk.next_tick_ms();
+        let n = engine.stats().expired_keys - expired_before;
+        if n > 0 {
+            self.trace.event(t, "expire", &[s as u64, n], || {
+                format!("site {} expired {n} keys", s + 1)
+            });
+            if self.p.fsync == Fsync::Always {
+                self.schedule_group_commit(s);
+            }
+        }
+        self.sched.at(next, Ev::SiteTick { site: s, gen });
+        self.run_site_work(s);
+    }
+
+    /// Runs the work the housekeeping queued: fsyncs and checkpoint writes
+    /// take virtual time, the capture goes a slice at a time.
+    pub(super) fn run_site_work(&mut self, s: usize) {
+        let gen = self.sites[s].gen;
+        let mut wake = false;
+        while let Some(work) = self.sites[s].hk.as_mut().and_then(Housekeeping::poll_work) {
+            match work {
+                Work::Sync(sync) => {
+                    self.sites[s].sync = Some(sync);
+                    let delay = 1 + self.p.knobs.fsync_delay_ms;
+                    self.sched.after(delay, Ev::SyncDone { site: s, gen });
+                }
+                Work::Checkpoint => {
+                    self.sched
+                        .after(CAPTURE_SLICE_GAP_MS, Ev::CaptureSlice { site: s, gen });
+                }
+                Work::WakePeers => wake = true,
+                Work::ReleaseMemory => {}
+            }
+        }
+        if wake {
+            self.after_touch(s);
+            self.pump_site(s);
+        }
+    }
+
+    pub(super) fn sync_done(&mut self, t: u64, s: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        if self.defer_if_paused(s, || Ev::SyncDone { site: s, gen }) {
+            return;
+        }
+        let now = self.hk_now(s);
+        let trim_to = self.acked_by_all(s);
+        let site = &mut self.sites[s];
+        let (Some(engine), Some(hk), Some(sync)) =
+            (site.engine.as_mut(), site.hk.as_mut(), site.sync.take())
+        else {
+            return;
+        };
+        hk.sync_done(engine, sync.wait(), now, trim_to.as_ref());
+        if let Some(p) = engine.poisoned() {
+            let v = Violation::new("storage", format!("site {}: sync failed: {p}", s + 1));
+            self.fail(v);
+            return;
+        }
+        self.trace.event(t, "fsync", &[s as u64], || {
+            format!("site {} periodic fsync", s + 1)
+        });
+        self.after_touch(s);
+        self.run_site_work(s);
+    }
+
+    pub(super) fn capture_slice(&mut self, t: u64, s: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        if self.defer_if_paused(s, || Ev::CaptureSlice { site: s, gen }) {
+            return;
+        }
+        let site = &mut self.sites[s];
+        let (Some(engine), Some(hk)) = (site.engine.as_mut(), site.hk.as_mut()) else {
+            return;
+        };
+        match hk.capture(engine) {
+            Capture::More => {
+                self.sched
+                    .after(CAPTURE_SLICE_GAP_MS, Ev::CaptureSlice { site: s, gen });
+            }
+            Capture::Ready(pending) => {
+                let rows = pending.rows() as u64;
+                site.checkpoint = Some(pending);
+                let delay = 1 + self.site_rng.range(0, CHECKPOINT_WRITE_MS_MAX);
+                self.sched
+                    .after(delay, Ev::CheckpointWritten { site: s, gen });
+                self.trace
+                    .event(t, "checkpoint-captured", &[s as u64, rows], || {
+                        format!("site {} captured a checkpoint of {rows} rows", s + 1)
+                    });
+            }
+            Capture::Gone => {}
+        }
+    }
+
+    pub(super) fn checkpoint_written(&mut self, t: u64, s: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        // The write runs off the engine: a paused process writes nothing,
+        // so it waits too.
+        if self.defer_if_paused(s, || Ev::CheckpointWritten { site: s, gen }) {
+            return;
+        }
+        self.write_checkpoint_now(t, s);
+    }
+
+    /// Writes the captured checkpoint of site `s`, if any. Also called
+    /// before anything that checkpoints inline (a full sync's merge): the
+    /// engine waits for a checkpoint being written, and in one thread that
+    /// wait would never end.
+    pub(super) fn write_checkpoint_now(&mut self, t: u64, s: usize) {
+        let now = self.hk_now(s);
+        let site = &mut self.sites[s];
+        let (Some(engine), Some(hk), Some(pending)) = (
+            site.engine.as_mut(),
+            site.hk.as_mut(),
+            site.checkpoint.take(),
+        ) else {
+            return;
+        };
+        hk.checkpoint_done(engine, pending.write(), now);
+        if let Some(p) = engine.poisoned() {
+            let v = Violation::new("storage", format!("site {}: checkpoint failed: {p}", s + 1));
+            self.fail(v);
+            return;
+        }
+        self.trace.event(t, "checkpoint", &[s as u64], || {
+            format!("site {} checkpoint written", s + 1)
+        });
+        self.after_touch(s);
+        self.pump_site(s);
+    }
+}
