@@ -150,9 +150,10 @@ impl Engine {
     }
 
     /// The touch index of the last change to a leaf. A leaf not changed
-    /// since the start holds what the ops recovered at the start made of it
-    /// (some of which may be beyond a peer's cut): it counts as changed by
-    /// the start itself.
+    /// since the start or the last snapshot merge holds what the ops
+    /// recovered at the start, or merged, made of it (some of which may be
+    /// beyond a peer's cut): it counts as changed by the start or the merge
+    /// itself. So does a leaf of a database without leaves yet.
     fn leaf_touched(&self, db: u8, leaf: u16) -> u64 {
         self.keyspace
             .db(db)
@@ -161,7 +162,7 @@ impl Engine {
             .get(leaf as usize)
             .copied()
             .unwrap_or(0)
-            .max(self.opened_at())
+            .max(self.all_touched_at())
     }
 
     /// The digest of `db` at `cut`: every leaf's digest, and the leaves
@@ -185,7 +186,6 @@ impl Engine {
         }
         self.journal_mark();
         let through = self.settled_through(cut);
-        let opened = self.opened_at();
         let d = &self.keyspace.db(db).digest;
         let leaves: Vec<(u16, u64)> = d
             .leaves()
@@ -194,12 +194,11 @@ impl Engine {
             .filter(|(_, &v)| v != 0)
             .map(|(l, &v)| (l as u16, v))
             .collect();
-        let unsettled: Vec<u16> = d
-            .touched()
-            .iter()
-            .enumerate()
-            .filter(|(_, &t)| t.max(opened) > through)
-            .map(|(l, _)| l as u16)
+        // Every leaf, also those of a database whose leaves are not
+        // allocated (no row since the start): the start or a snapshot merge
+        // may have changed them.
+        let unsettled: Vec<u16> = (0..DIGEST_LEAVES as u16)
+            .filter(|&l| self.leaf_touched(db, l) > through)
             .collect();
         Ok(LeafSummary { leaves, unsettled })
     }
@@ -566,6 +565,59 @@ mod tests {
         let sa = a.leaf_summary(0, &cut).unwrap();
         assert!(sa.unsettled.is_empty());
         assert!(sa.differing(&b.leaf_summary(0, &cut).unwrap()).is_empty());
+    }
+
+    /// Site 3's snapshot holds a key site 1 wrote and site 3 deleted, and
+    /// site 2, which held neither op, merges it: the key is in no row
+    /// before or after, so no row change touches its leaf. At a cut that
+    /// holds the write but not the delete, site 1's leaf holds the key and
+    /// site 2's must count as changed by the merge, not as settled.
+    fn created_and_deleted_within_a_snapshot(keep_a_row: bool) -> (Engine, Engine, Engine, u16) {
+        let mut a = engine(1);
+        let mut b = engine(2);
+        let mut c = engine(3);
+        run(&mut a, &["SET", "k", "v"]);
+        ship(&a, &mut c);
+        run(&mut c, &["DEL", "k"]);
+        if keep_a_row {
+            // A row of its own elsewhere: site 2's leaves are allocated.
+            run(&mut b, &["SET", "x", "b"]);
+            ship(&b, &mut a);
+            assert_ne!(leaf_of(b"x"), leaf_of(b"k"));
+        }
+        b.merge_snapshot(c.snapshot());
+        assert!(b.vv().dominates(a.vv()));
+        assert_eq!(image(&b, "k"), RowImage::default());
+        (a, b, c, leaf_of(b"k") as u16)
+    }
+
+    #[test]
+    fn a_key_a_snapshot_created_and_deleted_leaves_its_leaf_unsettled() {
+        for keep_a_row in [true, false] {
+            let (mut a, mut b, c, leaf) = created_and_deleted_within_a_snapshot(keep_a_row);
+            // The cut holds the write, not the delete.
+            let cut = a.vv().meet(b.vv());
+            assert_eq!(&cut, a.vv());
+            let sa = a.leaf_summary(0, &cut).unwrap();
+            let sb = b.leaf_summary(0, &cut).unwrap();
+            assert!(sa.leaves.iter().any(|(l, _)| *l == leaf));
+            assert!(!sa.unsettled.contains(&leaf));
+            assert!(sb.unsettled.contains(&leaf), "keep_a_row {keep_a_row}");
+            assert!(sa.differing(&sb).is_empty(), "keep_a_row {keep_a_row}");
+            // A repair does not bring the deleted key back at site 2.
+            let from_a = decoded(a.bucket_rows(0, &[leaf], &cut, usize::MAX, usize::MAX));
+            assert!(!from_a.is_empty());
+            let out = b.merge_bucket_rows(0, &[leaf], &cut, from_a).unwrap();
+            assert_eq!(out.unsettled, vec![leaf]);
+            assert_eq!(run(&mut b, &["GET", "k"]), Reply::Nil);
+            // Once site 1 holds the delete too, the leaf compares again.
+            ship(&c, &mut a);
+            let cut = a.vv().meet(b.vv());
+            let sb = b.leaf_summary(0, &cut).unwrap();
+            assert!(!sb.unsettled.contains(&leaf));
+            assert!(a.leaf_summary(0, &cut).unwrap().differing(&sb).is_empty());
+            assert_eq!(a.digest_hex(), b.digest_hex());
+        }
     }
 
     #[test]

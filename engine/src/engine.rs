@@ -238,10 +238,13 @@ pub struct Engine {
     /// op with a touch index at or below `completed` is in `vv`. Anti-entropy
     /// asks it which leaves only ops of a given vector changed.
     journal: std::collections::VecDeque<(u64, VersionVector)>,
-    /// The touch index of the start: every leaf counts as changed at least
-    /// then (its rows came from the disk, made by ops up to the vector the
-    /// start recovered).
-    opened_at: u64,
+    /// The touch index of the last change to the whole state: every leaf
+    /// counts as changed at least then. Set by the start (the rows came
+    /// from the disk, made by ops up to the vector the start recovered) and
+    /// by every snapshot merge: the snapshot's ops may have changed any
+    /// leaf, also one whose rows end as they were (a key they created and
+    /// deleted), which no row change touches.
+    all_touched_at: u64,
     pub(crate) keyspace: Keyspace,
     backlog: Backlog,
     causal_buffer: BTreeMap<OpId, Op>,
@@ -362,7 +365,7 @@ impl Engine {
             tips,
             completed: 0,
             journal: std::collections::VecDeque::new(),
-            opened_at: 0,
+            all_touched_at: 0,
             keyspace: Keyspace::default(),
             backlog: Backlog::default(),
             causal_buffer: BTreeMap::new(),
@@ -448,7 +451,7 @@ impl Engine {
         // Everything loaded and replayed is one step of the apply order.
         engine.op_completed();
         engine.journal_mark();
-        engine.opened_at = engine.completed;
+        engine.all_touched_at = engine.completed;
         debug_assert!(engine.invariants_hold());
         Ok(engine)
     }
@@ -934,9 +937,9 @@ impl Engine {
         }
     }
 
-    /// See `Engine::opened_at`.
-    pub(crate) fn opened_at(&self) -> u64 {
-        self.opened_at
+    /// See `Engine::all_touched_at`.
+    pub(crate) fn all_touched_at(&self) -> u64 {
+        self.all_touched_at
     }
 
     /// The greatest touch index through which every op applied here is in
@@ -1196,6 +1199,11 @@ impl Engine {
         }
         self.vv.join(&snap.vv);
         self.op_completed();
+        // The snapshot's ops we lacked changed leaves that no row above
+        // shows: a key they created and deleted is in neither state, yet at
+        // a cut holding only its creation the leaf holds it. Every leaf
+        // counts as changed by this merge.
+        self.all_touched_at = self.completed;
         self.clock.observe(snap.hlc);
         self.backlog.raise_floor(&snap.vv);
         // The snapshot's ops are not in our log: make the merged state durable

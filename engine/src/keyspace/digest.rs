@@ -11,7 +11,7 @@
 //! the index of the op (or merge) that made it, in this site's apply order.
 //! The engine keeps a journal from those indexes to the version vector they
 //! were applied under, so it can tell which leaves were changed only by ops
-//! of a given vector (see `Engine::leaf_stable`).
+//! of a given vector (see `Engine::leaf_settled`).
 //!
 //! Invariants: for every row, `Row::digest` is 0 or the hash it adds to its
 //! leaf; a row whose hash is out of date has the stale flag and its slot is
