@@ -21,6 +21,8 @@
 //! `examples/embedded.rs` runs two embedded sites in one process,
 //! replicating over loopback.
 
+#![warn(missing_docs)]
+
 mod site;
 
 pub use chorus_engine as engine;

@@ -27,12 +27,16 @@ use parking_lot::{Condvar, Mutex};
 /// Why an embedded site failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The data directory could not be opened.
     #[error(transparent)]
     Open(#[from] chorus_site::OpenError),
+    /// Replication could not start (bad config, port in use, ...).
     #[error("replication: {0}")]
     Replication(#[from] chorus_replication::quic::Error),
+    /// The certificates could not be loaded.
     #[error("TLS: {0}")]
     Tls(#[from] chorus_replication::quic::tls::TlsError),
+    /// A thread or the replication runtime could not be started.
     #[error("can't start the replication runtime: {0}")]
     Runtime(std::io::Error),
     /// The command's error reply, as a Redis client would see it.
@@ -41,6 +45,8 @@ pub enum Error {
     /// A reply of a shape the typed method did not expect.
     #[error("unexpected reply {0:?}")]
     Reply(Reply),
+    /// The op log or a checkpoint could not be written: the site refuses
+    /// writes until it is reopened.
     #[error("the op log or a checkpoint could not be written: {0}")]
     Storage(String),
 }
@@ -58,6 +64,7 @@ pub struct SiteOptions {
 }
 
 impl SiteOptions {
+    /// Site `site_id`, `appendfsync everysec`, no peers.
     pub fn new(site_id: u16) -> SiteOptions {
         SiteOptions {
             site_id,
@@ -79,10 +86,11 @@ pub struct Peering {
     /// Peers to dial, by site id. Only these (and those added with
     /// [`Site::add_peer`]) are accepted when they dial in.
     pub peers: Vec<(u16, SocketAddr)>,
-    /// The cluster CA certificate, this site's certificate and key (PEM), as
-    /// `chorus-server cert` writes them.
+    /// The cluster CA certificate (PEM, `ca.pem` of `chorus-server cert ca`).
     pub ca: PathBuf,
+    /// This site's certificate chain (`site.pem` of `chorus-server cert site`).
     pub cert: PathBuf,
+    /// This site's private key (`site.key`).
     pub key: PathBuf,
 }
 

@@ -24,6 +24,8 @@
 //! (a wall clock that jumps must not stop the fsyncs) and the wall clock the
 //! engine stamps and expires by.
 
+#![warn(missing_docs)]
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
@@ -35,13 +37,23 @@ use chorus_engine::{Engine, EngineConfig, Fsync, VersionVector};
 /// Why a site's data directory could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The directory could not be created.
     #[error("can't create data directory {path}: {source}")]
     CreateDir {
+        /// The directory.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// The storage or the engine refused to open (damaged files, a
+    /// different site's data, ...).
     #[error("can't open the data in {path}: {reason}")]
-    Open { path: PathBuf, reason: String },
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Opens (creating if needed) a site's data directory and recovers its
@@ -126,7 +138,9 @@ impl Default for SiteConfig {
 /// stamps ops with and expires keys by).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Now {
+    /// Milliseconds of a clock that never goes back (any origin).
     pub mono_ms: u64,
+    /// Milliseconds since the epoch.
     pub wall_ms: u64,
 }
 
@@ -223,6 +237,7 @@ impl Housekeeping {
         }
     }
 
+    /// The schedule this policy runs.
     pub fn config(&self) -> &SiteConfig {
         &self.cfg
     }
