@@ -1,0 +1,248 @@
+//! Local writes: commands and MULTI/EXEC groups run as a [`Txn`], whose
+//! effects become one op, logged and kept for peers; and active expiry,
+//! which deletes through a `Txn` too.
+
+use super::{Engine, EngineStats};
+use crate::cmd;
+use crate::crdt::Ctx;
+use crate::id::{OpId, SiteId};
+use crate::keyspace::{Keyspace, DBS};
+use crate::log::{self, BacklogEntry};
+use crate::op::{Effect, KeyEffect, Op};
+use crate::reply::Reply;
+use bytes::Bytes;
+
+/// A kept effect list is at most this long (a huge MULTI does not pin memory).
+const SPARE_EFFECTS_CAPACITY_MAX: usize = 64;
+
+/// Size of the chunks backlog copies are cut from. A chunk is freed once
+/// every op cut from it left the backlog (they leave in order).
+const BACKLOG_CHUNK_BYTES: usize = 64 << 10;
+
+impl Engine {
+    /// Executes one command (`args[0]` is the name) against `db`.
+    pub fn execute(&mut self, db: u8, args: &[Bytes], now_ms: u64) -> Reply {
+        let mut txn = Txn::new(self, now_ms);
+        let reply = cmd::dispatch(&mut txn, db, args);
+        txn.commit();
+        reply
+    }
+
+    /// Executes a MULTI/EXEC group atomically: one op for all its writes.
+    pub fn execute_multi(&mut self, cmds: &[(u8, Vec<Bytes>)], now_ms: u64) -> Vec<Reply> {
+        let mut txn = Txn::new(self, now_ms);
+        let replies = cmds
+            .iter()
+            .map(|(db, args)| cmd::dispatch(&mut txn, *db, args))
+            .collect();
+        txn.commit();
+        replies
+    }
+
+    /// True when the command name (upper or lower case) is a data command the
+    /// engine implements.
+    pub fn is_data_command(name: &[u8]) -> bool {
+        cmd::lookup(name).is_some()
+    }
+
+    fn finish_local_op(&mut self, op: Op) {
+        self.append_op(&op);
+        // The next op reuses the effect list's allocation.
+        let mut effects = op.effects;
+        effects.clear();
+        if effects.capacity() <= SPARE_EFFECTS_CAPACITY_MAX {
+            self.spare_effects = effects;
+        }
+        self.vv.set(self.origin, op.id.seq);
+        self.next_seq = op.id.seq + 1;
+        self.op_completed();
+        self.stats.ops_local += 1;
+        debug_assert!(self.invariants_hold());
+    }
+
+    /// Appends an op to the log and the backlog: encoded once, straight into
+    /// the framed record; the backlog keeps a copy of the payload, cut from a
+    /// shared chunk.
+    pub(super) fn append_op(&mut self, op: &Op) {
+        self.record_buf.clear();
+        let payload = log::encode_record(op, &mut self.record_buf);
+        let payload = &self.record_buf[payload];
+        if self.backlog_chunk.capacity() - self.backlog_chunk.len() < payload.len() {
+            self.backlog_chunk =
+                bytes::BytesMut::with_capacity(BACKLOG_CHUNK_BYTES.max(payload.len()));
+        }
+        self.backlog_chunk.extend_from_slice(payload);
+        let bytes = self.backlog_chunk.split().freeze();
+        self.log_and_keep(op.id, bytes);
+    }
+
+    /// Appends the framed record in `record_buf` to the log, and its payload
+    /// to the backlog.
+    pub(super) fn log_and_keep(&mut self, id: OpId, bytes: Bytes) {
+        self.note_tip(id, &bytes);
+        let offset = self.storage.log_len();
+        if self.poisoned.is_none() {
+            if let Err(e) = self.storage.log_append(&self.record_buf) {
+                self.poison(e);
+            }
+        }
+        self.backlog.push(BacklogEntry {
+            id,
+            bytes,
+            log_offset: offset,
+        });
+        while self.backlog.bytes() > self.config.backlog_bytes_max && self.backlog.len() > 1 {
+            self.backlog.pop_front();
+        }
+    }
+
+    /// Opens a MULTI/EXEC group: every `execute` until `end_group` adds its
+    /// effects to one op, replicated and applied as a unit.
+    pub fn begin_group(&mut self) {
+        self.end_group();
+        self.group = Some(None);
+    }
+
+    /// Closes the group and logs its op (if it wrote anything).
+    pub fn end_group(&mut self) {
+        if let Some(Some(op)) = self.group.take() {
+            self.finish_local_op(op);
+        }
+    }
+
+    // ---- expiry ------------------------------------------------------------------
+
+    /// Active expiry: deletes up to `budget` keys whose deadline passed and whose
+    /// winning deadline this site wrote (other sites only hide them; the owner's
+    /// delete replicates). Returns how many keys were deleted.
+    pub fn expire_cycle(&mut self, now_ms: u64, budget: usize) -> usize {
+        let mut due: Vec<(u8, Bytes)> = Vec::new();
+        for db in 0..DBS as u8 {
+            for (deadline, key) in self.keyspace.db(db).expires.iter() {
+                if *deadline > now_ms || due.len() >= budget {
+                    break;
+                }
+                let owner = self
+                    .keyspace
+                    .db(db)
+                    .rows
+                    .get(key)
+                    .and_then(|r| r.deadline_owner())
+                    .map(|s| s.dot.origin.site);
+                if owner == Some(self.config.site_id) {
+                    due.push((db, key.clone()));
+                }
+            }
+        }
+        let n = due.len();
+        if n > 0 {
+            let mut txn = Txn::new(self, now_ms);
+            for (db, key) in due {
+                txn.emit(db, &key, Effect::Del);
+                txn.engine.stats.expired_keys += 1;
+            }
+            txn.commit();
+        }
+        n
+    }
+}
+
+/// A local transaction: the engine seen by one command (or one MULTI group).
+/// Effects are applied as they are emitted, so later reads see them; they are
+/// recorded in one op, logged at `commit`.
+pub struct Txn<'e> {
+    pub(crate) engine: &'e mut Engine,
+    pub now_ms: u64,
+    op: Option<Op>,
+}
+
+impl<'e> Txn<'e> {
+    fn new(engine: &'e mut Engine, now_ms: u64) -> Txn<'e> {
+        let op = engine.group.as_mut().and_then(|g| g.take());
+        Txn { engine, now_ms, op }
+    }
+
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.engine.keyspace
+    }
+
+    pub fn site_id(&self) -> SiteId {
+        self.engine.config.site_id
+    }
+
+    /// Writes are refused after a storage error.
+    pub fn write_refused(&self) -> Option<String> {
+        self.engine.poisoned.as_ref().map(|p| {
+            format!("MISCONF Errors writing to the op log: {p}; writes are refused until restart")
+        })
+    }
+
+    /// Applies an effect now and records it in this transaction's op.
+    ///
+    /// A local write never leaves a key-less row (expiry entries without a
+    /// key, see [`Db`](crate::keyspace::Db)) behind, as Redis never keeps
+    /// the TTL of a key that is gone:
+    /// - a write that keeps the TTL, to a key-less row, starts a new key:
+    ///   the row's expiry entries (left by a delete concurrent with an
+    ///   EXPIRE) are removed first, so they do not carry over to it;
+    /// - an effect that removes the last element of a key with a TTL (HDEL,
+    ///   SREM, ZPOPMIN...) deletes the key, TTL included, as Redis deletes
+    ///   an emptied key.
+    ///
+    /// Both are a `Del` recorded in the op (an observed-remove: writes
+    /// concurrent with it at other sites survive), so every site applies the
+    /// same effects and converges.
+    pub fn emit(&mut self, db: u8, key: &Bytes, effect: Effect) {
+        if effect.keeps_ttl() && self.engine.keyspace.db(db).is_keyless(key) {
+            self.record(db, key, Effect::Del);
+        }
+        if self.record(db, key, effect) {
+            self.record(db, key, Effect::Del);
+        }
+    }
+
+    /// Applies an effect and adds it to this transaction's op; true when it
+    /// left a key-less row.
+    fn record(&mut self, db: u8, key: &Bytes, effect: Effect) -> bool {
+        let engine = &mut *self.engine;
+        let op = self.op.get_or_insert_with(|| Op {
+            id: OpId::new(engine.origin, engine.next_seq),
+            hlc: engine.clock.tick(self.now_ms),
+            deps: engine.vv.without(engine.origin),
+            effects: std::mem::take(&mut engine.spare_effects),
+        });
+        let ctx = Ctx {
+            deps: &op.deps,
+            own: op.id,
+            hlc: op.hlc,
+        };
+        // The op may hold slices of the client's read buffer until it is
+        // encoded at commit; the keyspace stores its own copies.
+        let keyless = engine
+            .keyspace
+            .apply_effect(db, key, &effect, &ctx, &engine.vv);
+        op.effects.push(KeyEffect {
+            db,
+            key: key.clone(),
+            effect,
+        });
+        keyless
+    }
+
+    /// Logs the op (if any effect was emitted).
+    pub fn commit(mut self) {
+        let op = self.op.take();
+        match &mut self.engine.group {
+            Some(g) => *g = op,
+            None => {
+                if let Some(op) = op {
+                    self.engine.finish_local_op(op);
+                }
+            }
+        }
+    }
+
+    pub fn stats_mut(&mut self) -> &mut EngineStats {
+        &mut self.engine.stats
+    }
+}

@@ -1,0 +1,244 @@
+//! Opening a site: recovery from the last checkpoint and the op log, and
+//! the new incarnation every start takes.
+
+use super::{
+    CheckpointMeta, Engine, EngineConfig, EngineStats, OpenError, Tip, META_CLEAN,
+    META_INCARNATION, META_TIPS, TIPS_MAX,
+};
+use crate::hlc::HlcClock;
+use crate::id::{OpId, Origin, VersionVector};
+use crate::keyspace::image::RowImage;
+use crate::keyspace::{Keyspace, DBS};
+use crate::log::{self, Backlog, BacklogEntry, RecordScan};
+use crate::storage::{Storage, StorageError};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+impl Engine {
+    /// Opens (recovers) a site from its storage.
+    pub fn open(mut storage: Box<dyn Storage>, config: EngineConfig) -> Result<Engine, OpenError> {
+        // No flag at all: a brand-new site. "1": the last stop was clean.
+        let clean_flag = storage.meta_get(META_CLEAN)?;
+        let brand_new = clean_flag.is_none();
+        let clean = clean_flag.as_deref() == Some(&b"1"[..]);
+        let stored_incarnation = match storage.meta_get(META_INCARNATION)? {
+            Some(b) if b.len() == 4 => Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            _ => None,
+        };
+        let mut incarnation = stored_incarnation.unwrap_or(0);
+        let (rows, meta) = storage.checkpoint_read()?;
+        let meta: CheckpointMeta = match meta {
+            Some(m) => {
+                postcard::from_bytes(&m).map_err(|e| OpenError::CorruptCheckpoint(e.to_string()))?
+            }
+            None => CheckpointMeta::default(),
+        };
+        // Unreadable tips (a damaged meta value) only weaken the check.
+        let mut tips = std::collections::HashMap::with_hasher(crate::keyspace::value::hasher());
+        let stored = storage
+            .meta_get(META_TIPS)?
+            .and_then(|b| postcard::from_bytes::<Vec<(OpId, [u8; 32])>>(&b).ok())
+            .unwrap_or_default();
+        for (id, h) in stored.into_iter().take(TIPS_MAX) {
+            tips.insert(id.origin, (id.seq, Tip::Hash(h)));
+        }
+        let mut engine = Engine {
+            origin: Origin::new(config.site_id, incarnation),
+            config,
+            clock: HlcClock::new(),
+            vv: meta.vv.clone(),
+            durable_vv: VersionVector::new(),
+            next_seq: 1,
+            first_seq_this_start: 1,
+            tips,
+            completed: 0,
+            journal: std::collections::VecDeque::new(),
+            all_touched_at: 0,
+            keyspace: Keyspace::default(),
+            backlog: Backlog::default(),
+            causal_buffer: BTreeMap::new(),
+            storage,
+            record_buf: Vec::with_capacity(64 << 10),
+            spare_effects: Vec::new(),
+            poisoned: None,
+            stats: EngineStats::default(),
+            checkpoint_log_offset: meta.log_offset,
+            group: None,
+            capture: None,
+            write_in_flight: Arc::default(),
+            backlog_chunk: bytes::BytesMut::new(),
+        };
+        engine.clock.observe(meta.hlc);
+        // Size each database's table once instead of growing it row by row.
+        let mut per_db = [0usize; DBS];
+        for r in &rows {
+            if let Some(n) = per_db.get_mut(r.db as usize) {
+                *n += 1;
+            }
+        }
+        for (db, n) in per_db.into_iter().enumerate() {
+            engine.keyspace.dbs[db].rows.reserve(n);
+        }
+        for r in rows {
+            let Some(state) = r.state else { continue };
+            let img = RowImage::decode(&state).map_err(|e| {
+                OpenError::CorruptCheckpoint(format!(
+                    "row {:?} in db {}: {e}",
+                    String::from_utf8_lossy(&r.key),
+                    r.db
+                ))
+            })?;
+            engine
+                .keyspace
+                .put_row(r.db, Bytes::from(r.key), img.into_row());
+        }
+        // Rows loaded from the checkpoint are clean; rows the log replay
+        // changes are not (the next checkpoint must write them).
+        engine.keyspace.clear_dirty();
+        let first_in_log = engine.replay_log()?;
+        // The retained log holds, per origin, a contiguous run of seqs up to the
+        // newest; ops before that run (trimmed, or only in the checkpoint) cannot
+        // be served from the backlog: a peer behind them needs a full sync.
+        let mut floor = meta.vv.clone();
+        for (o, first) in first_in_log {
+            floor.set(o, first - 1);
+        }
+        engine.backlog.floor = floor;
+        while engine.backlog.bytes() > engine.config.backlog_bytes_max && engine.backlog.len() > 1 {
+            engine.backlog.pop_front();
+        }
+        // Every start takes a new incarnation. Nothing on this disk tells a
+        // clean stop from a copy of one: the directory may have been restored
+        // from a backup, rolled back with its VM or cloned, and a later life
+        // of this site may have shipped ops under the stored incarnation. So
+        // the new one is above the stored one (a clock that went back cannot
+        // reuse it) and at least the caller's floor (wall-clock seconds: above
+        // any incarnation an earlier start could have taken, restored or not).
+        // A brand-new directory keeps a pre-set incarnation as it is.
+        let keep = engine.config.canaries.keep_incarnation && clean && !brand_new;
+        if !brand_new && !keep {
+            incarnation = incarnation.saturating_add(1);
+        }
+        if !keep {
+            incarnation = incarnation.max(engine.config.incarnation_floor);
+        }
+        if let Some(stored) = stored_incarnation.filter(|&s| s == u32::MAX && !brand_new) {
+            tracing::error!(
+                incarnation = stored,
+                "incarnations are exhausted for this site id: OpIds may be reused"
+            );
+        }
+        engine
+            .storage
+            .meta_put(META_INCARNATION, &incarnation.to_le_bytes())?;
+        engine.storage.meta_put(META_CLEAN, b"0")?;
+        engine.origin = Origin::new(engine.config.site_id, incarnation);
+        engine.next_seq = engine.vv.get(engine.origin) + 1;
+        engine.first_seq_this_start = engine.next_seq;
+        engine.durable_vv = engine.vv.clone();
+        // Everything loaded and replayed is one step of the apply order.
+        engine.op_completed();
+        engine.journal_mark();
+        engine.all_touched_at = engine.completed;
+        debug_assert!(engine.invariants_hold());
+        Ok(engine)
+    }
+
+    /// Replays the log; returns the first seq of each origin found in it.
+    fn replay_log(&mut self) -> Result<BTreeMap<Origin, u64>, OpenError> {
+        let mut first_in_log: BTreeMap<Origin, u64> = BTreeMap::new();
+        let start = self.storage.log_start();
+        let buf = self.storage.log_read_from(start)?;
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            match log::scan_record(&buf, pos) {
+                RecordScan::Record(payload, next) => {
+                    let op = match log::decode_op(payload) {
+                        Ok(op) => op,
+                        Err(e) => {
+                            if self.config.salvage {
+                                self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
+                                break;
+                            }
+                            return Err(self.corrupt_at(start + pos as u64, e.to_string()));
+                        }
+                    };
+                    let log_offset = start + pos as u64;
+                    first_in_log.entry(op.id.origin).or_insert(op.id.seq);
+                    let bytes = Bytes::copy_from_slice(payload);
+                    self.note_tip(op.id, &bytes);
+                    self.backlog.push(BacklogEntry {
+                        id: op.id,
+                        bytes,
+                        log_offset,
+                    });
+                    if !self.vv.covers(op.id) && self.deps_ready(&op) {
+                        self.apply_op_internal(&op);
+                        self.stats.recovered_ops += 1;
+                    }
+                    pos = next;
+                }
+                RecordScan::Incomplete => {
+                    // A torn last write: the record never became durable as a
+                    // whole, so nothing after it was acknowledged. But a
+                    // damaged length in the middle also reads as "runs past
+                    // the end": if a whole record follows, it is corruption.
+                    if has_valid_record_after(&buf, pos + 1) && !self.config.salvage {
+                        let log_offset = start + pos as u64;
+                        return Err(self.corrupt_at(
+                            log_offset,
+                            "record length runs past the end of the log".into(),
+                        ));
+                    }
+                    self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
+                    break;
+                }
+                RecordScan::Corrupt(reason) => {
+                    let is_tail = !has_valid_record_after(&buf, pos + 1);
+                    if is_tail || self.config.salvage {
+                        tracing::warn!(
+                            offset = start + pos as u64,
+                            reason,
+                            "dropping corrupt op log tail"
+                        );
+                        self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
+                        break;
+                    }
+                    let log_offset = start + pos as u64;
+                    return Err(self.corrupt_at(log_offset, reason.to_string()));
+                }
+            }
+        }
+        Ok(first_in_log)
+    }
+
+    fn corrupt_at(&self, log_offset: u64, reason: String) -> OpenError {
+        let (file, file_offset) = self.storage.log_position(log_offset);
+        OpenError::CorruptLog {
+            file,
+            offset: log_offset,
+            file_offset,
+            reason,
+        }
+    }
+
+    fn truncate_log_at(&mut self, offset: u64, dropped: usize) -> Result<(), StorageError> {
+        self.stats.truncated_tail_bytes += dropped as u64;
+        self.storage.log_truncate(offset)
+    }
+}
+
+fn has_valid_record_after(buf: &[u8], from: usize) -> bool {
+    // Look for any checksummed record later in the buffer: if one exists, the
+    // damage is in the middle of the log, not a torn tail.
+    let mut p = from;
+    let limit = buf.len().min(from + (1 << 20));
+    while p + log::RECORD_HEADER_BYTES < limit {
+        if let RecordScan::Record(..) = log::scan_record(buf, p) {
+            return true;
+        }
+        p += 1;
+    }
+    false
+}
