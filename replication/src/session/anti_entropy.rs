@@ -261,6 +261,7 @@ fn nonempty_dbs(engine: &Engine) -> u16 {
         .fold(0, |m, db| m | 1 << db)
 }
 
+/// A `RepairRows` (without `reply`) carrying `rows`.
 fn repair_message(vv: &VersionVector, db: u8, rows: BucketRows) -> Message {
     Message::RepairRows {
         vv: vv.clone(),

@@ -232,7 +232,6 @@ impl PeerSession {
     }
 }
 
-/// A `RepairRows` (without `reply`) carrying `rows`.
 /// The apply work a received message costs: its ops or rows.
 fn message_work(msg: &Message) -> usize {
     match msg {
