@@ -72,6 +72,21 @@ fn bounded_sweep_random_profile_passes() {
     sweep("random", 0..50);
 }
 
+/// Tiny batches (one op per batch, one batch in flight) behind 5 % stalls of
+/// 545 ms and 2 % tails of 1028 ms catch up at about 243 ms per op, not one
+/// bare round trip (37 ms): the liveness deadline must count what stalls and
+/// tails cost each round trip, or this healthy run (it converges 229 s after
+/// healing) is reported as a stalled stream.
+#[test]
+fn tiny_batches_behind_stalls_converge_within_the_deadline() {
+    let mut c = RunConfig::new(20011);
+    c.sites = Some(4);
+    c.ops = 2000;
+    c.profile = "random".to_owned();
+    let r = run_one(c);
+    assert!(r.passed(), "{}", describe(&r));
+}
+
 /// Each canary must make some seed fail whose healthy run passes.
 #[test]
 fn every_canary_is_caught_within_200_seeds() {
