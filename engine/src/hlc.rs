@@ -37,41 +37,114 @@ impl fmt::Display for Hlc {
     }
 }
 
+/// How far ahead of the local wall clock a stamp may be issued, by default
+/// (`--max-clock-skew-ms`).
+pub const MAX_CLOCK_SKEW_MS_DEFAULT: u64 = 500;
+
+/// A stamp further ahead of the local clock than this is absurd (a clock set
+/// a year wrong, or a forged op): replication refuses the session that
+/// carries it instead of letting it win every conflict for a year.
+pub const CLOCK_AHEAD_ABSURD_MS: u64 = 365 * 24 * 3600 * 1000;
+
 /// The clock state of one site.
-#[derive(Clone, Debug, Default)]
+///
+/// Stamps only order *concurrent* writes: a write that had seen another
+/// removes it whatever their stamps (observed-remove), so bounding stamps
+/// never reorders causally related writes. The bound is what keeps one site
+/// with a clock far ahead from winning every concurrent conflict: a stamp is
+/// never issued beyond the local wall clock plus `max_skew_ms`, however far
+/// ahead the stamps it absorbed from peers were (see docs/semantics.md,
+/// "Clocks").
+#[derive(Clone, Debug)]
 pub struct HlcClock {
+    /// The last stamp issued here.
     last: Hlc,
+    /// The greatest stamp absorbed from peers (or from this site's own log
+    /// at open), taken into account up to the bound.
+    seen: Hlc,
+    /// 0: no bound.
+    max_skew_ms: u64,
+}
+
+impl Default for HlcClock {
+    fn default() -> Self {
+        HlcClock::new()
+    }
 }
 
 impl HlcClock {
+    /// A clock with the default bound.
     pub fn new() -> Self {
-        HlcClock::default()
+        HlcClock::with_max_skew(MAX_CLOCK_SKEW_MS_DEFAULT)
     }
 
-    /// The last stamp issued or absorbed.
+    /// A clock that never issues a stamp more than `max_skew_ms` ahead of
+    /// the wall clock it is given (0: no bound).
+    pub fn with_max_skew(max_skew_ms: u64) -> Self {
+        HlcClock {
+            last: Hlc::default(),
+            seen: Hlc::default(),
+            max_skew_ms,
+        }
+    }
+
+    /// Changes the bound from the next stamp on.
+    pub fn set_max_skew(&mut self, max_skew_ms: u64) {
+        self.max_skew_ms = max_skew_ms;
+    }
+
+    /// The bound (0: none).
+    pub fn max_skew_ms(&self) -> u64 {
+        self.max_skew_ms
+    }
+
+    /// The greatest stamp issued or absorbed so far.
     pub fn last(&self) -> Hlc {
+        self.last.max(self.seen)
+    }
+
+    /// The last stamp issued here (not absorbed).
+    pub fn last_issued(&self) -> Hlc {
         self.last
     }
 
-    /// Issues a stamp greater than every stamp issued or absorbed so far.
+    /// The greatest stamp this site may issue at wall time `now_ms`.
+    pub fn ceiling(&self, now_ms: u64) -> Hlc {
+        if self.max_skew_ms == 0 {
+            return Hlc(u64::MAX);
+        }
+        let wall = now_ms.saturating_add(self.max_skew_ms).min(WALL_MS_MAX);
+        Hlc::new(wall, LOGICAL_MASK as u16)
+    }
+
+    /// Issues a stamp: greater than every stamp issued or absorbed so far,
+    /// unless that would put it beyond `now_ms + max_skew_ms`, where it
+    /// stops (ties between stamps are broken by origin and sequence). Never
+    /// wraps and never panics.
     pub fn tick(&mut self, now_ms: u64) -> Hlc {
         let wall = now_ms.min(WALL_MS_MAX);
-        let next = if wall > self.last.wall_ms() {
+        let ceiling = self.ceiling(now_ms);
+        let floor = self.last.max(self.seen.min(ceiling));
+        let next = if wall > floor.wall_ms() {
             Hlc::new(wall, 0)
         } else {
             // Wall clock behind or equal: advance the logical part. When it
-            // would overflow, borrow one millisecond from the future; the clock
-            // stays monotonic and the drift is bounded by the op rate.
-            Hlc(self.last.0 + 1)
+            // would overflow, borrow one millisecond from the future, up to
+            // the ceiling.
+            Hlc(floor.0.saturating_add(1))
         };
+        let next = next
+            .min(ceiling)
+            .min(Hlc::new(WALL_MS_MAX, LOGICAL_MASK as u16));
         self.last = next;
         next
     }
 
-    /// Absorbs a stamp seen on a remote op (or heartbeat).
+    /// Absorbs a stamp seen on a remote op (or heartbeat), or this site's
+    /// own last stamp at open.
     pub fn observe(&mut self, remote: Hlc) {
-        if remote > self.last {
-            self.last = remote;
+        if remote > self.seen {
+            self.seen = remote;
         }
     }
 }
@@ -94,7 +167,7 @@ mod tests {
 
     #[test]
     fn absorbs_remote_stamps() {
-        let mut c = HlcClock::new();
+        let mut c = HlcClock::with_max_skew(0);
         c.tick(10);
         c.observe(Hlc::new(5000, 7));
         let t = c.tick(20);
@@ -103,10 +176,49 @@ mod tests {
 
     #[test]
     fn logical_overflow_carries_into_wall() {
-        let mut c = HlcClock::new();
+        let mut c = HlcClock::with_max_skew(0);
         c.observe(Hlc::new(10, u16::MAX));
         let t = c.tick(10);
         assert_eq!(t.wall_ms(), 11);
         assert_eq!(t.logical(), 0);
+    }
+
+    #[test]
+    fn a_stamp_is_never_issued_beyond_the_wall_clock_plus_the_bound() {
+        let mut c = HlcClock::with_max_skew(500);
+        // A peer whose clock runs an hour ahead.
+        c.observe(Hlc::new(1_000 + 3_600_000, 3));
+        let t = c.tick(1_000);
+        assert_eq!(t, Hlc::new(1_500, u16::MAX));
+        // Still within the bound later, and moving with the wall clock.
+        let u = c.tick(1_000);
+        assert!(u.wall_ms() <= 1_500);
+        let v = c.tick(2_000);
+        assert_eq!(v, Hlc::new(2_500, u16::MAX));
+        // A peer ahead by less than the bound is followed exactly.
+        let mut d = HlcClock::with_max_skew(500);
+        d.observe(Hlc::new(1_200, 9));
+        assert_eq!(d.tick(1_000), Hlc::new(1_200, 10));
+    }
+
+    #[test]
+    fn no_bound_follows_any_stamp() {
+        let mut c = HlcClock::with_max_skew(0);
+        c.observe(Hlc::new(1_000 + 3_600_000, 3));
+        assert_eq!(c.tick(1_000), Hlc::new(1_000 + 3_600_000, 4));
+    }
+
+    #[test]
+    fn the_clock_never_wraps_or_panics() {
+        for bound in [0, 500] {
+            let mut c = HlcClock::with_max_skew(bound);
+            c.observe(Hlc(u64::MAX));
+            let a = c.tick(u64::MAX);
+            let b = c.tick(u64::MAX);
+            assert!(b >= a, "{a} {b}");
+            assert!(a.wall_ms() <= WALL_MS_MAX);
+            let z = c.tick(0);
+            assert!(z.0 > 0);
+        }
     }
 }

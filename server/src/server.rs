@@ -237,6 +237,9 @@ impl ServerState {
         if new.repl_backlog_size != old.repl_backlog_size {
             self.store.set_backlog_bytes_max(new.repl_backlog_size);
         }
+        if new.max_clock_skew_ms != old.max_clock_skew_ms {
+            self.store.set_max_clock_skew(new.max_clock_skew_ms);
+        }
         if new.anti_entropy_interval_secs != old.anti_entropy_interval_secs {
             if let Some(r) = self.store.replication() {
                 r.set_anti_entropy_interval_ms(new.anti_entropy_interval_secs.saturating_mul(1000));
@@ -358,6 +361,7 @@ impl Server {
             cli.salvage,
             Some(settings.repl_backlog_size),
         )?;
+        store.set_max_clock_skew(settings.max_clock_skew_ms);
         config.set_dir_absolute(store.dir());
         let peer_overrides = PeerOverrides::load(store.dir())?;
         // Before any listener accepts: see `Server::signals`.

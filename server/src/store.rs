@@ -395,6 +395,12 @@ impl Store {
         self.inner.lock().appendfsync
     }
 
+    /// `max-clock-skew-ms`: how far ahead of this site's clock a write may
+    /// be stamped (0: no bound), from the next write on.
+    pub fn set_max_clock_skew(&self, ms: u64) {
+        self.engine.lock().set_max_clock_skew(ms);
+    }
+
     /// `repl-backlog-size`: bytes of ops kept for peers that are behind.
     pub fn set_backlog_bytes_max(&self, bytes: u64) {
         if self.replication.get().is_none() {

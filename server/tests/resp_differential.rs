@@ -37,6 +37,7 @@ const CONFIG_NOT_COMPARED: &[&str] = &[
     "write-mode",
     "sync-write-timeout-ms",
     "anti-entropy-interval-secs",
+    "max-clock-skew-ms",
 ];
 
 enum Expect {

@@ -85,6 +85,9 @@ pub struct EngineConfig {
     /// OpIds of a later life it has no record of (see docs/decisions.md);
     /// 0 keeps tests and the simulator deterministic.
     pub incarnation_floor: u32,
+    /// Stamps are never issued more than this far ahead of the wall clock
+    /// (0: no bound); see [`crate::hlc::HlcClock`].
+    pub max_clock_skew_ms: u64,
     /// Deliberate bugs the simulator must catch (never set in production).
     pub canaries: EngineCanaries,
 }
@@ -111,6 +114,7 @@ impl EngineConfig {
             causal_buffer_ops_max: 100_000,
             salvage: false,
             incarnation_floor: 0,
+            max_clock_skew_ms: crate::hlc::MAX_CLOCK_SKEW_MS_DEFAULT,
             canaries: EngineCanaries::default(),
         }
     }
@@ -270,6 +274,12 @@ impl Engine {
     pub fn set_fsync(&mut self, f: Fsync) {
         self.config.fsync = f;
     }
+    /// Changes the clock-skew bound (`max-clock-skew-ms`) from the next
+    /// stamp on.
+    pub fn set_max_clock_skew(&mut self, max_skew_ms: u64) {
+        self.config.max_clock_skew_ms = max_skew_ms;
+        self.clock.set_max_skew(max_skew_ms);
+    }
     /// Ops applied here.
     pub fn vv(&self) -> &VersionVector {
         &self.vv
@@ -293,6 +303,10 @@ impl Engine {
     }
     pub fn clock(&self) -> Hlc {
         self.clock.last()
+    }
+    /// The stamp of this site's last write (issued here, not absorbed).
+    pub fn last_stamp_issued(&self) -> Hlc {
+        self.clock.last_issued()
     }
     /// The storage backend (the simulator reaches `MemoryStorage` through
     /// `as_any_mut` to cut power).

@@ -43,10 +43,11 @@ impl Engine {
         for (id, h) in stored.into_iter().take(TIPS_MAX) {
             tips.insert(id.origin, (id.seq, Tip::Hash(h)));
         }
+        let clock = HlcClock::with_max_skew(config.max_clock_skew_ms);
         let mut engine = Engine {
             origin: Origin::new(config.site_id, incarnation),
             config,
-            clock: HlcClock::new(),
+            clock,
             vv: meta.vv.clone(),
             durable_vv: VersionVector::new(),
             next_seq: 1,

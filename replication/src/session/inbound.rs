@@ -97,7 +97,7 @@ impl PeerSession {
                 state: "connected",
             }),
             Message::HelloRefused { reason } => self.on_refused(reason),
-            Message::OpBatch { ops } => self.on_batch(ops, engine),
+            Message::OpBatch { ops } => self.on_batch(now_ms, ops, engine),
             Message::Ack { vv, applied_vv } => self.on_ack(now_ms, vv, applied_vv),
             Message::Rewind { vv } => self.on_rewind(vv),
             Message::SnapshotRequest => self.peer_wants_snapshot = true,
@@ -105,7 +105,11 @@ impl PeerSession {
                 vv,
                 hlc,
                 rows_total,
-            } => self.on_snapshot_begin(now_ms, vv, hlc, rows_total),
+            } => {
+                if self.check_peer_stamps(now_ms, std::iter::once(hlc), engine) {
+                    self.on_snapshot_begin(now_ms, vv, hlc, rows_total);
+                }
+            }
             Message::SnapshotChunk { rows } => self.on_snapshot_chunk(rows),
             Message::SnapshotEnd => self.on_snapshot_end(engine),
             Message::DigestRequest { db } => {
@@ -136,13 +140,16 @@ impl PeerSession {
                 reply,
             } => self.on_repair_rows(vv, db, buckets, rows, reply, engine),
             Message::Heartbeat { hlc } => {
+                if !self.check_peer_stamps(now_ms, std::iter::once(hlc), engine) {
+                    return;
+                }
                 self.stats.peer_hlc = Some(hlc);
                 self.stats.peer_hlc_at_ms = Some(now_ms);
             }
         }
     }
 
-    fn on_batch(&mut self, ops: Vec<Bytes>, engine: &mut Engine) {
+    fn on_batch(&mut self, now_ms: u64, ops: Vec<Bytes>, engine: &mut Engine) {
         if self.incoming.is_some() {
             self.close(SessionError::UnexpectedMessage {
                 message: "OpBatch",
@@ -161,6 +168,11 @@ impl PeerSession {
                     return;
                 }
             }
+        }
+        // A stamp absurdly far ahead closes the session with nothing of the
+        // batch applied; one merely ahead of the bound is counted.
+        if !self.check_peer_stamps(now_ms, decoded.iter().map(|op| op.hlc), engine) {
+            return;
         }
         // The peer holds what it sends us, and everything before it: never echo
         // these back while its ack is on the way.

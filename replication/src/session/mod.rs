@@ -43,6 +43,7 @@
 //! construction, operator controls, observers and the connection helpers.
 
 mod anti_entropy;
+mod clock;
 mod handshake;
 mod inbound;
 mod outbound;
@@ -250,6 +251,12 @@ pub enum SessionError {
         peer: SiteId,
         detail: String,
     },
+    /// The peer sent a stamp absurdly far ahead of our clock (more than
+    /// `chorus_engine::hlc::CLOCK_AHEAD_ABSURD_MS`): its clock is wrong by
+    /// a year or more. Nothing it carried was applied; the session is
+    /// refused until the clock is fixed.
+    #[error("clock of site {peer} is {ahead_ms} ms ahead of ours (absurd): fix its clock; its ops were not applied")]
+    ClockAbsurd { peer: SiteId, ahead_ms: u64 },
 }
 
 /// Something the driver or an operator should know.
@@ -276,6 +283,15 @@ pub enum SessionEvent {
     FullSyncFinished {
         direction: SyncDirection,
         rows: u64,
+    },
+    /// The peer's stamps ran ahead of our clock by more than the engine's
+    /// `max_clock_skew_ms` (at most one event a minute): its ops are
+    /// applied, but our own stamps stop at our clock plus the bound.
+    ClockAhead {
+        /// How far ahead the newest such stamp was.
+        ahead_ms: u64,
+        /// Ops stamped ahead by more than the bound so far.
+        ops_ahead: u64,
     },
     /// The peer's durable ack is more than `lag_ops_alert` ops behind us.
     Lagging {
@@ -365,6 +381,12 @@ pub struct SessionStats {
     /// them (compared in a later round).
     pub anti_entropy_unsettled: u64,
     pub events_dropped: u64,
+    /// How far the newest stamp from the peer (op, heartbeat or snapshot)
+    /// ran ahead of our clock when it arrived; 0 if it was not ahead.
+    pub clock_skew_ms: u64,
+    /// Ops whose stamp ran ahead of our clock by more than the engine's
+    /// `max_clock_skew_ms` (applied all the same).
+    pub ops_stamped_ahead: u64,
 }
 
 /// How long in-flight batches may go unacknowledged on a live connection
@@ -481,6 +503,11 @@ pub struct PeerSession {
 
     events: VecDeque<SessionEvent>,
     lagging: bool,
+    /// When the last `ClockAhead` event was raised.
+    clock_warned_ms: Option<u64>,
+    /// Wall-clock milliseconds minus the driver's `now_ms` (see
+    /// [`PeerSession::set_wall_clock`]); 0 when `now_ms` is wall time.
+    wall_offset_ms: i64,
     stats: SessionStats,
 }
 
@@ -523,6 +550,8 @@ impl PeerSession {
             repair_reply: None,
             events: VecDeque::new(),
             lagging: false,
+            clock_warned_ms: None,
+            wall_offset_ms: 0,
             stats: SessionStats::default(),
         };
         debug_assert!(session.invariants_hold());

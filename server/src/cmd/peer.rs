@@ -66,6 +66,11 @@ pub fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                         ),
                         (bulk("ops_sent".into()), Reply::Int(p.ops_sent as i64)),
                         (bulk("ops_received".into()), Reply::Int(p.ops_received as i64)),
+                        (bulk("clock_skew_ms".into()), Reply::Int(p.stats.clock_skew_ms as i64)),
+                        (
+                            bulk("ops_stamped_ahead".into()),
+                            Reply::Int(p.stats.ops_stamped_ahead as i64),
+                        ),
                     ])
                 })
                 .collect(),
@@ -232,6 +237,7 @@ pub fn info_section(state: &ServerState, out: &mut String) {
         "anti_entropy_interval_secs:{}\r\n",
         settings.anti_entropy_interval_secs
     );
+    let _ = write!(out, "max_clock_skew_ms:{}\r\n", settings.max_clock_skew_ms);
     match state.store.replication() {
         None => out.push_str("connected_peers:0\r\n"),
         Some(r) => {
@@ -274,7 +280,7 @@ pub fn info_section(state: &ServerState, out: &mut String) {
             for (i, p) in peers.iter().enumerate() {
                 let _ = write!(
                     out,
-                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},bytes_in={},bytes_out={},last_ack_ms={},ops_sent={},ops_received={},full_syncs_sent={},full_syncs_received={},anti_entropy_checks={},anti_entropy_mismatches={},anti_entropy_repairs={},anti_entropy_rows_repaired={},opid_conflicts={},peer_regressions={}\r\n",
+                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},bytes_in={},bytes_out={},last_ack_ms={},ops_sent={},ops_received={},full_syncs_sent={},full_syncs_received={},anti_entropy_checks={},anti_entropy_mismatches={},anti_entropy_repairs={},anti_entropy_rows_repaired={},opid_conflicts={},peer_regressions={},clock_skew_ms={},ops_stamped_ahead={}\r\n",
                     p.site_id,
                     p.addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
                     p.state,
@@ -294,7 +300,9 @@ pub fn info_section(state: &ServerState, out: &mut String) {
                     p.stats.anti_entropy_repairs,
                     p.stats.anti_entropy_rows_repaired,
                     p.stats.opid_conflicts,
-                    p.stats.peer_regressions
+                    p.stats.peer_regressions,
+                    p.stats.clock_skew_ms,
+                    p.stats.ops_stamped_ahead
                 );
             }
         }

@@ -82,6 +82,11 @@ pub struct Cli {
     /// Seconds between anti-entropy digest comparisons with each peer; 0 = off.
     #[arg(long, value_name = "SECS")]
     pub anti_entropy_interval_secs: Option<u64>,
+    /// Milliseconds ahead of this site's clock beyond which it never stamps
+    /// a write, whatever its peers' clocks say; peers whose stamps run
+    /// further ahead are reported in `INFO replication`. 0 = no bound.
+    #[arg(long, value_name = "MS")]
+    pub max_clock_skew_ms: Option<u64>,
     /// Bytes of ops kept for peers that are behind (`256mb`, `64kb`...); a
     /// peer further behind gets a full sync.
     #[arg(long, value_name = "BYTES")]
@@ -191,6 +196,9 @@ impl ConfigStore {
         }
         if let Some(secs) = cli.anti_entropy_interval_secs {
             flag(&mut store, "anti-entropy-interval-secs", secs.to_string())?;
+        }
+        if let Some(ms) = cli.max_clock_skew_ms {
+            flag(&mut store, "max-clock-skew-ms", ms.to_string())?;
         }
         if let Some(size) = &cli.repl_backlog_size {
             flag(&mut store, "repl-backlog-size", size.clone())?;

@@ -741,6 +741,7 @@ pub const PARAMS: &[ParamSpec] = &[
     choice("write-mode", 0, WRITE_MODES, "async"),
     signed("sync-write-timeout-ms", None, 0, 1, INT_MAX, "1000"),
     signed("anti-entropy-interval-secs", None, 0, 0, INT_MAX, "60"),
+    signed("max-clock-skew-ms", None, 0, 0, INT_MAX, "500"),
 ];
 
 const WRITE_MODES: &[(&str, u8)] = &[("async", 0), ("sync", 1)];
@@ -770,6 +771,7 @@ mod tests {
             extra,
             vec![
                 "anti-entropy-interval-secs",
+                "max-clock-skew-ms",
                 "site-id",
                 "sync-write-timeout-ms",
                 "write-mode"

@@ -121,6 +121,8 @@ pub struct Settings {
     pub anti_entropy_interval_secs: u64,
     /// `repl-backlog-size`: bytes of ops kept for peers.
     pub repl_backlog_size: u64,
+    /// `max-clock-skew-ms`: 0 = no bound.
+    pub max_clock_skew_ms: u64,
 }
 
 impl ConfigStore {
@@ -175,6 +177,8 @@ impl ConfigStore {
                 .unwrap_or(0),
             repl_backlog_size: u64::try_from(self.number("repl-backlog-size"))
                 .unwrap_or(REPL_BACKLOG_SIZE_DEFAULT),
+            max_clock_skew_ms: u64::try_from(self.number("max-clock-skew-ms"))
+                .unwrap_or(chorus_engine::hlc::MAX_CLOCK_SKEW_MS_DEFAULT),
         }
     }
 }

@@ -80,6 +80,20 @@ impl Sim {
         };
         let after = (engine.origin(), engine.last_local_seq());
         let op = (after != before).then(|| OpId::new(after.0, after.1));
+        // No write is stamped beyond the site's clock plus the bound, however
+        // far ahead its peers' clocks are.
+        let stamp = engine.last_stamp_issued();
+        let bound = engine.config().max_clock_skew_ms;
+        if op.is_some() && bound > 0 && stamp.wall_ms() > now_wall.saturating_add(bound) {
+            let v = Violation::new(
+                "clock",
+                format!(
+                    "site {}: op {op:?} stamped {stamp}, beyond its clock {now_wall} + {bound} ms",
+                    s + 1
+                ),
+            );
+            self.fail(v);
+        }
         let misconf = replies
             .iter()
             .any(|r| matches!(r, Reply::Error(e) if e.starts_with("MISCONF")));

@@ -461,11 +461,15 @@ impl Sim {
             // being written: write it first.
             self.write_checkpoint_now(t, to);
         }
+        let wall = self.wall(to);
         let site = &mut self.sites[to];
         let (Some(engine), Some(sess)) = (site.engine.as_mut(), site.sessions.get_mut(&from))
         else {
             return;
         };
+        // Session timers run on virtual time; the peer's stamps are compared
+        // with this site's (skewed) wall clock.
+        sess.set_wall_clock(t, wall);
         let vv_before = engine.vv().total();
         let more = sess.handle_received(t, engine, RECEIVE_SLICE_WORK);
         let vv_after = engine.vv().total();

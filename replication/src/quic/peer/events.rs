@@ -71,6 +71,13 @@ pub(super) fn drain_events(site: SiteId, peer: SiteId, e: &mut PeerEntry) {
             SessionEvent::Lagging { ops_lag } => {
                 tracing::warn!(site, peer, ops_lag, "peer is lagging");
             }
+            SessionEvent::ClockAhead { ahead_ms, ops_ahead } => tracing::warn!(
+                site,
+                peer,
+                ahead_ms,
+                ops_ahead,
+                "peer's clock runs ahead of ours by more than max-clock-skew-ms: its ops are applied, our stamps stop at our clock plus the bound; check NTP on both sites"
+            ),
             SessionEvent::CaughtUp => tracing::info!(site, peer, "peer caught up"),
             SessionEvent::PeerWentBack { lost_ops, .. } => {
                 tracing::warn!(
