@@ -2,7 +2,8 @@
 //! mutual TLS. Each takes writes from its own threads at the same time
 //! (concurrent INCRs of one counter, SADDs to one set, SETs of one key);
 //! then both converge to the same state, with every increment and every
-//! member kept, and print it.
+//! member kept, and print it. A subscriber at site 2 counts the changes it
+//! saw, its own and site 1's, and prints a few.
 //!
 //!     cargo run --example embedded
 //!
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chorus::replication::quic::tls;
-use chorus::{Peering, Site, SiteOptions};
+use chorus::{Change, ChangeSource, Peering, Site, SiteOptions};
 
 const CLUSTER: u64 = 7;
 const WRITERS: u64 = 4;
@@ -52,6 +53,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Site 1 accepts (and dials) site 2 from now on.
     s1.add_peer(2, a2)?;
     println!("site 1 replicates on {a1}, site 2 on {a2}");
+
+    // Site 2's change feed: its own writes and those replicated from site 1.
+    let changes = s2.subscribe();
 
     // Both sites write at once, from several threads each.
     std::thread::scope(|scope| {
@@ -98,6 +102,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("site {n} lost writes").into());
         }
     }
+    // What site 2's subscriber received (bounded: past its queue it gets
+    // one `Lagged` for what it missed, and the site never waits for it).
+    let (mut local, mut from_peer, mut lagged) = (0u64, 0u64, 0u64);
+    while let Ok(change) = changes.try_recv() {
+        let seen = match change.source() {
+            Some(ChangeSource::Local) => {
+                local += 1;
+                local
+            }
+            Some(_) => {
+                from_peer += 1;
+                from_peer
+            }
+            None => 0,
+        };
+        if let Change::Lagged(n) = change {
+            lagged += n;
+        }
+        if seen == 1 || seen == 2 {
+            println!("site 2 change: {change:?}");
+        }
+    }
+    println!(
+        "site 2's subscriber: {local} local changes, {from_peer} from site 1, {lagged} missed"
+    );
+
     s1.close()?;
     s2.close()?;
     println!("both sites converged with every write kept");

@@ -26,7 +26,9 @@
 mod site;
 
 pub use chorus_engine as engine;
+pub use chorus_engine::Origin;
 pub use chorus_engine::{Fsync, Reply, VersionVector};
 pub use chorus_replication as replication;
 pub use chorus_site as housekeeping;
+pub use chorus_site::{Change, ChangeSource, Subscription};
 pub use site::{Error, Peering, Site, SiteOptions};

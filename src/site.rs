@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chorus_engine::{Engine, EngineConfig, Fsync, Origin, Reply, VersionVector};
 use chorus_replication::{Replication, ReplicationConfig, TlsIdentity};
-use chorus_site::{Housekeeping, Now, SiteConfig, Work};
+use chorus_site::{ChangeFeed, Housekeeping, Now, SiteConfig, Subscription, Work};
 use parking_lot::{Condvar, Mutex};
 
 /// Why an embedded site failed.
@@ -109,6 +109,8 @@ struct Shared {
     stop_signal: Condvar,
     /// The op the last write through this handle made.
     last_write: Mutex<Option<(Origin, u64)>>,
+    /// The change feed the engine publishes to (see [`Site::subscribe`]).
+    changes: ChangeFeed,
 }
 
 /// A running embedded site (see the module docs). Cheap to share across
@@ -206,7 +208,12 @@ impl Site {
     pub fn open(dir: impl AsRef<Path>, options: SiteOptions) -> Result<Site, Error> {
         let mut config = EngineConfig::new(options.site_id);
         config.fsync = options.appendfsync;
-        let (dir, engine) = chorus_site::open_engine(dir.as_ref(), config, wall_ms())?;
+        let (dir, mut engine) = chorus_site::open_engine(dir.as_ref(), config, wall_ms())?;
+        // Every change the engine applies, whoever applies it (a command
+        // here, the replication driver, the housekeeping's expiry), is
+        // published before the engine is released.
+        let changes = ChangeFeed::default();
+        changes.attach(&mut engine);
         let opened = Instant::now();
         let now = Now {
             mono_ms: 0,
@@ -251,6 +258,7 @@ impl Site {
             stop_lock: Mutex::new(()),
             stop_signal: Condvar::new(),
             last_write: Mutex::new(None),
+            changes,
         });
         let theirs = Arc::clone(&shared);
         let ticker = std::thread::Builder::new()
@@ -499,6 +507,34 @@ impl Site {
             .map(Replication::local_addr)
     }
 
+    /// Subscribes to this site's changes, local and replicated: every key
+    /// written, deleted or expired here or by a peer's op, with where the
+    /// change came from ([`ChangeSource::Local`](crate::ChangeSource::Local),
+    /// or [`ChangeSource::Peer`](crate::ChangeSource::Peer) and the origin
+    /// of the op). The subscription
+    /// sees every change applied after this returns, in the order applied;
+    /// it never slows the site down: past its bound (4096 changes) it
+    /// receives [`Change::Lagged`](crate::Change::Lagged) instead, and should read again what it
+    /// watches. It ends (`recv` returns `Err`) when the site stops; drop it
+    /// to unsubscribe.
+    ///
+    /// ```no_run
+    /// # use chorus::{Change, ChangeSource, Site, SiteOptions};
+    /// # let site = Site::open("/tmp/chorus-doc-subscribe", SiteOptions::new(1))?;
+    /// let changes = site.subscribe();
+    /// site.set(b"k", b"v")?;
+    /// match changes.recv_timeout(std::time::Duration::from_secs(1)) {
+    ///     Ok(Change::Key { key, source: ChangeSource::Local, .. }) => assert_eq!(&key[..], b"k"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), chorus::Error>(())
+    /// ```
+    pub fn subscribe(&self) -> Subscription {
+        // With the engine held: no change is half-applied.
+        let _engine = self.shared.engine.lock();
+        self.shared.changes.subscribe()
+    }
+
     /// Adds (or re-addresses) a peer at runtime, as `PEER ADD` does; it is
     /// dialled and accepted from now on.
     pub fn add_peer(&self, site_id: u16, addr: SocketAddr) -> Result<(), Error> {
@@ -532,6 +568,8 @@ impl Site {
         if let (Some(r), Some(rt)) = (&self.shared.replication, &self.shared.runtime) {
             rt.block_on(r.shutdown());
         }
+        // Nothing applies changes any more: subscriptions end.
+        self.shared.changes.close();
     }
 }
 

@@ -1,14 +1,15 @@
 //! The embedded site (`chorus::Site`) as a Rust program uses it: typed
 //! methods, transactions, a clean close and a reopen that finds every write,
-//! a drop without close that keeps what was synced, and two sites in one
-//! process replicating over loopback QUIC with mutual TLS.
+//! a drop without close that keeps what was synced, two sites in one
+//! process replicating over loopback QUIC with mutual TLS, and the change
+//! feed that reports both sites' writes at each.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chorus::replication::quic::tls;
-use chorus::{Fsync, Peering, Reply, Site, SiteOptions};
+use chorus::{Change, ChangeSource, Fsync, Peering, Reply, Site, SiteOptions, Subscription};
 
 #[test]
 fn typed_methods_answer_as_redis_and_a_reopen_finds_every_write() {
@@ -139,4 +140,74 @@ fn two_embedded_sites_replicate_concurrent_writes_and_converge() {
     assert_eq!(s1.get(b"k").unwrap(), s2.get(b"k").unwrap());
     s1.close().unwrap();
     s2.close().unwrap();
+}
+
+/// Receives from `sub` until a change to `key` of database 0 comes, for at
+/// most 30 s; returns where it came from. Other changes are skipped.
+fn source_of_change(sub: &Subscription, key: &[u8]) -> ChangeSource {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no change to {key:?} within 30 s");
+        match sub.recv_timeout(left) {
+            Ok(Change::Key {
+                db: 0,
+                key: k,
+                source,
+            }) if k.as_ref() == key => return source,
+            Ok(Change::Lagged(n)) => panic!("{n} changes lost with a queue of 4096"),
+            Ok(_) => {}
+            Err(e) => panic!("waiting for {key:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_subscriber_sees_local_writes_and_a_peer_s_writes_with_their_origin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    tls::generate_ca(&certs.join("ca")).unwrap();
+    for s in [1, 2] {
+        tls::generate_site(&certs.join("ca"), s, &certs.join(format!("s{s}"))).unwrap();
+    }
+    let mut oa = SiteOptions::new(1);
+    oa.peering = Some(peering(&certs, 1, vec![]));
+    let a = Site::open(tmp.path().join("a"), oa).unwrap();
+    let mut ob = SiteOptions::new(2);
+    ob.peering = Some(peering(&certs, 2, vec![(1, a.replication_addr().unwrap())]));
+    let b = Site::open(tmp.path().join("b"), ob).unwrap();
+    a.add_peer(2, b.replication_addr().unwrap()).unwrap();
+    // The link is up (ops flow from the backlog, not a snapshot).
+    a.set(b"warm", b"up").unwrap();
+    assert_eq!(a.wait_replicated(1, Duration::from_secs(20)), 1);
+
+    let at_b = b.subscribe();
+    let at_a = a.subscribe();
+    a.set(b"k", b"from a").unwrap();
+    match source_of_change(&at_b, b"k") {
+        ChangeSource::Peer(origin) => assert_eq!(origin.site, 1, "written at site 1"),
+        other => panic!("site 1's write reported at site 2 as {other:?}"),
+    }
+    assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"from a"[..]));
+    assert_eq!(source_of_change(&at_a, b"k"), ChangeSource::Local);
+
+    b.hset(b"h", b"f", b"from b").unwrap();
+    assert_eq!(source_of_change(&at_b, b"h"), ChangeSource::Local);
+    match source_of_change(&at_a, b"h") {
+        ChangeSource::Peer(origin) => assert_eq!(origin.site, 2, "written at site 2"),
+        other => panic!("site 2's write reported at site 1 as {other:?}"),
+    }
+
+    // Dropping a subscription unsubscribes; closing the site ends the others.
+    drop(at_a);
+    a.close().unwrap();
+    b.close().unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match at_b.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok(_) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("the subscription outlived its site: {e}"),
+        }
+    }
 }

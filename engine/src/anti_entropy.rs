@@ -21,7 +21,7 @@
 //!
 //! [`union_rows`]: crate::keyspace::image::union_rows
 
-use crate::engine::Engine;
+use crate::engine::{Change, ChangeSource, Engine};
 use crate::id::VersionVector;
 use crate::keyspace::image::{join_rows, union_rows, RowImage};
 use crate::keyspace::row::Row;
@@ -352,6 +352,11 @@ impl Engine {
                     key = %String::from_utf8_lossy(&key),
                     "anti-entropy repaired a row that differed from the peer's at a common vector"
                 );
+                self.note_change(Change::Key {
+                    db,
+                    key: key.clone(),
+                    source: ChangeSource::Merge,
+                });
                 self.keyspace.put_row(db, key, joined);
                 out.changed += 1;
             }
@@ -359,6 +364,7 @@ impl Engine {
         if out.changed > 0 {
             self.op_completed();
         }
+        self.publish_changes();
         debug_assert!(self.invariants_hold());
         Ok(out)
     }
@@ -367,8 +373,14 @@ impl Engine {
     /// replicated, so this site diverges from its peers. Only for tests of
     /// anti-entropy and for the simulator's faults; the server never calls it.
     pub fn put_row_unlogged(&mut self, db: u8, key: Bytes, image: RowImage) {
+        self.note_change(Change::Key {
+            db: db % DBS as u8,
+            key: key.clone(),
+            source: ChangeSource::Merge,
+        });
         self.keyspace.put_row(db % DBS as u8, key, image.into_row());
         self.op_completed();
+        self.publish_changes();
     }
 
     /// Changes the backlog bound (`repl-backlog-size`); a smaller bound takes

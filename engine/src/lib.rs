@@ -22,8 +22,8 @@ pub mod storage;
 
 pub use anti_entropy::{BucketRows, RepairError};
 pub use engine::{
-    Engine, EngineCanaries, EngineConfig, EngineError, Fsync, OpIdConflict, OpenError,
-    RemoteOutcome, Snapshot, Txn,
+    Change, ChangeSink, ChangeSource, Engine, EngineCanaries, EngineConfig, EngineError, Fsync,
+    OpIdConflict, OpenError, RemoteOutcome, Snapshot, Txn,
 };
 pub use hlc::{Hlc, HlcClock};
 pub use id::{OpId, Origin, SiteId, VersionVector};

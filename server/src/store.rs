@@ -22,7 +22,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chorus_engine::{Engine, EngineConfig, Fsync, Origin, Reply, VersionVector};
 use chorus_replication::quic::Replication;
-use chorus_site::{capture_in_slices, Housekeeping, Now, OpenError, SiteConfig, Work};
+use chorus_site::{
+    capture_in_slices, ChangeFeed, Housekeeping, Now, OpenError, SiteConfig, Subscription, Work,
+};
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -87,6 +89,9 @@ pub struct Store {
     checkpoint_slot: Arc<CheckpointSlot>,
     /// The housekeeping's monotonic clock starts here.
     opened: Instant,
+    /// The site's change feed: the engine publishes every change it applies
+    /// (commands, peers' ops, merges, expiry) to it; see [`Store::subscribe`].
+    changes: ChangeFeed,
 }
 
 /// A claim on "the one checkpoint in progress", released by dropping it. It
@@ -309,7 +314,9 @@ impl Store {
         if let Some(bytes) = backlog_bytes_max {
             config.backlog_bytes_max = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
         }
-        let (dir, engine) = chorus_site::open_engine(dir, config, now_ms())?;
+        let (dir, mut engine) = chorus_site::open_engine(dir, config, now_ms())?;
+        let changes = ChangeFeed::default();
+        changes.attach(&mut engine);
         let opened = Instant::now();
         let housekeeping = Housekeeping::new(SiteConfig::default(), &engine, now(opened), 0);
         Ok(Store {
@@ -325,7 +332,17 @@ impl Store {
             }),
             checkpoint_slot: Arc::new(CheckpointSlot::default()),
             opened,
+            changes,
         })
+    }
+
+    /// Subscribes to the site's changes, local and replicated (blocked
+    /// clients, keyspace notifications and client-side caching build on
+    /// it). Taken with the engine held: the subscription sees every write
+    /// applied after this returns, and none before.
+    pub fn subscribe(&self) -> Subscription {
+        let _engine = self.engine.lock();
+        self.changes.subscribe()
     }
 
     /// The data directory, absolute.
@@ -545,6 +562,8 @@ impl Store {
             .shutdown(now_ms())
             .map_err(|e| StoreError::Flush(e.to_string()))?;
         inner.closed = true;
+        // Subscribers learn that nothing more will come.
+        self.changes.close();
         Ok(())
     }
 }
@@ -705,5 +724,39 @@ impl StoreGuard<'_> {
         self.engine
             .checkpoint(now_ms())
             .map_err(|e| StoreError::Flush(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_site::{Change, ChangeSource};
+    use std::time::Duration;
+
+    #[test]
+    fn a_subscriber_sees_the_store_s_writes_until_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1, AppendFsync::Everysec).unwrap();
+        let set = |k: &'static [u8]| {
+            let args = [
+                Bytes::from_static(b"SET"),
+                Bytes::from_static(k),
+                Bytes::from_static(b"v"),
+            ];
+            store.lock().execute(0, &args);
+        };
+        set(b"before");
+        let changes = store.subscribe();
+        set(b"after");
+        assert_eq!(
+            changes.recv_timeout(Duration::from_secs(5)),
+            Ok(Change::Key {
+                db: 0,
+                key: Bytes::from_static(b"after"),
+                source: ChangeSource::Local,
+            })
+        );
+        store.shutdown(false).unwrap();
+        assert!(changes.recv_timeout(Duration::from_secs(5)).is_err());
     }
 }

@@ -23,8 +23,17 @@
 //! Time comes in two clocks ([`Now`]): a monotonic one for the schedule
 //! (a wall clock that jumps must not stop the fsyncs) and the wall clock the
 //! engine stamps and expires by.
+//!
+//! [`ChangeFeed`] is the site's one change feed: the engine hands it every
+//! change it applies (local writes, ops from peers, merges, expiry) and it
+//! fans them out to [`Subscription`]s, each with a bounded queue.
 
 #![warn(missing_docs)]
+
+mod feed;
+
+pub use chorus_engine::engine::{Change, ChangeSource};
+pub use feed::{ChangeFeed, Subscription, ENGINE_BATCH, SUBSCRIBER_QUEUE_DEFAULT};
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! effects become one op, logged and kept for peers; and active expiry,
 //! which deletes through a `Txn` too.
 
-use super::{Engine, EngineStats};
+use super::{ChangeSource, Engine, EngineStats};
 use crate::cmd;
 use crate::crdt::Ctx;
 use crate::id::{OpId, SiteId};
@@ -221,6 +221,7 @@ impl<'e> Txn<'e> {
         let keyless = engine
             .keyspace
             .apply_effect(db, key, &effect, &ctx, &engine.vv);
+        engine.note_effect(db, key, &effect, ChangeSource::Local);
         op.effects.push(KeyEffect {
             db,
             key: key.clone(),
@@ -240,6 +241,7 @@ impl<'e> Txn<'e> {
                 }
             }
         }
+        self.engine.publish_changes();
     }
 
     pub fn stats_mut(&mut self) -> &mut EngineStats {

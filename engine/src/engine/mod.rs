@@ -13,8 +13,10 @@
 //! expiry), `remote` applies peers' ops (causal buffer, OpId conflicts),
 //! `journal` keeps the apply order for anti-entropy, `sync` makes the log
 //! durable and stops the engine, `checkpoint` writes checkpoints, and
-//! `snapshot` serves peers from the backlog or a full snapshot.
+//! `snapshot` serves peers from the backlog or a full snapshot, and `changes`
+//! reports changed keys to whoever listens.
 
+mod changes;
 mod checkpoint;
 mod journal;
 mod local;
@@ -23,6 +25,7 @@ mod remote;
 mod snapshot;
 mod sync;
 
+pub use changes::{Change, ChangeSink, ChangeSource};
 pub use checkpoint::{CheckpointDone, CheckpointStep, PendingCheckpoint};
 pub use local::Txn;
 pub use remote::RemoteOutcome;
@@ -257,6 +260,8 @@ pub struct Engine {
     /// The chunk the backlog's copies of new ops are cut from: one
     /// allocation per `BACKLOG_CHUNK_BYTES` instead of one per op.
     backlog_chunk: bytes::BytesMut,
+    /// Changed keys, for whoever listens (see `changes`); `None`: nobody.
+    changes: Option<Box<changes::Changes>>,
 }
 
 impl Engine {

@@ -69,6 +69,7 @@ impl Engine {
             capture: None,
             write_in_flight: Arc::default(),
             backlog_chunk: bytes::BytesMut::new(),
+            changes: None,
         };
         engine.clock.observe(meta.hlc);
         // Size each database's table once instead of growing it row by row.

@@ -2,7 +2,7 @@
 //! missing, and OpIds issued twice (the newest op of each origin, and a
 //! peer's vector that shows this site lost its history).
 
-use super::{Engine, EngineError, OpIdConflict, Tip, META_INCARNATION, TIPS_MAX};
+use super::{ChangeSource, Engine, EngineError, OpIdConflict, Tip, META_INCARNATION, TIPS_MAX};
 use crate::id::{OpId, Origin, VersionVector};
 use crate::log;
 use crate::op::Op;
@@ -125,6 +125,12 @@ impl Engine {
     pub(super) fn apply_op_internal(&mut self, op: &Op) {
         self.clock.observe(op.hlc);
         self.keyspace.apply_op(op, &self.vv);
+        if self.changes.is_some() {
+            let source = ChangeSource::Peer(op.id.origin);
+            for e in &op.effects {
+                self.note_effect(e.db, &e.key, &e.effect, source);
+            }
+        }
         self.vv.set(op.id.origin, op.id.seq);
         self.op_completed();
     }
@@ -206,6 +212,7 @@ impl Engine {
                 self.poison(StorageError::Poisoned(e.to_string()));
             }
         }
+        self.publish_changes();
         debug_assert!(self.invariants_hold());
         out
     }

@@ -1,7 +1,7 @@
 //! Catching peers up: reading the backlog of encoded ops and trimming what
 //! every peer holds; full snapshots of the state and their merge.
 
-use super::Engine;
+use super::{Change, ChangeSource, Engine};
 use crate::hlc::Hlc;
 use crate::id::VersionVector;
 use crate::keyspace::image::{join_rows, RowImage};
@@ -142,6 +142,9 @@ impl Engine {
         }
         self.vv.join(&snap.vv);
         self.op_completed();
+        self.note_change(Change::All {
+            source: ChangeSource::Merge,
+        });
         // The snapshot's ops we lacked changed leaves that no row above
         // shows: a key they created and deleted is in neither state, yet at
         // a cut holding only its creation the leaf holds it. Every leaf
@@ -160,6 +163,7 @@ impl Engine {
             tracing::error!(error = %e, "checkpoint after snapshot merge failed");
             self.durable_vv = self.durable_vv.meet(&local_vv);
         }
+        self.publish_changes();
         debug_assert!(self.invariants_hold());
     }
 }
