@@ -68,7 +68,7 @@ impl SiteOptions {
     pub fn new(site_id: u16) -> SiteOptions {
         SiteOptions {
             site_id,
-            appendfsync: Fsync::EverySec,
+            appendfsync: Fsync::Everysec,
             peering: None,
         }
     }

@@ -11,111 +11,95 @@
 
 use super::{
     expire_if_needed, int_arg, is, rand_count_arg, random_positions, scan_cursor_arg, scan_reply,
-    scan_window, typed, Dice, ScanOptions, Spec, LISTPACK_ENTRIES, LISTPACK_VALUE_MAX,
+    scan_window, typed, DataCommand, Dice, ScanOptions, LISTPACK_ENTRIES, LISTPACK_VALUE_MAX,
 };
 use crate::engine::Txn;
 use crate::keyspace::value::{HashSlot, Kind};
 use crate::ld::{self, Exact, Ld};
-use crate::num;
 use crate::op::Effect;
+use crate::redis::num;
 use crate::reply::{errors, Reply};
 use bytes::Bytes;
 use std::collections::HashMap;
 
-pub static COMMANDS: &[Spec] = &[
-    Spec {
+pub static COMMANDS: &[DataCommand] = &[
+    DataCommand {
         name: "HSET",
-        arity: -4,
         write: true,
         handler: hset,
     },
-    Spec {
+    DataCommand {
         name: "HSETNX",
-        arity: 4,
         write: true,
         handler: hsetnx,
     },
-    Spec {
+    DataCommand {
         name: "HMSET",
-        arity: -4,
         write: true,
         handler: hmset,
     },
-    Spec {
+    DataCommand {
         name: "HGET",
-        arity: 3,
         write: false,
         handler: hget,
     },
-    Spec {
+    DataCommand {
         name: "HMGET",
-        arity: -3,
         write: false,
         handler: hmget,
     },
-    Spec {
+    DataCommand {
         name: "HDEL",
-        arity: -3,
         write: true,
         handler: hdel,
     },
-    Spec {
+    DataCommand {
         name: "HEXISTS",
-        arity: 3,
         write: false,
         handler: hexists,
     },
-    Spec {
+    DataCommand {
         name: "HLEN",
-        arity: 2,
         write: false,
         handler: hlen,
     },
-    Spec {
+    DataCommand {
         name: "HSTRLEN",
-        arity: 3,
         write: false,
         handler: hstrlen,
     },
-    Spec {
+    DataCommand {
         name: "HKEYS",
-        arity: 2,
         write: false,
         handler: hkeys,
     },
-    Spec {
+    DataCommand {
         name: "HVALS",
-        arity: 2,
         write: false,
         handler: hvals,
     },
-    Spec {
+    DataCommand {
         name: "HGETALL",
-        arity: 2,
         write: false,
         handler: hgetall,
     },
-    Spec {
+    DataCommand {
         name: "HINCRBY",
-        arity: 4,
         write: true,
         handler: hincrby,
     },
-    Spec {
+    DataCommand {
         name: "HINCRBYFLOAT",
-        arity: 4,
         write: true,
         handler: hincrbyfloat,
     },
-    Spec {
+    DataCommand {
         name: "HRANDFIELD",
-        arity: -2,
         write: false,
         handler: hrandfield,
     },
-    Spec {
+    DataCommand {
         name: "HSCAN",
-        arity: -3,
         write: false,
         handler: hscan,
     },

@@ -32,7 +32,7 @@ mod writes;
 
 pub use range::ZSET_LISTPACK_ENTRIES;
 
-use super::{expire_if_needed, row, typed, Spec};
+use super::{expire_if_needed, row, typed, DataCommand};
 use crate::engine::Txn;
 use crate::keyspace::value::{Kind, Score, ZSetSlot};
 use crate::op::{Effect, Value};
@@ -48,190 +48,159 @@ use writes::{
     zadd, zincrby, zpopmax, zpopmin, zrem, zremrangebylex, zremrangebyrank, zremrangebyscore,
 };
 
-pub static COMMANDS: &[Spec] = &[
-    Spec {
+pub static COMMANDS: &[DataCommand] = &[
+    DataCommand {
         name: "ZADD",
-        arity: -4,
         write: true,
         handler: zadd,
     },
-    Spec {
+    DataCommand {
         name: "ZINCRBY",
-        arity: 4,
         write: true,
         handler: zincrby,
     },
-    Spec {
+    DataCommand {
         name: "ZREM",
-        arity: -3,
         write: true,
         handler: zrem,
     },
-    Spec {
+    DataCommand {
         name: "ZSCORE",
-        arity: 3,
         write: false,
         handler: zscore,
     },
-    Spec {
+    DataCommand {
         name: "ZMSCORE",
-        arity: -3,
         write: false,
         handler: zmscore,
     },
-    Spec {
+    DataCommand {
         name: "ZCARD",
-        arity: 2,
         write: false,
         handler: zcard,
     },
-    Spec {
+    DataCommand {
         name: "ZCOUNT",
-        arity: 4,
         write: false,
         handler: zcount,
     },
-    Spec {
+    DataCommand {
         name: "ZLEXCOUNT",
-        arity: 4,
         write: false,
         handler: zlexcount,
     },
-    Spec {
+    DataCommand {
         name: "ZRANGE",
-        arity: -4,
         write: false,
         handler: zrange,
     },
-    Spec {
+    DataCommand {
         name: "ZRANGESTORE",
-        arity: -5,
         write: true,
         handler: zrangestore,
     },
-    Spec {
+    DataCommand {
         name: "ZREVRANGE",
-        arity: -4,
         write: false,
         handler: zrevrange,
     },
-    Spec {
+    DataCommand {
         name: "ZRANGEBYSCORE",
-        arity: -4,
         write: false,
         handler: zrangebyscore,
     },
-    Spec {
+    DataCommand {
         name: "ZREVRANGEBYSCORE",
-        arity: -4,
         write: false,
         handler: zrevrangebyscore,
     },
-    Spec {
+    DataCommand {
         name: "ZRANGEBYLEX",
-        arity: -4,
         write: false,
         handler: zrangebylex,
     },
-    Spec {
+    DataCommand {
         name: "ZREVRANGEBYLEX",
-        arity: -4,
         write: false,
         handler: zrevrangebylex,
     },
-    Spec {
+    DataCommand {
         name: "ZRANK",
-        arity: 3,
         write: false,
         handler: zrank,
     },
-    Spec {
+    DataCommand {
         name: "ZREVRANK",
-        arity: 3,
         write: false,
         handler: zrevrank,
     },
-    Spec {
+    DataCommand {
         name: "ZPOPMIN",
-        arity: -2,
         write: true,
         handler: zpopmin,
     },
-    Spec {
+    DataCommand {
         name: "ZPOPMAX",
-        arity: -2,
         write: true,
         handler: zpopmax,
     },
-    Spec {
+    DataCommand {
         name: "ZRANDMEMBER",
-        arity: -2,
         write: false,
         handler: zrandmember,
     },
-    Spec {
+    DataCommand {
         name: "ZREMRANGEBYRANK",
-        arity: 4,
         write: true,
         handler: zremrangebyrank,
     },
-    Spec {
+    DataCommand {
         name: "ZREMRANGEBYSCORE",
-        arity: 4,
         write: true,
         handler: zremrangebyscore,
     },
-    Spec {
+    DataCommand {
         name: "ZREMRANGEBYLEX",
-        arity: 4,
         write: true,
         handler: zremrangebylex,
     },
-    Spec {
+    DataCommand {
         name: "ZSCAN",
-        arity: -3,
         write: false,
         handler: zscan,
     },
-    Spec {
+    DataCommand {
         name: "ZUNIONSTORE",
-        arity: -4,
         write: true,
         handler: zunionstore,
     },
-    Spec {
+    DataCommand {
         name: "ZINTERSTORE",
-        arity: -4,
         write: true,
         handler: zinterstore,
     },
-    Spec {
+    DataCommand {
         name: "ZDIFFSTORE",
-        arity: -4,
         write: true,
         handler: zdiffstore,
     },
-    Spec {
+    DataCommand {
         name: "ZUNION",
-        arity: -3,
         write: false,
         handler: zunion,
     },
-    Spec {
+    DataCommand {
         name: "ZINTER",
-        arity: -3,
         write: false,
         handler: zinter,
     },
-    Spec {
+    DataCommand {
         name: "ZDIFF",
-        arity: -3,
         write: false,
         handler: zdiff,
     },
-    Spec {
+    DataCommand {
         name: "ZINTERCARD",
-        arity: -3,
         write: false,
         handler: zintercard,
     },
@@ -313,7 +282,7 @@ mod tests {
         fn one(r: &Reply) -> String {
             match r {
                 Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
-                Reply::Double(d) => crate::num::format_double(*d),
+                Reply::Double(d) => crate::redis::num::format_double(*d),
                 Reply::Int(i) => i.to_string(),
                 Reply::Nil => "nil".into(),
                 Reply::Error(e) => e.clone(),
