@@ -25,6 +25,10 @@ pub enum Reply {
     Double(f64),
     /// RESP3 map; RESP2 flat array of key, value, key, value...
     Map(Vec<(Reply, Reply)>),
+    /// Pairs such as member and score (`WITHSCORES`, `WITHVALUES`, ZPOPMIN
+    /// with a count): RESP2 flat array (`a 1 b 2`), RESP3 array of
+    /// two-element arrays (`[a 1] [b 2]`), as Redis 7.0 sends them.
+    Pairs(Vec<(Reply, Reply)>),
     /// RESP3 set; RESP2 array.
     Set(Vec<Reply>),
     /// RESP3 boolean; RESP2 integer 1/0.

@@ -377,18 +377,15 @@ fn hrandfield(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let mut out = Vec::with_capacity(picks.len() * if withvalues { 2 } else { 1 });
-    for i in picks {
-        let Some((f, c)) = h.fields.get_index(i) else {
-            continue;
-        };
-        let Some(v) = c.value() else { continue };
-        out.push(Reply::Bulk(f.clone()));
-        if withvalues {
-            out.push(Reply::Bulk(v));
-        }
+    let picked = picks.into_iter().filter_map(|i| {
+        let (f, c) = h.fields.get_index(i)?;
+        Some((Reply::Bulk(f.clone()), Reply::Bulk(c.value()?)))
+    });
+    if withvalues {
+        Reply::Pairs(picked.collect())
+    } else {
+        Reply::Array(picked.map(|(f, _)| f).collect())
     }
-    Reply::Array(out)
 }
 
 /// A hash Redis 7.0 keeps as a listpack (and scans whole).
@@ -692,12 +689,12 @@ mod tests {
             panic!()
         };
         assert_eq!(rep.len(), 7);
-        let Reply::Array(wv) = run(&mut e, "HRANDFIELD h -3 WITHVALUES") else {
+        let Reply::Pairs(wv) = run(&mut e, "HRANDFIELD h -3 WITHVALUES") else {
             panic!()
         };
-        assert_eq!(wv.len(), 6);
-        for pair in wv.chunks(2) {
-            let (Reply::Bulk(f), Reply::Bulk(v)) = (&pair[0], &pair[1]) else {
+        assert_eq!(wv.len(), 3);
+        for (f, v) in &wv {
+            let (Reply::Bulk(f), Reply::Bulk(v)) = (f, v) else {
                 panic!()
             };
             let want = match f.as_ref() {

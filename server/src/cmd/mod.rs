@@ -22,7 +22,6 @@ pub mod config;
 pub mod connection;
 pub mod info;
 pub mod multi;
-pub mod pairs;
 pub mod peer;
 pub mod server;
 pub mod table;
@@ -35,7 +34,6 @@ use chorus_engine::Reply;
 
 use crate::config::Settings;
 use crate::connection::Session;
-use crate::resp::Protocol;
 use crate::server::ServerState;
 use crate::store::StoreGuard;
 use table::{flag, CommandSpec, CommandTable};
@@ -285,7 +283,7 @@ fn data_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply 
         return unknown_command(args);
     };
     let db = ctx.session.db;
-    let reply = match ctx.store.as_mut() {
+    match ctx.store.as_mut() {
         // Inside EXEC (the transaction's op is noted at commit) or a batch.
         Some(guard) => guard.execute(db, data, args),
         None => {
@@ -294,9 +292,5 @@ fn data_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply 
             ctx.session.write_mark = guard.take_write();
             reply
         }
-    };
-    if ctx.session.protocol == Protocol::Resp3 && pairs::has_pairs(spec, args) {
-        return pairs::nest(reply);
     }
-    reply
 }

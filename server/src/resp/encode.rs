@@ -69,6 +69,19 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
                 encode(value, protocol, out);
             }
         }
+        Reply::Pairs(pairs) => {
+            match protocol {
+                Protocol::Resp2 => put_header(out, b'*', len_i64(pairs.len()).saturating_mul(2)),
+                Protocol::Resp3 => put_header(out, b'*', len_i64(pairs.len())),
+            }
+            for (a, b) in pairs {
+                if protocol == Protocol::Resp3 {
+                    put_header(out, b'*', 2);
+                }
+                encode(a, protocol, out);
+                encode(b, protocol, out);
+            }
+        }
         Reply::Set(items) => {
             let tag = match protocol {
                 Protocol::Resp2 => b'*',
@@ -173,6 +186,18 @@ mod tests {
     }
     fn e3(r: &Reply) -> Vec<u8> {
         encode_to_vec(r, Protocol::Resp3)
+    }
+
+    #[test]
+    fn pairs_are_flat_in_resp2_and_nested_in_resp3() {
+        let (a, one) = (Reply::bulk("a"), Reply::Double(1.0));
+        let (b, two) = (Reply::bulk("b"), Reply::Double(2.0));
+        let pairs = Reply::Pairs(vec![(a.clone(), one.clone()), (b.clone(), two.clone())]);
+        let flat = Reply::Array(vec![a.clone(), one.clone(), b.clone(), two.clone()]);
+        let nested = Reply::Array(vec![Reply::Array(vec![a, one]), Reply::Array(vec![b, two])]);
+        assert_eq!(e2(&pairs), e2(&flat));
+        assert_eq!(e3(&pairs), e3(&nested));
+        assert_eq!(e3(&Reply::Pairs(vec![])), b"*0\r\n".to_vec());
     }
 
     #[test]

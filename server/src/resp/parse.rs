@@ -744,20 +744,6 @@ mod tests {
         assert!(!parser.is_idle());
     }
 
-    #[test]
-    fn string2ll_semantics() {
-        assert_eq!(parse_i64_strict(b"0"), Some(0));
-        assert_eq!(parse_i64_strict(b"-0"), None);
-        assert_eq!(parse_i64_strict(b"007"), None);
-        assert_eq!(parse_i64_strict(b"-"), None);
-        assert_eq!(parse_i64_strict(b""), None);
-        assert_eq!(parse_i64_strict(b" 1"), None);
-        assert_eq!(parse_i64_strict(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_i64_strict(b"9223372036854775808"), None);
-        assert_eq!(parse_i64_strict(b"-9223372036854775808"), Some(i64::MIN));
-        assert_eq!(parse_i64_strict(b"-9223372036854775809"), None);
-    }
-
     /// Parses `input` fed one byte at a time: every request then arrives
     /// split, so only the general path runs.
     fn parse_bytewise(

@@ -7,8 +7,8 @@
 //! ZREM); replies of ZINCRBY/ZADD INCR read the score back from the keyspace,
 //! so they show exactly what ZSCORE shows afterwards.
 //!
-//! Replies WITHSCORES are flat arrays `[member, score, …]` (RESP2's shape;
-//! Redis 7.0 nests `[member, score]` pairs in RESP3). Ranges are rank windows
+//! Replies WITHSCORES are `Reply::Pairs` of member and score (a flat array
+//! in RESP2; Redis 7.0 nests `[member, score]` pairs in RESP3). Ranges are rank windows
 //! of the `(score, member)` index, found in O(log N) ([`RankedSet`]); BYLEX
 //! assumes equal scores as Redis does and, up to 128 members, walks like
 //! Redis's listpack. ZRANDMEMBER picks deterministically ([`super::Dice`]);
@@ -211,16 +211,17 @@ fn zset_of<'t>(txn: &'t Txn<'_>, db: u8, key: &[u8]) -> Result<Option<&'t ZSetSl
     Ok(typed(txn, db, key, Kind::ZSet)?.and_then(|r| r.zset.as_deref()))
 }
 
-/// `[member, score, member, score, …]` or just the members.
+/// `[member, score]` pairs, or just the members.
 fn scored_reply(items: Vec<(Bytes, f64)>, withscores: bool) -> Reply {
-    let mut out = Vec::with_capacity(items.len() * if withscores { 2 } else { 1 });
-    for (m, s) in items {
-        out.push(Reply::Bulk(m));
-        if withscores {
-            out.push(Reply::Double(s));
-        }
+    if withscores {
+        return Reply::Pairs(
+            items
+                .into_iter()
+                .map(|(m, s)| (Reply::Bulk(m), Reply::Double(s)))
+                .collect(),
+        );
     }
-    Reply::Array(out)
+    Reply::Array(items.into_iter().map(|(m, _)| Reply::Bulk(m)).collect())
 }
 
 /// Writes `items` as the whole value of `dst` (or deletes `dst` when empty).
@@ -294,6 +295,11 @@ mod tests {
         }
         match &r {
             Reply::Array(items) => items.iter().map(one).collect::<Vec<_>>().join(" "),
+            Reply::Pairs(pairs) => pairs
+                .iter()
+                .map(|(a, b)| format!("{} {}", one(a), one(b)))
+                .collect::<Vec<_>>()
+                .join(" "),
             other => one(other),
         }
     }
@@ -721,11 +727,9 @@ mod tests {
         );
         assert_eq!(
             run(&mut e, "ZPOPMAX z 5"),
-            Reply::Array(vec![
-                bulk("e"),
-                Reply::Double(5.0),
-                bulk("d"),
-                Reply::Double(4.0)
+            Reply::Pairs(vec![
+                (bulk("e"), Reply::Double(5.0)),
+                (bulk("d"), Reply::Double(4.0))
             ])
         );
         assert_eq!(e.dbsize(0), 0);
@@ -740,7 +744,7 @@ mod tests {
         );
         assert_eq!(run(&mut e, "ZPOPMIN z 1 2"), err("ERR syntax error"));
         run(&mut e, "ZADD z 0 a 0 b 0 c");
-        assert_eq!(run(&mut e, "ZPOPMIN z 0"), Reply::Array(vec![]));
+        assert_eq!(run(&mut e, "ZPOPMIN z 0"), Reply::Pairs(vec![]));
         assert_eq!(run(&mut e, "ZREMRANGEBYLEX z (a +"), Reply::Int(2));
         run(&mut e, "SET str x");
         let wt = err("WRONGTYPE Operation against a key holding the wrong kind of value");
@@ -755,10 +759,10 @@ mod tests {
         assert_eq!(run(&mut e, "ZRANDMEMBER nokey 2"), Reply::Array(vec![]));
         run(&mut e, "ZADD z 1 a 2 b 3 c");
         assert!(matches!(run(&mut e, "ZRANDMEMBER z"), Reply::Bulk(_)));
-        let Reply::Array(all) = run(&mut e, "ZRANDMEMBER z 5 WITHSCORES") else {
+        let Reply::Pairs(all) = run(&mut e, "ZRANDMEMBER z 5 WITHSCORES") else {
             panic!()
         };
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 3);
         let Reply::Array(rep) = run(&mut e, "ZRANDMEMBER z -5") else {
             panic!()
         };
