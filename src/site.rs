@@ -68,7 +68,7 @@ impl SiteOptions {
     pub fn new(site_id: u16) -> SiteOptions {
         SiteOptions {
             site_id,
-            appendfsync: Fsync::EverySec,
+            appendfsync: Fsync::Everysec,
             peering: None,
         }
     }
@@ -438,6 +438,7 @@ impl Site {
         let (a, b) = (start.to_string(), stop.to_string());
         let items = match self.call(&[b"ZRANGE", key, a.as_bytes(), b.as_bytes(), b"WITHSCORES"])? {
             Reply::Array(items) => items,
+            Reply::Pairs(pairs) => pairs.into_iter().flat_map(|(m, s)| [m, s]).collect(),
             r => return Err(Error::Reply(r)),
         };
         let mut out = Vec::with_capacity(items.len() / 2);

@@ -9,24 +9,26 @@ pub mod anti_entropy;
 pub mod cmd;
 pub mod crdt;
 pub mod engine;
-pub mod glob;
 pub mod hlc;
 pub mod id;
 pub mod keyspace;
 pub mod ld;
 pub mod log;
-pub mod num;
 pub mod op;
+pub mod redis;
 pub mod reply;
 pub mod storage;
 
 pub use anti_entropy::{BucketRows, RepairError};
 pub use engine::{
-    Change, ChangeSink, ChangeSource, Engine, EngineCanaries, EngineConfig, EngineError, Fsync,
+    Change, ChangeSink, ChangeSource, Engine, EngineCanaries, EngineConfig, EngineError, Executed,
     OpIdConflict, OpenError, RemoteOutcome, Snapshot, Txn,
 };
 pub use hlc::{Hlc, HlcClock};
 pub use id::{OpId, Origin, SiteId, VersionVector};
 pub use keyspace::value::set_hash_seed;
 pub use op::{Effect, KeyEffect, Op, Value};
+pub use redis::AppendFsync;
+/// The `appendfsync` mode under the engine's older name.
+pub use redis::AppendFsync as Fsync;
 pub use reply::Reply;

@@ -25,6 +25,10 @@ pub enum Reply {
     Double(f64),
     /// RESP3 map; RESP2 flat array of key, value, key, value...
     Map(Vec<(Reply, Reply)>),
+    /// Pairs such as member and score (`WITHSCORES`, `WITHVALUES`, ZPOPMIN
+    /// with a count): RESP2 flat array (`a 1 b 2`), RESP3 array of
+    /// two-element arrays (`[a 1] [b 2]`), as Redis 7.0 sends them.
+    Pairs(Vec<(Reply, Reply)>),
     /// RESP3 set; RESP2 array.
     Set(Vec<Reply>),
     /// RESP3 boolean; RESP2 integer 1/0.
@@ -45,30 +49,5 @@ impl Reply {
     }
 }
 
-/// Redis's error strings, byte for byte (Redis 7.0).
-pub mod errors {
-    pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-    pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
-    pub const NOT_FLOAT: &str = "ERR value is not a valid float";
-    pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
-    pub const SYNTAX: &str = "ERR syntax error";
-    pub const NO_SUCH_KEY: &str = "ERR no such key";
-    pub const HASH_NOT_INTEGER: &str = "ERR hash value is not an integer";
-    pub const HASH_NOT_FLOAT: &str = "ERR hash value is not a float";
-    pub const NAN_OR_INF: &str = "ERR increment would produce NaN or Infinity";
-    pub const DB_INDEX: &str = "ERR DB index is out of range";
-    pub const INVALID_EXPIRE: &str = "ERR invalid expire time in '{}' command";
-    pub const MIN_MAX_NOT_FLOAT: &str = "ERR min or max is not a float";
-    pub const MIN_MAX_NOT_STRING: &str = "ERR min or max not valid string range item";
-    pub const OFFSET_OUT_OF_RANGE: &str = "ERR offset is out of range";
-    pub const STRING_TOO_LONG: &str =
-        "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
-
-    /// `ERR wrong number of arguments for 'xxx' command` (name lower-cased).
-    pub fn wrong_args(cmd: &str) -> String {
-        format!(
-            "ERR wrong number of arguments for '{}' command",
-            cmd.to_ascii_lowercase()
-        )
-    }
-}
+/// Redis's error strings (defined in [`crate::redis::errors`]).
+pub use crate::redis::errors;

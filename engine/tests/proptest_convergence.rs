@@ -103,7 +103,7 @@ fn flat(r: &Reply) -> Vec<String> {
         Reply::Double(d) => vec![format!("{d:?}")],
         Reply::Bool(b) => vec![b.to_string()],
         Reply::Array(v) | Reply::Set(v) => v.iter().flat_map(flat).collect(),
-        Reply::Map(v) => v
+        Reply::Map(v) | Reply::Pairs(v) => v
             .iter()
             .flat_map(|(k, v)| flat(k).into_iter().chain(flat(v)))
             .collect(),

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chorus_engine::{Engine, EngineConfig, Fsync, Origin, Reply, VersionVector};
+use chorus_engine::cmd::DataCommand;
+use chorus_engine::{Engine, EngineConfig, OpId, Origin, Reply, VersionVector};
 use chorus_replication::quic::Replication;
 use chorus_site::{
     capture_in_slices, ChangeFeed, Housekeeping, Now, OpenError, SiteConfig, Subscription, Work,
@@ -53,14 +54,6 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn engine_fsync(mode: AppendFsync) -> Fsync {
-    match mode {
-        AppendFsync::Always => Fsync::Always,
-        AppendFsync::Everysec => Fsync::EverySec,
-        AppendFsync::No => Fsync::No,
-    }
 }
 
 /// State behind the store's lock (the engine has its own, shared with
@@ -309,7 +302,7 @@ impl Store {
         backlog_bytes_max: Option<u64>,
     ) -> Result<Store, StoreError> {
         let mut config = EngineConfig::new(site_id);
-        config.fsync = engine_fsync(appendfsync);
+        config.fsync = appendfsync;
         config.salvage = salvage;
         if let Some(bytes) = backlog_bytes_max {
             config.backlog_bytes_max = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
@@ -405,7 +398,7 @@ impl Store {
         let mut inner = self.inner.lock();
         inner.appendfsync = mode;
         let mut hk = self.housekeeping.lock();
-        hk.set_fsync(&mut self.engine.lock(), engine_fsync(mode));
+        hk.set_fsync(&mut self.engine.lock(), mode);
     }
 
     pub fn appendfsync(&self) -> AppendFsync {
@@ -580,9 +573,9 @@ impl StoreGuard<'_> {
     /// Ends the transaction opened by [`StoreGuard::begin_transaction`].
     pub fn commit_transaction(&mut self) {
         self.inner.in_transaction = false;
-        let before = self.engine.last_local_seq();
-        self.engine.end_group();
-        self.note_write(before);
+        if let Some(id) = self.engine.end_group() {
+            self.note_write(id);
+        }
         self.sync_if_always();
         if let Some(r) = self.replication {
             r.notify_local_write();
@@ -637,38 +630,35 @@ impl StoreGuard<'_> {
         Ok(())
     }
 
-    /// Executes one data command in database `db`. `args[0]` is the command
-    /// name as the client sent it; arity was already checked against Redis's
-    /// table.
-    pub fn execute(&mut self, db: u8, args: &[Bytes]) -> Reply {
+    /// Executes one data command in database `db`, resolved in the
+    /// command table (its arity checked). `args[0]` is the command name as
+    /// the client sent it.
+    pub fn execute(&mut self, db: u8, data: &DataCommand, args: &[Bytes]) -> Reply {
         if self.inner.closed {
             return Reply::err("ERR Chorus is shutting down");
         }
-        let before = self.engine.last_local_seq();
         let now = self.batch.map_or_else(now_ms, |b| b.now_ms);
-        let reply = self.engine.execute(db, args, now);
-        if !self.inner.in_transaction && self.engine.last_local_seq() != before {
-            self.note_write(before);
+        let done = self.engine.execute_resolved(db, data, args, now);
+        // Inside a transaction the op is the group's, reported at commit.
+        if let Some(id) = done.written.filter(|_| !self.inner.in_transaction) {
+            self.note_write(id);
             if let Some(batch) = self.batch.as_mut() {
                 batch.writes += 1;
-                return reply;
+                return done.reply;
             }
             if let Err(misconf) = self.after_write() {
                 return misconf;
             }
         }
-        reply
+        done.reply
     }
 
-    /// Records the op made since `seq_before` (if any) as this guard's write.
-    fn note_write(&mut self, seq_before: u64) {
-        let seq = self.engine.last_local_seq();
-        if seq != seq_before {
-            self.written = Some(WriteMark {
-                origin: self.engine.origin(),
-                seq,
-            });
-        }
+    /// Records the op the engine reported as this guard's write.
+    fn note_write(&mut self, id: OpId) {
+        self.written = Some(WriteMark {
+            origin: id.origin,
+            seq: id.seq,
+        });
     }
 
     /// The op the last command or transaction through this guard made, once.
@@ -683,7 +673,7 @@ impl StoreGuard<'_> {
 
     /// Non-empty databases with their key counts.
     pub fn keyspace(&self) -> Vec<(u8, KeyspaceCounts)> {
-        (0..16u8)
+        (0..chorus_engine::redis::DATABASES as u8)
             .filter_map(|db| {
                 let keys = self.engine.dbsize(db) as u64;
                 (keys > 0).then(|| {
@@ -743,7 +733,8 @@ mod tests {
                 Bytes::from_static(k),
                 Bytes::from_static(b"v"),
             ];
-            store.lock().execute(0, &args);
+            let data = chorus_engine::cmd::find(b"set").expect("SET is a data command");
+            store.lock().execute(0, data, &args);
         };
         set(b"before");
         let changes = store.subscribe();

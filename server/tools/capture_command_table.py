@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""Regenerates server/src/cmd/redis-7.0.15-command.resp3: the RESP3 reply of
-`COMMAND` from a running redis-server, which chorus-server embeds as its
+"""Regenerates engine/src/redis/redis-7.0.15-command.resp3: the RESP3 reply of
+`COMMAND` from a running redis-server, which Chorus embeds as its
 command table (arity, flags, COMMAND INFO entries).
 
 Usage: redis-server --port 16399 --save '' --appendonly no &
-       python3 server/tools/capture_command_table.py 16399 > server/src/cmd/redis-7.0.15-command.resp3
+       python3 server/tools/capture_command_table.py 16399 > engine/src/redis/redis-7.0.15-command.resp3
 
 Redis lists commands and subcommands in hash-table order, so two captures
 may differ in order only; the table is keyed by name, so order does not matter.
 
-Rename the file (and the include_bytes! in server/src/cmd/table.rs) if the
+Rename the file (and the include_bytes! in engine/src/redis/command_table.rs) if the
 Redis version differs.
 """
 import socket

@@ -20,8 +20,8 @@ use chorus_engine::keyspace::row::Row;
 use chorus_engine::keyspace::value::Kind;
 use chorus_engine::keyspace::DBS;
 use chorus_engine::ld::{self, Exact, Ld};
-use chorus_engine::num;
 use chorus_engine::op::{Effect, Op, Value};
+use chorus_engine::redis::num;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 

@@ -188,7 +188,7 @@ impl Profile {
         let fsync = if r.chance(0.4) {
             Fsync::Always
         } else {
-            Fsync::EverySec
+            Fsync::Everysec
         };
         let topology = if sites >= 3 && r.chance(0.2) {
             if r.chance(0.5) {
@@ -371,7 +371,7 @@ impl fmt::Display for Profile {
             self.name,
             self.sites,
             self.ops,
-            self.fsync.name(),
+            self.fsync.as_str(),
             self.topology.name(),
             self.keys,
             self.dbs,

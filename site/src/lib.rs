@@ -315,7 +315,7 @@ impl Housekeeping {
         if self.syncing {
             return;
         }
-        let periodic = self.fsync == Fsync::EverySec || self.cfg.sync_always_and_no;
+        let periodic = self.fsync == Fsync::Everysec || self.cfg.sync_always_and_no;
         if !periodic {
             self.after_sync(engine, now, trim_to);
             return;

@@ -62,7 +62,7 @@ fn quiet() -> SiteConfig {
 
 #[test]
 fn everysec_syncs_once_a_second_off_the_engine_then_wakes_peers() {
-    let mut e = engine(Fsync::EverySec);
+    let mut e = engine(Fsync::Everysec);
     let mut h = Housekeeping::new(quiet(), &e, at(0), 0);
     run(&mut e, at(10), "SET k v");
     assert_ne!(e.durable_vv(), e.vv());
@@ -86,7 +86,7 @@ fn everysec_syncs_once_a_second_off_the_engine_then_wakes_peers() {
 
 #[test]
 fn a_driver_that_falls_behind_gets_one_tick_not_a_burst() {
-    let mut e = engine(Fsync::EverySec);
+    let mut e = engine(Fsync::Everysec);
     let mut h = Housekeeping::new(quiet(), &e, at(0), 0);
     run(&mut e, at(10), "SET k v");
     h.tick(&mut e, at(10_000), None);
@@ -98,7 +98,7 @@ fn a_driver_that_falls_behind_gets_one_tick_not_a_burst() {
 
 #[test]
 fn appendfsync_set_at_runtime_reaches_the_engine_and_the_schedule() {
-    let mut e = engine(Fsync::EverySec);
+    let mut e = engine(Fsync::Everysec);
     let cfg = SiteConfig {
         sync_always_and_no: false,
         ..quiet()
@@ -112,7 +112,7 @@ fn appendfsync_set_at_runtime_reaches_the_engine_and_the_schedule() {
     // Under `no` (as the simulator runs it) nothing is synced...
     assert_eq!(names(&drain(&mut h)), ["WakePeers"]);
     assert_ne!(e.durable_vv(), e.vv());
-    h.set_fsync(&mut e, Fsync::EverySec);
+    h.set_fsync(&mut e, Fsync::Everysec);
     h.tick(&mut e, at(2000), None);
     // ...and under `everysec` again, the next second is.
     assert_eq!(names(&drain(&mut h)), ["Sync"]);
@@ -120,7 +120,7 @@ fn appendfsync_set_at_runtime_reaches_the_engine_and_the_schedule() {
 
 #[test]
 fn the_backlog_is_trimmed_to_what_peers_acknowledged_after_a_sync() {
-    let mut e = engine(Fsync::EverySec);
+    let mut e = engine(Fsync::Everysec);
     let mut h = Housekeeping::new(quiet(), &e, at(0), 0);
     for i in 0..10 {
         run(&mut e, at(10), &format!("SET k{i} v"));
@@ -138,7 +138,7 @@ fn the_backlog_is_trimmed_to_what_peers_acknowledged_after_a_sync() {
 
 #[test]
 fn active_expiry_deletes_due_keys_each_tick_and_wakes_peers() {
-    let mut e = engine(Fsync::EverySec);
+    let mut e = engine(Fsync::Everysec);
     let mut h = Housekeeping::new(quiet(), &e, at(0), 0);
     run(&mut e, at(0), "SET gone v PX 50");
     run(&mut e, at(0), "SET kept v");
@@ -176,7 +176,7 @@ fn memory_is_offered_back_only_after_a_second_without_writes() {
 fn a_checkpoint_is_captured_in_slices_and_written_off_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = EngineConfig::new(1);
-    cfg.fsync = Fsync::EverySec;
+    cfg.fsync = Fsync::Everysec;
     let mut e = Engine::open(Box::new(RedbStorage::open(dir.path()).unwrap()), cfg).unwrap();
     let site = SiteConfig {
         checkpoint_interval_ms: 5_000,

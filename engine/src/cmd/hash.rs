@@ -11,111 +11,95 @@
 
 use super::{
     expire_if_needed, int_arg, is, rand_count_arg, random_positions, scan_cursor_arg, scan_reply,
-    scan_window, typed, Dice, ScanOptions, Spec, LISTPACK_ENTRIES, LISTPACK_VALUE_MAX,
+    scan_window, typed, DataCommand, Dice, ScanOptions, LISTPACK_ENTRIES, LISTPACK_VALUE_MAX,
 };
 use crate::engine::Txn;
 use crate::keyspace::value::{HashSlot, Kind};
 use crate::ld::{self, Exact, Ld};
-use crate::num;
 use crate::op::Effect;
+use crate::redis::num;
 use crate::reply::{errors, Reply};
 use bytes::Bytes;
 use std::collections::HashMap;
 
-pub static COMMANDS: &[Spec] = &[
-    Spec {
+pub static COMMANDS: &[DataCommand] = &[
+    DataCommand {
         name: "HSET",
-        arity: -4,
         write: true,
         handler: hset,
     },
-    Spec {
+    DataCommand {
         name: "HSETNX",
-        arity: 4,
         write: true,
         handler: hsetnx,
     },
-    Spec {
+    DataCommand {
         name: "HMSET",
-        arity: -4,
         write: true,
         handler: hmset,
     },
-    Spec {
+    DataCommand {
         name: "HGET",
-        arity: 3,
         write: false,
         handler: hget,
     },
-    Spec {
+    DataCommand {
         name: "HMGET",
-        arity: -3,
         write: false,
         handler: hmget,
     },
-    Spec {
+    DataCommand {
         name: "HDEL",
-        arity: -3,
         write: true,
         handler: hdel,
     },
-    Spec {
+    DataCommand {
         name: "HEXISTS",
-        arity: 3,
         write: false,
         handler: hexists,
     },
-    Spec {
+    DataCommand {
         name: "HLEN",
-        arity: 2,
         write: false,
         handler: hlen,
     },
-    Spec {
+    DataCommand {
         name: "HSTRLEN",
-        arity: 3,
         write: false,
         handler: hstrlen,
     },
-    Spec {
+    DataCommand {
         name: "HKEYS",
-        arity: 2,
         write: false,
         handler: hkeys,
     },
-    Spec {
+    DataCommand {
         name: "HVALS",
-        arity: 2,
         write: false,
         handler: hvals,
     },
-    Spec {
+    DataCommand {
         name: "HGETALL",
-        arity: 2,
         write: false,
         handler: hgetall,
     },
-    Spec {
+    DataCommand {
         name: "HINCRBY",
-        arity: 4,
         write: true,
         handler: hincrby,
     },
-    Spec {
+    DataCommand {
         name: "HINCRBYFLOAT",
-        arity: 4,
         write: true,
         handler: hincrbyfloat,
     },
-    Spec {
+    DataCommand {
         name: "HRANDFIELD",
-        arity: -2,
         write: false,
         handler: hrandfield,
     },
-    Spec {
+    DataCommand {
         name: "HSCAN",
-        arity: -3,
         write: false,
         handler: hscan,
     },
@@ -393,18 +377,15 @@ fn hrandfield(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let mut out = Vec::with_capacity(picks.len() * if withvalues { 2 } else { 1 });
-    for i in picks {
-        let Some((f, c)) = h.fields.get_index(i) else {
-            continue;
-        };
-        let Some(v) = c.value() else { continue };
-        out.push(Reply::Bulk(f.clone()));
-        if withvalues {
-            out.push(Reply::Bulk(v));
-        }
+    let picked = picks.into_iter().filter_map(|i| {
+        let (f, c) = h.fields.get_index(i)?;
+        Some((Reply::Bulk(f.clone()), Reply::Bulk(c.value()?)))
+    });
+    if withvalues {
+        Reply::Pairs(picked.collect())
+    } else {
+        Reply::Array(picked.map(|(f, _)| f).collect())
     }
-    Reply::Array(out)
 }
 
 /// A hash Redis 7.0 keeps as a listpack (and scans whole).
@@ -708,12 +689,12 @@ mod tests {
             panic!()
         };
         assert_eq!(rep.len(), 7);
-        let Reply::Array(wv) = run(&mut e, "HRANDFIELD h -3 WITHVALUES") else {
+        let Reply::Pairs(wv) = run(&mut e, "HRANDFIELD h -3 WITHVALUES") else {
             panic!()
         };
-        assert_eq!(wv.len(), 6);
-        for pair in wv.chunks(2) {
-            let (Reply::Bulk(f), Reply::Bulk(v)) = (&pair[0], &pair[1]) else {
+        assert_eq!(wv.len(), 3);
+        for (f, v) in &wv {
+            let (Reply::Bulk(f), Reply::Bulk(v)) = (f, v) else {
                 panic!()
             };
             let want = match f.as_ref() {

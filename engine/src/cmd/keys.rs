@@ -6,170 +6,144 @@
 //! writes made concurrently elsewhere survive. RENAME/COPY/MOVE read the
 //! visible value and write it whole (`Effect::Replace`) at the destination.
 
-use super::{expire_if_needed, int_arg, is, row, scan_cursor_arg, Dice, Spec};
+use super::{expire_if_needed, int_arg, is, row, scan_cursor_arg, DataCommand, Dice};
 use crate::engine::Txn;
-use crate::glob::glob_match;
 use crate::keyspace::row::Row;
 use crate::keyspace::value::Kind;
 use crate::keyspace::DBS;
 use crate::op::{Effect, Value};
+use crate::redis::glob::glob_match;
 use crate::reply::{errors, Reply};
 use bytes::Bytes;
 
-pub static COMMANDS: &[Spec] = &[
-    Spec {
+pub static COMMANDS: &[DataCommand] = &[
+    DataCommand {
         name: "DEL",
-        arity: -2,
         write: true,
         handler: del,
     },
-    Spec {
+    DataCommand {
         name: "UNLINK",
-        arity: -2,
         write: true,
         handler: del,
     },
-    Spec {
+    DataCommand {
         name: "EXISTS",
-        arity: -2,
         write: false,
         handler: exists,
     },
-    Spec {
+    DataCommand {
         name: "TOUCH",
-        arity: -2,
         write: false,
         handler: exists,
     },
-    Spec {
+    DataCommand {
         name: "TYPE",
-        arity: 2,
         write: false,
         handler: type_,
     },
-    Spec {
+    DataCommand {
         name: "KEYS",
-        arity: 2,
         write: false,
         handler: keys,
     },
-    Spec {
+    DataCommand {
         name: "SCAN",
-        arity: -2,
         write: false,
         handler: scan,
     },
-    Spec {
+    DataCommand {
         name: "RANDOMKEY",
-        arity: 1,
         write: false,
         handler: randomkey,
     },
-    Spec {
+    DataCommand {
         name: "RENAME",
-        arity: 3,
         write: true,
         handler: rename,
     },
-    Spec {
+    DataCommand {
         name: "RENAMENX",
-        arity: 3,
         write: true,
         handler: renamenx,
     },
-    Spec {
+    DataCommand {
         name: "COPY",
-        arity: -3,
         write: true,
         handler: copy,
     },
-    Spec {
+    DataCommand {
         name: "MOVE",
-        arity: 3,
         write: true,
         handler: move_,
     },
-    Spec {
+    DataCommand {
         name: "DUMP",
-        arity: 2,
         write: false,
         handler: dump,
     },
-    Spec {
+    DataCommand {
         name: "RESTORE",
-        arity: -4,
         write: true,
         handler: restore,
     },
-    Spec {
+    DataCommand {
         name: "EXPIRE",
-        arity: -3,
         write: true,
         handler: expire,
     },
-    Spec {
+    DataCommand {
         name: "PEXPIRE",
-        arity: -3,
         write: true,
         handler: pexpire,
     },
-    Spec {
+    DataCommand {
         name: "EXPIREAT",
-        arity: -3,
         write: true,
         handler: expireat,
     },
-    Spec {
+    DataCommand {
         name: "PEXPIREAT",
-        arity: -3,
         write: true,
         handler: pexpireat,
     },
-    Spec {
+    DataCommand {
         name: "TTL",
-        arity: 2,
         write: false,
         handler: ttl,
     },
-    Spec {
+    DataCommand {
         name: "PTTL",
-        arity: 2,
         write: false,
         handler: pttl,
     },
-    Spec {
+    DataCommand {
         name: "EXPIRETIME",
-        arity: 2,
         write: false,
         handler: expiretime,
     },
-    Spec {
+    DataCommand {
         name: "PEXPIRETIME",
-        arity: 2,
         write: false,
         handler: pexpiretime,
     },
-    Spec {
+    DataCommand {
         name: "PERSIST",
-        arity: 2,
         write: true,
         handler: persist,
     },
-    Spec {
+    DataCommand {
         name: "DBSIZE",
-        arity: 1,
         write: false,
         handler: dbsize,
     },
-    Spec {
+    DataCommand {
         name: "FLUSHDB",
-        arity: -1,
         write: true,
         handler: flushdb,
     },
-    Spec {
+    DataCommand {
         name: "FLUSHALL",
-        arity: -1,
         write: true,
         handler: flushall,
     },
@@ -377,7 +351,7 @@ fn renamenx(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
 }
 
 fn db_arg(b: &[u8]) -> Result<u8, Reply> {
-    match crate::num::parse_int(b) {
+    match crate::redis::num::parse_int(b) {
         Some(n) if (0..DBS as i64).contains(&n) => Ok(n as u8),
         Some(_) => Err(Reply::err(errors::DB_INDEX)),
         None => Err(Reply::err(errors::NOT_INTEGER)),

@@ -13,46 +13,33 @@ pub mod string;
 pub mod zset;
 
 use crate::engine::Txn;
-use crate::glob::glob_match;
 use crate::keyspace::row::Row;
 use crate::keyspace::value::Kind;
 use crate::op::Effect;
+use crate::redis::glob::glob_match;
 use crate::reply::{errors, Reply};
 use bytes::Bytes;
 
 pub type Handler = fn(&mut Txn<'_>, u8, &[Bytes]) -> Reply;
 
-/// One command: name (upper case), Redis arity (n: exactly n args incl. the
-/// name; -n: at least n), whether it may write, and its handler.
-#[derive(Clone, Copy)]
-pub struct Spec {
+/// One data command: name (upper case), whether it may write, and its
+/// handler. Its arity, flags and `COMMAND INFO` are Redis's, in
+/// [`crate::redis::command_table`], whose entries point here.
+#[derive(Debug)]
+pub struct DataCommand {
     pub name: &'static str,
-    pub arity: i32,
     pub write: bool,
     pub handler: Handler,
 }
 
-/// Looks a command up by name, any case.
-pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    // Runs once per command: a fast fixed-seed hash over a handful of
-    // static names (no client controls what is in this table).
-    type Table =
-        std::collections::HashMap<&'static [u8], &'static Spec, foldhash::fast::FixedState>;
-    static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| all().map(|s| (s.name.as_bytes(), s)).collect());
-    let mut buf = [0u8; 32];
-    let n = name.len();
-    if n == 0 || n > buf.len() {
-        return None;
-    }
-    for (d, s) in buf.iter_mut().zip(name) {
-        *d = s.to_ascii_uppercase();
-    }
-    table.get(&buf[..n]).copied()
+/// A data command by name, any case. Linear: for building the command
+/// table and for embedders' checks, not per request.
+pub fn find(name: &[u8]) -> Option<&'static DataCommand> {
+    all().find(|d| d.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
-/// Every data command (for COMMAND COUNT / INFO / DOCS).
-pub fn all() -> impl Iterator<Item = &'static Spec> {
+/// Every data command.
+pub fn all() -> impl Iterator<Item = &'static DataCommand> {
     [
         string::COMMANDS,
         keys::COMMANDS,
@@ -64,54 +51,31 @@ pub fn all() -> impl Iterator<Item = &'static Spec> {
     .flat_map(|t| t.iter())
 }
 
-pub fn arity_ok(arity: i32, argc: usize) -> bool {
-    if arity >= 0 {
-        argc == arity as usize
-    } else {
-        argc >= (-arity) as usize
-    }
-}
-
-/// Runs one command: lookup, arity, write refusal, handler.
-pub fn dispatch(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    let Some(name) = args.first() else {
-        return Reply::err("ERR empty command");
-    };
-    let Some(spec) = lookup(name) else {
-        return unknown_command(args);
-    };
-    if !arity_ok(spec.arity, args.len()) {
-        return Reply::err(errors::wrong_args(spec.name));
-    }
-    if spec.write {
+/// Runs a resolved command whose arity was checked: write refusal, then
+/// the handler.
+pub fn run(txn: &mut Txn<'_>, db: u8, cmd: &DataCommand, args: &[Bytes]) -> Reply {
+    if cmd.write {
         if let Some(e) = txn.write_refused() {
             return Reply::Error(e);
         }
     }
-    (spec.handler)(txn, db, args)
+    (cmd.handler)(txn, db, args)
 }
 
-/// Redis's unknown-command error, byte for byte.
-pub fn unknown_command(args: &[Bytes]) -> Reply {
-    let name = args
-        .first()
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .unwrap_or_default();
-    let mut msg = format!(
-        "ERR unknown command '{}', with args beginning with: ",
-        truncate(&name)
-    );
-    for a in args.iter().skip(1) {
-        msg.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(a))));
+/// Resolves a request in the command table (name, then arity) for callers
+/// that did not: Redis's errors, byte for byte, for what does not resolve.
+pub fn resolve(args: &[Bytes]) -> Result<&'static DataCommand, Reply> {
+    if args.is_empty() {
+        return Err(Reply::err("ERR empty command"));
     }
-    Reply::Error(msg)
-}
-
-fn truncate(s: &str) -> String {
-    // Redis shows at most 128 bytes of each argument.
-    let mut out: String = s.chars().take(128).collect();
-    out = out.replace(['\r', '\n'], " ");
-    out
+    let table = crate::redis::CommandTable::redis();
+    let cmd = table
+        .resolve(args, |c| c.data.is_some())
+        .map_err(|e| e.reply(args))?;
+    if !cmd.arity_ok(args.len()) {
+        return Err(errors::wrong_arity(&cmd.name));
+    }
+    cmd.data.ok_or_else(|| errors::unknown_command(args))
 }
 
 // ---- helpers shared by the command modules ----------------------------------
@@ -154,7 +118,7 @@ pub fn expire_if_needed(txn: &mut Txn<'_>, db: u8, key: &Bytes) {
 
 /// Parses an integer argument (Redis's "value is not an integer" error).
 pub fn int_arg(b: &[u8]) -> Result<i64, Reply> {
-    crate::num::parse_int(b).ok_or_else(|| Reply::err(errors::NOT_INTEGER))
+    crate::redis::num::parse_int(b).ok_or_else(|| Reply::err(errors::NOT_INTEGER))
 }
 
 /// Case-insensitive comparison of an argument with an upper-case keyword.
@@ -261,7 +225,7 @@ pub fn rand_count_arg(b: &[u8]) -> Result<i64, Reply> {
 /// `getPositiveLongFromObjectOrReply`: a non-negative integer, else `msg` (or
 /// Redis's default message).
 pub fn positive_arg(b: &[u8], msg: Option<&str>) -> Result<i64, Reply> {
-    match crate::num::parse_int(b) {
+    match crate::redis::num::parse_int(b) {
         Some(v) if v >= 0 => Ok(v),
         _ => Err(Reply::err(
             msg.unwrap_or("ERR value is out of range, must be positive"),

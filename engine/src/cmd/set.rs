@@ -10,7 +10,7 @@
 
 use super::{
     expire_if_needed, int_arg, positive_arg, rand_count_arg, random_positions, row,
-    scan_cursor_arg, scan_reply, scan_window, typed, wrongtype, Dice, ScanOptions, Spec,
+    scan_cursor_arg, scan_reply, scan_window, typed, wrongtype, DataCommand, Dice, ScanOptions,
     INTSET_ENTRIES,
 };
 use crate::engine::Txn;
@@ -20,106 +20,89 @@ use crate::reply::{errors, Reply};
 use bytes::Bytes;
 use std::collections::HashSet;
 
-pub static COMMANDS: &[Spec] = &[
-    Spec {
+pub static COMMANDS: &[DataCommand] = &[
+    DataCommand {
         name: "SADD",
-        arity: -3,
         write: true,
         handler: sadd,
     },
-    Spec {
+    DataCommand {
         name: "SREM",
-        arity: -3,
         write: true,
         handler: srem,
     },
-    Spec {
+    DataCommand {
         name: "SISMEMBER",
-        arity: 3,
         write: false,
         handler: sismember,
     },
-    Spec {
+    DataCommand {
         name: "SMISMEMBER",
-        arity: -3,
         write: false,
         handler: smismember,
     },
-    Spec {
+    DataCommand {
         name: "SMEMBERS",
-        arity: 2,
         write: false,
         handler: smembers,
     },
-    Spec {
+    DataCommand {
         name: "SCARD",
-        arity: 2,
         write: false,
         handler: scard,
     },
-    Spec {
+    DataCommand {
         name: "SPOP",
-        arity: -2,
         write: true,
         handler: spop,
     },
-    Spec {
+    DataCommand {
         name: "SRANDMEMBER",
-        arity: -2,
         write: false,
         handler: srandmember,
     },
-    Spec {
+    DataCommand {
         name: "SMOVE",
-        arity: 4,
         write: true,
         handler: smove,
     },
-    Spec {
+    DataCommand {
         name: "SINTER",
-        arity: -2,
         write: false,
         handler: sinter,
     },
-    Spec {
+    DataCommand {
         name: "SINTERCARD",
-        arity: -3,
         write: false,
         handler: sintercard,
     },
-    Spec {
+    DataCommand {
         name: "SINTERSTORE",
-        arity: -3,
         write: true,
         handler: sinterstore,
     },
-    Spec {
+    DataCommand {
         name: "SUNION",
-        arity: -2,
         write: false,
         handler: sunion,
     },
-    Spec {
+    DataCommand {
         name: "SUNIONSTORE",
-        arity: -3,
         write: true,
         handler: sunionstore,
     },
-    Spec {
+    DataCommand {
         name: "SDIFF",
-        arity: -2,
         write: false,
         handler: sdiff,
     },
-    Spec {
+    DataCommand {
         name: "SDIFFSTORE",
-        arity: -3,
         write: true,
         handler: sdiffstore,
     },
-    Spec {
+    DataCommand {
         name: "SSCAN",
-        arity: -3,
         write: false,
         handler: sscan,
     },
@@ -475,7 +458,9 @@ fn sintercard(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
 /// A set Redis 7.0 keeps as an intset (and scans whole).
 fn is_intset(s: &SetSlot) -> bool {
     s.members.len() <= INTSET_ENTRIES
-        && s.members.keys().all(|m| crate::num::parse_int(m).is_some())
+        && s.members
+            .keys()
+            .all(|m| crate::redis::num::parse_int(m).is_some())
 }
 
 fn sscan(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {

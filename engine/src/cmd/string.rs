@@ -6,142 +6,121 @@
 //! `SetString`, counters emit `IncrInt`/`IncrFloat`, so concurrent increments
 //! at several sites add up.
 
-use super::{expire_if_needed, int_arg, is, typed, Spec};
+use super::{expire_if_needed, int_arg, is, typed, DataCommand};
 use crate::engine::Txn;
 use crate::keyspace::value::Kind;
 use crate::ld::{self, Exact, Ld};
-use crate::num;
 use crate::op::Effect;
+use crate::redis::num;
 use crate::reply::{errors, Reply};
 use bytes::Bytes;
 
 /// Largest string value (proto-max-bulk-len default).
 pub const STRING_BYTES_MAX: usize = 512 << 20;
 
-pub static COMMANDS: &[Spec] = &[
-    Spec {
+pub static COMMANDS: &[DataCommand] = &[
+    DataCommand {
         name: "GET",
-        arity: 2,
         write: false,
         handler: get,
     },
-    Spec {
+    DataCommand {
         name: "SET",
-        arity: -3,
         write: true,
         handler: set,
     },
-    Spec {
+    DataCommand {
         name: "SETNX",
-        arity: 3,
         write: true,
         handler: setnx,
     },
-    Spec {
+    DataCommand {
         name: "SETEX",
-        arity: 4,
         write: true,
         handler: setex,
     },
-    Spec {
+    DataCommand {
         name: "PSETEX",
-        arity: 4,
         write: true,
         handler: psetex,
     },
-    Spec {
+    DataCommand {
         name: "GETSET",
-        arity: 3,
         write: true,
         handler: getset,
     },
-    Spec {
+    DataCommand {
         name: "GETDEL",
-        arity: 2,
         write: true,
         handler: getdel,
     },
-    Spec {
+    DataCommand {
         name: "GETEX",
-        arity: -2,
         write: true,
         handler: getex,
     },
-    Spec {
+    DataCommand {
         name: "MGET",
-        arity: -2,
         write: false,
         handler: mget,
     },
-    Spec {
+    DataCommand {
         name: "MSET",
-        arity: -3,
         write: true,
         handler: mset,
     },
-    Spec {
+    DataCommand {
         name: "MSETNX",
-        arity: -3,
         write: true,
         handler: msetnx,
     },
-    Spec {
+    DataCommand {
         name: "APPEND",
-        arity: 3,
         write: true,
         handler: append,
     },
-    Spec {
+    DataCommand {
         name: "STRLEN",
-        arity: 2,
         write: false,
         handler: strlen,
     },
-    Spec {
+    DataCommand {
         name: "GETRANGE",
-        arity: 4,
         write: false,
         handler: getrange,
     },
-    Spec {
+    DataCommand {
         name: "SUBSTR",
-        arity: 4,
         write: false,
         handler: getrange,
     },
-    Spec {
+    DataCommand {
         name: "SETRANGE",
-        arity: 4,
         write: true,
         handler: setrange,
     },
-    Spec {
+    DataCommand {
         name: "INCR",
-        arity: 2,
         write: true,
         handler: incr,
     },
-    Spec {
+    DataCommand {
         name: "DECR",
-        arity: 2,
         write: true,
         handler: decr,
     },
-    Spec {
+    DataCommand {
         name: "INCRBY",
-        arity: 3,
         write: true,
         handler: incrby,
     },
-    Spec {
+    DataCommand {
         name: "DECRBY",
-        arity: 3,
         write: true,
         handler: decrby,
     },
-    Spec {
+    DataCommand {
         name: "INCRBYFLOAT",
-        arity: 3,
         write: true,
         handler: incrbyfloat,
     },

@@ -3,7 +3,7 @@
 //! which deletes through a `Txn` too.
 
 use super::{ChangeSource, Engine, EngineStats};
-use crate::cmd;
+use crate::cmd::{self, DataCommand};
 use crate::crdt::Ctx;
 use crate::id::{OpId, SiteId};
 use crate::keyspace::{Keyspace, DBS};
@@ -19,21 +19,53 @@ const SPARE_EFFECTS_CAPACITY_MAX: usize = 64;
 /// every op cut from it left the backlog (they leave in order).
 const BACKLOG_CHUNK_BYTES: usize = 64 << 10;
 
+/// What a command (or a MULTI/EXEC group) did: its reply, and the op it
+/// wrote, if it wrote one. Inside a group a command's op is the group's,
+/// reported by [`Engine::end_group`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Executed {
+    pub reply: Reply,
+    pub written: Option<OpId>,
+}
+
 impl Engine {
-    /// Executes one command (`args[0]` is the name) against `db`.
+    /// Executes one command (`args[0]` is the name) against `db`: one
+    /// lookup in the command table (Redis's unknown-command and arity
+    /// errors), then [`Engine::execute_resolved`]. For embedders and tests;
+    /// the server resolves the command itself.
     pub fn execute(&mut self, db: u8, args: &[Bytes], now_ms: u64) -> Reply {
+        match cmd::resolve(args) {
+            Ok(data) => self.execute_resolved(db, data, args, now_ms).reply,
+            Err(reply) => reply,
+        }
+    }
+
+    /// Executes a command already resolved in the command table (see
+    /// [`crate::redis::CommandTable`]) whose arity was checked: not looked
+    /// up or checked again.
+    pub fn execute_resolved(
+        &mut self,
+        db: u8,
+        data: &DataCommand,
+        args: &[Bytes],
+        now_ms: u64,
+    ) -> Executed {
         let mut txn = Txn::new(self, now_ms);
-        let reply = cmd::dispatch(&mut txn, db, args);
-        txn.commit();
-        reply
+        let reply = cmd::run(&mut txn, db, data, args);
+        let written = txn.commit();
+        Executed { reply, written }
     }
 
     /// Executes a MULTI/EXEC group atomically: one op for all its writes.
+    /// Each command is resolved as [`Engine::execute`] does.
     pub fn execute_multi(&mut self, cmds: &[(u8, Vec<Bytes>)], now_ms: u64) -> Vec<Reply> {
         let mut txn = Txn::new(self, now_ms);
         let replies = cmds
             .iter()
-            .map(|(db, args)| cmd::dispatch(&mut txn, *db, args))
+            .map(|(db, args)| match cmd::resolve(args) {
+                Ok(data) => cmd::run(&mut txn, *db, data, args),
+                Err(reply) => reply,
+            })
             .collect();
         txn.commit();
         replies
@@ -42,7 +74,7 @@ impl Engine {
     /// True when the command name (upper or lower case) is a data command the
     /// engine implements.
     pub fn is_data_command(name: &[u8]) -> bool {
-        cmd::lookup(name).is_some()
+        cmd::find(name).is_some()
     }
 
     fn finish_local_op(&mut self, op: Op) {
@@ -103,11 +135,12 @@ impl Engine {
         self.group = Some(None);
     }
 
-    /// Closes the group and logs its op (if it wrote anything).
-    pub fn end_group(&mut self) {
-        if let Some(Some(op)) = self.group.take() {
-            self.finish_local_op(op);
-        }
+    /// Closes the group and logs its op (if it wrote anything): the op's id.
+    pub fn end_group(&mut self) -> Option<OpId> {
+        let op = self.group.take()??;
+        let id = op.id;
+        self.finish_local_op(op);
+        Some(id)
     }
 
     // ---- expiry ------------------------------------------------------------------
@@ -230,18 +263,23 @@ impl<'e> Txn<'e> {
         keyless
     }
 
-    /// Logs the op (if any effect was emitted).
-    pub fn commit(mut self) {
+    /// Logs the op (if any effect was emitted) and returns its id; inside a
+    /// group the op stays open (logged by `end_group`) and this is `None`.
+    pub fn commit(mut self) -> Option<OpId> {
         let op = self.op.take();
-        match &mut self.engine.group {
-            Some(g) => *g = op,
-            None => {
-                if let Some(op) = op {
-                    self.engine.finish_local_op(op);
-                }
+        let id = match &mut self.engine.group {
+            Some(g) => {
+                *g = op;
+                None
             }
-        }
+            None => op.map(|op| {
+                let id = op.id;
+                self.engine.finish_local_op(op);
+                id
+            }),
+        };
         self.engine.publish_changes();
+        id
     }
 
     pub fn stats_mut(&mut self) -> &mut EngineStats {

@@ -27,7 +27,7 @@ mod sync;
 
 pub use changes::{Change, ChangeSink, ChangeSource};
 pub use checkpoint::{CheckpointDone, CheckpointStep, PendingCheckpoint};
-pub use local::Txn;
+pub use local::{Executed, Txn};
 pub use remote::RemoteOutcome;
 pub use snapshot::Snapshot;
 pub use sync::{LogSync, SyncDone};
@@ -46,31 +46,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use thiserror::Error;
 
-/// Redis's `appendfsync` modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Fsync {
-    Always,
-    EverySec,
-    No,
-}
-
-impl Fsync {
-    pub fn parse(s: &str) -> Option<Fsync> {
-        match s.to_ascii_lowercase().as_str() {
-            "always" => Some(Fsync::Always),
-            "everysec" => Some(Fsync::EverySec),
-            "no" => Some(Fsync::No),
-            _ => None,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Fsync::Always => "always",
-            Fsync::EverySec => "everysec",
-            Fsync::No => "no",
-        }
-    }
-}
+pub use crate::redis::AppendFsync as Fsync;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -112,7 +88,7 @@ impl EngineConfig {
     pub fn new(site_id: SiteId) -> Self {
         EngineConfig {
             site_id,
-            fsync: Fsync::EverySec,
+            fsync: Fsync::Everysec,
             backlog_bytes_max: 256 << 20,
             causal_buffer_ops_max: 100_000,
             salvage: false,

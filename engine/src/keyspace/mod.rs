@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use table::KeyTable;
 
 /// Number of logical databases (SELECT 0..15).
-pub const DBS: usize = 16;
+pub use crate::redis::limits::DATABASES as DBS;
 use digest::DbDigest;
 pub use digest::{leaf_of, DIGEST_LEAVES};
 

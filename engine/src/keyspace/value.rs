@@ -6,7 +6,7 @@
 
 use crate::crdt::{prune_dots, readd_dots, Counter, Ctx, Dots, MvReg, Stamp};
 use crate::ld::{self, Exact, Ld};
-use crate::num;
+use crate::redis::num;
 use bytes::Bytes;
 use indexmap::IndexMap;
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chorus_engine::Reply;
 
 use super::connection::set_client_name;
-use super::{lower, syntax_error, unknown_subcommand_error, Ctx};
+use super::{lower, syntax_error, unknown_subcommand, Ctx};
 use crate::connection::ReplyMode;
 use crate::resp::parse::parse_i64_strict;
 
@@ -115,7 +115,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             _ => syntax_error(),
         },
         "help" => help_reply(HELP),
-        _ => unknown_subcommand_error(
+        _ => unknown_subcommand(
             args.first().map(|a| a.as_ref()).unwrap_or_default(),
             args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
         ),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use chorus_engine::Reply;
 
 use super::client::help_reply;
-use super::{lower, unknown_subcommand_error, Ctx};
+use super::{lower, unknown_subcommand, Ctx};
 use crate::config::SetError;
 
 const HELP: &[&str] = &[
@@ -37,7 +37,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             Err(text) => Reply::Error(text),
         },
         "help" => help_reply(HELP),
-        _ => unknown_subcommand_error(
+        _ => unknown_subcommand(
             args.first().map(|a| a.as_ref()).unwrap_or_default(),
             args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
         ),

@@ -22,7 +22,6 @@ pub mod config;
 pub mod connection;
 pub mod info;
 pub mod multi;
-pub mod pairs;
 pub mod peer;
 pub mod server;
 pub mod table;
@@ -30,11 +29,11 @@ pub mod table;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chorus_engine::{Engine, Reply};
+use chorus_engine::redis::Command;
+use chorus_engine::Reply;
 
 use crate::config::Settings;
 use crate::connection::Session;
-use crate::resp::Protocol;
 use crate::server::ServerState;
 use crate::store::StoreGuard;
 use table::{flag, CommandSpec, CommandTable};
@@ -76,9 +75,9 @@ pub enum Handler {
 }
 
 impl Handler {
-    /// The handler of a top-level command name (lower case).
-    pub fn of(top: &str) -> Handler {
-        match top {
+    /// The handler of a top-level command.
+    pub fn of(top: &Command) -> Handler {
+        match top.name.as_str() {
             "auth" => Handler::Auth,
             "bgsave" => Handler::Bgsave,
             "client" => Handler::Client,
@@ -105,7 +104,7 @@ impl Handler {
             "unwatch" => Handler::Unwatch,
             "wait" => Handler::Wait,
             "watch" => Handler::Watch,
-            _ if Engine::is_data_command(top.as_bytes()) => Handler::Data,
+            _ if top.data.is_some() => Handler::Data,
             _ => Handler::Unimplemented,
         }
     }
@@ -153,97 +152,15 @@ pub fn lower(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).to_ascii_lowercase()
 }
 
-/// C's `%.Ns` on a byte string: at most `n` bytes, stopping at NUL.
-pub(crate) fn c_str_prefix(arg: &[u8], n: usize) -> &[u8] {
-    let end = arg
-        .iter()
-        .take(n)
-        .position(|&b| b == 0)
-        .unwrap_or(arg.len().min(n));
-    arg.get(..end).unwrap_or_default()
-}
-
-/// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `,
-/// byte for byte as Redis 7.0 builds it (128-byte caps included). Bytes
-/// that are not UTF-8 are replaced, since `Reply::Error` holds a `String`.
-pub fn unknown_command_error(args: &[Bytes]) -> Reply {
-    const CAP: usize = 128;
-    let name = args
-        .first()
-        .map(|a| c_str_prefix(a, CAP))
-        .unwrap_or_default();
-    let mut listed: Vec<u8> = Vec::new();
-    for arg in args.iter().skip(1) {
-        if listed.len() >= CAP {
-            break;
-        }
-        let room = CAP - listed.len();
-        listed.push(b'\'');
-        listed.extend_from_slice(c_str_prefix(arg, room));
-        listed.extend_from_slice(b"' ");
-    }
-    let mut text = b"ERR unknown command '".to_vec();
-    text.extend_from_slice(name);
-    text.extend_from_slice(b"', with args beginning with: ");
-    text.extend_from_slice(&listed);
-    Reply::Error(error_text(&text))
-}
-
-/// `ERR unknown subcommand 'x'. Try CONFIG HELP.`
-pub fn unknown_subcommand_error(container: &[u8], sub: &[u8]) -> Reply {
-    let mut text = b"ERR unknown subcommand '".to_vec();
-    text.extend_from_slice(c_str_prefix(sub, 128));
-    text.extend_from_slice(b"'. Try ");
-    text.extend_from_slice(
-        c_str_prefix(container, usize::MAX)
-            .to_ascii_uppercase()
-            .as_slice(),
-    );
-    text.extend_from_slice(b" HELP.");
-    Reply::Error(error_text(&text))
-}
-
-/// An error reply built from client bytes: CR/LF become spaces, as Redis's
-/// `addReplyErrorFormat` does.
-pub(crate) fn error_text(bytes: &[u8]) -> String {
-    let cleaned: Vec<u8> = bytes
-        .iter()
-        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-        .collect();
-    String::from_utf8_lossy(&cleaned).into_owned()
-}
-
-pub fn wrong_arity(fullname: &str) -> Reply {
-    Reply::Error(format!(
-        "ERR wrong number of arguments for '{fullname}' command"
-    ))
-}
-
-pub fn syntax_error() -> Reply {
-    Reply::err(chorus_engine::reply::errors::SYNTAX)
-}
+pub use chorus_engine::redis::errors::{
+    c_str_prefix, error_text, syntax_error, unknown_command, unknown_subcommand, wrong_arity,
+};
 
 /// Finds the spec for a request, or the rejection Redis would send:
 /// unknown command (or one Chorus does not serve), then unknown subcommand.
 /// Allocates nothing unless it rejects.
 pub fn lookup(table: &'static CommandTable, args: &[Bytes]) -> Result<&'static CommandSpec, Reply> {
-    let Some(spec) = args
-        .first()
-        .and_then(|name| table.get(name))
-        .filter(|spec| spec.is_implemented())
-    else {
-        return Err(unknown_command_error(args));
-    };
-    let Some(sub) = args.get(1).filter(|_| !spec.subcommands.is_empty()) else {
-        return Ok(spec);
-    };
-    match spec.subcommand(sub) {
-        Some(sub_spec) => Ok(sub_spec),
-        None => Err(unknown_subcommand_error(
-            args.first().map(|a| a.as_ref()).unwrap_or_default(),
-            sub,
-        )),
-    }
+    table.resolve(args)
 }
 
 /// Runs one request through every check and, if it passes, executes or
@@ -351,70 +268,29 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Peer => peer::peer(ctx, args),
         Handler::Data => data_command(ctx, spec, args),
         // `lookup` refuses these before they get here.
-        Handler::Unimplemented => unknown_command_error(args),
+        Handler::Unimplemented => unknown_command(args),
     };
     count_error(ctx, &reply);
     reply
 }
 
-/// The single function through which every data command reaches the engine.
-/// In RESP3, replies made of pairs are nested as Redis nests them (see
-/// [`pairs`]).
+/// The single function through which every data command reaches the engine,
+/// resolved: the engine runs the entry's data command without looking it
+/// up or checking its arity again.
 fn data_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+    let Some(data) = spec.data else {
+        // `Handler::Data` is given only to entries with a data command.
+        return unknown_command(args);
+    };
     let db = ctx.session.db;
-    let reply = match ctx.store.as_mut() {
+    match ctx.store.as_mut() {
         // Inside EXEC (the transaction's op is noted at commit) or a batch.
-        Some(guard) => guard.execute(db, args),
+        Some(guard) => guard.execute(db, data, args),
         None => {
             let mut guard = ctx.server.store.lock();
-            let reply = guard.execute(db, args);
+            let reply = guard.execute(db, data, args);
             ctx.session.write_mark = guard.take_write();
             reply
         }
-    };
-    if ctx.session.protocol == Protocol::Resp3 && pairs::has_pairs(spec, args) {
-        return pairs::nest(reply);
-    }
-    reply
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(v: &[&[u8]]) -> Vec<Bytes> {
-        v.iter().map(|a| Bytes::copy_from_slice(a)).collect()
-    }
-
-    #[test]
-    fn unknown_command_format() {
-        assert_eq!(
-            unknown_command_error(&args(&[b"foo", b"a", b"b"])),
-            Reply::err("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
-        );
-        assert_eq!(
-            unknown_command_error(&args(&[b"foo"])),
-            Reply::err("ERR unknown command 'foo', with args beginning with: ")
-        );
-        assert_eq!(
-            unknown_command_error(&args(&[b"fo\r\no", b"a\0b"])),
-            Reply::err("ERR unknown command 'fo  o', with args beginning with: 'a' ")
-        );
-        let long = vec![b'x'; 200];
-        let Reply::Error(text) =
-            unknown_command_error(&[Bytes::from(long.clone()), Bytes::from(long)])
-        else {
-            unreachable!("always an error")
-        };
-        let prefix = "ERR unknown command '".len() + 128 + "', with args beginning with: ".len();
-        assert_eq!(text.len(), prefix + 1 + 128 + 2);
-    }
-
-    #[test]
-    fn unknown_subcommand_format() {
-        assert_eq!(
-            unknown_subcommand_error(b"config", b"foo"),
-            Reply::err("ERR unknown subcommand 'foo'. Try CONFIG HELP.")
-        );
     }
 }

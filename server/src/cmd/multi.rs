@@ -17,7 +17,7 @@ use bytes::Bytes;
 use chorus_engine::Reply;
 
 use super::table::CommandTable;
-use super::{call, lookup, unknown_command_error, Ctx};
+use super::{call, lookup, unknown_command, Ctx};
 use crate::connection::{MultiState, WatchedKey};
 
 /// Most commands one transaction may queue.
@@ -37,7 +37,7 @@ pub fn multi(ctx: &mut Ctx<'_>) -> Reply {
 pub fn queue(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let bytes: usize = args.iter().map(Bytes::len).sum();
     let Some(multi) = ctx.session.multi.as_mut() else {
-        return unknown_command_error(args);
+        return unknown_command(args);
     };
     multi.queued_bytes = multi.queued_bytes.saturating_add(bytes);
     multi.queued.push(args.to_vec());

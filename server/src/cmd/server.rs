@@ -14,9 +14,9 @@ use chorus_engine::Reply;
 
 use super::client::help_reply;
 use super::table::{CommandSpec, CommandTable};
-use super::{lower, syntax_error, unknown_subcommand_error, Ctx};
+use super::{lower, syntax_error, unknown_subcommand, Ctx};
 use crate::server::ShutdownRequest;
-use chorus_engine::glob::glob_match;
+use chorus_engine::redis::glob::glob_match;
 
 /// Longest `DEBUG SLEEP` accepted, so a typo cannot stall a worker for hours.
 pub const DEBUG_SLEEP_SECS_MAX: f64 = 60.0;
@@ -93,7 +93,7 @@ pub fn command(args: &[Bytes]) -> Reply {
         "docs" => Reply::Map(Vec::new()),
         "getkeys" => command_getkeys(table, args),
         "help" => help_reply(COMMAND_HELP),
-        _ => unknown_subcommand_error(
+        _ => unknown_subcommand(
             args.first().map(|a| a.as_ref()).unwrap_or_default(),
             args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
         ),
@@ -119,7 +119,7 @@ fn command_list(table: &CommandTable, args: &[Bytes]) -> Reply {
     };
     let mut names = Vec::new();
     for spec in implemented_commands(table) {
-        for s in std::iter::once(spec).chain(spec.subcommands.iter()) {
+        for s in std::iter::once(spec.command()).chain(spec.subcommands.iter()) {
             let keep = match &filter {
                 Filter::All => true,
                 Filter::Module => false,
@@ -367,7 +367,7 @@ pub fn function(args: &[Bytes]) -> Reply {
         "load" | "restore" | "dump" => {
             Reply::err("ERR Chorus does not run server-side functions: their effects could not be merged across sites")
         }
-        _ => unknown_subcommand_error(
+        _ => unknown_subcommand(
             args.first().map(|a| a.as_ref()).unwrap_or_default(),
             args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
         ),

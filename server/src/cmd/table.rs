@@ -1,86 +1,48 @@
-//! Redis 7.0's command table: name, arity, flags and the full `COMMAND INFO`
-//! entry of every command and subcommand.
-//!
-//! The data is the RESP3 reply of `COMMAND` captured from redis-server
-//! 7.0.15 (`server/tools/capture_command_table.py` regenerates it), embedded
-//! in the binary and decoded once. Keeping Redis's own table means arity
-//! errors, `unknown subcommand` errors and `COMMAND INFO` answers are Redis's,
-//! for data commands as well as for the ones the server runs itself, and the
-//! checks happen before a command is queued by `MULTI`, as in Redis.
+//! The server's view of the command table: Redis 7.0's table (with
+//! Chorus's commands) lives in [`chorus_engine::redis::command_table`];
+//! here each entry gets the [`Handler`] that runs it, resolved once when
+//! the table is built. A lookup is the engine table's (allocation-free),
+//! then an index into this one by the entry's `id`.
 
-use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use chorus_engine::redis::command_table::{self, Command};
 use chorus_engine::Reply;
-use rustc_hash::FxBuildHasher;
+
+pub use chorus_engine::redis::command_table::{flag, NAME_BYTES_MAX};
 
 use super::Handler;
-use crate::resp::decode::decode_reply;
 
-/// Longest command or subcommand name looked up (Redis 7.0's longest is 20
-/// bytes); a longer name is unknown without looking.
-pub const NAME_BYTES_MAX: usize = 32;
-
-const REDIS_COMMAND_REPLY: &[u8] = include_bytes!("redis-7.0.15-command.resp3");
-
-/// Flags Chorus acts on (from the `flags` field of `COMMAND INFO`).
-pub mod flag {
-    pub const NO_AUTH: u32 = 1;
-    pub const NO_MULTI: u32 = 1 << 1;
-    pub const WRITE: u32 = 1 << 2;
-    pub const READONLY: u32 = 1 << 3;
-    pub const ADMIN: u32 = 1 << 4;
-    pub const FAST: u32 = 1 << 5;
-    pub const LOADING: u32 = 1 << 6;
-    pub const STALE: u32 = 1 << 7;
-    pub const DENYOOM: u32 = 1 << 8;
-    pub const PUBSUB: u32 = 1 << 9;
-    pub const BLOCKING: u32 = 1 << 10;
-}
-
-#[derive(Clone, Debug)]
+/// One command or subcommand with what runs it. Derefs to the engine's
+/// entry (name, arity, flags, `COMMAND INFO`, the data command).
+#[derive(Debug)]
 pub struct CommandSpec {
-    /// Lower case; subcommands are `container|sub` (Redis's "fullname").
-    pub name: String,
+    command: &'static Command,
     /// What runs it, from the top-level name (a subcommand has its
     /// container's handler).
     pub handler: Handler,
-    /// The part of `name` after `|` for a subcommand, else `name`.
-    short: String,
-    /// Positive: exact argument count (name included); negative: at least -arity.
-    pub arity: i64,
-    pub flags: u32,
-    pub first_key: i64,
-    pub last_key: i64,
-    pub key_step: i64,
-    /// ACL categories without the `@`.
-    pub categories: Vec<String>,
-    /// The entry exactly as `COMMAND INFO` returns it.
-    pub info: Reply,
-    pub subcommands: Vec<CommandSpec>,
+}
+
+impl Deref for CommandSpec {
+    type Target = Command;
+
+    fn deref(&self) -> &Command {
+        self.command
+    }
 }
 
 impl CommandSpec {
-    pub fn has_flag(&self, f: u32) -> bool {
-        self.flags & f != 0
-    }
-
-    /// Redis's arity rule.
-    pub fn arity_ok(&self, argc: usize) -> bool {
-        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
-        if self.arity >= 0 {
-            argc == self.arity
-        } else {
-            argc >= -self.arity
-        }
+    /// The engine's entry.
+    pub fn command(&self) -> &'static Command {
+        self.command
     }
 
     /// A subcommand by name, any case, without allocating.
-    pub fn subcommand(&self, name: &[u8]) -> Option<&CommandSpec> {
-        self.subcommands
-            .iter()
-            .find(|s| s.short.as_bytes().eq_ignore_ascii_case(name))
+    pub fn subcommand(&self, name: &[u8]) -> Option<&'static CommandSpec> {
+        let sub = self.command.subcommand(name)?;
+        Some(CommandTable::redis().spec(sub))
     }
 
     /// True if Chorus serves this command.
@@ -89,166 +51,65 @@ impl CommandSpec {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CommandTable {
-    /// By lower-case name, as bytes so a lookup needs no UTF-8 check.
-    commands: HashMap<Box<[u8]>, CommandSpec, FxBuildHasher>,
+    /// Every command and subcommand, by the engine entry's `id`.
+    specs: Vec<CommandSpec>,
+    redis: &'static command_table::CommandTable,
 }
 
 impl CommandTable {
-    /// Redis 7.0.15's table, decoded once.
+    /// Redis 7.0.15's table with the server's handlers, built once.
     pub fn redis() -> &'static CommandTable {
         static TABLE: OnceLock<CommandTable> = OnceLock::new();
-        TABLE.get_or_init(|| {
-            let mut t = CommandTable::decode(REDIS_COMMAND_REPLY);
-            t.add_chorus_commands();
-            t
-        })
+        TABLE.get_or_init(|| CommandTable::new(command_table::CommandTable::redis()))
     }
 
-    /// Decodes a `COMMAND` reply. Entries that do not have the expected
-    /// shape are skipped; the unit tests make sure none are.
-    pub fn decode(bytes: &[u8]) -> CommandTable {
-        let mut commands = HashMap::default();
-        if let Ok(Some((Reply::Array(entries), _))) = decode_reply(bytes) {
-            for entry in entries {
-                if let Some(spec) = spec_from_info(entry) {
-                    commands.insert(spec.name.as_bytes().into(), spec);
-                }
+    fn new(redis: &'static command_table::CommandTable) -> CommandTable {
+        let mut specs: Vec<CommandSpec> = Vec::with_capacity(redis.ids());
+        for top in redis.iter() {
+            let handler = Handler::of(top);
+            for command in std::iter::once(top).chain(top.subcommands.iter()) {
+                specs.push(CommandSpec { command, handler });
             }
         }
-        CommandTable { commands }
+        specs.sort_by_key(|s| s.command.id);
+        CommandTable { specs, redis }
     }
 
-    /// Commands Chorus has and Redis does not.
-    fn add_chorus_commands(&mut self) {
-        let name = "peer".to_string();
-        let handler = Handler::of(&name);
-        let info = Reply::Array(vec![
-            Reply::Bulk(Bytes::from_static(b"peer")),
-            Reply::Int(-2),
-            Reply::Set(vec![Reply::Simple("admin".into())]),
-            Reply::Int(0),
-            Reply::Int(0),
-            Reply::Int(0),
-            Reply::Set(vec![]),
-            Reply::Array(vec![]),
-            Reply::Array(vec![]),
-            Reply::Array(vec![]),
-        ]);
-        self.commands.insert(
-            name.as_bytes().into(),
-            CommandSpec {
-                short: name.clone(),
-                name,
-                handler,
-                arity: -2,
-                flags: 0,
-                first_key: 0,
-                last_key: 0,
-                key_step: 0,
-                categories: vec!["admin".into()],
-                info,
-                subcommands: vec![],
-            },
-        );
+    /// The spec of an entry of the engine's table. Every entry has one:
+    /// `specs` holds them all, by id.
+    fn spec(&self, command: &Command) -> &CommandSpec {
+        &self.specs[command.id]
     }
 
-    /// A top-level command by name, any case, without allocating: the
-    /// name is lower-cased into a stack buffer.
+    /// A top-level command by name, any case, without allocating.
     pub fn get(&self, name: &[u8]) -> Option<&CommandSpec> {
-        let mut buf = [0u8; NAME_BYTES_MAX];
-        let lowered = buf.get_mut(..name.len())?;
-        for (d, s) in lowered.iter_mut().zip(name) {
-            *d = s.to_ascii_lowercase();
-        }
-        self.commands.get(&*lowered)
+        self.redis.get(name).map(|c| self.spec(c))
+    }
+
+    /// The command (or subcommand) a request names, or Redis's rejection:
+    /// unknown command (or one Chorus does not serve), then unknown
+    /// subcommand. Allocates nothing unless it rejects.
+    pub fn resolve(&self, args: &[Bytes]) -> Result<&CommandSpec, Reply> {
+        self.redis
+            .resolve(args, |c| self.spec(c).is_implemented())
+            .map(|c| self.spec(c))
+            .map_err(|e| e.reply(args))
     }
 
     pub fn len(&self) -> usize {
-        self.commands.len()
+        self.redis.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.commands.is_empty()
+        self.redis.is_empty()
     }
 
+    /// Top-level commands, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &CommandSpec> {
-        self.commands.values()
+        self.redis.iter().map(|c| self.spec(c))
     }
-}
-
-fn text_of(reply: &Reply) -> Option<String> {
-    match reply {
-        Reply::Bulk(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Reply::Simple(s) => Some(s.clone()),
-        Reply::Ok => Some("OK".to_string()),
-        _ => None,
-    }
-}
-
-fn words_of(reply: &Reply) -> Vec<String> {
-    match reply {
-        Reply::Set(items) | Reply::Array(items) => items.iter().filter_map(text_of).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn spec_from_info(info: Reply) -> Option<CommandSpec> {
-    let Reply::Array(fields) = &info else {
-        return None;
-    };
-    let [name, arity, flags, first, last, step, categories, _tips, _key_specs, subcommands] =
-        fields.as_slice()
-    else {
-        return None;
-    };
-    let int = |r: &Reply| match r {
-        Reply::Int(n) => Some(*n),
-        _ => None,
-    };
-    let mut bits = 0;
-    for f in words_of(flags) {
-        bits |= match f.as_str() {
-            "no_auth" => flag::NO_AUTH,
-            "no_multi" => flag::NO_MULTI,
-            "write" => flag::WRITE,
-            "readonly" => flag::READONLY,
-            "admin" => flag::ADMIN,
-            "fast" => flag::FAST,
-            "loading" => flag::LOADING,
-            "stale" => flag::STALE,
-            "denyoom" => flag::DENYOOM,
-            "pubsub" => flag::PUBSUB,
-            "blocking" => flag::BLOCKING,
-            _ => 0,
-        };
-    }
-    let subs = match subcommands {
-        Reply::Array(items) => items.iter().cloned().filter_map(spec_from_info).collect(),
-        _ => Vec::new(),
-    };
-    let name = text_of(name)?.to_ascii_lowercase();
-    let (top, short) = match name.split_once('|') {
-        Some((top, short)) => (top, short),
-        None => (name.as_str(), name.as_str()),
-    };
-    Some(CommandSpec {
-        handler: Handler::of(top),
-        short: short.to_string(),
-        name,
-        arity: int(arity)?,
-        flags: bits,
-        first_key: int(first)?,
-        last_key: int(last)?,
-        key_step: int(step)?,
-        categories: words_of(categories)
-            .into_iter()
-            .map(|c| c.trim_start_matches('@').to_string())
-            .collect(),
-        info,
-        subcommands: subs,
-    })
 }
 
 #[cfg(test)]
@@ -256,40 +117,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_table_decodes_completely() {
+    fn handlers_resolved_once() {
         let table = CommandTable::redis();
-        // Redis 7.0.15's 240 commands plus Chorus's PEER.
         assert_eq!(table.len(), 241);
-        assert!(table.get(b"peer").is_some());
-        assert!(table.get(b"PeEr").is_some());
-        assert!(table.get(&[b'x'; 100]).is_none());
-        assert!(table.get(b"g\xffet").is_none());
-        let get = table
-            .get(b"get")
-            .map(|c| (c.arity, c.first_key, c.has_flag(flag::READONLY)));
-        assert_eq!(get, Some((2, 1, true)));
-        let config = table.get(b"config");
-        assert_eq!(config.map(|c| c.arity), Some(-2));
-        let config_get = config.and_then(|c| c.subcommand(b"GET"));
-        assert_eq!(config_get.map(|c| c.arity), Some(-3));
+        let config_get = table.get(b"config").and_then(|c| c.subcommand(b"GET"));
         assert_eq!(config_get.map(|c| c.handler), Some(Handler::Config));
-        assert!(table
-            .get(b"auth")
-            .is_some_and(|c| c.has_flag(flag::NO_AUTH)));
-        assert!(table
-            .get(b"save")
-            .is_some_and(|c| c.has_flag(flag::NO_MULTI)));
-        assert!(table
-            .get(b"client")
-            .is_some_and(|c| c.subcommand(b"list").is_some()));
+        assert_eq!(config_get.map(|c| c.name.as_str()), Some("config|get"));
         assert_eq!(table.get(b"set").map(|c| c.handler), Some(Handler::Data));
+        assert_eq!(
+            table.get(b"DBSIZE").map(|c| c.handler),
+            Some(Handler::Dbsize)
+        );
         assert_eq!(
             table.get(b"lpush").map(|c| c.handler),
             Some(Handler::Unimplemented)
         );
-        assert!(table.iter().all(|c| c.name.len() <= NAME_BYTES_MAX
-            && c.subcommands
-                .iter()
-                .all(|s| s.short.len() <= NAME_BYTES_MAX)));
+        assert_eq!(table.get(b"peer").map(|c| c.handler), Some(Handler::Peer));
+        assert!(table
+            .iter()
+            .all(|s| std::ptr::eq(table.spec(s.command()), s)));
     }
 }

@@ -33,7 +33,7 @@ pub struct Cli {
     #[arg(long)]
     pub requirepass: Option<String>,
     /// When the op log is fsynced.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = appendfsync_parser())]
     pub appendfsync: Option<AppendFsync>,
     /// Most simultaneous clients.
     #[arg(long)]
@@ -121,6 +121,14 @@ pub enum CertCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// `--appendfsync`: Redis's three names, listed in `--help`.
+fn appendfsync_parser() -> impl clap::builder::TypedValueParser<Value = AppendFsync> {
+    use clap::builder::TypedValueParser;
+    let names = AppendFsync::ALL.map(AppendFsync::as_str);
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|s| AppendFsync::parse(&s).ok_or("not an appendfsync mode"))
 }
 
 /// Parses `ID@HOST:PORT`.

@@ -33,11 +33,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use chorus_engine::glob::glob_match;
+use chorus_engine::redis::glob::glob_match;
 use params::{ParamSpec, HIDDEN, IMMUTABLE, MULTI_ARG, PARAMS, PROTECTED};
 
-/// Databases Chorus serves (`SELECT 0..15`); the engine's keyspace has this many.
-pub const DATABASES_MAX: u8 = 16;
+/// Databases Chorus serves (`SELECT 0..15`): the engine's count, as a `u8`.
+pub const DATABASES_MAX: u8 = chorus_engine::redis::DATABASES as u8;
 /// Default `repl-backlog-size` (Redis's is 1 MiB, far too small for sites
 /// that accept writes on both sides of a partition).
 pub const REPL_BACKLOG_SIZE_DEFAULT: u64 = 256 << 20;

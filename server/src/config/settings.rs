@@ -9,23 +9,8 @@ use clap::ValueEnum;
 
 use super::{ConfigStore, DATABASES_MAX, REPL_BACKLOG_SIZE_DEFAULT};
 
-/// `appendfsync`, Redis's names and meanings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum AppendFsync {
-    Always,
-    Everysec,
-    No,
-}
-
-impl AppendFsync {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppendFsync::Always => "always",
-            AppendFsync::Everysec => "everysec",
-            AppendFsync::No => "no",
-        }
-    }
-}
+/// `appendfsync`, Redis's names and meanings (the engine's enum).
+pub use chorus_engine::redis::AppendFsync;
 
 /// `write-mode`: when a write's reply is released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -141,11 +126,7 @@ impl ConfigStore {
             site_id: u16::try_from(self.number("site-id")).unwrap_or(1),
             requirepass: (!requirepass.is_empty()).then(|| requirepass.into_bytes()),
             maxclients: u64::try_from(self.number("maxclients")).unwrap_or(10_000),
-            appendfsync: match text("appendfsync").as_str() {
-                "always" => AppendFsync::Always,
-                "no" => AppendFsync::No,
-                _ => AppendFsync::Everysec,
-            },
+            appendfsync: AppendFsync::parse(&text("appendfsync")).unwrap_or(AppendFsync::Everysec),
             loglevel: match text("loglevel").as_str() {
                 "debug" => LogLevel::Debug,
                 "verbose" => LogLevel::Verbose,

@@ -11,6 +11,7 @@
 //! does the same for the errors it formats), since they would end the line.
 
 use bytes::{BufMut, BytesMut};
+pub use chorus_engine::redis::num::format_double;
 use chorus_engine::Reply;
 
 /// The protocol a connection speaks; `HELLO` switches it.
@@ -66,6 +67,19 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
             for (key, value) in pairs {
                 encode(key, protocol, out);
                 encode(value, protocol, out);
+            }
+        }
+        Reply::Pairs(pairs) => {
+            match protocol {
+                Protocol::Resp2 => put_header(out, b'*', len_i64(pairs.len()).saturating_mul(2)),
+                Protocol::Resp3 => put_header(out, b'*', len_i64(pairs.len())),
+            }
+            for (a, b) in pairs {
+                if protocol == Protocol::Resp3 {
+                    put_header(out, b'*', 2);
+                }
+                encode(a, protocol, out);
+                encode(b, protocol, out);
             }
         }
         Reply::Set(items) => {
@@ -162,57 +176,6 @@ fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
-/// Formats a double as Redis 7.0's `addReplyDouble` does: C's `%.17g`, with
-/// `inf` and `-inf` spelled out (and `nan` for NaN). Used for `ZSCORE`,
-/// `ZINCRBY` and every other RESP double reply, in both protocols.
-///
-/// Note: `INCRBYFLOAT` and `HINCRBYFLOAT` do not use this format; Redis
-/// stores their result as a string printed with `%.17Lf` (long double) and
-/// trailing zeros removed, then replies with that string.
-pub fn format_double(value: f64) -> String {
-    if value.is_nan() {
-        return "nan".to_string();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "inf" } else { "-inf" }.to_string();
-    }
-    format_g(value, 17)
-}
-
-/// C's `%.{precision}g` for a finite value.
-fn format_g(value: f64, precision: usize) -> String {
-    let precision = precision.max(1);
-    if value == 0.0 {
-        return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
-    }
-    // `{:e}` with precision P-1 rounds to P significant digits, exactly as
-    // printf does, and tells us the decimal exponent after rounding.
-    let sci = format!("{:.*e}", precision - 1, value);
-    let Some((mantissa, exponent)) = sci.split_once('e') else {
-        return sci;
-    };
-    let exponent: i64 = exponent.parse().unwrap_or(0);
-    let p = i64::try_from(precision).unwrap_or(17);
-    if exponent < -4 || exponent >= p {
-        let mantissa = trim_fraction_zeros(mantissa);
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
-    } else {
-        let decimals = usize::try_from(p - 1 - exponent).unwrap_or(0);
-        trim_fraction_zeros(&format!("{:.*}", decimals, value)).to_string()
-    }
-}
-
-/// `%g` drops trailing zeros of the fraction, and the point if nothing is
-/// left after it.
-fn trim_fraction_zeros(s: &str) -> &str {
-    if !s.contains('.') {
-        return s;
-    }
-    let s = s.trim_end_matches('0');
-    s.strip_suffix('.').unwrap_or(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +186,18 @@ mod tests {
     }
     fn e3(r: &Reply) -> Vec<u8> {
         encode_to_vec(r, Protocol::Resp3)
+    }
+
+    #[test]
+    fn pairs_are_flat_in_resp2_and_nested_in_resp3() {
+        let (a, one) = (Reply::bulk("a"), Reply::Double(1.0));
+        let (b, two) = (Reply::bulk("b"), Reply::Double(2.0));
+        let pairs = Reply::Pairs(vec![(a.clone(), one.clone()), (b.clone(), two.clone())]);
+        let flat = Reply::Array(vec![a.clone(), one.clone(), b.clone(), two.clone()]);
+        let nested = Reply::Array(vec![Reply::Array(vec![a, one]), Reply::Array(vec![b, two])]);
+        assert_eq!(e2(&pairs), e2(&flat));
+        assert_eq!(e3(&pairs), e3(&nested));
+        assert_eq!(e3(&Reply::Pairs(vec![])), b"*0\r\n".to_vec());
     }
 
     #[test]

@@ -42,9 +42,6 @@ pub const BULK_BYTES_MAX_DEFAULT: u64 = 512 * 1024 * 1024;
 /// request, whatever count it announces; more are added as arguments arrive
 /// (Redis caps its `argv` preallocation the same way).
 pub const ARGS_PREALLOC_MAX: usize = 1024;
-/// Redis's `LONG_STR_SIZE`: a decimal integer string this long or longer is
-/// rejected without looking at it.
-const INTEGER_CHARS_MAX: usize = 21;
 
 /// Limits that apply to the next command; they can change between two
 /// commands of one pipeline (`AUTH`, `CONFIG SET proto-max-bulk-len`).
@@ -587,40 +584,8 @@ fn fuzz_parse(
     (commands, None)
 }
 
-/// Redis's `string2ll`: an optional `-`, then digits with no leading zero
-/// (`0` alone is fine), no `+`, no blanks, fewer than 21 characters, within
-/// `i64`. Every integer argument and header Redis reads goes through it.
-pub fn parse_i64_strict(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() >= INTEGER_CHARS_MAX {
-        return None;
-    }
-    if s == b"0" {
-        return Some(0);
-    }
-    let (negative, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    match digits.first() {
-        Some(b'1'..=b'9') => {}
-        _ => return None,
-    }
-    let mut v: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    if negative {
-        if v > (i64::MAX as u64) + 1 {
-            return None;
-        }
-        Some((v as i64).wrapping_neg())
-    } else {
-        i64::try_from(v).ok()
-    }
-}
+/// Redis's `string2ll` (one definition, in the engine's Redis module).
+pub use chorus_engine::redis::num::parse_int as parse_i64_strict;
 
 #[cfg(test)]
 mod tests {
@@ -777,20 +742,6 @@ mod tests {
         assert_eq!(parser.pending_bytes(), 3);
         assert_eq!(parser.bulk_bytes_wanted(), Some(12));
         assert!(!parser.is_idle());
-    }
-
-    #[test]
-    fn string2ll_semantics() {
-        assert_eq!(parse_i64_strict(b"0"), Some(0));
-        assert_eq!(parse_i64_strict(b"-0"), None);
-        assert_eq!(parse_i64_strict(b"007"), None);
-        assert_eq!(parse_i64_strict(b"-"), None);
-        assert_eq!(parse_i64_strict(b""), None);
-        assert_eq!(parse_i64_strict(b" 1"), None);
-        assert_eq!(parse_i64_strict(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_i64_strict(b"9223372036854775808"), None);
-        assert_eq!(parse_i64_strict(b"-9223372036854775808"), Some(i64::MIN));
-        assert_eq!(parse_i64_strict(b"-9223372036854775809"), None);
     }
 
     /// Parses `input` fed one byte at a time: every request then arrives

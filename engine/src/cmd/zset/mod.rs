@@ -7,8 +7,8 @@
 //! ZREM); replies of ZINCRBY/ZADD INCR read the score back from the keyspace,
 //! so they show exactly what ZSCORE shows afterwards.
 //!
-//! Replies WITHSCORES are flat arrays `[member, score, …]` (RESP2's shape;
-//! Redis 7.0 nests `[member, score]` pairs in RESP3). Ranges are rank windows
+//! Replies WITHSCORES are `Reply::Pairs` of member and score (a flat array
+//! in RESP2; Redis 7.0 nests `[member, score]` pairs in RESP3). Ranges are rank windows
 //! of the `(score, member)` index, found in O(log N) ([`RankedSet`]); BYLEX
 //! assumes equal scores as Redis does and, up to 128 members, walks like
 //! Redis's listpack. ZRANDMEMBER picks deterministically ([`super::Dice`]);
@@ -32,7 +32,7 @@ mod writes;
 
 pub use range::ZSET_LISTPACK_ENTRIES;
 
-use super::{expire_if_needed, row, typed, Spec};
+use super::{expire_if_needed, row, typed, DataCommand};
 use crate::engine::Txn;
 use crate::keyspace::value::{Kind, Score, ZSetSlot};
 use crate::op::{Effect, Value};
@@ -48,190 +48,159 @@ use writes::{
     zadd, zincrby, zpopmax, zpopmin, zrem, zremrangebylex, zremrangebyrank, zremrangebyscore,
 };
 
-pub static COMMANDS: &[Spec] = &[
-    Spec {
+pub static COMMANDS: &[DataCommand] = &[
+    DataCommand {
         name: "ZADD",
-        arity: -4,
         write: true,
         handler: zadd,
     },
-    Spec {
+    DataCommand {
         name: "ZINCRBY",
-        arity: 4,
         write: true,
         handler: zincrby,
     },
-    Spec {
+    DataCommand {
         name: "ZREM",
-        arity: -3,
         write: true,
         handler: zrem,
     },
-    Spec {
+    DataCommand {
         name: "ZSCORE",
-        arity: 3,
         write: false,
         handler: zscore,
     },
-    Spec {
+    DataCommand {
         name: "ZMSCORE",
-        arity: -3,
         write: false,
         handler: zmscore,
     },
-    Spec {
+    DataCommand {
         name: "ZCARD",
-        arity: 2,
         write: false,
         handler: zcard,
     },
-    Spec {
+    DataCommand {
         name: "ZCOUNT",
-        arity: 4,
         write: false,
         handler: zcount,
     },
-    Spec {
+    DataCommand {
         name: "ZLEXCOUNT",
-        arity: 4,
         write: false,
         handler: zlexcount,
     },
-    Spec {
+    DataCommand {
         name: "ZRANGE",
-        arity: -4,
         write: false,
         handler: zrange,
     },
-    Spec {
+    DataCommand {
         name: "ZRANGESTORE",
-        arity: -5,
         write: true,
         handler: zrangestore,
     },
-    Spec {
+    DataCommand {
         name: "ZREVRANGE",
-        arity: -4,
         write: false,
         handler: zrevrange,
     },
-    Spec {
+    DataCommand {
         name: "ZRANGEBYSCORE",
-        arity: -4,
         write: false,
         handler: zrangebyscore,
     },
-    Spec {
+    DataCommand {
         name: "ZREVRANGEBYSCORE",
-        arity: -4,
         write: false,
         handler: zrevrangebyscore,
     },
-    Spec {
+    DataCommand {
         name: "ZRANGEBYLEX",
-        arity: -4,
         write: false,
         handler: zrangebylex,
     },
-    Spec {
+    DataCommand {
         name: "ZREVRANGEBYLEX",
-        arity: -4,
         write: false,
         handler: zrevrangebylex,
     },
-    Spec {
+    DataCommand {
         name: "ZRANK",
-        arity: 3,
         write: false,
         handler: zrank,
     },
-    Spec {
+    DataCommand {
         name: "ZREVRANK",
-        arity: 3,
         write: false,
         handler: zrevrank,
     },
-    Spec {
+    DataCommand {
         name: "ZPOPMIN",
-        arity: -2,
         write: true,
         handler: zpopmin,
     },
-    Spec {
+    DataCommand {
         name: "ZPOPMAX",
-        arity: -2,
         write: true,
         handler: zpopmax,
     },
-    Spec {
+    DataCommand {
         name: "ZRANDMEMBER",
-        arity: -2,
         write: false,
         handler: zrandmember,
     },
-    Spec {
+    DataCommand {
         name: "ZREMRANGEBYRANK",
-        arity: 4,
         write: true,
         handler: zremrangebyrank,
     },
-    Spec {
+    DataCommand {
         name: "ZREMRANGEBYSCORE",
-        arity: 4,
         write: true,
         handler: zremrangebyscore,
     },
-    Spec {
+    DataCommand {
         name: "ZREMRANGEBYLEX",
-        arity: 4,
         write: true,
         handler: zremrangebylex,
     },
-    Spec {
+    DataCommand {
         name: "ZSCAN",
-        arity: -3,
         write: false,
         handler: zscan,
     },
-    Spec {
+    DataCommand {
         name: "ZUNIONSTORE",
-        arity: -4,
         write: true,
         handler: zunionstore,
     },
-    Spec {
+    DataCommand {
         name: "ZINTERSTORE",
-        arity: -4,
         write: true,
         handler: zinterstore,
     },
-    Spec {
+    DataCommand {
         name: "ZDIFFSTORE",
-        arity: -4,
         write: true,
         handler: zdiffstore,
     },
-    Spec {
+    DataCommand {
         name: "ZUNION",
-        arity: -3,
         write: false,
         handler: zunion,
     },
-    Spec {
+    DataCommand {
         name: "ZINTER",
-        arity: -3,
         write: false,
         handler: zinter,
     },
-    Spec {
+    DataCommand {
         name: "ZDIFF",
-        arity: -3,
         write: false,
         handler: zdiff,
     },
-    Spec {
+    DataCommand {
         name: "ZINTERCARD",
-        arity: -3,
         write: false,
         handler: zintercard,
     },
@@ -242,16 +211,17 @@ fn zset_of<'t>(txn: &'t Txn<'_>, db: u8, key: &[u8]) -> Result<Option<&'t ZSetSl
     Ok(typed(txn, db, key, Kind::ZSet)?.and_then(|r| r.zset.as_deref()))
 }
 
-/// `[member, score, member, score, …]` or just the members.
+/// `[member, score]` pairs, or just the members.
 fn scored_reply(items: Vec<(Bytes, f64)>, withscores: bool) -> Reply {
-    let mut out = Vec::with_capacity(items.len() * if withscores { 2 } else { 1 });
-    for (m, s) in items {
-        out.push(Reply::Bulk(m));
-        if withscores {
-            out.push(Reply::Double(s));
-        }
+    if withscores {
+        return Reply::Pairs(
+            items
+                .into_iter()
+                .map(|(m, s)| (Reply::Bulk(m), Reply::Double(s)))
+                .collect(),
+        );
     }
-    Reply::Array(out)
+    Reply::Array(items.into_iter().map(|(m, _)| Reply::Bulk(m)).collect())
 }
 
 /// Writes `items` as the whole value of `dst` (or deletes `dst` when empty).
@@ -313,7 +283,7 @@ mod tests {
         fn one(r: &Reply) -> String {
             match r {
                 Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
-                Reply::Double(d) => crate::num::format_double(*d),
+                Reply::Double(d) => crate::redis::num::format_double(*d),
                 Reply::Int(i) => i.to_string(),
                 Reply::Nil => "nil".into(),
                 Reply::Error(e) => e.clone(),
@@ -325,6 +295,11 @@ mod tests {
         }
         match &r {
             Reply::Array(items) => items.iter().map(one).collect::<Vec<_>>().join(" "),
+            Reply::Pairs(pairs) => pairs
+                .iter()
+                .map(|(a, b)| format!("{} {}", one(a), one(b)))
+                .collect::<Vec<_>>()
+                .join(" "),
             other => one(other),
         }
     }
@@ -752,11 +727,9 @@ mod tests {
         );
         assert_eq!(
             run(&mut e, "ZPOPMAX z 5"),
-            Reply::Array(vec![
-                bulk("e"),
-                Reply::Double(5.0),
-                bulk("d"),
-                Reply::Double(4.0)
+            Reply::Pairs(vec![
+                (bulk("e"), Reply::Double(5.0)),
+                (bulk("d"), Reply::Double(4.0))
             ])
         );
         assert_eq!(e.dbsize(0), 0);
@@ -771,7 +744,7 @@ mod tests {
         );
         assert_eq!(run(&mut e, "ZPOPMIN z 1 2"), err("ERR syntax error"));
         run(&mut e, "ZADD z 0 a 0 b 0 c");
-        assert_eq!(run(&mut e, "ZPOPMIN z 0"), Reply::Array(vec![]));
+        assert_eq!(run(&mut e, "ZPOPMIN z 0"), Reply::Pairs(vec![]));
         assert_eq!(run(&mut e, "ZREMRANGEBYLEX z (a +"), Reply::Int(2));
         run(&mut e, "SET str x");
         let wt = err("WRONGTYPE Operation against a key holding the wrong kind of value");
@@ -786,10 +759,10 @@ mod tests {
         assert_eq!(run(&mut e, "ZRANDMEMBER nokey 2"), Reply::Array(vec![]));
         run(&mut e, "ZADD z 1 a 2 b 3 c");
         assert!(matches!(run(&mut e, "ZRANDMEMBER z"), Reply::Bulk(_)));
-        let Reply::Array(all) = run(&mut e, "ZRANDMEMBER z 5 WITHSCORES") else {
+        let Reply::Pairs(all) = run(&mut e, "ZRANDMEMBER z 5 WITHSCORES") else {
             panic!()
         };
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 3);
         let Reply::Array(rep) = run(&mut e, "ZRANDMEMBER z -5") else {
             panic!()
         };

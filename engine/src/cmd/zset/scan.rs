@@ -9,7 +9,7 @@ use crate::cmd::{
 };
 use crate::engine::Txn;
 use crate::keyspace::value::ZSetSlot;
-use crate::num;
+use crate::redis::num;
 use crate::reply::{errors, Reply};
 use bytes::Bytes;
 

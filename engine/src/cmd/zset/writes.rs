@@ -248,5 +248,14 @@ fn zpop(txn: &mut Txn<'_>, db: u8, args: &[Bytes], max: bool) -> Reply {
             Effect::ZRem(popped.iter().map(|(m, _)| m.clone()).collect()),
         );
     }
-    scored_reply(popped, true)
+    if args.len() == 3 {
+        return scored_reply(popped, true);
+    }
+    // Without a count the reply is one flat pair, in RESP3 too.
+    Reply::Array(
+        popped
+            .into_iter()
+            .flat_map(|(m, s)| [Reply::Bulk(m), Reply::Double(s)])
+            .collect(),
+    )
 }

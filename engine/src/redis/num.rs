@@ -98,8 +98,10 @@ mod tests {
         assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
         assert_eq!(parse_int(b"9223372036854775808"), None);
+        assert_eq!(parse_int(b"-9223372036854775809"), None);
         for bad in [
-            &b""[..],
+            &b"007"[..],
+            b"",
             b"+1",
             b" 1",
             b"1 ",
