@@ -3,15 +3,15 @@
 //! time (the server from a Redis client); both converge with every write
 //! kept.
 //!
-//!     cargo build -p chorus-server
 //!     cargo run --example embedded_with_server
 //!
-//! The server binary is looked up as `$CHORUS_SERVER`, else next to this
-//! example's own build (`target/<profile>/chorus-server`). Data and
-//! certificates go to a temporary directory; the server is stopped at the end.
+//! The server binary is `$CHORUS_SERVER`, else the one next to this
+//! example's own build (`target/<profile>/chorus-server`), built first when
+//! it is missing or stale (the end-to-end tests' lookup,
+//! `chorus_testkit::server_binary`). Data and certificates go to a temporary
+//! directory; the server is stopped at the end.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,29 +19,6 @@ use chorus::replication::quic::tls;
 use chorus::{Peering, Site, SiteOptions};
 
 const WRITES: u64 = 300;
-
-/// The chorus-server binary (see the module docs).
-fn server_binary() -> Result<PathBuf, Box<dyn std::error::Error>> {
-    if let Some(p) = std::env::var_os("CHORUS_SERVER") {
-        return Ok(p.into());
-    }
-    // target/<profile>/examples/embedded_with_server -> target/<profile>/chorus-server
-    let me = std::env::current_exe()?;
-    let bin = me
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|profile| profile.join("chorus-server"))
-        .ok_or("no target directory")?;
-    if bin.exists() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "{} not found: run `cargo build -p chorus-server` first, or set CHORUS_SERVER",
-            bin.display()
-        )
-        .into())
-    }
-}
 
 /// A loopback port free for TCP and UDP at the time of asking.
 fn free_port() -> std::io::Result<u16> {
@@ -77,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Site 1: chorus-server, peering with the embedded site 2.
     let c = |p: &str| certs.join(p).display().to_string();
     let mut server = Server(
-        Command::new(server_binary()?)
+        Command::new(chorus_testkit::server_binary())
             .args(["--site-id", "1", "--port", &port.to_string()])
             .args(["--repl-port", &repl_port.to_string()])
             .args(["--dir", &tmp.path().join("server").display().to_string()])

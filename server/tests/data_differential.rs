@@ -24,13 +24,11 @@
 //! Without redis-server the tests print a SKIPPED line and pass, unless
 //! `CHORUS_REQUIRE_REDIS=1`, in which case they fail.
 
-mod common;
-
 use std::cell::RefCell;
 
 use chorus_engine::Reply;
 use chorus_server::resp::decode::decode_reply;
-use common::{show, ChorusProcess, Conn, RedisProcess};
+use chorus_testkit::{show, ChorusProcess, Conn, RedisProcess};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 

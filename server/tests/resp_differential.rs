@@ -17,11 +17,9 @@
 //! Without redis-server the tests print a SKIPPED line and pass, unless
 //! `CHORUS_REQUIRE_REDIS=1`, in which case they fail.
 
-mod common;
-
 use chorus_engine::Reply;
 use chorus_server::resp::encode::Protocol;
-use common::{mask_map_fields, multibulk, show, ChorusProcess, Conn, RedisProcess};
+use chorus_testkit::{mask_map_fields, multibulk, show, ChorusProcess, Conn, RedisProcess};
 
 /// Map keys of HELLO left out of the comparison (see the module doc).
 const HELLO_MASKED: &[&str] = &["server", "version", "id"];

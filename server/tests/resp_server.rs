@@ -2,13 +2,11 @@
 //! ephemeral loopback port, spoken to over raw TCP. (Byte-for-byte
 //! comparisons with Redis are in `resp_differential.rs`.)
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chorus_engine::Reply;
-use common::{free_port, multibulk, ChorusProcess, Conn, Received};
+use chorus_testkit::{free_port, multibulk, ChorusProcess, Conn, Received};
 
 fn text(reply: &Reply) -> String {
     match reply {

@@ -7,9 +7,9 @@
 //!
 //! Every wait is a poll with a deadline. Tests that need `redis-cli` or
 //! `redis-benchmark` print a SKIPPED line without them, or fail when
-//! `CHORUS_REQUIRE_REDIS=1`.
-
-mod common;
+//! `CHORUS_REQUIRE_REDIS=1`. The chorus-server binary is the one in this
+//! test's target directory, built first when it is missing or stale
+//! (`chorus_testkit::server_binary`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{redis_tool, run_bounded, ChorusProcess};
+use chorus_testkit::{redis_tool, run_bounded, ChorusProcess};
 use redis::{Commands, Connection, RedisResult, Value};
 
 /// Upper bound for one poll loop or one tool run.

@@ -1,24 +1,20 @@
 //! End-to-end replication: real chorus-server processes on loopback,
 //! replicating over real QUIC with mutual TLS. Every wait polls with a
-//! deadline.
-
-mod common;
+//! deadline. The chorus-server binary is the one in this test's target
+//! directory, built first when it is missing or stale
+//! (`chorus_testkit::server_binary`).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chorus_engine::Reply;
-use common::{free_port, ChorusProcess};
+use chorus_testkit::{free_port, run_bounded, server_binary, ChorusProcess, Conn};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_chorus-server")
-}
-
 fn cert(args: &[&str]) {
-    let out = Command::new(bin())
+    let out = Command::new(server_binary())
         .arg("cert")
         .args(args)
         .output()
@@ -439,7 +435,7 @@ fn sync_writes_wait_for_a_peer_and_fail_honestly_without_one() {
     assert_eq!(text(ca.cmd(&["PEER", "PAUSE", "2"])), "OK");
     let writer_port = a.port;
     let writer = std::thread::spawn(move || {
-        let mut c = common::Conn::connect(writer_port);
+        let mut c = Conn::connect(writer_port);
         let t = Instant::now();
         let reply = c.cmd(&["SET", "paused", "v"]);
         (reply, t.elapsed())
@@ -553,11 +549,11 @@ fn a_damaged_peer_list_stops_the_start_with_a_clear_error() {
         "chorus-peers 1\nadd 2 not-an-address\n",
     )
     .unwrap();
-    let mut cmd = Command::new(bin());
+    let mut cmd = Command::new(server_binary());
     cmd.args(["--port", "0", "--dir"])
         .arg(dir.path().join("data"))
         .args(site_args(certs.path(), "ca", &s1, &[]));
-    let (status, _out, err) = common::run_bounded(&mut cmd, None, Duration::from_secs(20));
+    let (status, _out, err) = run_bounded(&mut cmd, None, Duration::from_secs(20));
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains("peers.conf") && err.contains("line 2") && err.contains("not-an-address"),

@@ -1,12 +1,17 @@
-//! Shared test harness: start chorus-server and redis-server processes on
-//! ephemeral loopback ports and talk RESP to them over raw sockets.
+//! Test harness shared by the server crate's own tests (`server/tests/`) and
+//! the end-to-end tests of the workspace (`tests/`): start chorus-server and
+//! redis-server processes on ephemeral loopback ports and talk RESP to them
+//! over raw sockets.
 //!
-//! `ChorusProcess` runs the binary built by cargo with `--port 0` and reads
-//! the port from its startup line. `RedisProcess` runs the Debian
-//! `redis-server` as the oracle for differential tests; when it is missing
-//! the test is skipped with a message, or fails if `CHORUS_REQUIRE_REDIS=1`.
+//! `ChorusProcess` runs the chorus-server binary (see [`server_binary`]) with
+//! `--port 0` and reads the port from its startup line. `RedisProcess` runs
+//! the Debian `redis-server` as the oracle for differential tests; when it is
+//! missing the test is skipped with a message, or fails if
+//! `CHORUS_REQUIRE_REDIS=1`.
 
-#![allow(dead_code)]
+mod binary;
+
+pub use binary::server_binary;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -315,7 +320,7 @@ impl ChorusProcess {
     /// the directory of a stopped process (see [`ChorusProcess::into_dir`])
     /// to restart on the same data.
     pub fn start_in(dir: tempfile::TempDir, extra_args: &[&str]) -> ChorusProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus-server"))
+        let mut child = Command::new(server_binary())
             .args(["--port", "0", "--dir"])
             .arg(dir.path().join("data"))
             .args(extra_args)
