@@ -690,3 +690,54 @@ fn site_rebuilt_on_an_empty_disk_never_reuses_opids() {
         );
     }
 }
+
+/// A site holds the first ops of an origin in its log, gets the rest by a
+/// full sync (never logged, never in its backlog), and restarts before its
+/// log is trimmed (a lagging peer still needs it). After the restart it must
+/// not claim it can serve that origin from its backlog: a peer behind the
+/// snapshot needs a full sync, or its stream stalls for good (found by the
+/// simulator's `disk` profile, seed 97).
+#[test]
+fn a_restart_after_a_full_sync_does_not_claim_ops_its_backlog_lacks() {
+    let mut origin = Engine::open(Box::new(MemoryStorage::new()), config(PEER)).unwrap();
+    for i in 0..3 {
+        run(&mut origin, 1_000 + i, &format!("SET early{i} v"));
+    }
+    let mut site = open(MemoryStorage::new());
+    let early = origin.ops_since(&VersionVector::new(), usize::MAX).unwrap();
+    site.apply_remote(early);
+    let lagging_peer = site.vv().clone();
+    for i in 0..7 {
+        run(&mut origin, 2_000 + i, &format!("SET late{i} v"));
+    }
+    site.merge_snapshot(origin.snapshot());
+    site.sync().unwrap();
+    assert_eq!(site.vv(), origin.vv());
+    assert!(
+        !site.backlog().can_serve(&lagging_peer, site.vv()),
+        "before the restart: the snapshot's ops are not in the backlog"
+    );
+
+    let mut site = open(engine_mem(&mut site).durable_image());
+    assert_eq!(site.vv(), origin.vv());
+    assert!(
+        !site.backlog().can_serve(&lagging_peer, site.vv()),
+        "after the restart the backlog still lacks the snapshot's ops: floor {}",
+        site.backlog().floor
+    );
+    // And what it does serve has no gap: new ops of the origin after the
+    // snapshot are servable to a peer that holds the snapshot.
+    for i in 0..2 {
+        run(&mut origin, 3_000 + i, &format!("SET later{i} v"));
+    }
+    let caught_up = site.vv().clone();
+    site.apply_remote(origin.ops_since(&caught_up, usize::MAX).unwrap());
+    site.sync().unwrap();
+    let site = open(engine_mem(&mut { site }).durable_image());
+    assert!(site.backlog().can_serve(&caught_up, site.vv()));
+    assert!(!site.backlog().can_serve(&lagging_peer, site.vv()));
+    assert_eq!(
+        site.ops_since(&caught_up, usize::MAX).map(|o| o.len()),
+        Some(2)
+    );
+}

@@ -18,6 +18,7 @@ pub const PROFILE_NAMES: &[&str] = &[
     "corrupt",
     "corrupt-calm",
     "chaos",
+    "disk",
 ];
 
 /// Kinds of injected faults, in the order of `FaultWeights::w`.
@@ -31,10 +32,15 @@ pub enum FaultKind {
     Reset,
     Replay,
     ClockJump,
+    /// The site's disk fails: one I/O error (log append, fsync, checkpoint
+    /// write, metadata write or log truncation) poisons its storage; writes
+    /// are refused with `MISCONF`, reads are served, and the operator
+    /// restarts the site a little later.
+    Disk,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Crash,
         FaultKind::Wipe,
         FaultKind::Pause,
@@ -43,6 +49,7 @@ impl FaultKind {
         FaultKind::Reset,
         FaultKind::Replay,
         FaultKind::ClockJump,
+        FaultKind::Disk,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -54,6 +61,7 @@ impl FaultKind {
             FaultKind::Reset => "reset",
             FaultKind::Replay => "replay",
             FaultKind::ClockJump => "clock-jump",
+            FaultKind::Disk => "disk",
         }
     }
 }
@@ -170,7 +178,7 @@ pub struct Profile {
     pub mix: OpMix,
     pub net: NetProfile,
     /// Weight of each fault kind (`FaultKind::ALL` order); all zero = no faults.
-    pub fault_weights: [u32; 8],
+    pub fault_weights: [u32; 9],
     /// Mean virtual time between two faults.
     pub fault_interval_ms: u64,
     pub knobs: Knobs,
@@ -234,8 +242,10 @@ impl Profile {
             small_causal_buffer: r.chance(0.15),
             small_snapshot_chunks: r.chance(0.3),
         };
-        let mut fault_weights = [0u32; 8];
-        for fw in fault_weights.iter_mut() {
+        // Disk faults (the last kind) are drawn only by the profiles that
+        // ask for them, so the other profiles keep their schedules.
+        let mut fault_weights = [0u32; 9];
+        for fw in fault_weights.iter_mut().take(8) {
             *fw = if r.chance(0.55) {
                 r.range(1, 4) as u32
             } else {
@@ -303,7 +313,7 @@ impl Profile {
         match name {
             // `corrupt-calm`: the damage of `corrupt` with no other fault.
             "calm" | "corrupt-calm" => {
-                self.fault_weights = [0; 8];
+                self.fault_weights = [0; 9];
                 self.knobs.tiny_backlog = false;
                 self.knobs.tiny_batches = false;
                 self.knobs.fsync_delay_ms = 0;
@@ -341,6 +351,15 @@ impl Profile {
                 // A tiny backlog means full syncs: see above.
                 self.knobs.tiny_backlog = false;
             }
+            // Disks that fail while clients write and peers stream, with
+            // crashes and partitions: writes refused, reads served, nothing
+            // acknowledged lost, and the site back after a restart.
+            "disk" => self.set_only(&[
+                FaultKind::Disk,
+                FaultKind::Crash,
+                FaultKind::Pause,
+                FaultKind::Partition,
+            ]),
             "fullsync" => {
                 self.set_only(&[FaultKind::Crash, FaultKind::Wipe, FaultKind::Partition]);
                 self.knobs.tiny_backlog = true;

@@ -98,13 +98,19 @@ impl Engine {
         // Rows loaded from the checkpoint are clean; rows the log replay
         // changes are not (the next checkpoint must write them).
         engine.keyspace.clear_dirty();
-        let first_in_log = engine.replay_log()?;
-        // The retained log holds, per origin, a contiguous run of seqs up to the
-        // newest; ops before that run (trimmed, or only in the checkpoint) cannot
-        // be served from the backlog: a peer behind them needs a full sync.
-        let mut floor = meta.vv.clone();
-        for (o, first) in first_in_log {
-            floor.set(o, first - 1);
+        let runs = engine.replay_log()?;
+        // The backlog serves an origin only from the last contiguous run of
+        // its seqs in the log, and only if that run reaches the newest op
+        // held: ops before the run (trimmed, or only in the checkpoint) and
+        // ops after it (brought by a full sync, never logged) cannot be
+        // served, and a peer behind them needs a full sync. Assuming one
+        // run up to the newest once stalled a lagging peer for good after a
+        // restart that followed a full sync.
+        let mut floor = engine.vv.clone();
+        for (o, (first, last)) in runs {
+            if last == engine.vv.get(o) {
+                floor.set(o, first - 1);
+            }
         }
         engine.backlog.floor = floor;
         while engine.backlog.bytes() > engine.config.backlog_bytes_max && engine.backlog.len() > 1 {
@@ -147,9 +153,10 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Replays the log; returns the first seq of each origin found in it.
-    fn replay_log(&mut self) -> Result<BTreeMap<Origin, u64>, OpenError> {
-        let mut first_in_log: BTreeMap<Origin, u64> = BTreeMap::new();
+    /// Replays the log; returns, per origin found in it, the first and last
+    /// seq of the last contiguous run of its seqs.
+    fn replay_log(&mut self) -> Result<BTreeMap<Origin, (u64, u64)>, OpenError> {
+        let mut runs: BTreeMap<Origin, (u64, u64)> = BTreeMap::new();
         let start = self.storage.log_start();
         let buf = self.storage.log_read_from(start)?;
         let mut pos = 0usize;
@@ -167,7 +174,14 @@ impl Engine {
                         }
                     };
                     let log_offset = start + pos as u64;
-                    first_in_log.entry(op.id.origin).or_insert(op.id.seq);
+                    let run = runs
+                        .entry(op.id.origin)
+                        .or_insert((op.id.seq, op.id.seq.saturating_sub(1)));
+                    if op.id.seq != run.1.saturating_add(1) {
+                        *run = (op.id.seq, op.id.seq);
+                    } else {
+                        run.1 = op.id.seq;
+                    }
                     let bytes = Bytes::copy_from_slice(payload);
                     self.note_tip(op.id, &bytes);
                     self.backlog.push(BacklogEntry {
@@ -212,7 +226,7 @@ impl Engine {
                 }
             }
         }
-        Ok(first_in_log)
+        Ok(runs)
     }
 
     fn corrupt_at(&self, log_offset: u64, reason: String) -> OpenError {

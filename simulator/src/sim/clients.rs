@@ -113,6 +113,27 @@ impl Sim {
         );
         self.after_touch(s);
         if misconf {
+            if self.sites[s].disk_fault.is_none() {
+                let v = Violation::new(
+                    "disk",
+                    format!("site {}: MISCONF without a disk fault: {replies:?}", s + 1),
+                );
+                self.fail(v);
+                return;
+            }
+            if !req.may_write() {
+                // Reads are served from memory on a failed disk.
+                let v = Violation::new(
+                    "disk",
+                    format!(
+                        "site {}: a read was refused on a failed disk: {replies:?}",
+                        s + 1
+                    ),
+                );
+                self.fail(v);
+                return;
+            }
+            self.stats.misconf_refusals += 1;
             self.retry(id, "MISCONF");
             return;
         }
@@ -149,6 +170,23 @@ impl Sim {
         };
         match engine.sync() {
             Ok(()) => true,
+            Err(e) if self.sites[s].disk_fault.is_some() => {
+                // Under `appendfsync always` the writes waiting for this
+                // fsync are answered with an error, never acknowledged: the
+                // clients retry them after the restart.
+                let failed = std::mem::take(&mut self.sites[s].pending_acks);
+                for (id, _) in failed {
+                    self.retry(id, "fsync failed (disk fault)");
+                }
+                let t = self.sched.now_ms();
+                self.trace.event(t, "fsync-failed", &[s as u64], || {
+                    format!(
+                        "site {}: group commit fsync failed (disk fault): {e}",
+                        s + 1
+                    )
+                });
+                false
+            }
             Err(e) => {
                 let v = Violation::new("storage", format!("site {}: sync failed: {e}", s + 1));
                 self.fail(v);

@@ -109,6 +109,7 @@ impl Sim {
                 }
             }
             FaultKind::Replay => done = self.replay(t),
+            FaultKind::Disk => done = self.disk_fault(t, site),
             FaultKind::ClockJump => {
                 let mag = self.fault_rng.range(10, 30_000) as i64;
                 let back = self.fault_rng.chance(0.5);
@@ -157,6 +158,54 @@ impl Sim {
         true
     }
 
+    /// Arms one I/O error on site `s`'s disk: the next log append, fsync,
+    /// checkpoint write, metadata write or log truncation fails and poisons
+    /// the storage. Writes are then refused with `MISCONF` and reads served
+    /// until the operator restarts the site (`DiskRepair`, 0.2–3 s later),
+    /// with the disk healthy again.
+    fn disk_fault(&mut self, t: u64, s: usize) -> bool {
+        if !self.sites[s].up() || self.sites[s].disk_fault.is_some() {
+            return false;
+        }
+        const POINTS: [FailPoint; 5] = [
+            FailPoint::LogAppend,
+            FailPoint::LogSync,
+            FailPoint::CheckpointWrite,
+            FailPoint::MetaPut,
+            FailPoint::LogTruncate,
+        ];
+        let point = POINTS[self.fault_rng.below(POINTS.len() as u64) as usize];
+        self.sites[s].disk.lock().fail_next(point);
+        self.sites[s].disk_fault = Some(point);
+        self.stats.disk_faults += 1;
+        self.trace
+            .event(t, "disk-fault", &[s as u64, point as u64], || {
+                format!("site {}: disk fails at the next {point:?}", s + 1)
+            });
+        let gen = self.sites[s].gen;
+        let after = self.fault_rng.range(200, 3_000);
+        self.sched.after(after, Ev::DiskRepair { site: s, gen });
+        true
+    }
+
+    /// The operator restarts a site whose disk failed (whether or not the
+    /// armed error fired): a stop that loses what was not fsynced, then a
+    /// start on the healthy disk.
+    pub(super) fn disk_repair(&mut self, t: u64, s: usize, gen: u64) {
+        if self.sites[s].gen != gen || !self.sites[s].up() {
+            return;
+        }
+        self.crash(t, s, false);
+        let down = self.fault_rng.range(20, 500);
+        self.sched.after(
+            down,
+            Ev::Restart {
+                site: s,
+                wipe: false,
+            },
+        );
+    }
+
     pub(super) fn crash(&mut self, t: u64, s: usize, wipe: bool) {
         let torn = {
             let disk = self.sites[s].disk.lock();
@@ -177,6 +226,8 @@ impl Sim {
         self.sites[s].timer_at.clear();
         self.sites[s].paused_until = None;
         self.sites[s].group_commit_at = None;
+        // A crash disarms the disk (`MemoryStorage::crash`): it starts healthy.
+        self.sites[s].disk_fault = None;
         let failed = std::mem::take(&mut self.sites[s].pending_acks);
         let conns: Vec<usize> = (0..self.conns.len())
             .filter(|&c| self.conns[c].a == s || self.conns[c].b == s)

@@ -120,6 +120,14 @@ impl Sim {
         };
         hk.sync_done(engine, sync.wait(), now, trim_to.as_ref());
         if let Some(p) = engine.poisoned() {
+            if site.disk_fault.is_some() {
+                // The disk fault did it: writes are refused until the
+                // restart, which is already scheduled.
+                self.trace.event(t, "fsync-failed", &[s as u64], || {
+                    format!("site {}: periodic fsync failed (disk fault): {p}", s + 1)
+                });
+                return;
+            }
             let v = Violation::new("storage", format!("site {}: sync failed: {p}", s + 1));
             self.fail(v);
             return;
@@ -190,6 +198,12 @@ impl Sim {
         };
         hk.checkpoint_done(engine, pending.write(), now);
         if let Some(p) = engine.poisoned() {
+            if site.disk_fault.is_some() {
+                self.trace.event(t, "checkpoint-failed", &[s as u64], || {
+                    format!("site {}: checkpoint failed (disk fault): {p}", s + 1)
+                });
+                return;
+            }
             let v = Violation::new("storage", format!("site {}: checkpoint failed: {p}", s + 1));
             self.fail(v);
             return;

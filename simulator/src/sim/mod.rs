@@ -35,6 +35,7 @@ use chorus_engine::hlc::Hlc;
 use chorus_engine::id::{OpId, Origin, SiteId, VersionVector};
 use chorus_engine::keyspace::DBS;
 use chorus_engine::log::{decode_op, encode_op};
+use chorus_engine::storage::memory::FailPoint;
 use chorus_engine::storage::Storage;
 use chorus_engine::{Engine, EngineConfig, Fsync, Reply};
 use chorus_replication::wire::{encode_frame, FrameDecoder, Message};
@@ -228,6 +229,10 @@ pub struct RunStats {
     pub anti_entropy_checks: u64,
     /// Anti-entropy repairs that changed a site: must stay 0.
     pub anti_entropy_repairs: u64,
+    /// Disks made to fail (profile `disk`, `chaos`), and the client writes
+    /// they refused with `MISCONF` (retried after the restart).
+    pub disk_faults: u64,
+    pub misconf_refusals: u64,
 }
 
 impl fmt::Display for RunStats {
@@ -248,7 +253,15 @@ impl fmt::Display for RunStats {
             self.anti_entropy_repairs,
             self.corruptions,
             self.repair_ms_max
-        )
+        )?;
+        if self.disk_faults > 0 {
+            write!(
+                f,
+                " disk_faults={} misconf={}",
+                self.disk_faults, self.misconf_refusals
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -308,6 +321,11 @@ enum Ev {
         epoch: u64,
     },
     Fault,
+    /// The operator restarts a site whose disk failed.
+    DiskRepair {
+        site: usize,
+        gen: u64,
+    },
     Restart {
         site: usize,
         wipe: bool,
@@ -380,6 +398,9 @@ struct Site {
     snapshot_end_pushed: std::collections::BTreeSet<usize>,
     /// Peers with a `ReceiveMore` event pending.
     receive_more: std::collections::BTreeSet<usize>,
+    /// The fail point armed on this site's disk by a `disk` fault, until
+    /// the restart that follows it: storage errors are expected meanwhile.
+    disk_fault: Option<FailPoint>,
 }
 
 impl Site {
@@ -467,6 +488,7 @@ impl Sim {
                 incoming_snapshot: BTreeMap::new(),
                 engine_config: ec,
                 backup: None,
+                disk_fault: None,
                 hk: None,
                 sync: None,
                 checkpoint: None,
@@ -718,6 +740,9 @@ impl Sim {
             self.fail(v);
             return;
         }
+        if self.sites[s].disk_fault.is_some() {
+            self.check.note_unlogged_ops(engine);
+        }
         let res = self.check.scan_log(s, engine, &self.sites[s].disk);
         if let Err(v) = res {
             self.fail(v);
@@ -747,6 +772,7 @@ impl Sim {
             Ev::Deliver { conn, dir, epoch } => self.deliver(t, conn, dir, epoch),
             Ev::Fault => self.fault(t),
             Ev::Restart { site, wipe } => self.restart(t, site, wipe),
+            Ev::DiskRepair { site, gen } => self.disk_repair(t, site, gen),
             Ev::Resume { site } => self.resume(t, site),
             Ev::Unblock { links } => self.unblock(t, links),
             Ev::Audit => self.audit(t),

@@ -567,8 +567,14 @@ impl Sim {
                     }
                 }
                 let wall = self.wall(to);
+                let disk_fault = self.sites[to].disk_fault.is_some();
                 if let Some(e) = self.sites[to].engine.as_mut() {
+                    // On a failed disk the merge stays in memory only (not
+                    // durable, never acknowledged as such) until the restart.
                     if let Err(err) = e.checkpoint(wall) {
+                        if disk_fault {
+                            return;
+                        }
                         let v = Violation::new(
                             "storage",
                             format!("site {}: checkpoint after full sync failed: {err}", to + 1),
