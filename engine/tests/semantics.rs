@@ -313,13 +313,53 @@ fn expired_key_hidden_and_owner_deletes() {
     run(&mut a, 1000, "SET k v PX 100");
     deliver(&a, &mut b);
     assert_eq!(run(&mut b, 1200, "GET k"), Reply::Nil);
-    // Only the owner of the winning deadline deletes actively.
-    assert_eq!(b.expire_cycle(1200, 10), 0);
-    assert_eq!(a.expire_cycle(1200, 10), 1);
+    // The owner of the winning deadline deletes once its clock is past the
+    // deadline by the clock-skew bound (500 ms), not before: its clock may
+    // run up to that much ahead of the others'.
+    assert_eq!(a.expire_cycle(1599, 10), 0);
+    assert_eq!(b.expire_cycle(1700, 10), 0, "not the owner: waits longer");
+    assert_eq!(a.expire_cycle(1600, 10), 1);
     deliver(&a, &mut b);
     assert_eq!(b.dbsize(0), 0);
     let mut s = [a, b];
     exchange(&mut s);
+}
+
+#[test]
+fn expired_key_of_an_owner_that_is_gone_is_deleted_by_another_site() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SET k v PX 100");
+    deliver(&a, &mut b);
+    drop(a); // The owner is down for good, or removed from the cluster.
+    assert_eq!(b.dbsize(0), 1, "hidden, but still held");
+    let due = 1100 + 500 + chorus_engine::engine::EXPIRY_TAKEOVER_MS;
+    assert_eq!(b.expire_cycle(due - 1, 10), 0);
+    assert_eq!(b.expire_cycle(due, 10), 1);
+    assert_eq!(b.dbsize(0), 0);
+    assert_eq!(b.expires_count(0), 0);
+}
+
+#[test]
+fn two_sites_deleting_an_expired_key_converge_and_keep_a_concurrent_write() {
+    let mut a = site(1);
+    let mut b = site(2);
+    let mut c = site(3);
+    run(&mut a, 1000, "SET k v PX 100");
+    deliver(&a, &mut b);
+    deliver(&a, &mut c);
+    let late = 1100 + 500 + chorus_engine::engine::EXPIRY_TAKEOVER_MS;
+    // The owner deletes late (it was partitioned away), while another site
+    // takes over, and a third writes the key again concurrently.
+    assert_eq!(b.expire_cycle(late, 10), 1);
+    assert_eq!(a.expire_cycle(late, 10), 1);
+    run(&mut c, late, "SET k fresh");
+    let mut s = [a, b, c];
+    exchange(&mut s);
+    for e in s.iter_mut() {
+        assert_eq!(run(e, late + 1, "GET k"), bulk("fresh"));
+        assert_eq!(run(e, late + 1, "TTL k"), Reply::Int(-1));
+    }
 }
 
 /// `(DBSIZE, INFO keyspace expires=)` of db 0.

@@ -142,7 +142,10 @@ fn active_expiry_deletes_due_keys_each_tick_and_wakes_peers() {
     let mut h = Housekeeping::new(quiet(), &e, at(0), 0);
     run(&mut e, at(0), "SET gone v PX 50");
     run(&mut e, at(0), "SET kept v");
-    h.tick(&mut e, at(100), None);
+    // Due once the clock passed the deadline by the clock-skew bound (500 ms).
+    h.tick(&mut e, at(500), None);
+    assert_eq!(e.dbsize(0), 2);
+    h.tick(&mut e, at(600), None);
     assert_eq!(names(&drain(&mut h)), ["WakePeers"]);
     assert_eq!(e.dbsize(0), 1);
     assert_eq!(e.stats().expired_keys, 1);

@@ -145,15 +145,38 @@ impl Engine {
 
     // ---- expiry ------------------------------------------------------------------
 
-    /// Active expiry: deletes up to `budget` keys whose deadline passed and whose
-    /// winning deadline this site wrote (other sites only hide them; the owner's
-    /// delete replicates). Returns how many keys were deleted.
+    /// Active expiry: deletes up to `budget` keys whose deadline passed, and
+    /// replicates the deletes. Readers everywhere hide a key once their own
+    /// clock passes its deadline; this is the physical delete, which must
+    /// happen even when the site that wrote the winning deadline is gone, and
+    /// must not come early because that site's clock runs fast:
+    /// - the site that wrote the winning deadline (its *owner*) deletes the
+    ///   key once its clock passes the deadline plus `max_clock_skew_ms`, so
+    ///   a clock fast by up to the bound never deletes a key before the other
+    ///   sites' clocks reached its deadline;
+    /// - any other site deletes it [`EXPIRY_TAKEOVER_MS`] later, so a key
+    ///   whose owner is down or was removed is still deleted (and DBSIZE no
+    ///   longer counts it), while an owner that is up deletes first and the
+    ///   others see its delete instead of sending their own.
+    ///
+    /// Each delete is an ordinary observed-remove DEL: a write concurrent
+    /// with it survives, and two sites deleting the same key converge.
+    /// Looks at most `budget * EXPIRY_SCAN_FACTOR` entries of the deadline
+    /// index per call. Returns how many keys were deleted.
     pub fn expire_cycle(&mut self, now_ms: u64, budget: usize) -> usize {
+        let margin = self.config.max_clock_skew_ms;
+        let takeover = margin.saturating_add(EXPIRY_TAKEOVER_MS);
+        let scan_max = budget.saturating_mul(EXPIRY_SCAN_FACTOR);
         let mut due: Vec<(u8, Bytes)> = Vec::new();
-        for db in 0..DBS as u8 {
+        let mut scanned = 0usize;
+        'dbs: for db in 0..DBS as u8 {
             for (deadline, key) in self.keyspace.db(db).expires.iter() {
-                if *deadline > now_ms || due.len() >= budget {
+                if deadline.saturating_add(margin) > now_ms || due.len() >= budget {
                     break;
+                }
+                scanned += 1;
+                if scanned > scan_max {
+                    break 'dbs;
                 }
                 let owner = self
                     .keyspace
@@ -162,7 +185,8 @@ impl Engine {
                     .get(key)
                     .and_then(|r| r.deadline_owner())
                     .map(|s| s.dot.origin.site);
-                if owner == Some(self.config.site_id) {
+                let mine = owner == Some(self.config.site_id);
+                if mine || deadline.saturating_add(takeover) <= now_ms {
                     due.push((db, key.clone()));
                 }
             }
@@ -179,6 +203,16 @@ impl Engine {
         n
     }
 }
+
+/// How long after the owner of a key's winning deadline would have deleted
+/// it (deadline plus `max_clock_skew_ms`) any other site deletes it: the
+/// owner may be down, partitioned away or removed from the cluster.
+pub const EXPIRY_TAKEOVER_MS: u64 = 10_000;
+
+/// `expire_cycle` looks at most `budget` times this many entries of the
+/// deadline index per call (keys another site will delete first are looked
+/// at and skipped): a bounded cost per housekeeping tick.
+pub const EXPIRY_SCAN_FACTOR: usize = 16;
 
 /// A local transaction: the engine seen by one command (or one MULTI group).
 /// Effects are applied as they are emitted, so later reads see them; they are

@@ -27,7 +27,7 @@ mod sync;
 
 pub use changes::{Change, ChangeSink, ChangeSource};
 pub use checkpoint::{CheckpointDone, CheckpointStep, PendingCheckpoint};
-pub use local::{Executed, Txn};
+pub use local::{Executed, Txn, EXPIRY_SCAN_FACTOR, EXPIRY_TAKEOVER_MS};
 pub use remote::RemoteOutcome;
 pub use snapshot::Snapshot;
 pub use sync::{LogSync, SyncDone};

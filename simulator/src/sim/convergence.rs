@@ -173,10 +173,19 @@ impl Sim {
             match self.check.audit_convergence(&engines) {
                 Ok(()) if self.final_anti_entropy.is_none() => self.request_final_anti_entropy(t),
                 Ok(()) if self.final_anti_entropy_done() => {
-                    self.trace
-                        .event(t, "converged", &[], || "all sites converged".to_owned());
-                    self.converged = true;
-                    return;
+                    // Expired keys must be gone too: a site paused until
+                    // just now, or the owner of a deadline that is gone,
+                    // may leave deletes to do (the `expiry` checker).
+                    match self.check_expired_keys_deleted() {
+                        Ok(()) => {
+                            self.expiry_overdue = None;
+                            self.trace
+                                .event(t, "converged", &[], || "all sites converged".to_owned());
+                            self.converged = true;
+                            return;
+                        }
+                        Err(v) => self.expiry_overdue = Some(v.detail),
+                    }
                 }
                 Ok(()) => {}
                 Err(v) => {
@@ -283,9 +292,14 @@ impl Sim {
             .take(8)
             .map(|(t, e)| format!("{t}:{e:?}"))
             .collect();
-        let anti_entropy = match &self.final_anti_entropy {
-            None => "",
-            Some(_) => " (states converged; final anti-entropy round not finished)",
+        let anti_entropy = match (&self.final_anti_entropy, &self.expiry_overdue) {
+            (_, Some(overdue)) => {
+                format!(" (states converged; expired keys not deleted: {overdue})")
+            }
+            (None, None) => String::new(),
+            (Some(_), None) => {
+                " (states converged; final anti-entropy round not finished)".to_owned()
+            }
         };
         format!(
             "no convergence within {} ms of healing{anti_entropy}: {}; pending deliveries: {}",
@@ -295,6 +309,51 @@ impl Sim {
         )
     }
 
+    /// The `expiry` checker: no site still holds a key (or an expiry
+    /// entry) whose deadline passed long enough ago that some site had to
+    /// delete it: its owner at the deadline plus `max_clock_skew_ms`, any
+    /// other site `EXPIRY_TAKEOVER_MS` later, by its own clock. Measured
+    /// against the fastest clock, with a few seconds for the housekeeping's
+    /// ticks; so it also holds when the owner of the deadline crashed, was
+    /// wiped or was cut off. The liveness phase waits for it before it
+    /// counts the sites as converged, and the end of the run checks it.
+    pub(super) fn check_expired_keys_deleted(&self) -> Result<(), Violation> {
+        const SLACK_MS: u64 = 5_000;
+        let Some(fastest) = (0..self.sites.len())
+            .filter(|&s| self.sites[s].up())
+            .map(|s| self.wall(s))
+            .max()
+        else {
+            return Ok(());
+        };
+        for (s, site) in self.sites.iter().enumerate() {
+            let Some(e) = site.engine.as_ref() else {
+                continue;
+            };
+            let late = e
+                .config()
+                .max_clock_skew_ms
+                .saturating_add(chorus_engine::engine::EXPIRY_TAKEOVER_MS)
+                .saturating_add(SLACK_MS);
+            for db in 0..DBS as u8 {
+                if let Some((deadline, key)) = e.keyspace().db(db).expires.iter().next() {
+                    if deadline.saturating_add(late) <= fastest {
+                        return Err(Violation::new(
+                            "expiry",
+                            format!(
+                                "site {} still holds {:?} (db {db}), whose deadline {deadline} passed {} ms before the fastest clock ({fastest}): no site deleted it",
+                                s + 1,
+                                String::from_utf8_lossy(key),
+                                fastest - deadline
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn final_checks(&mut self) {
         if self.stats.anti_entropy_repairs != 0 && !self.corrupting {
             let n = self.stats.anti_entropy_repairs;
@@ -302,6 +361,10 @@ impl Sim {
                 "anti-entropy",
                 format!("{n} anti-entropy repairs: a correct system never repairs"),
             ));
+            return;
+        }
+        if let Err(v) = self.check_expired_keys_deleted() {
+            self.fail(v);
             return;
         }
         let engines: Vec<Option<&Engine>> = self.sites.iter().map(|s| s.engine.as_ref()).collect();

@@ -427,6 +427,9 @@ pub struct Sim {
     issued: usize,
     safety: bool,
     liveness_started_ms: u64,
+    /// Converged but for expired keys no site deleted yet (the `expiry`
+    /// checker): what the liveness report shows if the deadline passes.
+    expiry_overdue: Option<String>,
     faults: u64,
     check: Checker,
     stats: RunStats,
@@ -524,6 +527,7 @@ impl Sim {
             issued: 0,
             safety: true,
             liveness_started_ms: 0,
+            expiry_overdue: None,
             faults: 0,
             check: Checker::new(n),
             stats: RunStats::default(),
