@@ -57,8 +57,6 @@ impl fmt::Display for Violation {
 #[derive(Debug)]
 struct OpRecord {
     hash: u64,
-    /// Other encodings an emulated canary produced on purpose.
-    variants: Vec<u64>,
     /// Logged at its own origin first (a real client or expiry write).
     issued: bool,
     op: Op,
@@ -81,8 +79,6 @@ pub struct Checker {
     last_peer_ack: BTreeMap<(usize, usize), VersionVector>,
     max_incarnation: Vec<u32>,
     digests: Vec<Option<(VersionVector, String)>>,
-    /// Variants allowed before the op itself was registered.
-    pending_variants: BTreeMap<OpId, Vec<u64>>,
     pub client_ops: u64,
 }
 
@@ -95,7 +91,6 @@ impl Checker {
             last_peer_ack: BTreeMap::new(),
             max_incarnation: vec![0; sites],
             digests: vec![None; sites],
-            pending_variants: BTreeMap::new(),
             client_ops: 0,
         }
     }
@@ -159,18 +154,6 @@ impl Checker {
         self.client_ops += 1;
     }
 
-    /// An emulated canary re-encoded `id` on purpose.
-    pub fn allow_variant(&mut self, id: OpId, hash: u64) {
-        match self.registry.get_mut(&id) {
-            Some(r) => {
-                if !r.variants.contains(&hash) {
-                    r.variants.push(hash);
-                }
-            }
-            None => self.pending_variants.entry(id).or_default().push(hash),
-        }
-    }
-
     /// Registers as issued the ops site `s` wrote since its disk failed:
     /// they never reach its log (the append failed, or the storage refuses
     /// appends once poisoned), but they were applied, replicated and maybe
@@ -192,12 +175,10 @@ impl Checker {
             let Ok(op) = decode_op(&entry.bytes) else {
                 continue;
             };
-            let variants = self.pending_variants.remove(&entry.id).unwrap_or_default();
             self.registry.insert(
                 entry.id,
                 OpRecord {
                     hash: fnv1a(&entry.bytes),
-                    variants,
                     issued: true,
                     op,
                 },
@@ -293,7 +274,7 @@ impl Checker {
             let h = fnv1a(payload);
             match self.registry.get_mut(&id) {
                 Some(r) => {
-                    if r.hash != h && !r.variants.contains(&h) {
+                    if r.hash != h {
                         return Err(Violation::new(
                             "opid-uniqueness",
                             format!(
@@ -314,12 +295,10 @@ impl Checker {
                             ),
                         ));
                     }
-                    let variants = self.pending_variants.remove(&id).unwrap_or_default();
                     self.registry.insert(
                         id,
                         OpRecord {
                             hash: h,
-                            variants,
                             issued: true,
                             op,
                         },

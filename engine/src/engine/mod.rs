@@ -82,6 +82,17 @@ pub struct EngineCanaries {
     /// of the common vector (`join_rows(local, remote, vv, vv)`), so a dot
     /// one side lost is deleted from the other.
     pub repair_join_at_vv: bool,
+    /// LWW by arrival order: a remote op is applied with a stamp the
+    /// receiver takes when it arrives instead of its origin's stamp (its
+    /// log and its peers still get the op as it came), so concurrent writes
+    /// resolve differently at each site.
+    pub lww_arrival_order: bool,
+    /// No dedup: a remote op this site already holds is applied (and
+    /// logged) again, so counters add it twice.
+    pub no_dedup: bool,
+    /// Deps skipped: a remote op is applied as soon as it is next in its
+    /// origin's sequence, whether or not the ops it depends on are held.
+    pub skip_deps: bool,
 }
 
 impl EngineConfig {

@@ -119,7 +119,8 @@ impl Engine {
     }
 
     pub(super) fn deps_ready(&self, op: &Op) -> bool {
-        self.vv.get(op.id.origin) + 1 == op.id.seq && self.vv.dominates(&op.deps)
+        self.vv.get(op.id.origin) + 1 == op.id.seq
+            && (self.config.canaries.skip_deps || self.vv.dominates(&op.deps))
     }
 
     pub(super) fn apply_op_internal(&mut self, op: &Op) {
@@ -165,6 +166,21 @@ impl Engine {
                     );
                     out.conflict = Some(OpIdConflict::Payload { id: op.id });
                     break;
+                }
+                if self.config.canaries.no_dedup && self.vv.covers(op.id) {
+                    // The canary: applied a second time.
+                    self.keyspace.apply_op(&op, &self.vv);
+                    match encoded {
+                        Some(payload) => {
+                            self.record_buf.clear();
+                            log::frame_record(&payload, &mut self.record_buf);
+                            self.log_and_keep(op.id, payload);
+                        }
+                        None => self.append_op(&op),
+                    }
+                    self.op_completed();
+                    out.applied += 1;
+                    continue;
                 }
                 out.duplicates += 1;
                 continue;
@@ -218,7 +234,15 @@ impl Engine {
     }
 
     fn apply_remote_one(&mut self, op: Op, encoded: Option<Bytes>) {
-        self.apply_op_internal(&op);
+        if self.config.canaries.lww_arrival_order {
+            // The canary: stamped on arrival, applied with that stamp; logged
+            // and forwarded as it came.
+            let mut arrived = op.clone();
+            arrived.hlc = crate::hlc::Hlc(self.clock.last().0.saturating_add(1));
+            self.apply_op_internal(&arrived);
+        } else {
+            self.apply_op_internal(&op);
+        }
         match encoded {
             Some(payload) => {
                 self.record_buf.clear();

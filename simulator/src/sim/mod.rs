@@ -31,14 +31,12 @@ use crate::sched::Scheduler;
 use crate::storage::SharedDisk;
 use crate::trace::Trace;
 use crate::workload::{Request, Workload};
-use chorus_engine::hlc::Hlc;
-use chorus_engine::id::{OpId, Origin, SiteId, VersionVector};
+use chorus_engine::id::{OpId, SiteId, VersionVector};
 use chorus_engine::keyspace::DBS;
-use chorus_engine::log::{decode_op, encode_op};
 use chorus_engine::storage::memory::FailPoint;
 use chorus_engine::storage::Storage;
 use chorus_engine::{Engine, EngineConfig, Fsync, Reply};
-use chorus_replication::wire::{encode_frame, FrameDecoder, Message};
+use chorus_replication::wire::{FrameDecoder, Message};
 use chorus_replication::{PeerSession, SessionConfig, SessionEvent, SyncDirection};
 use chorus_site::{Capture, Housekeeping, Now, SiteConfig, Work};
 use std::collections::BTreeMap;
@@ -88,11 +86,11 @@ const CORRUPT_INTERVAL_MS: u64 = 3_000;
 /// A deliberate bug the checkers must catch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Canary {
-    /// LWW ties broken by arrival order. Emulated: ops are re-stamped with the
-    /// receiver's clock on arrival (engine hook wanted, see docs/simulator.md).
+    /// LWW by arrival order: the engine applies a remote op with a stamp
+    /// taken on arrival (`EngineCanaries::lww_arrival_order`).
     LwwArrivalOrder,
-    /// Duplicated ops applied again. Emulated: an op the receiver already
-    /// holds is applied again under a fresh OpId.
+    /// Duplicated ops applied again: the engine applies and logs an op it
+    /// already holds (`EngineCanaries::no_dedup`).
     NoDedup,
     /// OpIds reused after a crash: the restart pretends the shutdown was
     /// clean, so the engine keeps its incarnation and reuses lost seqs.
@@ -102,7 +100,8 @@ pub enum Canary {
     RepairJoinAtVv,
     /// Peers acked before fsync (the session's own canary switch).
     AckBeforeDurable,
-    /// Ops applied before their deps. Emulated: deps stripped on arrival.
+    /// Ops applied before their deps: the engine checks only the origin's
+    /// sequence (`EngineCanaries::skip_deps`).
     SkipDeps,
 }
 
@@ -127,13 +126,6 @@ impl Canary {
     }
     pub fn parse(s: &str) -> Option<Canary> {
         Canary::ALL.into_iter().find(|c| c.name() == s)
-    }
-    /// Whether the canary rewrites op batches on their way to the engine.
-    fn rewrites_batches(self) -> bool {
-        matches!(
-            self,
-            Canary::LwwArrivalOrder | Canary::NoDedup | Canary::SkipDeps
-        )
     }
 }
 
@@ -433,7 +425,6 @@ pub struct Sim {
     faults: u64,
     check: Checker,
     stats: RunStats,
-    synthetic_incarnation: u32,
     violation: Option<Violation>,
     converged: bool,
     /// `CHORUS_SIM_PARANOID=1`: compare every site with a fresh replay of its
@@ -464,6 +455,9 @@ impl Sim {
             let mut ec = EngineConfig::new(id);
             ec.fsync = p.fsync;
             ec.canaries.repair_join_at_vv = cfg.canary == Some(Canary::RepairJoinAtVv);
+            ec.canaries.lww_arrival_order = cfg.canary == Some(Canary::LwwArrivalOrder);
+            ec.canaries.no_dedup = cfg.canary == Some(Canary::NoDedup);
+            ec.canaries.skip_deps = cfg.canary == Some(Canary::SkipDeps);
             if p.knobs.tiny_backlog {
                 ec.backlog_bytes_max = site_rng.range(1 << 10, 16 << 10) as usize;
             }
@@ -531,7 +525,6 @@ impl Sim {
             faults: 0,
             check: Checker::new(n),
             stats: RunStats::default(),
-            synthetic_incarnation: 0x4000_0000,
             violation: None,
             converged: false,
             paranoid: std::env::var_os("CHORUS_SIM_PARANOID").is_some(),

@@ -396,12 +396,6 @@ impl Sim {
     /// pieces); [`Sim::receive_slice`] handles it.
     pub(super) fn push_frame(&mut self, t: u64, from: usize, to: usize, frame: Vec<u8>) {
         let tag = frame_tag(&frame);
-        let mut frame = frame;
-        if tag == Some(TAG_OP_BATCH) {
-            if let Some(c) = self.cfg.canary.filter(|c| c.rewrites_batches()) {
-                frame = self.canary_rewrite(c, to, frame);
-            }
-        }
         if tag == Some(TAG_SNAPSHOT_BEGIN) {
             if let Some(Message::SnapshotBegin { vv, .. }) = decode_frame(&frame) {
                 self.sites[to].incoming_snapshot.insert(from, vv);
@@ -583,55 +577,6 @@ impl Sim {
                     }
                 }
             }
-        }
-    }
-
-    /// The emulated canaries: rewrite an op batch on its way to the engine.
-    pub(super) fn canary_rewrite(&mut self, canary: Canary, to: usize, frame: Vec<u8>) -> Vec<u8> {
-        let Some(Message::OpBatch { ops }) = decode_frame(&frame) else {
-            return frame;
-        };
-        let wall = self.wall(to);
-        let Some(engine) = self.sites[to].engine.as_ref() else {
-            return frame;
-        };
-        let mut out = Vec::with_capacity(ops.len());
-        for bytes in ops {
-            let Ok(mut op) = decode_op(&bytes) else {
-                out.push(bytes);
-                continue;
-            };
-            match canary {
-                Canary::SkipDeps => {
-                    op.deps = VersionVector::new();
-                    let b = encode_op(&op);
-                    self.check.allow_variant(op.id, fnv1a(&b));
-                    out.push(b);
-                }
-                Canary::LwwArrivalOrder => {
-                    op.hlc = Hlc::new(wall, 0);
-                    let b = encode_op(&op);
-                    self.check.allow_variant(op.id, fnv1a(&b));
-                    out.push(b);
-                }
-                Canary::NoDedup if engine.vv().covers(op.id) => {
-                    // Applied again, as if dedup were missing.
-                    self.synthetic_incarnation += 1;
-                    op.id = OpId::new(
-                        Origin::new(op.id.origin.site, self.synthetic_incarnation),
-                        1,
-                    );
-                    let mut deps = engine.vv().clone();
-                    deps.set(op.id.origin, 0);
-                    op.deps = deps;
-                    out.push(encode_op(&op));
-                }
-                _ => out.push(bytes),
-            }
-        }
-        match encode_frame(&Message::OpBatch { ops: out }) {
-            Ok(f) => f,
-            Err(_) => frame,
         }
     }
 }
