@@ -741,3 +741,27 @@ fn a_restart_after_a_full_sync_does_not_claim_ops_its_backlog_lacks() {
         Some(2)
     );
 }
+
+/// A checkpoint row damaged on disk is refused at open with its key and
+/// database, never loaded as if it were a value.
+#[test]
+fn a_corrupt_checkpoint_row_is_refused_at_open() {
+    let mut e = open(MemoryStorage::new());
+    run(&mut e, 1_000, "SET k v");
+    run(&mut e, 1_000, "SADD s a b");
+    e.checkpoint(1_000).unwrap();
+    e.sync().unwrap();
+    let mut disk = engine_mem(&mut e).durable_image();
+    let (rows, meta) = disk.checkpoint_read().unwrap();
+    let mut damaged = rows.into_iter().find(|r| r.key == b"s").expect("row s");
+    damaged.state = Some(vec![0xff; 7]);
+    disk.checkpoint_write(&[damaged], &meta.expect("checkpoint meta"))
+        .unwrap();
+    match Engine::open(Box::new(disk), config(SITE)) {
+        Ok(_) => panic!("a damaged checkpoint row was loaded"),
+        Err(chorus_engine::OpenError::CorruptCheckpoint(why)) => {
+            assert!(why.contains("\"s\"") && why.contains("db 0"), "{why}")
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+    }
+}
