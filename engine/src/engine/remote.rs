@@ -170,14 +170,7 @@ impl Engine {
                 if self.config.canaries.no_dedup && self.vv.covers(op.id) {
                     // The canary: applied a second time.
                     self.keyspace.apply_op(&op, &self.vv);
-                    match encoded {
-                        Some(payload) => {
-                            self.record_buf.clear();
-                            log::frame_record(&payload, &mut self.record_buf);
-                            self.log_and_keep(op.id, payload);
-                        }
-                        None => self.append_op(&op),
-                    }
+                    self.log_remote(&op, encoded);
                     self.op_completed();
                     out.applied += 1;
                     continue;
@@ -243,15 +236,21 @@ impl Engine {
         } else {
             self.apply_op_internal(&op);
         }
+        self.log_remote(&op, encoded);
+        self.stats.ops_remote_applied += 1;
+    }
+
+    /// Logs a remote op and keeps it for peers: as the bytes it came in,
+    /// when it has them, without encoding it again.
+    fn log_remote(&mut self, op: &Op, encoded: Option<Bytes>) {
         match encoded {
             Some(payload) => {
                 self.record_buf.clear();
                 log::frame_record(&payload, &mut self.record_buf);
                 self.log_and_keep(op.id, payload);
             }
-            None => self.append_op(&op),
+            None => self.append_op(op),
         }
-        self.stats.ops_remote_applied += 1;
     }
 
     pub(super) fn drain_causal_buffer(&mut self) -> usize {
