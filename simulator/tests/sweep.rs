@@ -109,6 +109,8 @@ fn checker_of(canary: Canary) -> &'static str {
         // A join that deletes leaves the damaged rows unrepaired: the
         // liveness phase never sees the sites whole again.
         Canary::RepairJoinAtVv => "liveness",
+        // Batches never retired: resent for good on an open connection.
+        Canary::IgnoreAcks => "stuck",
     }
 }
 

@@ -52,6 +52,10 @@ pub const CLIENT_ATTEMPTS_MAX: u32 = 6;
 pub const AUDIT_INTERVAL_MS: u64 = 500;
 /// Interval of the convergence check during the liveness phase.
 pub const LIVENESS_CHECK_MS: u64 = 100;
+/// After healing, a session that holds batches in flight on an open
+/// connection must see its peer acknowledge something within this long
+/// (six ack timeouts: each resends what the peer did not confirm).
+pub const STUCK_SESSION_MS: u64 = 6 * chorus_replication::session::ACK_WAIT_MS;
 /// Interval of active expiry and of checkpoints on each site.
 pub const EXPIRE_INTERVAL_MS: u64 = 100;
 pub const CHECKPOINT_INTERVAL_MS: u64 = 3_000;
@@ -103,16 +107,21 @@ pub enum Canary {
     /// Ops applied before their deps: the engine checks only the origin's
     /// sequence (`EngineCanaries::skip_deps`).
     SkipDeps,
+    /// Every ack a session receives is ignored (the session's own canary
+    /// switch): its batches stay in flight on an open connection for good
+    /// (the `stuck` checker).
+    IgnoreAcks,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 6] = [
+    pub const ALL: [Canary; 7] = [
         Canary::LwwArrivalOrder,
         Canary::NoDedup,
         Canary::ReuseSeq,
         Canary::AckBeforeDurable,
         Canary::SkipDeps,
         Canary::RepairJoinAtVv,
+        Canary::IgnoreAcks,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -122,6 +131,7 @@ impl Canary {
             Canary::AckBeforeDurable => "ack-before-durable",
             Canary::SkipDeps => "skip-deps",
             Canary::RepairJoinAtVv => "repair-join-at-vv",
+            Canary::IgnoreAcks => "ignore-acks",
         }
     }
     pub fn parse(s: &str) -> Option<Canary> {
@@ -422,6 +432,10 @@ pub struct Sim {
     /// Converged but for expired keys no site deleted yet (the `expiry`
     /// checker): what the liveness report shows if the deadline passes.
     expiry_overdue: Option<String>,
+    /// Per session `(site, peer)` with batches in flight on an open
+    /// connection after healing: the peer's acked total and since when it
+    /// has not moved (the `stuck` checker).
+    stuck_watch: BTreeMap<(usize, usize), (u64, u64)>,
     faults: u64,
     check: Checker,
     stats: RunStats,
@@ -522,6 +536,7 @@ impl Sim {
             safety: true,
             liveness_started_ms: 0,
             expiry_overdue: None,
+            stuck_watch: BTreeMap::new(),
             faults: 0,
             check: Checker::new(n),
             stats: RunStats::default(),
@@ -571,8 +586,14 @@ impl Sim {
                 until = self.liveness_started_ms + self.p.liveness_deadline_ms;
             }
         }
-        let verdict = if self.violation.is_some() {
-            Verdict::Safety
+        let verdict = if let Some(v) = &self.violation {
+            // A session stuck with data in flight is a failure to make
+            // progress, found before the deadline.
+            if v.check == "stuck" {
+                Verdict::Liveness
+            } else {
+                Verdict::Safety
+            }
         } else if self.converged {
             self.final_checks();
             if self.violation.is_some() {
@@ -633,6 +654,7 @@ impl Sim {
         }
         c.anti_entropy_interval_ms = ANTI_ENTROPY_INTERVAL_MS;
         c.canary_ack_before_durable = self.cfg.canary == Some(Canary::AckBeforeDurable);
+        c.canary_ignore_acks = self.cfg.canary == Some(Canary::IgnoreAcks);
         c
     }
 
