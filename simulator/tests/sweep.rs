@@ -81,6 +81,24 @@ fn bounded_sweep_disk_profile_passes() {
     sweep("disk", 90..130);
 }
 
+/// A site lost for good and removed while the others write: they converge
+/// without it, and keys whose winning deadline it owned are still deleted,
+/// by another site after the takeover delay (never earlier: the `expiry`
+/// checker).
+#[test]
+fn a_removed_site_leaves_the_others_converged_and_its_expired_keys_deleted() {
+    let (mut removals, mut takeovers) = (0, 0);
+    for seed in 0..20 {
+        let r = run_one(config(seed, "remove", None));
+        assert!(r.passed(), "{}", describe(&r));
+        let o = r.outcome.as_ref().expect("ran");
+        removals += o.stats.removals;
+        takeovers += o.stats.expiry_takeovers;
+    }
+    assert!(removals >= 10, "only {removals} removals in 20 seeds");
+    assert!(takeovers > 0, "no expired key was taken over in 20 seeds");
+}
+
 /// Tiny batches (one op per batch, one batch in flight) behind 5 % stalls of
 /// 545 ms and 2 % tails of 1028 ms catch up at about 243 ms per op, not one
 /// bare round trip (37 ms): the liveness deadline must count what stalls and

@@ -136,6 +136,9 @@ impl Sim {
         }
         self.clients.clear();
         for s in 0..self.sites.len() {
+            if self.sites[s].removed {
+                continue;
+            }
             if !self.sites[s].up() {
                 self.restart(t, s, false);
             } else if self.sites[s].paused_until.is_some() {
@@ -205,10 +208,11 @@ impl Sim {
             return;
         }
         let engines: Vec<Option<&Engine>> = self.sites.iter().map(|s| s.engine.as_ref()).collect();
-        let all_up = engines.iter().all(Option::is_some);
-        let first_vv = engines.first().and_then(|e| e.map(|e| e.vv().clone()));
-        let same_vv = all_up
-            && first_vv.is_some_and(|v| engines.iter().all(|e| e.is_some_and(|e| *e.vv() == v)));
+        // Removed sites are out of the cluster: the rest converge without them.
+        let all_up = self.sites.iter().all(|s| s.removed || s.engine.is_some());
+        let first_vv = engines.iter().flatten().next().map(|e| e.vv().clone());
+        let same_vv =
+            all_up && first_vv.is_some_and(|v| engines.iter().flatten().all(|e| *e.vv() == v));
         if same_vv && !self.corruptions.is_empty() {
             // Anti-entropy has damage to repair first (checked against a
             // replay of every op: every 500 ms, not at every check).
@@ -351,6 +355,7 @@ impl Sim {
                         states.join(" ")
                     ));
                 }
+                None if s.removed => parts.push(format!("site {} removed", i + 1)),
                 None => parts.push(format!("site {} down", i + 1)),
             }
         }

@@ -110,6 +110,7 @@ impl Sim {
             }
             FaultKind::Replay => done = self.replay(t),
             FaultKind::Disk => done = self.disk_fault(t, site),
+            FaultKind::Remove => done = self.remove_site(t, site),
             FaultKind::ClockJump => {
                 let mag = self.fault_rng.range(10, 30_000) as i64;
                 let back = self.fault_rng.chance(0.5);
@@ -156,6 +157,67 @@ impl Sim {
             });
         self.enqueue(ci, dir, frame);
         true
+    }
+
+    /// Site `s` is lost for good and removed from the cluster (profile
+    /// `remove`): it crashes and never restarts, and every peer drops it,
+    /// as `PEER REMOVE` does. What only it held is gone with it, so its
+    /// durable claims are dropped as a wipe's are. At most one removal per
+    /// run, and never one that would leave the others split (the hub of a
+    /// star, the middle of a chain). Keys whose winning deadline it owned
+    /// must still be deleted by the others (the `expiry` checker).
+    fn remove_site(&mut self, t: u64, s: usize) -> bool {
+        if !self.sites[s].up() || self.sites.iter().any(|x| x.removed) {
+            return false;
+        }
+        let rest: Vec<usize> = (0..self.sites.len()).filter(|&x| x != s).collect();
+        if rest.len() < 2 || !self.connected_without(s) {
+            return false;
+        }
+        self.crash(t, s, false);
+        self.check.site_wiped(s);
+        self.sites[s].removed = true;
+        self.stats.removals += 1;
+        for x in rest {
+            self.sites[x].sessions.remove(&s);
+            self.sites[x].timer_at.remove(&s);
+            self.sites[x].incoming_snapshot.remove(&s);
+            self.sites[x].receive_more.remove(&s);
+            self.conn_of.remove(&(x, s));
+            self.conn_of.remove(&(s, x));
+        }
+        self.trace.event(t, "remove", &[s as u64], || {
+            format!("site {} lost for good and removed from the cluster", s + 1)
+        });
+        true
+    }
+
+    /// Whether the sites other than `s` (and those removed) stay connected
+    /// through the links that do not touch `s`.
+    fn connected_without(&self, s: usize) -> bool {
+        let live: Vec<usize> = (0..self.sites.len())
+            .filter(|&x| x != s && !self.sites[x].removed)
+            .collect();
+        let Some(&start) = live.first() else {
+            return true;
+        };
+        let mut seen = std::collections::BTreeSet::from([start]);
+        let mut todo = vec![start];
+        while let Some(x) = todo.pop() {
+            for c in &self.conns {
+                let y = if c.a == x {
+                    c.b
+                } else if c.b == x {
+                    c.a
+                } else {
+                    continue;
+                };
+                if y != s && !self.sites[y].removed && seen.insert(y) {
+                    todo.push(y);
+                }
+            }
+        }
+        seen.len() == live.len()
     }
 
     /// Arms one I/O error on site `s`'s disk: the next log append, fsync,
@@ -274,7 +336,7 @@ impl Sim {
     }
 
     pub(super) fn restart(&mut self, _t: u64, s: usize, _wipe: bool) {
-        if self.sites[s].up() {
+        if self.sites[s].up() || self.sites[s].removed {
             return;
         }
         if self.cfg.canary == Some(Canary::ReuseSeq) {

@@ -235,6 +235,11 @@ pub struct RunStats {
     /// they refused with `MISCONF` (retried after the restart).
     pub disk_faults: u64,
     pub misconf_refusals: u64,
+    /// Sites lost for good and removed (profile `remove`).
+    pub removals: u64,
+    /// Expired keys deleted by a site that did not own the winning
+    /// deadline (`EngineStats::expired_keys_taken_over`).
+    pub expiry_takeovers: u64,
 }
 
 impl fmt::Display for RunStats {
@@ -262,6 +267,12 @@ impl fmt::Display for RunStats {
                 " disk_faults={} misconf={}",
                 self.disk_faults, self.misconf_refusals
             )?;
+        }
+        if self.removals > 0 {
+            write!(f, " removals={}", self.removals)?;
+        }
+        if self.expiry_takeovers > 0 {
+            write!(f, " expiry_takeovers={}", self.expiry_takeovers)?;
         }
         Ok(())
     }
@@ -403,6 +414,9 @@ struct Site {
     /// The fail point armed on this site's disk by a `disk` fault, until
     /// the restart that follows it: storage errors are expected meanwhile.
     disk_fault: Option<FailPoint>,
+    /// Lost for good and removed from the cluster (profile `remove`): never
+    /// restarted, dialed or checked again.
+    removed: bool,
 }
 
 impl Site {
@@ -500,6 +514,7 @@ impl Sim {
                 engine_config: ec,
                 backup: None,
                 disk_fault: None,
+                removed: false,
                 hk: None,
                 sync: None,
                 checkpoint: None,
