@@ -765,3 +765,54 @@ fn a_corrupt_checkpoint_row_is_refused_at_open() {
         Err(other) => panic!("refused for another reason: {other}"),
     }
 }
+
+/// One flipped bit in a checkpoint row's value still decodes as a row (a
+/// different value): the row's checksum refuses it. So does one flipped bit
+/// in the checkpoint's metadata (its version vector, clock or log offset).
+#[test]
+fn a_flipped_bit_in_a_checkpoint_is_refused_at_open() {
+    let mut e = open(MemoryStorage::new());
+    run(&mut e, 1_000, "SET k value-of-k");
+    e.checkpoint(1_000).unwrap();
+    e.sync().unwrap();
+    let disk = engine_mem(&mut e).durable_image();
+    // A bit of the value itself: the image decodes, the checksum does not match.
+    let mut bad_row = disk.clone();
+    let (rows, meta) = bad_row.checkpoint_read().unwrap();
+    let mut row = rows.into_iter().find(|r| r.key == b"k").expect("row k");
+    let state = row.state.as_mut().expect("a live row");
+    let at = state
+        .windows(10)
+        .position(|w| w == b"value-of-k")
+        .expect("the value is in the image");
+    state[at + 3] ^= 0x01;
+    bad_row
+        .checkpoint_write(&[row], &meta.expect("checkpoint meta"))
+        .unwrap();
+    match Engine::open(Box::new(bad_row), config(SITE)) {
+        Ok(mut e) => panic!(
+            "a damaged row was loaded: GET k = {:?}",
+            run(&mut e, 1_000, "GET k")
+        ),
+        Err(chorus_engine::OpenError::CorruptCheckpoint(why)) => {
+            assert!(why.contains("\"k\"") && why.contains("checksum"), "{why}")
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+    }
+    // A bit of the metadata.
+    let mut bad_meta = disk.clone();
+    let (_, meta) = bad_meta.checkpoint_read().unwrap();
+    let mut meta = meta.expect("checkpoint meta");
+    meta[1] ^= 0x01;
+    bad_meta.checkpoint_write(&[], &meta).unwrap();
+    match Engine::open(Box::new(bad_meta), config(SITE)) {
+        Ok(_) => panic!("damaged checkpoint metadata was loaded"),
+        Err(chorus_engine::OpenError::CorruptCheckpoint(why)) => {
+            assert!(why.contains("metadata"), "{why}")
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+    }
+    // The undamaged disk opens, with the value.
+    let mut e = Engine::open(Box::new(disk), config(SITE)).expect("opens");
+    assert_eq!(run(&mut e, 1_000, "GET k"), bulk("value-of-k"));
+}

@@ -209,7 +209,11 @@ impl Engine {
             hlc: self.clock.last(),
             log_offset,
         };
-        (log_offset, postcard::to_allocvec(&meta).unwrap_or_default())
+        let mut bytes = postcard::to_allocvec(&meta).unwrap_or_default();
+        // Followed by its CRC-32: damage on disk is refused at open.
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        (log_offset, bytes)
     }
 
     /// The rows changed since the last checkpoint, encoded, in key order.
@@ -217,7 +221,7 @@ impl Engine {
         self.keyspace.take_dirty(|d| CheckpointRow {
             db: d.db,
             key: d.key.to_vec(),
-            state: d.row.map(|r| RowImage::of(r).encode()),
+            state: d.row.map(|r| RowImage::of(r).encode_sealed(d.db, &d.key)),
         })
     }
 

@@ -123,7 +123,7 @@ pub enum OpenError {
         file_offset: u64,
         reason: String,
     },
-    #[error("corrupt checkpoint: {0} (start with --salvage to rebuild from the op log)")]
+    #[error("corrupt checkpoint: {0} (move the data directory aside and start on an empty one: the site gets its data again from its peers by full sync)")]
     CorruptCheckpoint(String),
 }
 

@@ -30,7 +30,18 @@ impl Engine {
         let (rows, meta) = storage.checkpoint_read()?;
         let meta: CheckpointMeta = match meta {
             Some(m) => {
-                postcard::from_bytes(&m).map_err(|e| OpenError::CorruptCheckpoint(e.to_string()))?
+                // The meta blob ends with a CRC-32 of what precedes it.
+                let split = m.len().checked_sub(4).ok_or_else(|| {
+                    OpenError::CorruptCheckpoint("metadata shorter than its checksum".into())
+                })?;
+                let (body, crc) = m.split_at(split);
+                if crc32fast::hash(body).to_le_bytes() != crc {
+                    return Err(OpenError::CorruptCheckpoint(
+                        "metadata checksum mismatch".into(),
+                    ));
+                }
+                postcard::from_bytes(body)
+                    .map_err(|e| OpenError::CorruptCheckpoint(e.to_string()))?
             }
             None => CheckpointMeta::default(),
         };
@@ -84,7 +95,7 @@ impl Engine {
         }
         for r in rows {
             let Some(state) = r.state else { continue };
-            let img = RowImage::decode(&state).map_err(|e| {
+            let img = RowImage::decode_sealed(r.db, &r.key, &state).map_err(|e| {
                 OpenError::CorruptCheckpoint(format!(
                     "row {:?} in db {}: {e}",
                     String::from_utf8_lossy(&r.key),
