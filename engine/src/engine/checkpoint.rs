@@ -221,7 +221,7 @@ impl Engine {
         self.keyspace.take_dirty(|d| CheckpointRow {
             db: d.db,
             key: d.key.to_vec(),
-            state: d.row.map(|r| RowImage::of(r).encode_sealed(d.db, &d.key)),
+            state: d.row.map(|r| RowImage::of(r).encode_sealed(d.db, d.key)),
         })
     }
 
