@@ -29,7 +29,7 @@ struct Common {
     /// Client requests in the safety phase.
     #[arg(long, default_value_t = 2000)]
     ops: usize,
-    /// Fault profile: random, calm, crash, partition, clock, fullsync, chaos, corrupt, corrupt-calm, disk.
+    /// Fault profile: random, calm, crash, partition, clock, fullsync, chaos, corrupt, corrupt-calm, disk, remove.
     #[arg(long, default_value = "random")]
     profile: String,
     /// A deliberate bug the checkers must catch: lww-arrival-order, no-dedup,

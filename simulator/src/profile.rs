@@ -42,10 +42,16 @@ pub enum FaultKind {
     /// drop it (as `PEER REMOVE` does) and it never comes back. At most one
     /// per run, never one whose loss would split the others.
     Remove,
+    /// Bit rot while the site is stopped: one bit of a durable op log record
+    /// that has a whole record after it, or of a checkpoint row, is flipped
+    /// after a crash. The restart must refuse the damage, and the operator
+    /// recovers as documented: `--salvage` for the log, an empty directory
+    /// (a full sync from the peers) for the checkpoint.
+    Rot,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Crash,
         FaultKind::Wipe,
         FaultKind::Pause,
@@ -56,6 +62,7 @@ impl FaultKind {
         FaultKind::ClockJump,
         FaultKind::Disk,
         FaultKind::Remove,
+        FaultKind::Rot,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -69,6 +76,7 @@ impl FaultKind {
             FaultKind::ClockJump => "clock-jump",
             FaultKind::Disk => "disk",
             FaultKind::Remove => "remove",
+            FaultKind::Rot => "rot",
         }
     }
 }
@@ -185,7 +193,7 @@ pub struct Profile {
     pub mix: OpMix,
     pub net: NetProfile,
     /// Weight of each fault kind (`FaultKind::ALL` order); all zero = no faults.
-    pub fault_weights: [u32; 10],
+    pub fault_weights: [u32; 11],
     /// Mean virtual time between two faults.
     pub fault_interval_ms: u64,
     pub knobs: Knobs,
@@ -252,7 +260,7 @@ impl Profile {
         // Disk faults and removals (the last kinds) are drawn only by the
         // profiles that ask for them, so the other profiles keep their
         // schedules.
-        let mut fault_weights = [0u32; 10];
+        let mut fault_weights = [0u32; 11];
         for fw in fault_weights.iter_mut().take(8) {
             *fw = if r.chance(0.55) {
                 r.range(1, 4) as u32
@@ -321,7 +329,7 @@ impl Profile {
         match name {
             // `corrupt-calm`: the damage of `corrupt` with no other fault.
             "calm" | "corrupt-calm" => {
-                self.fault_weights = [0; 10];
+                self.fault_weights = [0; 11];
                 self.knobs.tiny_backlog = false;
                 self.knobs.tiny_batches = false;
                 self.knobs.fsync_delay_ms = 0;
@@ -367,6 +375,7 @@ impl Profile {
                 FaultKind::Crash,
                 FaultKind::Pause,
                 FaultKind::Partition,
+                FaultKind::Rot,
             ]),
             "fullsync" => {
                 self.set_only(&[FaultKind::Crash, FaultKind::Wipe, FaultKind::Partition]);
@@ -386,14 +395,14 @@ impl Profile {
                     FaultKind::ClockJump,
                     FaultKind::Remove,
                 ]);
-                let i = FaultKind::ALL.len() - 1;
+                let i = FaultKind::ALL.len() - 2;
                 self.fault_weights[i] += 2;
                 self.sites = self.sites.max(3);
                 self.mix.expire += 4;
             }
             "chaos" => {
-                // Every kind but removal.
-                for w in self.fault_weights.iter_mut().take(FaultKind::ALL.len() - 1) {
+                // Every kind but removal and bit rot.
+                for w in self.fault_weights.iter_mut().take(FaultKind::ALL.len() - 2) {
                     *w = (*w).max(1);
                 }
                 self.fault_interval_ms = self.fault_interval_ms.min(800);

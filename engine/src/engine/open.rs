@@ -110,6 +110,26 @@ impl Engine {
         // changes are not (the next checkpoint must write them).
         engine.keyspace.clear_dirty();
         let runs = engine.replay_log()?;
+        let log_len = engine.storage.log_len();
+        if log_len < engine.checkpoint_log_offset {
+            // `--salvage` cut the log inside what the checkpoint covers:
+            // every record left is covered by it. Record the new end as the
+            // point replay starts from, on disk too, or a later trim would
+            // cut the log at the old offset, now inside a new record.
+            tracing::warn!(
+                checkpoint_log_offset = engine.checkpoint_log_offset,
+                log_len,
+                "the salvaged log ends before the checkpoint's log offset; recording the new end"
+            );
+            engine.checkpoint_log_offset = log_len;
+            let fixed = CheckpointMeta {
+                log_offset: log_len,
+                ..meta
+            };
+            engine
+                .storage
+                .checkpoint_write(&[], &super::checkpoint::encode_checkpoint_meta(&fixed))?;
+        }
         // The backlog serves an origin only from the last contiguous run of
         // its seqs in the log, and only if that run reaches the newest op
         // held: ops before the run (trimmed, or only in the checkpoint) and

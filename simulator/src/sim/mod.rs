@@ -237,6 +237,9 @@ pub struct RunStats {
     pub misconf_refusals: u64,
     /// Sites lost for good and removed (profile `remove`).
     pub removals: u64,
+    /// Bits flipped on a stopped site's disk (fault `rot`), each refused at
+    /// its restart.
+    pub rots: u64,
     /// Expired keys deleted by a site that did not own the winning
     /// deadline (`EngineStats::expired_keys_taken_over`).
     pub expiry_takeovers: u64,
@@ -270,6 +273,9 @@ impl fmt::Display for RunStats {
         }
         if self.removals > 0 {
             write!(f, " removals={}", self.removals)?;
+        }
+        if self.rots > 0 {
+            write!(f, " rots={}", self.rots)?;
         }
         if self.expiry_takeovers > 0 {
             write!(f, " expiry_takeovers={}", self.expiry_takeovers)?;
@@ -417,6 +423,16 @@ struct Site {
     /// Lost for good and removed from the cluster (profile `remove`): never
     /// restarted, dialed or checked again.
     removed: bool,
+    /// Bits of the stopped site's disk flipped (fault `rot`): its next
+    /// start must refuse to open.
+    rot: Option<Rot>,
+}
+
+/// Where a `rot` fault flipped a bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rot {
+    Log,
+    Checkpoint,
 }
 
 impl Site {
@@ -515,6 +531,7 @@ impl Sim {
                 backup: None,
                 disk_fault: None,
                 removed: false,
+                rot: None,
                 hk: None,
                 sync: None,
                 checkpoint: None,
@@ -673,12 +690,74 @@ impl Sim {
         c
     }
 
+    /// A start on a disk with a flipped bit (fault `rot`): the open must
+    /// have refused it, by the error that names it; then the operator
+    /// recovers as docs/operations.md says. A damaged log record is
+    /// salvaged (`--salvage` keeps the intact prefix, the peers send the
+    /// rest); a damaged checkpoint means starting on an empty directory (a
+    /// full sync from the peers). Either way what only this site held past
+    /// the damage may be gone, so its durability claims go as a wipe's do.
+    /// `None`: the run failed.
+    fn recover_from_rot(
+        &mut self,
+        s: usize,
+        rot: Rot,
+        opened: Result<Engine, chorus_engine::OpenError>,
+    ) -> Option<Result<Engine, chorus_engine::OpenError>> {
+        let t = self.sched.now_ms();
+        let refused = match (&opened, rot) {
+            (Err(chorus_engine::OpenError::CorruptLog { .. }), Rot::Log)
+            | (Err(chorus_engine::OpenError::CorruptCheckpoint(_)), Rot::Checkpoint) => true,
+            (Ok(_), _) => {
+                self.fail(Violation::new(
+                    "disk",
+                    format!(
+                        "site {} opened a disk with a flipped bit in its {:?} without refusing it",
+                        s + 1,
+                        rot
+                    ),
+                ));
+                return None;
+            }
+            _ => false,
+        };
+        if !refused {
+            // Refused, but not for the damage: the `recovery` check reports it.
+            return Some(opened);
+        }
+        let why = opened.err().map(|e| e.to_string()).unwrap_or_default();
+        self.trace.event(t, "rot-refused", &[s as u64], || {
+            format!("site {} refused to open: {why}", s + 1)
+        });
+        self.check.site_wiped(s);
+        let mut cfg = self.sites[s].engine_config.clone();
+        match rot {
+            Rot::Log => cfg.salvage = true,
+            Rot::Checkpoint => {
+                self.stats.wipes += 1;
+                let floor = self.check.max_incarnation(s).saturating_add(1);
+                self.sites[s].engine_config.incarnation_floor = floor;
+                cfg.incarnation_floor = floor;
+                self.sites[s].disk = SharedDisk::new();
+            }
+        }
+        Some(Engine::open(self.sites[s].disk.boxed(), cfg))
+    }
+
     /// Opens the site's engine on its disk (first start or restart).
     fn start_site(&mut self, s: usize) {
         let now = self.sched.now_ms();
         let cfg = self.sites[s].engine_config.clone();
         let boxed = self.sites[s].disk.boxed();
-        let engine = match Engine::open(boxed, cfg) {
+        let opened = Engine::open(boxed, cfg);
+        let opened = match self.sites[s].rot.take() {
+            Some(rot) => match self.recover_from_rot(s, rot, opened) {
+                Some(r) => r,
+                None => return,
+            },
+            None => opened,
+        };
+        let engine = match opened {
             Ok(e) => e,
             Err(e) => {
                 self.fail(Violation::new(
