@@ -269,8 +269,9 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             field(out, "evicted_clients", 0);
             field(out, "keyspace_hits", 0);
             field(out, "keyspace_misses", 0);
-            field(out, "pubsub_channels", 0);
-            field(out, "pubsub_patterns", 0);
+            let (channels, patterns, _) = ctx.server.pubsub.figures();
+            field(out, "pubsub_channels", channels as u64);
+            field(out, "pubsub_patterns", patterns as u64);
             field(
                 out,
                 "total_error_replies",

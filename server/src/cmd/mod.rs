@@ -23,6 +23,7 @@ pub mod connection;
 pub mod info;
 pub mod multi;
 pub mod peer;
+pub mod pubsub;
 pub mod server;
 pub mod table;
 
@@ -61,6 +62,7 @@ pub enum Handler {
     Multi,
     Peer,
     Ping,
+    Pubsub,
     Quit,
     Reset,
     Save,
@@ -95,6 +97,8 @@ impl Handler {
             "multi" => Handler::Multi,
             "peer" => Handler::Peer,
             "ping" => Handler::Ping,
+            "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ssubscribe"
+            | "sunsubscribe" | "publish" | "spublish" | "pubsub" => Handler::Pubsub,
             "quit" => Handler::Quit,
             "reset" => Handler::Reset,
             "save" => Handler::Save,
@@ -187,6 +191,9 @@ pub fn process_found(
     if ctx.session.auth_required(&ctx.settings) && !spec.has_flag(flag::NO_AUTH) {
         return reject_command(ctx, spec, Reply::err("NOAUTH Authentication required."));
     }
+    if ctx.session.in_resp2_pubsub_mode() && !allowed_in_pubsub_mode(spec) {
+        return reject_command(ctx, spec, pubsub::not_allowed_in_context(&spec.name));
+    }
     if ctx.session.multi.is_some() {
         if spec.has_flag(flag::NO_MULTI) {
             return reject_command(
@@ -200,6 +207,23 @@ pub fn process_found(
         }
     }
     call(ctx, spec, args)
+}
+
+/// What a RESP2 client may run while subscribed (Redis's `processCommand`).
+fn allowed_in_pubsub_mode(spec: &CommandSpec) -> bool {
+    match spec.handler {
+        Handler::Ping | Handler::Quit | Handler::Reset => true,
+        Handler::Pubsub => matches!(
+            spec.name.as_str(),
+            "subscribe"
+                | "unsubscribe"
+                | "psubscribe"
+                | "punsubscribe"
+                | "ssubscribe"
+                | "sunsubscribe"
+        ),
+        _ => false,
+    }
 }
 
 /// Rejects a command that was found: as [`reject`], except that a rejected
@@ -266,12 +290,28 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Unwatch => multi::unwatch(ctx),
         Handler::Wait => peer::wait(ctx, args),
         Handler::Peer => peer::peer(ctx, args),
+        Handler::Pubsub => pubsub_command(ctx, spec, args),
         Handler::Data => data_command(ctx, spec, args),
         // `lookup` refuses these before they get here.
         Handler::Unimplemented => unknown_command(args),
     };
     count_error(ctx, &reply);
     reply
+}
+
+fn pubsub_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+    use crate::pubsub::Kind;
+    match spec.name.split('|').next().unwrap_or_default() {
+        "subscribe" => pubsub::subscribe(ctx, args, Kind::Channel),
+        "psubscribe" => pubsub::subscribe(ctx, args, Kind::Pattern),
+        "ssubscribe" => pubsub::subscribe(ctx, args, Kind::Shard),
+        "unsubscribe" => pubsub::unsubscribe(ctx, args, Kind::Channel),
+        "punsubscribe" => pubsub::unsubscribe(ctx, args, Kind::Pattern),
+        "sunsubscribe" => pubsub::unsubscribe(ctx, args, Kind::Shard),
+        "publish" => pubsub::publish(ctx, args, false),
+        "spublish" => pubsub::publish(ctx, args, true),
+        _ => pubsub::pubsub(ctx, args),
+    }
 }
 
 /// The single function through which every data command reaches the engine,
