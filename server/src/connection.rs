@@ -512,7 +512,32 @@ fn run_batch(
     batch: &mut Batch,
     out: &mut BytesMut,
 ) {
-    let mut guard = state.store.lock();
+    let threshold_ms = settings.busy_reply_threshold_ms;
+    let Some(mut guard) = state
+        .store
+        .lock_unless(|| state.scripts.run.busy(threshold_ms))
+    else {
+        // A script is busy: each command gets BUSY (process_found), none
+        // waits for the store.
+        {
+            let mut ctx = Ctx {
+                server: state,
+                session: &mut *session,
+                settings: Arc::clone(settings),
+                store: None,
+            };
+            for (range, spec) in &batch.requests {
+                let args = batch.args.get(range.clone()).unwrap_or_default();
+                let reply = cmd::process_found(&mut ctx, Ok(*spec), args);
+                batch.replies.push((reply, false));
+            }
+        }
+        session.flush_stats(&state.stats);
+        for (reply, _) in batch.replies.drain(..) {
+            emit(session, &reply, out);
+        }
+        return;
+    };
     guard.begin_batch(store::now_ms());
     let durable = {
         let mut ctx = Ctx {

@@ -71,6 +71,8 @@ pub struct ServerState {
     pub clients: ClientRegistry,
     /// Who listens to which channel (pub/sub is never stored).
     pub pubsub: crate::pubsub::PubSub,
+    /// The Lua interpreter, its scripts and the running script's state.
+    pub scripts: crate::script::Scripts,
     pub store: Store,
     /// Runtime `PEER ADD/REMOVE` changes, kept in the data directory.
     pub peer_overrides: Mutex<PeerOverrides>,
@@ -388,6 +390,7 @@ impl Server {
             stats: Stats::default(),
             clients: ClientRegistry::default(),
             pubsub: crate::pubsub::PubSub::default(),
+            scripts: crate::script::Scripts::default(),
             store,
             peer_overrides: Mutex::new(peer_overrides),
             sync_writes: SyncWriteStats::default(),

@@ -24,6 +24,7 @@ pub mod info;
 pub mod multi;
 pub mod peer;
 pub mod pubsub;
+pub mod script;
 pub mod server;
 pub mod table;
 
@@ -54,6 +55,7 @@ pub enum Handler {
     Debug,
     Discard,
     Echo,
+    Eval,
     Exec,
     Function,
     Hello,
@@ -66,6 +68,7 @@ pub enum Handler {
     Quit,
     Reset,
     Save,
+    Script,
     Select,
     Shutdown,
     Time,
@@ -89,6 +92,8 @@ impl Handler {
             "debug" => Handler::Debug,
             "discard" => Handler::Discard,
             "echo" => Handler::Echo,
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => Handler::Eval,
+            "script" => Handler::Script,
             "exec" => Handler::Exec,
             "function" => Handler::Function,
             "hello" => Handler::Hello,
@@ -194,6 +199,17 @@ pub fn process_found(
     if ctx.session.in_resp2_pubsub_mode() && !allowed_in_pubsub_mode(spec) {
         return reject_command(ctx, spec, pubsub::not_allowed_in_context(&spec.name));
     }
+    if !spec.has_flag(flag::ALLOW_BUSY)
+        && ctx
+            .server
+            .scripts
+            .run
+            .busy(ctx.settings.busy_reply_threshold_ms)
+    {
+        // A script holds the store past `busy-reply-threshold`: answer at
+        // once instead of queueing behind it, as Redis does.
+        return reject_command(ctx, spec, Reply::err(crate::script::BUSY_ERROR));
+    }
     if ctx.session.multi.is_some() {
         if spec.has_flag(flag::NO_MULTI) {
             return reject_command(
@@ -291,12 +307,29 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Wait => peer::wait(ctx, args),
         Handler::Peer => peer::peer(ctx, args),
         Handler::Pubsub => pubsub_command(ctx, spec, args),
+        Handler::Eval => {
+            let name = spec.name.as_str();
+            let (by_sha, read_only) = (name.starts_with("evalsha"), name.ends_with("_ro"));
+            off_the_runtime(|| script::eval(ctx, args, by_sha, read_only))
+        }
+        Handler::Script => script::script(ctx, args),
         Handler::Data => data_command(ctx, spec, args),
         // `lookup` refuses these before they get here.
         Handler::Unimplemented => unknown_command(args),
     };
     count_error(ctx, &reply);
     reply
+}
+
+/// Runs `f`, which may take long (a script), on this thread while the
+/// runtime hands this worker's other connections to another thread, so that
+/// they keep being served (and can get BUSY) meanwhile.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 fn pubsub_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
@@ -327,7 +360,15 @@ fn data_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply 
         // Inside EXEC (the transaction's op is noted at commit) or a batch.
         Some(guard) => guard.execute(db, data, args),
         None => {
-            let mut guard = ctx.server.store.lock();
+            let scripts = &ctx.server.scripts;
+            let threshold_ms = ctx.settings.busy_reply_threshold_ms;
+            let Some(mut guard) = ctx
+                .server
+                .store
+                .lock_unless(|| scripts.run.busy(threshold_ms))
+            else {
+                return Reply::err(crate::script::BUSY_ERROR);
+            };
             let reply = guard.execute(db, data, args);
             ctx.session.write_mark = guard.take_write();
             reply
