@@ -1,7 +1,8 @@
 //! Differential tests of Lua scripting: the same EVAL / EVALSHA / SCRIPT
 //! requests go to chorus-server and to a real redis-server, and the replies
 //! are compared byte for byte (script results and their conversions, error
-//! texts with the script's sha and line, the sandbox), in RESP2 and RESP3.
+//! texts with the script's sha and line, the sandbox, cjson), in RESP2 and
+//! RESP3.
 //! Then the busy-script rules on both servers (BUSY replies, SCRIPT KILL,
 //! UNKILLABLE), a script's writes as one op, and a lock helper through the
 //! `redis` crate.
@@ -157,6 +158,55 @@ const CASES: &[&[&str]] = &[
         "eval",
         "local t = {} for i = 1, 5 do t[i] = i * i end return t",
         "0",
+    ],
+    // cjson
+    &[r#"eval"#, r#"return cjson.encode({1,2,3})"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode({})"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode({a=1})"#, r#"0"#],
+    &[
+        r#"eval"#,
+        r#"return cjson.encode({a={b={1.5, 'x/y', true, false}}})"#,
+        r#"0"#,
+    ],
+    &[
+        r#"eval"#,
+        r#"return cjson.encode('a"b\\c\n\1\127')"#,
+        r#"0"#,
+    ],
+    &[r#"eval"#, r#"return cjson.encode(0.1)"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode(1e20)"#, r#"0"#],
+    &[
+        r#"eval"#,
+        r#"return cjson.encode(123456789012345678)"#,
+        r#"0"#,
+    ],
+    &[r#"eval"#, r#"return cjson.encode(-0.5)"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode(1/0)"#, r#"0"#],
+    &[
+        r#"eval"#,
+        r#"return cjson.encode({[1]=1,[2]=2,[4]=4})"#,
+        r#"0"#,
+    ],
+    &[r#"eval"#, r#"return cjson.encode({[1]=1,[20]=2})"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode({[1.5]=1})"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode(print)"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode(redis.call)"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode({[true]=1})"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode(cjson.null)"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.encode(nil)"#, r#"0"#],
+    &[
+        r#"eval"#,
+        r#"local t = cjson.decode('{"a":[1,2,{"b":null}],"c":"d"}') return {t.a[1], t.a[2], t.c, type(t.a[3].b), t.a[3].b == cjson.null}"#,
+        r#"0"#,
+    ],
+    &[r#"eval"#, r#"return cjson.decode('[1,2,3]')"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.decode('"\\u00e9"')"#, r#"0"#],
+    &[r#"eval"#, r#"return cjson.decode('3.7')"#, r#"0"#],
+    &[r#"eval"#, r#"return type(cjson.decode('null'))"#, r#"0"#],
+    &[
+        r#"eval"#,
+        r#"return cjson.encode(cjson.decode('{"k":[true,false,null,1.25,"s"]}'))"#,
+        r#"0"#,
     ],
     &[
         "eval",
