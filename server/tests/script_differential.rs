@@ -466,6 +466,11 @@ fn bad_scripts_fail_and_the_server_stays_up() {
         "local t = {} for i = 1, 100 do t[i] = string.rep(tostring(i), 2 ^ 24) end",
         "return setmetatable({}, {__index = function() error('no') end}).x",
         "return nil .. 'x'",
+        // Server commands that would take the store the script holds.
+        "return redis.call('info', 'replication')",
+        "return redis.call('save')",
+        "return redis.call('config', 'set', 'appendfsync', 'always')",
+        "return redis.call('wait', '0', '0')",
         "return redis.call('get', 'a', 'b', 'c')",
     ] {
         let got = conn.cmd(&["EVAL", script, "0"]);

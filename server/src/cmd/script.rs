@@ -14,7 +14,7 @@ use mlua::{Lua, Value};
 
 use super::client::help_reply;
 use super::table::{flag, CommandTable};
-use super::{call, lower, Ctx};
+use super::{call, lower, Ctx, Handler};
 use crate::resp::parse::parse_i64_strict;
 use crate::script::{convert, KillOutcome, ScriptRun, NOTBUSY_ERROR, UNKILLABLE_ERROR};
 
@@ -153,6 +153,9 @@ fn script_command(ctx: &mut Ctx<'_>, args: &[Bytes], read_only: bool, run: &Scri
     if spec.has_flag(flag::NO_SCRIPT) {
         return Reply::err("ERR This Redis command is not allowed from script");
     }
+    if !runs_in_scripts(spec.handler) {
+        return Reply::err("ERR Chorus does not run this command from scripts");
+    }
     if spec.has_flag(flag::WRITE) {
         if read_only {
             return Reply::err("ERR Write commands are not allowed from read-only scripts.");
@@ -161,6 +164,24 @@ fn script_command(ctx: &mut Ctx<'_>, args: &[Bytes], read_only: bool, run: &Scri
     }
     ctx.session.note_command(spec);
     call(ctx, spec, args)
+}
+
+/// Server commands a script may call. A script holds the store (and the
+/// engine) while it runs; the other server commands take one of them again
+/// (INFO's replication figures, CONFIG SET appendfsync, SAVE...) or wait
+/// for peers (WAIT), so they are refused instead of stalling the site.
+fn runs_in_scripts(handler: Handler) -> bool {
+    matches!(
+        handler,
+        Handler::Data
+            | Handler::Ping
+            | Handler::Echo
+            | Handler::Time
+            | Handler::Select
+            | Handler::Dbsize
+            | Handler::Pubsub
+            | Handler::Client
+    )
 }
 
 /// SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP.
