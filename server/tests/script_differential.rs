@@ -1,8 +1,8 @@
 //! Differential tests of Lua scripting: the same EVAL / EVALSHA / SCRIPT
 //! requests go to chorus-server and to a real redis-server, and the replies
 //! are compared byte for byte (script results and their conversions, error
-//! texts with the script's sha and line, the sandbox, cjson), in RESP2 and
-//! RESP3.
+//! texts with the script's sha and line, the sandbox, cjson, bit), in RESP2
+//! and RESP3.
 //! Then the busy-script rules on both servers (BUSY replies, SCRIPT KILL,
 //! UNKILLABLE), a script's writes as one op, and a lock helper through the
 //! `redis` crate.
@@ -208,6 +208,35 @@ const CASES: &[&[&str]] = &[
         r#"return cjson.encode(cjson.decode('{"k":[true,false,null,1.25,"s"]}'))"#,
         r#"0"#,
     ],
+    // bit
+    &[
+        r#"eval"#,
+        r#"return {bit.band(0xff, 0x0f), bit.bor(1, 2, 4), bit.bxor(5, 3), bit.bnot(0)}"#,
+        r#"0"#,
+    ],
+    &[
+        r#"eval"#,
+        r#"return {bit.lshift(1, 31), bit.rshift(-1, 28), bit.arshift(-256, 4), bit.rol(0x12345678, 12), bit.ror(0x12345678, 12)}"#,
+        r#"0"#,
+    ],
+    &[
+        r#"eval"#,
+        r#"return {bit.tobit(0xffffffff), bit.tobit(2^32 + 5), bit.tobit(1.5), bit.tobit(2.5), bit.tobit(-3.5)}"#,
+        r#"0"#,
+    ],
+    &[
+        r#"eval"#,
+        r#"return {bit.tohex(255), bit.tohex(-1), bit.tohex(255, 2), bit.tohex(255, -4), bit.tohex(0x12345678, 3)}"#,
+        r#"0"#,
+    ],
+    &[
+        r#"eval"#,
+        r#"return {bit.bswap(0x12345678), bit.band('12', 10), bit.lshift(1, 33)}"#,
+        r#"0"#,
+    ],
+    &[r#"eval"#, r#"return bit.band()"#, r#"0"#],
+    &[r#"eval"#, r#"return bit.band(1, {})"#, r#"0"#],
+    &[r#"eval"#, r#"return bit.tohex(1, 0)"#, r#"0"#],
     &[
         "eval",
         "return redis.call('del', 's', 'k', 'h', 'z', 'a', 'w')",

@@ -170,7 +170,7 @@ fn number(lua: &Lua, n: f64, out: &mut Vec<u8>) -> mlua::Result<()> {
 }
 
 /// An error as lua-cjson raises it: with the script's position in front.
-fn failure(lua: &Lua, text: &str) -> mlua::Error {
+pub(super) fn failure(lua: &Lua, text: &str) -> mlua::Error {
     match super::script_line(lua) {
         Some(line) => mlua::Error::runtime(format!("user_script:{line}: {text}")),
         None => mlua::Error::runtime(text.to_string()),
