@@ -50,6 +50,9 @@ pub const REPLY_BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// socket in one write; the rest wait in the outbox, where the output
 /// buffer limit sees them.
 pub const MESSAGES_DRAIN_BYTES_MAX: usize = 256 * 1024;
+/// Slices of messages a subscriber's connection writes before it reads its
+/// socket again.
+pub const MESSAGES_TURN_SLICES_MAX: usize = 4;
 /// Most data commands run under one hold of the engine lock. Large enough
 /// for the usual pipeline depths (redis-benchmark's `-P 16`), small enough
 /// that a deep pipeline yields the engine to other clients every few tens
@@ -347,15 +350,17 @@ pub async fn serve(state: Arc<ServerState>, mut stream: TcpStream, handle: Arc<C
     state.clients.unregister(id);
 }
 
-/// Writes every message waiting for this subscriber, a bounded slice at a
-/// time.
+/// Writes the messages waiting for this subscriber, a bounded slice at a
+/// time, at most [`MESSAGES_TURN_SLICES_MAX`] slices before the connection
+/// looks at its socket again (a client flooded with messages can still
+/// UNSUBSCRIBE); what is left wakes it again at once.
 async fn send_messages(
     state: &ServerState,
     session: &Session,
     stream: &mut TcpStream,
     out: &mut BytesMut,
 ) -> std::io::Result<()> {
-    loop {
+    for _ in 0..MESSAGES_TURN_SLICES_MAX {
         let more = session.drain_messages(out);
         if !out.is_empty() {
             write_out(state, &session.handle, stream, out).await?;
@@ -364,6 +369,10 @@ async fn send_messages(
             return Ok(());
         }
     }
+    if let Some(subscriber) = &session.subscriber {
+        subscriber.wake();
+    }
+    Ok(())
 }
 
 /// Data commands parsed but not yet run, and the replies of a batch being
@@ -474,9 +483,11 @@ async fn process_input(
                     Some(mark) => crate::sync_write::settle(state, mark, reply).await,
                     None => reply,
                 };
-                // A message this command published to its own client goes
-                // out before its reply, as from Redis.
-                session.drain_messages(out);
+                // Messages queued before this command's reply go out before
+                // it (its own PUBLISH to itself, everything before an
+                // UNSUBSCRIBE), as from Redis's output buffer; the outbox's
+                // limit bounds them.
+                while session.drain_messages(out) {}
                 emit(session, &reply, out);
             }
             BatchEnd::Protocol(e) => {

@@ -188,6 +188,12 @@ impl Subscriber {
         self.outbox.lock().bytes
     }
 
+    /// Makes the next [`Subscriber::ready`] resolve at once (messages were
+    /// left for a later turn).
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+
     /// Resolves when a message was queued since the last call.
     pub async fn ready(&self) {
         self.ready.notified().await

@@ -495,3 +495,54 @@ fn fan_out_keeps_publish_order_per_publisher() {
         }
     }
 }
+
+/// A subscriber flooded with messages can still unsubscribe: its
+/// connection reads its socket between bounded slices of messages.
+#[test]
+fn a_flooded_subscriber_can_still_unsubscribe() {
+    let chorus = ChorusProcess::start(&[]);
+    let mut sub = chorus.connect();
+    sub.cmd(&["SUBSCRIBE", "flood"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let (port, stop) = (chorus.port, std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut conn = Conn::connect(port);
+            let payload = "p".repeat(512);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            // Pipelined bursts, so messages arrive faster than one reader.
+            let burst: Vec<u8> = (0..64)
+                .flat_map(|_| multibulk(&[b"PUBLISH", b"flood", payload.as_bytes()]))
+                .collect();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                conn.exchange(&burst, 64);
+            }
+        })
+    };
+    for _ in 0..100 {
+        assert!(matches!(sub.receive(), Received::Reply(..)));
+    }
+    sub.send(&multibulk(&[b"UNSUBSCRIBE", b"flood"]));
+    let started = Instant::now();
+    loop {
+        match sub.receive() {
+            Received::Reply(Reply::Array(items), _)
+                if items.first() == Some(&Reply::bulk("unsubscribe")) =>
+            {
+                break
+            }
+            Received::Reply(..) => {}
+            Received::Closed => panic!("closed"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "UNSUBSCRIBE not served while flooded"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    publisher.join().expect("publisher");
+    assert_eq!(
+        sub.cmd(&["PUBSUB", "NUMSUB", "flood"]),
+        Reply::Array(vec![Reply::bulk("flood"), Reply::Int(0)])
+    );
+}
