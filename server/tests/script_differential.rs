@@ -511,3 +511,80 @@ fn bad_scripts_fail_and_the_server_stays_up() {
     assert_eq!(conn.cmd(&["EVAL", "return 42", "0"]), Reply::Int(42));
     assert_eq!(conn.cmd(&["PING"]), Reply::Simple("PONG".into()));
 }
+
+/// FUNCTION LOAD / FCALL / FUNCTION LIST...: replies and errors as Redis's
+/// (lists of one library, as the order of several is Redis's hash order).
+const FUNCTION_CASES: &[&[&str]] = &[
+    &["function", "load", "#!lua name=mylib\nredis.register_function('myfunc', function(keys, args) return redis.call('set', keys[1], args[1]) end)\nredis.register_function{function_name='ro', callback=function(keys, args) return redis.call('get', keys[1]) end, flags={'no-writes'}}"],
+    &["fcall", "myfunc", "1", "k", "v"],
+    &["fcall", "ro", "1", "k"],
+    &["fcall_ro", "ro", "1", "k"],
+    &["fcall_ro", "myfunc", "1", "k", "v"],
+    &["fcall", "nope", "0"],
+    &["fcall", "myfunc", "-1"],
+    &["fcall", "myfunc", "5"],
+    &["function", "load", "#!lua name=mylib\nredis.register_function('x', function() return 1 end)"],
+    &["function", "load", "#!lua name=other\nredis.register_function('myfunc', function() return 1 end)"],
+    &["function", "load", "return 1"],
+    &["function", "load", "#!lua\nreturn 1"],
+    &["function", "load", "#!lua name=e\nreturn 1"],
+    &["function", "load", "#!lua name=e\nredis.register_function('bad name', function() return 1 end)"],
+    &["function", "load", "#!lua name=e\nredis.call('ping')"],
+    &["function", "load", "#!lua name=e\nerror('boom')"],
+    &["function", "load", "#!lua name=e\nredis.register_function('f', function() error('inner') end)"],
+    &["fcall", "f", "0"],
+    &["function", "load", "#!lua name=e2\nredis.register_function('g', function() return redis.call('incr', 'k') end)"],
+    &["fcall", "g", "0"],
+    &["function", "load", "#!foo name=e3\n"],
+    &["function", "load", "#!lua name=e4 x=y\n"],
+    &["function", "list", "libraryname", "e2"],
+    &["function", "delete", "nope"],
+    &["function", "delete", "e"],
+    &["fcall", "f", "0"],
+    &["function", "kill"],
+    &["function", "flush"],
+    &["fcall", "myfunc", "1", "k", "v"],
+    &["function", "list", "libraryname", "e2"],
+    &["function", "load", "REPLACE", "#!lua name=mylib\nredis.register_function('a', function() return 2 end)"],
+    &["function", "load", "REPLACE", "#!lua name=mylib\nredis.register_function('a', function() return 3 end)"],
+    &["fcall", "a", "0"],
+    &["function", "list", "withcode"],
+    &["function", "load", "#!lua name=t1\nlocal s = string\nredis.register_function('t1', function() return 1 end)"],
+    &["function", "load", "#!lua name=t2\nlocal s = cjson\nredis.register_function('t2', function() return 1 end)"],
+    &["function", "load", "#!lua name=t3\nlocal s = tonumber\nredis.register_function('t3', function() return 1 end)"],
+    &["function", "load", "#!lua name=t4\nredis.register_function('t4', function() return 1 end)\nredis.register_function('t4', function() return 1 end)"],
+    &["function", "load", "#!lua name=t5\nlocal s = redis.setresp\nlocal c = redis.call\nredis.register_function('t5', function() return 1 end)"],
+    &["function", "load", "#!LUA name=t6\nredis.register_function('t6', function(k, a) return {#k, #a, KEYS} end)"],
+    &["fcall", "t6", "1", "a", "b"],
+    &["function", "load", "#!lua name=t7\nredis.register_function{function_name='t7', callback=function() return 1 end, flags={'bogus'}}"],
+    &["function", "load", "#!lua name=t8\nredis.register_function('t8', 5)"],
+    &["function", "load", "#!lua name=t9\nredis.register_function{function_name='t9', callback=function() return 1 end, flags={'no-writes', 'allow-oom'}, description='d'}"],
+    &["function", "list", "libraryname", "t9"],
+    &["function", "stats"],
+    &["function", "flush"],
+];
+
+#[test]
+fn function_replies_and_errors_match_redis() {
+    let Some((chorus, redis)) = servers() else {
+        return;
+    };
+    let (mut ours, mut theirs) = (chorus.connect(), redis.connect());
+    let mut failures = Vec::new();
+    for args in FUNCTION_CASES {
+        let (got, want) = (raw(&mut ours, args), raw(&mut theirs, args));
+        if got != want {
+            failures.push(format!(
+                "  {args:?}\n    chorus: {}\n    redis:  {}",
+                show(&got),
+                show(&want)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} request(s) differ from redis-server:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

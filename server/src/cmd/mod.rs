@@ -20,6 +20,7 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod function;
 pub mod info;
 pub mod multi;
 pub mod peer;
@@ -57,6 +58,7 @@ pub enum Handler {
     Echo,
     Eval,
     Exec,
+    Fcall,
     Function,
     Hello,
     Info,
@@ -96,6 +98,7 @@ impl Handler {
             "script" => Handler::Script,
             "exec" => Handler::Exec,
             "function" => Handler::Function,
+            "fcall" | "fcall_ro" => Handler::Fcall,
             "hello" => Handler::Hello,
             "info" => Handler::Info,
             "lastsave" => Handler::Lastsave,
@@ -298,7 +301,11 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Bgsave => server::bgsave(ctx, args),
         Handler::Shutdown => server::shutdown(ctx, args),
         Handler::Debug => server::debug(ctx, args),
-        Handler::Function => server::function(args),
+        Handler::Function => off_the_runtime(|| function::run(ctx, args)),
+        Handler::Fcall => {
+            let read_only = spec.name == "fcall_ro";
+            off_the_runtime(|| script::fcall(ctx, args, read_only))
+        }
         Handler::Multi => multi::multi(ctx),
         Handler::Exec => multi::exec(ctx),
         Handler::Discard => multi::discard(ctx),

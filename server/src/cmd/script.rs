@@ -40,24 +40,49 @@ const HELP: &[&str] = &[
 
 const NOSCRIPT_ERROR: &str = "NOSCRIPT No matching script. Please use EVAL.";
 
-/// EVAL / EVALSHA / EVAL_RO / EVALSHA_RO.
-pub fn eval(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, read_only: bool) -> Reply {
-    let (Some(body), Some(numkeys)) = (args.get(1), args.get(2)) else {
-        return super::wrong_arity("eval");
+/// What EVAL* or FCALL* runs.
+enum Target {
+    /// A script body (EVAL) or its sha (EVALSHA).
+    Script { body: Bytes, by_sha: bool },
+    /// A function registered by FUNCTION LOAD.
+    Function(String),
+}
+
+/// `numkeys key... arg...` from `args[2..]`.
+fn keys_and_args(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), Reply> {
+    let Some(numkeys) = args.get(2) else {
+        return Err(super::wrong_arity("eval"));
     };
     let Some(numkeys) = parse_i64_strict(numkeys) else {
-        return Reply::err(chorus_engine::reply::errors::NOT_INTEGER);
+        return Err(Reply::err(chorus_engine::reply::errors::NOT_INTEGER));
     };
     let rest = args.get(3..).unwrap_or_default();
     if numkeys < 0 {
-        return Reply::err("ERR Number of keys can't be negative");
+        return Err(Reply::err("ERR Number of keys can't be negative"));
     }
-    let Some((keys, argv)) = usize::try_from(numkeys)
+    usize::try_from(numkeys)
         .ok()
         .filter(|&n| n <= rest.len())
         .map(|n| rest.split_at(n))
-    else {
-        return Reply::err("ERR Number of keys can't be greater than number of args");
+        .ok_or_else(|| Reply::err("ERR Number of keys can't be greater than number of args"))
+}
+
+/// EVAL / EVALSHA / EVAL_RO / EVALSHA_RO.
+pub fn eval(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, read_only: bool) -> Reply {
+    let body = args.get(1).cloned().unwrap_or_default();
+    run(ctx, args, Target::Script { body, by_sha }, read_only)
+}
+
+/// FCALL / FCALL_RO.
+pub fn fcall(ctx: &mut Ctx<'_>, args: &[Bytes], read_only: bool) -> Reply {
+    let name = String::from_utf8_lossy(args.get(1).map(|a| a.as_ref()).unwrap_or_default());
+    run(ctx, args, Target::Function(name.into_owned()), read_only)
+}
+
+fn run(ctx: &mut Ctx<'_>, args: &[Bytes], target: Target, read_only: bool) -> Reply {
+    let (keys, argv) = match keys_and_args(args) {
+        Ok(split) => split,
+        Err(reply) => return reply,
     };
     let server = ctx.server;
     // Lock order: the store (EXEC's, or ours), then the interpreter.
@@ -87,24 +112,38 @@ pub fn eval(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, read_only: bool) ->
         ctx.store = None;
         return Reply::err("ERR scripting unavailable");
     };
-    let sha = if by_sha {
-        let sha = String::from_utf8_lossy(body).to_ascii_lowercase();
-        if sha.len() != 40 || !vm.exists(&sha) {
+    // Resolve what to run; a refusal releases our lock untouched.
+    let resolved = match &target {
+        Target::Script { body, by_sha: true } => {
+            let sha = String::from_utf8_lossy(body).to_ascii_lowercase();
+            if sha.len() == 40 && vm.exists(&sha) {
+                Ok((sha, read_only))
+            } else {
+                Err(Reply::err(NOSCRIPT_ERROR))
+            }
+        }
+        Target::Script {
+            body,
+            by_sha: false,
+        } => vm
+            .load(body, true)
+            .map(|sha| (sha, read_only))
+            .map_err(Reply::Error),
+        Target::Function(name) => match vm.functions.function(name) {
+            None => Err(Reply::err("ERR Function not found")),
+            Some(f) if read_only && !f.no_writes() => Err(Reply::err(
+                "ERR Can not execute a script with write flag using *_ro command.",
+            )),
+            Some(f) => Ok((name.clone(), read_only || f.no_writes())),
+        },
+    };
+    let (id, read_only) = match resolved {
+        Ok(found) => found,
+        Err(reply) => {
             if own_lock {
                 ctx.store = None;
             }
-            return Reply::err(NOSCRIPT_ERROR);
-        }
-        sha
-    } else {
-        match vm.load(body, true) {
-            Ok(sha) => sha,
-            Err(e) => {
-                if own_lock {
-                    ctx.store = None;
-                }
-                return Reply::Error(e);
-            }
+            return reply;
         }
     };
     if own_lock {
@@ -122,9 +161,10 @@ pub fn eval(ctx: &mut Ctx<'_>, args: &[Bytes], by_sha: bool, read_only: bool) ->
             let value = convert::reply_to_lua(lua, &reply, resp3, 0)?;
             Ok((value, failed))
         };
-    let outcome = server
-        .scripts
-        .running(|| vm.run(&sha, keys, argv, &run, &mut call_from_script));
+    let outcome = server.scripts.running(|| match target {
+        Target::Script { .. } => vm.run(&id, keys, argv, &run, &mut call_from_script),
+        Target::Function(_) => vm.call_function(&id, keys, argv, &run, &mut call_from_script),
+    });
     if ctx.session.db != db {
         ctx.session.set_db(db);
     }

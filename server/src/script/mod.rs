@@ -29,6 +29,7 @@
 pub mod bit;
 pub mod cjson;
 pub mod convert;
+pub mod function;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -149,6 +150,8 @@ pub struct ScriptVm {
     hidden: Table,
     /// The `redis` table: `call` and `pcall` are set for each run.
     redis: Table,
+    /// FUNCTION LOAD's libraries.
+    pub functions: function::Libraries,
     scripts: HashMap<String, Cached>,
     /// Scripts that came by EVAL, oldest first.
     eval_order: VecDeque<String>,
@@ -180,7 +183,8 @@ local function missing(_, k)
 end
 setmetatable(G, {__index = missing, __newindex = readonly, __metatable = false})
 local env = setmetatable({}, {__index = G, __newindex = readonly, __metatable = false})
-return env
+hidden.apply = function(f, a, b) return function() return f(a, b) end end
+return env, readonly, missing
 "#;
 
 /// Runs one `redis.call` / `redis.pcall` for a script: the arguments, the
@@ -282,15 +286,17 @@ impl ScriptVm {
                 })
             })?,
         )?;
-        let env: Table = lua
+        let (env, readonly, missing): (Table, Function, Function) = lua
             .load(PRELUDE)
             .set_name("=chorus")
             .call((hidden.clone(), globals.clone()))?;
+        let functions = function::Libraries::new(&lua, &redis, readonly, missing)?;
         Ok(ScriptVm {
             lua,
             env,
             hidden,
             redis,
+            functions,
             scripts: HashMap::new(),
             eval_order: VecDeque::new(),
         })
@@ -351,11 +357,50 @@ impl ScriptVm {
         call: &mut CommandRunner<'_>,
     ) -> Option<Result<chorus_engine::Reply, ScriptError>> {
         let function = self.scripts.get(sha)?.function.clone();
+        let globals = self.lua.globals();
+        let outcome = (|| -> mlua::Result<Result<chorus_engine::Reply, ScriptError>> {
+            globals.raw_set("KEYS", list(&self.lua, keys)?)?;
+            globals.raw_set("ARGV", list(&self.lua, argv)?)?;
+            self.invoke(function, sha, "@user_script", run, call)
+        })();
+        // The globals of one run are not the next one's.
+        let _ = globals.raw_set("KEYS", Value::Nil);
+        let _ = globals.raw_set("ARGV", Value::Nil);
+        Some(outcome.unwrap_or_else(|e| Err(format!("ERR {}", first_line(&e)))))
+    }
+
+    /// FCALL: runs a registered function with `(keys, args)`.
+    pub fn call_function(
+        &mut self,
+        name: &str,
+        keys: &[Bytes],
+        argv: &[Bytes],
+        run: &Arc<ScriptRun>,
+        call: &mut CommandRunner<'_>,
+    ) -> Option<Result<chorus_engine::Reply, ScriptError>> {
+        let callback = self.functions.function(name)?.callback.clone();
+        let outcome = (|| -> mlua::Result<Result<chorus_engine::Reply, ScriptError>> {
+            let apply: Function = self.hidden.raw_get("apply")?;
+            let bound: Function =
+                apply.call((callback, list(&self.lua, keys)?, list(&self.lua, argv)?))?;
+            self.invoke(bound, name, "@user_function", run, call)
+        })();
+        Some(outcome.unwrap_or_else(|e| Err(format!("ERR {}", first_line(&e)))))
+    }
+
+    /// Runs `function` under the busy hook, with `redis.call` and
+    /// `redis.pcall` bound to `call`; errors name `label` and `source`.
+    fn invoke(
+        &self,
+        function: Function,
+        label: &str,
+        source: &str,
+        run: &Arc<ScriptRun>,
+        call: &mut CommandRunner<'_>,
+    ) -> mlua::Result<Result<chorus_engine::Reply, ScriptError>> {
         let lua = &self.lua;
         let globals = lua.globals();
-        let outcome = (|| -> mlua::Result<Result<chorus_engine::Reply, ScriptError>> {
-            globals.raw_set("KEYS", list(lua, keys)?)?;
-            globals.raw_set("ARGV", list(lua, argv)?)?;
+        {
             self.hidden.raw_set("resp", Value::Nil)?;
             let hook_run = Arc::clone(run);
             lua.set_hook(
@@ -418,12 +463,13 @@ impl ScriptVm {
                     || matches!(self.hidden.raw_get::<Value>("resp")?, Value::Number(n) if n == 3.0);
                 return Ok(Ok(convert::lua_to_reply(lua, &value, resp3, 0)));
             }
-            Ok(Err(final_error(&value, sha)))
-        })();
-        // The globals of one run are not the next one's.
-        let _ = globals.raw_set("KEYS", Value::Nil);
-        let _ = globals.raw_set("ARGV", Value::Nil);
-        Some(outcome.unwrap_or_else(|e| Err(format!("ERR {}", first_line(&e)))))
+            Ok(Err(final_error(&value, label, source)))
+        }
+    }
+
+    /// FUNCTION LOAD.
+    pub fn load_library(&mut self, code: &[u8], replace: bool) -> Result<String, ScriptError> {
+        self.functions.load(&self.lua, code, replace)
     }
 
     /// Interpreter memory in bytes (INFO `used_memory_lua`).
@@ -437,11 +483,17 @@ impl ScriptVm {
     }
 }
 
-/// The line of the script being run (the innermost `@user_script` frame).
+/// The line of the script or function being run (the innermost frame of
+/// `@user_script` or `@user_function`).
 fn script_line(lua: &Lua) -> Option<i32> {
     (1..32)
         .map_while(|level| lua.inspect_stack(level))
-        .find(|frame| frame.source().source.as_deref() == Some("@user_script"))
+        .find(|frame| {
+            matches!(
+                frame.source().source.as_deref(),
+                Some("@user_script" | "@user_function")
+            )
+        })
         .map(|frame| frame.curr_line())
 }
 
@@ -540,10 +592,11 @@ fn error_table(lua: &Lua, err: Value) -> mlua::Result<Table> {
 }
 
 /// The reply of a script that failed: `<err> script: <sha>, on
-/// @user_script:<line>.`, as Redis 7.0 words it.
-fn final_error(value: &Value, sha: &str) -> ScriptError {
+/// @user_script:<line>.` (for a function, its name and `@user_function`),
+/// as Redis 7.0 words it.
+fn final_error(value: &Value, label: &str, source: &str) -> ScriptError {
     let Value::Table(t) = value else {
-        return format!("ERR unknown error script: {sha}");
+        return format!("ERR unknown error script: {label}");
     };
     let err: String = t
         .raw_get::<mlua::String>("err")
@@ -551,8 +604,8 @@ fn final_error(value: &Value, sha: &str) -> ScriptError {
         .unwrap_or_else(|_| "ERR unknown error".to_string());
     let err = err.replace(['\r', '\n'], " ");
     match t.raw_get::<Option<i64>>("line") {
-        Ok(Some(line)) => format!("{err} script: {sha}, on @user_script:{line}."),
-        _ => format!("{err} script: {sha}"),
+        Ok(Some(line)) => format!("{err} script: {label}, on {source}:{line}."),
+        _ => format!("{err} script: {label}"),
     }
 }
 
