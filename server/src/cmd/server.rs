@@ -317,4 +317,3 @@ pub fn debug(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         )),
     }
 }
-

@@ -116,7 +116,7 @@ impl Libraries {
         self.libraries.values().map(|l| l.functions.len()).sum()
     }
 
-    /// FUNCTION LOAD [REPLACE]: the library's name, or Redis's error.
+    /// FUNCTION LOAD, with or without REPLACE: the library's name, or Redis's error.
     pub fn load(&mut self, lua: &Lua, code: &[u8], replace: bool) -> Result<String, ScriptError> {
         let (engine, name) = header(code)?;
         if !engine.eq_ignore_ascii_case("lua") {
