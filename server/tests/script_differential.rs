@@ -515,6 +515,7 @@ fn bad_scripts_fail_and_the_server_stays_up() {
 /// FUNCTION LOAD / FCALL / FUNCTION LIST...: replies and errors as Redis's
 /// (lists of one library, as the order of several is Redis's hash order).
 const FUNCTION_CASES: &[&[&str]] = &[
+    &["function", "load", "#!lua name=loopy\nwhile true do end"],
     &["function", "load", "#!lua name=mylib\nredis.register_function('myfunc', function(keys, args) return redis.call('set', keys[1], args[1]) end)\nredis.register_function{function_name='ro', callback=function(keys, args) return redis.call('get', keys[1]) end, flags={'no-writes'}}"],
     &["fcall", "myfunc", "1", "k", "v"],
     &["fcall", "ro", "1", "k"],

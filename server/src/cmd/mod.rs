@@ -301,10 +301,10 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Bgsave => server::bgsave(ctx, args),
         Handler::Shutdown => server::shutdown(ctx, args),
         Handler::Debug => server::debug(ctx, args),
-        Handler::Function => off_the_runtime(|| function::run(ctx, args)),
+        Handler::Function => function::run(ctx, args),
         Handler::Fcall => {
             let read_only = spec.name == "fcall_ro";
-            off_the_runtime(|| script::fcall(ctx, args, read_only))
+            script::fcall(ctx, args, read_only)
         }
         Handler::Multi => multi::multi(ctx),
         Handler::Exec => multi::exec(ctx),
@@ -317,7 +317,7 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Eval => {
             let name = spec.name.as_str();
             let (by_sha, read_only) = (name.starts_with("evalsha"), name.ends_with("_ro"));
-            off_the_runtime(|| script::eval(ctx, args, by_sha, read_only))
+            script::eval(ctx, args, by_sha, read_only)
         }
         Handler::Script => script::script(ctx, args),
         Handler::Data => data_command(ctx, spec, args),
@@ -326,17 +326,6 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
     };
     count_error(ctx, &reply);
     reply
-}
-
-/// Runs `f`, which may take long (a script), on this thread while the
-/// runtime hands this worker's other connections to another thread, so that
-/// they keep being served (and can get BUSY) meanwhile.
-fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 fn pubsub_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {

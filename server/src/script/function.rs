@@ -26,6 +26,9 @@ pub const FLAGS: [&str; 5] = [
     "allow-cross-slot-keys",
 ];
 
+/// How long a library's code may run at load (Redis's `LOAD_TIMEOUT_MS`).
+pub const LOAD_TIMEOUT_MS: u64 = 500;
+
 /// Libraries kept; FUNCTION LOAD past it is refused.
 pub const LIBRARIES_MAX: usize = 10_000;
 
@@ -182,6 +185,17 @@ impl Libraries {
             .map_err(|e| format!("ERR Error compiling function: {}", first_line(&e)))?;
         let registered: RefCell<Vec<RegisteredFunction>> = RefCell::new(Vec::new());
         let api_redis: Table = self.load_api.raw_get("redis").map_err(fail)?;
+        // A library's code runs at most this long (Redis's load timeout).
+        let started = std::time::Instant::now();
+        lua.set_hook(
+            mlua::HookTriggers::new().every_nth_instruction(super::HOOK_INSTRUCTIONS),
+            move |_, _| {
+                if started.elapsed() > std::time::Duration::from_millis(LOAD_TIMEOUT_MS) {
+                    return Err(mlua::Error::runtime("FUNCTION LOAD timeout"));
+                }
+                Ok(mlua::VmState::Continue)
+            },
+        );
         let outcome = lua.scope(|scope| {
             let register = scope.create_function(|_, args: mlua::Variadic<Value>| {
                 let f = registration(&args, library)?;
@@ -199,6 +213,7 @@ impl Libraries {
             api_redis.raw_set("register_function", Value::Nil)?;
             out
         });
+        lua.remove_hook();
         outcome.map_err(fail)?;
         // From now on the library's functions see the globals, read-only.
         let globals = lua.globals();

@@ -49,6 +49,10 @@ pub const SCRIPTS_CACHED_MAX: usize = 10_000;
 /// (Redis's hook runs every 100,000 too).
 pub const HOOK_INSTRUCTIONS: u32 = 100_000;
 
+/// How long a script that leaves the runtime waits for another thread to
+/// take over the worker's connections.
+pub const HANDOFF_WAIT_MS: u64 = 100;
+
 pub const KILLED_ERROR: &str = "ERR Script killed by user with SCRIPT KILL...";
 pub const BUSY_ERROR: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
@@ -403,9 +407,17 @@ impl ScriptVm {
         {
             self.hidden.raw_set("resp", Value::Nil)?;
             let hook_run = Arc::clone(run);
+            let left_the_runtime = std::cell::Cell::new(false);
             lua.set_hook(
                 HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
                 move |_, _| {
+                    // A script still running after this many instructions
+                    // may run long: hand this worker's other connections to
+                    // another thread, so they are served (and can get BUSY)
+                    // meanwhile. Short scripts never pay for the hand-off.
+                    if !left_the_runtime.replace(true) {
+                        leave_the_runtime();
+                    }
                     if hook_run.killed() {
                         return Err(mlua::Error::runtime(KILLED_ERROR));
                     }
@@ -625,6 +637,28 @@ fn first_line(e: &mlua::Error) -> String {
         other => other.to_string(),
     };
     text.lines().next().unwrap_or("").to_string()
+}
+
+/// Lets the rest of the current task's turn run off the runtime's worker:
+/// tokio hands the worker's other tasks to another thread
+/// (`block_in_place`). Does nothing outside a multi-thread runtime.
+pub fn leave_the_runtime() {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let Ok(handle) = Handle::try_current() else {
+        return;
+    };
+    if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
+        return;
+    }
+    tokio::task::block_in_place(|| {
+        // The hand-off completes once a worker runs tasks again; until then
+        // the end of block_in_place could take the worker back.
+        let (ran, wait) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            let _ = ran.send(());
+        });
+        let _ = wait.recv_timeout(std::time::Duration::from_millis(HANDOFF_WAIT_MS));
+    });
 }
 
 /// Lower-case hex SHA1 (script ids, `redis.sha1hex`).
