@@ -156,6 +156,9 @@ pub struct ScriptVm {
     redis: Table,
     /// FUNCTION LOAD's libraries.
     pub functions: function::Libraries,
+    /// Lua's `xpcall` and the error handler every run passes it, made once.
+    xpcall: Function,
+    handler: Function,
     scripts: HashMap<String, Cached>,
     /// Scripts that came by EVAL, oldest first.
     eval_order: VecDeque<String>,
@@ -295,7 +298,11 @@ impl ScriptVm {
             .set_name("=chorus")
             .call((hidden.clone(), globals.clone()))?;
         let functions = function::Libraries::new(&lua, &redis, readonly, missing)?;
+        let xpcall: Function = globals.raw_get("xpcall")?;
+        let handler = lua.create_function(|lua, err: Value| error_table(lua, err))?;
         Ok(ScriptVm {
+            xpcall,
+            handler,
             lua,
             env,
             hidden,
@@ -403,7 +410,6 @@ impl ScriptVm {
         call: &mut CommandRunner<'_>,
     ) -> mlua::Result<Result<chorus_engine::Reply, ScriptError>> {
         let lua = &self.lua;
-        let globals = lua.globals();
         {
             self.hidden.raw_set("resp", Value::Nil)?;
             let hook_run = Arc::clone(run);
@@ -424,8 +430,7 @@ impl ScriptVm {
                     Ok(VmState::Continue)
                 },
             );
-            let handler = lua.create_function(|lua, err: Value| error_table(lua, err))?;
-            let xpcall: Function = globals.raw_get("xpcall")?;
+            let (xpcall, handler) = (self.xpcall.clone(), self.handler.clone());
             let call = std::cell::RefCell::new(call);
             let hidden = &self.hidden;
             let result = lua.scope(|scope| {
