@@ -409,6 +409,19 @@ fn a_scripts_writes_are_one_op() {
         Reply::Array(vec![Reply::Ok, Reply::Int(2)])
     );
     assert_eq!(ops_local(&mut conn), before + 3);
+    // INFO memory counts the cached scripts and the interpreter's memory.
+    let info = match conn.cmd(&["INFO", "memory"]) {
+        Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("{other:?}"),
+    };
+    let figure = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(figure("number_of_cached_scripts:"), 4, "{info}");
+    assert!(figure("used_memory_lua:") > 0, "{info}");
 }
 
 /// The usual lock helper through the `redis` crate: SET NX PX to take it,

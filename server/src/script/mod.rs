@@ -671,10 +671,21 @@ pub fn sha1_hex(bytes: &[u8]) -> String {
     sha1_smol::Sha1::from(bytes).digest().to_string()
 }
 
+/// INFO's scripting figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScriptFigures {
+    pub lua_bytes: usize,
+    pub cached: usize,
+    pub functions: usize,
+    pub libraries: usize,
+}
+
 /// The server's scripting state.
 pub struct Scripts {
     pub vm: Mutex<Option<ScriptVm>>,
     pub run: Arc<ScriptRun>,
+    /// The figures as last read, for INFO while a script holds the VM.
+    last_figures: Mutex<ScriptFigures>,
 }
 
 impl Default for Scripts {
@@ -682,11 +693,29 @@ impl Default for Scripts {
         Scripts {
             vm: Mutex::new(None),
             run: Arc::new(ScriptRun::default()),
+            last_figures: Mutex::new(ScriptFigures::default()),
         }
     }
 }
 
 impl Scripts {
+    /// INFO's figures, without waiting for a running script.
+    pub fn figures(&self) -> ScriptFigures {
+        let Some(vm) = self.vm.try_lock() else {
+            return *self.last_figures.lock();
+        };
+        let figures = vm
+            .as_ref()
+            .map_or_else(ScriptFigures::default, |vm| ScriptFigures {
+                lua_bytes: vm.used_memory(),
+                cached: vm.cached(),
+                functions: vm.functions.function_count(),
+                libraries: vm.functions.libraries.len(),
+            });
+        *self.last_figures.lock() = figures;
+        figures
+    }
+
     /// The interpreter, made on first use.
     pub fn with_vm<R>(&self, f: impl FnOnce(&mut ScriptVm) -> R) -> Result<R, ScriptError> {
         let mut vm = self.vm.lock();
