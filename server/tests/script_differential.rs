@@ -1,8 +1,8 @@
 //! Differential tests of Lua scripting: the same EVAL / EVALSHA / SCRIPT
 //! requests go to chorus-server and to a real redis-server, and the replies
 //! are compared byte for byte (script results and their conversions, error
-//! texts with the script's sha and line, the sandbox, cjson, bit), in RESP2
-//! and RESP3.
+//! texts with the script's sha and line, the sandbox, cjson, bit, cmsgpack),
+//! in RESP2 and RESP3.
 //! Then the busy-script rules on both servers (BUSY replies, SCRIPT KILL,
 //! UNKILLABLE), a script's writes as one op, and a lock helper through the
 //! `redis` crate.
@@ -237,6 +237,21 @@ const CASES: &[&[&str]] = &[
     &[r#"eval"#, r#"return bit.band()"#, r#"0"#],
     &[r#"eval"#, r#"return bit.band(1, {})"#, r#"0"#],
     &[r#"eval"#, r#"return bit.tohex(1, 0)"#, r#"0"#],
+    // cmsgpack
+    &["eval", "return cmsgpack.pack(1, -1, 127, 128, 255, 256, 65536, -32, -33, -129, -40000, 2^40, -2^40)", "0"],
+    &["eval", "return cmsgpack.pack(1.5, 0.1, -2.25, 1e300, 3.0)", "0"],
+    &["eval", "return cmsgpack.pack('a', string.rep('x', 40), string.rep('y', 300), true, false, nil)", "0"],
+    &["eval", "return cmsgpack.pack({1,2,3}, {}, {a=1}, {1, nil, 3})", "0"],
+    &["eval", "return cmsgpack.pack({{{{{{{{{{{{{{{{{{{1}}}}}}}}}}}}}}}}}}})", "0"],
+    &["eval", "return {cmsgpack.unpack(cmsgpack.pack(1, 'two', {3, 4}, true, 1.5))}", "0"],
+    &["eval", "local t = cmsgpack.unpack(cmsgpack.pack({a = 'b'})) return t.a", "0"],
+    &["eval", "return cmsgpack.unpack('\\193')", "0"],
+    &["eval", "return cmsgpack.unpack('\\205\\1')", "0"],
+    &["eval", "return {cmsgpack.unpack('')}", "0"],
+    &["eval", "return cmsgpack.pack()", "0"],
+    &["eval", "return {cmsgpack.unpack(cmsgpack.pack(-1, 2^53, -0.5))}", "0"],
+    &["eval", "return cmsgpack.pack(1/0, -1/0)", "0"],
+    &["eval", "return cmsgpack.pack(print)", "0"],
     &[
         "eval",
         "return redis.call('del', 's', 'k', 'h', 'z', 'a', 'w')",

@@ -17,7 +17,7 @@
 //! sets a flag the interpreter's instruction-count hook reads, and the
 //! script fails with Redis's error unless it already wrote (`UNKILLABLE`).
 //!
-//! Sandbox: the libraries are base, table, string, math, cjson and bit (no `os`, `io`,
+//! Sandbox: the libraries are base, table, string, math, cjson, bit and cmsgpack (no `os`, `io`,
 //! `debug`, `loadfile`, `dofile`); a script's global environment is a
 //! read-only view of the globals: reading an unknown global and writing any
 //! global fail with Redis's messages. Bounds: the interpreter's memory
@@ -28,6 +28,7 @@
 
 pub mod bit;
 pub mod cjson;
+pub mod cmsgpack;
 pub mod convert;
 pub mod function;
 
@@ -283,6 +284,7 @@ impl ScriptVm {
         globals.raw_set("redis", redis.clone())?;
         globals.raw_set("cjson", cjson::library(&lua)?)?;
         globals.raw_set("bit", bit::library(&lua)?)?;
+        globals.raw_set("cmsgpack", cmsgpack::library(&lua)?)?;
         let hidden = lua.create_table()?;
         hidden.raw_set(
             "text",
