@@ -202,13 +202,22 @@ pub fn process_found(
     if ctx.session.in_resp2_pubsub_mode() && !allowed_in_pubsub_mode(spec) {
         return reject_command(ctx, spec, pubsub::not_allowed_in_context(&spec.name));
     }
-    if !spec.has_flag(flag::ALLOW_BUSY)
-        && ctx
-            .server
-            .scripts
-            .run
-            .busy(ctx.settings.busy_reply_threshold_ms)
-    {
+    let threshold_ms = ctx.settings.busy_reply_threshold_ms;
+    let run = &ctx.server.scripts.run;
+    let busy = match (spec.has_flag(flag::ALLOW_BUSY), spec.handler) {
+        // WATCH, EXEC and SHUTDOWN are allowed while a script is busy in
+        // Redis, but here they need the store the script holds: they get
+        // BUSY too (a runaway script that wrote ends with the process; its
+        // op was never logged, so a restart does not hold half of it).
+        (_, Handler::Watch | Handler::Exec | Handler::Shutdown) => {
+            run.wait_unless_busy(threshold_ms)
+        }
+        (true, _) => false,
+        // Data commands wait for the store in slices themselves.
+        (false, Handler::Data) => run.busy(threshold_ms),
+        (false, _) => run.wait_unless_busy(threshold_ms),
+    };
+    if busy {
         // A script holds the store past `busy-reply-threshold`: answer at
         // once instead of queueing behind it, as Redis does.
         return reject_command(ctx, spec, Reply::err(crate::script::BUSY_ERROR));

@@ -99,14 +99,14 @@ fn pack(value: &Value, level: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
 }
 
 /// A fix/16/32 header: `tags` are the fix base, the 16-bit and the 32-bit tag.
-fn header(out: &mut Vec<u8>, len: usize, tags: [u8; 3]) {
+fn header(out: &mut Vec<u8>, len: usize, [fix, tag16, tag32]: [u8; 3]) {
     if len < 16 {
-        out.push(tags[0] | len as u8);
+        out.push(fix | len as u8);
     } else if len <= 0xffff {
-        out.push(tags[1]);
+        out.push(tag16);
         out.extend_from_slice(&(len as u16).to_be_bytes());
     } else {
-        out.push(tags[2]);
+        out.push(tag32);
         out.extend_from_slice(&(len as u32).to_be_bytes());
     }
 }

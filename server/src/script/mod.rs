@@ -118,6 +118,29 @@ impl ScriptRun {
                 >= threshold_ms
     }
 
+    /// A script is running now.
+    pub fn running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Waits (blocking this thread, [`crate::store::LOCK_POLL_MS`] at a
+    /// time) while a script runs and is not yet busy; true if one is busy
+    /// now. A command that would take the store or the interpreter calls it
+    /// first, so it never blocks on a lock a script holds past the
+    /// threshold (which would keep its thread, and the SCRIPT KILL that
+    /// thread would serve, from running).
+    pub fn wait_unless_busy(&self, threshold_ms: u64) -> bool {
+        loop {
+            if !self.running() {
+                return false;
+            }
+            if self.busy(threshold_ms) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(crate::store::LOCK_POLL_MS));
+        }
+    }
+
     pub fn note_write(&self) {
         self.wrote.store(true, Ordering::SeqCst);
     }
