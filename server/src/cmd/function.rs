@@ -84,8 +84,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             )),
         },
         "list" => list(ctx, args),
-        "stats" => with_vm(ctx, |vm| {
-            Reply::Map(vec![
+        // Allowed while a script is busy: the figures are read without
+        // waiting for the interpreter.
+        "stats" => {
+            let figures = ctx.server.scripts.figures();
+            Ok(Reply::Map(vec![
                 (bulk("running_script"), Reply::Nil),
                 (
                     bulk("engines"),
@@ -94,17 +97,17 @@ pub fn run(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                         Reply::Map(vec![
                             (
                                 bulk("libraries_count"),
-                                Reply::Int(vm.functions.libraries.len() as i64),
+                                Reply::Int(figures.libraries as i64),
                             ),
                             (
                                 bulk("functions_count"),
-                                Reply::Int(vm.functions.function_count() as i64),
+                                Reply::Int(figures.functions as i64),
                             ),
                         ]),
                     )]),
                 ),
-            ])
-        }),
+            ]))
+        }
         "kill" => Ok(match ctx.server.scripts.run.kill() {
             KillOutcome::Killed => Reply::Ok,
             KillOutcome::NotBusy => Reply::err(NOTBUSY_ERROR),
