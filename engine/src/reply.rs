@@ -35,6 +35,12 @@ pub enum Reply {
     Bool(bool),
     /// RESP3 verbatim string (`=`), RESP2 bulk string. Used by INFO-like text.
     Verbatim(String),
+    /// RESP3 push (`>`), RESP2 array: what a subscriber is sent (pub/sub
+    /// messages and subscription confirmations).
+    Push(Vec<Reply>),
+    /// Several replies to one command, sent one after the other (SUBSCRIBE
+    /// with several channels confirms each one in a reply of its own).
+    Frames(Vec<Reply>),
 }
 
 impl Reply {

@@ -102,7 +102,9 @@ fn flat(r: &Reply) -> Vec<String> {
         Reply::Nil | Reply::NilArray => vec!["(nil)".into()],
         Reply::Double(d) => vec![format!("{d:?}")],
         Reply::Bool(b) => vec![b.to_string()],
-        Reply::Array(v) | Reply::Set(v) => v.iter().flat_map(flat).collect(),
+        Reply::Array(v) | Reply::Set(v) | Reply::Push(v) | Reply::Frames(v) => {
+            v.iter().flat_map(flat).collect()
+        }
         Reply::Map(v) | Reply::Pairs(v) => v
             .iter()
             .flat_map(|(k, v)| flat(k).into_iter().chain(flat(v)))

@@ -30,6 +30,17 @@ pub struct ClientView {
     /// Commands queued by MULTI, or -1 outside MULTI.
     pub multi: i64,
     pub no_evict: bool,
+    /// Channels, patterns and shard channels subscribed to.
+    pub sub: usize,
+    pub psub: usize,
+    pub ssub: usize,
+}
+
+impl ClientView {
+    /// Subscribed to anything: Redis's `pubsub` client type.
+    pub fn is_pubsub(&self) -> bool {
+        self.sub + self.psub + self.ssub > 0
+    }
 }
 
 /// Query buffer figures of `CLIENT LIST` (`qbuf`, `qbuf-free`, `argv-mem`).
@@ -136,7 +147,12 @@ impl ClientHandle {
             .as_ref()
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
-        let flags = if v.multi >= 0 { "x" } else { "N" };
+        let flags = match (v.is_pubsub(), v.multi >= 0) {
+            (true, true) => "Px",
+            (true, false) => "P",
+            (false, true) => "x",
+            (false, false) => "N",
+        };
         let flags = if v.no_evict {
             format!("{flags}e")
         } else {
@@ -145,7 +161,7 @@ impl ClientHandle {
         let cmd = self.last_command().unwrap_or("NULL");
         let q = self.query_buffer();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             self.local_addr,
@@ -155,6 +171,9 @@ impl ClientHandle {
             self.idle_secs(now),
             flags,
             v.db,
+            v.sub,
+            v.psub,
+            v.ssub,
             v.multi,
             q.query_buffer_bytes,
             q.query_buffer_free_bytes,

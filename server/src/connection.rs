@@ -34,6 +34,7 @@ use crate::clients::{ClientHandle, QueryBufferFigures};
 use crate::cmd::table::{CommandSpec, CommandTable};
 use crate::cmd::{self, Ctx, Handler};
 use crate::config::{Settings, WriteMode};
+use crate::pubsub::{Subscriber, Subscriptions};
 use crate::resp::{encode, ParseLimits, Protocol, ProtocolError, RequestParser};
 use crate::server::ServerState;
 use crate::stats::Stats;
@@ -45,6 +46,13 @@ pub const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// middle of a pipeline, so a huge pipeline cannot grow the output without
 /// bound.
 pub const REPLY_BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Most bytes of pub/sub messages moved from a subscriber's outbox to its
+/// socket in one write; the rest wait in the outbox, where the output
+/// buffer limit sees them.
+pub const MESSAGES_DRAIN_BYTES_MAX: usize = 256 * 1024;
+/// Slices of messages a subscriber's connection writes before it reads its
+/// socket again.
+pub const MESSAGES_TURN_SLICES_MAX: usize = 4;
 /// Most data commands run under one hold of the engine lock. Large enough
 /// for the usual pipeline depths (redis-benchmark's `-P 16`), small enough
 /// that a deep pipeline yields the engine to other clients every few tens
@@ -102,6 +110,11 @@ pub struct Session {
     /// Commands run but not yet added to `total_commands_processed`: the
     /// shared counter is bumped once per batch, not once per command.
     pub commands_processed: u64,
+    /// What this client is subscribed to.
+    pub subscriptions: Subscriptions,
+    /// Where publishers queue this client's messages; made by its first
+    /// subscription.
+    pub subscriber: Option<Arc<Subscriber>>,
 }
 
 impl Session {
@@ -124,7 +137,45 @@ impl Session {
             suppress_reply: false,
             write_mark: None,
             commands_processed: 0,
+            subscriptions: Subscriptions::default(),
+            subscriber: None,
         }
+    }
+
+    /// Subscribed to anything and speaking RESP2: only the subscription
+    /// commands, PING, QUIT and RESET may run.
+    pub fn in_resp2_pubsub_mode(&self) -> bool {
+        self.protocol == Protocol::Resp2 && self.subscriptions.total() > 0
+    }
+
+    /// Updates the `sub`, `psub` and `ssub` figures of CLIENT LIST.
+    pub fn sync_pubsub_view(&self) {
+        let subs = &self.subscriptions;
+        let (sub, psub, ssub) = (
+            subs.channels.len(),
+            subs.patterns.len(),
+            subs.shard_channels.len(),
+        );
+        self.handle.update(|v| {
+            v.sub = sub;
+            v.psub = psub;
+            v.ssub = ssub;
+        });
+    }
+
+    /// Encodes up to [`MESSAGES_DRAIN_BYTES_MAX`] bytes of the messages
+    /// waiting for this subscriber into `out`; true if more are left.
+    /// Messages go out whatever CLIENT REPLY says, as Redis's pushes do.
+    fn drain_messages(&self, out: &mut BytesMut) -> bool {
+        let Some(subscriber) = &self.subscriber else {
+            return false;
+        };
+        let mut messages = Vec::new();
+        let more = subscriber.take(&mut messages, MESSAGES_DRAIN_BYTES_MAX);
+        for message in &messages {
+            encode(&message.reply(), self.protocol, out);
+        }
+        more
     }
 
     /// Adds the commands run since the last call to the server's counters.
@@ -195,7 +246,11 @@ pub async fn serve(state: Arc<ServerState>, mut stream: TcpStream, handle: Arc<C
         if buf.capacity() - buf.len() < READ_CHUNK_BYTES {
             buf.reserve(READ_CHUNK_BYTES);
         }
-        let timeout_secs = state.settings().timeout_secs;
+        // Like Redis, `timeout` spares subscribers: they only listen.
+        let timeout_secs = match session.subscriptions.total() {
+            0 => state.settings().timeout_secs,
+            _ => 0,
+        };
         let idle = async {
             if timeout_secs == 0 {
                 std::future::pending::<()>().await
@@ -203,14 +258,32 @@ pub async fn serve(state: Arc<ServerState>, mut stream: TcpStream, handle: Arc<C
                 tokio::time::sleep(Duration::from_secs(timeout_secs)).await
             }
         };
+        let subscriber = session.subscriber.clone();
+        let messages = async {
+            match &subscriber {
+                Some(subscriber) => subscriber.ready().await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         let read = tokio::select! {
-            read = stream.read_buf(&mut buf) => read,
+            read = stream.read_buf(&mut buf) => Some(read),
             _ = handle.killed() => break,
             _ = shutdown.wait_for(|s| *s) => break,
             _ = idle => {
                 tracing::debug!(%addr, id, "closing idle client");
                 break;
             }
+            _ = messages => None,
+        };
+        let Some(read) = read else {
+            // Messages to send (the select's guards are gone: no await in it).
+            if send_messages(&state, &session, &mut stream, &mut out)
+                .await
+                .is_err()
+            {
+                break;
+            }
+            continue;
         };
         let n = match read {
             Ok(0) => break,
@@ -250,7 +323,9 @@ pub async fn serve(state: Arc<ServerState>, mut stream: TcpStream, handle: Arc<C
         }
         if !out.is_empty()
             && !session.close_now
-            && write_out(&state, &mut stream, &mut out).await.is_err()
+            && write_out(&state, &handle, &mut stream, &mut out)
+                .await
+                .is_err()
         {
             break;
         }
@@ -271,7 +346,33 @@ pub async fn serve(state: Arc<ServerState>, mut stream: TcpStream, handle: Arc<C
         }
     }
     let _ = stream.shutdown().await;
+    state.pubsub.remove_all(id, &mut session.subscriptions);
     state.clients.unregister(id);
+}
+
+/// Writes the messages waiting for this subscriber, a bounded slice at a
+/// time, at most [`MESSAGES_TURN_SLICES_MAX`] slices before the connection
+/// looks at its socket again (a client flooded with messages can still
+/// UNSUBSCRIBE); what is left wakes it again at once.
+async fn send_messages(
+    state: &ServerState,
+    session: &Session,
+    stream: &mut TcpStream,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
+    for _ in 0..MESSAGES_TURN_SLICES_MAX {
+        let more = session.drain_messages(out);
+        if !out.is_empty() {
+            write_out(state, &session.handle, stream, out).await?;
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+    if let Some(subscriber) = &session.subscriber {
+        subscriber.wake();
+    }
+    Ok(())
 }
 
 /// Data commands parsed but not yet run, and the replies of a batch being
@@ -382,6 +483,11 @@ async fn process_input(
                     Some(mark) => crate::sync_write::settle(state, mark, reply).await,
                     None => reply,
                 };
+                // Messages queued before this command's reply go out before
+                // it (its own PUBLISH to itself, everything before an
+                // UNSUBSCRIBE), as from Redis's output buffer; the outbox's
+                // limit bounds them.
+                while session.drain_messages(out) {}
                 emit(session, &reply, out);
             }
             BatchEnd::Protocol(e) => {
@@ -396,7 +502,11 @@ async fn process_input(
             }
         }
         batch.clear();
-        if out.len() >= REPLY_BATCH_BYTES_MAX && write_out(state, stream, out).await.is_err() {
+        if out.len() >= REPLY_BATCH_BYTES_MAX
+            && write_out(state, &session.handle, stream, out)
+                .await
+                .is_err()
+        {
             return false;
         }
     }
@@ -413,7 +523,32 @@ fn run_batch(
     batch: &mut Batch,
     out: &mut BytesMut,
 ) {
-    let mut guard = state.store.lock();
+    let threshold_ms = settings.busy_reply_threshold_ms;
+    let Some(mut guard) = state
+        .store
+        .lock_unless(|| state.scripts.run.busy(threshold_ms))
+    else {
+        // A script is busy: each command gets BUSY (process_found), none
+        // waits for the store.
+        {
+            let mut ctx = Ctx {
+                server: state,
+                session: &mut *session,
+                settings: Arc::clone(settings),
+                store: None,
+            };
+            for (range, spec) in &batch.requests {
+                let args = batch.args.get(range.clone()).unwrap_or_default();
+                let reply = cmd::process_found(&mut ctx, Ok(*spec), args);
+                batch.replies.push((reply, false));
+            }
+        }
+        session.flush_stats(&state.stats);
+        for (reply, _) in batch.replies.drain(..) {
+            emit(session, &reply, out);
+        }
+        return;
+    };
     guard.begin_batch(store::now_ms());
     let durable = {
         let mut ctx = Ctx {
@@ -459,13 +594,22 @@ fn emit(session: &mut Session, reply: &Reply, out: &mut BytesMut) {
     }
 }
 
+/// Writes `out` whole, unless the client is killed meanwhile (CLIENT KILL,
+/// a subscriber over its output buffer limit): a client that stopped
+/// reading must not keep its connection and buffers alive.
 async fn write_out(
     state: &ServerState,
+    handle: &ClientHandle,
     stream: &mut TcpStream,
     out: &mut BytesMut,
 ) -> std::io::Result<()> {
     let len = out.len();
-    stream.write_all(out).await?;
+    tokio::select! {
+        written = stream.write_all(out) => written?,
+        _ = handle.killed() => {
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "client killed"));
+        }
+    }
     out.clear();
     Stats::add(&state.stats.total_net_output_bytes, len as u64);
     Stats::add(&state.stats.total_writes_processed, 1);

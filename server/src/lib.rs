@@ -7,7 +7,8 @@
 //! `server` the listener, shared state, replication start and shutdown,
 //! `peers_file` the runtime peer list kept in the data directory, `sync_write`
 //! the reply release of `write-mode sync`, `clients` the client
-//! registry, `stats` and `memory` the INFO figures, and `store` the single
+//! registry, `pubsub` the channels' subscribers and their bounded outboxes,
+//! `script` the Lua interpreter of EVAL and SCRIPT, `stats` and `memory` the INFO figures, and `store` the single
 //! entry point through which data commands reach the engine.
 
 pub mod clients;
@@ -16,7 +17,9 @@ pub mod config;
 pub mod connection;
 pub mod memory;
 pub mod peers_file;
+pub mod pubsub;
 pub mod resp;
+pub mod script;
 pub mod server;
 pub mod stats;
 pub mod store;

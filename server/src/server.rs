@@ -69,6 +69,10 @@ pub struct ServerState {
     settings: RwLock<Arc<Settings>>,
     pub stats: Stats,
     pub clients: ClientRegistry,
+    /// Who listens to which channel (pub/sub is never stored).
+    pub pubsub: crate::pubsub::PubSub,
+    /// The Lua interpreter, its scripts and the running script's state.
+    pub scripts: crate::script::Scripts,
     pub store: Store,
     /// Runtime `PEER ADD/REMOVE` changes, kept in the data directory.
     pub peer_overrides: Mutex<PeerOverrides>,
@@ -385,6 +389,8 @@ impl Server {
             settings: RwLock::new(settings),
             stats: Stats::default(),
             clients: ClientRegistry::default(),
+            pubsub: crate::pubsub::PubSub::default(),
+            scripts: crate::script::Scripts::default(),
             store,
             peer_overrides: Mutex::new(peer_overrides),
             sync_writes: SyncWriteStats::default(),

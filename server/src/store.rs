@@ -41,6 +41,10 @@ pub enum StoreError {
     Flush(String),
 }
 
+/// How often a client waiting for the store looks whether a script has
+/// become busy (see [`Store::lock_unless`]).
+pub const LOCK_POLL_MS: u64 = 10;
+
 /// Key counts of one database, for `INFO keyspace`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KeyspaceCounts {
@@ -357,6 +361,31 @@ impl Store {
             written: None,
             batch: None,
         }
+    }
+
+    /// [`Store::lock`], unless `give_up` says so while waiting (a script
+    /// holds the store past `busy-reply-threshold`: the caller answers
+    /// BUSY instead of waiting, as Redis does). Polls every
+    /// [`LOCK_POLL_MS`] only while the lock is taken.
+    pub fn lock_unless(&self, give_up: impl Fn() -> bool) -> Option<StoreGuard<'_>> {
+        let inner = loop {
+            if let Some(inner) = self
+                .inner
+                .try_lock_for(std::time::Duration::from_millis(LOCK_POLL_MS))
+            {
+                break inner;
+            }
+            if give_up() {
+                return None;
+            }
+        };
+        Some(StoreGuard {
+            inner,
+            engine: self.engine.lock(),
+            replication: self.replication.get(),
+            written: None,
+            batch: None,
+        })
     }
 
     /// What `INFO persistence` reports: checkpoints (Chorus's RDB) and the

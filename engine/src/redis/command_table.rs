@@ -41,6 +41,10 @@ pub mod flag {
     pub const DENYOOM: u32 = 1 << 8;
     pub const PUBSUB: u32 = 1 << 9;
     pub const BLOCKING: u32 = 1 << 10;
+    /// Refused inside a script (`redis.call`).
+    pub const NO_SCRIPT: u32 = 1 << 11;
+    /// Runs while a script is busy (SCRIPT KILL, SHUTDOWN NOSAVE...).
+    pub const ALLOW_BUSY: u32 = 1 << 12;
 }
 
 /// One command or subcommand of the table.
@@ -306,6 +310,8 @@ fn command_from_info(info: Reply) -> Option<Command> {
             "denyoom" => flag::DENYOOM,
             "pubsub" => flag::PUBSUB,
             "blocking" => flag::BLOCKING,
+            "noscript" => flag::NO_SCRIPT,
+            "allow_busy" => flag::ALLOW_BUSY,
             _ => 0,
         };
     }

@@ -146,6 +146,7 @@ fn decode_at(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Reply>,
                     }
                     Reply::Map(pairs)
                 }
+                b'>' => Reply::Push(out),
                 _ => Reply::Array(out),
             }
         }

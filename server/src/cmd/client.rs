@@ -1,7 +1,8 @@
 //! `CLIENT` subcommands: ID, SETNAME, GETNAME, LIST, INFO, KILL, NO-EVICT,
 //! REPLY, HELP. Output formats and errors follow Redis 7.0 (`networking.c`).
-//! Chorus has one user (`default`) and no pub/sub or replica clients, so
-//! those filters select nothing.
+//! Chorus has one user (`default`) and no replica clients, so those
+//! filters select nothing; a client subscribed to anything is of type
+//! `pubsub`, as in Redis.
 
 use std::time::Instant;
 
@@ -59,7 +60,16 @@ pub fn help_reply(lines: &[&str]) -> Reply {
     )
 }
 
-/// Client types a filter can name; only `normal` clients exist in Chorus.
+/// The type a filter names, as Redis's `getClientType` sees a client.
+fn client_type(client: &crate::clients::ClientHandle) -> &'static str {
+    if client.view().is_pubsub() {
+        "pubsub"
+    } else {
+        "normal"
+    }
+}
+
+/// Client types a filter can name; only `normal` and `pubsub` clients exist in Chorus.
 fn client_type_is_known(name: &str) -> bool {
     matches!(name, "normal" | "slave" | "replica" | "master" | "pubsub")
 }
@@ -160,7 +170,10 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 continue;
             }
         }
-        if type_filter.as_deref().is_some_and(|t| t != "normal") {
+        if type_filter
+            .as_deref()
+            .is_some_and(|t| t != client_type(&client))
+        {
             continue;
         }
         text.push_str(&client.describe(now));
@@ -223,7 +236,9 @@ fn kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 .as_deref()
                 .is_none_or(|a| client.local_addr.to_string() == a)
             && id.is_none_or(|i| client.id == i)
-            && type_filter.as_deref().is_none_or(|t| t == "normal");
+            && type_filter
+                .as_deref()
+                .is_none_or(|t| t == client_type(&client));
         if !matches {
             continue;
         }

@@ -25,7 +25,16 @@ const BAD_CLIENT_NAME: &str =
     "ERR Client names cannot contain spaces, newlines or special characters.";
 
 pub fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
-    let _ = ctx;
+    if ctx.session.in_resp2_pubsub_mode() {
+        // A subscribed RESP2 client can tell a reply from a message only by
+        // its shape: Redis answers `[pong, message]`.
+        let message = match args {
+            [_] => Bytes::new(),
+            [_, message] => message.clone(),
+            _ => return wrong_arity("ping"),
+        };
+        return Reply::Array(vec![Reply::bulk(&b"pong"[..]), Reply::Bulk(message)]);
+    }
     match args {
         [_] => Reply::Simple("PONG".to_string()),
         [_, message] => Reply::Bulk(message.clone()),
@@ -187,6 +196,10 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 
 /// `RESET`: back to a fresh connection's state (Redis 6.2+).
 pub fn reset(ctx: &mut Ctx<'_>) -> Reply {
+    ctx.server
+        .pubsub
+        .remove_all(ctx.session.id, &mut ctx.session.subscriptions);
+    ctx.session.sync_pubsub_view();
     ctx.session.multi = None;
     ctx.session.watched.clear();
     ctx.session.set_db(0);

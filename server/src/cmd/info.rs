@@ -169,11 +169,14 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "total_system_memory_human",
                 memory::bytes_to_human(total),
             );
-            field(out, "used_memory_lua", 0);
+            // A running script holds the interpreter: its figures then read
+            // as the last ones seen.
+            let scripts = ctx.server.scripts.figures();
+            field(out, "used_memory_lua", scripts.lua_bytes);
             field(out, "used_memory_scripts", 0);
-            field(out, "number_of_cached_scripts", 0);
-            field(out, "number_of_functions", 0);
-            field(out, "number_of_libraries", 0);
+            field(out, "number_of_cached_scripts", scripts.cached);
+            field(out, "number_of_functions", scripts.functions);
+            field(out, "number_of_libraries", scripts.libraries);
             field(out, "maxmemory", maxmemory);
             field(out, "maxmemory_human", memory::bytes_to_human(maxmemory));
             field(out, "maxmemory_policy", policy);
@@ -269,8 +272,9 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             field(out, "evicted_clients", 0);
             field(out, "keyspace_hits", 0);
             field(out, "keyspace_misses", 0);
-            field(out, "pubsub_channels", 0);
-            field(out, "pubsub_patterns", 0);
+            let (channels, patterns, _) = ctx.server.pubsub.figures();
+            field(out, "pubsub_channels", channels as u64);
+            field(out, "pubsub_patterns", patterns as u64);
             field(
                 out,
                 "total_error_replies",

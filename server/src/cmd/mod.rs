@@ -20,9 +20,12 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod function;
 pub mod info;
 pub mod multi;
 pub mod peer;
+pub mod pubsub;
+pub mod script;
 pub mod server;
 pub mod table;
 
@@ -53,7 +56,9 @@ pub enum Handler {
     Debug,
     Discard,
     Echo,
+    Eval,
     Exec,
+    Fcall,
     Function,
     Hello,
     Info,
@@ -61,9 +66,11 @@ pub enum Handler {
     Multi,
     Peer,
     Ping,
+    Pubsub,
     Quit,
     Reset,
     Save,
+    Script,
     Select,
     Shutdown,
     Time,
@@ -87,14 +94,19 @@ impl Handler {
             "debug" => Handler::Debug,
             "discard" => Handler::Discard,
             "echo" => Handler::Echo,
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => Handler::Eval,
+            "script" => Handler::Script,
             "exec" => Handler::Exec,
             "function" => Handler::Function,
+            "fcall" | "fcall_ro" => Handler::Fcall,
             "hello" => Handler::Hello,
             "info" => Handler::Info,
             "lastsave" => Handler::Lastsave,
             "multi" => Handler::Multi,
             "peer" => Handler::Peer,
             "ping" => Handler::Ping,
+            "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ssubscribe"
+            | "sunsubscribe" | "publish" | "spublish" | "pubsub" => Handler::Pubsub,
             "quit" => Handler::Quit,
             "reset" => Handler::Reset,
             "save" => Handler::Save,
@@ -187,6 +199,29 @@ pub fn process_found(
     if ctx.session.auth_required(&ctx.settings) && !spec.has_flag(flag::NO_AUTH) {
         return reject_command(ctx, spec, Reply::err("NOAUTH Authentication required."));
     }
+    if ctx.session.in_resp2_pubsub_mode() && !allowed_in_pubsub_mode(spec) {
+        return reject_command(ctx, spec, pubsub::not_allowed_in_context(&spec.name));
+    }
+    let threshold_ms = ctx.settings.busy_reply_threshold_ms;
+    let run = &ctx.server.scripts.run;
+    let busy = match (spec.has_flag(flag::ALLOW_BUSY), spec.handler) {
+        // WATCH, EXEC and SHUTDOWN are allowed while a script is busy in
+        // Redis, but here they need the store the script holds: they get
+        // BUSY too (a runaway script that wrote ends with the process; its
+        // op was never logged, so a restart does not hold half of it).
+        (_, Handler::Watch | Handler::Exec | Handler::Shutdown) => {
+            run.wait_unless_busy(threshold_ms)
+        }
+        (true, _) => false,
+        // Data commands wait for the store in slices themselves.
+        (false, Handler::Data) => run.busy(threshold_ms),
+        (false, _) => run.wait_unless_busy(threshold_ms),
+    };
+    if busy {
+        // A script holds the store past `busy-reply-threshold`: answer at
+        // once instead of queueing behind it, as Redis does.
+        return reject_command(ctx, spec, Reply::err(crate::script::BUSY_ERROR));
+    }
     if ctx.session.multi.is_some() {
         if spec.has_flag(flag::NO_MULTI) {
             return reject_command(
@@ -200,6 +235,23 @@ pub fn process_found(
         }
     }
     call(ctx, spec, args)
+}
+
+/// What a RESP2 client may run while subscribed (Redis's `processCommand`).
+fn allowed_in_pubsub_mode(spec: &CommandSpec) -> bool {
+    match spec.handler {
+        Handler::Ping | Handler::Quit | Handler::Reset => true,
+        Handler::Pubsub => matches!(
+            spec.name.as_str(),
+            "subscribe"
+                | "unsubscribe"
+                | "psubscribe"
+                | "punsubscribe"
+                | "ssubscribe"
+                | "sunsubscribe"
+        ),
+        _ => false,
+    }
 }
 
 /// Rejects a command that was found: as [`reject`], except that a rejected
@@ -258,7 +310,11 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Bgsave => server::bgsave(ctx, args),
         Handler::Shutdown => server::shutdown(ctx, args),
         Handler::Debug => server::debug(ctx, args),
-        Handler::Function => server::function(args),
+        Handler::Function => function::run(ctx, args),
+        Handler::Fcall => {
+            let read_only = spec.name == "fcall_ro";
+            script::fcall(ctx, args, read_only)
+        }
         Handler::Multi => multi::multi(ctx),
         Handler::Exec => multi::exec(ctx),
         Handler::Discard => multi::discard(ctx),
@@ -266,12 +322,34 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Unwatch => multi::unwatch(ctx),
         Handler::Wait => peer::wait(ctx, args),
         Handler::Peer => peer::peer(ctx, args),
+        Handler::Pubsub => pubsub_command(ctx, spec, args),
+        Handler::Eval => {
+            let name = spec.name.as_str();
+            let (by_sha, read_only) = (name.starts_with("evalsha"), name.ends_with("_ro"));
+            script::eval(ctx, args, by_sha, read_only)
+        }
+        Handler::Script => script::script(ctx, args),
         Handler::Data => data_command(ctx, spec, args),
         // `lookup` refuses these before they get here.
         Handler::Unimplemented => unknown_command(args),
     };
     count_error(ctx, &reply);
     reply
+}
+
+fn pubsub_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+    use crate::pubsub::Kind;
+    match spec.name.split('|').next().unwrap_or_default() {
+        "subscribe" => pubsub::subscribe(ctx, args, Kind::Channel),
+        "psubscribe" => pubsub::subscribe(ctx, args, Kind::Pattern),
+        "ssubscribe" => pubsub::subscribe(ctx, args, Kind::Shard),
+        "unsubscribe" => pubsub::unsubscribe(ctx, args, Kind::Channel),
+        "punsubscribe" => pubsub::unsubscribe(ctx, args, Kind::Pattern),
+        "sunsubscribe" => pubsub::unsubscribe(ctx, args, Kind::Shard),
+        "publish" => pubsub::publish(ctx, args, false),
+        "spublish" => pubsub::publish(ctx, args, true),
+        _ => pubsub::pubsub(ctx, args),
+    }
 }
 
 /// The single function through which every data command reaches the engine,
@@ -287,7 +365,15 @@ fn data_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply 
         // Inside EXEC (the transaction's op is noted at commit) or a batch.
         Some(guard) => guard.execute(db, data, args),
         None => {
-            let mut guard = ctx.server.store.lock();
+            let scripts = &ctx.server.scripts;
+            let threshold_ms = ctx.settings.busy_reply_threshold_ms;
+            let Some(mut guard) = ctx
+                .server
+                .store
+                .lock_unless(|| scripts.run.busy(threshold_ms))
+            else {
+                return Reply::err(crate::script::BUSY_ERROR);
+            };
             let reply = guard.execute(db, data, args);
             ctx.session.write_mark = guard.take_write();
             reply

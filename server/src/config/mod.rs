@@ -25,7 +25,9 @@ mod validate;
 mod value;
 
 pub use cli::{parse_peer, CertCommand, Cli, Command};
-pub use settings::{AppendFsync, LogLevel, ProtectedAction, Settings, WriteMode};
+pub use settings::{
+    AppendFsync, LogLevel, OutputBufferLimit, ProtectedAction, Settings, WriteMode,
+};
 pub use value::parse_memory;
 
 use std::collections::HashMap;

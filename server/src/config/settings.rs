@@ -108,6 +108,34 @@ pub struct Settings {
     pub repl_backlog_size: u64,
     /// `max-clock-skew-ms`: 0 = no bound.
     pub max_clock_skew_ms: u64,
+    /// The `pubsub` class of `client-output-buffer-limit`.
+    pub pubsub_output_limit: OutputBufferLimit,
+    /// `busy-reply-threshold` (`lua-time-limit`), in milliseconds.
+    pub busy_reply_threshold_ms: u64,
+}
+
+/// One class of `client-output-buffer-limit`: a client whose pending output
+/// reaches `hard_bytes`, or stays at `soft_bytes` or more for longer than
+/// `soft_secs`, is disconnected. 0 = no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputBufferLimit {
+    pub hard_bytes: u64,
+    pub soft_bytes: u64,
+    pub soft_secs: u64,
+}
+
+impl OutputBufferLimit {
+    /// The limits of `class` (`normal`, `slave`, `pubsub`) in the
+    /// parameter's canonical text (`normal 0 0 0 slave ... pubsub ...`).
+    pub fn parse(text: &str, class: &str) -> OutputBufferLimit {
+        let mut words = text.split(' ').skip_while(|w| *w != class).skip(1);
+        let mut next = || words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        OutputBufferLimit {
+            hard_bytes: next(),
+            soft_bytes: next(),
+            soft_secs: next(),
+        }
+    }
 }
 
 impl ConfigStore {
@@ -160,6 +188,12 @@ impl ConfigStore {
                 .unwrap_or(REPL_BACKLOG_SIZE_DEFAULT),
             max_clock_skew_ms: u64::try_from(self.number("max-clock-skew-ms"))
                 .unwrap_or(chorus_engine::hlc::MAX_CLOCK_SKEW_MS_DEFAULT),
+            pubsub_output_limit: OutputBufferLimit::parse(
+                &text("client-output-buffer-limit"),
+                "pubsub",
+            ),
+            busy_reply_threshold_ms: u64::try_from(self.number("busy-reply-threshold"))
+                .unwrap_or(5_000),
         }
     }
 }

@@ -107,6 +107,21 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
                 out.put_slice(b"\r\n");
             }
         },
+        Reply::Push(items) => {
+            let tag = match protocol {
+                Protocol::Resp2 => b'*',
+                Protocol::Resp3 => b'>',
+            };
+            put_header(out, tag, len_i64(items.len()));
+            for item in items {
+                encode(item, protocol, out);
+            }
+        }
+        Reply::Frames(replies) => {
+            for reply in replies {
+                encode(reply, protocol, out);
+            }
+        }
     }
 }
 
