@@ -27,7 +27,11 @@ async fn reconnect_after_restart_resends_nothing() {
         }
         assert!(eventually(|| converged(&[&s1, &s2])).await);
         assert!(eventually(|| s1.peer(2).ops_lag == 0).await);
-        assert_eq!(s1.peer(2).ops_sent, 100);
+        // At least the 100; more when both sides dialed at once and the
+        // connection that carried them was dropped for the other before
+        // site 2's ack came back (they are resent, as unacknowledged).
+        let sent_before = s1.peer(2).ops_sent;
+        assert!(sent_before >= 100, "{:?}", s1.peer(2));
 
         // Site 2's endpoint goes away (the engine stays, like a restart of
         // the replication layer); site 1 notices at once.
@@ -59,7 +63,7 @@ async fn reconnect_after_restart_resends_nothing() {
         // The session on site 1 resumed from site 2's vector: the first 100
         // ops were not sent again, only the 50 written meanwhile.
         let p = s1.peer(2);
-        assert_eq!(p.ops_sent, 150, "{p:?}");
+        assert_eq!(p.ops_sent - sent_before, 50, "{p:?}");
         assert!(p.connects >= 2, "{p:?}");
         assert_eq!(s2.peer(1).ops_received, 50, "{:?}", s2.peer(1));
         assert_eq!(

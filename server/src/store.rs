@@ -394,6 +394,23 @@ impl Store {
         let checkpoint_in_progress =
             *self.checkpoint_slot.busy() || self.housekeeping.lock().checkpoint_in_progress();
         let engine = self.engine.lock();
+        Self::persistence_figures(&engine, checkpoint_in_progress)
+    }
+
+    /// [`Store::persistence`] for a caller that holds the store (a command
+    /// inside MULTI/EXEC or a script). The housekeeping is locked before the
+    /// engine elsewhere, so it is only tried here: when it is busy, a
+    /// checkpoint capture is what holds it, and that is reported.
+    pub fn persistence_held(&self, guard: &mut StoreGuard<'_>) -> PersistenceFigures {
+        let checkpoint_in_progress = *self.checkpoint_slot.busy()
+            || self
+                .housekeeping
+                .try_lock()
+                .map_or(true, |hk| hk.checkpoint_in_progress());
+        Self::persistence_figures(guard.engine(), checkpoint_in_progress)
+    }
+
+    fn persistence_figures(engine: &Engine, checkpoint_in_progress: bool) -> PersistenceFigures {
         let stats = engine.stats();
         PersistenceFigures {
             rows_changed: engine.dirty_rows() as u64,
@@ -704,6 +721,11 @@ impl StoreGuard<'_> {
     /// The engine, for figures (INFO) and replication.
     pub fn engine(&mut self) -> &mut Engine {
         &mut self.engine
+    }
+
+    /// `appendfsync`, read through the lock this guard holds.
+    pub fn appendfsync(&self) -> AppendFsync {
+        self.inner.appendfsync
     }
 
     /// Non-empty databases with their key counts.

@@ -406,3 +406,42 @@ fn config_file_is_read() {
     assert_eq!(info_field(&info, "hz").as_deref(), Some("20"));
     assert!(info_field(&info, "config_file").is_some_and(|f| f.ends_with("chorus.conf")));
 }
+
+/// INFO inside MULTI/EXEC reads the engine through the lock EXEC holds: it
+/// used to lock the engine again and hang the whole site.
+#[test]
+fn info_inside_multi_exec_answers_and_the_site_keeps_serving() {
+    let server = ChorusProcess::start(&[]);
+    let mut c = server.connect();
+    assert_eq!(c.call(&[b"MULTI"]), b"+OK\r\n");
+    assert_eq!(c.call(&[b"SET", b"k", b"v"]), b"+QUEUED\r\n");
+    assert_eq!(c.call(&[b"INFO", b"replication"]), b"+QUEUED\r\n");
+    assert_eq!(c.call(&[b"INFO"]), b"+QUEUED\r\n");
+    let exec = c.cmd(&["EXEC"]);
+    let Reply::Array(replies) = exec else {
+        panic!("EXEC answers an array: {exec:?}")
+    };
+    assert_eq!(replies.len(), 3);
+    let info = text(&replies[1]);
+    assert!(info.contains("# Replication"), "{info}");
+    // The transaction's op is committed when EXEC ends.
+    assert_eq!(
+        info_field(&info, "ops_local").as_deref(),
+        Some("0"),
+        "{info}"
+    );
+    let all = text(&replies[2]);
+    assert!(
+        all.contains("# Keyspace") && all.contains("appendfsync:"),
+        "{all}"
+    );
+    // Another client is served afterwards.
+    let mut other = server.connect();
+    assert_eq!(other.call(&[b"GET", b"k"]), b"$1\r\nv\r\n");
+    let info = text(&other.cmd(&["INFO", "replication"]));
+    assert_eq!(
+        info_field(&info, "ops_local").as_deref(),
+        Some("1"),
+        "{info}"
+    );
+}

@@ -376,6 +376,21 @@ impl Replication {
         self.shared.status(Some(site)).into_iter().next()
     }
 
+    /// [`Replication::status`] for a caller that holds the engine lock
+    /// already (a command inside MULTI/EXEC or a script): `status` would
+    /// wait for that lock for good.
+    pub fn status_locked(&self, engine: &Engine) -> Vec<PeerStatus> {
+        self.shared.status_with(engine, None)
+    }
+
+    /// [`Replication::peer_status`] for a caller that holds the engine lock.
+    pub fn peer_status_locked(&self, engine: &Engine, site: SiteId) -> Option<PeerStatus> {
+        self.shared
+            .status_with(engine, Some(site))
+            .into_iter()
+            .next()
+    }
+
     /// The peer's durable acknowledged vector (for `WAIT`).
     pub fn acked_vv(&self, site: SiteId) -> Option<VersionVector> {
         let peer = self.shared.peer(site)?;

@@ -201,7 +201,10 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             field(out, "loading", 0);
             field(out, "async_loading", 0);
             // Chorus's checkpoints play the RDB's part, its op log the AOF's.
-            let p = server.store.persistence();
+            // Through the store the command holds or takes: inside
+            // MULTI/EXEC the engine is held already.
+            let (p, appendfsync) =
+                ctx.with_store(|s| (server.store.persistence_held(s), s.appendfsync()));
             let status = if p.healthy { "ok" } else { "err" };
             field(out, "rdb_changes_since_last_save", p.rows_changed);
             field(
@@ -224,7 +227,7 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "chorus_log_bytes_since_checkpoint",
                 p.log_bytes_since_checkpoint,
             );
-            field(out, "appendfsync", server.store.appendfsync().as_str());
+            field(out, "appendfsync", appendfsync.as_str());
             field(out, "data_dir", server.store.dir().display());
         }
         "stats" => {
@@ -300,7 +303,7 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             let taken_over = ctx.with_store(|s| s.expired_keys_taken_over());
             field(out, "expired_keys_taken_over", taken_over);
         }
-        "replication" => super::peer::info_section(server, out),
+        "replication" => super::peer::info_section(ctx, out),
         "cpu" => {
             out.push_str("# CPU\r\n");
             let (sys, user) = memory::cpu_seconds();

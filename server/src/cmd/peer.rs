@@ -15,7 +15,6 @@ use bytes::Bytes;
 use chorus_engine::Reply;
 
 use super::{lower, Ctx};
-use crate::server::ServerState;
 
 fn no_replication() -> Reply {
     Reply::err("ERR replication is not configured on this site (start it with --peer and --tls-*)")
@@ -34,7 +33,8 @@ fn bulk(s: String) -> Reply {
 
 /// `PEER <subcommand> ...`
 pub fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
-    let Some(r) = ctx.server.store.replication() else {
+    let server = ctx.server;
+    let Some(r) = server.store.replication() else {
         return no_replication();
     };
     let sub = args.get(1).map(|a| lower(a)).unwrap_or_default();
@@ -47,7 +47,9 @@ pub fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     };
     match (sub.as_str(), args.len()) {
         ("list", 2) => Reply::Array(
-            r.status()
+            // Through the store the command holds (inside MULTI/EXEC) or
+            // takes: the engine is locked once.
+            ctx.with_store(|s| r.status_locked(s.engine()))
                 .into_iter()
                 .map(|p| {
                     Reply::Map(vec![
@@ -110,7 +112,7 @@ pub fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 "resume" => ok_or_missing(r.resume(id)),
                 "resync" => ok_or_missing(r.resync(id)),
                 "check" => ok_or_missing(r.request_anti_entropy(id)),
-                _ => match r.peer_status(id) {
+                _ => match ctx.with_store(|s| r.peer_status_locked(s.engine(), id)) {
                     Some(p) => Reply::Array(vec![
                         Reply::Int(p.ops_lag as i64),
                         Reply::Int(p.time_lag_ms as i64),
@@ -192,17 +194,24 @@ pub fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 const WAIT_FOREVER_STEP: Duration = Duration::from_secs(3600);
 
 /// The `# Replication` section of INFO.
-pub fn info_section(state: &ServerState, out: &mut String) {
+/// Reads the engine through the store the command holds (inside MULTI/EXEC
+/// or a script) or takes, so the engine is locked once: locking it again
+/// would wait for good.
+pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
     use std::fmt::Write as _;
+    let state = ctx.server;
     out.push_str("# Replication\r\n");
     out.push_str("role:active-active\r\n");
     let _ = write!(out, "site_id:{}\r\n", state.store.site_id());
-    let (vv, stats, conflicts, backlog) = state.store.with_engine(|e| {
+    let replication = state.store.replication();
+    let (vv, stats, conflicts, backlog, peers) = ctx.with_store(|s| {
+        let e = s.engine();
         (
             e.vv().clone(),
             e.stats().clone(),
             e.type_conflicts(),
             (e.backlog().len(), e.backlog().bytes()),
+            replication.map(|r| r.status_locked(e)),
         )
     });
     let _ = write!(out, "version_vector:{vv}\r\n");
@@ -238,12 +247,10 @@ pub fn info_section(state: &ServerState, out: &mut String) {
         settings.anti_entropy_interval_secs
     );
     let _ = write!(out, "max_clock_skew_ms:{}\r\n", settings.max_clock_skew_ms);
-    match state.store.replication() {
-        None => out.push_str("connected_peers:0\r\n"),
-        Some(r) => {
+    match (replication, peers) {
+        (Some(r), Some(peers)) => {
             let _ = write!(out, "cluster_id:{}\r\n", r.cluster_id());
             let _ = write!(out, "repl_addr:{}\r\n", r.local_addr());
-            let peers = r.status();
             let streaming = peers.iter().filter(|p| p.state == "streaming").count();
             let _ = write!(out, "connected_peers:{streaming}\r\n");
             let _ = write!(out, "configured_peers:{}\r\n", peers.len());
@@ -306,5 +313,6 @@ pub fn info_section(state: &ServerState, out: &mut String) {
                 );
             }
         }
+        _ => out.push_str("connected_peers:0\r\n"),
     }
 }

@@ -6,12 +6,19 @@ use super::{Link, Peer, PeerEntry, Shared, LAG_MARKS_MAX, LAG_MARK_INTERVAL_MS, 
 use crate::quic::PeerStatus;
 use crate::session::PeerState;
 use chorus_engine::id::{SiteId, VersionVector};
+use chorus_engine::Engine;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 impl Shared {
     pub(crate) fn status(&self, only: Option<SiteId>) -> Vec<PeerStatus> {
+        let engine = self.engine.lock();
+        self.status_with(&engine, only)
+    }
+
+    /// [`Shared::status`] for a caller that holds the engine lock already.
+    pub(crate) fn status_with(&self, engine: &Engine, only: Option<SiteId>) -> Vec<PeerStatus> {
         let peers: Vec<Arc<Peer>> = {
             let map = self.peers.lock();
             match only {
@@ -19,7 +26,6 @@ impl Shared {
                 None => map.values().cloned().collect(),
             }
         };
-        let engine = self.engine.lock();
         let marks = self.lag_marks.lock();
         let now_ms = self.clock.now_ms();
         peers
