@@ -207,11 +207,21 @@ mod codec {
                         varint(out, 3);
                         scored(out, v);
                     }
+                    Value::List(v) => {
+                        varint(out, 4);
+                        list(out, v);
+                    }
                 }
                 out.push(*keep_ttl as u8);
             }
             Effect::FlushDb => varint(out, 15),
             Effect::FlushAll => varint(out, 16),
+            // Rare enough to take serde's path; the bytes are the same.
+            Effect::ListInsert { .. } | Effect::ListRemove { .. } | Effect::ListSet { .. } => {
+                if let Ok(v) = postcard::to_allocvec(e) {
+                    out.extend_from_slice(&v);
+                }
+            }
         }
     }
     fn key_effect(out: &mut Vec<u8>, e: &KeyEffect) {

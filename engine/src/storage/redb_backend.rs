@@ -49,7 +49,9 @@ const FORMAT_VERSION_KEY: &str = "version";
 /// its presence also says "a log segment must exist".
 /// Version 2: rows keep float increments of strings and hash fields as exact
 /// binary fractions (`CellImage::fctr`); version 1 rows do not decode as 2.
-const FORMAT_VERSION: u64 = 2;
+/// Version 3: rows carry lists (`RowImage::list`); version 2 rows do not
+/// decode as 3.
+const FORMAT_VERSION: u64 = 3;
 
 const DB_FILE_NAME: &str = "chorus.redb";
 const LOG_DIR_NAME: &str = "log";
