@@ -8,6 +8,7 @@
 
 pub mod hash;
 pub mod keys;
+pub mod list;
 pub mod set;
 pub mod string;
 pub mod zset;
@@ -46,6 +47,7 @@ pub fn all() -> impl Iterator<Item = &'static DataCommand> {
         hash::COMMANDS,
         set::COMMANDS,
         zset::COMMANDS,
+        list::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())
