@@ -433,6 +433,7 @@ mod codec_tests {
     use super::*;
     use crate::hlc::Hlc;
     use crate::id::{OpId, Origin};
+    use crate::keyspace::value::list::{Level, Place, Span};
     use crate::op::{Effect, KeyEffect, Value};
     use proptest::prelude::*;
 
@@ -476,13 +477,53 @@ mod codec_tests {
                     pairs().prop_map(Value::Hash),
                     list().prop_map(Value::Set),
                     scored().prop_map(Value::ZSet),
+                    list().prop_map(Value::List),
                 ],
                 any::<bool>()
             )
                 .prop_map(|(value, keep_ttl)| Effect::Replace { value, keep_ttl }),
             Just(Effect::FlushDb),
             Just(Effect::FlushAll),
+            (levels(), any::<i64>(), any::<u32>(), list()).prop_map(
+                |(prefix, d, first, values)| {
+                    Effect::ListInsert {
+                        place: Place { prefix, d },
+                        first,
+                        values,
+                    }
+                }
+            ),
+            (
+                proptest::collection::vec((levels(), any::<i64>(), level(), any::<u32>()), 0..3),
+                any::<bool>()
+            )
+                .prop_map(|(spans, pop)| Effect::ListRemove {
+                    spans: spans
+                        .into_iter()
+                        .map(|(prefix, d, l, len)| Span {
+                            prefix,
+                            d,
+                            op: l.op,
+                            first: l.i,
+                            len,
+                        })
+                        .collect(),
+                    pop,
+                }),
+            (levels(), bytes()).prop_map(|(pos, value)| Effect::ListSet { pos, value }),
         ]
+    }
+    fn level() -> impl Strategy<Value = Level> {
+        (any::<i64>(), any::<(u16, u32, u64)>(), any::<u32>()).prop_map(|(d, (s, inc, seq), i)| {
+            Level {
+                d,
+                op: OpId::new(Origin::new(s, inc), seq),
+                i,
+            }
+        })
+    }
+    fn levels() -> impl Strategy<Value = Vec<Level>> {
+        proptest::collection::vec(level(), 0..3)
     }
     fn op() -> impl Strategy<Value = Op> {
         (

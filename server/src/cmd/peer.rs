@@ -197,11 +197,12 @@ pub fn info_section(state: &ServerState, out: &mut String) {
     out.push_str("# Replication\r\n");
     out.push_str("role:active-active\r\n");
     let _ = write!(out, "site_id:{}\r\n", state.store.site_id());
-    let (vv, stats, conflicts, backlog) = state.store.with_engine(|e| {
+    let (vv, stats, conflicts, pop_conflicts, backlog) = state.store.with_engine(|e| {
         (
             e.vv().clone(),
             e.stats().clone(),
             e.type_conflicts(),
+            e.list_pop_conflicts(),
             (e.backlog().len(), e.backlog().bytes()),
         )
     });
@@ -214,6 +215,7 @@ pub fn info_section(state: &ServerState, out: &mut String) {
         stats.ops_remote_duplicate
     );
     let _ = write!(out, "type_conflicts:{conflicts}\r\n");
+    let _ = write!(out, "list_pop_conflicts:{pop_conflicts}\r\n");
     let settings = state.settings();
     let _ = write!(out, "write_mode:{}\r\n", settings.write_mode.as_str());
     let _ = write!(
