@@ -7,9 +7,10 @@
 //! `server` the listener, shared state, replication start and shutdown,
 //! `peers_file` the runtime peer list kept in the data directory, `sync_write`
 //! the reply release of `write-mode sync`, `clients` the client
-//! registry, `stats` and `memory` the INFO figures, and `store` the single
+//! registry, `blocked` the clients waiting in blocking pops, `stats` and `memory` the INFO figures, and `store` the single
 //! entry point through which data commands reach the engine.
 
+pub mod blocked;
 pub mod clients;
 pub mod cmd;
 pub mod config;

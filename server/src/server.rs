@@ -69,6 +69,8 @@ pub struct ServerState {
     settings: RwLock<Arc<Settings>>,
     pub stats: Stats,
     pub clients: ClientRegistry,
+    /// Clients waiting in BLPOP and the other blocking pops.
+    pub blocked: crate::blocked::Blocked,
     pub store: Store,
     /// Runtime `PEER ADD/REMOVE` changes, kept in the data directory.
     pub peer_overrides: Mutex<PeerOverrides>,
@@ -385,6 +387,7 @@ impl Server {
             settings: RwLock::new(settings),
             stats: Stats::default(),
             clients: ClientRegistry::default(),
+            blocked: crate::blocked::Blocked::default(),
             store,
             peer_overrides: Mutex::new(peer_overrides),
             sync_writes: SyncWriteStats::default(),

@@ -674,22 +674,42 @@ fn rpoplpush(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
 }
 
 /// LMOVE, RPOPLPUSH, BLMOVE: pops one element of `src` and pushes it on
-/// `dst` (both lists or absent), in one op.
+/// `dst` (both lists or absent), in one op. The push comes first and the
+/// pop names the element by its position, so rotating a one-element list
+/// (`src == dst`) never empties it and keeps its TTL, as in Redis.
 pub fn move_one(txn: &mut Txn<'_>, db: u8, src: &Bytes, dst: &Bytes, from: End, to: End) -> Reply {
-    match list_of(txn, db, src) {
-        Err(e) => return e,
-        Ok(None) => return Reply::Nil,
-        Ok(Some(l)) if l.is_empty() => return Reply::Nil,
-        Ok(Some(_)) => {}
-    }
+    let (span, value) = {
+        let l = match list_of(txn, db, src) {
+            Err(e) => return e,
+            Ok(None) => return Reply::Nil,
+            Ok(Some(l)) => l,
+        };
+        let first = match from {
+            End::Left => l.iter().next(),
+            End::Right => l.iter().next_back(),
+        };
+        let Some((at, v)) = first else {
+            return Reply::Nil;
+        };
+        match l.span_of(at) {
+            Some(span) => (span, v.clone()),
+            None => return Reply::Nil,
+        }
+    };
     if let Err(e) = list_of(txn, db, dst) {
         return e;
     }
-    let Some(v) = pop_n(txn, db, src, from, 1).pop() else {
-        return Reply::Nil;
-    };
-    push_at(txn, db, dst, to, vec![v.clone()]);
-    Reply::Bulk(v)
+    push_at(txn, db, dst, to, vec![value.clone()]);
+    expire_if_needed(txn, db, src);
+    txn.emit(
+        db,
+        src,
+        Effect::ListRemove {
+            spans: vec![span],
+            pop: true,
+        },
+    );
+    Reply::Bulk(value)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! effects (applied at once) and returns the reply. Nothing here does I/O, so
 //! every command is unit-tested by calling [`crate::Engine::execute`].
 
+pub mod blocking;
 pub mod hash;
 pub mod keys;
 pub mod list;
@@ -48,6 +49,7 @@ pub fn all() -> impl Iterator<Item = &'static DataCommand> {
         set::COMMANDS,
         zset::COMMANDS,
         list::COMMANDS,
+        blocking::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())

@@ -395,7 +395,9 @@ impl ListSlot {
 
     /// Inserts the run `vals` of op `op` (elements `first..`) at `place`.
     pub fn insert(&mut self, place: &Place, op: OpId, hlc: Hlc, first: u32, vals: &[Bytes]) {
-        if vals.is_empty() {
+        // Indexes past `u32` cannot come from a real op (a peer's damaged
+        // one is ignored, alike at every site).
+        if vals.is_empty() || u64::from(first) + vals.len() as u64 > u64::from(u32::MAX) {
             return;
         }
         let mut key = place.prefix.clone();
@@ -499,8 +501,9 @@ impl ListSlot {
         }
         let mut first_key = span.prefix.clone();
         first_key.push(span.last_level(span.first));
+        let last_i = (u64::from(span.first) + u64::from(span.len) - 1).min(u64::from(u32::MAX));
         let mut last_key = span.prefix.clone();
-        last_key.push(span.last_level(span.first + span.len - 1));
+        last_key.push(span.last_level(last_i as u32));
         // The block that may hold the first element, then every block up to
         // the last one.
         let mut bi = self.after(&first_key).saturating_sub(1);
@@ -529,7 +532,7 @@ impl ListSlot {
         }
         self.len -= removed as usize;
         debug_assert!(self.invariants_hold());
-        span.len - removed
+        span.len.saturating_sub(removed)
     }
 
     /// Removes the element at `at` (local pops), returning its value.
