@@ -234,7 +234,14 @@ fn timeouts_errors_and_multi_match_redis() {
 0 RPUSH l a
 0 BLMOVE l s LEFT LEFT 0
 0 BLPOP
+0 BLPOP k
+0 BRPOP
 0 BLMOVE a b LEFT
+0 BRPOPLPUSH a b
+0 BLMPOP 0 1 k
+0 BZPOPMIN k
+0 BZPOPMAX
+0 BZMPOP 0 1 k
 0 MULTI
 0 BLPOP q 0
 0 BRPOP q 0

@@ -2327,6 +2327,15 @@ const TYPE_MATRIX: &[&str] = &[
     "LPOP K",
     "RPOP K 2",
     "LMPOP 1 K LEFT",
+    "ZMPOP 1 K MIN",
+    "BLPOP K 0.01",
+    "BRPOP K 0.01",
+    "BLMOVE K other LEFT LEFT 0.01",
+    "BRPOPLPUSH K other 0.01",
+    "BLMPOP 0.01 1 K LEFT",
+    "BZPOPMIN K 0.01",
+    "BZPOPMAX K 0.01",
+    "BZMPOP 0.01 1 K MIN",
     "LLEN K",
     "LRANGE K 0 -1",
     "LINDEX K 0",
@@ -2522,6 +2531,32 @@ LRANGE big 0 -1
 LPOS big ""
 "#;
 
+/// ZMPOP: every option and error path.
+const ZMPOP: &str = r#"
+ZADD z1 1 a 2 b 3 c
+ZADD z2 5 x
+ZMPOP 1 z1 MIN
+ZMPOP 1 z1 MAX COUNT 5
+ZMPOP 2 nokey z2 min
+ZMPOP 1 nokey MIN
+ZMPOP 1 z2 MAX
+ZMPOP 0 z1 MIN
+ZMPOP -1 z1 MIN
+ZMPOP x z1 MIN
+ZMPOP 2 z1 MIN
+ZMPOP 1 z1 UP
+ZMPOP 1 z1 MIN COUNT 0
+ZMPOP 1 z1 MIN COUNT x
+ZMPOP 1 z1 MIN COUNT 1 COUNT 2
+ZMPOP 1 z1 MIN FOO
+ZADD z3 1.5 a -inf b +inf c
+ZMPOP 1 z3 MIN COUNT 3
+SET s v
+ZMPOP 2 nokey s MIN
+RPUSH l a
+ZMPOP 1 l MAX
+"#;
+
 /// The type matrix as one script: for each command, each kind of key is
 /// created afresh and the command run on it.
 fn type_matrix_script() -> String {
@@ -2652,6 +2687,7 @@ const ALL_DATA_COMMANDS: &[&str] = &[
     "ZSCAN",
     "ZUNIONSTORE",
     "ZINTERSTORE",
+    "ZMPOP",
     "LPUSH",
     "RPUSH",
     "LPUSHX",
@@ -2735,6 +2771,7 @@ fn sorted_set_commands_match_redis() {
         ("zsets", ZSETS),
         ("zset-ranges", ZSET_RANGES),
         ("zset-random-store", ZSET_RANDOM_STORE),
+        ("zmpop", ZMPOP),
     ]);
 }
 
@@ -2938,6 +2975,7 @@ const RESP3_SEQUENCES: &[(&str, &str)] = &[
     ("zset-ranges", ZSET_RANGES),
     ("zset-random-store", ZSET_RANDOM_STORE),
     ("lists", LISTS),
+    ("zmpop", ZMPOP),
     ("transactions", TRANSACTIONS),
 ];
 
