@@ -72,8 +72,8 @@ fn list_image(l: &ListSlot) -> Vec<RunImage> {
                 && *prev.prefix == *b.prefix
                 && end <= b.start as u64
             {
-                prev.vals
-                    .extend(std::iter::repeat(None).take((b.start as u64 - end) as usize));
+                let gap = (b.start as u64 - end) as usize;
+                prev.vals.resize(prev.vals.len() + gap, None);
                 prev.vals.extend(b.vals.iter().cloned());
                 prev.sets.extend(sets);
                 continue;
@@ -171,8 +171,8 @@ fn runs_of(elems: Vec<ElemImage>) -> Vec<RunImage> {
         if let Some(prev) = out.last_mut() {
             let end = prev.start as u64 + prev.vals.len() as u64;
             if prev.op == e.op && prev.d == e.d && prev.prefix == e.prefix && end <= e.i as u64 {
-                prev.vals
-                    .extend(std::iter::repeat(None).take((e.i as u64 - end) as usize));
+                let gap = (e.i as u64 - end) as usize;
+                prev.vals.resize(prev.vals.len() + gap, None);
                 prev.vals.push(Some(e.val));
                 if !e.reg.is_empty() {
                     prev.sets.push((e.i, e.reg));
