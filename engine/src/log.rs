@@ -62,6 +62,7 @@ pub fn encode_record(op: &Op, out: &mut Vec<u8>) -> std::ops::Range<usize> {
 /// postcard (untrusted input, validated).
 mod codec {
     use crate::id::{OpId, Origin, VersionVector};
+    use crate::keyspace::value::list::Level;
     use crate::op::{Effect, KeyEffect, Op, Value};
 
     #[inline]
@@ -120,6 +121,14 @@ mod codec {
         for (a, s) in v {
             bytes(out, a);
             f64le(out, *s);
+        }
+    }
+    fn levels(out: &mut Vec<u8>, v: &[Level]) {
+        varint(out, v.len() as u64);
+        for l in v {
+            zigzag(out, l.d);
+            op_id(out, l.op);
+            varint(out, u64::from(l.i));
         }
     }
     /// Variant indexes are declaration order, as serde numbers them.
@@ -216,11 +225,33 @@ mod codec {
             }
             Effect::FlushDb => varint(out, 15),
             Effect::FlushAll => varint(out, 16),
-            // Rare enough to take serde's path; the bytes are the same.
-            Effect::ListInsert { .. } | Effect::ListRemove { .. } | Effect::ListSet { .. } => {
-                if let Ok(v) = postcard::to_allocvec(e) {
-                    out.extend_from_slice(&v);
+            Effect::ListInsert {
+                place,
+                first,
+                values,
+            } => {
+                varint(out, 17);
+                levels(out, &place.prefix);
+                zigzag(out, place.d);
+                varint(out, u64::from(*first));
+                list(out, values);
+            }
+            Effect::ListRemove { spans, pop } => {
+                varint(out, 18);
+                varint(out, spans.len() as u64);
+                for s in spans {
+                    levels(out, &s.prefix);
+                    zigzag(out, s.d);
+                    op_id(out, s.op);
+                    varint(out, u64::from(s.first));
+                    varint(out, u64::from(s.len));
                 }
+                out.push(*pop as u8);
+            }
+            Effect::ListSet { pos, value } => {
+                varint(out, 19);
+                levels(out, pos);
+                bytes(out, value);
             }
         }
     }
