@@ -699,4 +699,73 @@ mod tests {
         assert_eq!(show(&s), ["x"]);
         assert!(s.invariants_hold());
     }
+
+    /// One local edit of the model test: a run at a gap, or a removal.
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Insert { gap: usize, n: usize },
+        Remove { at: usize },
+        RemoveRun { at: usize, n: usize },
+    }
+
+    fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0usize..64, 1usize..4).prop_map(|(gap, n)| Edit::Insert { gap, n }),
+            1 => (0usize..64).prop_map(|at| Edit::Remove { at }),
+            1 => (0usize..64, 1usize..5).prop_map(|(at, n)| Edit::RemoveRun { at, n }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Against a `Vec`: inserts at any gap (head, tail, inside a block)
+        /// and removals anywhere leave the same sequence, index lookups
+        /// agree, and the invariants hold.
+        #[test]
+        fn matches_a_vec_model(edits in proptest::collection::vec(edit(), 1..80)) {
+            let mut s = ListSlot::default();
+            let mut model: Vec<String> = Vec::new();
+            for (k, e) in edits.into_iter().enumerate() {
+                let o = op(1, k as u64 + 1);
+                match e {
+                    Edit::Insert { gap, n } => {
+                        let gap = gap % (model.len() + 1);
+                        let l = gap.checked_sub(1).and_then(|i| s.at(i)).and_then(|a| s.pos(a));
+                        let r = s.at(gap).and_then(|a| s.pos(a));
+                        let p = place_between(l.as_deref(), r.as_deref());
+                        let vals: Vec<String> = (0..n).map(|j| format!("{k}.{j}")).collect();
+                        let b: Vec<Bytes> = vals.iter().map(|v| Bytes::from(v.clone())).collect();
+                        s.insert(&p, o, Hlc(k as u64), 0, &b);
+                        for (j, v) in vals.into_iter().enumerate() {
+                            model.insert(gap + j, v);
+                        }
+                    }
+                    Edit::Remove { at } if !model.is_empty() => {
+                        let at = at % model.len();
+                        let x = s.at(at).unwrap();
+                        s.remove_at(x);
+                        model.remove(at);
+                    }
+                    Edit::RemoveRun { at, n } if !model.is_empty() => {
+                        let at = at % model.len();
+                        let n = n.min(model.len() - at);
+                        let spans: Vec<Span> =
+                            (at..at + n).filter_map(|i| s.at(i).and_then(|x| s.span_of(x))).collect();
+                        for sp in &spans {
+                            proptest::prop_assert_eq!(s.remove_span(sp), 0);
+                        }
+                        model.drain(at..at + n);
+                    }
+                    _ => {}
+                }
+                proptest::prop_assert!(s.invariants_hold());
+                proptest::prop_assert_eq!(show(&s), model.clone());
+                for (i, v) in model.iter().enumerate() {
+                    let got = s.at(i).and_then(|a| s.value(a)).cloned();
+                    proptest::prop_assert_eq!(got, Some(Bytes::from(v.clone())));
+                }
+                proptest::prop_assert_eq!(s.at(model.len()), None);
+            }
+        }
+    }
 }
