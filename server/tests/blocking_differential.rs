@@ -217,6 +217,8 @@ fn timeouts_errors_and_multi_match_redis() {
 0 BLPOP q inf
 0 BLPOP q nan
 0 BLPOP q 1e100
+0 BLPOP q 9223372036854776
+0 BLPOP q 9223372036854775807
 0 BLMOVE a b UP LEFT 0
 0 BLMOVE a b LEFT LEFT x
 0 BLMPOP x 1 k LEFT

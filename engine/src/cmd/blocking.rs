@@ -70,6 +70,14 @@ pub fn timeout_arg(b: &[u8], now_ms: u64) -> Result<u64, Reply> {
     if b.is_empty() || b.len() >= TIMEOUT_BYTES_MAX || super::c_isspace(b[0]) {
         return Err(not_float());
     }
+    // Whole seconds exactly, as the long double Redis reads them into is
+    // exact for every integer of `long long` (an f64 is not above 2^53).
+    if let Some(secs) = crate::redis::num::parse_int(b) {
+        return match secs.checked_mul(1000) {
+            Some(t) if t >= 0 => Ok(deadline(t, now_ms)),
+            _ => Err(Reply::err("ERR timeout is negative")),
+        };
+    }
     let (v, used, erange) = strtod(b);
     if used != b.len() || v.is_nan() || (erange && (v.is_infinite() || v == 0.0)) {
         return Err(not_float());
@@ -77,21 +85,26 @@ pub fn timeout_arg(b: &[u8], now_ms: u64) -> Result<u64, Reply> {
     let ms = v * 1000.0;
     // C's cast of a value out of `long long`'s range gives LLONG_MIN on the
     // machines Redis runs on: "negative".
-    if !(ms > -9.2e18 && ms < 9.2e18) {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if !(-TWO_63..TWO_63).contains(&ms) {
         return Err(Reply::err("ERR timeout is negative"));
     }
     let t = ms.trunc() as i64;
     if t < 0 {
         return Err(Reply::err("ERR timeout is negative"));
     }
-    if t == 0 {
-        return Ok(0);
-    }
+    Ok(deadline(t, now_ms))
+}
+
+/// The deadline `t` ms (≥ 0) after `now_ms`; `0` (none) for `t == 0`, and
+/// where Redis 7.0's sum overflows (it adds the clock unchecked, and a
+/// deadline that wrapped negative is no deadline).
+fn deadline(t: i64, now_ms: u64) -> u64 {
     let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-    if t > i64::MAX - now {
-        return Err(Reply::err("ERR timeout is out of range"));
+    if t == 0 || t > i64::MAX - now {
+        return 0;
     }
-    Ok((now + t) as u64)
+    (now + t) as u64
 }
 
 /// What a blocked client waits for: its keys and its deadline (ms since
@@ -275,10 +288,8 @@ mod tests {
         assert_eq!(timeout_arg(b"x", 1000), nf);
         assert_eq!(timeout_arg(b" 1", 1000), nf);
         assert_eq!(timeout_arg(b"", 1000), nf);
-        assert_eq!(
-            timeout_arg(b"9223372036854775", 1_700_000_000_000),
-            Err(Reply::err("ERR timeout is out of range"))
-        );
+        assert_eq!(timeout_arg(b"9223372036854775", 1_700_000_000_000), Ok(0));
+        assert_eq!(timeout_arg(b"9223372036854776", 1_700_000_000_000), neg);
     }
 
     #[test]
