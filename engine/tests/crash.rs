@@ -765,3 +765,106 @@ fn a_corrupt_checkpoint_row_is_refused_at_open() {
         Err(other) => panic!("refused for another reason: {other}"),
     }
 }
+
+/// One flipped bit in a checkpoint row's value still decodes as a row (a
+/// different value): the row's checksum refuses it. So does one flipped bit
+/// in the checkpoint's metadata (its version vector, clock or log offset).
+#[test]
+fn a_flipped_bit_in_a_checkpoint_is_refused_at_open() {
+    let mut e = open(MemoryStorage::new());
+    run(&mut e, 1_000, "SET k value-of-k");
+    e.checkpoint(1_000).unwrap();
+    e.sync().unwrap();
+    let disk = engine_mem(&mut e).durable_image();
+    // A bit of the value itself: the image decodes, the checksum does not match.
+    let mut bad_row = disk.clone();
+    let (rows, meta) = bad_row.checkpoint_read().unwrap();
+    let mut row = rows.into_iter().find(|r| r.key == b"k").expect("row k");
+    let state = row.state.as_mut().expect("a live row");
+    let at = state
+        .windows(10)
+        .position(|w| w == b"value-of-k")
+        .expect("the value is in the image");
+    state[at + 3] ^= 0x01;
+    bad_row
+        .checkpoint_write(&[row], &meta.expect("checkpoint meta"))
+        .unwrap();
+    match Engine::open(Box::new(bad_row), config(SITE)) {
+        Ok(mut e) => panic!(
+            "a damaged row was loaded: GET k = {:?}",
+            run(&mut e, 1_000, "GET k")
+        ),
+        Err(chorus_engine::OpenError::CorruptCheckpoint(why)) => {
+            assert!(why.contains("\"k\"") && why.contains("checksum"), "{why}")
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+    }
+    // A bit of the metadata.
+    let mut bad_meta = disk.clone();
+    let (_, meta) = bad_meta.checkpoint_read().unwrap();
+    let mut meta = meta.expect("checkpoint meta");
+    meta[1] ^= 0x01;
+    bad_meta.checkpoint_write(&[], &meta).unwrap();
+    match Engine::open(Box::new(bad_meta), config(SITE)) {
+        Ok(_) => panic!("damaged checkpoint metadata was loaded"),
+        Err(chorus_engine::OpenError::CorruptCheckpoint(why)) => {
+            assert!(why.contains("metadata"), "{why}")
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+    }
+    // The undamaged disk opens, with the value.
+    let mut e = Engine::open(Box::new(disk), config(SITE)).expect("opens");
+    assert_eq!(run(&mut e, 1_000, "GET k"), bulk("value-of-k"));
+}
+
+/// `--salvage` that cuts the log inside what the checkpoint covers (the
+/// damage is in a record the checkpoint already holds) records the new end
+/// as the point replay starts from. Before, the engine kept the checkpoint's
+/// old offset, and the next trim cut the log there: inside a record written
+/// after the salvage, so the start after that refused a healthy log (found
+/// by the simulator's bit rot, `chorus-sim run --seed 8 --profile disk`).
+#[test]
+fn a_salvage_inside_the_checkpointed_log_keeps_later_starts_healthy() {
+    let mut e = open(MemoryStorage::new());
+    for i in 0..20 {
+        run(&mut e, 1_000, &format!("SET k{i} v{i}"));
+    }
+    e.sync().unwrap();
+    e.checkpoint(1_000).unwrap();
+    e.sync().unwrap();
+    let mut disk = engine_mem(&mut e).durable_image();
+    drop(e);
+    // A bit of the first record: every record is covered by the checkpoint.
+    assert!(disk.damage_durable_log(10, 3));
+    match Engine::open(Box::new(disk.clone()), config(SITE)) {
+        Err(chorus_engine::OpenError::CorruptLog { .. }) => {}
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("a damaged record in the middle of the log was accepted"),
+    }
+    let mut salvage = config(SITE);
+    salvage.salvage = true;
+    let mut e = Engine::open(Box::new(disk), salvage).expect("salvaged");
+    for i in 0..20 {
+        assert_eq!(
+            run(&mut e, 2_000, &format!("GET k{i}")),
+            bulk(&format!("v{i}"))
+        );
+    }
+    // Records written after the salvage, past the checkpoint's old offset.
+    for i in 0..40 {
+        run(&mut e, 2_000, &format!("SET n{i} w{i}"));
+    }
+    e.sync().unwrap();
+    let all = e.vv().clone();
+    e.trim_backlog(&all);
+    let disk = engine_mem(&mut e).durable_image();
+    drop(e);
+    let mut e = open(disk);
+    for i in 0..40 {
+        assert_eq!(
+            run(&mut e, 3_000, &format!("GET n{i}")),
+            bulk(&format!("w{i}"))
+        );
+    }
+    assert_eq!(run(&mut e, 3_000, "GET k3"), bulk("v3"));
+}

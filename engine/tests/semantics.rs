@@ -319,6 +319,7 @@ fn expired_key_hidden_and_owner_deletes() {
     assert_eq!(a.expire_cycle(1599, 10), 0);
     assert_eq!(b.expire_cycle(1700, 10), 0, "not the owner: waits longer");
     assert_eq!(a.expire_cycle(1600, 10), 1);
+    assert_eq!(a.stats().expired_keys_taken_over, 0, "the owner's own");
     deliver(&a, &mut b);
     assert_eq!(b.dbsize(0), 0);
     let mut s = [a, b];
@@ -338,6 +339,11 @@ fn expired_key_of_an_owner_that_is_gone_is_deleted_by_another_site() {
     assert_eq!(b.expire_cycle(due, 10), 1);
     assert_eq!(b.dbsize(0), 0);
     assert_eq!(b.expires_count(0), 0);
+    assert_eq!(
+        b.stats().expired_keys_taken_over,
+        1,
+        "counted as a takeover"
+    );
 }
 
 #[test]

@@ -446,6 +446,12 @@ impl Store {
         self.lock().expired_keys()
     }
 
+    /// Of those, the ones whose winning deadline another site owned
+    /// (`INFO stats expired_keys_taken_over`).
+    pub fn expired_keys_taken_over(&self) -> u64 {
+        self.lock().expired_keys_taken_over()
+    }
+
     /// See [`StoreGuard::key_version`].
     pub fn key_version(&self, db: u8, key: &[u8]) -> u64 {
         self.lock().key_version(db, key)
@@ -695,6 +701,10 @@ impl StoreGuard<'_> {
 
     pub fn expired_keys(&self) -> u64 {
         self.engine.stats().expired_keys
+    }
+
+    pub fn expired_keys_taken_over(&self) -> u64 {
+        self.engine.stats().expired_keys_taken_over
     }
 
     /// Version of a key for `WATCH`: any change to the key (write, delete,

@@ -29,11 +29,11 @@ struct Common {
     /// Client requests in the safety phase.
     #[arg(long, default_value_t = 2000)]
     ops: usize,
-    /// Fault profile: random, calm, crash, partition, clock, fullsync, chaos, corrupt, corrupt-calm.
+    /// Fault profile: random, calm, crash, partition, clock, fullsync, chaos, corrupt, corrupt-calm, disk, remove.
     #[arg(long, default_value = "random")]
     profile: String,
     /// A deliberate bug the checkers must catch: lww-arrival-order, no-dedup,
-    /// reuse-seq, ack-before-durable, skip-deps, repair-join-at-vv.
+    /// reuse-seq, ack-before-durable, skip-deps, repair-join-at-vv, ignore-acks.
     #[arg(long)]
     canary: Option<String>,
 }

@@ -19,6 +19,7 @@ pub const PROFILE_NAMES: &[&str] = &[
     "corrupt-calm",
     "chaos",
     "disk",
+    "remove",
 ];
 
 /// Kinds of injected faults, in the order of `FaultWeights::w`.
@@ -37,10 +38,20 @@ pub enum FaultKind {
     /// are refused with `MISCONF`, reads are served, and the operator
     /// restarts the site a little later.
     Disk,
+    /// The site is lost for good and removed from the cluster: its peers
+    /// drop it (as `PEER REMOVE` does) and it never comes back. At most one
+    /// per run, never one whose loss would split the others.
+    Remove,
+    /// Bit rot while the site is stopped: one bit of a durable op log record
+    /// that has a whole record after it, or of a checkpoint row, is flipped
+    /// after a crash. The restart must refuse the damage, and the operator
+    /// recovers as documented: `--salvage` for the log, an empty directory
+    /// (a full sync from the peers) for the checkpoint.
+    Rot,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Crash,
         FaultKind::Wipe,
         FaultKind::Pause,
@@ -50,6 +61,8 @@ impl FaultKind {
         FaultKind::Replay,
         FaultKind::ClockJump,
         FaultKind::Disk,
+        FaultKind::Remove,
+        FaultKind::Rot,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -62,6 +75,8 @@ impl FaultKind {
             FaultKind::Replay => "replay",
             FaultKind::ClockJump => "clock-jump",
             FaultKind::Disk => "disk",
+            FaultKind::Remove => "remove",
+            FaultKind::Rot => "rot",
         }
     }
 }
@@ -178,7 +193,7 @@ pub struct Profile {
     pub mix: OpMix,
     pub net: NetProfile,
     /// Weight of each fault kind (`FaultKind::ALL` order); all zero = no faults.
-    pub fault_weights: [u32; 9],
+    pub fault_weights: [u32; 11],
     /// Mean virtual time between two faults.
     pub fault_interval_ms: u64,
     pub knobs: Knobs,
@@ -242,9 +257,10 @@ impl Profile {
             small_causal_buffer: r.chance(0.15),
             small_snapshot_chunks: r.chance(0.3),
         };
-        // Disk faults (the last kind) are drawn only by the profiles that
-        // ask for them, so the other profiles keep their schedules.
-        let mut fault_weights = [0u32; 9];
+        // Disk faults and removals (the last kinds) are drawn only by the
+        // profiles that ask for them, so the other profiles keep their
+        // schedules.
+        let mut fault_weights = [0u32; 11];
         for fw in fault_weights.iter_mut().take(8) {
             *fw = if r.chance(0.55) {
                 r.range(1, 4) as u32
@@ -313,7 +329,7 @@ impl Profile {
         match name {
             // `corrupt-calm`: the damage of `corrupt` with no other fault.
             "calm" | "corrupt-calm" => {
-                self.fault_weights = [0; 9];
+                self.fault_weights = [0; 11];
                 self.knobs.tiny_backlog = false;
                 self.knobs.tiny_batches = false;
                 self.knobs.fsync_delay_ms = 0;
@@ -359,14 +375,34 @@ impl Profile {
                 FaultKind::Crash,
                 FaultKind::Pause,
                 FaultKind::Partition,
+                FaultKind::Rot,
             ]),
             "fullsync" => {
                 self.set_only(&[FaultKind::Crash, FaultKind::Wipe, FaultKind::Partition]);
                 self.knobs.tiny_backlog = true;
                 self.knobs.small_snapshot_chunks = true;
             }
+            // One site lost for good and removed while the others write,
+            // crash and partition: the rest converge without it, and keys
+            // whose deadline it owned are still deleted.
+            "remove" => {
+                self.set_only(&[
+                    FaultKind::Crash,
+                    FaultKind::Pause,
+                    FaultKind::Partition,
+                    FaultKind::Clog,
+                    FaultKind::Replay,
+                    FaultKind::ClockJump,
+                    FaultKind::Remove,
+                ]);
+                let i = FaultKind::ALL.len() - 2;
+                self.fault_weights[i] += 2;
+                self.sites = self.sites.max(3);
+                self.mix.expire += 4;
+            }
             "chaos" => {
-                for w in self.fault_weights.iter_mut() {
+                // Every kind but removal and bit rot.
+                for w in self.fault_weights.iter_mut().take(FaultKind::ALL.len() - 2) {
                     *w = (*w).max(1);
                 }
                 self.fault_interval_ms = self.fault_interval_ms.min(800);

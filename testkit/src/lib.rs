@@ -320,7 +320,30 @@ impl ChorusProcess {
     /// the directory of a stopped process (see [`ChorusProcess::into_dir`])
     /// to restart on the same data.
     pub fn start_in(dir: tempfile::TempDir, extra_args: &[&str]) -> ChorusProcess {
-        let mut child = Command::new(server_binary())
+        let command = Command::new(server_binary());
+        ChorusProcess::spawn(command, dir, extra_args)
+    }
+
+    /// Like [`ChorusProcess::start_in`], with every file the process writes
+    /// limited to `kib` KiB (`ulimit -f`, SIGXFSZ ignored): a write past it
+    /// fails with `EFBIG`, as a write to a full disk fails with `ENOSPC`.
+    pub fn start_in_with_file_limit(
+        dir: tempfile::TempDir,
+        kib: u64,
+        extra_args: &[&str],
+    ) -> ChorusProcess {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(format!(
+                "ulimit -f {kib} && trap '' XFSZ && exec \"$0\" \"$@\""
+            ))
+            .arg(server_binary());
+        ChorusProcess::spawn(command, dir, extra_args)
+    }
+
+    fn spawn(mut command: Command, dir: tempfile::TempDir, extra_args: &[&str]) -> ChorusProcess {
+        let mut child = command
             .args(["--port", "0", "--dir"])
             .arg(dir.path().join("data"))
             .args(extra_args)

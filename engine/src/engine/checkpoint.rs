@@ -209,7 +209,7 @@ impl Engine {
             hlc: self.clock.last(),
             log_offset,
         };
-        (log_offset, postcard::to_allocvec(&meta).unwrap_or_default())
+        (log_offset, encode_checkpoint_meta(&meta))
     }
 
     /// The rows changed since the last checkpoint, encoded, in key order.
@@ -217,7 +217,7 @@ impl Engine {
         self.keyspace.take_dirty(|d| CheckpointRow {
             db: d.db,
             key: d.key.to_vec(),
-            state: d.row.map(|r| RowImage::of(r).encode()),
+            state: d.row.map(|r| RowImage::of(r).encode_sealed(d.db, d.key)),
         })
     }
 
@@ -292,4 +292,13 @@ fn checkpoint_rows(mut rows: Vec<CheckpointRow>, copied: Vec<CopiedRow>) -> Vec<
     rows.extend(copied.into_iter().map(CopiedRow::encode));
     crate::keyspace::sort_checkpoint_rows(&mut rows);
     rows
+}
+
+/// A checkpoint's metadata as stored: postcard, followed by its CRC-32, so
+/// that damage on disk is refused at open.
+pub(super) fn encode_checkpoint_meta(meta: &CheckpointMeta) -> Vec<u8> {
+    let mut bytes = postcard::to_allocvec(meta).unwrap_or_default();
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
 }

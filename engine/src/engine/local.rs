@@ -167,7 +167,7 @@ impl Engine {
         let margin = self.config.max_clock_skew_ms;
         let takeover = margin.saturating_add(EXPIRY_TAKEOVER_MS);
         let scan_max = budget.saturating_mul(EXPIRY_SCAN_FACTOR);
-        let mut due: Vec<(u8, Bytes)> = Vec::new();
+        let mut due: Vec<(u8, Bytes, bool)> = Vec::new();
         let mut scanned = 0usize;
         'dbs: for db in 0..DBS as u8 {
             for (deadline, key) in self.keyspace.db(db).expires.iter() {
@@ -187,16 +187,17 @@ impl Engine {
                     .map(|s| s.dot.origin.site);
                 let mine = owner == Some(self.config.site_id);
                 if mine || deadline.saturating_add(takeover) <= now_ms {
-                    due.push((db, key.clone()));
+                    due.push((db, key.clone(), !mine));
                 }
             }
         }
         let n = due.len();
         if n > 0 {
             let mut txn = Txn::new(self, now_ms);
-            for (db, key) in due {
+            for (db, key, taken_over) in due {
                 txn.emit(db, &key, Effect::Del);
                 txn.engine.stats.expired_keys += 1;
+                txn.engine.stats.expired_keys_taken_over += u64::from(taken_over);
             }
             txn.commit();
         }

@@ -123,7 +123,7 @@ pub enum OpenError {
         file_offset: u64,
         reason: String,
     },
-    #[error("corrupt checkpoint: {0} (start with --salvage to rebuild from the op log)")]
+    #[error("corrupt checkpoint: {0} (move the data directory aside and start on an empty one: the site gets its data again from its peers by full sync)")]
     CorruptCheckpoint(String),
 }
 
@@ -174,6 +174,9 @@ pub struct EngineStats {
     pub ops_remote_duplicate: u64,
     pub ops_remote_dropped: u64,
     pub expired_keys: u64,
+    /// Of `expired_keys`, those deleted by this site although another site
+    /// owned the winning deadline (its owner was down, cut off or removed).
+    pub expired_keys_taken_over: u64,
     pub checkpoints: u64,
     pub last_checkpoint_ms: u64,
     pub log_syncs: u64,

@@ -30,7 +30,18 @@ impl Engine {
         let (rows, meta) = storage.checkpoint_read()?;
         let meta: CheckpointMeta = match meta {
             Some(m) => {
-                postcard::from_bytes(&m).map_err(|e| OpenError::CorruptCheckpoint(e.to_string()))?
+                // The meta blob ends with a CRC-32 of what precedes it.
+                let split = m.len().checked_sub(4).ok_or_else(|| {
+                    OpenError::CorruptCheckpoint("metadata shorter than its checksum".into())
+                })?;
+                let (body, crc) = m.split_at(split);
+                if crc32fast::hash(body).to_le_bytes() != crc {
+                    return Err(OpenError::CorruptCheckpoint(
+                        "metadata checksum mismatch".into(),
+                    ));
+                }
+                postcard::from_bytes(body)
+                    .map_err(|e| OpenError::CorruptCheckpoint(e.to_string()))?
             }
             None => CheckpointMeta::default(),
         };
@@ -84,7 +95,7 @@ impl Engine {
         }
         for r in rows {
             let Some(state) = r.state else { continue };
-            let img = RowImage::decode(&state).map_err(|e| {
+            let img = RowImage::decode_sealed(r.db, &r.key, &state).map_err(|e| {
                 OpenError::CorruptCheckpoint(format!(
                     "row {:?} in db {}: {e}",
                     String::from_utf8_lossy(&r.key),
@@ -99,6 +110,26 @@ impl Engine {
         // changes are not (the next checkpoint must write them).
         engine.keyspace.clear_dirty();
         let runs = engine.replay_log()?;
+        let log_len = engine.storage.log_len();
+        if log_len < engine.checkpoint_log_offset {
+            // `--salvage` cut the log inside what the checkpoint covers:
+            // every record left is covered by it. Record the new end as the
+            // point replay starts from, on disk too, or a later trim would
+            // cut the log at the old offset, now inside a new record.
+            tracing::warn!(
+                checkpoint_log_offset = engine.checkpoint_log_offset,
+                log_len,
+                "the salvaged log ends before the checkpoint's log offset; recording the new end"
+            );
+            engine.checkpoint_log_offset = log_len;
+            let fixed = CheckpointMeta {
+                log_offset: log_len,
+                ..meta
+            };
+            engine
+                .storage
+                .checkpoint_write(&[], &super::checkpoint::encode_checkpoint_meta(&fixed))?;
+        }
         // The backlog serves an origin only from the last contiguous run of
         // its seqs in the log, and only if that run reaches the newest op
         // held: ops before the run (trimmed, or only in the checkpoint) and

@@ -381,6 +381,30 @@ impl RowImage {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
+    /// The bytes a checkpoint stores for row `key` of database `db`: the
+    /// canonical image followed by a CRC-32 of the database, the key and the
+    /// image, so that damage on disk (or a row moved to another key) is found
+    /// at open instead of loaded as another value.
+    pub fn encode_sealed(&self, db: u8, key: &[u8]) -> Vec<u8> {
+        let mut out = self.encode();
+        let crc = seal_crc(db, key, &out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Checks and decodes what [`RowImage::encode_sealed`] stored.
+    pub fn decode_sealed(db: u8, key: &[u8], stored: &[u8]) -> Result<RowImage, String> {
+        let Some(split) = stored.len().checked_sub(4) else {
+            return Err(format!("{} bytes, shorter than its checksum", stored.len()));
+        };
+        let (image, crc) = stored.split_at(split);
+        let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+        if seal_crc(db, key, image) != want {
+            return Err("checksum mismatch".to_owned());
+        }
+        RowImage::decode(image).map_err(|e| e.to_string())
+    }
+
     /// Decodes untrusted bytes (disk, peer) and checks the canonical form:
     /// members sorted and unique, no empty dot sets.
     pub fn decode(bytes: &[u8]) -> Result<RowImage, postcard::Error> {
@@ -678,4 +702,14 @@ fn union_by_dot<T: Serialize>(
     all.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| y.1.cmp(&x.1)));
     all.dedup_by(|later, first| later.0 == first.0);
     all.into_iter().map(|(_, _, e)| e).collect()
+}
+
+/// CRC-32 of a checkpoint row: database, key length, key, image.
+fn seal_crc(db: u8, key: &[u8], image: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[db]);
+    h.update(&(key.len() as u64).to_le_bytes());
+    h.update(key);
+    h.update(image);
+    h.finalize()
 }

@@ -679,7 +679,7 @@ fn capture_image(db: u8, key: &[u8], row: &Row) -> CheckpointRow {
     CheckpointRow {
         db,
         key: key.to_vec(),
-        state: Some(image::RowImage::of(row).encode()),
+        state: Some(image::RowImage::of(row).encode_sealed(db, key)),
     }
 }
 
@@ -783,7 +783,7 @@ mod tests {
             .map(|r| (r.key.as_slice(), r.state.is_some()))
             .collect();
         assert_eq!(keys, vec![(&b"a"[..], false), (&b"b"[..], true)]);
-        let b = image::RowImage::decode(rows[1].state.as_deref().unwrap())
+        let b = image::RowImage::decode_sealed(0, b"b", rows[1].state.as_deref().unwrap())
             .unwrap()
             .into_row();
         assert_eq!(b.string_value(), Some(Bytes::from("2")));

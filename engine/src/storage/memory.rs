@@ -143,6 +143,29 @@ impl MemoryStorage {
         self.armed |= op.bit();
     }
 
+    /// Flips bit `bit` (0-7) of the durable log byte at absolute `offset`,
+    /// as bit rot or a damaged sector would (fault injection). Returns
+    /// whether `offset` is a durable byte.
+    pub fn damage_durable_log(&mut self, offset: u64, bit: u8) -> bool {
+        for c in &mut self.durable {
+            if (c.start..c.end()).contains(&offset) {
+                let i = (offset - c.start) as usize;
+                Arc::make_mut(&mut c.bytes)[i] ^= 1 << (bit & 7);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The durable log bytes, from `log_start` (fault injection, checks).
+    pub fn durable_log(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in &self.durable {
+            out.extend_from_slice(&c.bytes);
+        }
+        out
+    }
+
     /// Successful `log_sync` calls so far (including across crashes).
     pub fn sync_count(&self) -> u64 {
         self.sync_count

@@ -49,9 +49,11 @@ const FORMAT_VERSION_KEY: &str = "version";
 /// its presence also says "a log segment must exist".
 /// Version 2: rows keep float increments of strings and hash fields as exact
 /// binary fractions (`CellImage::fctr`); version 1 rows do not decode as 2.
-/// Version 3: rows carry lists (`RowImage::list`); version 2 rows do not
-/// decode as 3.
-const FORMAT_VERSION: u64 = 3;
+/// Version 3: every checkpoint row and the checkpoint metadata end with a
+/// CRC-32 (`RowImage::encode_sealed`), so damage is refused at open.
+/// Version 4: rows carry lists (`RowImage::list`); version 3 rows do not
+/// decode as 4.
+const FORMAT_VERSION: u64 = 4;
 
 const DB_FILE_NAME: &str = "chorus.redb";
 const LOG_DIR_NAME: &str = "log";

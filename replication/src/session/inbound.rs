@@ -98,6 +98,8 @@ impl PeerSession {
             }),
             Message::HelloRefused { reason } => self.on_refused(reason),
             Message::OpBatch { ops } => self.on_batch(now_ms, ops, engine),
+            // CANARY (simulator only): the ack is dropped on the floor.
+            Message::Ack { .. } if self.config.canary_ignore_acks => {}
             Message::Ack { vv, applied_vv } => self.on_ack(now_ms, vv, applied_vv),
             Message::Rewind { vv } => self.on_rewind(vv),
             Message::SnapshotRequest => self.peer_wants_snapshot = true,

@@ -125,6 +125,10 @@ pub struct SessionConfig {
     /// CANARY (simulator only): ack the applied vector instead of the durable
     /// one, which breaks "no acknowledged write is lost".
     pub canary_ack_before_durable: bool,
+    /// CANARY (simulator only): every `Ack` the peer sends is ignored (a
+    /// dispatch bug), so batches stay in flight for good: resent after each
+    /// `ACK_WAIT_MS`, never retired.
+    pub canary_ignore_acks: bool,
 }
 
 impl SessionConfig {
@@ -148,6 +152,7 @@ impl SessionConfig {
             lag_ops_alert: 100_000,
             anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
             canary_ack_before_durable: false,
+            canary_ignore_acks: false,
         }
     }
 

@@ -291,6 +291,10 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "client_query_buffer_limit_disconnections",
                 Stats::get(&stats.client_query_buffer_limit_disconnections),
             );
+            // Expired keys this site deleted for a deadline another site
+            // owned (that owner was down, cut off or removed).
+            let taken_over = ctx.with_store(|s| s.expired_keys_taken_over());
+            field(out, "expired_keys_taken_over", taken_over);
         }
         "replication" => super::peer::info_section(server, out),
         "cpu" => {

@@ -136,6 +136,9 @@ impl Sim {
         }
         self.clients.clear();
         for s in 0..self.sites.len() {
+            if self.sites[s].removed {
+                continue;
+            }
             if !self.sites[s].up() {
                 self.restart(t, s, false);
             } else if self.sites[s].paused_until.is_some() {
@@ -153,12 +156,63 @@ impl Sim {
         self.sched.after(LIVENESS_CHECK_MS, Ev::LivenessCheck);
     }
 
+    /// The `stuck` checker: after healing, no session may hold batches in
+    /// flight on an open connection without any ack from its peer for
+    /// `STUCK_SESSION_MS` (it must resend, rewind or reconnect). In a mesh a
+    /// stuck session can hide behind the others, which carry its ops, so
+    /// convergence alone would not notice it.
+    fn check_stuck_sessions(&mut self, t: u64) -> Result<(), Violation> {
+        let mut seen = BTreeMap::new();
+        for (s, site) in self.sites.iter().enumerate() {
+            if site.engine.is_none() {
+                continue;
+            }
+            for (&peer, sess) in &site.sessions {
+                let open = self
+                    .conn_of
+                    .get(&(s, peer))
+                    .is_some_and(|&ci| self.conns[ci].state == ConnState::Up);
+                if !open || sess.inflight_batches() == 0 || !self.sites[peer].up() {
+                    continue;
+                }
+                let acked = sess.peer_acked_vv().total();
+                let since = match self.stuck_watch.get(&(s, peer)) {
+                    Some(&(a, since)) if a == acked => since,
+                    _ => t,
+                };
+                if t.saturating_sub(since) >= STUCK_SESSION_MS {
+                    return Err(Violation::new(
+                        "stuck",
+                        format!(
+                            "site {}'s session to site {} has held {} batch(es) in flight on an open connection for {} ms with no ack (state {}, known={}, acked={})",
+                            s + 1,
+                            peer + 1,
+                            sess.inflight_batches(),
+                            t - since,
+                            sess.state().name(),
+                            sess.peer_known_vv(),
+                            sess.peer_acked_vv()
+                        ),
+                    ));
+                }
+                seen.insert((s, peer), (acked, since));
+            }
+        }
+        self.stuck_watch = seen;
+        Ok(())
+    }
+
     pub(super) fn liveness_check(&mut self, t: u64) {
+        if let Err(v) = self.check_stuck_sessions(t) {
+            self.fail(v);
+            return;
+        }
         let engines: Vec<Option<&Engine>> = self.sites.iter().map(|s| s.engine.as_ref()).collect();
-        let all_up = engines.iter().all(Option::is_some);
-        let first_vv = engines.first().and_then(|e| e.map(|e| e.vv().clone()));
-        let same_vv = all_up
-            && first_vv.is_some_and(|v| engines.iter().all(|e| e.is_some_and(|e| *e.vv() == v)));
+        // Removed sites are out of the cluster: the rest converge without them.
+        let all_up = self.sites.iter().all(|s| s.removed || s.engine.is_some());
+        let first_vv = engines.iter().flatten().next().map(|e| e.vv().clone());
+        let same_vv =
+            all_up && first_vv.is_some_and(|v| engines.iter().flatten().all(|e| *e.vv() == v));
         if same_vv && !self.corruptions.is_empty() {
             // Anti-entropy has damage to repair first (checked against a
             // replay of every op: every 500 ms, not at every check).
@@ -172,6 +226,11 @@ impl Sim {
         if same_vv {
             match self.check.audit_convergence(&engines) {
                 Ok(()) if self.final_anti_entropy.is_none() => self.request_final_anti_entropy(t),
+                Ok(()) if !self.in_flight_drained() => {
+                    // Converged, but a session still holds batches its peer
+                    // has not acknowledged: wait for the acks (the `stuck`
+                    // checker fails the run if they never come).
+                }
                 Ok(()) if self.final_anti_entropy_done() => {
                     // Expired keys must be gone too: a site paused until
                     // just now, or the owner of a deadline that is gone,
@@ -195,6 +254,20 @@ impl Sim {
             }
         }
         self.sched.after(LIVENESS_CHECK_MS, Ev::LivenessCheck);
+    }
+
+    /// No session on an open connection to an up peer holds batches in
+    /// flight: every op sent was acknowledged.
+    fn in_flight_drained(&self) -> bool {
+        self.sites.iter().enumerate().all(|(s, site)| {
+            site.sessions.iter().all(|(&peer, sess)| {
+                let open = self
+                    .conn_of
+                    .get(&(s, peer))
+                    .is_some_and(|&ci| self.conns[ci].state == ConnState::Up);
+                !open || !self.sites[peer].up() || sess.inflight_batches() == 0
+            })
+        })
     }
 
     /// Converged: one more anti-entropy round on every link, so every run
@@ -282,6 +355,7 @@ impl Sim {
                         states.join(" ")
                     ));
                 }
+                None if s.removed => parts.push(format!("site {} removed", i + 1)),
                 None => parts.push(format!("site {} down", i + 1)),
             }
         }

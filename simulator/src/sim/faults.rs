@@ -110,6 +110,8 @@ impl Sim {
             }
             FaultKind::Replay => done = self.replay(t),
             FaultKind::Disk => done = self.disk_fault(t, site),
+            FaultKind::Remove => done = self.remove_site(t, site),
+            FaultKind::Rot => done = self.rot(t, site),
             FaultKind::ClockJump => {
                 let mag = self.fault_rng.range(10, 30_000) as i64;
                 let back = self.fault_rng.chance(0.5);
@@ -156,6 +158,150 @@ impl Sim {
             });
         self.enqueue(ci, dir, frame);
         true
+    }
+
+    /// Site `s` is lost for good and removed from the cluster (profile
+    /// `remove`): it crashes and never restarts, and every peer drops it,
+    /// as `PEER REMOVE` does. What only it held is gone with it, so its
+    /// durable claims are dropped as a wipe's are. At most one removal per
+    /// run, and never one that would leave the others split (the hub of a
+    /// star, the middle of a chain). Keys whose winning deadline it owned
+    /// must still be deleted by the others (the `expiry` checker).
+    fn remove_site(&mut self, t: u64, s: usize) -> bool {
+        if !self.sites[s].up() || self.sites.iter().any(|x| x.removed) {
+            return false;
+        }
+        let rest: Vec<usize> = (0..self.sites.len()).filter(|&x| x != s).collect();
+        if rest.len() < 2 || !self.connected_without(s) {
+            return false;
+        }
+        self.crash(t, s, false);
+        self.check.site_wiped(s);
+        self.sites[s].removed = true;
+        self.stats.removals += 1;
+        for x in rest {
+            self.sites[x].sessions.remove(&s);
+            self.sites[x].timer_at.remove(&s);
+            self.sites[x].incoming_snapshot.remove(&s);
+            self.sites[x].receive_more.remove(&s);
+            self.conn_of.remove(&(x, s));
+            self.conn_of.remove(&(s, x));
+        }
+        self.trace.event(t, "remove", &[s as u64], || {
+            format!("site {} lost for good and removed from the cluster", s + 1)
+        });
+        true
+    }
+
+    /// Bit rot (profile `disk`): site `s` stops (a crash), then one bit of
+    /// its durable bytes flips: in an op log record with a whole record
+    /// after it (damage a torn tail cannot explain), or in a checkpoint row.
+    /// Its restart must refuse to open (`Sim::start_site`), and recovers as
+    /// the operator would.
+    fn rot(&mut self, t: u64, s: usize) -> bool {
+        if !self.sites[s].up() || self.sites[s].removed {
+            return false;
+        }
+        self.crash(t, s, false);
+        let (records, rows) = {
+            let mut disk = self.sites[s].disk.lock();
+            let start = disk.log_start();
+            let log = disk.durable_log();
+            let mut records = Vec::new();
+            let mut pos = 0;
+            while let chorus_engine::log::RecordScan::Record(_, next) =
+                chorus_engine::log::scan_record(&log, pos)
+            {
+                records.push((start + pos as u64, start + next as u64));
+                pos = next;
+            }
+            // Only records followed by a whole record.
+            records.pop();
+            let rows = match disk.checkpoint_read() {
+                Ok((rows, Some(meta))) => {
+                    let live: Vec<_> = rows.into_iter().filter(|r| r.state.is_some()).collect();
+                    (!live.is_empty()).then_some((live, meta))
+                }
+                _ => None,
+            };
+            (records, rows)
+        };
+        let in_log = match (records.is_empty(), rows.is_some()) {
+            (true, false) => {
+                // Nothing to damage: a plain crash.
+                self.sched.after(
+                    self.fault_rng.range(50, 4_000),
+                    Ev::Restart {
+                        site: s,
+                        wipe: false,
+                    },
+                );
+                return true;
+            }
+            (false, true) => self.fault_rng.chance(0.5),
+            (log, _) => !log,
+        };
+        let bit = self.fault_rng.below(8) as u8;
+        let what = if in_log {
+            let &(from, to) = self.fault_rng.pick(&records).expect("a record");
+            // A byte of that record (`range` includes its upper end).
+            let at = self.fault_rng.range(from, to - 1);
+            self.sites[s].disk.lock().damage_durable_log(at, bit);
+            self.sites[s].rot = Some(Rot::Log);
+            format!("log byte {at}")
+        } else {
+            let (live, meta) = rows.expect("rows");
+            let mut row = self.fault_rng.pick(&live).expect("a row").clone();
+            let state = row.state.as_mut().expect("live");
+            let at = self.fault_rng.below(state.len() as u64) as usize;
+            state[at] ^= 1 << bit;
+            let key = String::from_utf8_lossy(&row.key).into_owned();
+            let _ = self.sites[s].disk.lock().checkpoint_write(&[row], &meta);
+            self.sites[s].rot = Some(Rot::Checkpoint);
+            format!("checkpoint row {key:?} byte {at}")
+        };
+        self.stats.rots += 1;
+        self.trace
+            .event(t, "rot", &[s as u64, u64::from(in_log)], || {
+                format!("site {} stopped; one bit of its {what} flipped", s + 1)
+            });
+        let down = self.fault_rng.range(50, 4_000);
+        self.sched.after(
+            down,
+            Ev::Restart {
+                site: s,
+                wipe: false,
+            },
+        );
+        true
+    }
+
+    /// Whether the sites other than `s` (and those removed) stay connected
+    /// through the links that do not touch `s`.
+    fn connected_without(&self, s: usize) -> bool {
+        let live: Vec<usize> = (0..self.sites.len())
+            .filter(|&x| x != s && !self.sites[x].removed)
+            .collect();
+        let Some(&start) = live.first() else {
+            return true;
+        };
+        let mut seen = std::collections::BTreeSet::from([start]);
+        let mut todo = vec![start];
+        while let Some(x) = todo.pop() {
+            for c in &self.conns {
+                let y = if c.a == x {
+                    c.b
+                } else if c.b == x {
+                    c.a
+                } else {
+                    continue;
+                };
+                if y != s && !self.sites[y].removed && seen.insert(y) {
+                    todo.push(y);
+                }
+            }
+        }
+        seen.len() == live.len()
     }
 
     /// Arms one I/O error on site `s`'s disk: the next log append, fsync,
@@ -274,7 +420,7 @@ impl Sim {
     }
 
     pub(super) fn restart(&mut self, _t: u64, s: usize, _wipe: bool) {
-        if self.sites[s].up() {
+        if self.sites[s].up() || self.sites[s].removed {
             return;
         }
         if self.cfg.canary == Some(Canary::ReuseSeq) {

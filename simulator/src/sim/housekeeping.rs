@@ -3,6 +3,75 @@
 use super::*;
 
 impl Sim {
+    /// The keys site `s`'s clock shows past their deadline: `(db, key,
+    /// deadline, whether this site owns the winning deadline)`.
+    fn expiry_due(&self, s: usize, wall_ms: u64) -> Vec<(u8, Vec<u8>, u64, bool)> {
+        let Some(e) = self.sites[s].engine.as_ref() else {
+            return Vec::new();
+        };
+        let me = e.config().site_id;
+        let mut due = Vec::new();
+        for db in 0..DBS as u8 {
+            let d = e.keyspace().db(db);
+            for (deadline, key) in d.expires.iter() {
+                if *deadline > wall_ms {
+                    break;
+                }
+                let mine = d
+                    .rows
+                    .get(key)
+                    .and_then(|r| r.deadline_owner())
+                    .is_some_and(|o| o.dot.origin.site == me);
+                due.push((db, key.to_vec(), *deadline, mine));
+            }
+        }
+        due
+    }
+
+    /// The `expiry` checker, at the other end: a key a housekeeping tick
+    /// deleted for its deadline was deleted no earlier than the rule allows,
+    /// by the deleting site's own clock: the owner of the winning deadline
+    /// at the deadline plus `max_clock_skew_ms`, any other site
+    /// `EXPIRY_TAKEOVER_MS` later. (A clock fast by more than the bound
+    /// deletes early by the excess, in real time: that is what this permits.)
+    fn check_expiry_not_early(
+        s: usize,
+        e: &Engine,
+        wall_ms: u64,
+        due: &[(u8, Vec<u8>, u64, bool)],
+    ) -> Result<(), Violation> {
+        let margin = e.config().max_clock_skew_ms;
+        for (db, key, deadline, mine) in due {
+            let still = e
+                .keyspace()
+                .db(*db)
+                .rows
+                .get(key)
+                .and_then(|r| r.deadline());
+            if still == Some(*deadline) {
+                continue;
+            }
+            let wait = if *mine {
+                margin
+            } else {
+                margin.saturating_add(chorus_engine::engine::EXPIRY_TAKEOVER_MS)
+            };
+            if wall_ms < deadline.saturating_add(wait) {
+                return Err(Violation::new(
+                    "expiry",
+                    format!(
+                        "site {} deleted {:?} (db {db}) at {wall_ms} by its clock, {} ms before it may ({}): deadline {deadline}",
+                        s + 1,
+                        String::from_utf8_lossy(key),
+                        deadline.saturating_add(wait) - wall_ms,
+                        if *mine { "its owner, at the deadline plus the skew bound" } else { "not its owner, after the takeover" }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The housekeeping's schedule for the simulated sites: the server's
     /// policy with shorter intervals and small capture slices, so that runs
     /// checkpoint often and clients and peers interleave with every phase.
@@ -54,10 +123,11 @@ impl Sim {
         }
         let now = self.hk_now(s);
         let trim_to = self.acked_by_all(s);
-        let expired_before = self.sites[s]
-            .engine
-            .as_ref()
-            .map_or(0, |e| e.stats().expired_keys);
+        let due = self.expiry_due(s, now.wall_ms);
+        let (expired_before, taken_over_before) =
+            self.sites[s].engine.as_ref().map_or((0, 0), |e| {
+                (e.stats().expired_keys, e.stats().expired_keys_taken_over)
+            });
         let site = &mut self.sites[s];
         let (Some(engine), Some(hk)) = (site.engine.as_mut(), site.hk.as_mut()) else {
             return;
@@ -65,6 +135,13 @@ impl Sim {
         hk.tick(engine, now, trim_to.as_ref());
         let next = hk.next_tick_ms();
         let n = engine.stats().expired_keys - expired_before;
+        if n > 0 {
+            if let Err(v) = Self::check_expiry_not_early(s, engine, now.wall_ms, &due) {
+                self.fail(v);
+                return;
+            }
+        }
+        self.stats.expiry_takeovers += engine.stats().expired_keys_taken_over - taken_over_before;
         if n > 0 {
             self.trace.event(t, "expire", &[s as u64, n], || {
                 format!("site {} expired {n} keys", s + 1)

@@ -52,6 +52,10 @@ pub const CLIENT_ATTEMPTS_MAX: u32 = 6;
 pub const AUDIT_INTERVAL_MS: u64 = 500;
 /// Interval of the convergence check during the liveness phase.
 pub const LIVENESS_CHECK_MS: u64 = 100;
+/// After healing, a session that holds batches in flight on an open
+/// connection must see its peer acknowledge something within this long
+/// (six ack timeouts: each resends what the peer did not confirm).
+pub const STUCK_SESSION_MS: u64 = 6 * chorus_replication::session::ACK_WAIT_MS;
 /// Interval of active expiry and of checkpoints on each site.
 pub const EXPIRE_INTERVAL_MS: u64 = 100;
 pub const CHECKPOINT_INTERVAL_MS: u64 = 3_000;
@@ -103,16 +107,21 @@ pub enum Canary {
     /// Ops applied before their deps: the engine checks only the origin's
     /// sequence (`EngineCanaries::skip_deps`).
     SkipDeps,
+    /// Every ack a session receives is ignored (the session's own canary
+    /// switch): its batches stay in flight on an open connection for good
+    /// (the `stuck` checker).
+    IgnoreAcks,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 6] = [
+    pub const ALL: [Canary; 7] = [
         Canary::LwwArrivalOrder,
         Canary::NoDedup,
         Canary::ReuseSeq,
         Canary::AckBeforeDurable,
         Canary::SkipDeps,
         Canary::RepairJoinAtVv,
+        Canary::IgnoreAcks,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -122,6 +131,7 @@ impl Canary {
             Canary::AckBeforeDurable => "ack-before-durable",
             Canary::SkipDeps => "skip-deps",
             Canary::RepairJoinAtVv => "repair-join-at-vv",
+            Canary::IgnoreAcks => "ignore-acks",
         }
     }
     pub fn parse(s: &str) -> Option<Canary> {
@@ -225,6 +235,14 @@ pub struct RunStats {
     /// they refused with `MISCONF` (retried after the restart).
     pub disk_faults: u64,
     pub misconf_refusals: u64,
+    /// Sites lost for good and removed (profile `remove`).
+    pub removals: u64,
+    /// Bits flipped on a stopped site's disk (fault `rot`), each refused at
+    /// its restart.
+    pub rots: u64,
+    /// Expired keys deleted by a site that did not own the winning
+    /// deadline (`EngineStats::expired_keys_taken_over`).
+    pub expiry_takeovers: u64,
 }
 
 impl fmt::Display for RunStats {
@@ -252,6 +270,15 @@ impl fmt::Display for RunStats {
                 " disk_faults={} misconf={}",
                 self.disk_faults, self.misconf_refusals
             )?;
+        }
+        if self.removals > 0 {
+            write!(f, " removals={}", self.removals)?;
+        }
+        if self.rots > 0 {
+            write!(f, " rots={}", self.rots)?;
+        }
+        if self.expiry_takeovers > 0 {
+            write!(f, " expiry_takeovers={}", self.expiry_takeovers)?;
         }
         Ok(())
     }
@@ -393,6 +420,19 @@ struct Site {
     /// The fail point armed on this site's disk by a `disk` fault, until
     /// the restart that follows it: storage errors are expected meanwhile.
     disk_fault: Option<FailPoint>,
+    /// Lost for good and removed from the cluster (profile `remove`): never
+    /// restarted, dialed or checked again.
+    removed: bool,
+    /// Bits of the stopped site's disk flipped (fault `rot`): its next
+    /// start must refuse to open.
+    rot: Option<Rot>,
+}
+
+/// Where a `rot` fault flipped a bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rot {
+    Log,
+    Checkpoint,
 }
 
 impl Site {
@@ -422,6 +462,10 @@ pub struct Sim {
     /// Converged but for expired keys no site deleted yet (the `expiry`
     /// checker): what the liveness report shows if the deadline passes.
     expiry_overdue: Option<String>,
+    /// Per session `(site, peer)` with batches in flight on an open
+    /// connection after healing: the peer's acked total and since when it
+    /// has not moved (the `stuck` checker).
+    stuck_watch: BTreeMap<(usize, usize), (u64, u64)>,
     faults: u64,
     check: Checker,
     stats: RunStats,
@@ -486,6 +530,8 @@ impl Sim {
                 engine_config: ec,
                 backup: None,
                 disk_fault: None,
+                removed: false,
+                rot: None,
                 hk: None,
                 sync: None,
                 checkpoint: None,
@@ -522,6 +568,7 @@ impl Sim {
             safety: true,
             liveness_started_ms: 0,
             expiry_overdue: None,
+            stuck_watch: BTreeMap::new(),
             faults: 0,
             check: Checker::new(n),
             stats: RunStats::default(),
@@ -571,8 +618,14 @@ impl Sim {
                 until = self.liveness_started_ms + self.p.liveness_deadline_ms;
             }
         }
-        let verdict = if self.violation.is_some() {
-            Verdict::Safety
+        let verdict = if let Some(v) = &self.violation {
+            // A session stuck with data in flight is a failure to make
+            // progress, found before the deadline.
+            if v.check == "stuck" {
+                Verdict::Liveness
+            } else {
+                Verdict::Safety
+            }
         } else if self.converged {
             self.final_checks();
             if self.violation.is_some() {
@@ -633,7 +686,62 @@ impl Sim {
         }
         c.anti_entropy_interval_ms = ANTI_ENTROPY_INTERVAL_MS;
         c.canary_ack_before_durable = self.cfg.canary == Some(Canary::AckBeforeDurable);
+        c.canary_ignore_acks = self.cfg.canary == Some(Canary::IgnoreAcks);
         c
+    }
+
+    /// A start on a disk with a flipped bit (fault `rot`): the open must
+    /// have refused it, by the error that names it; then the operator
+    /// recovers as docs/operations.md says. A damaged log record is
+    /// salvaged (`--salvage` keeps the intact prefix, the peers send the
+    /// rest); a damaged checkpoint means starting on an empty directory (a
+    /// full sync from the peers). Either way what only this site held past
+    /// the damage may be gone, so its durability claims go as a wipe's do.
+    /// `None`: the run failed.
+    fn recover_from_rot(
+        &mut self,
+        s: usize,
+        rot: Rot,
+        opened: Result<Engine, chorus_engine::OpenError>,
+    ) -> Option<Result<Engine, chorus_engine::OpenError>> {
+        let t = self.sched.now_ms();
+        let refused = match (&opened, rot) {
+            (Err(chorus_engine::OpenError::CorruptLog { .. }), Rot::Log)
+            | (Err(chorus_engine::OpenError::CorruptCheckpoint(_)), Rot::Checkpoint) => true,
+            (Ok(_), _) => {
+                self.fail(Violation::new(
+                    "disk",
+                    format!(
+                        "site {} opened a disk with a flipped bit in its {:?} without refusing it",
+                        s + 1,
+                        rot
+                    ),
+                ));
+                return None;
+            }
+            _ => false,
+        };
+        if !refused {
+            // Refused, but not for the damage: the `recovery` check reports it.
+            return Some(opened);
+        }
+        let why = opened.err().map(|e| e.to_string()).unwrap_or_default();
+        self.trace.event(t, "rot-refused", &[s as u64], || {
+            format!("site {} refused to open: {why}", s + 1)
+        });
+        self.check.site_wiped(s);
+        let mut cfg = self.sites[s].engine_config.clone();
+        match rot {
+            Rot::Log => cfg.salvage = true,
+            Rot::Checkpoint => {
+                self.stats.wipes += 1;
+                let floor = self.check.max_incarnation(s).saturating_add(1);
+                self.sites[s].engine_config.incarnation_floor = floor;
+                cfg.incarnation_floor = floor;
+                self.sites[s].disk = SharedDisk::new();
+            }
+        }
+        Some(Engine::open(self.sites[s].disk.boxed(), cfg))
     }
 
     /// Opens the site's engine on its disk (first start or restart).
@@ -641,7 +749,15 @@ impl Sim {
         let now = self.sched.now_ms();
         let cfg = self.sites[s].engine_config.clone();
         let boxed = self.sites[s].disk.boxed();
-        let engine = match Engine::open(boxed, cfg) {
+        let opened = Engine::open(boxed, cfg);
+        let opened = match self.sites[s].rot.take() {
+            Some(rot) => match self.recover_from_rot(s, rot, opened) {
+                Some(r) => r,
+                None => return,
+            },
+            None => opened,
+        };
+        let engine = match opened {
             Ok(e) => e,
             Err(e) => {
                 self.fail(Violation::new(

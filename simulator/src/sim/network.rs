@@ -239,6 +239,9 @@ impl Sim {
         if !self.sites[a].up() && !self.sites[b].up() {
             return; // redialed when a site restarts
         }
+        if self.sites[a].removed || self.sites[b].removed {
+            return; // a link to a removed site is gone for good
+        }
         if !self.reachable(a, b) {
             self.redial(ci);
             return;
