@@ -15,6 +15,10 @@
 //! binary instead loads N string keys (16-byte keys, 100-byte values) and prints
 //! its resident set size (VmRSS) before and after, then exits.
 //!
+//! * `CHORUS_PROFILE=LIST_REMOTE`: `apply_remote` of 1,000,000 RPUSHes of one
+//!   10-byte element each to one list, made by a real site (the ops carry
+//!   the positions a site chose).
+//!
 //! Run: `cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3`.
 
 use chorus::engine::storage::memory::MemoryStorage;
@@ -501,6 +505,52 @@ fn profile_remote() {
     );
 }
 
+/// `CHORUS_PROFILE=LIST_REMOTE`: site 1 runs `CHORUS_PROFILE_OPS` (default
+/// 1,000,000) `RPUSH list <10 bytes>`; site 2 applies them with
+/// `apply_remote` in batches of 1,024, timed, on the in-memory storage (what
+/// is timed is the apply, not a disk). Prints ops/s. (Memory per element is
+/// measured on the server, where nothing else was allocated and freed first:
+/// docs/benchmarks.md.)
+fn profile_list_remote() {
+    let n: usize = std::env::var("CHORUS_PROFILE_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut origin =
+        Engine::open(Box::new(MemoryStorage::new()), EngineConfig::new(1)).expect("open");
+    let key = bytes::Bytes::from_static(b"list");
+    for i in 0..n {
+        let v = bytes::Bytes::from(format!("{i:010}"));
+        let r = origin.execute(
+            0,
+            &[bytes::Bytes::from_static(b"RPUSH"), key.clone(), v],
+            1_000,
+        );
+        debug_assert!(!r.is_error());
+    }
+    let ops = origin
+        .ops_since(&VersionVector::new(), usize::MAX)
+        .expect("backlog serves");
+    drop(origin);
+    let mut batches: Vec<Vec<Op>> = Vec::new();
+    let mut it = ops.into_iter().peekable();
+    while it.peek().is_some() {
+        batches.push(it.by_ref().take(REMOTE_BATCH_OPS).collect());
+    }
+    let mut site =
+        Engine::open(Box::new(MemoryStorage::new()), EngineConfig::new(2)).expect("open");
+    let start = Instant::now();
+    for b in batches {
+        site.apply_remote(b);
+    }
+    let took = start.elapsed().as_secs_f64();
+    let len = site.execute(0, &[bytes::Bytes::from_static(b"LLEN"), key], 1_000);
+    println!(
+        "profile/LIST_REMOTE: {n} RPUSH ops applied in {took:.2} s: {:.0} ops/s; LLEN {len:?}",
+        n as f64 / took
+    );
+}
+
 /// The cost of one anti-entropy round's digest at one site over
 /// `CHORUS_BENCH_AE_KEYS` (default 1,000,000) string keys, under the engine
 /// lock: every row hashed from scratch (what each round cost before digests
@@ -593,6 +643,7 @@ fn main() {
     if let Ok(name) = std::env::var("CHORUS_PROFILE") {
         match name.as_str() {
             "REMOTE" => profile_remote(),
+            "LIST_REMOTE" => profile_list_remote(),
             "RESTART" => restart(),
             "HOT_INCR" => hot_counter(),
             "ANTI_ENTROPY" => anti_entropy_round(),

@@ -842,3 +842,33 @@ fn anti_entropy_keeps_comparing_while_both_sites_write() {
         assert_eq!(info_number(p, "anti_entropy_mismatches"), 0);
     }
 }
+
+// ---- lists ---------------------------------------------------------------------
+
+#[test]
+fn a_brpop_at_site_2_wakes_on_an_lpush_at_site_1() {
+    let (certs, s1, s2) = two_sites();
+    let a = start(certs.path(), &s1, &[&s2]);
+    let b = start(certs.path(), &s2, &[&s1]);
+    wait_until("site 1 streaming to site 2", || streaming_to(&a, 2));
+    wait_until("site 2 streaming to site 1", || streaming_to(&b, 1));
+    let mut blocked = b.connect();
+    blocked.send(&chorus_testkit::multibulk(&[b"BRPOP", b"jobs", b"0"]));
+    // The BRPOP is registered before the push is made.
+    wait_until("a blocked client at site 2", || {
+        let info = text(b.connect().cmd(&["INFO", "clients"]));
+        info.lines().any(|l| l.trim() == "blocked_clients:1")
+    });
+    a.connect().cmd(&["LPUSH", "jobs", "job-1"]);
+    match blocked.receive() {
+        chorus_testkit::Received::Reply(Reply::Array(v), _) => {
+            let v: Vec<String> = v.into_iter().map(text).collect();
+            assert_eq!(v, ["jobs", "job-1"]);
+        }
+        other => panic!("BRPOP answered {other:?}"),
+    }
+    // The pop replicates: site 1's list is empty again.
+    wait_until("the pop at site 1", || {
+        a.connect().cmd(&["EXISTS", "jobs"]) == Reply::Int(0)
+    });
+}

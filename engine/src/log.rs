@@ -62,6 +62,7 @@ pub fn encode_record(op: &Op, out: &mut Vec<u8>) -> std::ops::Range<usize> {
 /// postcard (untrusted input, validated).
 mod codec {
     use crate::id::{OpId, Origin, VersionVector};
+    use crate::keyspace::value::list::Level;
     use crate::op::{Effect, KeyEffect, Op, Value};
 
     #[inline]
@@ -120,6 +121,14 @@ mod codec {
         for (a, s) in v {
             bytes(out, a);
             f64le(out, *s);
+        }
+    }
+    fn levels(out: &mut Vec<u8>, v: &[Level]) {
+        varint(out, v.len() as u64);
+        for l in v {
+            zigzag(out, l.d);
+            op_id(out, l.op);
+            varint(out, u64::from(l.i));
         }
     }
     /// Variant indexes are declaration order, as serde numbers them.
@@ -207,11 +216,43 @@ mod codec {
                         varint(out, 3);
                         scored(out, v);
                     }
+                    Value::List(v) => {
+                        varint(out, 4);
+                        list(out, v);
+                    }
                 }
                 out.push(*keep_ttl as u8);
             }
             Effect::FlushDb => varint(out, 15),
             Effect::FlushAll => varint(out, 16),
+            Effect::ListInsert {
+                place,
+                first,
+                values,
+            } => {
+                varint(out, 17);
+                levels(out, &place.prefix);
+                zigzag(out, place.d);
+                varint(out, u64::from(*first));
+                list(out, values);
+            }
+            Effect::ListRemove { spans, pop } => {
+                varint(out, 18);
+                varint(out, spans.len() as u64);
+                for s in spans {
+                    levels(out, &s.prefix);
+                    zigzag(out, s.d);
+                    op_id(out, s.op);
+                    varint(out, u64::from(s.first));
+                    varint(out, u64::from(s.len));
+                }
+                out.push(*pop as u8);
+            }
+            Effect::ListSet { pos, value } => {
+                varint(out, 19);
+                levels(out, pos);
+                bytes(out, value);
+            }
         }
     }
     fn key_effect(out: &mut Vec<u8>, e: &KeyEffect) {
@@ -423,6 +464,7 @@ mod codec_tests {
     use super::*;
     use crate::hlc::Hlc;
     use crate::id::{OpId, Origin};
+    use crate::keyspace::value::list::{Level, Place, Span};
     use crate::op::{Effect, KeyEffect, Value};
     use proptest::prelude::*;
 
@@ -466,13 +508,53 @@ mod codec_tests {
                     pairs().prop_map(Value::Hash),
                     list().prop_map(Value::Set),
                     scored().prop_map(Value::ZSet),
+                    list().prop_map(Value::List),
                 ],
                 any::<bool>()
             )
                 .prop_map(|(value, keep_ttl)| Effect::Replace { value, keep_ttl }),
             Just(Effect::FlushDb),
             Just(Effect::FlushAll),
+            (levels(), any::<i64>(), any::<u32>(), list()).prop_map(
+                |(prefix, d, first, values)| {
+                    Effect::ListInsert {
+                        place: Place { prefix, d },
+                        first,
+                        values,
+                    }
+                }
+            ),
+            (
+                proptest::collection::vec((levels(), any::<i64>(), level(), any::<u32>()), 0..3),
+                any::<bool>()
+            )
+                .prop_map(|(spans, pop)| Effect::ListRemove {
+                    spans: spans
+                        .into_iter()
+                        .map(|(prefix, d, l, len)| Span {
+                            prefix,
+                            d,
+                            op: l.op,
+                            first: l.i,
+                            len,
+                        })
+                        .collect(),
+                    pop,
+                }),
+            (levels(), bytes()).prop_map(|(pos, value)| Effect::ListSet { pos, value }),
         ]
+    }
+    fn level() -> impl Strategy<Value = Level> {
+        (any::<i64>(), any::<(u16, u32, u64)>(), any::<u32>()).prop_map(|(d, (s, inc, seq), i)| {
+            Level {
+                d,
+                op: OpId::new(Origin::new(s, inc), seq),
+                i,
+            }
+        })
+    }
+    fn levels() -> impl Strategy<Value = Vec<Level>> {
+        proptest::collection::vec(level(), 0..3)
     }
     fn op() -> impl Strategy<Value = Op> {
         (

@@ -8,6 +8,7 @@
 
 use crate::hlc::Hlc;
 use crate::id::{OpId, VersionVector};
+use crate::keyspace::value::list::{Level, Place, Span};
 use crate::ld::Exact;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,8 @@ pub enum Value {
     Hash(Vec<(Bytes, Bytes)>),
     Set(Vec<Bytes>),
     ZSet(Vec<(Bytes, f64)>),
+    /// Elements from the head: one run of the op, at the start of an empty list.
+    List(Vec<Bytes>),
 }
 
 /// What an op does to one key. Every effect that writes a type also drops the
@@ -83,6 +86,26 @@ pub enum Effect {
     FlushDb,
     /// Observed-remove of every key of every db (db and key are empty).
     FlushAll,
+    /// LPUSH, RPUSH, LINSERT, the push of LMOVE: a run of elements, the
+    /// op's elements `first..first + values.len()`, at `place` (see
+    /// `keyspace::value::list`).
+    ListInsert {
+        place: Place,
+        first: u32,
+        values: Vec<Bytes>,
+    },
+    /// Removes the named elements (LPOP, LREM, LTRIM...). `pop`: the
+    /// elements were handed to a client, so one already removed here by a
+    /// concurrent op is a pop conflict.
+    ListRemove {
+        spans: Vec<Span>,
+        pop: bool,
+    },
+    /// LSET of one element (a register: the greatest `(hlc, origin)` shows).
+    ListSet {
+        pos: Vec<Level>,
+        value: Bytes,
+    },
 }
 
 impl Op {
@@ -110,14 +133,17 @@ impl Effect {
             | Effect::HIncrFloat(..)
             | Effect::SAdd(_)
             | Effect::ZAdd(_)
-            | Effect::ZIncr(..) => true,
+            | Effect::ZIncr(..)
+            | Effect::ListInsert { .. }
+            | Effect::ListSet { .. } => true,
             Effect::Del
             | Effect::Expire(_)
             | Effect::HDel(_)
             | Effect::SRem(_)
             | Effect::ZRem(_)
             | Effect::FlushDb
-            | Effect::FlushAll => false,
+            | Effect::FlushAll
+            | Effect::ListRemove { .. } => false,
         }
     }
 
@@ -144,7 +170,13 @@ impl Effect {
                 Value::Hash(v) => pairs(v),
                 Value::Set(v) => list(v),
                 Value::ZSet(v) => scored(v),
+                Value::List(v) => list(v),
             },
+            Effect::ListInsert { place, values, .. } => 16 + place.prefix.len() * 24 + list(values),
+            Effect::ListRemove { spans, .. } => {
+                spans.iter().map(|s| 40 + s.prefix.len() * 24).sum()
+            }
+            Effect::ListSet { pos, value } => pos.len() * 24 + value.len() + 4,
             _ => 12,
         }
     }

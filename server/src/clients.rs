@@ -69,6 +69,12 @@ pub struct ClientHandle {
     view: Mutex<ClientView>,
     killed: AtomicBool,
     kill_signal: Notify,
+    /// Waiting in a blocking command (BLPOP...).
+    blocked: AtomicBool,
+    /// `CLIENT UNBLOCK`: `Some(true)` to answer an error, `Some(false)` as
+    /// if the timeout passed.
+    unblock: Mutex<Option<bool>>,
+    unblock_signal: Notify,
 }
 
 impl ClientHandle {
@@ -136,6 +142,38 @@ impl ClientHandle {
     pub async fn killed(&self) {
         while !self.is_killed() {
             self.kill_signal.notified().await;
+        }
+    }
+
+    /// Marks the client as waiting in a blocking command, or no longer.
+    pub fn set_blocked(&self, blocked: bool) {
+        *self.unblock.lock() = None;
+        self.blocked.store(blocked, Ordering::SeqCst);
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.load(Ordering::SeqCst)
+    }
+
+    /// `CLIENT UNBLOCK`: true if the client was blocked (it then answers
+    /// the unblock error when `error`, else its timeout reply).
+    pub fn request_unblock(&self, error: bool) -> bool {
+        if !self.is_blocked() {
+            return false;
+        }
+        *self.unblock.lock() = Some(error);
+        self.unblock_signal.notify_one();
+        true
+    }
+
+    /// Resolves once [`ClientHandle::request_unblock`] was called, with its
+    /// `error` flag.
+    pub async fn unblock_requested(&self) -> bool {
+        loop {
+            if let Some(error) = *self.unblock.lock() {
+                return error;
+            }
+            self.unblock_signal.notified().await;
         }
     }
 
@@ -224,6 +262,9 @@ impl ClientRegistry {
             }),
             killed: AtomicBool::new(false),
             kill_signal: Notify::new(),
+            blocked: AtomicBool::new(false),
+            unblock: Mutex::new(None),
+            unblock_signal: Notify::new(),
         });
         clients.insert(id, Arc::clone(&handle));
         Some(handle)

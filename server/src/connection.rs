@@ -10,7 +10,9 @@
 //! on its own, in order, so it sees exactly the state a one-at-a-time
 //! server would show it. The lock is never held across an await. Under
 //! `write-mode sync` nothing is batched: each write's reply waits for a
-//! peer's ack of its own op.
+//! peer's ack of its own op. A blocking pop (BLPOP...) that found nothing
+//! waits here, outside MULTI, for its reply from `blocked`; meanwhile the
+//! connection reads (and keeps) what the client sends, to see it leave.
 //!
 //! Bounds: reads go into a buffer of [`READ_CHUNK_BYTES`] growing as a
 //! request needs; the bytes of a partly received request plus any MULTI
@@ -31,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clients::{ClientHandle, QueryBufferFigures};
-use crate::cmd::table::{CommandSpec, CommandTable};
+use crate::cmd::table::{flag, CommandSpec, CommandTable};
 use crate::cmd::{self, Ctx, Handler};
 use crate::config::{Settings, WriteMode};
 use crate::pubsub::{Subscriber, Subscriptions};
@@ -39,6 +41,7 @@ use crate::resp::{encode, ParseLimits, Protocol, ProtocolError, RequestParser};
 use crate::server::ServerState;
 use crate::stats::Stats;
 use crate::store::{self, StoreGuard, WriteMark};
+use chorus_engine::cmd::blocking::{block_spec, is_empty_reply, BlockSpec};
 
 /// Free space ensured before each read (Redis's `PROTO_IOBUF_LEN`).
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -448,7 +451,11 @@ async fn process_input(
             match parser.parse_into(buf, &limits, &mut batch.args) {
                 Ok(Some(_)) => {
                     match cmd::lookup(table, batch.args.get(start..).unwrap_or_default()) {
-                        Ok(spec) if batching && spec.handler == Handler::Data => {
+                        Ok(spec)
+                            if batching
+                                && spec.handler == Handler::Data
+                                && !spec.has_flag(flag::BLOCKING) =>
+                        {
                             batch.requests.push((start..batch.args.len(), spec));
                         }
                         found => break BatchEnd::Command(start, found),
@@ -468,15 +475,39 @@ async fn process_input(
                 return true;
             }
             BatchEnd::Command(start, found) => {
+                let in_multi = session.multi.is_some();
                 let reply = {
                     let mut ctx = Ctx {
                         server: state,
                         session: &mut *session,
-                        settings,
+                        settings: Arc::clone(&settings),
                         store: None,
                     };
                     let args = batch.args.get(start..).unwrap_or_default();
-                    cmd::process_found(&mut ctx, found, args)
+                    cmd::process_found(&mut ctx, found.clone(), args)
+                };
+                let block = match &found {
+                    Ok(spec) if !in_multi && spec.has_flag(flag::BLOCKING) => {
+                        let args = batch.args.get(start..).unwrap_or_default();
+                        spec.data
+                            .filter(|_| is_empty_reply(&reply))
+                            .and_then(|data| {
+                                block_spec(args, store::now_ms()).map(|b| (data, args.to_vec(), b))
+                            })
+                    }
+                    _ => None,
+                };
+                let reply = match block {
+                    None => reply,
+                    Some((data, args, spec)) => {
+                        let limit = settings.client_query_buffer_limit;
+                        match wait_blocked(state, session, data, args, spec, buf, stream, limit)
+                            .await
+                        {
+                            Some(r) => r,
+                            None => return false,
+                        }
+                    }
                 };
                 // `write-mode sync`: the reply waits for a peer's ack, no lock held.
                 let reply = match session.write_mark.take() {
@@ -508,6 +539,78 @@ async fn process_input(
                 .is_err()
         {
             return false;
+        }
+    }
+}
+
+/// What ended a wait in a blocking command.
+enum Unblocked {
+    Reply(Option<Reply>),
+    Timeout,
+    ByClient { error: bool },
+    Gone,
+}
+
+/// Waits for the reply of a blocked command (see [`crate::blocked`]): the
+/// element, or its timeout reply, or `CLIENT UNBLOCK`'s. `None` when the
+/// client left, was killed or the server stops (the connection closes).
+#[allow(clippy::too_many_arguments)]
+async fn wait_blocked(
+    state: &Arc<ServerState>,
+    session: &mut Session,
+    data: &'static chorus_engine::cmd::DataCommand,
+    args: Vec<Bytes>,
+    spec: BlockSpec,
+    buf: &mut BytesMut,
+    stream: &mut TcpStream,
+    buffer_limit: u64,
+) -> Option<Reply> {
+    let handle = Arc::clone(&session.handle);
+    handle.set_blocked(true);
+    let reg = state
+        .blocked
+        .block(state, session.db, data, args, spec.keys);
+    let mut rx = reg.reply;
+    let deadline = async {
+        if spec.deadline_ms == 0 {
+            std::future::pending::<()>().await
+        } else {
+            let left = spec.deadline_ms.saturating_sub(store::now_ms());
+            tokio::time::sleep(Duration::from_millis(left)).await
+        }
+    };
+    tokio::pin!(deadline);
+    let mut shutdown = state.subscribe_shutdown();
+    let outcome = loop {
+        tokio::select! {
+            r = &mut rx => break Unblocked::Reply(r.ok()),
+            _ = &mut deadline => break Unblocked::Timeout,
+            error = handle.unblock_requested() => break Unblocked::ByClient { error },
+            _ = handle.killed() => break Unblocked::Gone,
+            _ = shutdown.wait_for(|s| *s) => break Unblocked::Gone,
+            read = stream.read_buf(buf) => match read {
+                // What the client sends meanwhile waits in the buffer, as in
+                // Redis, up to the query buffer limit.
+                Ok(n) if n > 0 && (buf.len() as u64) <= buffer_limit => {}
+                _ => break Unblocked::Gone,
+            },
+        }
+    };
+    handle.set_blocked(false);
+    let timeout_reply = Reply::NilArray;
+    match outcome {
+        Unblocked::Reply(r) => Some(r.unwrap_or(timeout_reply)),
+        Unblocked::Gone => {
+            state.blocked.cancel(reg.id);
+            None
+        }
+        Unblocked::Timeout | Unblocked::ByClient { .. } if !state.blocked.cancel(reg.id) => {
+            // Served as the wait ended: the element is the client's.
+            Some(rx.try_recv().unwrap_or(timeout_reply))
+        }
+        Unblocked::Timeout | Unblocked::ByClient { error: false } => Some(timeout_reply),
+        Unblocked::ByClient { error: true } => {
+            Some(Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
         }
     }
 }

@@ -7,10 +7,11 @@
 //! `server` the listener, shared state, replication start and shutdown,
 //! `peers_file` the runtime peer list kept in the data directory, `sync_write`
 //! the reply release of `write-mode sync`, `clients` the client
-//! registry, `pubsub` the channels' subscribers and their bounded outboxes,
+//! registry, `blocked` the clients waiting in blocking pops, `pubsub` the channels' subscribers and their bounded outboxes,
 //! `script` the Lua interpreter of EVAL and SCRIPT, `stats` and `memory` the INFO figures, and `store` the single
 //! entry point through which data commands reach the engine.
 
+pub mod blocked;
 pub mod clients;
 pub mod cmd;
 pub mod config;

@@ -73,6 +73,8 @@ pub struct ServerState {
     pub pubsub: crate::pubsub::PubSub,
     /// The Lua interpreter, its scripts and the running script's state.
     pub scripts: crate::script::Scripts,
+    /// Clients waiting in BLPOP and the other blocking pops.
+    pub blocked: crate::blocked::Blocked,
     pub store: Store,
     /// Runtime `PEER ADD/REMOVE` changes, kept in the data directory.
     pub peer_overrides: Mutex<PeerOverrides>,
@@ -391,6 +393,7 @@ impl Server {
             clients: ClientRegistry::default(),
             pubsub: crate::pubsub::PubSub::default(),
             scripts: crate::script::Scripts::default(),
+            blocked: crate::blocked::Blocked::default(),
             store,
             peer_overrides: Mutex::new(peer_overrides),
             sync_writes: SyncWriteStats::default(),

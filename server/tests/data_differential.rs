@@ -2320,11 +2320,242 @@ const TYPE_MATRIX: &[&str] = &[
     "@% ZSCAN K 0",
     "ZUNIONSTORE dst 1 K",
     "ZINTERSTORE dst 1 K",
+    "LPUSH K a",
+    "RPUSH K a",
+    "LPUSHX K a",
+    "RPUSHX K a",
+    "LPOP K",
+    "RPOP K 2",
+    "LMPOP 1 K LEFT",
+    "ZMPOP 1 K MIN",
+    "BLPOP K 0.01",
+    "BRPOP K 0.01",
+    "BLMOVE K other LEFT LEFT 0.01",
+    "BRPOPLPUSH K other 0.01",
+    "BLMPOP 0.01 1 K LEFT",
+    "BZPOPMIN K 0.01",
+    "BZPOPMAX K 0.01",
+    "BZMPOP 0.01 1 K MIN",
+    "LLEN K",
+    "LRANGE K 0 -1",
+    "LINDEX K 0",
+    "LPOS K m",
+    "LSET K 0 x",
+    "LINSERT K BEFORE m x",
+    "LREM K 0 m",
+    "LTRIM K 0 0",
+    "LMOVE K other LEFT RIGHT",
+    "LMOVE other K LEFT RIGHT",
+    "RPOPLPUSH K other",
     "COPY K copied",
     "RENAME K renamed",
     "RENAMENX renamed K",
     "DEL K",
 ];
+
+/// Lists: every non-blocking command, its options and its error paths.
+const LISTS: &str = r#"
+RPUSH l a b c
+LPUSH l x y
+RPUSH l
+LPUSH l
+LLEN l
+LLEN nokey
+LLEN
+LRANGE l 0 -1
+LRANGE l 1 2
+LRANGE l -2 -1
+LRANGE l -100 100
+LRANGE l 3 1
+LRANGE l 5 10
+LRANGE l a 1
+LRANGE l 0 b
+LRANGE nokey 0 -1
+LINDEX l 0
+LINDEX l -1
+LINDEX l 4
+LINDEX l 5
+LINDEX l -6
+LINDEX l x
+LINDEX nokey 0
+LPUSHX nokey a
+RPUSHX nokey a b
+EXISTS nokey
+LPUSHX l h1 h2
+RPUSHX l t1 t2
+LRANGE l 0 -1
+LPOP l
+RPOP l
+LPOP l 2
+RPOP l 2
+LPOP l 0
+RPOP l 0
+LPOP l -1
+LPOP l x
+LPOP l 1 2
+RPOP l 1 2
+LPOP nokey
+LPOP nokey 2
+RPOP nokey 0
+LPOP nokey -1
+LRANGE l 0 -1
+LPOP l 100
+EXISTS l
+RPUSH q a b c a b c a
+LPOS q a
+LPOS q a RANK 2
+LPOS q a RANK -1
+LPOS q a RANK -2
+LPOS q a RANK 5
+LPOS q a COUNT 0
+LPOS q a COUNT 2
+LPOS q a COUNT 2 RANK -1
+LPOS q a RANK 2 COUNT 0 MAXLEN 4
+LPOS q a MAXLEN 1
+LPOS q a MAXLEN 1 COUNT 0
+LPOS q a RANK -1 MAXLEN 2
+LPOS q z
+LPOS q z COUNT 0
+LPOS q a RANK 0
+LPOS q a COUNT -1
+LPOS q a MAXLEN -1
+LPOS q a COUNT x
+LPOS q a RANK x
+LPOS q a MAXLEN x
+LPOS q a COUNT
+LPOS q a FOO 1
+LPOS nokey a
+LPOS nokey a COUNT 1
+LSET q 0 A
+LSET q -1 Z
+LSET q 7 x
+LSET q -8 x
+LSET q x x
+LSET nokey 0 x
+LRANGE q 0 -1
+LINSERT q BEFORE b B0
+LINSERT q AFTER b B1
+LINSERT q after Z end
+LINSERT q before A start
+LINSERT q BEFORE nope x
+LINSERT q MIDDLE b x
+LINSERT nokey BEFORE a x
+LRANGE q 0 -1
+LREM q 0 c
+LREM q 1 a
+LREM q -1 b
+LREM q 0 nope
+LREM q x a
+LREM nokey 0 a
+LRANGE q 0 -1
+LTRIM q 1 -2
+LRANGE q 0 -1
+LTRIM q -100 100
+LRANGE q 0 -1
+LTRIM q 2 1
+EXISTS q
+LTRIM nokey 0 1
+LTRIM q x 1
+RPUSH r 1 2 3 4 5
+LTRIM r -2 -1
+LRANGE r 0 -1
+LTRIM r 5 10
+EXISTS r
+RPUSH src a b c
+LMOVE src dst LEFT RIGHT
+LMOVE src dst RIGHT LEFT
+LMOVE src dst left right
+LMOVE src dst UP LEFT
+LMOVE src dst LEFT DOWN
+LMOVE nokey dst LEFT LEFT
+LRANGE src 0 -1
+LRANGE dst 0 -1
+LMOVE dst dst LEFT RIGHT
+LRANGE dst 0 -1
+RPOPLPUSH dst src
+RPOPLPUSH nokey src
+LRANGE src 0 -1
+LMOVE src src RIGHT RIGHT
+LMOVE src dst RIGHT LEFT
+EXISTS src
+RPUSH m1 a b c
+RPUSH m2 x
+LMPOP 2 nokey m1 LEFT
+LMPOP 2 nokey m1 RIGHT COUNT 10
+LMPOP 2 m1 m2 LEFT COUNT 2
+LMPOP 1 nokey LEFT
+LMPOP 0 m2 LEFT
+LMPOP -1 m2 LEFT
+LMPOP x m2 LEFT
+LMPOP 3 m2 LEFT
+LMPOP 1 m2 UP
+LMPOP 1 m2 LEFT COUNT 0
+LMPOP 1 m2 LEFT COUNT -1
+LMPOP 1 m2 LEFT COUNT x
+LMPOP 1 m2 LEFT COUNT 1 COUNT 1
+LMPOP 1 m2 LEFT FOO
+LMPOP 1 m2 LEFT COUNT
+RPUSH t a
+EXPIRE t 100
+LPOP t
+EXISTS t
+RPUSH t b
+TTL t
+SET s v
+LPUSH s a
+RPUSHX s a
+LPOP s
+LMOVE s dst LEFT LEFT
+LMOVE src s LEFT LEFT
+RPUSH e a
+LMOVE e s LEFT LEFT
+LRANGE e 0 -1
+LMPOP 2 nokey s LEFT
+TYPE e
+RPUSH ll a b c
+@ SCAN 0 TYPE list
+@ SCAN 0 TYPE LIST
+COPY ll ll2
+LRANGE ll2 0 -1
+RENAME ll2 ll3
+LRANGE ll3 0 -1
+MULTI
+RPUSH mx a b
+LPUSH mx c
+LPOP mx
+RPUSH mx d
+LRANGE mx 0 -1
+EXEC
+RPUSH big "" "with space" "\x00\xff"
+LRANGE big 0 -1
+LPOS big ""
+"#;
+
+/// ZMPOP: every option and error path.
+const ZMPOP: &str = r#"
+ZADD z1 1 a 2 b 3 c
+ZADD z2 5 x
+ZMPOP 1 z1 MIN
+ZMPOP 1 z1 MAX COUNT 5
+ZMPOP 2 nokey z2 min
+ZMPOP 1 nokey MIN
+ZMPOP 1 z2 MAX
+ZMPOP 0 z1 MIN
+ZMPOP -1 z1 MIN
+ZMPOP x z1 MIN
+ZMPOP 2 z1 MIN
+ZMPOP 1 z1 UP
+ZMPOP 1 z1 MIN COUNT 0
+ZMPOP 1 z1 MIN COUNT x
+ZMPOP 1 z1 MIN COUNT 1 COUNT 2
+ZMPOP 1 z1 MIN FOO
+ZADD z3 1.5 a -inf b +inf c
+ZMPOP 1 z3 MIN COUNT 3
+SET s v
+ZMPOP 2 nokey s MIN
+RPUSH l a
+ZMPOP 1 l MAX
+"#;
 
 /// The type matrix as one script: for each command, each kind of key is
 /// created afresh and the command run on it.
@@ -2334,6 +2565,7 @@ fn type_matrix_script() -> String {
         ("khash", "HSET khash f 1 n 2"),
         ("kset", "SADD kset m n"),
         ("kzset", "ZADD kzset 1 m 2 n"),
+        ("klist", "RPUSH klist m n m"),
         ("knone", "DEL knone"),
     ];
     let mut out = String::new();
@@ -2455,6 +2687,24 @@ const ALL_DATA_COMMANDS: &[&str] = &[
     "ZSCAN",
     "ZUNIONSTORE",
     "ZINTERSTORE",
+    "ZMPOP",
+    "LPUSH",
+    "RPUSH",
+    "LPUSHX",
+    "RPUSHX",
+    "LPOP",
+    "RPOP",
+    "LMPOP",
+    "LLEN",
+    "LRANGE",
+    "LINDEX",
+    "LPOS",
+    "LSET",
+    "LINSERT",
+    "LREM",
+    "LTRIM",
+    "LMOVE",
+    "RPOPLPUSH",
     "MULTI",
     "EXEC",
     "DISCARD",
@@ -2506,6 +2756,11 @@ fn hash_commands_match_redis() {
 }
 
 #[test]
+fn list_commands_match_redis() {
+    check(&[("lists", LISTS)]);
+}
+
+#[test]
 fn set_commands_match_redis() {
     check(&[("sets", SETS)]);
 }
@@ -2516,6 +2771,7 @@ fn sorted_set_commands_match_redis() {
         ("zsets", ZSETS),
         ("zset-ranges", ZSET_RANGES),
         ("zset-random-store", ZSET_RANDOM_STORE),
+        ("zmpop", ZMPOP),
     ]);
 }
 
@@ -2718,6 +2974,8 @@ const RESP3_SEQUENCES: &[(&str, &str)] = &[
     ("zsets", ZSETS),
     ("zset-ranges", ZSET_RANGES),
     ("zset-random-store", ZSET_RANDOM_STORE),
+    ("lists", LISTS),
+    ("zmpop", ZMPOP),
     ("transactions", TRANSACTIONS),
 ];
 

@@ -17,6 +17,7 @@ use chorus_engine::cmd::keys::visible_value;
 use chorus_engine::hlc::Hlc;
 use chorus_engine::id::{OpId, Origin};
 use chorus_engine::keyspace::row::Row;
+use chorus_engine::keyspace::value::list::Level;
 use chorus_engine::keyspace::value::Kind;
 use chorus_engine::keyspace::DBS;
 use chorus_engine::ld::{self, Exact, Ld};
@@ -33,6 +34,8 @@ pub enum Shown {
     Set(BTreeSet<Bytes>),
     /// member -> score bits
     ZSet(BTreeMap<Bytes, u64>),
+    /// Elements from the head.
+    List(Vec<Bytes>),
 }
 
 /// What a key shows: its type, value and deadline.
@@ -63,6 +66,7 @@ impl fmt::Display for Expected {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
+            Shown::List(l) => format!("[{}]", l.iter().map(lossy).collect::<Vec<_>>().join(",")),
         };
         write!(f, "{} {} ttl={:?}", self.kind.name(), v, self.deadline)
     }
@@ -76,6 +80,7 @@ pub fn observed(row: &Row) -> Option<Expected> {
         Value::Hash(v) => Shown::Hash(v.into_iter().collect()),
         Value::Set(v) => Shown::Set(v.into_iter().collect()),
         Value::ZSet(v) => Shown::ZSet(v.into_iter().map(|(m, s)| (m, s.to_bits())).collect()),
+        Value::List(v) => Shown::List(v),
     };
     Some(Expected {
         kind,
@@ -90,6 +95,9 @@ enum Slot {
     Field(Bytes),
     Member(Bytes),
     ZMember(Bytes),
+    /// A list element, by its position (compared level by level, a prefix
+    /// first: the list's order is the order of these keys, nothing else).
+    Elem(Vec<Level>),
     Ttl,
 }
 
@@ -100,6 +108,7 @@ impl Slot {
             Slot::Field(_) => Some(Kind::Hash),
             Slot::Member(_) => Some(Kind::Set),
             Slot::ZMember(_) => Some(Kind::ZSet),
+            Slot::Elem(_) => Some(Kind::List),
             Slot::Ttl => None,
         }
     }
@@ -116,6 +125,8 @@ enum Part {
     ZReg(f64),
     ZCtr(f64),
     Ttl(Option<u64>),
+    /// A list element as pushed; an LSET of it is a `Reg`.
+    Elem(Bytes),
 }
 
 /// Which entries a removal takes (of those its op observed).
@@ -134,6 +145,10 @@ enum Scope {
     ZAll(Bytes),
     /// Only the adds of one sorted-set member (ZINCRBY's re-add).
     ZAdds(Bytes),
+    /// A list element and its LSET values (a removal by LPOP, LREM...).
+    Elem(Vec<Level>),
+    /// The LSET values of one list element (the next LSET).
+    ElemRegs(Vec<Level>),
     Ttl,
 }
 
@@ -174,6 +189,10 @@ fn removes(scope: &Scope, e: &Entry) -> bool {
         Scope::Member(m) => e.slot == Slot::Member(m.clone()),
         Scope::ZAll(m) => e.slot == Slot::ZMember(m.clone()),
         Scope::ZAdds(m) => e.slot == Slot::ZMember(m.clone()) && matches!(e.part, Part::Dot),
+        Scope::Elem(p) => matches!(&e.slot, Slot::Elem(q) if q == p),
+        Scope::ElemRegs(p) => {
+            matches!(&e.slot, Slot::Elem(q) if q == p) && matches!(e.part, Part::Reg(_))
+        }
         Scope::Ttl => e.slot == Slot::Ttl,
     }
 }
@@ -334,6 +353,16 @@ pub fn expected_state(ops: &[&Op]) -> BTreeMap<(u8, Bytes), Expected> {
                                 wr(Slot::ZMember(m.clone()), Part::ZReg(*s), &mut pos, &mut ent);
                             }
                         }
+                        Value::List(vs) => {
+                            for (i, v) in vs.iter().enumerate() {
+                                let p = vec![Level {
+                                    d: 0,
+                                    op: op.id,
+                                    i: i as u32,
+                                }];
+                                wr(Slot::Elem(p), Part::Elem(v.clone()), &mut pos, &mut ent);
+                            }
+                        }
                     }
                 }
                 Effect::FlushDb => {
@@ -343,6 +372,46 @@ pub fn expected_state(ops: &[&Op]) -> BTreeMap<(u8, Bytes), Expected> {
                 Effect::FlushAll => {
                     pos += 1;
                     flushes.push((i, pos, None));
+                }
+                Effect::ListInsert {
+                    place,
+                    first,
+                    values,
+                } => {
+                    rm(Scope::Except(Kind::List), &mut pos);
+                    for (k, v) in values.iter().enumerate() {
+                        let mut p = place.prefix.clone();
+                        p.push(Level {
+                            d: place.d,
+                            op: op.id,
+                            i: first.saturating_add(k as u32),
+                        });
+                        wr(Slot::Elem(p), Part::Elem(v.clone()), &mut pos, &mut ent);
+                    }
+                }
+                Effect::ListRemove { spans, .. } => {
+                    rm(Scope::Except(Kind::List), &mut pos);
+                    for s in spans {
+                        for i in 0..s.len {
+                            let mut p = s.prefix.clone();
+                            p.push(Level {
+                                d: s.d,
+                                op: s.op,
+                                i: s.first.saturating_add(i),
+                            });
+                            rm(Scope::Elem(p), &mut pos);
+                        }
+                    }
+                }
+                Effect::ListSet { pos: p, value } => {
+                    rm(Scope::Except(Kind::List), &mut pos);
+                    rm(Scope::ElemRegs(p.clone()), &mut pos);
+                    wr(
+                        Slot::Elem(p.clone()),
+                        Part::Reg(value.clone()),
+                        &mut pos,
+                        &mut ent,
+                    );
                 }
             }
             k.entries.append(&mut ent);
@@ -500,6 +569,20 @@ fn show(survivors: &[&Entry]) -> Option<Expected> {
         .copied()
         .filter(|e| matches!(e.part, Part::Dot))
         .collect();
+    // A list element shows while its push survives; its LSET values only
+    // while it does.
+    let live: BTreeSet<&Vec<Level>> = survivors
+        .iter()
+        .filter_map(|e| match (&e.slot, &e.part) {
+            (Slot::Elem(p), Part::Elem(_)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let elems: Vec<&Entry> = survivors
+        .iter()
+        .copied()
+        .filter(|e| matches!(&e.slot, Slot::Elem(p) if live.contains(p)))
+        .collect();
     let ttl = of(&|s| *s == Slot::Ttl);
     let max = |v: &[&Entry]| v.iter().map(|e| e.stamp).max();
     let mut best: Option<(Stamp, Kind)> = None;
@@ -508,6 +591,7 @@ fn show(survivors: &[&Entry]) -> Option<Expected> {
         (Kind::Hash, max(&fields)),
         (Kind::Set, max(&members)),
         (Kind::ZSet, max(&zadds)),
+        (Kind::List, max(&elems)),
     ] {
         if let Some(s) = s {
             if best.is_none_or(|(b, _)| s > b) {
@@ -571,6 +655,31 @@ fn show(survivors: &[&Entry]) -> Option<Expected> {
                 out.insert(m, s.to_bits());
             }
             Shown::ZSet(out)
+        }
+        Kind::List => {
+            let mut by: BTreeMap<&Vec<Level>, Vec<&Entry>> = BTreeMap::new();
+            for e in &elems {
+                if let Slot::Elem(p) = &e.slot {
+                    by.entry(p).or_default().push(e);
+                }
+            }
+            Shown::List(
+                by.into_values()
+                    .filter_map(|es| {
+                        let set = reg_winner(es.iter().filter_map(|e| match &e.part {
+                            Part::Reg(v) => Some((e.stamp, v)),
+                            _ => None,
+                        }));
+                        set.or_else(|| {
+                            es.iter().find_map(|e| match &e.part {
+                                Part::Elem(v) => Some(v),
+                                _ => None,
+                            })
+                        })
+                        .cloned()
+                    })
+                    .collect(),
+            )
         }
     };
     let mut deadline: Option<u64> = None;

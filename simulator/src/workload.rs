@@ -1,7 +1,8 @@
 //! The workload: typed client commands at random sites.
 //!
 //! Keys carry a type prefix (`s:` strings, `c:` counters, `f:` float counters,
-//! `h:` hashes, `t:` sets, `z:` sorted sets) so most commands hit a key of their
+//! `h:` hashes, `t:` sets, `z:` sorted sets, `l:` lists; list commands share
+//! the sets' share of the mix) so most commands hit a key of their
 //! own type; a few go to a key of another type on purpose, to exercise type
 //! conflicts and WRONGTYPE. Commands the engine does not implement yet (checked
 //! at run time with `Engine::is_data_command`) are replaced by string writes, so
@@ -52,7 +53,16 @@ impl Request {
 fn is_read(args: &[Bytes]) -> bool {
     matches!(
         args.first().map(|a| a.as_ref()),
-        Some(b"GET" | b"HGETALL" | b"SMEMBERS" | b"ZRANGE" | b"TTL" | b"EXISTS" | b"TYPE")
+        Some(
+            b"GET"
+                | b"HGETALL"
+                | b"SMEMBERS"
+                | b"ZRANGE"
+                | b"LRANGE"
+                | b"TTL"
+                | b"EXISTS"
+                | b"TYPE"
+        )
     )
 }
 
@@ -64,6 +74,7 @@ pub struct Workload {
     has_hash: bool,
     has_set: bool,
     has_zset: bool,
+    has_list: bool,
     has_hincrbyfloat: bool,
 }
 
@@ -81,6 +92,7 @@ impl Workload {
             has_hash: Engine::is_data_command(b"HSET") && Engine::is_data_command(b"HDEL"),
             has_set: Engine::is_data_command(b"SADD") && Engine::is_data_command(b"SREM"),
             has_zset: Engine::is_data_command(b"ZADD") && Engine::is_data_command(b"ZREM"),
+            has_list: Engine::is_data_command(b"RPUSH") && Engine::is_data_command(b"LPOP"),
             has_hincrbyfloat: Engine::is_data_command(b"HINCRBYFLOAT"),
         }
     }
@@ -103,7 +115,7 @@ impl Workload {
         let prefix = if self.rng.chance(0.1) {
             *self
                 .rng
-                .pick(&["s:", "c:", "f:", "h:", "t:", "z:"])
+                .pick(&["s:", "c:", "f:", "h:", "t:", "z:", "l:"])
                 .unwrap_or(&"s:")
         } else {
             prefix
@@ -154,6 +166,7 @@ impl Workload {
                 vec![b("INCRBYFLOAT"), k, d]
             }
             3 if self.has_hash => self.hash_cmd(),
+            4 if self.has_list && self.rng.chance(0.5) => self.list_cmd(),
             4 if self.has_set => self.set_cmd(),
             5 if self.has_zset => self.zset_cmd(),
             6 => {
@@ -196,7 +209,7 @@ impl Workload {
     fn any_key(&mut self) -> Bytes {
         let p = *self
             .rng
-            .pick(&["s:", "c:", "f:", "h:", "t:", "z:"])
+            .pick(&["s:", "c:", "f:", "h:", "t:", "z:", "l:"])
             .unwrap_or(&"s:");
         self.key(p)
     }
@@ -283,6 +296,66 @@ impl Workload {
             vec![b("SADD"), k, m, m2]
         } else {
             vec![b("SADD"), k, m]
+        }
+    }
+
+    /// Every list command, the blocking ones included (in the engine they
+    /// make their one attempt and never wait).
+    fn list_cmd(&mut self) -> Vec<Bytes> {
+        let k = self.key("l:");
+        let v = self.value();
+        match self.rng.below(16) {
+            0..=2 => {
+                let n = self.rng.range(1, 4);
+                let mut c = vec![b("RPUSH"), k];
+                c.extend((0..n).map(|_| self.value()));
+                c
+            }
+            3 | 4 => {
+                let n = self.rng.range(1, 4);
+                let mut c = vec![b("LPUSH"), k];
+                c.extend((0..n).map(|_| self.value()));
+                c
+            }
+            5 => vec![
+                b(*self.rng.pick(&["LPUSHX", "RPUSHX"]).unwrap_or(&"LPUSHX")),
+                k,
+                v,
+            ],
+            6 => vec![b("LPOP"), k],
+            7 => {
+                let n = self.small(3);
+                vec![b("RPOP"), k, n]
+            }
+            8 => {
+                let pivot = self.value();
+                let side = *self.rng.pick(&["BEFORE", "AFTER"]).unwrap_or(&"BEFORE");
+                vec![b("LINSERT"), k, b(side), pivot, v]
+            }
+            9 => {
+                let n = self.rng.range(0, 5) as i64 - 2;
+                vec![b("LREM"), k, b(n.to_string()), v]
+            }
+            10 => {
+                let (s, e) = (self.rng.range(0, 3) as i64, self.rng.range(0, 4) as i64 - 2);
+                vec![b("LTRIM"), k, b(s.to_string()), b(e.to_string())]
+            }
+            11 => {
+                let i = self.rng.range(0, 6) as i64 - 3;
+                vec![b("LSET"), k, b(i.to_string()), v]
+            }
+            12 => {
+                let dst = self.key("l:");
+                let from = *self.rng.pick(&["LEFT", "RIGHT"]).unwrap_or(&"LEFT");
+                let to = *self.rng.pick(&["LEFT", "RIGHT"]).unwrap_or(&"LEFT");
+                vec![b("LMOVE"), k, dst, b(from), b(to)]
+            }
+            13 => {
+                let k2 = self.key("l:");
+                vec![b("LMPOP"), b("2"), k, k2, b("RIGHT"), b("COUNT"), b("2")]
+            }
+            14 => vec![b("BLPOP"), k, b("0")],
+            _ => vec![b("LRANGE"), k, b("0"), b("-1")],
         }
     }
 

@@ -186,7 +186,7 @@ fn keys(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
 }
 
 fn kind_of_name(name: &[u8]) -> Option<Kind> {
-    [Kind::String, Kind::Hash, Kind::Set, Kind::ZSet]
+    [Kind::String, Kind::Hash, Kind::Set, Kind::ZSet, Kind::List]
         .into_iter()
         .find(|k| name.eq_ignore_ascii_case(k.name().as_bytes()))
 }
@@ -299,6 +299,7 @@ pub fn visible_value(r: &Row) -> Option<Value> {
                 .map(|(s, m)| (m.clone(), s.0))
                 .collect(),
         ),
+        Kind::List => Value::List(r.list.as_ref()?.iter().map(|(_, v)| v.clone()).collect()),
     })
 }
 

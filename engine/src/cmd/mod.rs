@@ -6,8 +6,10 @@
 //! effects (applied at once) and returns the reply. Nothing here does I/O, so
 //! every command is unit-tested by calling [`crate::Engine::execute`].
 
+pub mod blocking;
 pub mod hash;
 pub mod keys;
+pub mod list;
 pub mod set;
 pub mod string;
 pub mod zset;
@@ -46,6 +48,8 @@ pub fn all() -> impl Iterator<Item = &'static DataCommand> {
         hash::COMMANDS,
         set::COMMANDS,
         zset::COMMANDS,
+        list::COMMANDS,
+        blocking::COMMANDS,
     ]
     .into_iter()
     .flat_map(|t| t.iter())

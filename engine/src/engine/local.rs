@@ -317,6 +317,27 @@ impl<'e> Txn<'e> {
         id
     }
 
+    /// The first element index a new list run of this op may use: one past
+    /// every element the op's list effects named so far (see
+    /// `Effect::ListInsert`; `Replace` with a list starts at 0).
+    pub fn list_next_index(&self) -> u32 {
+        let Some(op) = &self.op else { return 0 };
+        op.effects
+            .iter()
+            .map(|e| match &e.effect {
+                Effect::ListInsert { first, values, .. } => {
+                    first.saturating_add(values.len() as u32)
+                }
+                Effect::Replace {
+                    value: crate::op::Value::List(v),
+                    ..
+                } => v.len() as u32,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn stats_mut(&mut self) -> &mut EngineStats {
         &mut self.engine.stats
     }

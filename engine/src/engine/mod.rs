@@ -292,6 +292,11 @@ impl Engine {
     pub fn type_conflicts(&self) -> u64 {
         self.keyspace.stats.type_conflicts
     }
+    /// List elements a pop named that were already removed here (see
+    /// docs/semantics.md, "Lists").
+    pub fn list_pop_conflicts(&self) -> u64 {
+        self.keyspace.stats.list_pop_conflicts
+    }
     /// Absorbs a peer's clock (heartbeats), so local stamps stay ahead of it.
     pub fn observe_clock(&mut self, hlc: Hlc) {
         self.clock.observe(hlc);

@@ -2,9 +2,11 @@
 //! digests. Same state, same bytes: every collection is sorted.
 
 use super::row::Row;
+use super::value::list::{Block, Level, ListSlot};
 use super::value::{Cell, HashSlot, Map, SetSlot, ZMember, ZSetSlot};
 use crate::crdt::counter::{CounterEntry, ExactEntry};
 use crate::crdt::{join_dots, Counter, Dots, MvReg, Stamp};
+use crate::hlc::Hlc;
 use crate::id::{OpId, VersionVector};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,206 @@ pub struct RowImage {
     pub set: Vec<(Bytes, Vec<Stamp>)>,
     pub zset: Vec<(Bytes, ZMemberImage)>,
     pub expiry: Vec<(Stamp, Option<u64>)>,
+    /// Maximal slices of runs, in list order (see [`RunImage`]).
+    pub list: Vec<RunImage>,
+}
+
+/// A slice of one list run, canonical: live elements at both ends, and the
+/// next slice in the list is of another run or not adjacent to it (blocks
+/// split by an insert since removed are joined again here).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunImage {
+    pub prefix: Vec<Level>,
+    pub d: i64,
+    pub op: OpId,
+    pub hlc: Hlc,
+    pub start: u32,
+    /// `None`: removed.
+    pub vals: Vec<Option<Bytes>>,
+    /// LSET registers, by element index, sorted.
+    pub sets: Vec<(u32, Vec<(Stamp, Bytes)>)>,
+}
+
+fn list_image(l: &ListSlot) -> Vec<RunImage> {
+    let mut out: Vec<RunImage> = Vec::new();
+    for b in &l.blocks {
+        let sets: Vec<(u32, Vec<(Stamp, Bytes)>)> = b
+            .sets
+            .as_ref()
+            .map(|s| {
+                s.iter()
+                    .map(|(i, r)| (*i, r.sorted_entries().into_iter().cloned().collect()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(prev) = out.last_mut() {
+            let end = prev.start as u64 + prev.vals.len() as u64;
+            if prev.op == b.op
+                && prev.d == b.d
+                && *prev.prefix == *b.prefix
+                && end <= b.start as u64
+            {
+                let gap = (b.start as u64 - end) as usize;
+                prev.vals.resize(prev.vals.len() + gap, None);
+                prev.vals.extend(b.vals.iter().cloned());
+                prev.sets.extend(sets);
+                continue;
+            }
+        }
+        out.push(RunImage {
+            prefix: b.prefix.to_vec(),
+            d: b.d,
+            op: b.op,
+            hlc: b.hlc,
+            start: b.start,
+            vals: b.vals.iter().cloned().collect(),
+            sets,
+        });
+    }
+    out
+}
+
+fn list_from(runs: Vec<RunImage>) -> ListSlot {
+    let blocks = runs
+        .into_iter()
+        .map(|r| {
+            let live = r.vals.iter().filter(|v| v.is_some()).count() as u32;
+            let sets: std::collections::BTreeMap<u32, MvReg<Bytes>> = r
+                .sets
+                .into_iter()
+                .map(|(i, e)| (i, MvReg::from_entries(e)))
+                .collect();
+            Block {
+                prefix: r.prefix.into_boxed_slice(),
+                d: r.d,
+                op: r.op,
+                hlc: r.hlc,
+                start: r.start,
+                vals: r.vals.into_iter().collect(),
+                live,
+                sets: (!sets.is_empty()).then(|| Box::new(sets)),
+            }
+        })
+        .collect();
+    ListSlot::from_blocks(blocks)
+}
+
+/// One list element of an image, for joins.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+struct ElemImage {
+    prefix: Vec<Level>,
+    d: i64,
+    op: OpId,
+    hlc: Hlc,
+    i: u32,
+    val: Bytes,
+    reg: Vec<(Stamp, Bytes)>,
+}
+
+impl ElemImage {
+    fn key(&self) -> impl Iterator<Item = Level> + '_ {
+        self.prefix.iter().copied().chain(std::iter::once(Level {
+            d: self.d,
+            op: self.op,
+            i: self.i,
+        }))
+    }
+}
+
+fn elems_of(runs: Vec<RunImage>) -> Vec<ElemImage> {
+    let mut out = Vec::new();
+    for r in runs {
+        for (k, v) in r.vals.into_iter().enumerate() {
+            let Some(val) = v else { continue };
+            let i = r.start + k as u32;
+            let reg = r
+                .sets
+                .iter()
+                .find(|(x, _)| *x == i)
+                .map(|(_, e)| e.clone())
+                .unwrap_or_default();
+            out.push(ElemImage {
+                prefix: r.prefix.clone(),
+                d: r.d,
+                op: r.op,
+                hlc: r.hlc,
+                i,
+                val,
+                reg,
+            });
+        }
+    }
+    out
+}
+
+fn runs_of(elems: Vec<ElemImage>) -> Vec<RunImage> {
+    let mut out: Vec<RunImage> = Vec::new();
+    for e in elems {
+        if let Some(prev) = out.last_mut() {
+            let end = prev.start as u64 + prev.vals.len() as u64;
+            if prev.op == e.op && prev.d == e.d && prev.prefix == e.prefix && end <= e.i as u64 {
+                let gap = (e.i as u64 - end) as usize;
+                prev.vals.resize(prev.vals.len() + gap, None);
+                prev.vals.push(Some(e.val));
+                if !e.reg.is_empty() {
+                    prev.sets.push((e.i, e.reg));
+                }
+                continue;
+            }
+        }
+        let sets = if e.reg.is_empty() {
+            Vec::new()
+        } else {
+            vec![(e.i, e.reg)]
+        };
+        out.push(RunImage {
+            prefix: e.prefix,
+            d: e.d,
+            op: e.op,
+            hlc: e.hlc,
+            start: e.i,
+            vals: vec![Some(e.val)],
+            sets,
+        });
+    }
+    out
+}
+
+/// Merges two position-sorted element lists; `join` decides what an element
+/// on one side (or both) becomes.
+fn merge_elems(
+    a: Vec<ElemImage>,
+    b: Vec<ElemImage>,
+    mut join: impl FnMut(Option<ElemImage>, Option<ElemImage>) -> Option<ElemImage>,
+) -> Vec<ElemImage> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let mut ai = a.into_iter().peekable();
+    let mut bi = b.into_iter().peekable();
+    loop {
+        let (x, y) = match (ai.peek(), bi.peek()) {
+            (None, None) => break,
+            (Some(_), None) => (ai.next(), None),
+            (None, Some(_)) => (None, bi.next()),
+            (Some(x), Some(y)) => match x.key().cmp(y.key()) {
+                std::cmp::Ordering::Less => (ai.next(), None),
+                std::cmp::Ordering::Greater => (None, bi.next()),
+                std::cmp::Ordering::Equal => (ai.next(), bi.next()),
+            },
+        };
+        if let Some(e) = join(x, y) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// The visible value of an element after joining its LSET registers.
+fn with_reg(mut e: ElemImage, reg: MvReg<Bytes>) -> ElemImage {
+    if let Some(v) = reg.value() {
+        e.val = v.clone();
+    }
+    e.reg = reg.sorted_entries().into_iter().cloned().collect();
+    e
 }
 
 fn sorted_dots(d: &Dots) -> Vec<Stamp> {
@@ -103,6 +305,7 @@ impl RowImage {
             hash,
             set,
             zset,
+            list: row.list.as_ref().map(|l| list_image(l)).unwrap_or_default(),
             expiry: row
                 .expiry
                 .as_ref()
@@ -161,6 +364,12 @@ impl RowImage {
                 row.zset = Some(Box::new(z));
             }
         }
+        if !self.list.is_empty() {
+            let l = list_from(self.list);
+            if !l.is_empty() {
+                row.list = Some(Box::new(l));
+            }
+        }
         if !self.expiry.is_empty() {
             row.expiry = Some(Box::new(MvReg::from_entries(self.expiry)));
         }
@@ -207,13 +416,45 @@ impl RowImage {
             && sorted_unique(&img.set)
             && sorted_unique(&img.zset)
             && img.set.iter().all(|(_, d)| !d.is_empty())
-            && img.zset.iter().all(|(_, z)| !z.adds.is_empty());
+            && img.zset.iter().all(|(_, z)| !z.adds.is_empty())
+            && list_image_ok(&img.list);
         if ok {
             Ok(img)
         } else {
             Err(postcard::Error::DeserializeBadEncoding)
         }
     }
+}
+
+/// A list image is canonical: live ends, no index past `u32`, sorted
+/// registers, runs in position order.
+fn list_image_ok(runs: &[RunImage]) -> bool {
+    let each = runs.iter().all(|r| {
+        matches!(r.vals.first(), Some(Some(_)))
+            && matches!(r.vals.last(), Some(Some(_)))
+            && (r.start as u64 + r.vals.len() as u64) <= u32::MAX as u64
+            && r.sets.windows(2).all(|w| w[0].0 < w[1].0)
+            && r.sets.iter().all(|(i, e)| {
+                *i >= r.start
+                    && ((*i - r.start) as usize) < r.vals.len()
+                    && !e.is_empty()
+                    && r.vals[(*i - r.start) as usize].is_some()
+            })
+    });
+    let key = |r: &RunImage, i: u32| -> Vec<Level> {
+        let mut k = r.prefix.clone();
+        k.push(Level {
+            d: r.d,
+            op: r.op,
+            i,
+        });
+        k
+    };
+    let sorted = runs.windows(2).all(|w| {
+        let last = key(&w[0], w[0].start + w[0].vals.len() as u32 - 1);
+        key(&w[1], w[1].start) > last
+    });
+    each && sorted
 }
 
 /// State-based join of a local row with a remote one (snapshot merge): an entry
@@ -286,6 +527,22 @@ pub fn join_rows(
     let mut exp = MvReg::from_entries(a.expiry);
     exp.join(&MvReg::from_entries(b.expiry), local_vv, remote_vv);
     out.expiry = exp.sorted_entries().into_iter().cloned().collect();
+    // An element on one side only was removed by the other if that side's
+    // vector covers its op; one on both sides joins its LSET registers.
+    out.list = runs_of(merge_elems(
+        elems_of(a.list),
+        elems_of(b.list),
+        |x, y| match (x, y) {
+            (Some(x), Some(y)) => {
+                let mut reg = MvReg::from_entries(x.reg.clone());
+                reg.join(&MvReg::from_entries(y.reg), local_vv, remote_vv);
+                Some(with_reg(x, reg))
+            }
+            (Some(x), None) => (!remote_vv.covers(x.op)).then_some(x),
+            (None, Some(y)) => (!local_vv.covers(y.op)).then_some(y),
+            (None, None) => None,
+        },
+    ));
     let mut row = out.into_row();
     keep_local_order(&mut row, local);
     row
@@ -398,6 +655,28 @@ pub fn union_rows(local: &Row, remote: &Row, cut: &VersionVector) -> Row {
         })
     });
     out.expiry = union_by_dot(a.expiry, b.expiry, |e| e.0.dot, cut);
+    out.list = runs_of(merge_elems(elems_of(a.list), elems_of(b.list), |x, y| {
+        let e = match (x, y) {
+            (Some(x), Some(y)) => {
+                let reg = union_by_dot(x.reg.clone(), y.reg.clone(), |e| e.0.dot, cut);
+                let (x, y) = (
+                    with_reg(x, MvReg::from_entries(reg.clone())),
+                    with_reg(y, MvReg::from_entries(reg)),
+                );
+                let ex = postcard::to_allocvec(&x).unwrap_or_default();
+                let ey = postcard::to_allocvec(&y).unwrap_or_default();
+                if ex >= ey {
+                    x
+                } else {
+                    y
+                }
+            }
+            (Some(x), None) => x,
+            (None, Some(y)) => y,
+            (None, None) => return None,
+        };
+        cut.covers(e.op).then_some(e)
+    }));
     let mut row = out.into_row();
     // As in a full sync's join: an incremental scan of the key must not miss
     // a member the repair kept.

@@ -97,6 +97,9 @@ impl Db {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KeyspaceStats {
     pub type_conflicts: u64,
+    /// List elements popped at two sites (or popped here and removed
+    /// concurrently elsewhere): see docs/semantics.md, "Lists".
+    pub list_pop_conflicts: u64,
 }
 
 pub struct Keyspace {
@@ -286,6 +289,15 @@ impl Keyspace {
         d.recount(counted_before, counted_after);
         if note.type_conflict {
             self.stats.type_conflicts += 1;
+        }
+        if note.pop_conflicts > 0 {
+            self.stats.list_pop_conflicts += u64::from(note.pop_conflicts);
+            tracing::warn!(
+                db,
+                key = %String::from_utf8_lossy(key),
+                elements = note.pop_conflicts,
+                "list pop conflict: a pop named elements already popped or removed here by a concurrent op"
+            );
         }
         self.bound_stale(db);
         !empty && !counted_after.0
@@ -816,9 +828,10 @@ mod size_tests {
     #[test]
     fn per_key_structs_stay_small() {
         assert!(std::mem::size_of::<super::value::Cell>() <= 72);
-        // 40 bytes of slots + 8 for the row's digest hash (anti-entropy
-        // digests are incremental: docs/decisions.md, "Digests").
-        assert!(std::mem::size_of::<super::row::Row>() <= 48);
+        // 48 bytes of slots (string, hash, set, zset, list, expiry) + 8 for
+        // the row's digest hash (anti-entropy digests are incremental:
+        // docs/decisions.md, "Digests").
+        assert!(std::mem::size_of::<super::row::Row>() <= 56);
         assert!(std::mem::size_of::<crate::crdt::Counter>() <= 8);
     }
 }

@@ -7,7 +7,8 @@
 //! supersedes them. Expiry is a multi-value register of deadlines: a PERSIST entry
 //! beats any concurrent EXPIRE, otherwise the latest deadline wins.
 
-use super::value::{entry_mut, own, Cell, HashSlot, Kind, SetSlot, ZSetSlot};
+use super::value::list::Place;
+use super::value::{entry_mut, own, Cell, HashSlot, Kind, ListSlot, SetSlot, ZSetSlot};
 use crate::crdt::{Ctx, MvReg, Stamp};
 use crate::op::{Effect, Value};
 use bytes::Bytes;
@@ -18,6 +19,7 @@ pub struct Row {
     pub hash: Option<Box<HashSlot>>,
     pub set: Option<Box<SetSlot>>,
     pub zset: Option<Box<ZSetSlot>>,
+    pub list: Option<Box<ListSlot>>,
     pub expiry: Option<Box<MvReg<Option<u64>>>>,
     /// The hash this row adds to its digest leaf, and a stale flag (see
     /// [`super::digest`]); not part of the row's state.
@@ -29,6 +31,9 @@ pub struct Row {
 pub struct ApplyNote {
     /// The row now has two or more live types.
     pub type_conflict: bool,
+    /// Elements a pop named that were already removed (a concurrent pop,
+    /// LREM, LTRIM or DEL at another site).
+    pub pop_conflicts: u32,
 }
 
 impl Row {
@@ -40,6 +45,7 @@ impl Row {
             + self.hash.as_ref().map_or(0, |h| h.fields.len())
             + self.set.as_ref().map_or(0, |s| s.members.len())
             + self.zset.as_ref().map_or(0, |z| z.members.len())
+            + self.list.as_ref().map_or(0, |l| l.len())
     }
 
     /// Live types, in `Kind` order.
@@ -49,6 +55,7 @@ impl Row {
             self.hash.as_ref().map(|_| Kind::Hash),
             self.set.as_ref().map(|_| Kind::Set),
             self.zset.as_ref().map(|_| Kind::ZSet),
+            self.list.as_ref().map(|_| Kind::List),
         ]
         .into_iter()
         .flatten()
@@ -59,6 +66,7 @@ impl Row {
             + self.hash.is_some() as usize
             + self.set.is_some() as usize
             + self.zset.is_some() as usize
+            + self.list.is_some() as usize
     }
 
     /// The visible type (None: the key does not exist, TTL aside).
@@ -84,6 +92,7 @@ impl Row {
             Kind::Hash => self.hash.as_ref().and_then(|h| h.max_stamp()),
             Kind::Set => self.set.as_ref().and_then(|s| s.max_stamp()),
             Kind::ZSet => self.zset.as_ref().and_then(|z| z.max_stamp()),
+            Kind::List => self.list.as_ref().and_then(|l| l.max_stamp()),
         }
     }
 
@@ -171,10 +180,19 @@ impl Row {
                 }
             }
         }
+        if keep != Some(Kind::List) {
+            if let Some(l) = &mut self.list {
+                l.prune(ctx);
+                if l.is_empty() {
+                    self.list = None;
+                }
+            }
+        }
     }
 
     /// Applies one effect with the causal context of its op.
     pub fn apply(&mut self, effect: &Effect, ctx: &Ctx<'_>) -> ApplyNote {
+        let mut pop_conflicts = 0;
         match effect {
             Effect::SetString { value, keep_ttl } => {
                 // prune_all, except that the string slot keeps its allocation:
@@ -309,13 +327,56 @@ impl Row {
                             z.add(ctx, m, *score);
                         }
                     }
+                    Value::List(vs) => {
+                        let place = Place {
+                            prefix: Vec::new(),
+                            d: 0,
+                        };
+                        self.list
+                            .get_or_insert_with(Default::default)
+                            .insert(&place, ctx.own, ctx.hlc, 0, vs);
+                    }
                 }
                 self.drop_empty();
             }
             Effect::FlushDb | Effect::FlushAll => self.prune_all(ctx, false),
+            Effect::ListInsert {
+                place,
+                first,
+                values,
+            } => {
+                self.prune_except(Some(Kind::List), ctx);
+                self.list
+                    .get_or_insert_with(Default::default)
+                    .insert(place, ctx.own, ctx.hlc, *first, values);
+                self.drop_empty();
+            }
+            Effect::ListRemove { spans, pop } => {
+                self.prune_except(Some(Kind::List), ctx);
+                let mut missing = 0;
+                match &mut self.list {
+                    Some(l) => {
+                        for s in spans {
+                            missing += l.remove_span(s);
+                        }
+                    }
+                    None => missing = spans.iter().map(|s| s.len).sum(),
+                }
+                if *pop {
+                    pop_conflicts = missing;
+                }
+                self.drop_empty();
+            }
+            Effect::ListSet { pos, value } => {
+                self.prune_except(Some(Kind::List), ctx);
+                if let Some(l) = &mut self.list {
+                    l.set(ctx, pos, value);
+                }
+            }
         }
         ApplyNote {
             type_conflict: self.live_count() > 1,
+            pop_conflicts,
         }
     }
 
@@ -328,6 +389,9 @@ impl Row {
         }
         if self.zset.as_ref().is_some_and(|z| z.members.is_empty()) {
             self.zset = None;
+        }
+        if self.list.as_ref().is_some_and(|l| l.is_empty()) {
+            self.list = None;
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Typed value slots of a row: string (register + counter), hash, set, sorted set.
+//! Typed value slots of a row: string (register + counter), hash, set, sorted
+//! set, list.
 //!
 //! Each slot holds CRDT entries only; what a reader sees (the "visible" value)
 //! is computed from them. Slots never hold empty members: an element whose last
@@ -10,7 +11,9 @@ use crate::redis::num;
 use bytes::Bytes;
 use indexmap::IndexMap;
 
+pub mod list;
 pub mod ranked;
+pub use list::ListSlot;
 pub use ranked::RankedSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -59,13 +62,14 @@ pub fn own(b: &[u8]) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 
-/// The four value types (lists come later).
+/// The five value types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     String,
     Hash,
     Set,
     ZSet,
+    List,
 }
 
 impl Kind {
@@ -75,6 +79,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::ZSet => "zset",
+            Kind::List => "list",
         }
     }
 }

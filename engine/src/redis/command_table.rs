@@ -378,7 +378,7 @@ mod tests {
             .get(b"client")
             .is_some_and(|c| c.subcommand(b"list").is_some()));
         assert!(table.get(b"set").is_some_and(|c| c.data.is_some()));
-        assert!(table.get(b"lpush").is_some_and(|c| c.data.is_none()));
+        assert!(table.get(b"xadd").is_some_and(|c| c.data.is_none()));
         assert!(table.iter().all(|c| c.name.len() <= NAME_BYTES_MAX
             && c.subcommands
                 .iter()
@@ -439,7 +439,7 @@ mod tests {
         );
         assert_eq!(
             table
-                .resolve(&args(&["lpush", "k", "v"]), |c| c.data.is_some())
+                .resolve(&args(&["xadd", "k", "*", "f", "v"]), |c| c.data.is_some())
                 .map(|c| c.id),
             Err(Unresolved::UnknownCommand)
         );

@@ -51,7 +51,9 @@ const FORMAT_VERSION_KEY: &str = "version";
 /// binary fractions (`CellImage::fctr`); version 1 rows do not decode as 2.
 /// Version 3: every checkpoint row and the checkpoint metadata end with a
 /// CRC-32 (`RowImage::encode_sealed`), so damage is refused at open.
-const FORMAT_VERSION: u64 = 3;
+/// Version 4: rows carry lists (`RowImage::list`); version 3 rows do not
+/// decode as 4.
+const FORMAT_VERSION: u64 = 4;
 
 const DB_FILE_NAME: &str = "chorus.redb";
 const LOG_DIR_NAME: &str = "log";

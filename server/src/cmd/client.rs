@@ -124,12 +124,30 @@ pub fn run(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             }
             _ => syntax_error(),
         },
+        "unblock" if args.len() == 3 || args.len() == 4 => unblock(ctx, args),
         "help" => help_reply(HELP),
         _ => unknown_subcommand(
             args.first().map(|a| a.as_ref()).unwrap_or_default(),
             args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
         ),
     }
+}
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 if that client was blocked.
+fn unblock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let error = match args.get(3).map(|a| lower(a)).as_deref() {
+        None | Some("timeout") => false,
+        Some("error") => true,
+        Some(_) => return Reply::err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+    };
+    let Some(id) = args.get(2).and_then(|a| parse_i64_strict(a)) else {
+        return Reply::err(chorus_engine::redis::errors::NOT_INTEGER);
+    };
+    let unblocked = u64::try_from(id)
+        .ok()
+        .and_then(|id| ctx.server.clients.get(id))
+        .is_some_and(|c| c.request_unblock(error));
+    Reply::Int(i64::from(unblocked))
 }
 
 fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {

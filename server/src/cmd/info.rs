@@ -128,7 +128,7 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 Stats::get(&stats.client_recent_max_input_buffer),
             );
             field(out, "client_recent_max_output_buffer", 0);
-            field(out, "blocked_clients", 0);
+            field(out, "blocked_clients", server.blocked.len());
             field(out, "tracking_clients", 0);
             field(out, "clients_in_timeout_table", 0);
         }

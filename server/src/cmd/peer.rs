@@ -204,12 +204,13 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
     out.push_str("role:active-active\r\n");
     let _ = write!(out, "site_id:{}\r\n", state.store.site_id());
     let replication = state.store.replication();
-    let (vv, stats, conflicts, backlog, peers) = ctx.with_store(|s| {
+    let (vv, stats, conflicts, pop_conflicts, backlog, peers) = ctx.with_store(|s| {
         let e = s.engine();
         (
             e.vv().clone(),
             e.stats().clone(),
             e.type_conflicts(),
+            e.list_pop_conflicts(),
             (e.backlog().len(), e.backlog().bytes()),
             replication.map(|r| r.status_locked(e)),
         )
@@ -223,6 +224,7 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
         stats.ops_remote_duplicate
     );
     let _ = write!(out, "type_conflicts:{conflicts}\r\n");
+    let _ = write!(out, "list_pop_conflicts:{pop_conflicts}\r\n");
     let settings = state.settings();
     let _ = write!(out, "write_mode:{}\r\n", settings.write_mode.as_str());
     let _ = write!(

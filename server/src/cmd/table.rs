@@ -129,7 +129,7 @@ mod tests {
             Some(Handler::Dbsize)
         );
         assert_eq!(
-            table.get(b"lpush").map(|c| c.handler),
+            table.get(b"xadd").map(|c| c.handler),
             Some(Handler::Unimplemented)
         );
         assert_eq!(table.get(b"peer").map(|c| c.handler), Some(Handler::Peer));

@@ -44,8 +44,9 @@ use reads::{
     zrevrange, zrevrangebylex, zrevrangebyscore, zrevrank, zscore,
 };
 use scan::{zrandmember, zscan};
+pub use writes::{bzpop_keys, zmpop_keys};
 use writes::{
-    zadd, zincrby, zpopmax, zpopmin, zrem, zremrangebylex, zremrangebyrank, zremrangebyscore,
+    zadd, zincrby, zmpop, zpopmax, zpopmin, zrem, zremrangebylex, zremrangebyrank, zremrangebyscore,
 };
 
 pub static COMMANDS: &[DataCommand] = &[
@@ -143,6 +144,11 @@ pub static COMMANDS: &[DataCommand] = &[
         name: "ZPOPMAX",
         write: true,
         handler: zpopmax,
+    },
+    DataCommand {
+        name: "ZMPOP",
+        write: true,
+        handler: zmpop,
     },
     DataCommand {
         name: "ZRANDMEMBER",

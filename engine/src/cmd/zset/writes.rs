@@ -214,6 +214,94 @@ pub(super) fn zpopmax(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
     zpop(txn, db, args, true)
 }
 
+/// Pops up to `count` members of `key` (a sorted set) from the low or high
+/// end, removing them in one effect.
+fn pop_members(
+    txn: &mut Txn<'_>,
+    db: u8,
+    key: &Bytes,
+    count: usize,
+    max: bool,
+) -> Vec<(Bytes, f64)> {
+    let popped = match zset_of(txn, db, key) {
+        Ok(Some(z)) => {
+            if max {
+                owned(
+                    z.index
+                        .iter_rev_from(z.index.len().saturating_sub(1))
+                        .take(count),
+                )
+            } else {
+                owned(z.index.iter().take(count))
+            }
+        }
+        _ => return Vec::new(),
+    };
+    if !popped.is_empty() {
+        expire_if_needed(txn, db, key);
+        txn.emit(
+            db,
+            key,
+            Effect::ZRem(popped.iter().map(|(m, _)| m.clone()).collect()),
+        );
+    }
+    popped
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count].
+pub(super) fn zmpop(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
+    let a = match crate::cmd::list::mpop_args(args, 1, |s| is(s, "MIN") || is(s, "MAX")) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    zmpop_keys(txn, db, a.keys, is(a.side, "MAX"), a.count)
+}
+
+/// Pops from the first non-empty sorted set of `keys` (ZMPOP, BZMPOP):
+/// `[key, [[member, score], ...]]`, nested in RESP2 too; the null array when
+/// every key is empty.
+pub fn zmpop_keys(txn: &mut Txn<'_>, db: u8, keys: &[Bytes], max: bool, count: i64) -> Reply {
+    for key in keys {
+        match zset_of(txn, db, key) {
+            Err(e) => return e,
+            Ok(None) => continue,
+            Ok(Some(_)) => {}
+        }
+        let n = usize::try_from(count).unwrap_or(usize::MAX);
+        let popped = pop_members(txn, db, key, n, max);
+        return Reply::Array(vec![
+            Reply::Bulk(key.clone()),
+            Reply::Array(
+                popped
+                    .into_iter()
+                    .map(|(m, s)| Reply::Array(vec![Reply::Bulk(m), Reply::Double(s)]))
+                    .collect(),
+            ),
+        ]);
+    }
+    Reply::NilArray
+}
+
+/// BZPOPMIN/BZPOPMAX's pop: `[key, member, score]` from the first non-empty
+/// sorted set of `keys`, or `None` when all are empty (or one holds another
+/// type: `Some(WRONGTYPE)`).
+pub fn bzpop_keys(txn: &mut Txn<'_>, db: u8, keys: &[Bytes], max: bool) -> Option<Reply> {
+    for key in keys {
+        match zset_of(txn, db, key) {
+            Err(e) => return Some(e),
+            Ok(None) => continue,
+            Ok(Some(_)) => {}
+        }
+        let (m, s) = pop_members(txn, db, key, 1, max).pop()?;
+        return Some(Reply::Array(vec![
+            Reply::Bulk(key.clone()),
+            Reply::Bulk(m),
+            Reply::Double(s),
+        ]));
+    }
+    None
+}
+
 fn zpop(txn: &mut Txn<'_>, db: u8, args: &[Bytes], max: bool) -> Reply {
     if args.len() > 3 {
         return Reply::err(errors::SYNTAX);
