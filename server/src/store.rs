@@ -403,10 +403,10 @@ impl Store {
     /// checkpoint capture is what holds it, and that is reported.
     pub fn persistence_held(&self, guard: &mut StoreGuard<'_>) -> PersistenceFigures {
         let checkpoint_in_progress = *self.checkpoint_slot.busy()
-            || self
-                .housekeeping
-                .try_lock()
-                .map_or(true, |hk| hk.checkpoint_in_progress());
+            || match self.housekeeping.try_lock() {
+                Some(hk) => hk.checkpoint_in_progress(),
+                None => true,
+            };
         Self::persistence_figures(guard.engine(), checkpoint_in_progress)
     }
 

@@ -47,7 +47,7 @@ impl Shared {
                     },
                     state: state_name(&e),
                     paused: e.session.is_paused(),
-                    ops_lag: e.session.ops_lag(&engine),
+                    ops_lag: e.session.ops_lag(engine),
                     time_lag_ms: time_lag_ms(engine.vv(), &acked, &marks, now_ms),
                     bytes_in: stats.bytes_in,
                     bytes_out: stats.bytes_out,
