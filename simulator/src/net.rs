@@ -12,7 +12,8 @@
 //!   them in order.
 //! * A reset drops the connection and everything in flight on it; both sessions
 //!   are told, and the pair redials with backoff. A new connection never sees
-//!   bytes of an old one, except frames the `replay` fault injects on purpose.
+//!   bytes of an old one (the `replay` fault repeats a frame of the same
+//!   connection).
 //! * Each direction's queue is bounded in bytes: the sender stops polling its
 //!   session while the queue is full (backpressure).
 
@@ -48,6 +49,7 @@ impl Stream {
         self.queue.clear();
         self.bytes = 0;
         self.scheduled = false;
+        self.history.clear();
     }
 }
 
