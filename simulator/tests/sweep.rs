@@ -180,7 +180,7 @@ fn every_canary_is_caught_within_200_seeds() {
         };
         let want = checker_of(canary);
         let caught = (0..CANARY_SEEDS).find(|&s| {
-            let mut bad = config(s, profile, Some(canary));
+            let bad = config(s, profile, Some(canary));
             let mut good = bad.clone();
             good.canary = None;
             let bad = run_one(bad);
