@@ -208,6 +208,8 @@ impl Site {
     pub fn open(dir: impl AsRef<Path>, options: SiteOptions) -> Result<Site, Error> {
         let mut config = EngineConfig::new(options.site_id);
         config.fsync = options.appendfsync;
+        // Without replication the site is alone: counters fold at once.
+        config.alone = options.peering.is_none();
         let (dir, mut engine) = chorus_site::open_engine(dir.as_ref(), config, wall_ms())?;
         // Every change the engine applies, whoever applies it (a command
         // here, the replication driver, the housekeeping's expiry), is

@@ -31,11 +31,13 @@ pub const WIRE_VERSION: u8 = 1;
 /// float increments as exact binary fractions (op format 2, row images with
 /// `fctr`); version 4 compares leaf digests at a common cut and repairs by
 /// a union that never deletes (`Digest` and `RepairRows` changed meaning);
-/// version 5 carries lists (list effects in ops, `list` in row images).
-pub const PROTOCOL_VERSION: u16 = 5;
-/// The oldest protocol this build still accepts from a peer: a version 4
-/// peer cannot decode list effects or row images with lists.
-pub const PROTOCOL_VERSION_MIN: u16 = 5;
+/// version 5 carries lists (list effects in ops, `list` in row images);
+/// version 6 carries folded counter entries (`ctr_lo`/`fctr_lo` in row
+/// images).
+pub const PROTOCOL_VERSION: u16 = 6;
+/// The oldest protocol this build still accepts from a peer: a version 5
+/// peer cannot decode row images with folded counters.
+pub const PROTOCOL_VERSION_MIN: u16 = 6;
 
 /// The `u32 LE` length in front of every frame.
 pub const FRAME_HEADER_BYTES: usize = 4;

@@ -366,6 +366,10 @@ impl Server {
             settings.appendfsync,
             cli.salvage,
             Some(settings.repl_backlog_size),
+            // No peer flag and no TLS: replication cannot start, so this
+            // site is alone (a runtime PEER ADD needs TLS configured, and
+            // the first peer session ends it anyway).
+            cli.peers.is_empty() && cli.tls_ca.is_none(),
         )?;
         store.set_max_clock_skew(settings.max_clock_skew_ms);
         config.set_dir_absolute(store.dir());

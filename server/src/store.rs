@@ -291,23 +291,26 @@ impl Store {
     /// Opens (creating if needed) the data directory of this site and
     /// recovers its engine.
     pub fn open(dir: &Path, site_id: u16, appendfsync: AppendFsync) -> Result<Store, StoreError> {
-        Self::open_with(dir, site_id, appendfsync, false, None)
+        Self::open_with(dir, site_id, appendfsync, false, None, false)
     }
 
     /// `salvage`: keep the intact prefix of a damaged op log instead of
     /// refusing to start. `backlog_bytes_max` (`repl-backlog-size`) bounds
     /// the backlog already while the log is recovered; `None` keeps the
-    /// engine's default.
+    /// engine's default. `alone`: no replication is configured, so counters
+    /// fold as they are incremented (see `EngineConfig::alone`).
     pub fn open_with(
         dir: &Path,
         site_id: u16,
         appendfsync: AppendFsync,
         salvage: bool,
         backlog_bytes_max: Option<u64>,
+        alone: bool,
     ) -> Result<Store, StoreError> {
         let mut config = EngineConfig::new(site_id);
         config.fsync = appendfsync;
         config.salvage = salvage;
+        config.alone = alone;
         if let Some(bytes) = backlog_bytes_max {
             config.backlog_bytes_max = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
         }

@@ -12,9 +12,20 @@
 //! rounded and printed the way Redis does it). Exact sums are commutative, so
 //! every site's sum is the same, and at the origin the value after the step is
 //! exactly what Redis would store.
+//!
+//! **Folded entries.** Once the increments of an origin are causally stable
+//! (no op that has not seen them can still arrive), a SET or DEL can only
+//! remove all of them at once, so they are kept as one entry: the dot of the
+//! newest, their sums, and `lo`, the seq of the oldest they stand for (kept
+//! apart, in `lows`, since few entries have one). A site alone folds as it
+//! applies (`Ctx::fold`): a hot counter holds one entry per origin. Joins
+//! treat a folded entry as every dot of its origin up to its own (see
+//! `join_origin`), and digests see per-origin totals (see
+//! `keyspace::image::RowImage::canonical`), so a site that folded and one
+//! that did not agree.
 
 use super::{Ctx, Stamp};
-use crate::id::{Origin, VersionVector};
+use crate::id::{OpId, Origin, VersionVector};
 use crate::ld::Exact;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +59,62 @@ struct State {
     exact: Vec<ExactEntry>,
     /// Their exact sum.
     exact_sum: Exact,
+    /// Per origin with a folded entry in `entries` (always its first entry
+    /// of that origin): the seq of the oldest increment it stands for.
+    lows: Lows,
+    /// The same for `exact`.
+    exact_lows: Lows,
+}
+
+/// `(origin, lo)` sorted by origin: see [`State::lows`].
+pub type Lows = Vec<(Origin, u64)>;
+
+fn lo_of(lows: &Lows, o: Origin) -> Option<u64> {
+    lows.binary_search_by_key(&o, |l| l.0)
+        .ok()
+        .map(|i| lows[i].1)
+}
+
+fn set_lo(lows: &mut Lows, o: Origin, lo: u64) {
+    match lows.binary_search_by_key(&o, |l| l.0) {
+        Ok(i) => lows[i].1 = lo,
+        Err(i) => lows.insert(i, (o, lo)),
+    }
+}
+
+/// Index of the first entry of origin `o` (entries sorted by dot).
+fn first_of<E>(entries: &[E], o: Origin, dot: fn(&E) -> OpId) -> Option<usize> {
+    let i = entries.partition_point(|e| dot(e).origin < o);
+    (i < entries.len() && dot(&entries[i]).origin == o).then_some(i)
+}
+
+fn ce_dot(e: &CounterEntry) -> OpId {
+    e.stamp.dot
+}
+
+fn ee_dot(e: &ExactEntry) -> OpId {
+    e.stamp.dot
+}
+
+/// Drops the lows whose folded entry `ctx` removes (it covers the entry's
+/// own dot, the newest it stands for); call before removing entries.
+fn prune_lows<E>(lows: &mut Lows, entries: &[E], dot: fn(&E) -> OpId, ctx: &Ctx<'_>) {
+    lows.retain(|(o, _)| first_of(entries, *o, dot).is_some_and(|i| !ctx.covers(dot(&entries[i]))));
+}
+
+/// Keeps only lows that name a folded entry an image could hold: an entry
+/// of that origin exists and `lo` is at or below its first one's seq.
+fn valid_lows<E>(lows: Lows, entries: &[E], dot: fn(&E) -> OpId) -> Lows {
+    let mut out: Lows = Vec::with_capacity(lows.len());
+    for (o, lo) in lows {
+        let ok = lo >= 1
+            && first_of(entries, o, dot).is_some_and(|i| lo <= dot(&entries[i]).seq)
+            && out.last().is_none_or(|l: &(Origin, u64)| l.0 < o);
+        if ok {
+            out.push((o, lo));
+        }
+    }
+    out
 }
 
 fn exact_sum(entries: &[ExactEntry]) -> Exact {
@@ -101,6 +168,8 @@ impl State {
     }
 
     pub fn prune(&mut self, ctx: &Ctx<'_>) -> bool {
+        prune_lows(&mut self.lows, &self.entries, ce_dot, ctx);
+        prune_lows(&mut self.exact_lows, &self.exact, ee_dot, ctx);
         let before = self.entries.len();
         self.entries.retain(|e| !ctx.covers(e.stamp.dot));
         let changed = before != self.entries.len();
@@ -119,6 +188,17 @@ impl State {
     /// Adds a float increment of the op in `ctx` (two of one op add up).
     pub fn add_exact(&mut self, ctx: &Ctx<'_>, delta: &Exact) {
         let dot = ctx.own;
+        if ctx.fold {
+            self.fold_exact();
+            if let Some(i) = first_of(&self.exact, dot.origin, ee_dot) {
+                let e = &mut self.exact[i];
+                if e.stamp.dot < dot {
+                    let lo = lo_of(&self.exact_lows, dot.origin).unwrap_or(e.stamp.dot.seq);
+                    set_lo(&mut self.exact_lows, dot.origin, lo);
+                    e.stamp = ctx.stamp();
+                }
+            }
+        }
         let found = match self.exact.last() {
             Some(e) if e.stamp.dot == dot => Ok(self.exact.len() - 1),
             Some(e) if e.stamp.dot < dot => Err(self.exact.len()),
@@ -144,6 +224,20 @@ impl State {
     pub fn add(&mut self, ctx: &Ctx<'_>, int: i128, float: f64) {
         let dot = ctx.own;
         let origin = dot.origin;
+        if ctx.fold {
+            // Everything held is stable: fold it, then this increment into
+            // its origin's entry (which stays its origin's last, so the
+            // sums below update in O(1)).
+            self.fold_entries();
+            if let Some(i) = first_of(&self.entries, origin, ce_dot) {
+                let e = &mut self.entries[i];
+                if e.stamp.dot < dot {
+                    let lo = lo_of(&self.lows, origin).unwrap_or(e.stamp.dot.seq);
+                    set_lo(&mut self.lows, origin, lo);
+                    e.stamp = ctx.stamp();
+                }
+            }
+        }
         let is_origins_last = |entries: &[CounterEntry], i: usize| {
             entries
                 .get(i + 1)
@@ -212,6 +306,64 @@ impl State {
         debug_assert_eq!(self.sums, Sums::recompute(&self.entries));
     }
 
+    /// Folds every origin's entries into one (all held entries are stable).
+    /// The folded float is the origin's part as the sums compute it (a left
+    /// fold from 0.0 in seq order, never -0.0), so every later sum has the
+    /// same bits as without folding.
+    fn fold_entries(&mut self) {
+        if self.entries.len() <= self.sums.parts.len() {
+            return;
+        }
+        let mut out: Vec<CounterEntry> = Vec::with_capacity(self.sums.parts.len());
+        for e in &self.entries {
+            match out.last_mut() {
+                Some(l) if l.stamp.dot.origin == e.stamp.dot.origin => {
+                    l.int += e.int;
+                    l.stamp = e.stamp;
+                }
+                _ => {
+                    let o = e.stamp.dot.origin;
+                    let lo = lo_of(&self.lows, o).unwrap_or(e.stamp.dot.seq);
+                    set_lo(&mut self.lows, o, lo);
+                    out.push(*e);
+                }
+            }
+        }
+        for (l, p) in out.iter_mut().zip(&self.sums.parts) {
+            debug_assert_eq!(l.stamp.dot.origin, p.0);
+            l.float = p.1 + p.2;
+        }
+        self.entries = out;
+        self.sums = Sums::recompute(&self.entries);
+    }
+
+    /// Folds every origin's float increments into one (exact sums).
+    fn fold_exact(&mut self) {
+        let merges = self
+            .exact
+            .windows(2)
+            .any(|w| w[0].stamp.dot.origin == w[1].stamp.dot.origin);
+        if !merges {
+            return;
+        }
+        let mut out: Vec<ExactEntry> = Vec::new();
+        for e in std::mem::take(&mut self.exact) {
+            match out.last_mut() {
+                Some(l) if l.stamp.dot.origin == e.stamp.dot.origin => {
+                    l.delta = l.delta.add(&e.delta);
+                    l.stamp = e.stamp;
+                }
+                _ => {
+                    let o = e.stamp.dot.origin;
+                    let lo = lo_of(&self.exact_lows, o).unwrap_or(e.stamp.dot.seq);
+                    set_lo(&mut self.exact_lows, o, lo);
+                    out.push(e);
+                }
+            }
+        }
+        self.exact = out;
+    }
+
     /// Exact integer sum of the entries.
     pub fn int_sum(&self) -> i128 {
         self.sums.int
@@ -243,11 +395,18 @@ impl State {
         &self.entries
     }
 
-    fn from_entries(mut entries: Vec<CounterEntry>, mut exact: Vec<ExactEntry>) -> State {
+    fn from_parts(
+        mut entries: Vec<CounterEntry>,
+        lows: Lows,
+        mut exact: Vec<ExactEntry>,
+        exact_lows: Lows,
+    ) -> State {
         entries.sort_by_key(|e| e.stamp.dot);
         entries.dedup_by_key(|e| e.stamp.dot);
         exact.sort_by_key(|e| e.stamp.dot);
         exact.dedup_by_key(|e| e.stamp.dot);
+        let lows = valid_lows(lows, &entries, ce_dot);
+        let exact_lows = valid_lows(exact_lows, &exact, ee_dot);
         let sums = Sums::recompute(&entries);
         let exact_sum = exact_sum(&exact);
         State {
@@ -255,23 +414,29 @@ impl State {
             sums,
             exact,
             exact_sum,
+            lows,
+            exact_lows,
         }
     }
 
     /// State-based join (snapshot merge).
     fn join(&mut self, remote: &State, local_vv: &VersionVector, remote_vv: &VersionVector) {
-        join_entries(
+        join_ranged(
             &mut self.entries,
+            &mut self.lows,
             &remote.entries,
-            |e| e.stamp,
+            &remote.lows,
+            ce_dot,
             local_vv,
             remote_vv,
         );
         self.sums = Sums::recompute(&self.entries);
-        join_entries(
+        join_ranged(
             &mut self.exact,
+            &mut self.exact_lows,
             &remote.exact,
-            |e| e.stamp,
+            &remote.exact_lows,
+            ee_dot,
             local_vv,
             remote_vv,
         );
@@ -279,32 +444,111 @@ impl State {
     }
 }
 
-/// Observed-remove join of dot-sorted entries: an entry stays if the other
-/// side has it or has not seen it; the other side's entries this side has not
-/// seen come in.
-fn join_entries<E: Clone>(
+/// Observed-remove join of dot-sorted entries with folded ones, origin by
+/// origin (see [`join_origin`]).
+fn join_ranged<E: Clone>(
     local: &mut Vec<E>,
+    lows: &mut Lows,
     remote: &[E],
-    stamp: fn(&E) -> Stamp,
+    remote_lows: &Lows,
+    dot: fn(&E) -> OpId,
     local_vv: &VersionVector,
     remote_vv: &VersionVector,
 ) {
-    local.retain(|s| {
-        let dot = stamp(s).dot;
-        !remote_vv.covers(dot) || remote.binary_search_by_key(&dot, |r| stamp(r).dot).is_ok()
-    });
-    let kept = local.len();
-    for r in remote {
-        let dot = stamp(r).dot;
-        if !local_vv.covers(dot)
-            && local[..kept]
-                .binary_search_by_key(&dot, |e| stamp(e).dot)
-                .is_err()
-        {
-            local.push(r.clone());
+    let mut out: Vec<E> = Vec::with_capacity(local.len().max(remote.len()));
+    let mut out_lows = Lows::new();
+    let (mut i, mut j) = (0, 0);
+    while i < local.len() || j < remote.len() {
+        let o = match (local.get(i), remote.get(j)) {
+            (Some(a), Some(b)) => dot(a).origin.min(dot(b).origin),
+            (Some(a), None) => dot(a).origin,
+            (None, Some(b)) => dot(b).origin,
+            (None, None) => break,
+        };
+        let li = i + local[i..].partition_point(|e| dot(e).origin == o);
+        let rj = j + remote[j..].partition_point(|e| dot(e).origin == o);
+        let side = |entries: &[E], lows: &Lows| {
+            lo_of(lows, o)
+                .filter(|_| !entries.is_empty())
+                .map(|lo| (lo, dot(&entries[0]).seq))
+        };
+        let l = &local[i..li];
+        let r = &remote[j..rj];
+        join_origin(
+            o,
+            (l, side(l, lows)),
+            (r, side(r, remote_lows)),
+            dot,
+            local_vv,
+            remote_vv,
+            &mut out,
+            &mut out_lows,
+        );
+        i = li;
+        j = rj;
+    }
+    *local = out;
+    *lows = out_lows;
+}
+
+/// One origin's entries of both sides, each with its folded entry's
+/// `(lo, seq)` if it has one (always its first entry).
+type Side<'a, E> = (&'a [E], Option<(u64, u64)>);
+
+/// Observed-remove join of one origin's entries.
+///
+/// The side whose folded entry reaches further (`hi`) decides everything at
+/// or below `hi`: the other side's entries there are either folded into it
+/// or were removed by an op that side applied before folding. The folded
+/// entry itself stays unless the other side has seen `hi` and holds nothing
+/// of the origin at or below it (a SET or DEL there removed the whole fold:
+/// stable increments are only ever removed together). Above `hi`, entries
+/// join as usual: one stays if the other side has it or has not seen it.
+#[allow(clippy::too_many_arguments)]
+fn join_origin<E: Clone>(
+    o: Origin,
+    (l, lfold): Side<'_, E>,
+    (r, rfold): Side<'_, E>,
+    dot: fn(&E) -> OpId,
+    local_vv: &VersionVector,
+    remote_vv: &VersionVector,
+    out: &mut Vec<E>,
+    out_lows: &mut Lows,
+) {
+    let fold = match (lfold, rfold) {
+        (Some(a), Some(b)) if b.1 > a.1 => Some((false, b)),
+        (Some(a), _) => Some((true, a)),
+        (None, Some(b)) => Some((false, b)),
+        (None, None) => None,
+    };
+    let mut floor = 0;
+    if let Some((is_local, (lo, hi))) = fold {
+        let (mine, other, other_vv) = if is_local {
+            (l, r, remote_vv)
+        } else {
+            (r, l, local_vv)
+        };
+        let kept = !other_vv.covers(OpId::new(o, hi)) || other.iter().any(|e| dot(e).seq <= hi);
+        if kept {
+            out.push(mine[0].clone());
+            out_lows.push((o, lo));
+        }
+        floor = hi;
+    }
+    let start = out.len();
+    for e in l.iter().filter(|e| dot(e).seq > floor) {
+        let d = dot(e);
+        if !remote_vv.covers(d) || r.binary_search_by_key(&d, dot).is_ok() {
+            out.push(e.clone());
         }
     }
-    local.sort_by_key(|e| stamp(e).dot);
+    for e in r.iter().filter(|e| dot(e).seq > floor) {
+        let d = dot(e);
+        if !local_vv.covers(d) && l.binary_search_by_key(&d, dot).is_err() {
+            out.push(e.clone());
+        }
+    }
+    out[start..].sort_by_key(dot);
 }
 
 impl Counter {
@@ -382,10 +626,33 @@ impl Counter {
     }
 
     pub fn from_entries(entries: Vec<CounterEntry>, exact: Vec<ExactEntry>) -> Counter {
+        Counter::from_parts(entries, Lows::new(), exact, Lows::new())
+    }
+
+    /// Entries with their folded ones' `lo` (untrusted: lows that name no
+    /// folded entry an image could hold are dropped).
+    pub fn from_parts(
+        entries: Vec<CounterEntry>,
+        lows: Lows,
+        exact: Vec<ExactEntry>,
+        exact_lows: Lows,
+    ) -> Counter {
         if entries.is_empty() && exact.is_empty() {
             return Counter(None);
         }
-        Counter(Some(Box::new(State::from_entries(entries, exact))))
+        Counter(Some(Box::new(State::from_parts(
+            entries, lows, exact, exact_lows,
+        ))))
+    }
+
+    /// Per origin with a folded entry, the seq of the oldest increment it
+    /// stands for.
+    pub fn lows(&self) -> &[(Origin, u64)] {
+        self.0.as_ref().map_or(&[], |s| &s.lows)
+    }
+
+    pub fn exact_lows(&self) -> &[(Origin, u64)] {
+        self.0.as_ref().map_or(&[], |s| &s.exact_lows)
     }
 
     /// State-based join (snapshot merge).
@@ -426,6 +693,88 @@ mod tests {
         (int, has_float, (total + part).to_bits())
     }
 
+    fn ctx_at<'a>(deps: &'a VersionVector, site: u16, seq: u64, fold: bool) -> Ctx<'a> {
+        let own = OpId::new(Origin::new(site, 0), seq);
+        Ctx {
+            deps,
+            own,
+            hlc: Hlc(seq * 10 + site as u64),
+            fold,
+        }
+    }
+
+    fn vv(parts: &[(u16, u64)]) -> VersionVector {
+        let mut v = VersionVector::new();
+        for &(site, seq) in parts {
+            v.raise(Origin::new(site, 0), seq);
+        }
+        v
+    }
+
+    /// Increments 1..=n of sites 1 and 2 (each +seq and a float), folded
+    /// as they come or not.
+    fn history(n: u64, fold: bool) -> Counter {
+        let mut c = Counter::default();
+        let none = VersionVector::new();
+        for seq in 1..=n {
+            for site in [1u16, 2] {
+                c.add(
+                    &ctx_at(&none, site, seq, fold),
+                    seq as i128,
+                    0.1 * seq as f64,
+                );
+                c.add_exact(&ctx_at(&none, site, seq, fold), &Exact::from_f64(0.5));
+            }
+        }
+        c
+    }
+
+    fn shown(c: &Counter) -> (i128, u64, Exact) {
+        (c.int_sum(), c.float_sum().to_bits(), c.exact_sum())
+    }
+
+    #[test]
+    fn a_folded_counter_sums_and_joins_as_the_unfolded_one() {
+        let folded = history(40, true);
+        let plain = history(40, false);
+        assert_eq!(folded.len(), 4, "one int and one exact entry per origin");
+        assert_eq!(plain.len(), 160);
+        assert_eq!(shown(&folded), shown(&plain));
+        let both = vv(&[(1, 40), (2, 40)]);
+        // A peer that has more: site 1's increments 41..=45.
+        let mut more = history(40, false);
+        let none = VersionVector::new();
+        for seq in 41..=45 {
+            more.add(&ctx_at(&none, 1, seq, false), 1, 0.0);
+        }
+        let more_vv = vv(&[(1, 45), (2, 40)]);
+        for mine in [&folded, &plain] {
+            let mut a = mine.clone();
+            a.join(&more, &both, &more_vv);
+            let mut b = more.clone();
+            b.join(mine, &more_vv, &both);
+            assert_eq!(shown(&a), shown(&more), "join into the fold");
+            assert_eq!(shown(&b), shown(&more), "join of the fold into the peer");
+        }
+        // A peer that removed everything of site 1 (a SET that saw 1:40).
+        let mut removed = history(40, false);
+        let deps = vv(&[(1, 40)]);
+        removed.prune(&ctx_at(&deps, 3, 1, false));
+        let removed_vv = vv(&[(1, 40), (2, 40), (3, 1)]);
+        let mut a = folded.clone();
+        a.join(&removed, &both, &removed_vv);
+        assert_eq!(shown(&a), shown(&removed), "a removed fold goes whole");
+        let mut b = removed.clone();
+        b.join(&folded, &removed_vv, &both);
+        assert_eq!(shown(&b), shown(&removed));
+        // A fold and the pieces it stands for, the other way round: the fold
+        // wins, nothing is counted twice.
+        let mut c = plain.clone();
+        c.join(&folded, &both, &both);
+        assert_eq!(shown(&c), shown(&plain));
+        assert_eq!(c.len(), 4);
+    }
+
     proptest! {
         /// Increments from several origins, interleaved, with several
         /// increments per op and observed-removes: the kept sums always equal
@@ -445,7 +794,7 @@ mod tests {
                 seqs[site as usize] += 1;
                 let own = OpId::new(origin, seqs[site as usize]);
                 let deps = seen.clone();
-                let ctx = Ctx { deps: &deps, own, hlc: Hlc(own.seq) };
+                let ctx = Ctx { deps: &deps, own, hlc: Hlc(own.seq), fold: false };
                 if prune {
                     c.prune(&ctx);
                 }

@@ -45,6 +45,11 @@ pub struct Ctx<'a> {
     pub deps: &'a VersionVector,
     pub own: OpId,
     pub hlc: Hlc,
+    /// Every op this site applied before this one is causally stable: no op
+    /// concurrent with them can still arrive (a site alone: see
+    /// docs/semantics.md, "Stability"). Counters then fold their increments
+    /// into one entry per origin as they come.
+    pub fold: bool,
 }
 
 impl Ctx<'_> {

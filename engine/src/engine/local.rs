@@ -283,6 +283,7 @@ impl<'e> Txn<'e> {
             deps: &op.deps,
             own: op.id,
             hlc: op.hlc,
+            fold: engine.keyspace.fold,
         };
         // The op may hold slices of the client's read buffer until it is
         // encoded at commit; the keyspace stores its own copies.

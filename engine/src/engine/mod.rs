@@ -67,6 +67,12 @@ pub struct EngineConfig {
     /// Stamps are never issued more than this far ahead of the wall clock
     /// (0: no bound); see [`crate::hlc::HlcClock`].
     pub max_clock_skew_ms: u64,
+    /// The site has no peers: every op it applies is causally stable at
+    /// once, so counters fold as they are incremented (one entry per origin
+    /// instead of one per INCR). Turned off for good, on disk, the first
+    /// time a peer session starts ([`Engine::note_peer`]); see
+    /// docs/semantics.md, "Stability".
+    pub alone: bool,
     /// Deliberate bugs the simulator must catch (never set in production).
     pub canaries: EngineCanaries,
 }
@@ -105,6 +111,7 @@ impl EngineConfig {
             salvage: false,
             incarnation_floor: 0,
             max_clock_skew_ms: crate::hlc::MAX_CLOCK_SKEW_MS_DEFAULT,
+            alone: false,
             canaries: EngineCanaries::default(),
         }
     }
@@ -194,6 +201,14 @@ const META_CLEAN: &str = "clean_shutdown";
 /// The newest op of each origin at the last clean stop, as hashes (see
 /// `Engine::tips`): a restart still knows what it held.
 const META_TIPS: &str = "tips";
+/// Set once this site ran alone and folded counters: its state may hold
+/// folded entries up to its vector at any later start.
+const META_FOLDED: &str = "folded";
+/// Set when the first peer session started: the vector up to which the
+/// state may hold folded entries (empty if it never folded). A peer that
+/// lacks any of those ops is served by a full sync, never op by op: an op
+/// it made after seeing only some of them could not be applied to a fold.
+const META_SHARED: &str = "shared";
 
 /// What a site keeps of the newest op of an origin: its bytes, or (after a
 /// restart) the BLAKE3 hash of them.
@@ -252,9 +267,57 @@ pub struct Engine {
     backlog_chunk: bytes::BytesMut,
     /// Changed keys, for whoever listens (see `changes`); `None`: nobody.
     changes: Option<Box<changes::Changes>>,
+    /// A peer session has started at some point ([`META_SHARED`]).
+    shared: bool,
+    /// The state may hold folded counter entries ([`META_FOLDED`]).
+    folded: bool,
 }
 
 impl Engine {
+    /// A peer session is starting: this site is no longer alone. The first
+    /// time, durably: counters stop folding, and every op up to the vector
+    /// is below the backlog's floor if the state may hold folds of them, so
+    /// a peer that lacks any gets a full sync. Applying ops or a snapshot
+    /// from a peer calls it too.
+    pub fn note_peer(&mut self) {
+        if self.shared {
+            return;
+        }
+        let folded_to = if self.folded || self.keyspace.fold {
+            self.vv.clone()
+        } else {
+            VersionVector::new()
+        };
+        let bytes = postcard::to_allocvec(&folded_to).unwrap_or_default();
+        if let Err(e) = self.storage.meta_put(META_SHARED, &bytes) {
+            self.poison(e);
+        }
+        self.shared = true;
+        self.keyspace.fold = false;
+        for (o, s) in folded_to.iter() {
+            self.backlog.floor.raise(o, s);
+        }
+        if !folded_to.is_empty() {
+            tracing::info!(%folded_to, "first peer session: counters stop folding; a peer below this vector gets a full sync");
+        }
+    }
+
+    /// True while counters fold as they are incremented (the site is alone).
+    pub fn folds_at_once(&self) -> bool {
+        self.keyspace.fold
+    }
+
+    /// Counter entries (integer and float) a string key holds: what a hot
+    /// counter costs in memory (tests, `DEBUG`).
+    pub fn counter_entries(&self, db: u8, key: &[u8]) -> usize {
+        self.keyspace
+            .db(db)
+            .rows
+            .get(key)
+            .and_then(|r| r.string.as_ref())
+            .map_or(0, |c| c.ctr.len())
+    }
+
     // ---- accessors -------------------------------------------------------
 
     pub fn site_id(&self) -> SiteId {

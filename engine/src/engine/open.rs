@@ -2,8 +2,8 @@
 //! the new incarnation every start takes.
 
 use super::{
-    CheckpointMeta, Engine, EngineConfig, EngineStats, OpenError, Tip, META_CLEAN,
-    META_INCARNATION, META_TIPS, TIPS_MAX,
+    CheckpointMeta, Engine, EngineConfig, EngineStats, OpenError, Tip, META_CLEAN, META_FOLDED,
+    META_INCARNATION, META_SHARED, META_TIPS, TIPS_MAX,
 };
 use crate::hlc::HlcClock;
 use crate::id::{OpId, Origin, VersionVector};
@@ -81,7 +81,23 @@ impl Engine {
             write_in_flight: Arc::default(),
             backlog_chunk: bytes::BytesMut::new(),
             changes: None,
+            shared: false,
+            folded: false,
         };
+        let shared = engine.storage.meta_get(META_SHARED)?;
+        engine.folded = engine.storage.meta_get(META_FOLDED)?.is_some();
+        engine.shared = shared.is_some();
+        let others = engine
+            .vv
+            .iter()
+            .any(|(o, _)| o.site != engine.config.site_id);
+        if engine.config.alone && !engine.shared && !others {
+            if !engine.folded {
+                engine.storage.meta_put(META_FOLDED, b"1")?;
+                engine.folded = true;
+            }
+            engine.keyspace.fold = true;
+        }
         engine.clock.observe(meta.hlc);
         // Size each database's table once instead of growing it row by row.
         let mut per_db = [0usize; DBS];
@@ -144,6 +160,17 @@ impl Engine {
             }
         }
         engine.backlog.floor = floor;
+        // Folded ops are below the floor (see `Engine::note_peer`).
+        let folded_to = match shared {
+            Some(b) => {
+                postcard::from_bytes::<VersionVector>(&b).unwrap_or_else(|_| engine.vv.clone())
+            }
+            None if engine.folded => engine.vv.clone(),
+            None => VersionVector::new(),
+        };
+        for (o, s) in folded_to.iter() {
+            engine.backlog.floor.raise(o, s);
+        }
         while engine.backlog.bytes() > engine.config.backlog_bytes_max && engine.backlog.len() > 1 {
             engine.backlog.pop_front();
         }

@@ -155,6 +155,7 @@ impl Engine {
         &mut self,
         ops: impl Iterator<Item = (Op, Option<Bytes>)>,
     ) -> RemoteOutcome {
+        self.note_peer();
         let mut out = RemoteOutcome::default();
         let mut lost_history = false;
         for (op, encoded) in ops {

@@ -102,6 +102,7 @@ impl Engine {
     /// writes the peer has not seen survive). Ops that came in through the
     /// snapshot are not in the backlog, so peers behind them need a full sync.
     pub fn merge_snapshot(&mut self, snap: Snapshot) {
+        self.note_peer();
         let local_vv = self.vv.clone();
         let mut seen: HashSet<(u8, Bytes)> = HashSet::with_capacity(snap.rows.len());
         for (db, key, img) in snap.rows {

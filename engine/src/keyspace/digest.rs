@@ -64,7 +64,7 @@ pub fn row_hash(key: &[u8], row: &Row) -> u64 {
     let mut h = blake3::Hasher::new();
     h.update(&(key.len() as u64).to_le_bytes());
     h.update(key);
-    h.update(&RowImage::of(row).encode());
+    h.update(&RowImage::of(row).canonical().encode());
     let b = h.finalize();
     let b = b.as_bytes();
     let v = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) & !STALE;

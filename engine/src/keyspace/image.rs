@@ -4,7 +4,7 @@
 use super::row::Row;
 use super::value::list::{Block, Level, ListSlot};
 use super::value::{Cell, HashSlot, Map, SetSlot, ZMember, ZSetSlot};
-use crate::crdt::counter::{CounterEntry, ExactEntry};
+use crate::crdt::counter::{CounterEntry, ExactEntry, Lows};
 use crate::crdt::{join_dots, Counter, Dots, MvReg, Stamp};
 use crate::hlc::Hlc;
 use crate::id::{OpId, VersionVector};
@@ -17,6 +17,10 @@ pub struct CellImage {
     pub ctr: Vec<CounterEntry>,
     /// Float increments (INCRBYFLOAT, HINCRBYFLOAT), exact.
     pub fctr: Vec<ExactEntry>,
+    /// Folded entries of `ctr` and `fctr`: `(origin, lo)` (see
+    /// `crdt::counter`).
+    pub ctr_lo: Lows,
+    pub fctr_lo: Lows,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +28,7 @@ pub struct ZMemberImage {
     pub adds: Vec<Stamp>,
     pub reg: Vec<(Stamp, f64)>,
     pub ctr: Vec<CounterEntry>,
+    pub ctr_lo: Lows,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -246,17 +251,96 @@ fn cell_image(c: &Cell) -> CellImage {
         reg: c.reg.sorted_entries().into_iter().cloned().collect(),
         ctr: c.ctr.entries().to_vec(),
         fctr: c.ctr.exact_entries().to_vec(),
+        ctr_lo: c.ctr.lows().to_vec(),
+        fctr_lo: c.ctr.exact_lows().to_vec(),
     }
 }
 
 fn cell_from(i: CellImage) -> Cell {
     Cell {
         reg: MvReg::from_entries(i.reg),
-        ctr: Counter::from_entries(i.ctr, i.fctr),
+        ctr: Counter::from_parts(i.ctr, i.ctr_lo, i.fctr, i.fctr_lo),
     }
 }
 
+/// One entry per origin: the sums of its entries (the float one a left fold
+/// from 0.0 in seq order, as the counter sums it), the newest stamp, and the
+/// oldest seq they stand for. A counter folded and one not folded give the
+/// same.
+fn per_origin_ctr(entries: &mut Vec<CounterEntry>, lows: &mut Lows) {
+    let mut out: Vec<CounterEntry> = Vec::new();
+    let mut out_lows = Lows::new();
+    for e in entries.iter() {
+        let o = e.stamp.dot.origin;
+        match out.last_mut() {
+            Some(l) if l.stamp.dot.origin == o => {
+                l.int += e.int;
+                l.float += e.float;
+                l.stamp = e.stamp;
+            }
+            _ => {
+                let lo = lows
+                    .iter()
+                    .find(|l| l.0 == o)
+                    .map_or(e.stamp.dot.seq, |l| l.1);
+                out_lows.push((o, lo));
+                out.push(CounterEntry {
+                    float: 0.0 + e.float,
+                    ..*e
+                });
+            }
+        }
+    }
+    *entries = out;
+    *lows = out_lows;
+}
+
+fn per_origin_exact(entries: &mut Vec<ExactEntry>, lows: &mut Lows) {
+    let mut out: Vec<ExactEntry> = Vec::new();
+    let mut out_lows = Lows::new();
+    for e in entries.iter() {
+        let o = e.stamp.dot.origin;
+        match out.last_mut() {
+            Some(l) if l.stamp.dot.origin == o => {
+                l.delta = l.delta.add(&e.delta);
+                l.stamp = e.stamp;
+            }
+            _ => {
+                let lo = lows
+                    .iter()
+                    .find(|l| l.0 == o)
+                    .map_or(e.stamp.dot.seq, |l| l.1);
+                out_lows.push((o, lo));
+                out.push(e.clone());
+            }
+        }
+    }
+    *entries = out;
+    *lows = out_lows;
+}
+
 impl RowImage {
+    /// The form digests hash: counters as one entry per origin, so sites
+    /// that folded at different moments (or not at all) hash alike. Two
+    /// states that differ only in how an origin's sum splits between
+    /// entries hash alike too: only a damaged row can differ that way.
+    pub fn canonical(mut self) -> RowImage {
+        let cell = |c: &mut CellImage| {
+            per_origin_ctr(&mut c.ctr, &mut c.ctr_lo);
+            per_origin_exact(&mut c.fctr, &mut c.fctr_lo);
+        };
+        if let Some(c) = &mut self.string {
+            cell(c);
+        }
+        for (_, c) in &mut self.hash {
+            cell(c);
+        }
+        for (_, z) in &mut self.zset {
+            per_origin_ctr(&mut z.ctr, &mut z.ctr_lo);
+        }
+        self
+    }
+
     pub fn of(row: &Row) -> RowImage {
         let mut hash: Vec<(Bytes, CellImage)> = row
             .hash
@@ -293,6 +377,7 @@ impl RowImage {
                                 adds: sorted_dots(&zm.adds),
                                 reg: zm.reg.sorted_entries().into_iter().cloned().collect(),
                                 ctr: zm.ctr.entries().to_vec(),
+                                ctr_lo: zm.ctr.lows().to_vec(),
                             },
                         )
                     })
@@ -354,7 +439,7 @@ impl RowImage {
                         ZMember {
                             adds: i.adds.into_iter().collect(),
                             reg: MvReg::from_entries(i.reg),
-                            ctr: Counter::from_entries(i.ctr, Vec::new()),
+                            ctr: Counter::from_parts(i.ctr, i.ctr_lo, Vec::new(), Vec::new()),
                         },
                     );
                 }
@@ -477,12 +562,18 @@ pub fn join_rows(
         let y = y.unwrap_or_default();
         let mut reg = MvReg::from_entries(x.reg);
         reg.join(&MvReg::from_entries(y.reg), local_vv, remote_vv);
-        let mut ctr = Counter::from_entries(x.ctr, x.fctr);
-        ctr.join(&Counter::from_entries(y.ctr, y.fctr), local_vv, remote_vv);
+        let mut ctr = Counter::from_parts(x.ctr, x.ctr_lo, x.fctr, x.fctr_lo);
+        ctr.join(
+            &Counter::from_parts(y.ctr, y.ctr_lo, y.fctr, y.fctr_lo),
+            local_vv,
+            remote_vv,
+        );
         let c = CellImage {
             reg: reg.sorted_entries().into_iter().cloned().collect(),
             ctr: ctr.entries().to_vec(),
             fctr: ctr.exact_entries().to_vec(),
+            ctr_lo: ctr.lows().to_vec(),
+            fctr_lo: ctr.exact_lows().to_vec(),
         };
         if c.reg.is_empty() && c.ctr.is_empty() && c.fctr.is_empty() {
             None
@@ -514,9 +605,9 @@ pub fn join_rows(
         }
         let mut reg = MvReg::from_entries(x.reg);
         reg.join(&MvReg::from_entries(y.reg), local_vv, remote_vv);
-        let mut ctr = Counter::from_entries(x.ctr, Vec::new());
+        let mut ctr = Counter::from_parts(x.ctr, x.ctr_lo, Vec::new(), Vec::new());
         ctr.join(
-            &Counter::from_entries(y.ctr, Vec::new()),
+            &Counter::from_parts(y.ctr, y.ctr_lo, Vec::new(), Vec::new()),
             local_vv,
             remote_vv,
         );
@@ -526,6 +617,7 @@ pub fn join_rows(
             adds,
             reg: reg.sorted_entries().into_iter().cloned().collect(),
             ctr: ctr.entries().to_vec(),
+            ctr_lo: ctr.lows().to_vec(),
         })
     });
     let mut exp = MvReg::from_entries(a.expiry);
@@ -625,10 +717,15 @@ pub fn union_rows(local: &Row, remote: &Row, cut: &VersionVector) -> Row {
     let union_cell = |x: Option<CellImage>, y: Option<CellImage>| -> Option<CellImage> {
         let x = x.unwrap_or_default();
         let y = y.unwrap_or_default();
+        let (ctr, ctr_lo) = union_ranged(x.ctr, x.ctr_lo, y.ctr, y.ctr_lo, |e| e.stamp.dot, cut);
+        let (fctr, fctr_lo) =
+            union_ranged(x.fctr, x.fctr_lo, y.fctr, y.fctr_lo, |e| e.stamp.dot, cut);
         let c = CellImage {
             reg: union_by_dot(x.reg, y.reg, |e| e.0.dot, cut),
-            ctr: union_by_dot(x.ctr, y.ctr, |e| e.stamp.dot, cut),
-            fctr: union_by_dot(x.fctr, y.fctr, |e| e.stamp.dot, cut),
+            ctr,
+            fctr,
+            ctr_lo,
+            fctr_lo,
         };
         if c.reg.is_empty() && c.ctr.is_empty() && c.fctr.is_empty() {
             None
@@ -652,10 +749,12 @@ pub fn union_rows(local: &Row, remote: &Row, cut: &VersionVector) -> Row {
         if adds.is_empty() {
             return None;
         }
+        let (ctr, ctr_lo) = union_ranged(x.ctr, x.ctr_lo, y.ctr, y.ctr_lo, |e| e.stamp.dot, cut);
         Some(ZMemberImage {
             adds,
             reg: union_by_dot(x.reg, y.reg, |e| e.0.dot, cut),
-            ctr: union_by_dot(x.ctr, y.ctr, |e| e.stamp.dot, cut),
+            ctr,
+            ctr_lo,
         })
     });
     out.expiry = union_by_dot(a.expiry, b.expiry, |e| e.0.dot, cut);
@@ -706,6 +805,54 @@ fn union_by_dot<T: Serialize>(
     all.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| y.1.cmp(&x.1)));
     all.dedup_by(|later, first| later.0 == first.0);
     all.into_iter().map(|(_, _, e)| e).collect()
+}
+
+/// [`union_by_dot`] of counter entries with folded ones: per origin, the
+/// folded entry that reaches furthest stands for every entry of that origin
+/// at or below its dot on either side (they are folded into it, or were
+/// removed before it was folded), so those are dropped rather than added to
+/// it twice.
+fn union_ranged<T: Serialize>(
+    a: Vec<T>,
+    a_lo: Lows,
+    b: Vec<T>,
+    b_lo: Lows,
+    dot: fn(&T) -> OpId,
+    cut: &VersionVector,
+) -> (Vec<T>, Lows) {
+    // Per origin: the furthest folded entry's seq, and its lo.
+    let mut folds: Vec<(crate::id::Origin, u64, u64)> = Vec::new();
+    for (entries, lows) in [(&a, &a_lo), (&b, &b_lo)] {
+        for &(o, lo) in lows {
+            let Some(first) = entries.iter().find(|e| dot(e).origin == o) else {
+                continue;
+            };
+            let hi = dot(first).seq;
+            match folds.iter_mut().find(|f| f.0 == o) {
+                Some(f) if f.1 < hi => *f = (o, hi, lo),
+                Some(f) if f.1 == hi => f.2 = f.2.min(lo),
+                Some(_) => {}
+                None => folds.push((o, hi, lo)),
+            }
+        }
+    }
+    let keep = |e: &T| {
+        let d = dot(e);
+        folds
+            .iter()
+            .find(|f| f.0 == d.origin)
+            .is_none_or(|f| d.seq >= f.1)
+    };
+    let a: Vec<T> = a.into_iter().filter(|e| keep(e)).collect();
+    let b: Vec<T> = b.into_iter().filter(|e| keep(e)).collect();
+    let out = union_by_dot(a, b, dot, cut);
+    let mut lows: Lows = folds
+        .into_iter()
+        .filter(|f| out.iter().any(|e| dot(e) == OpId::new(f.0, f.1)))
+        .map(|f| (f.0, f.2))
+        .collect();
+    lows.sort_by_key(|l| l.0);
+    (out, lows)
 }
 
 /// CRC-32 of a checkpoint row: database, key length, key, image.

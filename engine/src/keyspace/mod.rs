@@ -112,6 +112,9 @@ pub struct Keyspace {
     /// The touch index changes are stamped with now (see [`digest`]): the
     /// engine moves it on after every op and merge.
     pub(crate) touch_seq: u64,
+    /// Ops applied now fold counters at once ([`crate::crdt::Ctx::fold`]):
+    /// set by the engine while the site is alone.
+    pub fold: bool,
 }
 
 /// A checkpoint captured a slice at a time, copy-on-write: every row that
@@ -200,6 +203,7 @@ impl Default for Keyspace {
             stats: KeyspaceStats::default(),
             capture: None,
             touch_seq: 1,
+            fold: false,
         }
     }
 }
@@ -216,6 +220,7 @@ impl Keyspace {
             deps: &op.deps,
             own: op.id,
             hlc: op.hlc,
+            fold: self.fold,
         };
         for e in &op.effects {
             self.apply_effect(e.db, &e.key, &e.effect, &ctx, applied);
@@ -715,6 +720,7 @@ mod tests {
             deps: &deps,
             own: OpId::new(Origin::new(1, 0), seq),
             hlc: Hlc::new(1_000 + seq, 0),
+            fold: false,
         };
         let applied = VersionVector::new();
         ks.apply_effect(0, &Bytes::from(key.to_string()), &effect, &ctx, &applied);

@@ -53,7 +53,7 @@ const FORMAT_VERSION_KEY: &str = "version";
 /// CRC-32 (`RowImage::encode_sealed`), so damage is refused at open.
 /// Version 4: rows carry lists (`RowImage::list`); version 3 rows do not
 /// decode as 4.
-const FORMAT_VERSION: u64 = 4;
+const FORMAT_VERSION: u64 = 5;
 
 const DB_FILE_NAME: &str = "chorus.redb";
 const LOG_DIR_NAME: &str = "log";

@@ -71,6 +71,9 @@ impl PeerSession {
             self.refuse(reason);
             return;
         }
+        // From now on this site is not alone (its counters stop folding, and
+        // a peer below what it folded gets a full sync).
+        engine.note_peer();
         // A site that lost its history (wiped disk) must not reissue OpIds the
         // peer already holds: the engine moves to a fresh incarnation.
         match engine.observe_peer_vv(&h.vv) {

@@ -694,6 +694,7 @@ mod tests {
             deps: &vv,
             own: op(1, 1),
             hlc: Hlc(9),
+            fold: false,
         };
         s.prune(&ctx);
         assert_eq!(show(&s), ["x"]);
