@@ -33,7 +33,8 @@ struct Common {
     #[arg(long, default_value = "random")]
     profile: String,
     /// A deliberate bug the checkers must catch: lww-arrival-order, no-dedup,
-    /// reuse-seq, ack-before-durable, skip-deps, repair-join-at-vv, ignore-acks.
+    /// reuse-seq, ack-before-durable, skip-deps, repair-join-at-vv, ignore-acks,
+    /// fold-unstable.
     #[arg(long)]
     canary: Option<String>,
 }

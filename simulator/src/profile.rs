@@ -20,6 +20,7 @@ pub const PROFILE_NAMES: &[&str] = &[
     "chaos",
     "disk",
     "remove",
+    "join",
 ];
 
 /// Kinds of injected faults, in the order of `FaultWeights::w`.
@@ -201,6 +202,9 @@ pub struct Profile {
     pub clock_drift_ppm_max: u64,
     /// Virtual time allowed for the liveness phase to converge.
     pub liveness_deadline_ms: u64,
+    /// `(site, at_ms)`: the site starts alone (no links, counters folding)
+    /// and its links come up at `at_ms` (profile `join`).
+    pub late_join: Option<(usize, u64)>,
 }
 
 impl Profile {
@@ -288,6 +292,7 @@ impl Profile {
             clock_skew_ms_max,
             clock_drift_ppm_max,
             liveness_deadline_ms: 120_000,
+            late_join: None,
         };
         p.constrain(name, &mut r);
         if p.knobs.tiny_batches {
@@ -400,6 +405,24 @@ impl Profile {
                 self.sites = self.sites.max(3);
                 self.mix.expire += 4;
             }
+            // One site starts alone, takes writes (hot counters among them)
+            // and folds them, then joins the others while they write, crash
+            // and partition: its first peers get full syncs, the folds merge
+            // with what they hold, and every value stays exact.
+            "join" => {
+                self.set_only(&[
+                    FaultKind::Crash,
+                    FaultKind::Pause,
+                    FaultKind::Partition,
+                    FaultKind::Clog,
+                    FaultKind::Reset,
+                ]);
+                self.mix.counter += 6;
+                self.mix.float += 2;
+                let run_ms = (self.ops as u64).saturating_mul(1000) / self.ops_per_s.max(1);
+                let at = r.range(run_ms / 5, run_ms * 3 / 5);
+                self.late_join = Some((r.below(self.sites as u64) as usize, at));
+            }
             "chaos" => {
                 // Every kind but removal and bit rot.
                 for w in self.fault_weights.iter_mut().take(FaultKind::ALL.len() - 2) {
@@ -444,6 +467,9 @@ impl fmt::Display for Profile {
             }
         }
         write!(f, "]/{}ms", self.fault_interval_ms)?;
+        if let Some((j, at)) = self.late_join {
+            write!(f, " join[site {} at {}ms]", j + 1, at)?;
+        }
         let k = &self.knobs;
         write!(f, " knobs[")?;
         let mut knobs = Vec::new();

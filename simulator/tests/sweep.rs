@@ -99,6 +99,20 @@ fn bit_rot_is_refused_and_recovered_from() {
     assert!(rots > 0, "no bit rot in 20 seeds");
 }
 
+/// A site that starts alone folds its counters, then joins the others while
+/// they write, crash and partition: its first peers get full syncs, and
+/// every value stays exact (the oracle) and equal everywhere.
+#[test]
+fn a_site_that_folded_alone_joins_the_cluster_without_a_wrong_count() {
+    let mut full_syncs = 0;
+    for seed in 0..20 {
+        let r = run_one(config(seed, "join", None));
+        assert!(r.passed(), "{}", describe(&r));
+        full_syncs += r.outcome.as_ref().expect("ran").stats.full_syncs;
+    }
+    assert!(full_syncs >= 20, "only {full_syncs} full syncs in 20 joins");
+}
+
 /// A site lost for good and removed while the others write: they converge
 /// without it, and keys whose winning deadline it owned are still deleted,
 /// by another site after the takeover delay (never earlier: the `expiry`
@@ -147,6 +161,9 @@ fn checker_of(canary: Canary) -> &'static str {
         Canary::RepairJoinAtVv => "liveness",
         // Batches never retired: resent for good on an open connection.
         Canary::IgnoreAcks => "stuck",
+        // Two sites fold the same increments differently: their states
+        // differ at equal vectors, or differ from the ops' exact values.
+        Canary::FoldUnstable => "convergence",
     }
 }
 
@@ -176,6 +193,8 @@ fn every_canary_is_caught_within_200_seeds() {
             Canary::ReuseSeq | Canary::AckBeforeDurable => "crash",
             // A join that deletes shows only where rows are damaged.
             Canary::RepairJoinAtVv => "corrupt",
+            // Hot counters written at every site, one of them joining late.
+            Canary::FoldUnstable => "join",
             _ => "random",
         };
         let want = checker_of(canary);

@@ -99,6 +99,10 @@ pub struct EngineCanaries {
     /// Deps skipped: a remote op is applied as soon as it is next in its
     /// origin's sequence, whether or not the ops it depends on are held.
     pub skip_deps: bool,
+    /// Counters fold at every site, peers or not: increments are folded
+    /// before they are stable, and an op that saw only some of them cannot
+    /// be applied to the fold.
+    pub fold_unstable: bool,
 }
 
 impl EngineConfig {
@@ -293,7 +297,7 @@ impl Engine {
             self.poison(e);
         }
         self.shared = true;
-        self.keyspace.fold = false;
+        self.keyspace.fold = self.config.canaries.fold_unstable;
         for (o, s) in folded_to.iter() {
             self.backlog.floor.raise(o, s);
         }

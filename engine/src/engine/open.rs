@@ -98,6 +98,9 @@ impl Engine {
             }
             engine.keyspace.fold = true;
         }
+        if engine.config.canaries.fold_unstable {
+            engine.keyspace.fold = true;
+        }
         engine.clock.observe(meta.hlc);
         // Size each database's table once instead of growing it row by row.
         let mut per_db = [0usize; DBS];

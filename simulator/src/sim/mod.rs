@@ -111,10 +111,13 @@ pub enum Canary {
     /// switch): its batches stay in flight on an open connection for good
     /// (the `stuck` checker).
     IgnoreAcks,
+    /// Counters fold increments at every site as they come, stable or not
+    /// (`EngineCanaries::fold_unstable`).
+    FoldUnstable,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 7] = [
+    pub const ALL: [Canary; 8] = [
         Canary::LwwArrivalOrder,
         Canary::NoDedup,
         Canary::ReuseSeq,
@@ -122,6 +125,7 @@ impl Canary {
         Canary::SkipDeps,
         Canary::RepairJoinAtVv,
         Canary::IgnoreAcks,
+        Canary::FoldUnstable,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -132,6 +136,7 @@ impl Canary {
             Canary::SkipDeps => "skip-deps",
             Canary::RepairJoinAtVv => "repair-join-at-vv",
             Canary::IgnoreAcks => "ignore-acks",
+            Canary::FoldUnstable => "fold-unstable",
         }
     }
     pub fn parse(s: &str) -> Option<Canary> {
@@ -502,6 +507,10 @@ impl Sim {
             ec.canaries.lww_arrival_order = cfg.canary == Some(Canary::LwwArrivalOrder);
             ec.canaries.no_dedup = cfg.canary == Some(Canary::NoDedup);
             ec.canaries.skip_deps = cfg.canary == Some(Canary::SkipDeps);
+            ec.canaries.fold_unstable = cfg.canary == Some(Canary::FoldUnstable);
+            // The site that joins late starts alone: it folds its counters
+            // until its first peer session.
+            ec.alone = p.late_join.is_some_and(|(j, _)| j == i);
             if p.knobs.tiny_backlog {
                 ec.backlog_bytes_max = site_rng.range(1 << 10, 16 << 10) as usize;
             }

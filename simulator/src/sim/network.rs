@@ -242,6 +242,14 @@ impl Sim {
         if self.sites[a].removed || self.sites[b].removed {
             return; // a link to a removed site is gone for good
         }
+        if let Some((j, at)) = self.p.late_join {
+            if (a == j || b == j) && t < at {
+                // Not linked yet: the site joins the cluster at `at`.
+                self.conns[ci].dial_pending = true;
+                self.sched.at(at, Ev::Dial { conn: ci });
+                return;
+            }
+        }
         if !self.reachable(a, b) {
             self.redial(ci);
             return;
