@@ -296,13 +296,22 @@ impl Keyspace {
             self.stats.type_conflicts += 1;
         }
         if note.pop_conflicts > 0 {
+            let before = self.stats.list_pop_conflicts;
             self.stats.list_pop_conflicts += u64::from(note.pop_conflicts);
-            tracing::warn!(
-                db,
-                key = %String::from_utf8_lossy(key),
-                elements = note.pop_conflicts,
-                "list pop conflict: a pop named elements already popped or removed here by a concurrent op"
-            );
+            // Logged when the total reaches a new power of two: every key
+            // of the first conflicts, then ever fewer lines, so a queue
+            // popped at two sites all day does not flood the log (INFO
+            // `list_pop_conflicts` has the exact count).
+            let total = self.stats.list_pop_conflicts;
+            if before == 0 || total.ilog2() > before.ilog2() {
+                tracing::warn!(
+                    db,
+                    key = %String::from_utf8_lossy(key),
+                    elements = note.pop_conflicts,
+                    total,
+                    "list pop conflict: a pop named elements already popped or removed here by a concurrent op (logged at each power of two of the total)"
+                );
+            }
         }
         self.bound_stale(db);
         !empty && !counted_after.0
