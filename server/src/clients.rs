@@ -185,17 +185,22 @@ impl ClientHandle {
             .as_ref()
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
-        let flags = match (v.is_pubsub(), v.multi >= 0) {
-            (true, true) => "Px",
-            (true, false) => "P",
-            (false, true) => "x",
-            (false, false) => "N",
-        };
-        let flags = if v.no_evict {
-            format!("{flags}e")
-        } else {
-            flags.to_string()
-        };
+        // Redis's letters, in its order: P pubsub, x MULTI, b blocked,
+        // e no-evict; N for none.
+        let mut flags = String::new();
+        for (on, letter) in [
+            (v.is_pubsub(), 'P'),
+            (v.multi >= 0, 'x'),
+            (self.is_blocked(), 'b'),
+            (v.no_evict, 'e'),
+        ] {
+            if on {
+                flags.push(letter);
+            }
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
         let cmd = self.last_command().unwrap_or("NULL");
         let q = self.query_buffer();
         format!(

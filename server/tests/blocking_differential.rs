@@ -291,3 +291,52 @@ sleep 150
 "#,
     );
 }
+
+/// The `flags=` and `cmd=` fields of client `id`'s CLIENT LIST line, while it
+/// is blocked in BLPOP and after a push served it.
+fn blocked_flags(port: u16) -> Vec<String> {
+    let mut c0 = Conn::connect(port);
+    let mut c1 = Conn::connect(port);
+    assert_eq!(c0.call(&[b"FLUSHALL"]), b"+OK\r\n");
+    let id = client_id(&mut c1);
+    let fields = |c0: &mut Conn| -> String {
+        let raw = receive_list(c0);
+        let line = raw
+            .lines()
+            .find(|l| l.starts_with(&format!("id={id} ")))
+            .unwrap_or_else(|| panic!("no line for client {id} in {raw}"))
+            .to_string();
+        line.split(' ')
+            .filter(|f| f.starts_with("flags=") || f.starts_with("cmd="))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    c1.send(&multibulk(&[b"BLPOP", b"q", b"0"]));
+    let mut blocked = String::new();
+    for _ in 0..100 {
+        blocked = fields(&mut c0);
+        if blocked.contains("cmd=blpop") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c0.call(&[b"RPUSH", b"q", b"x"]), b":1\r\n");
+    let served = receive(&mut c1);
+    assert_eq!(served, b"*2\r\n$1\r\nq\r\n$1\r\nx\r\n");
+    vec![blocked, fields(&mut c0)]
+}
+
+fn receive_list(c: &mut Conn) -> String {
+    let raw = c.call(&[b"CLIENT", b"LIST"]);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[test]
+fn client_list_marks_a_blocked_client_as_redis_does() {
+    let chorus = ChorusProcess::start(&[]);
+    let got = blocked_flags(chorus.port);
+    assert_eq!(got, ["flags=b cmd=blpop", "flags=N cmd=blpop"]);
+    if let Some(redis) = RedisProcess::start(&[]) {
+        assert_eq!(blocked_flags(redis.port), got);
+    }
+}
