@@ -93,6 +93,7 @@ fn served_from_disk_equals_logged(mut e: Engine) -> Engine {
     assert_eq!(served.len(), logged.len());
     assert!(served == logged, "the bytes served are the bytes logged");
     assert!(e.poisoned().is_none());
+    assert!(e.stats().backlog_log_reads > 0, "the log served");
     assert_eq!(e.stats().backlog_read_errors, 0);
     e
 }

@@ -193,6 +193,8 @@ pub struct EngineStats {
     pub truncated_tail_bytes: u64,
     /// OpIds found issued twice with different ops (see [`OpIdConflict`]).
     pub opid_conflicts: u64,
+    /// Reads of the op log for peers behind the ops held in memory.
+    pub backlog_log_reads: u64,
     /// Reads of the op log for a peer that failed (the peer got a full sync).
     pub backlog_read_errors: u64,
 }

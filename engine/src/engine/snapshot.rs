@@ -139,6 +139,7 @@ impl Engine {
                 break;
             }
             let bytes = self.storage.log_read(e.log_offset, want)?;
+            self.stats.backlog_log_reads += 1;
             self.log_read_ahead = ReadAhead {
                 offset: e.log_offset,
                 bytes: Bytes::from(bytes),

@@ -252,6 +252,18 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
     let _ = write!(out, "repl_backlog_ops:{}\r\n", backlog.0);
     let _ = write!(out, "repl_backlog_tail_bytes:{}\r\n", backlog.2);
     let _ = write!(out, "repl_backlog_memory_bytes:{}\r\n", backlog.3);
+    // Reads of the op log for peers that are behind, and those that failed
+    // (the engine refuses writes after one; the peer got a full sync).
+    let _ = write!(
+        out,
+        "repl_backlog_log_reads:{}\r\n",
+        stats.backlog_log_reads
+    );
+    let _ = write!(
+        out,
+        "repl_backlog_read_errors:{}\r\n",
+        stats.backlog_read_errors
+    );
     let _ = write!(
         out,
         "anti_entropy_interval_secs:{}\r\n",
