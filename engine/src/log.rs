@@ -779,6 +779,7 @@ mod codec_tests {
             frame_record(&expected, &mut reference);
             prop_assert_eq!(&framed, &reference);
             prop_assert_eq!(&framed[range], expected.as_slice());
+            prop_assert_eq!(op_id_of(&got), Some(op.id));
         }
     }
 }
