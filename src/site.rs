@@ -232,7 +232,10 @@ impl Site {
         let (runtime, replication) = match &options.peering {
             None => {
                 // No peer reads the backlog of a site without replication.
-                engine.lock().set_backlog_bytes_max(0);
+                let mut e = engine.lock();
+                e.set_backlog_bytes_max(0);
+                e.set_backlog_tail_bytes_max(0);
+                drop(e);
                 (None, None)
             }
             Some(p) => {

@@ -607,6 +607,11 @@ fn a_site_stopped_longer_than_the_backlog_catches_up_by_full_sync_and_keeps_its_
     let held = info_number(&a, "repl_backlog_histlen");
     assert!(held > 0 && held <= 16384, "backlog holds {held} bytes");
     assert!(info_number(&a, "repl_backlog_ops") >= 1);
+    // Memory holds the newest ops' bytes (within their bound) and an entry
+    // per op; the rest is in the op log.
+    let tail = info_number(&a, "repl_backlog_tail_bytes");
+    assert!(tail <= held, "tail {tail} of {held}");
+    assert!(info_number(&a, "repl_backlog_memory_bytes") >= tail);
     // Site 2 comes back and takes writes before site 1 sends it anything.
     assert_eq!(text(ca.cmd(&["PEER", "PAUSE", "2"])), "OK");
     let b = restart_in(

@@ -406,7 +406,7 @@ mod tests {
     }
 
     /// Sends everything `from` has that `to` lacks.
-    fn ship(from: &Engine, to: &mut Engine) {
+    fn ship(from: &mut Engine, to: &mut Engine) {
         let ops = from.ops_since(to.vv(), usize::MAX).unwrap();
         to.apply_remote(ops);
     }
@@ -433,8 +433,8 @@ mod tests {
         run(&mut b, &["SADD", "s", "x", "y", "z"]);
         run(&mut a, &["INCRBY", "n", "5"]);
         run(&mut b, &["INCRBY", "n", "7"]);
-        ship(&a, &mut b);
-        ship(&b, &mut a);
+        ship(&mut a, &mut b);
+        ship(&mut b, &mut a);
         assert_eq!(a.vv(), b.vv());
         assert_eq!(a.digest_hex(), b.digest_hex());
         (a, b)
@@ -544,7 +544,7 @@ mod tests {
         assert_eq!(out.unsettled, vec![leaf]);
         assert_eq!(out.changed, 0);
         // Once `b` holds the write, the next round at the new cut repairs.
-        ship(&a, &mut b);
+        ship(&mut a, &mut b);
         let differing = repair(&mut a, &mut b);
         assert!(differing.contains(&leaf));
         assert_eq!(a.digest_hex(), b.digest_hex());
@@ -572,7 +572,7 @@ mod tests {
         assert!(sa.unsettled.contains(&(leaf_of(b"k5") as u16)));
         assert!(sa.differing(&sb).is_empty());
         // Once the cut holds what it recovered, it compares again.
-        ship(&a, &mut b);
+        ship(&mut a, &mut b);
         let cut = a.vv().meet(b.vv());
         let sa = a.leaf_summary(0, &cut).unwrap();
         assert!(sa.unsettled.is_empty());
@@ -589,12 +589,12 @@ mod tests {
         let mut b = engine(2);
         let mut c = engine(3);
         run(&mut a, &["SET", "k", "v"]);
-        ship(&a, &mut c);
+        ship(&mut a, &mut c);
         run(&mut c, &["DEL", "k"]);
         if keep_a_row {
             // A row of its own elsewhere: site 2's leaves are allocated.
             run(&mut b, &["SET", "x", "b"]);
-            ship(&b, &mut a);
+            ship(&mut b, &mut a);
             assert_ne!(leaf_of(b"x"), leaf_of(b"k"));
         }
         b.merge_snapshot(c.snapshot());
@@ -606,7 +606,7 @@ mod tests {
     #[test]
     fn a_key_a_snapshot_created_and_deleted_leaves_its_leaf_unsettled() {
         for keep_a_row in [true, false] {
-            let (mut a, mut b, c, leaf) = created_and_deleted_within_a_snapshot(keep_a_row);
+            let (mut a, mut b, mut c, leaf) = created_and_deleted_within_a_snapshot(keep_a_row);
             // The cut holds the write, not the delete.
             let cut = a.vv().meet(b.vv());
             assert_eq!(&cut, a.vv());
@@ -623,7 +623,7 @@ mod tests {
             assert_eq!(out.unsettled, vec![leaf]);
             assert_eq!(run(&mut b, &["GET", "k"]), Reply::Nil);
             // Once site 1 holds the delete too, the leaf compares again.
-            ship(&c, &mut a);
+            ship(&mut c, &mut a);
             let cut = a.vv().meet(b.vv());
             let sb = b.leaf_summary(0, &cut).unwrap();
             assert!(!sb.unsettled.contains(&leaf));
@@ -674,7 +674,7 @@ mod tests {
         for i in 0..300 {
             run(&mut a, &["SET", &format!("k{i}"), "new"]);
         }
-        ship(&a, &mut b);
+        ship(&mut a, &mut b);
         let mut steps = 0;
         while !a.digest_refresh_step(16) {
             steps += 1;

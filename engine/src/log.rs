@@ -4,7 +4,9 @@
 //! the postcard encoding of an `Op` (version byte first). Records are appended in
 //! local apply order, which is a causal order, so replaying the log in order never
 //! meets an op before its deps. The backlog keeps the encoded ops still wanted by
-//! peers, bounded in bytes; a peer behind the backlog needs a full sync.
+//! peers, bounded by the bytes of their records in the log, and finds them
+//! in the log again (see [`Backlog`]); a peer behind the backlog needs a full
+//! sync.
 
 use crate::id::{OpId, VersionVector};
 use crate::op::Op;
@@ -344,31 +346,160 @@ pub fn scan_record(buf: &[u8], pos: usize) -> RecordScan<'_> {
     RecordScan::Record(payload, start + len)
 }
 
-/// One op kept for peers.
-#[derive(Clone, Debug)]
+/// Reads the OpId at the front of an encoded op (version byte, then the
+/// postcard varints of site, incarnation and seq), without decoding the rest:
+/// a record read back from the log is checked against the op the backlog
+/// expects there. `None` when the bytes do not start like an op.
+pub fn op_id_of(payload: &[u8]) -> Option<OpId> {
+    fn varint(bytes: &[u8], pos: &mut usize, bits: u32) -> Option<u64> {
+        let mut v = 0u64;
+        let mut shift = 0u32;
+        loop {
+            let b = *bytes.get(*pos)?;
+            *pos += 1;
+            if shift >= bits {
+                return None;
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        if bits < 64 && v >> bits != 0 {
+            return None;
+        }
+        Some(v)
+    }
+    if payload.first() != Some(&OP_FORMAT_VERSION) {
+        return None;
+    }
+    let mut pos = 1;
+    let site = varint(payload, &mut pos, 16)?;
+    let incarnation = varint(payload, &mut pos, 32)?;
+    let seq = varint(payload, &mut pos, 64)?;
+    Some(OpId::new(
+        crate::id::Origin::new(u16::try_from(site).ok()?, u32::try_from(incarnation).ok()?),
+        seq,
+    ))
+}
+
+/// Where one op kept for peers is: its id and the offset of its record in
+/// the op log. This is all the backlog keeps per op (24 bytes); the op's
+/// bytes are read back from the log, or from the newest ops kept in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BacklogEntry {
     pub id: OpId,
-    pub bytes: Bytes,
-    /// Offset of the record in the op log (for trimming the disk log).
+    /// Offset of the op's record in the op log.
     pub log_offset: u64,
 }
 
-/// Encoded ops in local apply order, addressed by absolute position.
+/// An op read from the backlog for a peer: its id and its encoded bytes,
+/// exactly as they were logged.
+#[derive(Clone, Debug)]
+pub struct BacklogOp {
+    pub id: OpId,
+    pub bytes: Bytes,
+}
+
+/// The ops kept for peers, in local apply order (the log's order), addressed
+/// by absolute position.
+///
+/// Every op of the backlog is a record of the op log, and the records of
+/// consecutive entries are consecutive in the log: the log is what serves a
+/// peer that is behind. In memory the backlog keeps, per op, only a
+/// [`BacklogEntry`]; besides, the encoded bytes of the newest ops (the
+/// *tail*, at most `tail_bytes_max` bytes), which peers that keep up read
+/// without touching the disk, and the bytes of ops that are not in the log
+/// (their append failed, or the storage refuses appends since an error):
+/// for those the memory is the only copy. Those come only after every
+/// logged op, since an error is sticky until restart.
 #[derive(Debug, Default)]
 pub struct Backlog {
     entries: VecDeque<BacklogEntry>,
     /// Absolute position of `entries[0]`.
     base: u64,
-    bytes: usize,
+    /// Log offset just past the newest logged record of the backlog.
+    log_end: u64,
+    /// Encoded bytes of the newest ops: positions `end() - tail.len()..end()`.
+    tail: VecDeque<Bytes>,
+    tail_bytes: usize,
+    tail_bytes_max: usize,
+    /// Ops that are in no log, with their positions (ascending).
+    unlogged: VecDeque<(u64, Bytes)>,
+    unlogged_bytes: usize,
     /// Per origin, the highest seq that is *not* in the backlog (trimmed, or
     /// received through a snapshot): a peer below it needs a full sync.
     pub floor: VersionVector,
 }
 
 impl Backlog {
-    pub fn push(&mut self, e: BacklogEntry) {
-        self.bytes += e.bytes.len() + 64;
-        self.entries.push_back(e);
+    /// An empty backlog that keeps the bytes of its newest ops in memory up
+    /// to `tail_bytes_max`.
+    pub fn new(tail_bytes_max: usize) -> Backlog {
+        Backlog {
+            tail_bytes_max,
+            ..Backlog::default()
+        }
+    }
+
+    /// Adds an op whose record of `record_bytes` bytes is at `log_offset` in
+    /// the log; `payload`, its encoded bytes, joins the tail when given.
+    pub fn push_logged(
+        &mut self,
+        id: OpId,
+        log_offset: u64,
+        record_bytes: usize,
+        payload: Option<Bytes>,
+    ) {
+        debug_assert!(
+            self.unlogged.is_empty(),
+            "an unlogged op precedes a logged one"
+        );
+        debug_assert!(self.entries.is_empty() || log_offset == self.log_end);
+        self.entries.push_back(BacklogEntry { id, log_offset });
+        self.log_end = log_offset + record_bytes as u64;
+        match payload {
+            // The tail is the newest positions: an op without bytes in
+            // memory ends it.
+            Some(bytes) if self.tail_bytes_max > 0 => {
+                self.tail_bytes += bytes.len();
+                self.tail.push_back(bytes);
+                while self.tail_bytes > self.tail_bytes_max {
+                    self.pop_tail_front();
+                }
+            }
+            _ => self.drop_tail(),
+        }
+    }
+
+    /// Adds an op that is not in the log (at `log_offset`, where it would
+    /// have been): its bytes stay in memory while it is in the backlog.
+    pub fn push_unlogged(&mut self, id: OpId, log_offset: u64, payload: Bytes) {
+        self.drop_tail();
+        let pos = self.end();
+        self.entries.push_back(BacklogEntry { id, log_offset });
+        self.unlogged_bytes += payload.len();
+        self.unlogged.push_back((pos, payload));
+    }
+
+    fn drop_tail(&mut self) {
+        self.tail.clear();
+        self.tail_bytes = 0;
+    }
+
+    fn pop_tail_front(&mut self) {
+        if let Some(b) = self.tail.pop_front() {
+            self.tail_bytes -= b.len();
+        }
+    }
+
+    /// Changes the bound on the tail's bytes; a smaller one applies at once.
+    pub fn set_tail_bytes_max(&mut self, bytes: usize) {
+        self.tail_bytes_max = bytes;
+        while self.tail_bytes > self.tail_bytes_max {
+            self.pop_tail_front();
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -377,8 +508,33 @@ impl Backlog {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+    /// What the backlog holds, counted against `repl-backlog-size`: the
+    /// bytes of its records in the log, and of its ops in no log.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        usize::try_from(self.log_bytes())
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.unlogged_bytes)
+    }
+    /// Bytes of the log (record headers included) from the oldest op of the
+    /// backlog to its newest logged one.
+    pub fn log_bytes(&self) -> u64 {
+        self.entries
+            .front()
+            .map_or(0, |f| self.log_end.saturating_sub(f.log_offset))
+    }
+    /// Bytes of the newest ops' encodings held in memory.
+    pub fn tail_bytes(&self) -> usize {
+        self.tail_bytes
+    }
+    /// Memory the backlog holds: its entries, the tail and the ops in no
+    /// log (the allocations' capacity, with the bytes' lengths; a tail
+    /// slice may keep a little more of the buffer it was cut from alive).
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<BacklogEntry>()
+            + self.tail.capacity() * std::mem::size_of::<Bytes>()
+            + self.tail_bytes
+            + self.unlogged.capacity() * std::mem::size_of::<(u64, Bytes)>()
+            + self.unlogged_bytes
     }
     /// Absolute position one past the newest entry.
     pub fn end(&self) -> u64 {
@@ -392,9 +548,31 @@ impl Backlog {
     pub fn pop_front(&mut self) -> Option<BacklogEntry> {
         let e = self.entries.pop_front()?;
         self.base += 1;
-        self.bytes = self.bytes.saturating_sub(e.bytes.len() + 64);
+        if self.tail.len() > self.entries.len() {
+            self.pop_tail_front();
+        }
+        while self.unlogged.front().is_some_and(|(p, _)| *p < self.base) {
+            if let Some((_, b)) = self.unlogged.pop_front() {
+                self.unlogged_bytes -= b.len();
+            }
+        }
         self.floor.raise(e.id.origin, e.id.seq);
         Some(e)
+    }
+
+    /// Gives back the spare capacity a long backlog left once it is short
+    /// again (the queues never shrink by themselves).
+    pub fn shrink(&mut self) {
+        const KEEP_MIN: usize = 1024;
+        if self.entries.capacity() > 4 * self.entries.len().max(KEEP_MIN) {
+            self.entries.shrink_to(2 * self.entries.len().max(KEEP_MIN));
+        }
+        if self.tail.capacity() > 4 * self.tail.len().max(KEEP_MIN) {
+            self.tail.shrink_to(2 * self.tail.len().max(KEEP_MIN));
+        }
+        if self.unlogged.is_empty() {
+            self.unlogged.shrink_to_fit();
+        }
     }
 
     pub fn front(&self) -> Option<&BacklogEntry> {
@@ -422,40 +600,48 @@ impl Backlog {
         pos
     }
 
-    pub fn get(&self, pos: u64) -> Option<&BacklogEntry> {
+    pub fn get(&self, pos: u64) -> Option<BacklogEntry> {
         let i = pos.checked_sub(self.base)?;
-        self.entries.get(usize::try_from(i).ok()?)
+        self.entries.get(usize::try_from(i).ok()?).copied()
     }
 
-    /// Up to `ops_max` ops / `bytes_max` bytes from `pos` on that `peer_vv`
-    /// lacks; returns them and the position after the last one looked at.
-    pub fn read(
-        &self,
-        pos: u64,
-        peer_vv: &VersionVector,
-        ops_max: usize,
-        bytes_max: usize,
-    ) -> (Vec<BacklogEntry>, u64) {
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let mut p = pos.max(self.base);
-        while let Some(e) = self.get(p) {
-            if out.len() >= ops_max || (!out.is_empty() && bytes + e.bytes.len() > bytes_max) {
-                break;
-            }
-            if !peer_vv.covers(e.id) {
-                bytes += e.bytes.len();
-                out.push(e.clone());
-            }
-            p += 1;
+    /// The encoded bytes of the op at `pos` when memory holds them (it is in
+    /// the tail, or in no log); otherwise they are read from the log.
+    pub fn held(&self, pos: u64) -> Option<&Bytes> {
+        if let Some(i) = pos.checked_sub(self.end() - self.tail.len() as u64) {
+            return self.tail.get(usize::try_from(i).ok()?);
         }
-        (out, p)
+        let first = self.unlogged.front()?.0;
+        let i = usize::try_from(pos.checked_sub(first)?).ok()?;
+        // Positions of ops in no log are consecutive (they follow every
+        // logged op), so the index is the distance from the first.
+        match self.unlogged.get(i) {
+            Some((p, b)) if *p == pos => Some(b),
+            _ => None,
+        }
     }
 
     /// Marks everything up to `vv` as not servable from the backlog (after a
     /// snapshot merge brought ops that never went through it).
     pub fn raise_floor(&mut self, vv: &VersionVector) {
         self.floor.join(vv);
+    }
+
+    /// Checks the backlog's own invariants (tests, debug builds); O(1), as
+    /// it runs after every engine mutation.
+    pub fn invariants_hold(&self) -> bool {
+        let unlogged_consecutive = match (self.unlogged.front(), self.unlogged.back()) {
+            (Some(f), Some(b)) => {
+                f.0 >= self.base
+                    && b.0 < self.end()
+                    && b.0 - f.0 + 1 == self.unlogged.len() as u64
+                    && self.tail.is_empty()
+            }
+            _ => self.unlogged_bytes == 0,
+        };
+        self.tail.len() <= self.entries.len()
+            && self.tail_bytes <= self.tail_bytes_max
+            && unlogged_consecutive
     }
 }
 
@@ -593,6 +779,7 @@ mod codec_tests {
             frame_record(&expected, &mut reference);
             prop_assert_eq!(&framed, &reference);
             prop_assert_eq!(&framed[range], expected.as_slice());
+            prop_assert_eq!(op_id_of(&got), Some(op.id));
         }
     }
 }

@@ -536,7 +536,7 @@ fn trimmed_log_restarts_from_checkpoint_plus_tail() {
         "the log was trimmed"
     );
     let d = e.digest_hex();
-    let r = open(power_cut(e, 0));
+    let mut r = open(power_cut(e, 0));
     assert_eq!(r.digest_hex(), d);
     // Peers behind the trimmed part need a full sync; later ones are served.
     assert!(r.ops_since(&VersionVector::new(), usize::MAX).is_none());
@@ -733,7 +733,7 @@ fn a_restart_after_a_full_sync_does_not_claim_ops_its_backlog_lacks() {
     let caught_up = site.vv().clone();
     site.apply_remote(origin.ops_since(&caught_up, usize::MAX).unwrap());
     site.sync().unwrap();
-    let site = open(engine_mem(&mut { site }).durable_image());
+    let mut site = open(engine_mem(&mut { site }).durable_image());
     assert!(site.backlog().can_serve(&caught_up, site.vv()));
     assert!(!site.backlog().can_serve(&lagging_peer, site.vv()));
     assert_eq!(

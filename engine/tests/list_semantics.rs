@@ -30,7 +30,7 @@ fn run(e: &mut Engine, now: u64, cmd: &str) -> Reply {
     e.execute(0, &args, now)
 }
 
-fn deliver(from: &Engine, to: &mut Engine) {
+fn deliver(from: &mut Engine, to: &mut Engine) {
     let ops = from.ops_since(to.vv(), usize::MAX).expect("backlog serves");
     to.apply_remote(ops);
 }
@@ -66,7 +66,7 @@ fn list(e: &mut Engine, key: &str) -> Vec<String> {
 fn concurrent_pushes_at_the_head_keep_each_run_contiguous() {
     let (mut a, mut b) = (site(1), site(2));
     run(&mut a, 1000, "RPUSH l x");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 2000, "LPUSH l a1 a2 a3");
     run(&mut b, 2000, "LPUSH l b1 b2 b3");
     exchange(&mut a, &mut b);
@@ -79,7 +79,7 @@ fn concurrent_pushes_at_the_head_keep_each_run_contiguous() {
 fn concurrent_pushes_at_the_tail_keep_each_run_contiguous() {
     let (mut a, mut b) = (site(1), site(2));
     run(&mut a, 1000, "RPUSH l x");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut b, 2000, "RPUSH l b1 b2");
     run(&mut a, 2000, "RPUSH l a1 a2");
     run(&mut a, 2001, "RPUSH l a3");
@@ -97,7 +97,7 @@ fn concurrent_pushes_at_the_tail_keep_each_run_contiguous() {
 fn push_concurrent_with_pop_keeps_the_push() {
     let (mut a, mut b) = (site(1), site(2));
     run(&mut a, 1000, "RPUSH l x y");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     assert_eq!(run(&mut a, 2000, "LPOP l"), Reply::Bulk("x".into()));
     run(&mut b, 2000, "RPUSH l z");
     exchange(&mut a, &mut b);
@@ -109,7 +109,7 @@ fn push_concurrent_with_pop_keeps_the_push() {
 fn concurrent_lsets_of_one_element_last_writer_wins() {
     let (mut a, mut b) = (site(1), site(2));
     run(&mut a, 1000, "RPUSH l x y");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 3000, "LSET l 1 from-a");
     run(&mut b, 2000, "LSET l 1 from-b");
     exchange(&mut a, &mut b);
@@ -124,7 +124,7 @@ fn concurrent_lsets_of_one_element_last_writer_wins() {
 fn lset_concurrent_with_lrem_of_it_removal_wins() {
     let (mut a, mut b) = (site(1), site(2));
     run(&mut a, 1000, "RPUSH l x y");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 3000, "LSET l 1 changed");
     assert_eq!(run(&mut b, 2000, "LREM l 0 y"), Reply::Int(1));
     exchange(&mut a, &mut b);
@@ -136,7 +136,7 @@ fn lset_concurrent_with_lrem_of_it_removal_wins() {
 fn linsert_before_a_pivot_removed_elsewhere_still_inserts() {
     let (mut a, mut b) = (site(1), site(2));
     run(&mut a, 1000, "RPUSH l x p y");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     assert_eq!(run(&mut a, 2000, "LINSERT l BEFORE p new"), Reply::Int(4));
     assert_eq!(run(&mut b, 2000, "LREM l 0 p"), Reply::Int(1));
     exchange(&mut a, &mut b);
@@ -148,7 +148,7 @@ fn linsert_before_a_pivot_removed_elsewhere_still_inserts() {
 fn ltrim_concurrent_with_push_keeps_the_unobserved_push() {
     let (mut a, mut b) = (site(1), site(2));
     run(&mut a, 1000, "RPUSH l 1 2 3 4");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 2000, "LTRIM l 0 1");
     run(&mut b, 2000, "RPUSH l 5");
     run(&mut b, 2001, "LPUSH l 0");
@@ -161,7 +161,7 @@ fn del_concurrent_with_push_keeps_the_unobserved_push() {
     let (mut a, mut b) = (site(1), site(2));
     run(&mut a, 1000, "RPUSH l x y");
     run(&mut a, 1000, "EXPIRE l 1000");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 2000, "DEL l");
     run(&mut b, 2000, "RPUSH l z");
     exchange(&mut a, &mut b);
@@ -174,7 +174,7 @@ fn del_concurrent_with_push_keeps_the_unobserved_push() {
 fn concurrent_pops_of_one_element_count_a_pop_conflict_at_each_site() {
     let (mut a, mut b) = (site(1), site(2));
     run(&mut a, 1000, "RPUSH l job1 job2");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     // Both consumers receive job1: at-least-once, as in every asynchronous
     // active-active store; each site that applies the second pop counts it.
     assert_eq!(run(&mut a, 2000, "LPOP l"), Reply::Bulk("job1".into()));
@@ -186,7 +186,7 @@ fn concurrent_pops_of_one_element_count_a_pop_conflict_at_each_site() {
     // A pop that another site's LREM beat counts too; an LREM that a pop
     // beat does not (nothing was handed out twice).
     run(&mut a, 3000, "RPUSH l k");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 4000, "RPOP l");
     run(&mut b, 4000, "LREM l 0 k");
     exchange(&mut a, &mut b);
@@ -209,7 +209,7 @@ fn an_emptied_list_is_deleted_with_its_ttl() {
 fn list_snapshot_merge_equals_op_delivery() {
     let (mut a, mut b, mut c) = (site(1), site(2), site(3));
     run(&mut a, 1000, "RPUSH l a b c d");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 2000, "LINSERT l AFTER b x");
     run(&mut a, 2001, "LREM l 0 x");
     run(&mut a, 2002, "LSET l 0 A");
@@ -270,10 +270,10 @@ fn check_schedule(seed: u64, sites_n: usize, steps: usize) -> Result<(), TestCas
             if t != s {
                 let (from, to) = if s < t {
                     let (l, r) = sites.split_at_mut(t);
-                    (&l[s], &mut r[0])
+                    (&mut l[s], &mut r[0])
                 } else {
                     let (l, r) = sites.split_at_mut(s);
-                    (&r[0], &mut l[t])
+                    (&mut r[0], &mut l[t])
                 };
                 deliver(from, to);
             }
@@ -339,10 +339,10 @@ fn check_schedule(seed: u64, sites_n: usize, steps: usize) -> Result<(), TestCas
                 if i != j {
                     let (from, to) = if i < j {
                         let (l, r) = sites.split_at_mut(j);
-                        (&l[i], &mut r[0])
+                        (&mut l[i], &mut r[0])
                     } else {
                         let (l, r) = sites.split_at_mut(i);
-                        (&r[0], &mut l[j])
+                        (&mut r[0], &mut l[j])
                     };
                     deliver(from, to);
                 }

@@ -357,19 +357,19 @@ fn scenario(
 }
 
 /// Ops `from` holds that `to` lacks, in `from`'s causal order.
-fn missing(from: &Engine, to: &Engine) -> Vec<Op> {
+fn missing(from: &mut Engine, to: &Engine) -> Vec<Op> {
     from.ops_since(to.vv(), usize::MAX)
         .expect("the backlog is never trimmed in these tests")
 }
 
-fn pair(sites: &mut [Engine], from: usize, to: usize) -> (&Engine, &mut Engine) {
+fn pair(sites: &mut [Engine], from: usize, to: usize) -> (&mut Engine, &mut Engine) {
     assert_ne!(from, to);
     if from < to {
         let (l, r) = sites.split_at_mut(to);
-        (&l[from], &mut r[0])
+        (&mut l[from], &mut r[0])
     } else {
         let (l, r) = sites.split_at_mut(from);
-        (&r[0], &mut l[to])
+        (&mut r[0], &mut l[to])
     }
 }
 
@@ -412,7 +412,7 @@ fn play(sc: &Scenario) -> (Vec<Engine>, u64) {
 }
 
 /// Every op held anywhere, by OpId.
-fn all_ops(sites: &[Engine]) -> BTreeMap<OpId, Op> {
+fn all_ops(sites: &mut [Engine]) -> BTreeMap<OpId, Op> {
     let mut all = BTreeMap::new();
     for s in sites {
         for op in s
@@ -542,7 +542,7 @@ fn merge_laws(sc: &Scenario) -> Result<(), TestCaseError> {
     prop_assert_eq!(a2.digest_hex(), a1.digest_hex(), "A+A != A");
     // State-based merge equals op-based delivery of the same ops.
     let mut by_ops = site(101);
-    for s in &sites[..3] {
+    for s in &mut sites[..3] {
         let ops = s.ops_since(by_ops.vv(), usize::MAX).expect("backlog");
         by_ops.apply_remote(ops);
     }
@@ -652,7 +652,7 @@ fn run_oracle<O: Clone>(
 }
 
 /// The op a write just made at `e` (none if it failed).
-fn last_op(e: &Engine, before: &VersionVector) -> Option<Op> {
+fn last_op(e: &mut Engine, before: &VersionVector) -> Option<Op> {
     e.ops_since(before, usize::MAX).and_then(|mut v| v.pop())
 }
 

@@ -59,14 +59,18 @@ fn ops_applied_with_their_wire_bytes_match_ops_encoded_here() {
     let out = c.apply_remote_encoded(pairs);
     assert_eq!(out.applied, ops.len());
     assert_eq!(c.digest_hex(), b.digest_hex());
-    let kept = |e: &Engine| -> Vec<Bytes> {
+    let kept = |e: &mut Engine| -> Vec<Bytes> {
         let cursor = e.backlog_cursor(&VersionVector::new()).unwrap();
         let (entries, _) = e
             .backlog_read(cursor, &VersionVector::new(), usize::MAX, usize::MAX)
             .unwrap();
         entries.into_iter().map(|e| e.bytes).collect()
     };
-    assert_eq!(kept(&c), kept(&b), "peers get the same bytes from both");
+    assert_eq!(
+        kept(&mut c),
+        kept(&mut b),
+        "peers get the same bytes from both"
+    );
 
     c.sync().unwrap();
     let digest = c.digest_hex();

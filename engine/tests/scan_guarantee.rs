@@ -29,7 +29,7 @@ fn cmd(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
-fn deliver(from: &Engine, to: &mut Engine) {
+fn deliver(from: &mut Engine, to: &mut Engine) {
     let ops = from.ops_since(to.vv(), usize::MAX).expect("backlog serves");
     to.apply_remote(ops);
 }
@@ -131,7 +131,7 @@ proptest! {
             };
             run(&mut a, &args);
         }
-        deliver(&a, &mut b);
+        deliver(&mut a, &mut b);
         // Even-numbered members are never removed: present throughout.
         let stable: BTreeSet<String> = (0..initial).step_by(2).map(|i| format!("m{i}")).collect();
         let mut seen = BTreeSet::new();
@@ -160,7 +160,7 @@ proptest! {
                 let args = write_args(t, &w);
                 if remote {
                     run(&mut b, &args);
-                    deliver(&b, &mut a);
+                    deliver(&mut b, &mut a);
                 } else {
                     run(&mut a, &args);
                 }

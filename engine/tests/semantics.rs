@@ -20,7 +20,7 @@ fn run(e: &mut Engine, now: u64, cmd: &str) -> Reply {
 }
 
 /// Delivers every op `from` has that `to` lacks.
-fn deliver(from: &Engine, to: &mut Engine) {
+fn deliver(from: &mut Engine, to: &mut Engine) {
     let ops = from.ops_since(to.vv(), usize::MAX).expect("backlog serves");
     to.apply_remote(ops);
 }
@@ -32,10 +32,10 @@ fn exchange(sites: &mut [Engine]) {
                 if i != j {
                     let (a, b) = if i < j {
                         let (l, r) = sites.split_at_mut(j);
-                        (&l[i], &mut r[0])
+                        (&mut l[i], &mut r[0])
                     } else {
                         let (l, r) = sites.split_at_mut(i);
-                        (&r[0], &mut l[j])
+                        (&mut r[0], &mut l[j])
                     };
                     deliver(a, b);
                 }
@@ -82,7 +82,7 @@ fn causally_later_write_wins_even_with_older_clock() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 5000, "SET k a");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     // b's wall clock is behind, but it has seen a's write.
     run(&mut b, 1000, "SET k b");
     let mut s = [a, b];
@@ -112,7 +112,7 @@ fn set_resets_only_observed_increments() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 1000, "INCRBY n 5");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     // b has seen +5; a concurrently adds +3 that b's SET has not seen.
     run(&mut a, 1100, "INCRBY n 3");
     run(&mut b, 1200, "SET n 100");
@@ -167,7 +167,7 @@ fn incrbyfloat_sums_identically_everywhere() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 1000, "SET f 10.5");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 1100, "INCRBYFLOAT f 0.1");
     run(&mut b, 1100, "INCRBYFLOAT f 0.2");
     let mut s = [a, b];
@@ -198,7 +198,7 @@ fn float_increments_merge_exactly_in_snapshots() {
     let mut b = site(2);
     run(&mut a, 1000, "SET f 0.2");
     run(&mut a, 1000, "HSET h x 1.6");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 1100, "INCRBYFLOAT f 0.1");
     run(&mut b, 1100, "INCRBYFLOAT f 1e-20");
     run(&mut a, 1100, "HINCRBYFLOAT h x -1e3");
@@ -236,7 +236,7 @@ fn del_removes_only_what_it_observed() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 1000, "SET k a");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut b, 1100, "DEL k");
     // Concurrent with the DEL: a writes again.
     run(&mut a, 1050, "SET k a2");
@@ -253,7 +253,7 @@ fn del_that_saw_everything_deletes() {
     let mut b = site(2);
     run(&mut a, 1000, "SET k a");
     run(&mut a, 1000, "INCR c");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut b, 1100, "DEL k c");
     let mut s = [a, b];
     exchange(&mut s);
@@ -265,7 +265,7 @@ fn flushdb_is_observed_remove() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 1000, "SET x 1");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut b, 1100, "FLUSHDB");
     run(&mut a, 1050, "SET y 2");
     let mut s = [a, b];
@@ -281,7 +281,7 @@ fn persist_beats_concurrent_expire() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 1000, "SET k v EX 100");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 1100, "PERSIST k");
     run(&mut b, 1200, "EXPIRE k 500");
     let mut s = [a, b];
@@ -296,7 +296,7 @@ fn later_deadline_wins_among_concurrent_expires() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 1000, "SET k v");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 1100, "EXPIRE k 100");
     run(&mut b, 1100, "EXPIRE k 50");
     let mut s = [a, b];
@@ -311,7 +311,7 @@ fn expired_key_hidden_and_owner_deletes() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 1000, "SET k v PX 100");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     assert_eq!(run(&mut b, 1200, "GET k"), Reply::Nil);
     // The owner of the winning deadline deletes once its clock is past the
     // deadline by the clock-skew bound (500 ms), not before: its clock may
@@ -320,7 +320,7 @@ fn expired_key_hidden_and_owner_deletes() {
     assert_eq!(b.expire_cycle(1700, 10), 0, "not the owner: waits longer");
     assert_eq!(a.expire_cycle(1600, 10), 1);
     assert_eq!(a.stats().expired_keys_taken_over, 0, "the owner's own");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     assert_eq!(b.dbsize(0), 0);
     let mut s = [a, b];
     exchange(&mut s);
@@ -331,7 +331,7 @@ fn expired_key_of_an_owner_that_is_gone_is_deleted_by_another_site() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 1000, "SET k v PX 100");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     drop(a); // The owner is down for good, or removed from the cluster.
     assert_eq!(b.dbsize(0), 1, "hidden, but still held");
     let due = 1100 + 500 + chorus_engine::engine::EXPIRY_TAKEOVER_MS;
@@ -352,8 +352,8 @@ fn two_sites_deleting_an_expired_key_converge_and_keep_a_concurrent_write() {
     let mut b = site(2);
     let mut c = site(3);
     run(&mut a, 1000, "SET k v PX 100");
-    deliver(&a, &mut b);
-    deliver(&a, &mut c);
+    deliver(&mut a, &mut b);
+    deliver(&mut a, &mut c);
     let late = 1100 + 500 + chorus_engine::engine::EXPIRY_TAKEOVER_MS;
     // The owner deletes late (it was partitioned away), while another site
     // takes over, and a third writes the key again concurrently.
@@ -379,7 +379,7 @@ fn emptied_key_takes_its_ttl_along() {
     let mut b = site(2);
     run(&mut a, 1000, "HSET h f v");
     run(&mut a, 1000, "EXPIRE h 1000");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     // Removing the last field deletes the key, TTL included, as in Redis.
     assert_eq!(run(&mut a, 1100, "HDEL h f"), Reply::Int(1));
     assert_eq!(counts(&a), (0, 0));
@@ -399,7 +399,7 @@ fn expire_concurrent_with_del_leaves_no_key() {
     let mut a = site(1);
     let mut b = site(2);
     run(&mut a, 1000, "SADD k m");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 1100, "EXPIRE k 1000");
     run(&mut b, 1100, "DEL k");
     let mut s = [a, b];
@@ -446,11 +446,11 @@ fn emptied_keys_are_not_counted_locally_remotely_or_after_restart() {
     }
     // A row without a key, from an EXPIRE concurrent with a DEL.
     run(&mut a, 2000, "SET g v");
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     run(&mut a, 2100, "PEXPIRE g 5000000");
     run(&mut b, 2100, "DEL g");
-    deliver(&b, &mut a);
-    deliver(&a, &mut b);
+    deliver(&mut b, &mut a);
+    deliver(&mut a, &mut b);
     // dst and kept are the keys; only kept has a TTL.
     let want = (2, 1);
     assert_eq!(counts(&a), want, "local");
@@ -536,7 +536,7 @@ fn multi_exec_is_one_atomic_op() {
         vec![Reply::Ok, Reply::Int(1), Reply::Int(1), Reply::Ok]
     );
     assert_eq!(a.last_local_seq(), 1);
-    deliver(&a, &mut b);
+    deliver(&mut a, &mut b);
     assert_eq!(run(&mut b, 2000, "EXISTS a"), Reply::Int(0));
     assert_eq!(run(&mut b, 2000, "GET b"), bulk("2"));
     assert_eq!(a.digest_hex(), b.digest_hex());

@@ -120,7 +120,7 @@ fn handshake_refuses_an_unsupported_protocol_version() {
     s.handle_bytes(1, &encode_frame(&hello).unwrap(), &mut engine);
     assert_eq!(s.state(), PeerState::Down);
     let mut out = Vec::new();
-    while let Some(f) = s.poll_transmit(1, &engine) {
+    while let Some(f) = s.poll_transmit(1, &mut engine) {
         out.push(f);
     }
     let msgs = support::decode_frames(&out);
@@ -735,7 +735,7 @@ fn a_causal_buffer_overflow_asks_the_peer_to_rewind() {
     s.handle_bytes(2, &encode_frame(&batch).unwrap(), &mut engine);
     assert_eq!(s.stats().ops_dropped, 1);
     let mut frames = Vec::new();
-    while let Some(f) = s.poll_transmit(3, &engine) {
+    while let Some(f) = s.poll_transmit(3, &mut engine) {
         frames.push(f);
     }
     let msgs = support::decode_frames(&frames);

@@ -460,7 +460,8 @@ impl Store {
         self.engine.lock().set_max_clock_skew(ms);
     }
 
-    /// `repl-backlog-size`: bytes of ops kept for peers that are behind.
+    /// `repl-backlog-size`: bytes of op log records kept for peers that are
+    /// behind.
     pub fn set_backlog_bytes_max(&self, bytes: u64) {
         if self.replication.get().is_none() {
             // No peer reads the backlog of a site without replication.
@@ -471,12 +472,14 @@ impl Store {
     }
 
     /// Called once at start when replication is not configured: the
-    /// in-memory backlog only serves peers, so it keeps (almost) nothing. A
-    /// site that starts replicating later is new to its peers, which get a
-    /// full sync from it either way.
+    /// backlog only serves peers, so it keeps (almost) nothing, in memory
+    /// or in the op log. A site that starts replicating later is new to its
+    /// peers, which get a full sync from it either way.
     pub fn drop_backlog_without_replication(&self) {
         if self.replication.get().is_none() {
-            self.engine.lock().set_backlog_bytes_max(0);
+            let mut engine = self.engine.lock();
+            engine.set_backlog_bytes_max(0);
+            engine.set_backlog_tail_bytes_max(0);
         }
     }
 

@@ -172,13 +172,17 @@ impl Checker {
             if self.registry.contains_key(&entry.id) {
                 break;
             }
-            let Ok(op) = decode_op(&entry.bytes) else {
+            // An op in no log is held in memory (its only copy).
+            let Some(bytes) = backlog.held(pos) else {
+                continue;
+            };
+            let Ok(op) = decode_op(bytes) else {
                 continue;
             };
             self.registry.insert(
                 entry.id,
                 OpRecord {
-                    hash: fnv1a(&entry.bytes),
+                    hash: fnv1a(bytes),
                     issued: true,
                     op,
                 },

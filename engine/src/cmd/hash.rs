@@ -472,7 +472,7 @@ mod tests {
         v
     }
 
-    fn sync(from: &Engine, to: &mut Engine) {
+    fn sync(from: &mut Engine, to: &mut Engine) {
         let ops = from
             .ops_since(&VersionVector::new(), usize::MAX)
             .expect("backlog");
@@ -786,14 +786,14 @@ mod tests {
     fn concurrent_hset_beats_hdel_and_increments_add_up() {
         let (mut a, mut b) = (engine(1), engine(2));
         run(&mut a, "HSET h f 1 n 10");
-        sync(&a, &mut b);
+        sync(&mut a, &mut b);
         // Concurrently: A deletes f, B rewrites it; both increment n.
         assert_eq!(run(&mut a, "HDEL h f"), Reply::Int(1));
         assert_eq!(run(&mut b, "HSET h f 2"), Reply::Int(0));
         assert_eq!(run(&mut a, "HINCRBY h n 5"), Reply::Int(15));
         assert_eq!(run(&mut b, "HINCRBY h n 7"), Reply::Int(17));
-        sync(&a, &mut b);
-        sync(&b, &mut a);
+        sync(&mut a, &mut b);
+        sync(&mut b, &mut a);
         for e in [&mut a, &mut b] {
             assert_eq!(run(e, "HGET h f"), bulk("2"));
             assert_eq!(run(e, "HGET h n"), bulk("22"));
@@ -801,11 +801,11 @@ mod tests {
         assert_eq!(a.digest_hex(), b.digest_hex());
         // An HSET of the same value still beats a concurrent HDEL.
         run(&mut a, "HSET h g same");
-        sync(&a, &mut b);
+        sync(&mut a, &mut b);
         assert_eq!(run(&mut b, "HSET h g same"), Reply::Int(0));
         assert_eq!(run(&mut a, "HDEL h g"), Reply::Int(1));
-        sync(&a, &mut b);
-        sync(&b, &mut a);
+        sync(&mut a, &mut b);
+        sync(&mut b, &mut a);
         assert_eq!(run(&mut a, "HGET h g"), bulk("same"));
         assert_eq!(a.digest_hex(), b.digest_hex());
     }
@@ -815,8 +815,8 @@ mod tests {
         let (mut a, mut b) = (engine(1), engine(2));
         run(&mut a, "HINCRBYFLOAT h f 0.1");
         run(&mut b, "HINCRBYFLOAT h f 0.2");
-        sync(&a, &mut b);
-        sync(&b, &mut a);
+        sync(&mut a, &mut b);
+        sync(&mut b, &mut a);
         assert_eq!(run(&mut a, "HGET h f"), run(&mut b, "HGET h f"));
         assert_eq!(a.digest_hex(), b.digest_hex());
     }

@@ -536,7 +536,7 @@ mod tests {
         v
     }
 
-    fn sync(from: &Engine, to: &mut Engine) {
+    fn sync(from: &mut Engine, to: &mut Engine) {
         let ops = from
             .ops_since(&VersionVector::new(), usize::MAX)
             .expect("backlog");
@@ -745,18 +745,18 @@ mod tests {
     fn add_wins_over_concurrent_remove() {
         let (mut a, mut b) = (engine(1), engine(2));
         run(&mut a, "SADD s x y");
-        sync(&a, &mut b);
+        sync(&mut a, &mut b);
         assert_eq!(run(&mut a, "SREM s x y"), Reply::Int(2));
         assert_eq!(run(&mut b, "SADD s x"), Reply::Int(0));
-        sync(&a, &mut b);
-        sync(&b, &mut a);
+        sync(&mut a, &mut b);
+        sync(&mut b, &mut a);
         for e in [&mut a, &mut b] {
             assert_eq!(sorted(run(e, "SMEMBERS s")), ["x"]);
         }
         assert_eq!(a.digest_hex(), b.digest_hex());
         // SMOVE is one op: both halves arrive together.
         run(&mut a, "SMOVE s t x");
-        sync(&a, &mut b);
+        sync(&mut a, &mut b);
         assert_eq!(run(&mut b, "SCARD s"), Reply::Int(0));
         assert_eq!(sorted(run(&mut b, "SMEMBERS t")), ["x"]);
         assert_eq!(a.digest_hex(), b.digest_hex());
@@ -767,11 +767,11 @@ mod tests {
         let (mut a, mut b) = (engine(1), engine(2));
         run(&mut a, "SADD src p q");
         run(&mut a, "SADD dst old");
-        sync(&a, &mut b);
+        sync(&mut a, &mut b);
         run(&mut a, "SUNIONSTORE dst src");
         run(&mut b, "SADD dst concurrent");
-        sync(&a, &mut b);
-        sync(&b, &mut a);
+        sync(&mut a, &mut b);
+        sync(&mut b, &mut a);
         for e in [&mut a, &mut b] {
             assert_eq!(sorted(run(e, "SMEMBERS dst")), ["concurrent", "p", "q"]);
         }

@@ -7,7 +7,7 @@ use crate::cmd::{self, DataCommand};
 use crate::crdt::Ctx;
 use crate::id::{OpId, SiteId};
 use crate::keyspace::{Keyspace, DBS};
-use crate::log::{self, BacklogEntry};
+use crate::log;
 use crate::op::{Effect, KeyEffect, Op};
 use crate::reply::Reply;
 use bytes::Bytes;
@@ -15,8 +15,9 @@ use bytes::Bytes;
 /// A kept effect list is at most this long (a huge MULTI does not pin memory).
 const SPARE_EFFECTS_CAPACITY_MAX: usize = 64;
 
-/// Size of the chunks backlog copies are cut from. A chunk is freed once
-/// every op cut from it left the backlog (they leave in order).
+/// Size of the chunks the backlog's in-memory copies of new ops are cut
+/// from. A chunk is freed once every op cut from it left the backlog's
+/// tail (they leave in order).
 const BACKLOG_CHUNK_BYTES: usize = 64 << 10;
 
 /// What a command (or a MULTI/EXEC group) did: its reply, and the op it
@@ -93,8 +94,8 @@ impl Engine {
     }
 
     /// Appends an op to the log and the backlog: encoded once, straight into
-    /// the framed record; the backlog keeps a copy of the payload, cut from a
-    /// shared chunk.
+    /// the framed record; the backlog's tail keeps a copy of the payload, cut
+    /// from a shared chunk.
     pub(super) fn append_op(&mut self, op: &Op) {
         self.record_buf.clear();
         let payload = log::encode_record(op, &mut self.record_buf);
@@ -108,21 +109,26 @@ impl Engine {
         self.log_and_keep(op.id, bytes);
     }
 
-    /// Appends the framed record in `record_buf` to the log, and its payload
-    /// to the backlog.
+    /// Appends the framed record in `record_buf` to the log, and the op to
+    /// the backlog: with its payload in the tail, or, when the append did
+    /// not happen, as the only copy of the op peers can be served from.
     pub(super) fn log_and_keep(&mut self, id: OpId, bytes: Bytes) {
         self.note_tip(id, &bytes);
         let offset = self.storage.log_len();
-        if self.poisoned.is_none() {
-            if let Err(e) = self.storage.log_append(&self.record_buf) {
-                self.poison(e);
-            }
+        let logged = self.poisoned.is_none()
+            && match self.storage.log_append(&self.record_buf) {
+                Ok(()) => true,
+                Err(e) => {
+                    self.poison(e);
+                    false
+                }
+            };
+        if logged {
+            self.backlog
+                .push_logged(id, offset, self.record_buf.len(), Some(bytes));
+        } else {
+            self.backlog.push_unlogged(id, offset, bytes);
         }
-        self.backlog.push(BacklogEntry {
-            id,
-            bytes,
-            log_offset: offset,
-        });
         while self.backlog.bytes() > self.config.backlog_bytes_max && self.backlog.len() > 1 {
             self.backlog.pop_front();
         }

@@ -29,7 +29,7 @@ pub use changes::{Change, ChangeSink, ChangeSource};
 pub use checkpoint::{CheckpointDone, CheckpointStep, PendingCheckpoint};
 pub use local::{Executed, Txn, EXPIRY_SCAN_FACTOR, EXPIRY_TAKEOVER_MS};
 pub use remote::RemoteOutcome;
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, LOG_READ_AHEAD_BYTES};
 pub use sync::{LogSync, SyncDone};
 
 use crate::hlc::{Hlc, HlcClock};
@@ -48,12 +48,20 @@ use thiserror::Error;
 
 pub use crate::redis::AppendFsync as Fsync;
 
+/// Default of [`EngineConfig::backlog_tail_bytes_max`]: a few seconds of
+/// writes at a busy site.
+pub const BACKLOG_TAIL_BYTES_MAX_DEFAULT: usize = 4 << 20;
+
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub site_id: SiteId,
     pub fsync: Fsync,
-    /// Bytes of encoded ops kept in memory (and on disk) for peers.
+    /// Bytes of op log records kept for peers (`repl-backlog-size`): a
+    /// peer behind more than this needs a full sync.
     pub backlog_bytes_max: usize,
+    /// Bytes of the newest encoded ops kept in memory too, so that peers
+    /// that keep up are served without reading the log.
+    pub backlog_tail_bytes_max: usize,
     /// Remote ops waiting for their deps.
     pub causal_buffer_ops_max: usize,
     /// Refuse to open on a corrupt log record instead of salvaging (default).
@@ -111,6 +119,7 @@ impl EngineConfig {
             site_id,
             fsync: Fsync::Everysec,
             backlog_bytes_max: 256 << 20,
+            backlog_tail_bytes_max: BACKLOG_TAIL_BYTES_MAX_DEFAULT,
             causal_buffer_ops_max: 100_000,
             salvage: false,
             incarnation_floor: 0,
@@ -195,6 +204,10 @@ pub struct EngineStats {
     pub truncated_tail_bytes: u64,
     /// OpIds found issued twice with different ops (see [`OpIdConflict`]).
     pub opid_conflicts: u64,
+    /// Reads of the op log for peers behind the ops held in memory.
+    pub backlog_log_reads: u64,
+    /// Reads of the op log for a peer that failed (the peer got a full sync).
+    pub backlog_read_errors: u64,
 }
 
 const META_INCARNATION: &str = "incarnation";
@@ -266,6 +279,8 @@ pub struct Engine {
     capture: Option<CaptureMeta>,
     /// Raised while a captured checkpoint is written off the lock.
     write_in_flight: Arc<InFlight>,
+    /// The last bytes read from the op log for a peer that is behind.
+    log_read_ahead: snapshot::ReadAhead,
     /// The chunk the backlog's copies of new ops are cut from: one
     /// allocation per `BACKLOG_CHUNK_BYTES` instead of one per op.
     backlog_chunk: bytes::BytesMut,
@@ -388,6 +403,12 @@ impl Engine {
     pub fn backlog(&self) -> &Backlog {
         &self.backlog
     }
+    /// Changes the bound on the newest ops' bytes the backlog keeps in
+    /// memory; a smaller bound applies at once.
+    pub fn set_backlog_tail_bytes_max(&mut self, bytes: usize) {
+        self.config.backlog_tail_bytes_max = bytes;
+        self.backlog.set_tail_bytes_max(bytes);
+    }
     pub fn causal_buffer_len(&self) -> usize {
         self.causal_buffer.len()
     }
@@ -439,6 +460,7 @@ impl Engine {
         let pending = matches!(self.group, Some(Some(_)));
         self.vv.is_canonical()
             && self.vv.dominates(&self.durable_vv)
+            && self.backlog.invariants_hold()
             && (pending || self.next_seq == self.vv.get(self.origin) + 1)
             && self.causal_buffer.keys().all(|id| !self.vv.covers(*id))
             && self.keyspace.touch_seq == self.completed + 1

@@ -9,7 +9,7 @@ use crate::hlc::HlcClock;
 use crate::id::{OpId, Origin, VersionVector};
 use crate::keyspace::image::RowImage;
 use crate::keyspace::{Keyspace, DBS};
-use crate::log::{self, Backlog, BacklogEntry, RecordScan};
+use crate::log::{self, Backlog, RecordScan};
 use crate::storage::{Storage, StorageError};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -55,6 +55,7 @@ impl Engine {
             tips.insert(id.origin, (id.seq, Tip::Hash(h)));
         }
         let clock = HlcClock::with_max_skew(config.max_clock_skew_ms);
+        let tail_bytes_max = config.backlog_tail_bytes_max;
         let mut engine = Engine {
             origin: Origin::new(config.site_id, incarnation),
             config,
@@ -68,7 +69,7 @@ impl Engine {
             journal: std::collections::VecDeque::new(),
             all_touched_at: 0,
             keyspace: Keyspace::default(),
-            backlog: Backlog::default(),
+            backlog: Backlog::new(tail_bytes_max),
             causal_buffer: BTreeMap::new(),
             storage,
             record_buf: Vec::with_capacity(64 << 10),
@@ -79,6 +80,7 @@ impl Engine {
             group: None,
             capture: None,
             write_in_flight: Arc::default(),
+            log_read_ahead: Default::default(),
             backlog_chunk: bytes::BytesMut::new(),
             changes: None,
             shared: false,
@@ -245,11 +247,9 @@ impl Engine {
                     }
                     let bytes = Bytes::copy_from_slice(payload);
                     self.note_tip(op.id, &bytes);
-                    self.backlog.push(BacklogEntry {
-                        id: op.id,
-                        bytes,
-                        log_offset,
-                    });
+                    // Peers read the replayed ops back from the log.
+                    self.backlog
+                        .push_logged(op.id, log_offset, next - pos, None);
                     if !self.vv.covers(op.id) && self.deps_ready(&op) {
                         self.apply_op_internal(&op);
                         self.stats.recovered_ops += 1;

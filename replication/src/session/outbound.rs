@@ -2,6 +2,8 @@
 //! (handshake, control messages, digests, acks, data, heartbeats), the lag
 //! alert, the rate limit, and op batches streamed from the engine's backlog
 //! within the in-flight window (a full sync where the backlog cannot serve).
+//! Sending takes the engine mutably: the backlog reads older ops back from
+//! the op log.
 
 use super::{Link, Outbound, PeerSession, SessionError, SessionEvent, Timer, ACK_WAIT_MS};
 use crate::wire::{encode_frame, Hello, Message, PROTOCOL_VERSION};
@@ -9,7 +11,7 @@ use chorus_engine::Engine;
 
 impl PeerSession {
     /// The next frame to write to the connection, if any. Call until `None`.
-    pub fn poll_transmit(&mut self, now_ms: u64, engine: &Engine) -> Option<Vec<u8>> {
+    pub fn poll_transmit(&mut self, now_ms: u64, engine: &mut Engine) -> Option<Vec<u8>> {
         let frame = self.next_frame(now_ms, engine);
         if !self.inflight.is_empty() && self.timers.at[Timer::AckWait as usize].is_none() {
             self.timers
@@ -41,7 +43,7 @@ impl PeerSession {
         }
     }
 
-    fn next_frame(&mut self, now_ms: u64, engine: &Engine) -> Option<Vec<u8>> {
+    fn next_frame(&mut self, now_ms: u64, engine: &mut Engine) -> Option<Vec<u8>> {
         // The handshake goes out even on a session that is refusing the peer.
         if self.hello_pending {
             self.hello_pending = false;
@@ -156,7 +158,7 @@ impl PeerSession {
         })
     }
 
-    fn data_frame(&mut self, now_ms: u64, engine: &Engine) -> Option<Vec<u8>> {
+    fn data_frame(&mut self, now_ms: u64, engine: &mut Engine) -> Option<Vec<u8>> {
         if !self.rate.ready(now_ms) {
             self.timers
                 .set(Timer::RateLimit, self.rate.ready_at(now_ms));
@@ -180,7 +182,7 @@ impl PeerSession {
         Some(frame)
     }
 
-    fn next_batch(&mut self, engine: &Engine) -> Option<Vec<u8>> {
+    fn next_batch(&mut self, engine: &mut Engine) -> Option<Vec<u8>> {
         if self.inflight.len() >= self.config.inflight_batches_max
             || self.inflight_bytes >= self.config.inflight_bytes_max
         {
@@ -191,6 +193,7 @@ impl PeerSession {
         };
         // The backlog must still hold every op the peer lacks; otherwise (ops
         // trimmed, or received through a snapshot) only a full sync can help.
+        // So does a read of the op log that failed (the engine says why).
         let servable = engine.backlog().can_serve(&self.peer_known, engine.vv());
         let cursor = if servable {
             cursor.or_else(|| engine.backlog_cursor(&self.peer_known))

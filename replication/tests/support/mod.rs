@@ -188,7 +188,7 @@ impl Net {
             self.links[l].sessions[side].handle_timeout(now, engine);
         }
         while let Some(frame) = {
-            let engine = &self.sites[from].engine;
+            let engine = &mut self.sites[from].engine;
             self.links[l].sessions[side].poll_transmit(now, engine)
         } {
             moved = true;

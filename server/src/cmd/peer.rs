@@ -211,7 +211,12 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
             e.stats().clone(),
             e.type_conflicts(),
             e.list_pop_conflicts(),
-            (e.backlog().len(), e.backlog().bytes()),
+            (
+                e.backlog().len(),
+                e.backlog().bytes(),
+                e.backlog().tail_bytes(),
+                e.backlog_memory_bytes(),
+            ),
             replication.map(|r| r.status_locked(e)),
         )
     });
@@ -239,10 +244,26 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
         state.sync_writes.not_replicated()
     );
     let _ = write!(out, "repl_backlog_size:{}\r\n", settings.repl_backlog_size);
-    // What the backlog holds now (ops some peer has not acknowledged), as
-    // Redis's repl_backlog_histlen tells its history length.
+    // What the backlog holds now (ops some peer has not acknowledged): the
+    // bytes of their records in the op log, counted against
+    // repl_backlog_size; then what serving them costs in memory: the newest
+    // ops' bytes, and everything (per-op entries and read-ahead included).
     let _ = write!(out, "repl_backlog_histlen:{}\r\n", backlog.1);
     let _ = write!(out, "repl_backlog_ops:{}\r\n", backlog.0);
+    let _ = write!(out, "repl_backlog_tail_bytes:{}\r\n", backlog.2);
+    let _ = write!(out, "repl_backlog_memory_bytes:{}\r\n", backlog.3);
+    // Reads of the op log for peers that are behind, and those that failed
+    // (the engine refuses writes after one; the peer got a full sync).
+    let _ = write!(
+        out,
+        "repl_backlog_log_reads:{}\r\n",
+        stats.backlog_log_reads
+    );
+    let _ = write!(
+        out,
+        "repl_backlog_read_errors:{}\r\n",
+        stats.backlog_read_errors
+    );
     let _ = write!(
         out,
         "anti_entropy_interval_secs:{}\r\n",

@@ -514,6 +514,13 @@ impl Sim {
             if p.knobs.tiny_backlog {
                 ec.backlog_bytes_max = site_rng.range(1 << 10, 16 << 10) as usize;
             }
+            // Even-numbered sites keep only a few ops in memory, so peers
+            // behind them are served from the op log (the disk path runs in
+            // every run with two sites or more, without a draw that would
+            // change what the seeds do).
+            if id & 1 == 0 {
+                ec.backlog_tail_bytes_max = 2 << 10;
+            }
             if p.knobs.small_causal_buffer {
                 ec.causal_buffer_ops_max = site_rng.range(2, 32) as usize;
             }

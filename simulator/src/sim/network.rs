@@ -29,7 +29,7 @@ impl Sim {
                 }
                 let site = &mut self.sites[s];
                 let (Some(engine), Some(sess)) =
-                    (site.engine.as_ref(), site.sessions.get_mut(&peer))
+                    (site.engine.as_mut(), site.sessions.get_mut(&peer))
                 else {
                     break;
                 };

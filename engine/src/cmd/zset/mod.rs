@@ -310,7 +310,7 @@ mod tests {
         }
     }
 
-    fn sync(from: &Engine, to: &mut Engine) {
+    fn sync(from: &mut Engine, to: &mut Engine) {
         let ops = from
             .ops_since(&VersionVector::new(), usize::MAX)
             .expect("backlog");
@@ -912,11 +912,11 @@ mod tests {
     fn zrem_concurrent_with_zincrby_keeps_the_increment() {
         let (mut a, mut b) = (engine(1), engine(2));
         run(&mut a, "ZADD z 10 m 1 other");
-        sync(&a, &mut b);
+        sync(&mut a, &mut b);
         assert_eq!(run(&mut a, "ZREM z m"), Reply::Int(1));
         assert_eq!(run(&mut b, "ZINCRBY z 5 m"), Reply::Double(15.0));
-        sync(&a, &mut b);
-        sync(&b, &mut a);
+        sync(&mut a, &mut b);
+        sync(&mut b, &mut a);
         for e in [&mut a, &mut b] {
             assert_eq!(run(e, "ZSCORE z m"), Reply::Double(5.0));
             assert_eq!(text(run(e, "ZRANGE z 0 -1")), "other m");
@@ -927,8 +927,8 @@ mod tests {
         run(&mut b, "ZINCRBY z 2 m");
         run(&mut a, "ZREM z other");
         run(&mut b, "ZADD z 1 other");
-        sync(&a, &mut b);
-        sync(&b, &mut a);
+        sync(&mut a, &mut b);
+        sync(&mut b, &mut a);
         for e in [&mut a, &mut b] {
             assert_eq!(run(e, "ZSCORE z m"), Reply::Double(8.0));
             assert_eq!(run(e, "ZSCORE z other"), Reply::Double(1.0));

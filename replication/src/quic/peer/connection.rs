@@ -178,7 +178,7 @@ fn output_round(shared: &Shared, peer: &Peer, gen: u64) -> Option<Round> {
     let mut frames = Vec::new();
     let mut bytes = 0usize;
     while bytes < WRITE_ROUND_BYTES_MAX {
-        match e.session.poll_transmit(now_ms, &engine) {
+        match e.session.poll_transmit(now_ms, &mut engine) {
             Some(frame) => {
                 bytes += frame.len();
                 frames.push(Bytes::from(frame));
