@@ -163,6 +163,8 @@ fn two_sites_converge_on_every_type() {
     let info = text(ca.cmd(&["INFO", "replication"]));
     assert!(info.contains("role:active-active"), "{info}");
     assert!(info.contains("state=streaming"), "{info}");
+    // Sites with peers keep one entry per increment (no folding).
+    assert!(info.contains("counter_folding:off"), "{info}");
     // Byte totals next to the rates: ops went out and acks came back.
     let total = |name: &str| -> u64 {
         info.lines()
@@ -876,4 +878,24 @@ fn a_brpop_at_site_2_wakes_on_an_lpush_at_site_1() {
     wait_until("the pop at site 1", || {
         a.connect().cmd(&["EXISTS", "jobs"]) == Reply::Int(0)
     });
+}
+
+/// A site started with no peer and no TLS is alone: its counters fold as
+/// they are incremented, and their values are exact.
+#[test]
+fn a_site_without_peers_folds_its_counters() {
+    let p = ChorusProcess::start(&[]);
+    assert_eq!(info_field(&p, "counter_folding").as_deref(), Some("alone"));
+    let mut c = p.connect();
+    for i in 0..2_000 {
+        c.cmd(&["INCR", "hits"]);
+        c.cmd(&["HINCRBY", "h", "f", "2"]);
+        c.cmd(&["ZINCRBY", "z", "0.5", "m"]);
+        if i == 1_000 {
+            assert_eq!(text(c.cmd(&["SET", "hits", "10"])), "OK");
+        }
+    }
+    assert_eq!(text(c.cmd(&["GET", "hits"])), "1009");
+    assert_eq!(text(c.cmd(&["HGET", "h", "f"])), "4000");
+    assert_eq!(text(c.cmd(&["ZSCORE", "z", "m"])), "1000");
 }
