@@ -9,6 +9,9 @@
 //! command's notifications, on both servers (each publishes them before the
 //! command replies).
 //!
+//! A subscriber that stops reading is then checked on both servers: it is
+//! disconnected at the `pubsub` output limit, and the writers go on.
+//!
 //! Without redis-server the tests print a SKIPPED line and pass, unless
 //! `CHORUS_REQUIRE_REDIS=1`.
 
@@ -391,4 +394,54 @@ fn config_get_and_set() {
         CONFIG GET notify-keyspace-events
         "#,
     );
+}
+
+/// A subscriber to the notifications that stops reading is disconnected
+/// once its pending output passes the `pubsub` hard limit, on both servers;
+/// the writers whose changes it was sent are never held up.
+#[test]
+fn a_subscriber_that_stops_reading_is_disconnected_and_writers_go_on() {
+    let Some(redis) = RedisProcess::start(&[]) else {
+        return;
+    };
+    let chorus = ChorusProcess::start(&[]);
+    for (name, port) in [("chorus", chorus.port), ("redis", redis.port)] {
+        let mut writer = Conn::connect(port);
+        for set in [
+            "CONFIG SET client-output-buffer-limit \"pubsub 1mb 0 0\"",
+            "CONFIG SET notify-keyspace-events KEA",
+        ] {
+            assert_eq!(call(&mut writer, &args(set)), b"+OK\r\n".to_vec(), "{name}");
+        }
+        let mut slow = Conn::connect(port);
+        slow.send(&multibulk(&[b"PSUBSCRIBE", b"__key*__:*"]));
+        receive(&mut slow);
+        // Each SET of a 16 KiB key fires two messages that carry the key.
+        let key = "k".repeat(16 * 1024);
+        let started = std::time::Instant::now();
+        let deadline = started + std::time::Duration::from_secs(20);
+        let mut writes = 0;
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: the subscriber was never dropped"
+            );
+            for _ in 0..16 {
+                let reply = call(&mut writer, &[String::from("SET"), key.clone(), "v".into()]);
+                assert_eq!(reply, b"+OK\r\n".to_vec(), "{name}");
+                writes += 1;
+            }
+            let list = call(&mut writer, &args("CLIENT LIST TYPE pubsub"));
+            if list == b"$0\r\n\r\n".to_vec() {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{name}: writers were held up"
+        );
+        assert!(writes > 16, "{name}: dropped before the buffers filled");
+        // The connection is closed once the kernel's buffers are read.
+        assert!(slow.until_closed().ends_with(b"<closed>"), "{name}");
+    }
 }

@@ -259,12 +259,6 @@ impl Engine {
         src: ChangeSource,
         probe: Option<Probe>,
     ) {
-        let exists = self
-            .keyspace
-            .db(db)
-            .rows
-            .get(key)
-            .is_some_and(|r| r.kind().is_some());
         let Some(c) = self.changes.as_deref_mut() else {
             return;
         };
@@ -272,6 +266,12 @@ impl Engine {
         let Some(probe) = probe else {
             return;
         };
+        let exists = self
+            .keyspace
+            .db(db)
+            .rows
+            .get(key)
+            .is_some_and(|r| r.kind().is_some());
         match effect {
             Effect::FlushDb => return c.push(Change::Db { db, source: src }),
             Effect::FlushAll => return c.push(Change::All { source: src }),
