@@ -348,3 +348,66 @@ fn a_sink_gets_every_call_s_changes_in_bounded_batches() {
     // With a sink the engine keeps nothing to drain.
     assert!(drain(&mut e).is_empty());
 }
+
+#[test]
+fn a_peer_names_events_by_effect_and_sees_emptied_keys_go() {
+    let mut a = mem(1);
+    let mut b = mem(2);
+    b.enable_changes(64);
+    for cmd in [
+        "RPUSH l x",
+        "RPOP l",
+        "SADD s m",
+        "SPOP s",
+        "HSET h f v",
+        "HDEL h f",
+        "ZADD z 1 m",
+        "ZINCRBY z 2 m",
+        "ZPOPMAX z",
+        "SET k v",
+        "EXPIRE k 100",
+        "PERSIST k",
+        "RENAME k k2",
+    ] {
+        assert!(!run(&mut a, 0, 1_000, cmd).is_error(), "{cmd}");
+    }
+    b.apply_remote(a.ops_since(&VersionVector::new(), usize::MAX).unwrap());
+    let p = ChangeSource::Peer(a.origin());
+    let events: Vec<(String, &str)> = drain(&mut b)
+        .into_iter()
+        .map(|c| match c {
+            Change::Key { key, event, .. } => {
+                (String::from_utf8_lossy(&key).into_owned(), event.name())
+            }
+            other => panic!("{other:?} from {p:?}"),
+        })
+        .collect();
+    let want = [
+        ("l", "new"),
+        ("l", "lpush"),
+        ("l", "lpop"),
+        ("l", "del"),
+        ("s", "new"),
+        ("s", "sadd"),
+        ("s", "srem"),
+        ("s", "del"),
+        ("h", "new"),
+        ("h", "hset"),
+        ("h", "hdel"),
+        ("h", "del"),
+        ("z", "new"),
+        ("z", "zadd"),
+        ("z", "zincr"),
+        ("z", "zrem"),
+        ("z", "del"),
+        ("k", "new"),
+        ("k", "set"),
+        ("k", "expire"),
+        ("k", "persist"),
+        ("k", "del"),
+        ("k2", "new"),
+        ("k2", "restore"),
+    ];
+    let want: Vec<(String, &str)> = want.iter().map(|(k, e)| (k.to_string(), *e)).collect();
+    assert_eq!(events, want);
+}

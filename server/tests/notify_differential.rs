@@ -87,6 +87,7 @@ fn run(writer: &mut Conn, sub: &mut Conn, flags: &str, lines: &str) -> Vec<(Stri
     sub.send(&multibulk(&[b"SUBSCRIBE", MARK.as_bytes()]));
     receive(sub);
     let mut out = Vec::new();
+    let mut in_multi = false;
     for line in lines.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -96,6 +97,18 @@ fn run(writer: &mut Conn, sub: &mut Conn, flags: &str, lines: &str) -> Vec<(Stri
             continue;
         }
         let mut got = call(writer, &args(line));
+        // Inside MULTI the marker would be queued too: nothing fires
+        // before EXEC.
+        let upper = line.to_ascii_uppercase();
+        if upper == "MULTI" {
+            in_multi = true;
+        } else if upper == "EXEC" || upper == "DISCARD" {
+            in_multi = false;
+        }
+        if in_multi {
+            out.push((line.to_string(), got));
+            continue;
+        }
         got.extend_from_slice(b" | ");
         call(writer, &args(&format!("PUBLISH {MARK} x")));
         let mut messages = 0;
@@ -212,6 +225,13 @@ fn generic() {
         SET c v
         MOVE c 1
         TOUCH c k
+        # A MULTI group fires its commands' events at EXEC, in order.
+        MULTI
+        SET m 1
+        INCR m
+        DEL m
+        EXEC
+        EVAL "redis.call('set', KEYS[1], 'v'); return redis.call('expire', KEYS[1], 100)" 1 lua
         "#,
     );
 }
@@ -246,6 +266,11 @@ fn lists() {
         LPOP l
         RPUSH l4 only
         LTRIM l4 1 0
+        RPUSH b 1 2 3
+        BLPOP b 0
+        BRPOP b 0
+        BLMOVE b b2 LEFT RIGHT 0
+        BLMPOP 0 1 b2 RIGHT
         "#,
     );
 }
