@@ -349,8 +349,8 @@ impl Store {
     }
 
     /// Subscribes to the site's changes, local and replicated (blocked
-    /// clients, keyspace notifications and client-side caching build on
-    /// it). Taken with the engine held: the subscription sees every write
+    /// clients build on it; keyspace notifications are a sink of their own,
+    /// see [`Store::notifier`]). Taken with the engine held: the subscription sees every write
     /// applied after this returns, and none before.
     pub fn subscribe(&self) -> Subscription {
         let _engine = self.engine.lock();
