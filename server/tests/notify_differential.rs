@@ -68,8 +68,9 @@ fn receive(conn: &mut Conn) -> Vec<u8> {
 }
 
 /// Runs `lines` (one command each; `#` starts a comment, `sleep <ms>`
-/// pauses) with `flags`; returns, per command, its reply and the
-/// notifications that came before the marker.
+/// pauses; a first line `#resp3` makes the subscriber speak RESP3) with
+/// `flags`; returns, per command, its reply and the notifications that came
+/// before the marker.
 fn run(writer: &mut Conn, sub: &mut Conn, flags: &str, lines: &str) -> Vec<(String, Vec<u8>)> {
     let set = args(&format!("CONFIG SET notify-keyspace-events \"{flags}\""));
     assert_eq!(
@@ -77,6 +78,11 @@ fn run(writer: &mut Conn, sub: &mut Conn, flags: &str, lines: &str) -> Vec<(Stri
         b"+OK\r\n".to_vec(),
         "CONFIG SET {flags}"
     );
+    if lines.trim_start().starts_with("#resp3") {
+        // The subscriber speaks RESP3: the events come as pushes. HELLO's
+        // reply names the server, so it is not compared.
+        call(sub, &args("HELLO 3"));
+    }
     sub.send(&multibulk(&[
         b"PSUBSCRIBE",
         b"__keyspace@*__:*",
@@ -383,6 +389,19 @@ fn classes_filter_and_new_keys() {
         r#"
         SET s v
         DEL s
+        "#,
+    );
+}
+
+#[test]
+fn events_reach_a_resp3_subscriber_as_pushes() {
+    differential(
+        "resp3",
+        "KEA",
+        r#"#resp3
+        SET s v
+        LPUSH l a
+        DEL s l
         "#,
     );
 }
