@@ -899,3 +899,74 @@ fn a_site_without_peers_folds_its_counters() {
     assert_eq!(text(c.cmd(&["HGET", "h", "f"])), "4000");
     assert_eq!(text(c.cmd(&["ZSCORE", "z", "m"])), "1000");
 }
+
+// ---- keyspace notifications --------------------------------------------------
+
+/// Collects `(channel, message)` pairs from `pubsub` until `want` of them
+/// came or `CONVERGE` passed.
+fn collect(pubsub: &mut redis::PubSub<'_>, want: usize) -> Vec<(String, String)> {
+    let deadline = Instant::now() + CONVERGE;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        match pubsub.get_message() {
+            Ok(msg) => got.push((
+                msg.get_channel_name().to_string(),
+                msg.get_payload::<String>().unwrap_or_default(),
+            )),
+            Err(e) if e.is_timeout() => {}
+            Err(e) => panic!("pub/sub connection failed: {e}"),
+        }
+    }
+    got
+}
+
+#[test]
+fn a_subscriber_at_one_site_hears_the_writes_and_expiry_of_another() {
+    let (certs, s1, s2) = two_sites();
+    // A small clock-skew bound: site 1 deletes an expired key soon after
+    // its deadline.
+    let skew = ["--max-clock-skew-ms", "50"];
+    let a = start_with(certs.path(), &s1, &[&s2], &skew);
+    let mut b_args = skew.to_vec();
+    b_args.extend(["--notify-keyspace-events", "KA"]);
+    let b = start_with(certs.path(), &s2, &[&s1], &b_args);
+    wait_until("both sites streaming", || {
+        streaming_to(&a, 2) && streaming_to(&b, 1)
+    });
+
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", b.port)).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let mut pubsub = con.as_pubsub();
+    pubsub
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    pubsub.psubscribe("__keyspace@0__:*").unwrap();
+    wait_until("the pattern subscription", || {
+        b.connect().cmd(&["PUBSUB", "NUMPAT"]) == Reply::Int(1)
+    });
+
+    let mut at_a = a.connect();
+    for cmd in [
+        &["SET", "k", "v"][..],
+        &["LPUSH", "l", "x"],
+        &["HSET", "h", "f", "v"],
+        &["DEL", "h"],
+        &["PEXPIRE", "k", "200"],
+    ] {
+        assert!(!matches!(at_a.cmd(cmd), Reply::Error(_)), "{cmd:?}");
+    }
+    let got = collect(&mut pubsub, 6);
+    let want: Vec<(String, String)> = [
+        ("k", "set"),
+        ("l", "lpush"),
+        ("h", "hset"),
+        ("h", "del"),
+        ("k", "expire"),
+        // Deleted by site 1's expiry, applied here: `expired` at both.
+        ("k", "expired"),
+    ]
+    .iter()
+    .map(|(k, e)| (format!("__keyspace@0__:{k}"), e.to_string()))
+    .collect();
+    assert_eq!(got, want);
+}

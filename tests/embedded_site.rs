@@ -154,6 +154,7 @@ fn source_of_change(sub: &Subscription, key: &[u8]) -> ChangeSource {
                 db: 0,
                 key: k,
                 source,
+                ..
             }) if k.as_ref() == key => return source,
             Ok(Change::Lagged(n)) => panic!("{n} changes lost with a queue of 4096"),
             Ok(_) => {}

@@ -21,7 +21,7 @@
 //!
 //! [`union_rows`]: crate::keyspace::image::union_rows
 
-use crate::engine::{Change, ChangeSource, Engine};
+use crate::engine::{Change, ChangeSource, Engine, KeyEvent};
 use crate::id::VersionVector;
 use crate::keyspace::image::{join_rows, union_rows, RowImage};
 use crate::keyspace::row::Row;
@@ -356,6 +356,7 @@ impl Engine {
                     db,
                     key: key.clone(),
                     source: ChangeSource::Merge,
+                    event: KeyEvent::Restore,
                 });
                 self.keyspace.put_row(db, key, joined);
                 out.changed += 1;
@@ -377,6 +378,7 @@ impl Engine {
             db: db % DBS as u8,
             key: key.clone(),
             source: ChangeSource::Merge,
+            event: KeyEvent::Restore,
         });
         self.keyspace.put_row(db % DBS as u8, key, image.into_row());
         self.op_completed();

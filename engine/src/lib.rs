@@ -21,8 +21,8 @@ pub mod storage;
 
 pub use anti_entropy::{BucketRows, RepairError};
 pub use engine::{
-    Change, ChangeSink, ChangeSource, Engine, EngineCanaries, EngineConfig, EngineError, Executed,
-    OpIdConflict, OpenError, RemoteOutcome, Snapshot, Txn,
+    Change, ChangeSink, ChangeSource, Engine, EngineCanaries, EngineConfig, EngineError,
+    EventClass, Executed, KeyEvent, OpIdConflict, OpenError, RemoteOutcome, Snapshot, Txn,
 };
 pub use hlc::{Hlc, HlcClock};
 pub use id::{OpId, Origin, SiteId, VersionVector};

@@ -1,12 +1,15 @@
 //! The engine reports changed keys (`Engine::enable_changes`,
 //! `Engine::set_change_sink`): local writes, remote ops, flushes (one event
 //! whatever the number of keys), snapshot merges, expiry; bounded, with a
-//! `Lagged` marker when the bound was hit.
+//! `Lagged` marker when the bound was hit. Each change names its keyspace
+//! event (`new` before the write that made a key).
 
 use bytes::Bytes;
 use chorus_engine::keyspace::image::RowImage;
 use chorus_engine::storage::memory::MemoryStorage;
-use chorus_engine::{Change, ChangeSink, ChangeSource, Engine, EngineConfig, Reply, VersionVector};
+use chorus_engine::{
+    Change, ChangeSink, ChangeSource, Engine, EngineConfig, KeyEvent, Reply, VersionVector,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,12 +33,18 @@ fn drain(e: &mut Engine) -> Vec<Change> {
     out
 }
 
-fn key(db: u8, k: &str, source: ChangeSource) -> Change {
+fn key(db: u8, k: &str, source: ChangeSource, event: KeyEvent) -> Change {
     Change::Key {
         db,
         key: Bytes::copy_from_slice(k.as_bytes()),
         source,
+        event,
     }
+}
+
+/// The changes of a write that made `k`: `new`, then its event.
+fn made(db: u8, k: &str, source: ChangeSource, event: KeyEvent) -> [Change; 2] {
+    [key(db, k, source, KeyEvent::New), key(db, k, source, event)]
 }
 
 #[test]
@@ -52,7 +61,7 @@ fn nothing_is_recorded_unless_enabled() {
 }
 
 #[test]
-fn local_writes_are_reported_once_per_key_and_reads_not_at_all() {
+fn local_writes_are_reported_with_their_events_and_reads_not_at_all() {
     let mut e = mem(1);
     e.enable_changes(16);
     run(&mut e, 0, 1_000, "SET k v");
@@ -69,17 +78,38 @@ fn local_writes_are_reported_once_per_key_and_reads_not_at_all() {
         ],
         1_004,
     );
+    let l = ChangeSource::Local;
+    let mut want = Vec::new();
+    want.extend(made(0, "k", l, KeyEvent::Set));
+    want.extend(made(3, "h", l, KeyEvent::HSet));
+    want.extend(made(0, "a", l, KeyEvent::Set));
+    want.extend(made(1, "s", l, KeyEvent::SAdd));
+    want.push(key(0, "k", l, KeyEvent::Del));
+    assert_eq!(drain(&mut e), want);
+    assert!(drain(&mut e).is_empty(), "a drain takes everything");
+    // An emptied container is gone: its event, then `del`; a delete of an
+    // absent key reports nothing.
+    run(&mut e, 1, 1_005, "SREM s x");
+    run(&mut e, 1, 1_006, "DEL s");
     assert_eq!(
         drain(&mut e),
         vec![
-            key(0, "k", ChangeSource::Local),
-            key(3, "h", ChangeSource::Local),
-            key(0, "a", ChangeSource::Local),
-            key(1, "s", ChangeSource::Local),
-            key(0, "k", ChangeSource::Local),
+            key(1, "s", l, KeyEvent::SRem),
+            key(1, "s", l, KeyEvent::Del)
         ]
     );
-    assert!(drain(&mut e).is_empty(), "a drain takes everything");
+    // The command names what the effect does not say.
+    run(&mut e, 0, 1_007, "APPEND a x");
+    run(&mut e, 0, 1_008, "RENAME a b");
+    assert_eq!(
+        drain(&mut e),
+        vec![
+            key(0, "a", l, KeyEvent::Append),
+            key(0, "a", l, KeyEvent::RenameFrom),
+            key(0, "b", l, KeyEvent::New),
+            key(0, "b", l, KeyEvent::RenameTo),
+        ]
+    );
 }
 
 #[test]
@@ -93,10 +123,10 @@ fn remote_ops_are_reported_with_their_origin() {
     let out = b.apply_remote(ops.clone());
     assert_eq!(out.applied, 2);
     let from_a = ChangeSource::Peer(a.origin());
-    assert_eq!(
-        drain(&mut b),
-        vec![key(0, "k", from_a), key(2, "n", from_a)]
-    );
+    let mut want = Vec::new();
+    want.extend(made(0, "k", from_a, KeyEvent::Set));
+    want.extend(made(2, "n", from_a, KeyEvent::IncrBy));
+    assert_eq!(drain(&mut b), want);
     // Duplicates change nothing and report nothing.
     b.apply_remote(ops);
     assert!(drain(&mut b).is_empty());
@@ -106,10 +136,15 @@ fn remote_ops_are_reported_with_their_origin() {
     let mut more = a.ops_since(b.vv(), usize::MAX).unwrap();
     more.reverse();
     b.apply_remote(more);
-    assert_eq!(
-        drain(&mut b),
-        vec![key(0, "x", from_a), key(0, "y", from_a)]
-    );
+    let mut want = Vec::new();
+    want.extend(made(0, "x", from_a, KeyEvent::Set));
+    want.extend(made(0, "y", from_a, KeyEvent::Set));
+    assert_eq!(drain(&mut b), want);
+    // A peer's op names the event by the effect's type: APPEND's string
+    // write is a `set` there.
+    run(&mut a, 0, 1_004, "APPEND x more");
+    b.apply_remote(a.ops_since(b.vv(), usize::MAX).unwrap());
+    assert_eq!(drain(&mut b), vec![key(0, "x", from_a, KeyEvent::Set)]);
 }
 
 #[test]
@@ -152,7 +187,7 @@ fn a_flush_is_one_change_whatever_the_number_of_keys() {
     b.apply_remote(writes.to_vec());
     let writes_reported = drain(&mut b);
     assert_eq!(writes_reported.len(), 9, "8 kept");
-    assert!(matches!(writes_reported[8], Change::Lagged(992)));
+    assert!(matches!(writes_reported[8], Change::Lagged(1992)));
     b.apply_remote(tail.to_vec());
     assert_eq!(flushes, 2);
     let from_a = ChangeSource::Peer(a.origin());
@@ -186,36 +221,76 @@ fn a_snapshot_merge_is_one_change() {
     );
     // A row put without an op (anti-entropy's repairs) is a merge too.
     b.put_row_unlogged(0, Bytes::from_static(b"k1"), RowImage::default());
-    assert_eq!(drain(&mut b), vec![key(0, "k1", ChangeSource::Merge)]);
+    assert_eq!(
+        drain(&mut b),
+        vec![key(0, "k1", ChangeSource::Merge, KeyEvent::Restore)]
+    );
 }
 
 #[test]
-fn active_expiry_is_reported() {
+fn expiry_is_reported_as_expired_where_it_ran_and_at_peers() {
     let mut e = mem(1);
-    run(&mut e, 0, 1_000, "SET k v PX 10");
-    e.enable_changes(4);
-    assert_eq!(e.expire_cycle(5_000, 10), 1);
-    assert_eq!(drain(&mut e), vec![key(0, "k", ChangeSource::Local)]);
+    run(&mut e, 0, 1_000, "SET a v PX 10");
+    run(&mut e, 0, 1_000, "SET gone v PX 10");
+    run(&mut e, 0, 1_000, "SET d v PX 100000");
+    let mut b = mem(2);
+    b.apply_remote(e.ops_since(&VersionVector::new(), usize::MAX).unwrap());
+    e.enable_changes(8);
+    b.enable_changes(8);
+    assert_eq!(e.expire_cycle(5_000, 1), 1);
+    // A write to an expired key deletes it first: `expired`, then the
+    // write makes a new key.
+    run(&mut e, 0, 5_001, "SET gone w");
+    run(&mut e, 0, 5_002, "DEL d");
+    let l = ChangeSource::Local;
+    assert_eq!(
+        drain(&mut e),
+        vec![
+            key(0, "a", l, KeyEvent::Expired),
+            key(0, "gone", l, KeyEvent::Expired),
+            key(0, "gone", l, KeyEvent::New),
+            key(0, "gone", l, KeyEvent::Set),
+            key(0, "d", l, KeyEvent::Del),
+        ]
+    );
+    // At the peer the same deletes are told apart by the deadline: passed
+    // when the op was made, or not.
+    b.apply_remote(e.ops_since(b.vv(), usize::MAX).unwrap());
+    let from_a = ChangeSource::Peer(e.origin());
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            key(0, "a", from_a, KeyEvent::Expired),
+            key(0, "gone", from_a, KeyEvent::Expired),
+            key(0, "gone", from_a, KeyEvent::New),
+            key(0, "gone", from_a, KeyEvent::Set),
+            key(0, "d", from_a, KeyEvent::Del),
+        ]
+    );
 }
 
 #[test]
 fn the_bound_reports_what_was_lost_and_then_starts_again() {
     let mut e = mem(1);
-    e.enable_changes(3);
     for i in 0..10 {
         run(&mut e, 0, 1_000, &format!("SET k{i} v"));
     }
+    e.enable_changes(3);
+    for i in 0..10 {
+        run(&mut e, 0, 1_000, &format!("SET k{i} w"));
+    }
+    let l = ChangeSource::Local;
     assert_eq!(
         drain(&mut e),
         vec![
-            key(0, "k0", ChangeSource::Local),
-            key(0, "k1", ChangeSource::Local),
-            key(0, "k2", ChangeSource::Local),
+            key(0, "k0", l, KeyEvent::Set),
+            key(0, "k1", l, KeyEvent::Set),
+            key(0, "k2", l, KeyEvent::Set),
             Change::Lagged(7),
         ]
     );
     run(&mut e, 0, 1_001, "SET z v");
-    assert_eq!(drain(&mut e), vec![key(0, "z", ChangeSource::Local)]);
+    assert_eq!(drain(&mut e), made(0, "z", l, KeyEvent::Set).to_vec());
 }
 
 /// Keeps what it is handed, in batches.
@@ -246,7 +321,7 @@ fn a_sink_gets_every_call_s_changes_in_bounded_batches() {
     run(&mut e, 0, 1_001, "SET k v");
     assert_eq!(
         *sink.batches.lock().unwrap(),
-        vec![vec![key(0, "k", ChangeSource::Local)]],
+        vec![made(0, "k", ChangeSource::Local, KeyEvent::Set).to_vec()],
         "handed over before execute returns"
     );
     sink.batches.lock().unwrap().clear();
@@ -256,11 +331,11 @@ fn a_sink_gets_every_call_s_changes_in_bounded_batches() {
     let batches = std::mem::take(&mut *sink.batches.lock().unwrap());
     assert_eq!(
         batches.iter().map(Vec::len).collect::<Vec<_>>(),
-        vec![4, 4, 2],
+        vec![4, 4, 4, 4, 4],
         "nothing lost, at most 4 at a time"
     );
     let all: Vec<Change> = batches.into_iter().flatten().collect();
-    assert_eq!(all[9], key(0, "m9", ChangeSource::Local));
+    assert_eq!(all[19], key(0, "m9", ChangeSource::Local, KeyEvent::Set));
 
     // Remote ops reach the sink before apply_remote returns.
     let mut a = mem(3);
@@ -268,8 +343,71 @@ fn a_sink_gets_every_call_s_changes_in_bounded_batches() {
     e.apply_remote(a.ops_since(&VersionVector::new(), usize::MAX).unwrap());
     assert_eq!(
         *sink.batches.lock().unwrap(),
-        vec![vec![key(0, "r", ChangeSource::Peer(a.origin()))]]
+        vec![made(0, "r", ChangeSource::Peer(a.origin()), KeyEvent::Set).to_vec()]
     );
     // With a sink the engine keeps nothing to drain.
     assert!(drain(&mut e).is_empty());
+}
+
+#[test]
+fn a_peer_names_events_by_effect_and_sees_emptied_keys_go() {
+    let mut a = mem(1);
+    let mut b = mem(2);
+    b.enable_changes(64);
+    for cmd in [
+        "RPUSH l x",
+        "RPOP l",
+        "SADD s m",
+        "SPOP s",
+        "HSET h f v",
+        "HDEL h f",
+        "ZADD z 1 m",
+        "ZINCRBY z 2 m",
+        "ZPOPMAX z",
+        "SET k v",
+        "EXPIRE k 100",
+        "PERSIST k",
+        "RENAME k k2",
+    ] {
+        assert!(!run(&mut a, 0, 1_000, cmd).is_error(), "{cmd}");
+    }
+    b.apply_remote(a.ops_since(&VersionVector::new(), usize::MAX).unwrap());
+    let p = ChangeSource::Peer(a.origin());
+    let events: Vec<(String, &str)> = drain(&mut b)
+        .into_iter()
+        .map(|c| match c {
+            Change::Key { key, event, .. } => {
+                (String::from_utf8_lossy(&key).into_owned(), event.name())
+            }
+            other => panic!("{other:?} from {p:?}"),
+        })
+        .collect();
+    let want = [
+        ("l", "new"),
+        ("l", "lpush"),
+        ("l", "lpop"),
+        ("l", "del"),
+        ("s", "new"),
+        ("s", "sadd"),
+        ("s", "srem"),
+        ("s", "del"),
+        ("h", "new"),
+        ("h", "hset"),
+        ("h", "hdel"),
+        ("h", "del"),
+        ("z", "new"),
+        ("z", "zadd"),
+        ("z", "zincr"),
+        ("z", "zrem"),
+        ("z", "del"),
+        ("k", "new"),
+        ("k", "set"),
+        ("k", "expire"),
+        ("k", "persist"),
+        ("k", "del"),
+        ("k2", "new"),
+        ("k2", "restore"),
+    ];
+    let want: Vec<(String, &str)> = want.iter().map(|(k, e)| (k.to_string(), *e)).collect();
+    assert_eq!(events, want);
 }

@@ -17,6 +17,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod memory;
+pub mod notify;
 pub mod peers_file;
 pub mod pubsub;
 pub mod resp;

@@ -70,7 +70,7 @@ pub struct ServerState {
     pub stats: Stats,
     pub clients: ClientRegistry,
     /// Who listens to which channel (pub/sub is never stored).
-    pub pubsub: crate::pubsub::PubSub,
+    pub pubsub: Arc<crate::pubsub::PubSub>,
     /// The Lua interpreter, its scripts and the running script's state.
     pub scripts: crate::script::Scripts,
     /// Clients waiting in BLPOP and the other blocking pops.
@@ -256,8 +256,18 @@ impl ServerState {
                 hook(new.loglevel);
             }
         }
+        self.configure_notifier(&new);
         *self.settings.write() = new;
         Ok(())
+    }
+
+    /// Keyspace notifications follow `notify-keyspace-events` and the
+    /// pub/sub output limit.
+    fn configure_notifier(&self, settings: &Settings) {
+        self.store.notifier().configure(
+            settings.notify_keyspace_events,
+            settings.pubsub_output_limit,
+        );
     }
 
     fn rebind(&self, new: &Settings) -> Result<(), String> {
@@ -395,7 +405,7 @@ impl Server {
             settings: RwLock::new(settings),
             stats: Stats::default(),
             clients: ClientRegistry::default(),
-            pubsub: crate::pubsub::PubSub::default(),
+            pubsub: Arc::default(),
             scripts: crate::script::Scripts::default(),
             blocked: crate::blocked::Blocked::default(),
             store,
@@ -411,6 +421,8 @@ impl Server {
             log_level_hook,
             me: me.clone(),
         });
+        state.store.notifier().bind(Arc::clone(&state.pubsub));
+        state.configure_notifier(&state.settings());
         let runtime = tokio::runtime::Handle::current();
         state
             .spawn_listeners(&runtime, listeners, 0)

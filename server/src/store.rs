@@ -25,6 +25,7 @@ use chorus_engine::{Engine, EngineConfig, OpId, Origin, Reply, VersionVector};
 use chorus_replication::quic::Replication;
 use chorus_site::{
     capture_in_slices, ChangeFeed, Housekeeping, Now, OpenError, SiteConfig, Subscription, Work,
+    ENGINE_BATCH,
 };
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::{Arc, OnceLock};
@@ -32,6 +33,7 @@ use std::time::Instant;
 use thiserror::Error;
 
 use crate::config::AppendFsync;
+use crate::notify::{Notifier, StoreSink};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -89,6 +91,8 @@ pub struct Store {
     /// The site's change feed: the engine publishes every change it applies
     /// (commands, peers' ops, merges, expiry) to it; see [`Store::subscribe`].
     changes: ChangeFeed,
+    /// Keyspace notifications, the engine's other change sink.
+    notifier: Arc<Notifier>,
 }
 
 /// A claim on "the one checkpoint in progress", released by dropping it. It
@@ -316,7 +320,12 @@ impl Store {
         }
         let (dir, mut engine) = chorus_site::open_engine(dir, config, now_ms())?;
         let changes = ChangeFeed::default();
-        changes.attach(&mut engine);
+        let notifier = Arc::new(Notifier::default());
+        let sink = StoreSink {
+            notifier: Arc::clone(&notifier),
+            feed: changes.clone(),
+        };
+        engine.set_change_sink(Arc::new(sink), ENGINE_BATCH);
         let opened = Instant::now();
         let housekeeping = Housekeeping::new(SiteConfig::default(), &engine, now(opened), 0);
         Ok(Store {
@@ -333,12 +342,18 @@ impl Store {
             checkpoint_slot: Arc::new(CheckpointSlot::default()),
             opened,
             changes,
+            notifier,
         })
     }
 
+    /// The keyspace notifications of this site's changes.
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
     /// Subscribes to the site's changes, local and replicated (blocked
-    /// clients, keyspace notifications and client-side caching build on
-    /// it). Taken with the engine held: the subscription sees every write
+    /// clients build on it; keyspace notifications are a sink of their own,
+    /// see [`Store::notifier`]). Taken with the engine held: the subscription sees every write
     /// applied after this returns, and none before.
     pub fn subscribe(&self) -> Subscription {
         let _engine = self.engine.lock();
@@ -787,6 +802,7 @@ impl StoreGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chorus_engine::KeyEvent;
     use chorus_site::{Change, ChangeSource};
     use std::time::Duration;
 
@@ -806,14 +822,17 @@ mod tests {
         set(b"before");
         let changes = store.subscribe();
         set(b"after");
-        assert_eq!(
-            changes.recv_timeout(Duration::from_secs(5)),
-            Ok(Change::Key {
-                db: 0,
-                key: Bytes::from_static(b"after"),
-                source: ChangeSource::Local,
-            })
-        );
+        for event in [KeyEvent::New, KeyEvent::Set] {
+            assert_eq!(
+                changes.recv_timeout(Duration::from_secs(5)),
+                Ok(Change::Key {
+                    db: 0,
+                    key: Bytes::from_static(b"after"),
+                    source: ChangeSource::Local,
+                    event,
+                })
+            );
+        }
         store.shutdown(false).unwrap();
         assert!(changes.recv_timeout(Duration::from_secs(5)).is_err());
     }

@@ -325,14 +325,19 @@ mod tests {
     use bytes::Bytes;
     use chorus_engine::engine::ChangeSource;
     use chorus_engine::storage::memory::MemoryStorage;
-    use chorus_engine::EngineConfig;
+    use chorus_engine::{EngineConfig, KeyEvent};
 
-    fn key(k: &str) -> Change {
+    fn event(k: &str, event: KeyEvent) -> Change {
         Change::Key {
             db: 0,
             key: Bytes::copy_from_slice(k.as_bytes()),
             source: ChangeSource::Local,
+            event,
         }
+    }
+
+    fn key(k: &str) -> Change {
+        event(k, KeyEvent::Set)
     }
 
     fn all(s: &Subscription) -> Vec<Change> {
@@ -449,7 +454,7 @@ mod tests {
         set(&mut engine, "unseen");
         let sub = feed.subscribe();
         set(&mut engine, "seen");
-        assert_eq!(all(&sub), vec![key("seen")]);
+        assert_eq!(all(&sub), vec![event("seen", KeyEvent::New), key("seen")]);
         drop(sub);
         set(&mut engine, "gone");
         let sub = feed.subscribe();

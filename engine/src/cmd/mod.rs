@@ -17,7 +17,6 @@ pub mod zset;
 use crate::engine::Txn;
 use crate::keyspace::row::Row;
 use crate::keyspace::value::Kind;
-use crate::op::Effect;
 use crate::redis::glob::glob_match;
 use crate::reply::{errors, Reply};
 use bytes::Bytes;
@@ -115,7 +114,7 @@ pub fn expire_if_needed(txn: &mut Txn<'_>, db: u8, key: &Bytes) {
         None => false,
     };
     if expired {
-        txn.emit(db, key, Effect::Del);
+        txn.emit_expired(db, key);
         txn.stats_mut().expired_keys += 1;
     }
 }

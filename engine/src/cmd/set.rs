@@ -141,7 +141,11 @@ fn sadd(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         Ok(s) => members.iter().filter(|m| !has(s, m)).count() as i64,
     };
     expire_if_needed(txn, db, key);
-    txn.emit(db, key, Effect::SAdd(members));
+    if added == 0 {
+        txn.emit_quiet(db, key, Effect::SAdd(members));
+    } else {
+        txn.emit(db, key, Effect::SAdd(members));
+    }
     Reply::Int(added)
 }
 
@@ -289,8 +293,13 @@ fn smove(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
     }
     expire_if_needed(txn, db, src);
     expire_if_needed(txn, db, dst);
+    let already = set_of(txn, db, dst).is_ok_and(|s| has(s, m));
     txn.emit(db, src, Effect::SRem(vec![m.clone()]));
-    txn.emit(db, dst, Effect::SAdd(vec![m.clone()]));
+    if already {
+        txn.emit_quiet(db, dst, Effect::SAdd(vec![m.clone()]));
+    } else {
+        txn.emit(db, dst, Effect::SAdd(vec![m.clone()]));
+    }
     Reply::Int(1)
 }
 

@@ -14,10 +14,15 @@
 //!   engine; a sink that wants nothing ([`ChangeSink::wanted`]) costs one
 //!   atomic load per applied effect.
 //!
-//! A change says which `(db, key)` may have changed, never how: the reader
-//! reads the key. Whole-database events (FLUSHDB, FLUSHALL, a snapshot merge)
-//! are one change each, whatever the number of keys.
+//! A change says which `(db, key)` changed and the keyspace event that
+//! names what happened (`set`, `lpush`, `expired`...: see `events`), never
+//! the new value: the reader reads the key. One effect may report up to
+//! three changes (`new`, its own event, `del` when it emptied the key); an
+//! effect that found and left the key absent reports none.
+//! Whole-database events (FLUSHDB, FLUSHALL, a snapshot merge) are one
+//! change each, whatever the number of keys.
 
+use super::events::{KeyEvent, LocalCommand};
 use super::Engine;
 use crate::id::Origin;
 use crate::op::Effect;
@@ -40,8 +45,7 @@ pub enum ChangeSource {
 /// One reported change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// The key may have changed: written, deleted, expired, its TTL set or
-    /// removed.
+    /// The key changed: written, deleted, expired, its TTL set or removed.
     Key {
         /// The database.
         db: u8,
@@ -49,6 +53,8 @@ pub enum Change {
         key: Bytes,
         /// Where the change came from.
         source: ChangeSource,
+        /// What happened, as a keyspace notification names it.
+        event: KeyEvent,
     },
     /// Any key of `db` may have changed (FLUSHDB).
     Db {
@@ -106,11 +112,29 @@ pub(super) struct Changes {
     /// Changes not kept since the last drain (pull only).
     lost: u64,
     sink: Option<Arc<dyn ChangeSink>>,
+    /// The local command running, which names the events of its effects.
+    command: Option<LocalCommand>,
+    /// The event of the next local effect (`Some(None)`: none), set by a
+    /// caller that knows better than the command (expiry's deletes, a
+    /// re-add that changes nothing a reader sees).
+    next_event: Option<Option<KeyEvent>>,
+}
+
+/// What the engine looked at before applying an effect, for
+/// [`Engine::note_effect`]; `None` when nobody listens.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Probe {
+    /// The key existed (a live type, expired or not).
+    existed: bool,
+    /// The key's deadline had passed at the op's time.
+    expired: bool,
 }
 
 impl Changes {
     fn push(&mut self, change: Change) {
-        if self.buf.last() == Some(&change) {
+        // Whole-database changes repeat (a MULTI flushing twice) and say
+        // nothing new; a key's changes each are an event.
+        if !matches!(change, Change::Key { .. }) && self.buf.last() == Some(&change) {
             return;
         }
         if self.buf.len() >= self.capacity {
@@ -138,6 +162,8 @@ impl Engine {
             capacity: capacity.max(1),
             lost: 0,
             sink: None,
+            command: None,
+            next_event: None,
         }));
     }
 
@@ -151,6 +177,8 @@ impl Engine {
             capacity: batch.max(1),
             lost: 0,
             sink: Some(sink),
+            command: None,
+            next_event: None,
         }));
     }
 
@@ -178,39 +206,110 @@ impl Engine {
         }
     }
 
-    /// Records that an effect was applied to `key` of `db`.
-    pub(crate) fn note_effect(&mut self, db: u8, key: &[u8], effect: &Effect, src: ChangeSource) {
+    /// True when changes are recorded now (a sink that wants nothing
+    /// records nothing).
+    fn listening(&self) -> bool {
+        self.changes.as_deref().is_some_and(|c| match &c.sink {
+            Some(sink) => sink.wanted(),
+            None => true,
+        })
+    }
+
+    /// Names the local command about to run (`None` once it ran): its
+    /// effects' events follow from it.
+    pub(crate) fn set_local_command(&mut self, command: Option<(&'static str, &[Bytes])>) {
+        if let Some(c) = self.changes.as_deref_mut() {
+            c.command = command.map(|(name, args)| LocalCommand::of(name, args));
+            c.next_event = None;
+        }
+    }
+
+    /// The next local effect is `event` whatever the command (expiry's
+    /// deletes are `expired`; `None`: it reports nothing).
+    pub(crate) fn set_next_event(&mut self, event: Option<KeyEvent>) {
+        if let Some(c) = self.changes.as_deref_mut() {
+            c.next_event = Some(event);
+        }
+    }
+
+    /// Looks at `key` before an effect is applied to it (`None` when nobody
+    /// listens). `op_wall_ms`: the wall time of the op, against which a
+    /// peer's delete is told to be expiry's.
+    pub(crate) fn probe(&self, db: u8, key: &[u8], op_wall_ms: u64) -> Option<Probe> {
+        if !self.listening() {
+            return None;
+        }
+        let row = self.keyspace.db(db).rows.get(key);
+        Some(Probe {
+            existed: row.is_some_and(|r| r.kind().is_some()),
+            expired: row
+                .and_then(|r| r.deadline())
+                .is_some_and(|d| d <= op_wall_ms),
+        })
+    }
+
+    /// Records that an effect was applied to `key` of `db`, with what
+    /// [`Engine::probe`] saw before (see the module docs for the changes
+    /// one effect reports).
+    pub(crate) fn note_effect(
+        &mut self,
+        db: u8,
+        key: &[u8],
+        effect: &Effect,
+        src: ChangeSource,
+        probe: Option<Probe>,
+    ) {
         let Some(c) = self.changes.as_deref_mut() else {
             return;
         };
-        if c.sink.as_ref().is_some_and(|s| !s.wanted()) {
+        let next_event = c.next_event.take();
+        let Some(probe) = probe else {
+            return;
+        };
+        let exists = self
+            .keyspace
+            .db(db)
+            .rows
+            .get(key)
+            .is_some_and(|r| r.kind().is_some());
+        match effect {
+            Effect::FlushDb => return c.push(Change::Db { db, source: src }),
+            Effect::FlushAll => return c.push(Change::All { source: src }),
+            _ => {}
+        }
+        if !probe.existed && !exists {
+            // Nothing visible happened: a delete of an absent key, or a
+            // peer's write to a key deleted here since.
             return;
         }
-        let change = match effect {
-            Effect::FlushDb => Change::Db { db, source: src },
-            Effect::FlushAll => Change::All { source: src },
-            _ => {
-                // Seen already (an effect list often writes one key twice):
-                // no copy of the key.
-                if let Some(Change::Key {
-                    db: d,
-                    key: k,
-                    source,
-                }) = c.buf.last()
-                {
-                    if *d == db && *source == src && k.as_ref() == key {
-                        return;
-                    }
-                }
-                // A copy: a local key may be a slice of a client's buffer.
-                Change::Key {
-                    db,
-                    key: Bytes::copy_from_slice(key),
-                    source: src,
-                }
-            }
+        let event = match src {
+            ChangeSource::Local => match next_event {
+                Some(event) => event,
+                None => match &c.command {
+                    Some(command) => command.event(effect),
+                    None => KeyEvent::of_remote(effect, false),
+                },
+            },
+            ChangeSource::Peer(_) => KeyEvent::of_remote(effect, probe.expired),
+            ChangeSource::Merge => Some(KeyEvent::Restore),
         };
-        c.push(change);
+        let Some(event) = event else { return };
+        // A copy: a local key may be a slice of a client's buffer.
+        let key = Bytes::copy_from_slice(key);
+        let change = |event| Change::Key {
+            db,
+            key: key.clone(),
+            source: src,
+            event,
+        };
+        if !probe.existed {
+            c.push(change(KeyEvent::New));
+        }
+        c.push(change(event));
+        if !exists && !matches!(effect, Effect::Del) {
+            // The effect emptied the key: an emptied container is gone.
+            c.push(change(KeyEvent::Del));
+        }
     }
 
     /// Records a change that is not one effect (a merge).

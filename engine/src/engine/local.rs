@@ -51,9 +51,11 @@ impl Engine {
         args: &[Bytes],
         now_ms: u64,
     ) -> Executed {
+        self.set_local_command(Some((data.name, args)));
         let mut txn = Txn::new(self, now_ms);
         let reply = cmd::run(&mut txn, db, data, args);
         let written = txn.commit();
+        self.set_local_command(None);
         Executed { reply, written }
     }
 
@@ -64,11 +66,15 @@ impl Engine {
         let replies = cmds
             .iter()
             .map(|(db, args)| match cmd::resolve(args) {
-                Ok(data) => cmd::run(&mut txn, *db, data, args),
+                Ok(data) => {
+                    txn.engine.set_local_command(Some((data.name, args)));
+                    cmd::run(&mut txn, *db, data, args)
+                }
                 Err(reply) => reply,
             })
             .collect();
         txn.commit();
+        self.set_local_command(None);
         replies
     }
 
@@ -201,7 +207,7 @@ impl Engine {
         if n > 0 {
             let mut txn = Txn::new(self, now_ms);
             for (db, key, taken_over) in due {
-                txn.emit(db, &key, Effect::Del);
+                txn.emit_expired(db, &key);
                 txn.engine.stats.expired_keys += 1;
                 txn.engine.stats.expired_keys_taken_over += u64::from(taken_over);
             }
@@ -275,6 +281,22 @@ impl<'e> Txn<'e> {
         }
     }
 
+    /// Deletes `key` because its deadline passed (active expiry, or a write
+    /// that finds it expired): an ordinary `Del`, reported as `expired`.
+    pub fn emit_expired(&mut self, db: u8, key: &Bytes) {
+        self.engine.set_next_event(Some(super::KeyEvent::Expired));
+        self.emit(db, key, Effect::Del);
+    }
+
+    /// Emits a write that changes nothing a reader sees (SADD of a member
+    /// already there, which still refreshes the add-wins set's dots):
+    /// replicated as any write, but it fires no keyspace event, as Redis
+    /// fires none for it.
+    pub fn emit_quiet(&mut self, db: u8, key: &Bytes, effect: Effect) {
+        self.engine.set_next_event(None);
+        self.emit(db, key, effect);
+    }
+
     /// Applies an effect and adds it to this transaction's op; true when it
     /// left a key-less row.
     fn record(&mut self, db: u8, key: &Bytes, effect: Effect) -> bool {
@@ -293,10 +315,11 @@ impl<'e> Txn<'e> {
         };
         // The op may hold slices of the client's read buffer until it is
         // encoded at commit; the keyspace stores its own copies.
+        let probe = engine.probe(db, key, 0);
         let keyless = engine
             .keyspace
             .apply_effect(db, key, &effect, &ctx, &engine.vv);
-        engine.note_effect(db, key, &effect, ChangeSource::Local);
+        engine.note_effect(db, key, &effect, ChangeSource::Local, probe);
         op.effects.push(KeyEffect {
             db,
             key: key.clone(),

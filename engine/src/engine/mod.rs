@@ -14,10 +14,12 @@
 //! `journal` keeps the apply order for anti-entropy, `sync` makes the log
 //! durable and stops the engine, `checkpoint` writes checkpoints, and
 //! `snapshot` serves peers from the backlog or a full snapshot, and `changes`
-//! reports changed keys to whoever listens.
+//! reports changed keys to whoever listens, each named by an event of
+//! `events`.
 
 mod changes;
 mod checkpoint;
+mod events;
 mod journal;
 mod local;
 mod open;
@@ -27,6 +29,7 @@ mod sync;
 
 pub use changes::{Change, ChangeSink, ChangeSource};
 pub use checkpoint::{CheckpointDone, CheckpointStep, PendingCheckpoint};
+pub use events::{EventClass, KeyEvent};
 pub use local::{Executed, Txn, EXPIRY_SCAN_FACTOR, EXPIRY_TAKEOVER_MS};
 pub use remote::RemoteOutcome;
 pub use snapshot::{Snapshot, LOG_READ_AHEAD_BYTES};

@@ -3,6 +3,7 @@
 //! peer's vector that shows this site lost its history).
 
 use super::{ChangeSource, Engine, EngineError, OpIdConflict, Tip, META_INCARNATION, TIPS_MAX};
+use crate::crdt::Ctx;
 use crate::id::{OpId, Origin, VersionVector};
 use crate::log;
 use crate::op::Op;
@@ -125,12 +126,24 @@ impl Engine {
 
     pub(super) fn apply_op_internal(&mut self, op: &Op) {
         self.clock.observe(op.hlc);
-        self.keyspace.apply_op(op, &self.vv);
         if self.changes.is_some() {
+            // Effect by effect, to see each key before and after (the
+            // events `new` and `del`, and expiry's deletes).
             let source = ChangeSource::Peer(op.id.origin);
+            let ctx = Ctx {
+                deps: &op.deps,
+                own: op.id,
+                hlc: op.hlc,
+                fold: self.keyspace.fold,
+            };
             for e in &op.effects {
-                self.note_effect(e.db, &e.key, &e.effect, source);
+                let probe = self.probe(e.db, &e.key, op.hlc.wall_ms());
+                self.keyspace
+                    .apply_effect(e.db, &e.key, &e.effect, &ctx, &self.vv);
+                self.note_effect(e.db, &e.key, &e.effect, source, probe);
             }
+        } else {
+            self.keyspace.apply_op(op, &self.vv);
         }
         self.vv.set(op.id.origin, op.id.seq);
         self.op_completed();

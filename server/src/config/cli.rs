@@ -91,6 +91,10 @@ pub struct Cli {
     /// peer further behind gets a full sync.
     #[arg(long, value_name = "BYTES")]
     pub repl_backlog_size: Option<String>,
+    /// Keyspace notifications: the classes of `notify-keyspace-events`
+    /// (`KEA`, `Kx`...; default none, off).
+    #[arg(long, value_name = "CLASSES")]
+    pub notify_keyspace_events: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -210,6 +214,9 @@ impl ConfigStore {
         }
         if let Some(size) = &cli.repl_backlog_size {
             flag(&mut store, "repl-backlog-size", size.clone())?;
+        }
+        if let Some(classes) = &cli.notify_keyspace_events {
+            flag(&mut store, "notify-keyspace-events", classes.clone())?;
         }
         let databases = store.number("databases");
         if databases > i64::from(DATABASES_MAX) {

@@ -443,6 +443,29 @@ mod tests {
     }
 
     #[test]
+    fn keyspace_events_from_the_file_and_the_flag() {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string());
+        let Ok(dir) = dir else { return };
+        let path = dir.path().join("chorus.conf");
+        std::fs::write(&path, "notify-keyspace-events Kx\n").ok();
+        let mut cli = Cli {
+            config: Some(path.clone()),
+            ..Cli::default()
+        };
+        let events = |cli: &Cli| {
+            ConfigStore::from_cli(cli)
+                .map(|s| s.settings().notify_keyspace_events.canonical())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(events(&cli), Ok("xK".to_string()));
+        cli.notify_keyspace_events = Some("KEA".into());
+        assert_eq!(events(&cli), Ok("AKE".to_string()), "the flag wins");
+        cli.notify_keyspace_events = Some("Kq".into());
+        assert!(events(&cli).is_err());
+        assert_eq!(events(&Cli::default()), Ok(String::new()), "off by default");
+    }
+
+    #[test]
     fn memory_units() {
         assert_eq!(parse_memory("1k"), Some(1000));
         assert_eq!(parse_memory("1KB"), Some(1024));

@@ -112,6 +112,8 @@ pub struct Settings {
     pub pubsub_output_limit: OutputBufferLimit,
     /// `busy-reply-threshold` (`lua-time-limit`), in milliseconds.
     pub busy_reply_threshold_ms: u64,
+    /// `notify-keyspace-events`.
+    pub notify_keyspace_events: crate::notify::EventFlags,
 }
 
 /// One class of `client-output-buffer-limit`: a client whose pending output
@@ -194,6 +196,10 @@ impl ConfigStore {
             ),
             busy_reply_threshold_ms: u64::try_from(self.number("busy-reply-threshold"))
                 .unwrap_or(5_000),
+            notify_keyspace_events: crate::notify::EventFlags::parse(&text(
+                "notify-keyspace-events",
+            ))
+            .unwrap_or_default(),
         }
     }
 }

@@ -264,70 +264,7 @@ impl ConfigStore {
 /// `notify-keyspace-events`: validates the class letters and prints them in
 /// Redis's canonical order (`keyspaceEventsFlagsToString`).
 fn keyspace_events_normalize(classes: &str) -> Option<String> {
-    const G: u32 = 1 << 2;
-    const STRING: u32 = 1 << 3;
-    const LIST: u32 = 1 << 4;
-    const SET: u32 = 1 << 5;
-    const HASH: u32 = 1 << 6;
-    const ZSET: u32 = 1 << 7;
-    const EXPIRED: u32 = 1 << 8;
-    const EVICTED: u32 = 1 << 9;
-    const STREAM: u32 = 1 << 10;
-    const KEY_MISS: u32 = 1 << 11;
-    const MODULE: u32 = 1 << 12;
-    const NEW: u32 = 1 << 13;
-    const KEYSPACE: u32 = 1;
-    const KEYEVENT: u32 = 1 << 1;
-    const ALL: u32 = G | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
-    let mut flags = 0u32;
-    for c in classes.chars() {
-        flags |= match c {
-            'A' => ALL,
-            'g' => G,
-            '$' => STRING,
-            'l' => LIST,
-            's' => SET,
-            'h' => HASH,
-            'z' => ZSET,
-            'x' => EXPIRED,
-            'e' => EVICTED,
-            'K' => KEYSPACE,
-            'E' => KEYEVENT,
-            't' => STREAM,
-            'm' => KEY_MISS,
-            'd' => MODULE,
-            'n' => NEW,
-            _ => return None,
-        };
-    }
-    let mut out = String::new();
-    if flags & ALL == ALL {
-        out.push('A');
-    } else {
-        for (bit, c) in [
-            (G, 'g'),
-            (STRING, '$'),
-            (LIST, 'l'),
-            (SET, 's'),
-            (HASH, 'h'),
-            (ZSET, 'z'),
-            (EXPIRED, 'x'),
-            (EVICTED, 'e'),
-            (STREAM, 't'),
-            (MODULE, 'd'),
-            (NEW, 'n'),
-        ] {
-            if flags & bit != 0 {
-                out.push(c);
-            }
-        }
-    }
-    for (bit, c) in [(KEYSPACE, 'K'), (KEYEVENT, 'E'), (KEY_MISS, 'm')] {
-        if flags & bit != 0 {
-            out.push(c);
-        }
-    }
-    Some(out)
+    crate::notify::EventFlags::parse(classes).map(crate::notify::EventFlags::canonical)
 }
 
 /// Redis's `validateProcTitleTemplate`: `{...}` variables must be known and

@@ -132,7 +132,11 @@ fn zadd_generic(txn: &mut Txn<'_>, db: u8, args: &[Bytes], mut incr: bool) -> Re
     }
     if !planned.is_empty() {
         expire_if_needed(txn, db, key);
-        txn.emit(db, key, Effect::ZAdd(planned));
+        if added + updated == 0 {
+            txn.emit_quiet(db, key, Effect::ZAdd(planned));
+        } else {
+            txn.emit(db, key, Effect::ZAdd(planned));
+        }
     }
     Reply::Int(if ch { added + updated } else { added })
 }
