@@ -795,6 +795,42 @@ GET i
 SETRANGE k 0
 "#;
 
+const LCS: &str = r#"
+MSET key1 ohmytext key2 mynewtext
+LCS key1 key2
+LCS key1 key2 LEN
+LCS key1 key2 IDX
+LCS key1 key2 IDX MINMATCHLEN 4
+LCS key1 key2 IDX MINMATCHLEN 4 WITHMATCHLEN
+LCS key1 key2 IDX WITHMATCHLEN
+LCS key1 key2 IDX MINMATCHLEN -3
+LCS key1 key2 IDX MINMATCHLEN x
+LCS key1 key2 IDX MINMATCHLEN
+LCS key1 key2 LEN IDX
+LCS key1 key2 idx len
+LCS key1 key2 BOGUS
+LCS key1 nokey
+LCS key1 nokey IDX
+LCS nokey nokey2 LEN
+LCS key2 key1 IDX WITHMATCHLEN
+MSET a rosettacode b raisethysword
+LCS a b
+LCS a b IDX WITHMATCHLEN
+MSET c aaaa d aa
+LCS c d IDX WITHMATCHLEN
+LCS d c IDX
+MSET e abcxyz f xyzabc
+LCS e f IDX WITHMATCHLEN
+LCS e e IDX WITHMATCHLEN
+SET n 12345
+INCR n
+LCS n key1
+SADD s a
+LCS key1 s
+LCS s key1 LEN
+LCS key1
+"#;
+
 const COUNTERS: &str = r#"
 INCR c
 INCR c
@@ -2590,6 +2626,7 @@ const ALL_DATA_COMMANDS: &[&str] = &[
     "GETSET",
     "GETDEL",
     "GETEX",
+    "LCS",
     "MGET",
     "MSET",
     "MSETNX",
@@ -2733,6 +2770,7 @@ fn string_commands_match_redis() {
         ("strings", STRINGS),
         ("strings-edit", STRINGS_EDIT),
         ("counters", COUNTERS),
+        ("lcs", LCS),
         ("floats", FLOATS),
         ("binary", BINARY),
     ]);

@@ -1,5 +1,5 @@
 //! String commands: GET/SET family, counters (INCR family, INCRBYFLOAT),
-//! APPEND, SETRANGE, GETRANGE, MGET/MSET.
+//! APPEND, SETRANGE, GETRANGE, MGET/MSET, LCS.
 //!
 //! A string is a register (SET family) plus a counter (INCR family); see
 //! `keyspace::value::Cell`. Writes that replace the whole value emit
@@ -124,7 +124,141 @@ pub static COMMANDS: &[DataCommand] = &[
         write: true,
         handler: incrbyfloat,
     },
+    DataCommand {
+        name: "LCS",
+        write: false,
+        handler: lcs,
+    },
 ];
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN], as Redis 7.0
+/// computes it: the dynamic-programming table of `(|a|+1) × (|b|+1)` u32s,
+/// refused when it would exceed proto-max-bulk-len (as Redis does), then
+/// one walk back from the end that emits the matched ranges, last first.
+/// O(|a|·|b|) like Redis's, so no longer a stall than there.
+fn lcs(txn: &mut Txn<'_>, db: u8, a: &[Bytes]) -> Reply {
+    let mut values = Vec::with_capacity(2);
+    for key in &a[1..3] {
+        match string_value(txn, db, key) {
+            Ok(v) => values.push(v.unwrap_or_default()),
+            Err(_) => return Reply::err("ERR The specified keys must contain string values"),
+        }
+    }
+    let (x, y) = (&values[0], &values[1]);
+    let (mut getlen, mut getidx, mut withmatchlen) = (false, false, false);
+    let mut minmatchlen: i64 = 0;
+    let mut j = 3;
+    while j < a.len() {
+        let more = a.len() - 1 - j;
+        if is(&a[j], "IDX") {
+            getidx = true;
+        } else if is(&a[j], "LEN") {
+            getlen = true;
+        } else if is(&a[j], "WITHMATCHLEN") {
+            withmatchlen = true;
+        } else if is(&a[j], "MINMATCHLEN") && more > 0 {
+            minmatchlen = match int_arg(&a[j + 1]) {
+                Ok(n) => n.max(0),
+                Err(e) => return e,
+            };
+            j += 1;
+        } else {
+            return Reply::err(errors::SYNTAX);
+        }
+        j += 1;
+    }
+    if getidx && getlen {
+        return Reply::err("ERR If you want both the length and indexes, please just use IDX.");
+    }
+    if x.len() as u64 >= u64::from(u32::MAX) - 1 || y.len() as u64 >= u64::from(u32::MAX) - 1 {
+        return Reply::err("ERR String too long for LCS");
+    }
+    let (alen, blen) = (x.len(), y.len());
+    let cells = (alen as u64 + 1) * (blen as u64 + 1);
+    if cells.saturating_mul(4) > STRING_BYTES_MAX as u64 {
+        return Reply::err(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        );
+    }
+    let w = blen + 1;
+    let mut t = vec![0u32; cells as usize];
+    for i in 1..=alen {
+        for k in 1..=blen {
+            t[i * w + k] = if x[i - 1] == y[k - 1] {
+                t[(i - 1) * w + k - 1] + 1
+            } else {
+                t[(i - 1) * w + k].max(t[i * w + k - 1])
+            };
+        }
+    }
+    let total = t[alen * w + blen];
+    let compute = getidx || !getlen;
+    let mut result = vec![0u8; if compute { total as usize } else { 0 }];
+    let mut matches: Vec<Reply> = Vec::new();
+    let mut idx = total as usize;
+    // `arange_start == alen`: no range open.
+    let (mut a_start, mut a_end, mut b_start, mut b_end) = (alen, 0usize, 0usize, 0usize);
+    let (mut i, mut k) = (alen, blen);
+    while compute && i > 0 && k > 0 {
+        let mut emit = false;
+        if x[i - 1] == y[k - 1] {
+            result[idx - 1] = x[i - 1];
+            if a_start == alen {
+                (a_start, a_end, b_start, b_end) = (i - 1, i - 1, k - 1, k - 1);
+            } else if a_start == i && b_start == k {
+                a_start -= 1;
+                b_start -= 1;
+            } else {
+                emit = true;
+            }
+            if a_start == 0 || b_start == 0 {
+                emit = true;
+            }
+            idx -= 1;
+            i -= 1;
+            k -= 1;
+        } else {
+            if t[(i - 1) * w + k] > t[i * w + k - 1] {
+                i -= 1;
+            } else {
+                k -= 1;
+            }
+            if a_start != alen {
+                emit = true;
+            }
+        }
+        if emit {
+            let match_len = a_end - a_start + 1;
+            if getidx && (minmatchlen == 0 || match_len as i64 >= minmatchlen) {
+                let mut m = vec![
+                    Reply::Array(vec![Reply::Int(a_start as i64), Reply::Int(a_end as i64)]),
+                    Reply::Array(vec![Reply::Int(b_start as i64), Reply::Int(b_end as i64)]),
+                ];
+                if withmatchlen {
+                    m.push(Reply::Int(match_len as i64));
+                }
+                matches.push(Reply::Array(m));
+            }
+            a_start = alen;
+        }
+    }
+    if getidx {
+        Reply::Map(vec![
+            (
+                Reply::bulk(Bytes::from_static(b"matches")),
+                Reply::Array(matches),
+            ),
+            (
+                Reply::bulk(Bytes::from_static(b"len")),
+                Reply::Int(i64::from(total)),
+            ),
+        ])
+    } else if getlen {
+        Reply::Int(i64::from(total))
+    } else {
+        Reply::Bulk(Bytes::from(result))
+    }
+}
 
 /// The visible string value; WRONGTYPE for other types.
 pub fn string_value(txn: &Txn<'_>, db: u8, key: &[u8]) -> Result<Option<Bytes>, Reply> {
