@@ -445,3 +445,20 @@ fn info_inside_multi_exec_answers_and_the_site_keeps_serving() {
         "{info}"
     );
 }
+
+/// ROLE answers as a Redis primary with no replicas (every site takes
+/// writes), byte for byte what a fresh redis-server answers; its offset
+/// then counts the ops the site holds.
+#[test]
+fn role_answers_as_a_primary() {
+    let server = ChorusProcess::start(&[]);
+    let mut c = server.connect();
+    let fresh = c.call(&[b"ROLE"]);
+    assert_eq!(fresh, b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
+    if let Some(redis) = chorus_testkit::RedisProcess::start(&[]) {
+        assert_eq!(redis.connect().call(&[b"ROLE"]), fresh);
+    }
+    assert_eq!(c.call(&[b"SET", b"k", b"v"]), b"+OK\r\n");
+    assert_eq!(c.call(&[b"INCR", b"n"]), b":1\r\n");
+    assert_eq!(c.call(&[b"ROLE"]), b"*3\r\n$6\r\nmaster\r\n:2\r\n*0\r\n");
+}

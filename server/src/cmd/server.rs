@@ -191,6 +191,20 @@ pub fn dbsize(ctx: &mut Ctx<'_>) -> Reply {
     Reply::Int(i64::try_from(ctx.with_store(|s| s.dbsize(db))).unwrap_or(i64::MAX))
 }
 
+/// ROLE: every Chorus site takes writes, so it answers as a Redis primary
+/// does, `master`, with the number of ops it holds (every site's, a count
+/// that only grows) as its replication offset, and no replicas: its peers
+/// are primaries too (`PEER LIST` shows them). Clients and proxies that ask
+/// ROLE to find where to write therefore write here.
+pub fn role(ctx: &mut Ctx<'_>) -> Reply {
+    let held: u64 = ctx.with_store(|s| s.engine().vv().iter().map(|(_, seq)| seq).sum());
+    Reply::Array(vec![
+        bulk("master".to_string()),
+        Reply::Int(i64::try_from(held).unwrap_or(i64::MAX)),
+        Reply::Array(Vec::new()),
+    ])
+}
+
 pub fn lastsave(ctx: &mut Ctx<'_>) -> Reply {
     Reply::Int(i64::try_from(ctx.server.last_save_unix()).unwrap_or(0))
 }
