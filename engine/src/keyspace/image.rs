@@ -267,27 +267,23 @@ fn cell_from(i: CellImage) -> Cell {
 /// from 0.0 in seq order, as the counter sums it), the newest stamp, and the
 /// oldest seq they stand for. A counter folded and one not folded give the
 /// same.
-fn per_origin_ctr(entries: &mut Vec<CounterEntry>, lows: &mut Lows) {
-    let mut out: Vec<CounterEntry> = Vec::new();
+fn per_origin<E: Clone>(
+    entries: &mut Vec<E>,
+    lows: &mut Lows,
+    dot: fn(&E) -> OpId,
+    first: fn(&E) -> E,
+    merge: fn(&mut E, &E),
+) {
+    let mut out: Vec<E> = Vec::new();
     let mut out_lows = Lows::new();
     for e in entries.iter() {
-        let o = e.stamp.dot.origin;
+        let d = dot(e);
         match out.last_mut() {
-            Some(l) if l.stamp.dot.origin == o => {
-                l.int += e.int;
-                l.float += e.float;
-                l.stamp = e.stamp;
-            }
+            Some(l) if dot(l).origin == d.origin => merge(l, e),
             _ => {
-                let lo = lows
-                    .iter()
-                    .find(|l| l.0 == o)
-                    .map_or(e.stamp.dot.seq, |l| l.1);
-                out_lows.push((o, lo));
-                out.push(CounterEntry {
-                    float: 0.0 + e.float,
-                    ..*e
-                });
+                let lo = lows.iter().find(|l| l.0 == d.origin).map_or(d.seq, |l| l.1);
+                out_lows.push((d.origin, lo));
+                out.push(first(e));
             }
         }
     }
@@ -295,28 +291,34 @@ fn per_origin_ctr(entries: &mut Vec<CounterEntry>, lows: &mut Lows) {
     *lows = out_lows;
 }
 
+fn per_origin_ctr(entries: &mut Vec<CounterEntry>, lows: &mut Lows) {
+    per_origin(
+        entries,
+        lows,
+        |e| e.stamp.dot,
+        |e| CounterEntry {
+            float: 0.0 + e.float,
+            ..*e
+        },
+        |l, e| {
+            l.int += e.int;
+            l.float += e.float;
+            l.stamp = e.stamp;
+        },
+    );
+}
+
 fn per_origin_exact(entries: &mut Vec<ExactEntry>, lows: &mut Lows) {
-    let mut out: Vec<ExactEntry> = Vec::new();
-    let mut out_lows = Lows::new();
-    for e in entries.iter() {
-        let o = e.stamp.dot.origin;
-        match out.last_mut() {
-            Some(l) if l.stamp.dot.origin == o => {
-                l.delta = l.delta.add(&e.delta);
-                l.stamp = e.stamp;
-            }
-            _ => {
-                let lo = lows
-                    .iter()
-                    .find(|l| l.0 == o)
-                    .map_or(e.stamp.dot.seq, |l| l.1);
-                out_lows.push((o, lo));
-                out.push(e.clone());
-            }
-        }
-    }
-    *entries = out;
-    *lows = out_lows;
+    per_origin(
+        entries,
+        lows,
+        |e| e.stamp.dot,
+        ExactEntry::clone,
+        |l, e| {
+            l.delta = l.delta.add(&e.delta);
+            l.stamp = e.stamp;
+        },
+    );
 }
 
 impl RowImage {
