@@ -83,7 +83,7 @@ for depth in 1 16; do
             port=$RPORT; [ "$who" = chorus ] && port=$CPORT
             v=$(rps "$port" "$depth")
             k="$who-$depth"
-            BEST[$k]=$(awk -v a="${BEST[$k]:-0}" -v b="$v" 'BEGIN { print (b > a ? b : a) }')
+            BEST[$k]=$(awk -v a="${BEST[$k]:-0}" -v b="$v" 'BEGIN { printf "%d", (b > a ? b : a) }')
         done
     done
 done
