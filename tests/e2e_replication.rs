@@ -163,8 +163,8 @@ fn two_sites_converge_on_every_type() {
     let info = text(ca.cmd(&["INFO", "replication"]));
     assert!(info.contains("role:active-active"), "{info}");
     assert!(info.contains("state=streaming"), "{info}");
-    // Sites with peers keep one entry per increment (no folding).
-    assert!(info.contains("counter_folding:off"), "{info}");
+    // Sites with peers fold at the stability frontier.
+    assert!(info.contains("counter_folding:frontier"), "{info}");
     // Byte totals next to the rates: ops went out and acks came back.
     let total = |name: &str| -> u64 {
         info.lines()
@@ -969,4 +969,85 @@ fn a_subscriber_at_one_site_hears_the_writes_and_expiry_of_another() {
     .map(|(k, e)| (format!("__keyspace@0__:{k}"), e.to_string()))
     .collect();
     assert_eq!(got, want);
+}
+
+// ---- stability and membership --------------------------------------------
+
+#[test]
+fn two_sites_fold_their_counters_at_the_stability_frontier() {
+    let (certs, s1, s2) = two_sites();
+    let a = start_with(certs.path(), &s1, &[&s2], &[]);
+    let b = start_with(certs.path(), &s2, &[&s1], &[]);
+    wait_until("both sites streaming", || {
+        streaming_to(&a, 2) && streaming_to(&b, 1)
+    });
+    assert_eq!(
+        info_field(&a, "counter_folding").as_deref(),
+        Some("frontier")
+    );
+    let (mut ca, mut cb) = (a.connect(), b.connect());
+    for _ in 0..1_000 {
+        ca.cmd(&["INCR", "hits"]);
+        cb.cmd(&["INCR", "hits"]);
+        ca.cmd(&["HINCRBY", "h", "f", "2"]);
+        cb.cmd(&["ZINCRBY", "z", "0.5", "m"]);
+    }
+    for p in [&a, &b] {
+        wait_until("every increment counted at both sites", || {
+            let mut c = p.connect();
+            text(c.cmd(&["GET", "hits"])) == "2000"
+                && text(c.cmd(&["HGET", "h", "f"])) == "2000"
+                && text(c.cmd(&["ZSCORE", "z", "m"])) == "500"
+        });
+        // A counter leaves the fold queue once it holds one entry per
+        // origin: every counter folded, nothing left to fold.
+        wait_until("counters folded at the frontier", || {
+            info_number(p, "counters_folded") > 0 && info_number(p, "counters_fold_queue") == 0
+        });
+        assert_eq!(info_number(p, "cluster_members"), 2);
+        assert_eq!(info_number(p, "fold_overlaps"), 0);
+        assert_eq!(info_field(p, "stability_pinned_by").as_deref(), Some("-"));
+    }
+    // MEMBER LIST: both sites, this one marked.
+    let list = format!("{:?}", a.connect().cmd(&["MEMBER", "LIST"]));
+    assert!(list.contains("\"member\""), "{list}");
+    assert_eq!(list.matches("\"member\"").count(), 2, "{list}");
+    // A SET at site 2 after the folds removes everything it saw.
+    assert_eq!(text(cb.cmd(&["SET", "hits", "7"])), "OK");
+    wait_until("the SET reaches site 1", || {
+        text(a.connect().cmd(&["GET", "hits"])) == "7"
+    });
+}
+
+#[test]
+fn a_removed_site_is_refused_and_stops_pinning_the_frontier() {
+    let (certs, s1, s2) = two_sites();
+    let a = start_with(certs.path(), &s1, &[&s2], &[]);
+    let b = start_with(certs.path(), &s2, &[&s1], &[]);
+    wait_until("both sites streaming", || {
+        streaming_to(&a, 2) && streaming_to(&b, 1)
+    });
+    let mut ca = a.connect();
+    assert_eq!(
+        error_text(ca.cmd(&["MEMBER", "REMOVE", "1"])),
+        "ERR this site cannot remove itself; remove it from another member"
+    );
+    assert_eq!(text(ca.cmd(&["MEMBER", "REMOVE", "2"])), "OK");
+    assert_eq!(
+        error_text(ca.cmd(&["MEMBER", "ADD", "2"])),
+        "ERR site 2 was removed from the cluster; a removed site id is never used again"
+    );
+    // Site 2 learns of it or is cut off; either way site 1 refuses it from
+    // now on and folds without it.
+    wait_until("site 1 refuses site 2", || {
+        info_number(&a, "handshakes_refused") > 0 || !streaming_to(&a, 2)
+    });
+    assert_eq!(info_number(&a, "cluster_removed"), 1);
+    for _ in 0..100 {
+        ca.cmd(&["INCR", "hits"]);
+    }
+    wait_until("site 1 folds alone in the cluster", || {
+        info_number(&a, "counters_folded") > 0 && info_number(&a, "counters_fold_queue") == 0
+    });
+    assert_eq!(text(ca.cmd(&["GET", "hits"])), "100");
 }

@@ -25,7 +25,7 @@ use crate::engine::{Change, ChangeSource, Engine, KeyEvent};
 use crate::id::VersionVector;
 use crate::keyspace::image::{join_rows, union_rows, RowImage};
 use crate::keyspace::row::Row;
-use crate::keyspace::{leaf_of, DBS, DIGEST_LEAVES};
+use crate::keyspace::{leaf_of, ALL_DBS, DIGEST_LEAVES};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -141,7 +141,7 @@ impl Engine {
     /// round's question finds little left. True when nothing is left.
     pub fn digest_refresh_step(&mut self, budget: usize) -> bool {
         let mut left = budget;
-        (0..DBS as u8).all(|db| self.keyspace.digest_refresh(db, &mut left))
+        (0..ALL_DBS as u8).all(|db| self.keyspace.digest_refresh(db, &mut left))
     }
 
     /// True when only ops of `cut` changed leaf `leaf` of `db` here.
@@ -174,7 +174,7 @@ impl Engine {
         db: u8,
         cut: &VersionVector,
     ) -> Result<LeafSummary, SummaryError> {
-        if db as usize >= DBS {
+        if db as usize >= ALL_DBS {
             return Err(SummaryError::Db(db));
         }
         if !self.vv.dominates(cut) {
@@ -223,7 +223,7 @@ impl Engine {
         wanted.sort_unstable();
         wanted.dedup();
         let mut out = BucketRows::default();
-        if db as usize >= DBS || wanted.is_empty() || !self.vv.dominates(cut) {
+        if db as usize >= ALL_DBS || wanted.is_empty() || !self.vv.dominates(cut) {
             return out;
         }
         let through = self.settled_through(cut);
@@ -290,7 +290,7 @@ impl Engine {
         cut: &VersionVector,
         rows: Vec<(Bytes, RowImage)>,
     ) -> Result<RepairOutcome, RepairError> {
-        if db as usize >= DBS {
+        if db as usize >= ALL_DBS {
             return Err(RepairError::Db(db));
         }
         if !self.vv.dominates(cut) {
@@ -375,12 +375,13 @@ impl Engine {
     /// anti-entropy and for the simulator's faults; the server never calls it.
     pub fn put_row_unlogged(&mut self, db: u8, key: Bytes, image: RowImage) {
         self.note_change(Change::Key {
-            db: db % DBS as u8,
+            db: db % ALL_DBS as u8,
             key: key.clone(),
             source: ChangeSource::Merge,
             event: KeyEvent::Restore,
         });
-        self.keyspace.put_row(db % DBS as u8, key, image.into_row());
+        self.keyspace
+            .put_row(db % ALL_DBS as u8, key, image.into_row());
         self.op_completed();
         self.publish_changes();
     }

@@ -17,6 +17,7 @@ pub mod log;
 pub mod op;
 pub mod redis;
 pub mod reply;
+pub mod stability;
 pub mod storage;
 
 pub use anti_entropy::{BucketRows, RepairError};

@@ -301,7 +301,7 @@ pub fn decode_op(bytes: &[u8]) -> Result<Op, DecodeError> {
     if op
         .effects
         .iter()
-        .any(|e| e.db as usize >= crate::keyspace::DBS)
+        .any(|e| e.db as usize >= crate::keyspace::ALL_DBS)
     {
         return Err(DecodeError::Malformed("db index"));
     }

@@ -20,7 +20,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 use chorus_engine::hlc::Hlc;
 use chorus_engine::id::{SiteId, VersionVector};
-use chorus_engine::keyspace::{DBS, DIGEST_LEAVES};
+use chorus_engine::keyspace::{ALL_DBS as DBS, DIGEST_LEAVES};
+use chorus_engine::stability::{Report, REPORTS_MAX};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -33,11 +34,14 @@ pub const WIRE_VERSION: u8 = 1;
 /// a union that never deletes (`Digest` and `RepairRows` changed meaning);
 /// version 5 carries lists (list effects in ops, `list` in row images);
 /// version 6 carries folded counter entries (`ctr_lo`/`fctr_lo` in row
-/// images).
-pub const PROTOCOL_VERSION: u16 = 6;
-/// The oldest protocol this build still accepts from a peer: a version 5
-/// peer cannot decode row images with folded counters.
-pub const PROTOCOL_VERSION_MIN: u16 = 6;
+/// images); version 7 carries the cluster's own database (rows of database
+/// 16, digest masks of 32 bits), stability `Reports` and the `Removed`
+/// refusal.
+pub const PROTOCOL_VERSION: u16 = 7;
+/// The oldest protocol this build still accepts from a peer: a version 6
+/// peer neither knows the cluster's database nor reports what it applied,
+/// so it would pin (or, worse, be left out of) the stability frontier.
+pub const PROTOCOL_VERSION_MIN: u16 = 7;
 
 /// The `u32 LE` length in front of every frame.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -136,6 +140,8 @@ pub enum RefuseReason {
     UnexpectedSite { expected: SiteId, got: SiteId },
     #[error("unsupported protocol version {got} (supported {min}..={max})")]
     ProtocolVersion { min: u16, max: u16, got: u16 },
+    #[error("site {site_id} was removed from the cluster (MEMBER REMOVE)")]
+    Removed { site_id: SiteId },
 }
 
 /// The first message each side sends on a new connection.
@@ -213,10 +219,18 @@ pub enum Message {
         buckets: Vec<(u16, u64)>,
         unsettled: Vec<u16>,
         comparable: bool,
-        dbs: u16,
+        dbs: u32,
     },
     Heartbeat {
         hlc: Hlc,
+    },
+    /// What each site the sender knows of had durably applied, the
+    /// sender's own report among them (see `chorus_engine::stability`);
+    /// `hlc` is the sender's clock, as in a heartbeat (reports go out every
+    /// heartbeat interval, so they often stand in for one).
+    Reports {
+        hlc: Hlc,
+        reports: Vec<Report>,
     },
     /// Anti-entropy: "send your digest of `db` at the cut `vv`" (a vector
     /// both sides hold). The answer is a `Digest`.
@@ -235,6 +249,12 @@ pub enum Message {
         buckets: Vec<u16>,
         rows: Vec<SnapshotRow>,
         reply: bool,
+    },
+    /// The receiver joined late: the sender made reports before it knew
+    /// it, some site may have folded counters with them, and the receiver
+    /// lacks ops they cover. It takes no writes until it holds `vv`.
+    CatchUp {
+        vv: VersionVector,
     },
 }
 
@@ -328,7 +348,9 @@ impl Message {
             Message::DigestRequest { .. } => "DigestRequest",
             Message::Digest { .. } => "Digest",
             Message::Heartbeat { .. } => "Heartbeat",
+            Message::Reports { .. } => "Reports",
             Message::DigestQuery { .. } => "DigestQuery",
+            Message::CatchUp { .. } => "CatchUp",
             Message::RepairRows { .. } => "RepairRows",
         }
     }
@@ -344,8 +366,11 @@ impl Message {
                     vv: a,
                     applied_vv: b,
                 } => vv(a) + vv(b),
-                Message::Rewind { vv: v } | Message::SnapshotBegin { vv: v, .. } => vv(v),
+                Message::Rewind { vv: v }
+                | Message::SnapshotBegin { vv: v, .. }
+                | Message::CatchUp { vv: v } => vv(v),
                 Message::SnapshotChunk { rows } => rows.iter().map(|r| r.bytes() + 8).sum(),
+                Message::Reports { reports, .. } => reports.iter().map(|r| 24 + vv(&r.vv)).sum(),
                 Message::Digest {
                     vv: v,
                     buckets,
@@ -462,6 +487,16 @@ impl Message {
                 rows,
                 ..
             } => check_repair(vv, *db, buckets, rows),
+            Message::CatchUp { vv } => check_vv(vv),
+            Message::Reports { reports, .. } => {
+                if reports.len() > REPORTS_MAX {
+                    return Err(WireError::Limit("report count"));
+                }
+                for r in reports {
+                    check_vv(&r.vv)?;
+                }
+                Ok(())
+            }
             Message::HelloRefused { .. }
             | Message::SnapshotRequest
             | Message::SnapshotEnd
@@ -738,7 +773,7 @@ mod tests {
         assert!(encode_frame(&Message::OpBatch { ops: vec![big] }).is_ok());
         // A bad message that arrives anyway is refused after decoding.
         let mut payload = vec![WIRE_VERSION];
-        payload = postcard::to_extend(&Message::DigestRequest { db: 16 }, payload).unwrap();
+        payload = postcard::to_extend(&Message::DigestRequest { db: 17 }, payload).unwrap();
         assert!(matches!(decode_payload(&payload), Err(WireError::Limit(_))));
         let bad_row = Message::SnapshotChunk {
             rows: vec![SnapshotRow {

@@ -165,8 +165,14 @@ async fn three_sites_in_a_chain_converge() {
         };
         assert_eq!(ids(&s1), vec![2]);
         assert_eq!(ids(&s2), vec![1, 3]);
-        // Site 3's ops reached site 1 only through site 2.
-        assert!(s2.peer(1).ops_sent >= 200, "{:?}", s2.peer(1));
+        // Site 3's ops reached site 1 only through site 2: as ops, or as a
+        // full sync (site 1 is new to the reports site 2 made before it
+        // connected, docs/semantics.md "Stability").
+        let via_2 = s2.peer(1);
+        assert!(
+            via_2.ops_sent >= 200 || via_2.stats.snapshots_sent >= 1,
+            "{via_2:?}"
+        );
         for s in [&s1, &s2, &s3] {
             s.repl.shutdown().await;
         }

@@ -44,6 +44,10 @@ fn full_syncs(events: &[SessionEvent], dir: SyncDirection) -> usize {
         .count()
 }
 
+/// Ops a site issues at its first session with a peer: one, adding both
+/// sites to the cluster's membership.
+const MEMBERSHIP_OPS: u64 = 1;
+
 #[test]
 fn handshake_refuses_another_cluster() {
     let mut net = Net::new(&[1, 2]);
@@ -203,7 +207,8 @@ fn batches_respect_op_and_byte_bounds() {
         );
         ops += b.len();
     }
-    assert_eq!(ops, 101);
+    // The writes, and the op that made both sites members (first session).
+    assert_eq!(ops, 101 + MEMBERSHIP_OPS as usize);
     assert!(batches.iter().any(|b| b.len() == 1 && b[0].len() > 1000));
 }
 
@@ -223,11 +228,11 @@ fn unacknowledged_batches_are_bounded() {
     }
     net.run(50);
     assert_eq!(net.session(l, 0).inflight_batches(), 3);
-    assert_eq!(net.session(l, 0).stats().ops_sent, 15);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 15 + MEMBERSHIP_OPS);
     assert_eq!(net.engine(1).dbsize(0), 15);
     net.links[l].hold[1] = false;
     assert!(net.run_until(1_000, |n| n.converged()));
-    assert_eq!(net.session(l, 0).stats().ops_sent, 100);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 100 + MEMBERSHIP_OPS);
 }
 
 #[test]
@@ -259,7 +264,7 @@ fn a_steady_stream_never_waits_on_the_window() {
         inflight_batches_max_seen > 16,
         "{inflight_batches_max_seen}"
     );
-    assert_eq!(net.session(l, 0).stats().ops_sent, 50_000);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 50_000 + MEMBERSHIP_OPS);
     assert_eq!(net.session(l, 0).stats().ack_timeouts, 0);
     // Acks still flow, and cover what is durable.
     net.auto_sync = true;
@@ -292,13 +297,14 @@ fn the_window_bounds_inflight_bytes_when_acks_stop() {
     // The window filled: at least the bound, at most one batch beyond it.
     assert!(inflight >= 2_000, "{inflight}");
     assert!(inflight < 2_000 + batch_bytes_max, "{inflight}");
-    assert_eq!(net.engine(1).vv().total(), sent);
+    // What A sent, and B's own membership op.
+    assert_eq!(net.engine(1).vv().total(), sent + MEMBERSHIP_OPS);
     // Nothing more goes out while acks are held.
     net.run(100);
     assert_eq!(net.session(l, 0).stats().ops_sent, sent);
     net.links[l].hold[1] = false;
     assert!(net.run_until(1_000, |n| n.converged()));
-    assert_eq!(net.session(l, 0).stats().ops_sent, 1_000);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 1_000 + MEMBERSHIP_OPS);
     assert_eq!(net.session(l, 1).stats().ops_duplicate, 0);
 }
 
@@ -327,7 +333,7 @@ fn reconnect_with_a_full_window_resends_nothing_the_peer_holds() {
     net.connect(l);
     assert!(net.run_until(1_000, |n| n.converged()));
     // The peer's Hello covered what was in flight: each op went out once.
-    assert_eq!(net.session(l, 0).stats().ops_sent, 500);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 500 + MEMBERSHIP_OPS);
     assert_eq!(net.session(l, 1).stats().ops_duplicate, 0);
 }
 
@@ -349,13 +355,15 @@ fn received_batches_are_applied_in_bounded_slices() {
         bytes.extend_from_slice(&encode_frame(&batch).unwrap());
     }
     s.push_bytes(2, &bytes);
-    assert_eq!(engine.vv().total(), 0);
+    // The handshake made both sites members: one op of this site's.
+    let base = engine.vv().total();
+    assert_eq!(base, MEMBERSHIP_OPS);
     // At most 1,000 ops per call: whole batches of 400, two at a time.
     let mut applied = Vec::new();
     while s.handle_received(2, &mut engine, 1_000) {
-        applied.push(engine.vv().total());
+        applied.push(engine.vv().total() - base);
     }
-    applied.push(engine.vv().total());
+    applied.push(engine.vv().total() - base);
     assert_eq!(applied, vec![800, 1_600, 2_000]);
     assert_eq!(engine.dbsize(0), 2_000);
     // A batch larger than the budget is applied whole.
@@ -370,7 +378,7 @@ fn received_batches_are_applied_in_bounded_slices() {
     more.extend_from_slice(&encode_frame(&batch).unwrap());
     s.push_bytes(3, &more);
     assert!(!s.handle_received(3, &mut engine, 4));
-    assert_eq!(engine.vv().total(), 2_010);
+    assert_eq!(engine.vv().total() - base, 2_010);
 }
 
 #[test]
@@ -388,7 +396,11 @@ fn acks_cover_only_the_durable_version_vector() {
     assert_eq!(net.engine(1).dbsize(0), 10);
     assert!(net.engine(1).durable_vv().is_empty());
     assert!(net.session(l, 0).peer_acked_vv().is_empty());
-    assert_eq!(net.session(l, 0).ops_lag(net.engine(0)), 10);
+    // A's writes and both sites' membership ops (A holds B's too).
+    assert_eq!(
+        net.session(l, 0).ops_lag(net.engine(0)),
+        10 + 2 * MEMBERSHIP_OPS
+    );
     assert!(net.session(l, 0).stats().acks_received > 0);
     // Once B's log is durable, the next ack covers the ops.
     net.engine_mut(1).sync().unwrap();
@@ -457,7 +469,7 @@ fn reconnect_resumes_from_the_acked_vector_without_resending() {
     net.connect(l);
     assert!(net.run_until(1_000, |n| n.session(l, 0).peer_acked_vv()
         == n.engine(0).vv()));
-    assert_eq!(net.session(l, 1).stats().ops_received, 40);
+    assert_eq!(net.session(l, 1).stats().ops_received, 40 + MEMBERSHIP_OPS);
     net.disconnect(l);
     assert_eq!(net.session(l, 0).state(), PeerState::Down);
     for i in 40..50 {
@@ -466,8 +478,8 @@ fn reconnect_resumes_from_the_acked_vector_without_resending() {
     net.run(10);
     net.connect(l);
     assert!(net.run_until(1_000, |n| n.converged()));
-    assert_eq!(net.session(l, 1).stats().ops_received, 50);
-    assert_eq!(net.session(l, 0).stats().ops_sent, 50);
+    assert_eq!(net.session(l, 1).stats().ops_received, 50 + MEMBERSHIP_OPS);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 50 + MEMBERSHIP_OPS);
     assert_eq!(net.session(l, 1).stats().ops_duplicate, 0);
     assert_eq!(net.session(l, 0).stats().connects, 2);
 }
@@ -753,7 +765,7 @@ fn a_rewind_makes_the_sender_resend_from_the_given_vector() {
     }
     net.connect(l);
     assert!(net.run_until(1_000, |n| n.converged()));
-    assert_eq!(net.session(l, 0).stats().ops_sent, 10);
+    assert_eq!(net.session(l, 0).stats().ops_sent, 10 + MEMBERSHIP_OPS);
     // As if B had dropped everything: it asks A to start again from nothing.
     let rewind = encode_frame(&Message::Rewind {
         vv: VersionVector::new(),
@@ -763,8 +775,15 @@ fn a_rewind_makes_the_sender_resend_from_the_given_vector() {
     let engine = &mut net.sites[0].engine;
     net.links[l].sessions[0].handle_bytes(now, &rewind, engine);
     net.run(20);
-    assert_eq!(net.session(l, 0).stats().ops_sent, 20);
-    assert_eq!(net.session(l, 1).stats().ops_duplicate, 10);
+    // Everything again, B's own membership op included.
+    assert_eq!(
+        net.session(l, 0).stats().ops_sent,
+        (10 + MEMBERSHIP_OPS) + (10 + 2 * MEMBERSHIP_OPS)
+    );
+    assert_eq!(
+        net.session(l, 1).stats().ops_duplicate,
+        10 + 2 * MEMBERSHIP_OPS
+    );
     assert!(net.converged());
 }
 

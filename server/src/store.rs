@@ -726,6 +726,21 @@ impl StoreGuard<'_> {
         done.reply
     }
 
+    /// A write of the cluster's own data (`MEMBER ADD/REMOVE`): made by
+    /// `f` at this moment, then made durable and replicated as a client's
+    /// write is. `Err` carries the reply a failed op log gives.
+    pub fn cluster_write<T>(&mut self, f: impl FnOnce(&mut Engine, u64) -> T) -> Result<T, Reply> {
+        if self.inner.closed {
+            return Err(Reply::err("ERR Chorus is shutting down"));
+        }
+        let before = self.engine.last_local_seq();
+        let out = f(&mut self.engine, now_ms());
+        if self.engine.last_local_seq() != before && !self.inner.in_transaction {
+            self.after_write()?;
+        }
+        Ok(out)
+    }
+
     /// Records the op the engine reported as this guard's write.
     fn note_write(&mut self, id: OpId) {
         self.written = Some(WriteMark {

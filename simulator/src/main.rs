@@ -34,7 +34,7 @@ struct Common {
     profile: String,
     /// A deliberate bug the checkers must catch: lww-arrival-order, no-dedup,
     /// reuse-seq, ack-before-durable, skip-deps, repair-join-at-vv, ignore-acks,
-    /// fold-unstable.
+    /// fold-unstable, frontier-skips-pending.
     #[arg(long)]
     canary: Option<String>,
 }

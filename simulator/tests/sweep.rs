@@ -161,9 +161,12 @@ fn checker_of(canary: Canary) -> &'static str {
         Canary::RepairJoinAtVv => "liveness",
         // Batches never retired: resent for good on an open connection.
         Canary::IgnoreAcks => "stuck",
-        // Two sites fold the same increments differently: their states
-        // differ at equal vectors, or differ from the ops' exact values.
-        Canary::FoldUnstable => "convergence",
+        // A site folds increments an op from a peer had seen only some
+        // of: its state differs from a fresh replay of the same ops.
+        Canary::FoldUnstable => "replay",
+        // An op issued before its origin's report arrives after the fold
+        // it saw only part of: the `stability` checker counts it.
+        Canary::FrontierSkipsPending => "stability",
     }
 }
 

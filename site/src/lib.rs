@@ -102,6 +102,10 @@ pub struct SiteConfig {
     /// Elements of changed rows hashed for anti-entropy per tick on a site
     /// with peers (about 1-2 ms of the engine at most); 0 turns it off.
     pub digest_refresh_per_tick: usize,
+    /// Counters folded per tick at most on a site with peers, once the
+    /// stability frontier covers their increments (docs/semantics.md,
+    /// "Stability"); 0 turns folding off.
+    pub fold_counters_per_tick: usize,
     /// Period of the op log's fsync, and of the backlog trim and checkpoint
     /// check that follow it.
     pub sync_interval_ms: u64,
@@ -132,6 +136,7 @@ impl Default for SiteConfig {
             tick_ms: 100,
             expire_keys_per_tick: 200,
             digest_refresh_per_tick: 4096,
+            fold_counters_per_tick: 1024,
             sync_interval_ms: 1000,
             sync_always_and_no: true,
             checkpoint_log_bytes: 64 << 20,
@@ -307,6 +312,11 @@ impl Housekeeping {
             // Keeps anti-entropy's digests nearly current in short slices,
             // so a round's question finds little left to hash.
             engine.digest_refresh_step(self.cfg.digest_refresh_per_tick);
+        }
+        if self.replicating && self.cfg.fold_counters_per_tick > 0 {
+            // Moves the stability frontier with the reports peers gossip,
+            // and folds counters up to it.
+            engine.stability_step(now.wall_ms, self.cfg.fold_counters_per_tick);
         }
         if now.mono_ms < self.next_sync {
             return;

@@ -37,6 +37,17 @@ impl Stamp {
     pub fn wins_over(&self, other: &Stamp) -> bool {
         self.lww_key() > other.lww_key()
     }
+
+    /// The stamp of a folded entry taking in `next`, a newer op of the same
+    /// origin: `next`'s dot (the newest the fold stands for) and the
+    /// greatest hlc of the two. A bounded clock can stamp a later op of an
+    /// origin lower than an earlier one, and the fold must rank in LWW
+    /// (type conflicts) as the entries it replaced ranked.
+    #[inline]
+    pub fn fold(&mut self, next: &Stamp) {
+        self.hlc = self.hlc.max(next.hlc);
+        self.dot = next.dot;
+    }
 }
 
 /// The causal context of one op: what its origin had seen when it made it.

@@ -236,7 +236,8 @@ impl Engine {
     /// listens). `op_wall_ms`: the wall time of the op, against which a
     /// peer's delete is told to be expiry's.
     pub(crate) fn probe(&self, db: u8, key: &[u8], op_wall_ms: u64) -> Option<Probe> {
-        if !self.listening() {
+        // The cluster's own data is no client's key.
+        if !self.listening() || db == crate::keyspace::CLUSTER_DB {
             return None;
         }
         let row = self.keyspace.db(db).rows.get(key);

@@ -6,7 +6,7 @@ use super::{ChangeSource, Engine, EngineStats};
 use crate::cmd::{self, DataCommand};
 use crate::crdt::Ctx;
 use crate::id::{OpId, SiteId};
-use crate::keyspace::{Keyspace, DBS};
+use crate::keyspace::{Keyspace, ALL_DBS};
 use crate::log;
 use crate::op::{Effect, KeyEffect, Op};
 use crate::reply::Reply;
@@ -181,7 +181,7 @@ impl Engine {
         let scan_max = budget.saturating_mul(EXPIRY_SCAN_FACTOR);
         let mut due: Vec<(u8, Bytes, bool)> = Vec::new();
         let mut scanned = 0usize;
-        'dbs: for db in 0..DBS as u8 {
+        'dbs: for db in 0..ALL_DBS as u8 {
             for (deadline, key) in self.keyspace.db(db).expires.iter() {
                 if deadline.saturating_add(margin) > now_ms || due.len() >= budget {
                     break;
@@ -252,9 +252,21 @@ impl<'e> Txn<'e> {
 
     /// Writes are refused after a storage error.
     pub fn write_refused(&self) -> Option<String> {
-        self.engine.poisoned.as_ref().map(|p| {
-            format!("MISCONF Errors writing to the op log: {p}; writes are refused until restart")
-        })
+        if let Some(p) = self.engine.poisoned.as_ref() {
+            return Some(format!(
+                "MISCONF Errors writing to the op log: {p}; writes are refused until restart"
+            ));
+        }
+        if self.engine.catching_up {
+            return Some("LOADING Chorus is catching up from its peers after its op log was salvaged; writes resume after a full sync".to_owned());
+        }
+        self.engine
+            .catch_up_to
+            .as_ref()
+            .filter(|t| !self.engine.vv.dominates(t))
+            .map(|_| {
+                "LOADING Chorus is catching up with the cluster it just joined; writes resume once it holds what its peers reported".to_owned()
+            })
     }
 
     /// Applies an effect now and records it in this transaction's op.

@@ -19,6 +19,7 @@
 
 mod changes;
 mod checkpoint;
+mod cluster;
 mod events;
 mod journal;
 mod local;
@@ -29,6 +30,7 @@ mod sync;
 
 pub use changes::{Change, ChangeSink, ChangeSource};
 pub use checkpoint::{CheckpointDone, CheckpointStep, PendingCheckpoint};
+pub use cluster::{MemberError, Membership, StabilityInfo, MEMBERS_KEY, REMOVED_KEY};
 pub use events::{EventClass, KeyEvent};
 pub use local::{Executed, Txn, EXPIRY_SCAN_FACTOR, EXPIRY_TAKEOVER_MS};
 pub use remote::RemoteOutcome;
@@ -114,6 +116,10 @@ pub struct EngineCanaries {
     /// before they are stable, and an op that saw only some of them cannot
     /// be applied to the fold.
     pub fold_unstable: bool,
+    /// The frontier does not wait for the ops a member had issued when it
+    /// reported: an op of that member that did not see a folded increment
+    /// can still arrive after the fold.
+    pub frontier_skips_pending: bool,
 }
 
 impl EngineConfig {
@@ -293,6 +299,17 @@ pub struct Engine {
     shared: bool,
     /// The state may hold folded counter entries ([`META_FOLDED`]).
     folded: bool,
+    /// Stability reports, the frontier and fold counts (see `cluster`).
+    stability: cluster::StabilityState,
+    /// `--salvage` dropped durable op log records at this start.
+    salvaged: bool,
+    /// Writes are refused until a full sync from a peer: the state went
+    /// back below what this site reported (see `Engine::catching_up`).
+    catching_up: bool,
+    /// Writes are refused until the state covers this vector: a peer that
+    /// did not know this site when it made reports others may have folded
+    /// with asked for it (see `Engine::require_catch_up`).
+    catch_up_to: Option<VersionVector>,
 }
 
 impl Engine {
@@ -315,6 +332,7 @@ impl Engine {
             self.poison(e);
         }
         self.shared = true;
+        self.stability.floor_on_disk = folded_to.clone();
         self.keyspace.fold = self.config.canaries.fold_unstable;
         for (o, s) in folded_to.iter() {
             self.backlog.floor.raise(o, s);

@@ -8,7 +8,7 @@ use super::{
 use crate::hlc::HlcClock;
 use crate::id::{OpId, Origin, VersionVector};
 use crate::keyspace::image::RowImage;
-use crate::keyspace::{Keyspace, DBS};
+use crate::keyspace::{Keyspace, ALL_DBS};
 use crate::log::{self, Backlog, RecordScan};
 use crate::storage::{Storage, StorageError};
 use bytes::Bytes;
@@ -85,6 +85,10 @@ impl Engine {
             changes: None,
             shared: false,
             folded: false,
+            salvaged: false,
+            catching_up: false,
+            catch_up_to: None,
+            stability: Default::default(),
         };
         let shared = engine.storage.meta_get(META_SHARED)?;
         engine.folded = engine.storage.meta_get(META_FOLDED)?.is_some();
@@ -105,7 +109,7 @@ impl Engine {
         }
         engine.clock.observe(meta.hlc);
         // Size each database's table once instead of growing it row by row.
-        let mut per_db = [0usize; DBS];
+        let mut per_db = [0usize; ALL_DBS];
         for r in &rows {
             if let Some(n) = per_db.get_mut(r.db as usize) {
                 *n += 1;
@@ -166,9 +170,9 @@ impl Engine {
         }
         engine.backlog.floor = floor;
         // Folded ops are below the floor (see `Engine::note_peer`).
-        let folded_to = match shared {
+        let folded_to = match &shared {
             Some(b) => {
-                postcard::from_bytes::<VersionVector>(&b).unwrap_or_else(|_| engine.vv.clone())
+                postcard::from_bytes::<VersionVector>(b).unwrap_or_else(|_| engine.vv.clone())
             }
             None if engine.folded => engine.vv.clone(),
             None => VersionVector::new(),
@@ -176,6 +180,11 @@ impl Engine {
         for (o, s) in folded_to.iter() {
             engine.backlog.floor.raise(o, s);
         }
+        // Not the frontier: folding up to it again is safe only while the
+        // ops it waited for are applied, and a crash may have lost some
+        // (applied, not yet durable). The frontier starts over from the
+        // reports; the floor on disk only grows.
+        engine.stability.floor_on_disk = folded_to.clone();
         while engine.backlog.bytes() > engine.config.backlog_bytes_max && engine.backlog.len() > 1 {
             engine.backlog.pop_front();
         }
@@ -208,6 +217,17 @@ impl Engine {
         engine.next_seq = engine.vv.get(engine.origin) + 1;
         engine.first_seq_this_start = engine.next_seq;
         engine.durable_vv = engine.vv.clone();
+        engine.load_stability()?;
+        if engine.salvaged && engine.shared {
+            // Records the peers were told were durable are gone: this site
+            // holds less than it reported, so an op it issued now could have
+            // seen only part of what others folded. It takes writes again
+            // once a full sync from a peer brought it back.
+            engine.catching_up = true;
+            tracing::warn!(
+                "the salvaged op log dropped durable records: writes are refused until a full sync from a peer catches this site up"
+            );
+        }
         // Everything loaded and replayed is one step of the apply order.
         engine.op_completed();
         engine.journal_mark();
@@ -230,6 +250,7 @@ impl Engine {
                         Ok(op) => op,
                         Err(e) => {
                             if self.config.salvage {
+                                self.salvaged = true;
                                 self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
                                 break;
                             }
@@ -261,12 +282,15 @@ impl Engine {
                     // whole, so nothing after it was acknowledged. But a
                     // damaged length in the middle also reads as "runs past
                     // the end": if a whole record follows, it is corruption.
-                    if has_valid_record_after(&buf, pos + 1) && !self.config.salvage {
-                        let log_offset = start + pos as u64;
-                        return Err(self.corrupt_at(
-                            log_offset,
-                            "record length runs past the end of the log".into(),
-                        ));
+                    if has_valid_record_after(&buf, pos + 1) {
+                        if !self.config.salvage {
+                            let log_offset = start + pos as u64;
+                            return Err(self.corrupt_at(
+                                log_offset,
+                                "record length runs past the end of the log".into(),
+                            ));
+                        }
+                        self.salvaged = true;
                     }
                     self.truncate_log_at(start + pos as u64, buf.len() - pos)?;
                     break;
@@ -274,6 +298,7 @@ impl Engine {
                 RecordScan::Corrupt(reason) => {
                     let is_tail = !has_valid_record_after(&buf, pos + 1);
                     if is_tail || self.config.salvage {
+                        self.salvaged |= !is_tail;
                         tracing::warn!(
                             offset = start + pos as u64,
                             reason,

@@ -235,6 +235,7 @@ impl Engine {
                 self.poison(StorageError::Poisoned(e.to_string()));
             }
         }
+        self.note_overlaps(crate::crdt::counter::take_overlaps());
         self.publish_changes();
         debug_assert!(self.invariants_hold());
         out

@@ -7,7 +7,7 @@ use crate::hlc::Hlc;
 use crate::id::VersionVector;
 use crate::keyspace::image::{join_rows, RowImage};
 use crate::keyspace::row::Row;
-use crate::keyspace::DBS;
+use crate::keyspace::ALL_DBS;
 use crate::log::{self, BacklogEntry, BacklogOp, RecordScan};
 use crate::op::Op;
 use crate::storage::StorageError;
@@ -221,7 +221,7 @@ impl Engine {
     /// A consistent cut of the whole state.
     pub fn snapshot(&self) -> Snapshot {
         let mut rows = Vec::new();
-        for db in 0..DBS as u8 {
+        for db in 0..ALL_DBS as u8 {
             for (k, row) in self.keyspace.db(db).rows.iter() {
                 rows.push((db, k.clone(), RowImage::of(row)));
             }
@@ -238,10 +238,11 @@ impl Engine {
     /// snapshot are not in the backlog, so peers behind them need a full sync.
     pub fn merge_snapshot(&mut self, snap: Snapshot) {
         self.note_peer();
+        self.caught_up();
         let local_vv = self.vv.clone();
         let mut seen: HashSet<(u8, Bytes)> = HashSet::with_capacity(snap.rows.len());
         for (db, key, img) in snap.rows {
-            let db = db % DBS as u8;
+            let db = db % ALL_DBS as u8;
             let remote = img.into_row();
             let local = self
                 .keyspace
@@ -255,7 +256,7 @@ impl Engine {
             seen.insert((db, key));
         }
         let empty = Row::default();
-        for db in 0..DBS as u8 {
+        for db in 0..ALL_DBS as u8 {
             let keys: Vec<Bytes> = self
                 .keyspace
                 .db(db)

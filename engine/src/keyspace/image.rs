@@ -303,7 +303,7 @@ fn per_origin_ctr(entries: &mut Vec<CounterEntry>, lows: &mut Lows) {
         |l, e| {
             l.int += e.int;
             l.float += e.float;
-            l.stamp = e.stamp;
+            l.stamp.fold(&e.stamp);
         },
     );
 }
@@ -316,7 +316,7 @@ fn per_origin_exact(entries: &mut Vec<ExactEntry>, lows: &mut Lows) {
         ExactEntry::clone,
         |l, e| {
             l.delta = l.delta.add(&e.delta);
-            l.stamp = e.stamp;
+            l.stamp.fold(&e.stamp);
         },
     );
 }

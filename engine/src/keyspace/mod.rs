@@ -21,6 +21,13 @@ use table::KeyTable;
 
 /// Number of logical databases (SELECT 0..15).
 pub use crate::redis::limits::DATABASES as DBS;
+/// The database that holds the cluster's own data (membership, see
+/// [`crate::cluster`]): replicated, checkpointed, snapshotted and compared
+/// by anti-entropy like the others, never selected by a client, never
+/// flushed by FLUSHALL.
+pub const CLUSTER_DB: u8 = DBS as u8;
+/// Every database the keyspace holds: the clients' and the cluster's.
+pub const ALL_DBS: usize = DBS + 1;
 use digest::DbDigest;
 pub use digest::{leaf_of, DIGEST_LEAVES};
 
@@ -115,7 +122,15 @@ pub struct Keyspace {
     /// Ops applied now fold counters at once ([`crate::crdt::Ctx::fold`]):
     /// set by the engine while the site is alone.
     pub fold: bool,
+    /// Counters incremented while `fold` is off, to fold once the
+    /// stability frontier covers their increments ([`Keyspace::fold_queued`]).
+    /// One entry per counter (key, and field or member), so it holds at
+    /// most as many as the keyspace has counters.
+    pub fold_queue: FoldQueue,
 }
+
+/// Counters waiting to be folded: `(db, key, which counter of the row)`.
+pub type FoldQueue = indexmap::IndexSet<(u8, Bytes, row::FoldPart), value::Hasher>;
 
 /// A checkpoint captured a slice at a time, copy-on-write: every row that
 /// was dirty when it began is *pending* (a bit in its table); a pending row
@@ -167,7 +182,7 @@ const CAPTURE_COPY_ELEMENTS: usize = 256;
 pub struct Dirty {
     pub slots: Vec<(u8, u32)>,
     pub removed: Vec<(u8, Bytes)>,
-    pub cleared: u16,
+    pub cleared: u32,
 }
 
 impl Dirty {
@@ -181,7 +196,7 @@ impl Dirty {
 
     /// The clears of the databases flushed whole, in database order.
     fn clears(&self) -> impl Iterator<Item = CheckpointRow> + '_ {
-        (0..DBS as u8)
+        (0..ALL_DBS as u8)
             .filter(|d| self.cleared & (1 << d) != 0)
             .map(CheckpointRow::clear_db)
     }
@@ -198,19 +213,20 @@ pub struct DirtyRow<'a> {
 impl Default for Keyspace {
     fn default() -> Self {
         Keyspace {
-            dbs: (0..DBS).map(|_| Db::default()).collect(),
+            dbs: (0..ALL_DBS).map(|_| Db::default()).collect(),
             dirty: Dirty::default(),
             stats: KeyspaceStats::default(),
             capture: None,
             touch_seq: 1,
             fold: false,
+            fold_queue: FoldQueue::with_hasher(value::hasher()),
         }
     }
 }
 
 impl Keyspace {
     pub fn db(&self, db: u8) -> &Db {
-        &self.dbs[db as usize % DBS]
+        &self.dbs[db as usize % ALL_DBS]
     }
 
     /// Applies every effect of an op (remote ops, recovery replay);
@@ -256,13 +272,13 @@ impl Keyspace {
             }
             _ => {}
         }
-        let pos = self.dbs[db as usize % DBS]
+        let pos = self.dbs[db as usize % ALL_DBS]
             .rows
             .position_or_insert_with(key, Row::default);
         if self.capture.is_some() {
             self.capture_slot(db, pos);
         }
-        let d = &mut self.dbs[db as usize % DBS];
+        let d = &mut self.dbs[db as usize % ALL_DBS];
         if d.rows.mark_dirty(pos) {
             self.dirty.slots.push((db, pos));
         }
@@ -272,6 +288,11 @@ impl Keyspace {
         let before = row.deadline();
         let counted_before = counts_of(row, before);
         let note = row.apply(effect, ctx);
+        if !self.fold {
+            if let Some(part) = row::FoldPart::of(effect) {
+                queue_fold(&mut self.fold_queue, db, key, part);
+            }
+        }
         let after = row.deadline();
         let counted_after = counts_of(row, after);
         let empty = row.is_empty();
@@ -317,6 +338,42 @@ impl Keyspace {
         !empty && !counted_after.0
     }
 
+    /// Folds up to `budget` queued counters up to `stable` (every op it
+    /// covers is causally stable: see [`crate::stability`]). A counter that
+    /// still holds entries newer than `stable` stays queued. Returns the
+    /// number of counters folded.
+    pub fn fold_queued(&mut self, stable: &VersionVector, budget: usize) -> usize {
+        let mut keep = Vec::new();
+        let mut folded = 0;
+        for _ in 0..budget {
+            let Some((db, key, part)) = self.fold_queue.pop() else {
+                break;
+            };
+            let Some(pos) = self.dbs[db as usize % ALL_DBS].rows.position(&key) else {
+                continue;
+            };
+            // Folding keeps the value and the digest as they are; the row
+            // is written again by the next checkpoint (copy-on-write while
+            // one is being captured).
+            if self.capture.is_some() {
+                self.capture_slot(db, pos);
+            }
+            let d = &mut self.dbs[db as usize % ALL_DBS];
+            let (changed, more) = d.rows.at_mut(pos).fold_to(&part, stable);
+            if changed {
+                folded += 1;
+                if d.rows.mark_dirty(pos) {
+                    self.dirty.slots.push((db, pos));
+                }
+            }
+            if more {
+                keep.push((db, key, part));
+            }
+        }
+        self.fold_queue.extend(keep);
+        folded
+    }
+
     fn flush_db(&mut self, db: u8, ctx: &Ctx<'_>, applied: &VersionVector) {
         if self.capture.is_some() {
             self.capture_pending(Some(db), usize::MAX);
@@ -329,7 +386,7 @@ impl Keyspace {
             self.flush_db_whole(db, ctx);
             return;
         }
-        let d = &mut self.dbs[db as usize % DBS];
+        let d = &mut self.dbs[db as usize % ALL_DBS];
         let mut changed: Vec<Bytes> = Vec::new();
         let removed = d.rows.retain(|k, row| {
             row.prune_all(ctx, false);
@@ -378,7 +435,7 @@ impl Keyspace {
     /// FLUSHDB of a database whose every entry the flush saw: see
     /// [`Keyspace::flush_db`].
     fn flush_db_whole(&mut self, db: u8, ctx: &Ctx<'_>) {
-        let d = &mut self.dbs[db as usize % DBS];
+        let d = &mut self.dbs[db as usize % ALL_DBS];
         if d.rows.is_empty() && d.expires.is_empty() {
             return;
         }
@@ -392,7 +449,7 @@ impl Keyspace {
         // database instead of deleting its keys one by one.
         self.dirty.slots.retain(|(d, _)| *d != db);
         self.dirty.removed.retain(|(d, _)| *d != db);
-        self.dirty.cleared |= 1 << (db as usize % DBS);
+        self.dirty.cleared |= 1 << (db as usize % ALL_DBS);
         #[cfg(debug_assertions)]
         for (k, row) in rows.iter() {
             let mut row = row.clone();
@@ -406,11 +463,11 @@ impl Keyspace {
     /// Replaces (or removes) a whole row: checkpoint load and snapshot merge.
     pub fn put_row(&mut self, db: u8, key: Bytes, row: Row) {
         if self.capture.is_some() {
-            if let Some(pos) = self.dbs[db as usize % DBS].rows.position(&key) {
+            if let Some(pos) = self.dbs[db as usize % ALL_DBS].rows.position(&key) {
                 self.capture_slot(db, pos);
             }
         }
-        let d = &mut self.dbs[db as usize % DBS];
+        let d = &mut self.dbs[db as usize % ALL_DBS];
         d.digest.touch(leaf_of(&key), self.touch_seq);
         let counted_before = match d.rows.get(&key) {
             Some(old) => {
@@ -463,7 +520,7 @@ impl Keyspace {
         let clears: Vec<CheckpointRow> = dirty.clears().collect();
         let mut slots = Vec::with_capacity(dirty.slots.len());
         for (db, pos) in dirty.slots {
-            if self.dbs[db as usize % DBS].rows.dirty_to_pending(pos) {
+            if self.dbs[db as usize % ALL_DBS].rows.dirty_to_pending(pos) {
                 slots.push((db, pos));
             }
         }
@@ -530,7 +587,7 @@ impl Keyspace {
             if only_db.is_some_and(|only| only != db) {
                 continue;
             }
-            if let Some((k, row)) = self.dbs[db as usize % DBS].rows.take_pending(pos) {
+            if let Some((k, row)) = self.dbs[db as usize % ALL_DBS].rows.take_pending(pos) {
                 c.take(db, k, row);
                 left -= 1;
             }
@@ -546,7 +603,7 @@ impl Keyspace {
     /// Captures the row at `pos` if it is still pending (before it changes).
     fn capture_slot(&mut self, db: u8, pos: u32) {
         if let Some(c) = self.capture.as_mut() {
-            if let Some((k, row)) = self.dbs[db as usize % DBS].rows.take_pending(pos) {
+            if let Some((k, row)) = self.dbs[db as usize % ALL_DBS].rows.take_pending(pos) {
                 c.take(db, k, row);
             }
         }
@@ -572,7 +629,7 @@ impl Keyspace {
         let clears: Vec<CheckpointRow> = dirty.clears().collect();
         let mut present: Vec<(u8, Bytes)> = Vec::with_capacity(dirty.slots.len());
         for (db, pos) in dirty.slots {
-            if let Some((k, _)) = self.dbs[db as usize % DBS].rows.take_dirty(pos) {
+            if let Some((k, _)) = self.dbs[db as usize % ALL_DBS].rows.take_dirty(pos) {
                 present.push((db, k.clone()));
             }
         }
@@ -605,7 +662,7 @@ impl Keyspace {
     /// (elements, one more per row) lasts, taking what it spends from it;
     /// true when none is left.
     pub fn digest_refresh(&mut self, db: u8, left: &mut usize) -> bool {
-        let d = &mut self.dbs[db as usize % DBS];
+        let d = &mut self.dbs[db as usize % ALL_DBS];
         while *left > 0 {
             let Some(pos) = d.digest.stale.pop() else {
                 return true;
@@ -642,7 +699,7 @@ impl Keyspace {
     /// Keeps the stale list of `db` within twice its rows (slots freed and
     /// reused are listed again): drops entries whose row is not stale.
     fn bound_stale(&mut self, db: u8) {
-        let d = &mut self.dbs[db as usize % DBS];
+        let d = &mut self.dbs[db as usize % ALL_DBS];
         if d.digest.stale.len() <= 2 * d.rows.len() + 1024 {
             return;
         }
@@ -661,7 +718,7 @@ impl Keyspace {
     /// the same rows: BLAKE3 over each non-empty database's leaves.
     pub fn digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
-        for db in 0..DBS as u8 {
+        for db in 0..ALL_DBS as u8 {
             if self.db(db).is_empty() {
                 continue;
             }
@@ -849,4 +906,19 @@ mod size_tests {
         assert!(std::mem::size_of::<super::row::Row>() <= 56);
         assert!(std::mem::size_of::<crate::crdt::Counter>() <= 8);
     }
+}
+
+/// Queues a counter for [`Keyspace::fold_queued`], copying the key (and
+/// field) only the first time: a key may be a slice of a client's buffer.
+fn queue_fold(queue: &mut FoldQueue, db: u8, key: &Bytes, part: row::FoldPart) {
+    let probe = (db, key.clone(), part);
+    if queue.contains(&probe) {
+        return;
+    }
+    let part = match probe.2 {
+        row::FoldPart::String => row::FoldPart::String,
+        row::FoldPart::Field(f) => row::FoldPart::Field(Bytes::copy_from_slice(&f)),
+        row::FoldPart::Member(m) => row::FoldPart::Member(Bytes::copy_from_slice(&m)),
+    };
+    queue.insert((db, Bytes::copy_from_slice(key), part));
 }

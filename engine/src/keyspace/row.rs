@@ -26,6 +26,26 @@ pub struct Row {
     pub(crate) digest: u64,
 }
 
+/// Which counter of a row an increment went to (see [`Row::fold_to`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FoldPart {
+    String,
+    Field(Bytes),
+    Member(Bytes),
+}
+
+impl FoldPart {
+    /// The counter an effect increments, if it is an increment.
+    pub fn of(effect: &Effect) -> Option<FoldPart> {
+        match effect {
+            Effect::IncrInt(_) | Effect::IncrFloat(_) => Some(FoldPart::String),
+            Effect::HIncrInt(f, _) | Effect::HIncrFloat(f, _) => Some(FoldPart::Field(f.clone())),
+            Effect::ZIncr(m, _) => Some(FoldPart::Member(m.clone())),
+            _ => None,
+        }
+    }
+}
+
 /// What applying an effect changed, for stats and the expiry index.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ApplyNote {
@@ -46,6 +66,27 @@ impl Row {
             + self.set.as_ref().map_or(0, |s| s.members.len())
             + self.zset.as_ref().map_or(0, |z| z.members.len())
             + self.list.as_ref().map_or(0, |l| l.len())
+    }
+
+    /// Folds one counter of the row (the string's, a hash field's or a
+    /// sorted-set member's score) up to the stable vector (see
+    /// [`crate::stability`]). Returns whether anything was folded, and
+    /// whether the counter still holds more than one entry of an origin.
+    pub fn fold_to(&mut self, part: &FoldPart, stable: &crate::id::VersionVector) -> (bool, bool) {
+        let ctr = match part {
+            FoldPart::String => self.string.as_deref_mut().map(|c| &mut c.ctr),
+            FoldPart::Field(f) => self
+                .hash
+                .as_deref_mut()
+                .and_then(|h| h.fields.get_mut(f.as_ref()))
+                .map(|c| &mut c.ctr),
+            FoldPart::Member(m) => self
+                .zset
+                .as_deref_mut()
+                .and_then(|z| z.members.get_mut(m.as_ref()))
+                .map(|z| &mut z.ctr),
+        };
+        ctr.map_or((false, false), |c| c.fold_to(stable))
     }
 
     /// Live types, in `Kind` order.

@@ -180,37 +180,40 @@ impl CommandTable {
     }
 
     /// Commands Chorus has and Redis does not.
+    /// Chorus's own admin commands: `PEER` (this site's peers) and `MEMBER`
+    /// (the cluster's membership).
     fn add_chorus_commands(&mut self) {
-        let name = "peer".to_string();
-        let info = Reply::Array(vec![
-            Reply::Bulk(Bytes::from_static(b"peer")),
-            Reply::Int(-2),
-            Reply::Set(vec![Reply::Simple("admin".into())]),
-            Reply::Int(0),
-            Reply::Int(0),
-            Reply::Int(0),
-            Reply::Set(vec![]),
-            Reply::Array(vec![]),
-            Reply::Array(vec![]),
-            Reply::Array(vec![]),
-        ]);
-        self.commands.insert(
-            name.as_bytes().into(),
-            Command {
-                short: name.clone(),
-                name,
-                id: 0,
-                data: None,
-                arity: -2,
-                flags: 0,
-                first_key: 0,
-                last_key: 0,
-                key_step: 0,
-                categories: vec!["admin".into()],
-                info,
-                subcommands: vec![],
-            },
-        );
+        for name in ["peer", "member"] {
+            let info = Reply::Array(vec![
+                Reply::Bulk(Bytes::from(name)),
+                Reply::Int(-2),
+                Reply::Set(vec![Reply::Simple("admin".into())]),
+                Reply::Int(0),
+                Reply::Int(0),
+                Reply::Int(0),
+                Reply::Set(vec![]),
+                Reply::Array(vec![]),
+                Reply::Array(vec![]),
+                Reply::Array(vec![]),
+            ]);
+            self.commands.insert(
+                name.as_bytes().into(),
+                Command {
+                    short: name.to_string(),
+                    name: name.to_string(),
+                    id: 0,
+                    data: None,
+                    arity: -2,
+                    flags: 0,
+                    first_key: 0,
+                    last_key: 0,
+                    key_step: 0,
+                    categories: vec!["admin".into()],
+                    info,
+                    subcommands: vec![],
+                },
+            );
+        }
     }
 
     /// A top-level command by name, any case, without allocating: the
@@ -354,9 +357,10 @@ mod tests {
     #[test]
     fn embedded_table_decodes_completely() {
         let table = CommandTable::redis();
-        // Redis 7.0.15's 240 commands plus Chorus's PEER.
-        assert_eq!(table.len(), 241);
+        // Redis 7.0.15's 240 commands plus Chorus's PEER and MEMBER.
+        assert_eq!(table.len(), 242);
         assert!(table.get(b"peer").is_some());
+        assert!(table.get(b"member").is_some());
         assert!(table.get(b"PeEr").is_some());
         assert!(table.get(&[b'x'; 100]).is_none());
         assert!(table.get(b"g\xffet").is_none());

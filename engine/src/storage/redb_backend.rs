@@ -53,7 +53,14 @@ const FORMAT_VERSION_KEY: &str = "version";
 /// CRC-32 (`RowImage::encode_sealed`), so damage is refused at open.
 /// Version 4: rows carry lists (`RowImage::list`); version 3 rows do not
 /// decode as 4.
-const FORMAT_VERSION: u64 = 5;
+/// Version 5: rows carry folded counter entries (`CellImage::ctr_lo`...).
+/// Version 6: rows of the cluster's own database (number 16, membership:
+/// `keyspace::CLUSTER_DB`), which a version 5 build would read as database
+/// 0; version 5 directories open as they are and are marked 6.
+const FORMAT_VERSION: u64 = 6;
+/// The older version this build upgrades in place (its rows decode as
+/// they are).
+const FORMAT_VERSION_UPGRADED: u64 = 5;
 
 const DB_FILE_NAME: &str = "chorus.redb";
 const LOG_DIR_NAME: &str = "log";
@@ -168,7 +175,7 @@ impl RedbStorage {
             version
         };
         if let Some(version) = version {
-            if version != FORMAT_VERSION {
+            if version != FORMAT_VERSION && version != FORMAT_VERSION_UPGRADED {
                 return Err(StorageError::Corrupt {
                     file: db_path.display().to_string(),
                     offset: 0,
@@ -197,7 +204,7 @@ impl RedbStorage {
             sync_dir(dir)?;
             segments.push(Segment { start: 0, len: 0 });
         }
-        if version.is_none() {
+        if version.is_none() || version == Some(FORMAT_VERSION_UPGRADED) {
             {
                 let mut format = txn
                     .open_table(FORMAT)
@@ -807,6 +814,37 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    fn set_format(dir: &Path, version: u64) {
+        let db = Database::create(dir.join(DB_FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(FORMAT)
+            .unwrap()
+            .insert(FORMAT_VERSION_KEY, version)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
+    fn format_of(dir: &Path) -> u64 {
+        let db = Database::create(dir.join(DB_FILE_NAME)).unwrap();
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(FORMAT).unwrap();
+        let v = t.get(FORMAT_VERSION_KEY).unwrap().unwrap().value();
+        v
+    }
+
+    #[test]
+    fn a_version_5_directory_opens_and_is_marked_6_and_others_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(RedbStorage::open(dir.path()).unwrap());
+        assert_eq!(format_of(dir.path()), FORMAT_VERSION);
+        set_format(dir.path(), 5);
+        drop(RedbStorage::open(dir.path()).unwrap());
+        assert_eq!(format_of(dir.path()), 6);
+        set_format(dir.path(), 4);
+        let err = RedbStorage::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("storage format version 4"), "{err}");
     }
 
     #[test]

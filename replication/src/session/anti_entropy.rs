@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chorus_engine::anti_entropy::LeafSummary;
 use chorus_engine::id::VersionVector;
 use chorus_engine::keyspace::image::RowImage;
-use chorus_engine::keyspace::DBS;
+use chorus_engine::keyspace::ALL_DBS as DBS;
 use chorus_engine::{BucketRows, Engine};
 
 impl PeerSession {
@@ -255,7 +255,7 @@ impl PeerSession {
 }
 
 /// This site's databases that hold rows, one bit each.
-fn nonempty_dbs(engine: &Engine) -> u16 {
+fn nonempty_dbs(engine: &Engine) -> u32 {
     (0..DBS as u8)
         .filter(|&db| !engine.keyspace().db(db).is_empty())
         .fold(0, |m, db| m | 1 << db)

@@ -58,6 +58,8 @@ impl PeerSession {
             })
         } else if h.site_id == engine.site_id() {
             Some(RefuseReason::DuplicateSiteId { site_id: h.site_id })
+        } else if engine.membership().is_removed(h.site_id) {
+            Some(RefuseReason::Removed { site_id: h.site_id })
         } else {
             match self.config.peer_site_id {
                 Some(expected) if expected != h.site_id => Some(RefuseReason::UnexpectedSite {
@@ -92,6 +94,24 @@ impl PeerSession {
                 return;
             }
         }
+        // A peer that was not a member when this site made a report some
+        // site may have folded with, and lacks ops that report covers, takes
+        // no writes until it holds them (an op it made in between could not
+        // be applied to such a fold).
+        if let Some(vv) = engine.newcomer_catch_up(h.site_id, &h.vv) {
+            self.stats.newcomer_catch_ups += 1;
+            self.catch_up_out = Some(vv);
+        }
+        // A site that holds less than it reported (a salvaged op log) asks
+        // for the state whole: it takes writes again once merged.
+        if engine.catching_up() {
+            self.snapshot_request_pending = true;
+        }
+        // Both sites are members from now on, before anything is sent.
+        if let Err(e) = engine.register_session(h.site_id, now_ms) {
+            self.close(SessionError::Engine(e.to_string()));
+            return;
+        }
         // A peer whose durable state went back (its disk restored from an
         // older copy, or wiped) no longer holds what it acknowledged: forget
         // its acks, and stream it what it lacks (a full sync where the
@@ -113,6 +133,11 @@ impl PeerSession {
         self.outbound = Outbound::Streaming { cursor: None };
         self.timers.set(
             Timer::Heartbeat,
+            now_ms.saturating_add(self.config.heartbeat_interval_ms),
+        );
+        self.reports_due = true;
+        self.timers.set(
+            Timer::Reports,
             now_ms.saturating_add(self.config.heartbeat_interval_ms),
         );
         // The lower site runs the rounds; the higher one only when those

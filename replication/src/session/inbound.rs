@@ -141,6 +141,15 @@ impl PeerSession {
                 rows,
                 reply,
             } => self.on_repair_rows(vv, db, buckets, rows, reply, engine),
+            Message::CatchUp { vv } => engine.require_catch_up(&vv),
+            Message::Reports { hlc, reports } => {
+                if !self.check_peer_stamps(now_ms, std::iter::once(hlc), engine) {
+                    return;
+                }
+                self.stats.peer_hlc = Some(hlc);
+                self.stats.peer_hlc_at_ms = Some(now_ms);
+                engine.merge_reports(reports);
+            }
             Message::Heartbeat { hlc } => {
                 if !self.check_peer_stamps(now_ms, std::iter::once(hlc), engine) {
                     return;

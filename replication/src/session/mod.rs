@@ -59,7 +59,7 @@ use bytes::Bytes;
 use chorus_engine::hlc::Hlc;
 use chorus_engine::id::{SiteId, VersionVector};
 use chorus_engine::keyspace::image::RowImage;
-use chorus_engine::keyspace::DBS;
+use chorus_engine::keyspace::ALL_DBS as DBS;
 use chorus_engine::Engine;
 use std::collections::VecDeque;
 use thiserror::Error;
@@ -82,12 +82,12 @@ pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 60_000;
 /// the two vectors differed (capped by the interval itself).
 pub const ANTI_ENTROPY_RETRY_MS: u64 = 1_000;
 /// Every database, one bit each (digest queries).
-const ALL_DBS: u16 = if DBS >= 16 {
-    u16::MAX
+const ALL_DBS: u32 = if DBS >= 32 {
+    u32::MAX
 } else {
-    (1u16 << DBS) - 1
+    (1u32 << DBS) - 1
 };
-const _: () = assert!(DBS <= 16, "digest query masks hold one bit per database");
+const _: () = assert!(DBS <= 32, "digest query masks hold one bit per database");
 
 /// Per-peer settings. `SessionConfig::new(cluster_id)` gives the defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -262,6 +262,8 @@ pub enum SessionError {
     /// refused until the clock is fixed.
     #[error("clock of site {peer} is {ahead_ms} ms ahead of ours (absurd): fix its clock; its ops were not applied")]
     ClockAbsurd { peer: SiteId, ahead_ms: u64 },
+    #[error("site {site} was removed from the cluster (MEMBER REMOVE)")]
+    Removed { site: SiteId },
 }
 
 /// Something the driver or an operator should know.
@@ -344,6 +346,9 @@ pub struct SessionStats {
     pub opid_conflicts: u64,
     /// Handshakes in which the peer held less than it had acknowledged.
     pub peer_regressions: u64,
+    /// Handshakes with a peer that was new to this site's reports and
+    /// lacked ops they covered: told to catch up before it writes.
+    pub newcomer_catch_ups: u64,
     pub ops_sent: u64,
     pub batches_sent: u64,
     pub ops_received: u64,
@@ -453,6 +458,12 @@ pub struct PeerSession {
     timers: Timers,
     last_recv_ms: u64,
     heartbeat_due: bool,
+    /// The stability reports are due (see `Timer::Reports`).
+    reports_due: bool,
+    /// Report messages still to send this round.
+    reports_out: Vec<Message>,
+    /// A `CatchUp` to send the peer (see `Engine::newcomer_catch_up`).
+    catch_up_out: Option<VersionVector>,
     rate: TokenBucket,
 
     // Sending.
@@ -492,11 +503,11 @@ pub struct PeerSession {
     /// The timer fired: start a round at the next `poll_transmit`.
     anti_entropy_due: bool,
     /// Databases to send a `DigestQuery` for (one bit each), at `round_cut`.
-    digest_queries_out: u16,
+    digest_queries_out: u32,
     /// The cut of the round in progress: what both sides hold.
     round_cut: VersionVector,
     /// The peer's databases that hold rows, from its last digest.
-    peer_dbs: u16,
+    peer_dbs: u32,
     /// Our answers to the peer's digest queries (at most one per database).
     digest_answers: VecDeque<Box<Message>>,
     /// Leaves found different, per database (at most one entry per db), with
@@ -529,6 +540,9 @@ impl PeerSession {
             timers: Timers::default(),
             last_recv_ms: 0,
             heartbeat_due: false,
+            reports_due: false,
+            reports_out: Vec::new(),
+            catch_up_out: None,
             outbound: Outbound::Idle,
             peer_known: VersionVector::new(),
             peer_acked: VersionVector::new(),
@@ -741,6 +755,9 @@ impl PeerSession {
         self.rx.clear();
         self.timers.clear();
         self.heartbeat_due = false;
+        self.reports_due = false;
+        self.reports_out.clear();
+        self.catch_up_out = None;
         self.outbound = Outbound::Idle;
         self.peer_known = VersionVector::new();
         self.clear_inflight();

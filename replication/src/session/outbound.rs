@@ -7,7 +7,9 @@
 
 use super::{Link, Outbound, PeerSession, SessionError, SessionEvent, Timer, ACK_WAIT_MS};
 use crate::wire::{encode_frame, Hello, Message, PROTOCOL_VERSION};
+use chorus_engine::stability::{Report, REPORTS_MAX};
 use chorus_engine::Engine;
+use chorus_engine::Hlc;
 
 impl PeerSession {
     /// The next frame to write to the connection, if any. Call until `None`.
@@ -69,6 +71,9 @@ impl PeerSession {
                 vv: engine.vv().clone(),
             });
         }
+        if let Some(vv) = self.catch_up_out.take() {
+            return self.encode(Message::CatchUp { vv });
+        }
         if self.snapshot_request_pending {
             self.snapshot_request_pending = false;
             return self.encode(Message::SnapshotRequest);
@@ -81,7 +86,7 @@ impl PeerSession {
         }
         if self.digest_queries_out != 0 {
             let db = self.digest_queries_out.trailing_zeros() as u8;
-            self.digest_queries_out &= !(1u16 << db);
+            self.digest_queries_out &= !(1u32 << db);
             return self.encode(Message::DigestQuery {
                 vv: self.round_cut.clone(),
                 db,
@@ -92,6 +97,13 @@ impl PeerSession {
         }
         if let Some(frame) = self.ack_if_due(now_ms, engine) {
             return Some(frame);
+        }
+        if self.reports_due {
+            self.reports_due = false;
+            self.reports_out = report_messages(engine.clock(), engine.stability_reports(now_ms));
+        }
+        if let Some(msg) = self.reports_out.pop() {
+            return self.encode(msg);
         }
         if !self.paused {
             if let Some(frame) = self.data_frame(now_ms, engine) {
@@ -238,4 +250,32 @@ impl PeerSession {
         self.stats.batches_sent += 1;
         Some(frame)
     }
+}
+
+/// Bytes of reports per `Reports` message, roughly: each is a few hundred
+/// bytes per 16 origins, so a cluster's reports take one message or a few.
+const REPORTS_BYTES_PER_MESSAGE: usize = 64 << 10;
+
+/// The reports cut into messages of about `REPORTS_BYTES_PER_MESSAGE`.
+fn report_messages(hlc: Hlc, reports: Vec<Report>) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut cur: Vec<Report> = Vec::new();
+    let mut bytes = 0usize;
+    for r in reports {
+        let size = 24 + 16 * r.vv.len();
+        if !cur.is_empty() && (bytes + size > REPORTS_BYTES_PER_MESSAGE || cur.len() >= REPORTS_MAX)
+        {
+            out.push(Message::Reports {
+                hlc,
+                reports: std::mem::take(&mut cur),
+            });
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(r);
+    }
+    if !cur.is_empty() {
+        out.push(Message::Reports { hlc, reports: cur });
+    }
+    out
 }

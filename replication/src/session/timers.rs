@@ -22,9 +22,11 @@ pub(super) enum Timer {
     AckWait = 4,
     /// Time for an anti-entropy round.
     AntiEntropy = 5,
+    /// Time to send the stability reports (every heartbeat interval).
+    Reports = 6,
 }
 
-const TIMERS: usize = 6;
+const TIMERS: usize = 7;
 
 #[derive(Clone, Debug, Default)]
 pub(super) struct Timers {
@@ -54,7 +56,7 @@ impl Timers {
 
 impl PeerSession {
     /// Call once `now_ms` reaches `poll_timeout()`; an early call does nothing.
-    pub fn handle_timeout(&mut self, now_ms: u64, _engine: &mut Engine) {
+    pub fn handle_timeout(&mut self, now_ms: u64, engine: &mut Engine) {
         if !self.is_connected() {
             return;
         }
@@ -78,6 +80,25 @@ impl PeerSession {
                 if let Outbound::Streaming { cursor } = &mut self.outbound {
                     *cursor = None;
                 }
+            }
+        }
+        if self.timers.expired(Timer::Reports, now_ms) {
+            self.timers.set(
+                Timer::Reports,
+                now_ms.saturating_add(self.config.heartbeat_interval_ms),
+            );
+            self.reports_due = true;
+            // A removal applied while the session runs ends it (the next
+            // handshake is refused).
+            let m = engine.membership();
+            let gone = [self.peer_site, Some(engine.site_id())]
+                .into_iter()
+                .flatten()
+                .find(|&s| m.is_removed(s));
+            if let Some(site) = gone {
+                self.close(SessionError::Removed { site });
+                debug_assert!(self.invariants_hold());
+                return;
             }
         }
         if self.timers.expired(Timer::AntiEntropy, now_ms) {

@@ -22,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod function;
 pub mod info;
+pub mod member;
 pub mod multi;
 pub mod peer;
 pub mod pubsub;
@@ -66,6 +67,7 @@ pub enum Handler {
     Role,
     Multi,
     Peer,
+    Member,
     Ping,
     Pubsub,
     Quit,
@@ -105,6 +107,7 @@ impl Handler {
             "lastsave" => Handler::Lastsave,
             "role" => Handler::Role,
             "multi" => Handler::Multi,
+            "member" => Handler::Member,
             "peer" => Handler::Peer,
             "ping" => Handler::Ping,
             "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ssubscribe"
@@ -325,6 +328,7 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Unwatch => multi::unwatch(ctx),
         Handler::Wait => peer::wait(ctx, args),
         Handler::Peer => peer::peer(ctx, args),
+        Handler::Member => member::member(ctx, args),
         Handler::Pubsub => pubsub_command(ctx, spec, args),
         Handler::Eval => {
             let name = spec.name.as_str();

@@ -204,32 +204,42 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
     out.push_str("role:active-active\r\n");
     let _ = write!(out, "site_id:{}\r\n", state.store.site_id());
     let replication = state.store.replication();
-    let (vv, stats, conflicts, pop_conflicts, backlog, peers, folding) = ctx.with_store(|s| {
-        let e = s.engine();
-        (
-            e.vv().clone(),
-            e.stats().clone(),
-            e.type_conflicts(),
-            e.list_pop_conflicts(),
+    let (vv, stats, conflicts, pop_conflicts, backlog, peers, folding, stability, membership) = ctx
+        .with_store(|s| {
+            let e = s.engine();
             (
-                e.backlog().len(),
-                e.backlog().bytes(),
-                e.backlog().tail_bytes(),
-                e.backlog_memory_bytes(),
-            ),
-            replication.map(|r| r.status_locked(e)),
-            e.folds_at_once(),
-        )
-    });
+                e.vv().clone(),
+                e.stats().clone(),
+                e.type_conflicts(),
+                e.list_pop_conflicts(),
+                (
+                    e.backlog().len(),
+                    e.backlog().bytes(),
+                    e.backlog().tail_bytes(),
+                    e.backlog_memory_bytes(),
+                ),
+                replication.map(|r| r.status_locked(e)),
+                e.folds_at_once(),
+                e.stability_info(),
+                e.membership(),
+            )
+        });
     let _ = write!(out, "version_vector:{vv}\r\n");
     // `alone`: counters fold as they are incremented (no peer has ever had
     // a session with this site); `off`: one entry per increment until a
     // SET/DEL observes it (docs/semantics.md, "Stability").
+    // `frontier`: counters fold once every member has applied their
+    // increments (the stability frontier below).
     let _ = write!(
         out,
         "counter_folding:{}\r\n",
-        if folding { "alone" } else { "off" }
+        match (folding, replication.is_some()) {
+            (true, _) => "alone",
+            (false, true) => "frontier",
+            (false, false) => "off",
+        }
     );
+    super::member::info_lines(out, &stability, &membership);
     let _ = write!(out, "ops_local:{}\r\n", stats.ops_local);
     let _ = write!(out, "ops_applied_remote:{}\r\n", stats.ops_remote_applied);
     let _ = write!(

@@ -119,7 +119,11 @@ mod tests {
     #[test]
     fn handlers_resolved_once() {
         let table = CommandTable::redis();
-        assert_eq!(table.len(), 241);
+        assert_eq!(table.len(), 242);
+        assert_eq!(
+            table.get(b"member").map(|c| c.handler),
+            Some(Handler::Member)
+        );
         let config_get = table.get(b"config").and_then(|c| c.subcommand(b"GET"));
         assert_eq!(config_get.map(|c| c.handler), Some(Handler::Config));
         assert_eq!(config_get.map(|c| c.name.as_str()), Some("config|get"));

@@ -97,6 +97,11 @@ impl Sim {
         let misconf = replies
             .iter()
             .any(|r| matches!(r, Reply::Error(e) if e.starts_with("MISCONF")));
+        // A site whose salvaged log went below what it reported refuses
+        // writes until a full sync: the client tries again later.
+        let loading = replies
+            .iter()
+            .any(|r| matches!(r, Reply::Error(e) if e.starts_with("LOADING")));
         let rh = fnv1a(format!("{replies:?}").as_bytes());
         let keep = self.trace.keeps_lines();
         let desc = if keep { req.describe() } else { String::new() };
@@ -112,6 +117,10 @@ impl Sim {
             },
         );
         self.after_touch(s);
+        if loading && op.is_none() {
+            self.retry(id, "LOADING");
+            return;
+        }
         if misconf {
             if self.sites[s].disk_fault.is_none() {
                 let v = Violation::new(

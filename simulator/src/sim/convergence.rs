@@ -301,9 +301,9 @@ impl Sim {
                 .get(&peer)
                 .map_or(0, |x| x.stats().anti_entropy_checks);
             // A round compares the databases either site holds rows in.
-            let used = |x: usize| -> u16 {
+            let used = |x: usize| -> u32 {
                 self.sites[x].engine.as_ref().map_or(0, |e| {
-                    (0..DBS as u8)
+                    (0..ALL_DBS as u8)
                         .filter(|&d| !e.keyspace().db(d).is_empty())
                         .fold(0, |m, d| m | 1 << d)
                 })
@@ -409,7 +409,7 @@ impl Sim {
                 .max_clock_skew_ms
                 .saturating_add(chorus_engine::engine::EXPIRY_TAKEOVER_MS)
                 .saturating_add(SLACK_MS);
-            for db in 0..DBS as u8 {
+            for db in 0..ALL_DBS as u8 {
                 if let Some((deadline, key)) = e.keyspace().db(db).expires.iter().next() {
                     if deadline.saturating_add(late) <= fastest {
                         return Err(Violation::new(

@@ -178,6 +178,19 @@ impl Sim {
         self.crash(t, s, false);
         self.check.site_wiped(s);
         self.sites[s].removed = true;
+        // MEMBER REMOVE at one of the others: the removal replicates, and
+        // the site leaves the stability frontier once every member has
+        // applied it.
+        if let Some(&x) = rest.iter().find(|&&x| self.sites[x].engine.is_some()) {
+            let wall = self.wall(x);
+            if let Some(e) = self.sites[x].engine.as_mut() {
+                if let Err(err) = e.member_remove((s + 1) as u16, wall) {
+                    panic!("MEMBER REMOVE of site {} failed: {err}", s + 1);
+                }
+            }
+            // The removal is an op of site `x`: registered as issued.
+            self.after_touch(x);
+        }
         self.stats.removals += 1;
         for x in rest {
             self.sites[x].sessions.remove(&s);

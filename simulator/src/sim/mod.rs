@@ -32,7 +32,7 @@ use crate::storage::SharedDisk;
 use crate::trace::Trace;
 use crate::workload::{Request, Workload};
 use chorus_engine::id::{OpId, SiteId, VersionVector};
-use chorus_engine::keyspace::DBS;
+use chorus_engine::keyspace::ALL_DBS;
 use chorus_engine::storage::memory::FailPoint;
 use chorus_engine::storage::Storage;
 use chorus_engine::{Engine, EngineConfig, Fsync, Reply};
@@ -114,10 +114,13 @@ pub enum Canary {
     /// Counters fold increments at every site as they come, stable or not
     /// (`EngineCanaries::fold_unstable`).
     FoldUnstable,
+    /// The stability frontier moves before a member's ops up to its report
+    /// have arrived (`EngineCanaries::frontier_skips_pending`).
+    FrontierSkipsPending,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 8] = [
+    pub const ALL: [Canary; 9] = [
         Canary::LwwArrivalOrder,
         Canary::NoDedup,
         Canary::ReuseSeq,
@@ -126,6 +129,7 @@ impl Canary {
         Canary::RepairJoinAtVv,
         Canary::IgnoreAcks,
         Canary::FoldUnstable,
+        Canary::FrontierSkipsPending,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -137,6 +141,7 @@ impl Canary {
             Canary::RepairJoinAtVv => "repair-join-at-vv",
             Canary::IgnoreAcks => "ignore-acks",
             Canary::FoldUnstable => "fold-unstable",
+            Canary::FrontierSkipsPending => "frontier-skips-pending",
         }
     }
     pub fn parse(s: &str) -> Option<Canary> {
@@ -248,6 +253,8 @@ pub struct RunStats {
     /// Expired keys deleted by a site that did not own the winning
     /// deadline (`EngineStats::expired_keys_taken_over`).
     pub expiry_takeovers: u64,
+    /// Counters folded at the stability frontier (all sites).
+    pub folds: u64,
 }
 
 impl fmt::Display for RunStats {
@@ -284,6 +291,9 @@ impl fmt::Display for RunStats {
         }
         if self.expiry_takeovers > 0 {
             write!(f, " expiry_takeovers={}", self.expiry_takeovers)?;
+        }
+        if self.folds > 0 {
+            write!(f, " folds={}", self.folds)?;
         }
         Ok(())
     }
@@ -508,6 +518,7 @@ impl Sim {
             ec.canaries.no_dedup = cfg.canary == Some(Canary::NoDedup);
             ec.canaries.skip_deps = cfg.canary == Some(Canary::SkipDeps);
             ec.canaries.fold_unstable = cfg.canary == Some(Canary::FoldUnstable);
+            ec.canaries.frontier_skips_pending = cfg.canary == Some(Canary::FrontierSkipsPending);
             // The site that joins late starts alone: it folds its counters
             // until its first peer session.
             ec.alone = p.late_join.is_some_and(|(j, _)| j == i);
