@@ -11,6 +11,7 @@
 //! does the same for the errors it formats), since they would end the line.
 
 use bytes::{BufMut, BytesMut};
+pub use chorus_engine::redis::geohash::format_coordinate;
 pub use chorus_engine::redis::num::format_double;
 use chorus_engine::Reply;
 
@@ -59,6 +60,7 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
             }
         }
         Reply::Double(value) => put_double(out, *value, protocol),
+        Reply::HumanDouble(value) => put_double_text(out, &format_coordinate(*value), protocol),
         Reply::Map(pairs) => {
             match protocol {
                 Protocol::Resp2 => put_header(out, b'*', len_i64(pairs.len()).saturating_mul(2)),
@@ -160,7 +162,10 @@ fn put_bulk(out: &mut BytesMut, bytes: &[u8]) {
 }
 
 fn put_double(out: &mut BytesMut, value: f64, protocol: Protocol) {
-    let text = format_double(value);
+    put_double_text(out, &format_double(value), protocol);
+}
+
+fn put_double_text(out: &mut BytesMut, text: &str, protocol: Protocol) {
     match protocol {
         Protocol::Resp2 => put_bulk(out, text.as_bytes()),
         Protocol::Resp3 => {
