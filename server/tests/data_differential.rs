@@ -2726,6 +2726,16 @@ TTL dst
 TYPE dst
 GEOSEARCHSTORE Sicily Sicily FROMMEMBER Palermo BYRADIUS 1 km
 ZRANGE Sicily 0 -1
+# Equal distances: Redis's order (stable full sort, pqsort under COUNT).
+GEOADD ties 0.1 0.1 c0 0 0 a0 0.2 0.2 d0 0 0 a1 0.1 0 b0 0 0.1 b1 0 0 a2 0.1 0.1 c1 0 0 a3 0.2 0 b2 0 0 a4
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km ASC
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km DESC
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km ASC COUNT 1
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km ASC COUNT 2
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km ASC COUNT 4
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km DESC COUNT 3
+GEOSEARCH ties FROMLONLAT 0.1 0.1 BYBOX 100 100 km COUNT 5 WITHDIST
+GEOSEARCH ties FROMLONLAT 0.1 0.1 BYBOX 100 100 km DESC COUNT 9
 SET str x
 GEOADD str 1 1 m
 GEOADD str 1 200 m
@@ -2778,6 +2788,10 @@ fn geo_many_script() -> String {
             },
         };
         s += &format!("GEOADD pts {lon} {lat} p{i}\n");
+        if i % 40 == 2 {
+            // The same place under another name: ties in every order.
+            s += &format!("GEOADD pts {lon} {lat} twin{i}\n");
+        }
     }
     s += "ZCARD pts\nGEOPOS pts p0 p1 p2 p3 p997 p998 p999\nGEOHASH pts p0 p1 p2 p3 p999\n";
     s += "GEODIST pts p0 p1 km\nGEODIST pts p2 p6 ft\n";

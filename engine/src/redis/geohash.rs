@@ -199,39 +199,26 @@ pub fn decode_score(score: f64) -> Option<(f64, f64)> {
     Some((lon, lat))
 }
 
-fn move_x(h: &mut Hash, d: i8) {
+/// `geohash_move_x` / `geohash_move_y`: one cell east or west (`axis` the
+/// longitude bits, 0xaa…) or north or south (the latitude bits, 0x55…).
+fn move_axis(h: &mut Hash, d: i8, axis: u64) {
     if d == 0 {
         return;
     }
-    let mut x = h.bits & 0xaaaaaaaaaaaaaaaa;
-    let y = h.bits & 0x5555555555555555;
-    let zz = 0x5555555555555555u64 >> (64 - u32::from(h.step) * 2);
+    let shift = 64 - u32::from(h.step) * 2;
+    let zz = !axis >> shift;
+    let mut c = h.bits & axis;
     if d > 0 {
-        x = x.wrapping_add(zz + 1);
+        c = c.wrapping_add(zz + 1);
     } else {
-        x |= zz;
-        x = x.wrapping_sub(zz + 1);
+        c |= zz;
+        c = c.wrapping_sub(zz + 1);
     }
-    x &= 0xaaaaaaaaaaaaaaaau64 >> (64 - u32::from(h.step) * 2);
-    h.bits = x | y;
+    h.bits = (c & (axis >> shift)) | (h.bits & !axis);
 }
 
-fn move_y(h: &mut Hash, d: i8) {
-    if d == 0 {
-        return;
-    }
-    let x = h.bits & 0xaaaaaaaaaaaaaaaa;
-    let mut y = h.bits & 0x5555555555555555;
-    let zz = 0xaaaaaaaaaaaaaaaau64 >> (64 - u32::from(h.step) * 2);
-    if d > 0 {
-        y = y.wrapping_add(zz + 1);
-    } else {
-        y |= zz;
-        y = y.wrapping_sub(zz + 1);
-    }
-    y &= 0x5555555555555555u64 >> (64 - u32::from(h.step) * 2);
-    h.bits = x | y;
-}
+const LONG_BITS: u64 = 0xaaaaaaaaaaaaaaaa;
+const LAT_BITS: u64 = 0x5555555555555555;
 
 /// A search area: a circle of `radius`, or a `width` × `height` box, in the
 /// unit whose size in metres is `to_meters`, around `lon`, `lat`.
@@ -330,8 +317,8 @@ impl Search {
             ];
             let neighbours = moves.map(|(dx, dy)| {
                 let mut n = hash;
-                move_x(&mut n, dx);
-                move_y(&mut n, dy);
+                move_axis(&mut n, dx, LONG_BITS);
+                move_axis(&mut n, dy, LAT_BITS);
                 n
             });
             Some((hash, neighbours, decode(hash)?))
@@ -357,26 +344,16 @@ impl Search {
             }
         }
         if steps >= 2 {
-            let zero = Hash::default();
             // Indices in `n`: 0 N, 1 S, 2 E, 3 W, 4 NE, 5 NW, 6 SE, 7 SW.
-            if area.lat.min < min_lat {
-                for i in [1, 7, 6] {
-                    n[i] = zero;
-                }
-            }
-            if area.lat.max > max_lat {
-                for i in [0, 4, 5] {
-                    n[i] = zero;
-                }
-            }
-            if area.lon.min < min_lon {
-                for i in [3, 7, 5] {
-                    n[i] = zero;
-                }
-            }
-            if area.lon.max > max_lon {
-                for i in [2, 6, 4] {
-                    n[i] = zero;
+            let useless = [
+                (area.lat.min < min_lat, [1, 7, 6]),
+                (area.lat.max > max_lat, [0, 4, 5]),
+                (area.lon.min < min_lon, [3, 7, 5]),
+                (area.lon.max > max_lon, [2, 6, 4]),
+            ];
+            for (_, cells) in useless.iter().filter(|(out, _)| *out) {
+                for &i in cells {
+                    n[i] = Hash::default();
                 }
             }
         }

@@ -1,5 +1,7 @@
 //! Redis's `pqsort`: the Bentley–McIlroy quicksort (NetBSD's `qsort`) that
-//! sorts only the partitions overlapping a range of ranks. GEO searches with
+//! sorts only the partitions overlapping a range of ranks. Redis 7.0's copy
+//! has no switch to insertion sort after a partition without swaps (it made
+//! some inputs quadratic), so neither has this one. GEO searches with
 //! COUNT use it, so which of several equally distant points come first is
 //! this algorithm's choice; Chorus follows it step for step to list them as
 //! Redis does.
@@ -78,7 +80,6 @@ fn sort<T>(
             pm = med3(v, pl, pm, pn, cmp);
         }
         v.swap(a, pm);
-        let mut swapped = false;
         let (mut pa, mut pb) = (a + 1, a + 1);
         let (mut pc, mut pd) = (a + n - 1, a + n - 1);
         loop {
@@ -88,7 +89,6 @@ fn sort<T>(
                     break;
                 }
                 if c == Ordering::Equal {
-                    swapped = true;
                     v.swap(pa, pb);
                     pa += 1;
                 }
@@ -100,7 +100,6 @@ fn sort<T>(
                     break;
                 }
                 if c == Ordering::Equal {
-                    swapped = true;
                     v.swap(pc, pd);
                     pd -= 1;
                 }
@@ -110,13 +109,8 @@ fn sort<T>(
                 break;
             }
             v.swap(pb, pc);
-            swapped = true;
             pb += 1;
             pc -= 1;
-        }
-        if !swapped {
-            insertion(v, a, n, cmp);
-            return;
         }
         let pn = a + n;
         let k = (pa - a).min(pb - pa);

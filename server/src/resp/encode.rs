@@ -275,6 +275,13 @@ mod tests {
         assert_eq!(e2(&Reply::Double(f64::INFINITY)), b"$3\r\ninf\r\n");
         assert_eq!(e3(&Reply::Double(f64::NEG_INFINITY)), b",-inf\r\n");
         assert_eq!(e3(&Reply::Double(f64::NAN)), b",nan\r\n");
+        // GEO coordinates: `%.17Lf` with the trailing zeros trimmed.
+        assert_eq!(e2(&Reply::HumanDouble(-0.5)), b"$4\r\n-0.5\r\n");
+        assert_eq!(e3(&Reply::HumanDouble(180.0)), b",180\r\n");
+        assert_eq!(
+            e2(&Reply::HumanDouble(13.361389338970184)),
+            b"$20\r\n13.36138933897018433\r\n"
+        );
         assert_eq!(e2(&Reply::Verbatim("a\nb".into())), b"$3\r\na\nb\r\n");
         assert_eq!(e3(&Reply::Verbatim("a\nb".into())), b"=7\r\ntxt:a\nb\r\n");
     }

@@ -81,6 +81,11 @@ fn member_position(z: &ZSetSlot, m: &[u8]) -> Option<(f64, f64)> {
     z.score(m).and_then(decode_score)
 }
 
+/// The position of a member a search starts from, or Redis's error.
+fn decodable(z: &ZSetSlot, m: &[u8]) -> Result<(f64, f64), Reply> {
+    member_position(z, m).ok_or_else(|| Reply::err("ERR could not decode requested zset member"))
+}
+
 // ---- GEOADD / GEOPOS / GEODIST / GEOHASH ---------------------------------------
 
 pub(super) fn geoadd(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
@@ -117,25 +122,15 @@ pub(super) fn geoadd(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
     zadd(txn, db, &zargs)
 }
 
-pub(super) fn geopos(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    let z = match zset_of(txn, db, &args[1]) {
-        Ok(z) => z,
-        Err(e) => return e,
-    };
-    Reply::Array(
-        args[2..]
-            .iter()
-            .map(|m| match z.and_then(|z| member_position(z, m)) {
-                Some((lon, lat)) => {
-                    Reply::Array(vec![Reply::HumanDouble(lon), Reply::HumanDouble(lat)])
-                }
-                None => Reply::NilArray,
-            })
-            .collect(),
-    )
-}
-
-pub(super) fn geohash_cmd(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
+/// One reply per member named after the key: `found` of its position, or
+/// `missing` (no key, no member).
+fn per_member(
+    txn: &Txn<'_>,
+    db: u8,
+    args: &[Bytes],
+    found: impl Fn(f64, f64) -> Option<Reply>,
+    missing: Reply,
+) -> Reply {
     let z = match zset_of(txn, db, &args[1]) {
         Ok(z) => z,
         Err(e) => return e,
@@ -145,11 +140,26 @@ pub(super) fn geohash_cmd(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
             .iter()
             .map(|m| {
                 z.and_then(|z| member_position(z, m))
-                    .and_then(|(lon, lat)| geohash_string(lon, lat))
-                    .map_or(Reply::Nil, |s| Reply::Bulk(Bytes::from(s)))
+                    .and_then(|(lon, lat)| found(lon, lat))
+                    .unwrap_or_else(|| missing.clone())
             })
             .collect(),
     )
+}
+
+pub(super) fn geopos(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
+    let pair = |lon, lat| {
+        Some(Reply::Array(vec![
+            Reply::HumanDouble(lon),
+            Reply::HumanDouble(lat),
+        ]))
+    };
+    per_member(txn, db, args, pair, Reply::NilArray)
+}
+
+pub(super) fn geohash_cmd(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
+    let hash = |lon, lat| geohash_string(lon, lat).map(|s| Reply::Bulk(Bytes::from(s)));
+    per_member(txn, db, args, hash, Reply::Nil)
 }
 
 pub(super) fn geodist(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
@@ -205,29 +215,22 @@ struct Point {
     lat: f64,
 }
 
-pub(super) fn georadius(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    search(txn, db, args, Kind::Coords, true, false)
+/// The GEO search commands: where the centre comes from, whether STORE and
+/// STOREDIST are options, whether the destination is the first key.
+macro_rules! search_command {
+    ($name:ident, $kind:expr, $store_ok:expr, $searchstore:expr) => {
+        pub(super) fn $name(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
+            search(txn, db, args, $kind, $store_ok, $searchstore).unwrap_or_else(|e| e)
+        }
+    };
 }
 
-pub(super) fn georadius_ro(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    search(txn, db, args, Kind::Coords, false, false)
-}
-
-pub(super) fn georadiusbymember(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    search(txn, db, args, Kind::Member, true, false)
-}
-
-pub(super) fn georadiusbymember_ro(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    search(txn, db, args, Kind::Member, false, false)
-}
-
-pub(super) fn geosearch(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    search(txn, db, args, Kind::Search, false, false)
-}
-
-pub(super) fn geosearchstore(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
-    search(txn, db, args, Kind::Search, false, true)
-}
+search_command!(georadius, Kind::Coords, true, false);
+search_command!(georadius_ro, Kind::Coords, false, false);
+search_command!(georadiusbymember, Kind::Member, true, false);
+search_command!(georadiusbymember_ro, Kind::Member, false, false);
+search_command!(geosearch, Kind::Search, false, false);
+search_command!(geosearchstore, Kind::Search, false, true);
 
 /// Redis's `georadiusGeneric`: the arguments parsed and checked in Redis's
 /// order, then the cells walked, the points sorted and replied or stored.
@@ -238,36 +241,21 @@ fn search(
     kind: Kind,
     store_ok: bool,
     searchstore: bool,
-) -> Reply {
+) -> Result<Reply, Reply> {
     let src = if searchstore { &args[2] } else { &args[1] };
-    let z = match zset_of(txn, db, src) {
-        Ok(z) => z,
-        Err(e) => return e,
-    };
+    let z = zset_of(txn, db, src)?;
     let mut center: Option<(f64, f64)> = None;
     let mut shape: Option<(Shape, f64)> = None;
     let base = match kind {
         Kind::Coords => {
-            match lon_lat(&args[2..4]) {
-                Ok(p) => center = Some(p),
-                Err(e) => return e,
-            }
-            match radius(&args[4..6]) {
-                Ok(s) => shape = Some(s),
-                Err(e) => return e,
-            }
+            center = Some(lon_lat(&args[2..4])?);
+            shape = Some(radius(&args[4..6])?);
             6
         }
         Kind::Member => {
             if let Some(z) = z {
-                match member_position(z, &args[2]) {
-                    Some(p) => center = Some(p),
-                    None => return Reply::err("ERR could not decode requested zset member"),
-                }
-                match radius(&args[3..5]) {
-                    Ok(s) => shape = Some(s),
-                    Err(e) => return e,
-                }
+                center = Some(decodable(z, &args[2])?);
+                shape = Some(radius(&args[3..5])?);
             }
             5
         }
@@ -299,12 +287,9 @@ fn search(
         } else if is(a, "desc") {
             sort = Sort::Desc;
         } else if is(a, "count") && left >= 1 {
-            count = match int_arg(&opts[i + 1]) {
-                Ok(n) => n,
-                Err(e) => return e,
-            };
+            count = int_arg(&opts[i + 1])?;
             if count <= 0 {
-                return Reply::err("ERR COUNT must be > 0");
+                return Err(Reply::err("ERR COUNT must be > 0"));
             }
             i += 1;
         } else if (is(a, "store") || is(a, "storedist")) && left >= 1 && store_ok {
@@ -315,69 +300,57 @@ fn search(
             storedist = true;
         } else if is(a, "frommember") && left >= 1 && geosearch && !fromloc {
             if let Some(z) = z {
-                match member_position(z, &opts[i + 1]) {
-                    Some(p) => center = Some(p),
-                    None => return Reply::err("ERR could not decode requested zset member"),
-                }
+                center = Some(decodable(z, &opts[i + 1])?);
             }
             frommember = true;
             i += 1;
         } else if is(a, "fromlonlat") && left >= 2 && geosearch && !frommember {
-            match lon_lat(&opts[i + 1..i + 3]) {
-                Ok(p) => center = Some(p),
-                Err(e) => return e,
-            }
+            center = Some(lon_lat(&opts[i + 1..i + 3])?);
             fromloc = true;
             i += 2;
         } else if is(a, "byradius") && left >= 2 && geosearch && !bybox {
-            match radius(&opts[i + 1..i + 3]) {
-                Ok(s) => shape = Some(s),
-                Err(e) => return e,
-            }
+            shape = Some(radius(&opts[i + 1..i + 3])?);
             byradius = true;
             i += 2;
         } else if is(a, "bybox") && left >= 3 && geosearch && !byradius {
-            match boxed(&opts[i + 1..i + 4]) {
-                Ok(s) => shape = Some(s),
-                Err(e) => return e,
-            }
+            shape = Some(boxed(&opts[i + 1..i + 4])?);
             bybox = true;
             i += 3;
         } else {
-            return Reply::err(errors::SYNTAX);
+            return Err(Reply::err(errors::SYNTAX));
         }
         i += 1;
     }
     if storekey.is_some() && (withdist || withhash || withcoord) {
-        return Reply::err(format!(
+        return Err(Reply::err(format!(
             "ERR {} is not compatible with WITHDIST, WITHHASH and WITHCOORD options",
             if searchstore {
                 "GEOSEARCHSTORE"
             } else {
                 "STORE option in GEORADIUS"
             }
-        ));
+        )));
     }
     let name = String::from_utf8_lossy(&args[0]);
     if geosearch && !(frommember || fromloc) {
-        return Reply::err(format!(
+        return Err(Reply::err(format!(
             "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for {name}"
-        ));
+        )));
     }
     if geosearch && !(byradius || bybox) {
-        return Reply::err(format!(
+        return Err(Reply::err(format!(
             "ERR exactly one of BYRADIUS and BYBOX can be specified for {name}"
-        ));
+        )));
     }
     if any && count == 0 {
-        return Reply::err("ERR the ANY argument requires COUNT argument");
+        return Err(Reply::err("ERR the ANY argument requires COUNT argument"));
     }
     let (Some(z), Some((lon, lat)), Some((shape, to_meters))) = (z, center, shape) else {
         // No source key.
-        return match storekey {
+        return Ok(match storekey {
             Some(dst) => store(txn, db, &dst.clone(), Vec::new()),
             None => Reply::Array(Vec::new()),
-        };
+        });
     };
     if count != 0 && sort == Sort::None && !any {
         sort = Sort::Asc;
@@ -391,7 +364,7 @@ fn search(
     let limit = if any { count as usize } else { 0 };
     let mut points = points_within(z, &area, limit);
     if points.is_empty() && storekey.is_none() {
-        return Reply::Array(Vec::new());
+        return Ok(Reply::Array(Vec::new()));
     }
     let returned = if count > 0 && (count as u64) < points.len() as u64 {
         count as usize
@@ -426,9 +399,9 @@ fn search(
                 (p.member, score)
             })
             .collect();
-        return store(txn, db, &dst, items);
+        return Ok(store(txn, db, &dst, items));
     }
-    Reply::Array(
+    Ok(Reply::Array(
         points
             .into_iter()
             .map(|p| {
@@ -453,7 +426,7 @@ fn search(
                 Reply::Array(item)
             })
             .collect(),
-    )
+    ))
 }
 
 /// The members inside `area`, cell after cell, each cell's score range
