@@ -2622,7 +2622,12 @@ ZADD Sicily 1 low 9007199254740992 huge
 GEOPOS Sicily low
 GEOHASH Sicily low
 GEODIST Sicily low Palermo
-ZREM Sicily low huge
+ZADD Sicily -1 neg -1e300 negbig 1e300 big inf posinf -inf neginf 1e19 over
+GEOPOS Sicily neg negbig big posinf neginf over
+GEOHASH Sicily neg negbig big posinf neginf over
+GEODIST Sicily neg big
+GEOSEARCH Sicily FROMMEMBER big BYRADIUS 100 km
+ZREM Sicily low huge neg negbig big posinf neginf over
 GEORADIUS Sicily 15 37 200 km
 GEORADIUS Sicily 15 37 200 km ASC
 GEORADIUS Sicily 15 37 200 km DESC

@@ -185,13 +185,32 @@ fn decode(h: Hash) -> Option<Area> {
     })
 }
 
+/// C's `(uint64_t)` conversion of a double as x86-64 compilers emit it
+/// (`cvttsd2si`, with 2^63 subtracted first from the upper half): -1 wraps to
+/// all ones, and what does not fit (huge, infinite, NaN) becomes 2^63 below
+/// zero and 0 above. Only scores no GEOADD wrote get there; Redis answers
+/// for them with these bits, so Chorus does too.
+fn c_to_u64(x: f64) -> u64 {
+    const TWO63: f64 = 9223372036854775808.0;
+    let cvt = |v: f64| -> i64 {
+        if (-TWO63..TWO63).contains(&v) {
+            v as i64
+        } else {
+            i64::MIN
+        }
+    };
+    if x < TWO63 {
+        cvt(x) as u64
+    } else {
+        (cvt(x - TWO63) as u64) ^ (1 << 63)
+    }
+}
+
 /// The point a score stands for (the centre of its cell, clamped to the
 /// limits), as `decodeGeohash` computes it: longitude, latitude.
 pub fn decode_score(score: f64) -> Option<(f64, f64)> {
-    // C's (uint64_t) conversion of the score; Rust saturates where C is
-    // undefined (negative or huge scores are not GEOADD's).
     let area = decode(Hash {
-        bits: score as u64,
+        bits: c_to_u64(score),
         step: STEP_MAX,
     })?;
     let lon = ((area.lon.min + area.lon.max) / 2.0).clamp(LONG_MIN, LONG_MAX);
