@@ -26,7 +26,12 @@
 # geometric mean of the ratios and the lowest ratio.
 #
 # Environment (default):
-#   BENCH_TESTS      redis-benchmark -t names ("set get incr hset sadd zadd mset")
+#   BENCH_TESTS      redis-benchmark -t names ("set get incr hset sadd zadd mset"),
+#                    and two GEO rows redis-benchmark has no -t for:
+#                    "geoadd" (GEOADD geo:bench of a random point in the
+#                    1°×1° square at 0,0 and a random member) and "geosearch"
+#                    (GEOSEARCH geo:bench FROMLONLAT 0.5 0.5 BYRADIUS 2 km ASC
+#                    COUNT 10, on what the geoadd runs added: run geoadd first)
 #   BENCH_PIPELINES  -P depths, one row per test and depth ("1 16")
 #   BENCH_CLIENTS    -c (50)
 #   BENCH_ROUNDS     rounds (3)
@@ -131,9 +136,21 @@ trap stop_run EXIT
 trap 'stop_run; echo "$me: interrupted" >&2; exit 130' INT TERM
 
 # The CSV row of a test: its name in capitals, possibly followed by a
-# parenthesis ("MSET (10 keys)"); rows a test needs first ("LPUSH (needed
-# to benchmark LRANGE)") are skipped.
+# parenthesis ("MSET (10 keys)") or, for a command of its own, its arguments
+# ("GEOADD geo:bench ..."); rows a test needs first ("LPUSH (needed to
+# benchmark LRANGE)") are skipped.
 csv_row_name() { tr '[:lower:]' '[:upper:]' <<<"$1"; }
+
+# The redis-benchmark arguments that choose a test: -t, or for the GEO rows a
+# command of their own. GEOADD's coordinates are __rand_int__e-9 with -r 1e9:
+# uniform in [0, 1) degrees (each __rand_int__ is drawn on its own).
+test_args() { # test
+    case $1 in
+    geoadd) echo "-r 1000000000 GEOADD geo:bench __rand_int__e-9 __rand_int__e-9 m:__rand_int__" ;;
+    geosearch) echo "-r $KEYSPACE GEOSEARCH geo:bench FROMLONLAT 0.5 0.5 BYRADIUS 2 km ASC COUNT 10" ;;
+    *) echo "-r $KEYSPACE -t $1" ;;
+    esac
+}
 
 # One redis-benchmark run. Sets RPS P50 P99 (NA when the run failed).
 run_one() { # host port test depth file
@@ -143,8 +160,10 @@ run_one() { # host port test depth file
         echo "$host:$port did not answer PING; not run" >"$out.err"
         return
     fi
+    # word splitting of the test's arguments is intended
+    # shellcheck disable=SC2046
     timeout "$RUN_TIMEOUT" "$RB" -h "$host" -p "$port" -c "$CLIENTS" -n "$REQUESTS" \
-        -P "$depth" -r "$KEYSPACE" -d "$DATASIZE" -t "$test" --csv -q \
+        -P "$depth" -d "$DATASIZE" --csv -q $(test_args "$test") \
         >"$out" 2>"$out.err" </dev/null &
     RUNNING=$!
     wait "$RUNNING"
@@ -154,7 +173,7 @@ run_one() { # host port test depth file
     # "p95_latency_ms","p99_latency_ms","max_latency_ms"
     read -r RPS P50 P99 < <(awk -F'","' -v name="$name" '
         { sub(/^"/, ""); sub(/"\r?$/, "") }
-        ($1 == name || index($1, name " (") == 1) && $1 !~ /needed to benchmark/ {
+        ($1 == name || index($1, name " ") == 1) && $1 !~ /needed to benchmark/ {
             if ($2 + 0 > 0) { print $2, $5, $7; found = 1; exit }
         }
         END { if (!found) print "NA NA NA" }' "$out")

@@ -23,6 +23,10 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// RESP3 double; RESP2 bulk string in Redis's float format.
     Double(f64),
+    /// A double as Redis's `addReplyHumanLongDouble` sends it (GEO
+    /// coordinates): `%.17Lf` with trailing zeros trimmed, as a RESP2 bulk
+    /// string or a RESP3 double.
+    HumanDouble(f64),
     /// RESP3 map; RESP2 flat array of key, value, key, value...
     Map(Vec<(Reply, Reply)>),
     /// Pairs such as member and score (`WITHSCORES`, `WITHVALUES`, ZPOPMIN

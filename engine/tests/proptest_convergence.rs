@@ -100,7 +100,7 @@ fn flat(r: &Reply) -> Vec<String> {
         Reply::Int(i) => vec![i.to_string()],
         Reply::Bulk(b) => vec![String::from_utf8_lossy(b).into_owned()],
         Reply::Nil | Reply::NilArray => vec!["(nil)".into()],
-        Reply::Double(d) => vec![format!("{d:?}")],
+        Reply::Double(d) | Reply::HumanDouble(d) => vec![format!("{d:?}")],
         Reply::Bool(b) => vec![b.to_string()],
         Reply::Array(v) | Reply::Set(v) | Reply::Push(v) | Reply::Frames(v) => {
             v.iter().flat_map(flat).collect()

@@ -541,3 +541,51 @@ fn multi_exec_is_one_atomic_op() {
     assert_eq!(run(&mut b, 2000, "GET b"), bulk("2"));
     assert_eq!(a.digest_hex(), b.digest_hex());
 }
+
+/// GEO writes are sorted-set score writes: GEOADD of one member at two sites
+/// concurrently keeps the position of the greater stamp (ZADD's register
+/// rule), GEOADD of different members keeps both, and a GEOADD concurrent
+/// with a ZREM of the member keeps it (add wins).
+#[test]
+fn concurrent_geoadd_resolves_as_zadd() {
+    let mut a = site(1);
+    let b = site(2);
+    run(
+        &mut a,
+        1000,
+        "GEOADD g 13.361389 38.115556 shop 2.35 48.85 here",
+    );
+    let mut s = [a, b];
+    exchange(&mut s);
+    let [mut a, mut b] = s;
+    run(&mut a, 2000, "GEOADD g 15.087269 37.502669 shop");
+    run(&mut b, 3000, "GEOADD g -0.1276 51.5072 shop");
+    run(&mut a, 2000, "GEOADD g 0 0 only_a");
+    run(&mut b, 3000, "GEOADD g 1 1 only_b");
+    run(&mut a, 2500, "ZREM g here");
+    run(&mut b, 2500, "GEOADD g xx ch 2.36 48.86 here");
+    let mut s = [a, b];
+    exchange(&mut s);
+    // The score GEOADD stores for the later write, read back as ZADD's.
+    let mut fresh = site(9);
+    run(
+        &mut fresh,
+        1,
+        "GEOADD w -0.1276 51.5072 shop 2.36 48.86 here",
+    );
+    let later = run(&mut fresh, 2, "ZSCORE w shop");
+    let moved = run(&mut fresh, 2, "GEOPOS w here");
+    for e in s.iter_mut() {
+        assert_eq!(run(e, 4000, "ZSCORE g shop"), later);
+        assert_eq!(run(e, 4000, "GEOPOS g here"), moved);
+        assert_eq!(run(e, 4000, "ZCARD g"), Reply::Int(4));
+        assert_eq!(
+            run(
+                e,
+                4000,
+                "GEOSEARCH g FROMLONLAT 0.2 0.2 BYRADIUS 200 km ASC"
+            ),
+            Reply::Array(vec![bulk("only_a"), bulk("only_b")])
+        );
+    }
+}

@@ -469,19 +469,25 @@ fn run_sequence(pair: &Pair, name: &str, steps: &[Step], resp3: bool) -> Outcome
 /// Runs every sequence in RESP2 and asserts that only known differences
 /// differ.
 fn check(sequences: &[(&str, &str)]) {
+    check_protocol(sequences, false);
+}
+
+/// Runs every sequence in RESP2, or in RESP3 after `HELLO 3`.
+fn check_protocol(sequences: &[(&str, &str)], resp3: bool) {
     let Some(pair) = servers() else {
         return;
     };
     let mut mismatches = Vec::new();
     for &(name, text) in sequences {
-        let outcome = run_sequence(&pair, name, &script(text), false);
+        let outcome = run_sequence(&pair, name, &script(text), resp3);
         report_known(&outcome);
         mismatches.extend(outcome.mismatches);
     }
     assert!(
         mismatches.is_empty(),
-        "{} replies differ from Redis:\n\n{}",
+        "{} {} replies differ from Redis:\n\n{}",
         mismatches.len(),
+        if resp3 { "RESP3" } else { "RESP2" },
         mismatches.join("\n\n")
     );
 }
@@ -2567,6 +2573,282 @@ LRANGE big 0 -1
 LPOS big ""
 "#;
 
+/// GEO: every command and option, the errors in Redis's order, edge
+/// coordinates (the latitude limits, ±180, 0,0) and reply shapes.
+const GEO: &str = r#"
+GEOADD Sicily 13.361389 38.115556 Palermo 15.087269 37.502669 Catania
+GEOADD Sicily ch 13.361389 38.115556 Palermo 15.1 37.5 Catania 14 37 New
+GEOADD Sicily nx ch 0 0 Palermo 12 38 Nx
+GEOADD Sicily xx 0 0 Nowhere 12.5 38 Nx
+GEOADD Sicily XX CH 12.6 38 Nx
+GEOADD Sicily 180 85.05112878 ne -180 -85.05112878 sw 0 0 zero -0 -0 negzero
+GEOADD Sicily 179.9999999 0 e1 -179.9999999 0 w1 0 85 n1 0 -85 s1
+GEOADD Sicily 180.0000001 0 bad
+GEOADD Sicily 0 85.06 bad
+GEOADD Sicily 0 -85.05112879 bad
+GEOADD Sicily -inf 0 bad
+GEOADD Sicily 1e400 0 bad
+GEOADD Sicily abc 0 bad
+GEOADD Sicily 0 abc bad
+GEOADD Sicily 1 2
+GEOADD Sicily nx xx 1 2 m
+GEOADD Sicily gt 1 2 m
+GEOADD Sicily ch ch nx
+GEOADD Sicily 1 2 m 3
+GEOADD Sicily 0x10 0x1p2 hexa
+ZRANGE Sicily 0 -1 WITHSCORES
+ZCARD Sicily
+GEOPOS Sicily Palermo Catania nope ne sw zero negzero e1 w1 n1 s1 hexa
+GEOPOS nokey a b
+GEOPOS Sicily
+GEODIST Sicily Palermo Catania
+GEODIST Sicily Palermo Catania km
+GEODIST Sicily Palermo Catania KM
+GEODIST Sicily Palermo Catania mi
+GEODIST Sicily Palermo Catania ft
+GEODIST Sicily Palermo Catania m
+GEODIST Sicily Palermo Palermo
+GEODIST Sicily ne sw
+GEODIST Sicily e1 w1 km
+GEODIST Sicily Palermo nope
+GEODIST nokey a b
+GEODIST nokey a b parsec
+GEODIST Sicily Palermo Catania parsec
+GEODIST Sicily Palermo Catania km extra
+GEOHASH Sicily Palermo Catania ne sw zero negzero e1 w1 n1 s1 nope
+GEOHASH nokey a
+GEOHASH Sicily
+ZADD Sicily 1 low 9007199254740992 huge
+GEOPOS Sicily low
+GEOHASH Sicily low
+GEODIST Sicily low Palermo
+ZADD Sicily -1 neg -1e300 negbig 1e300 big inf posinf -inf neginf 1e19 over
+GEOPOS Sicily neg negbig big posinf neginf over
+GEOHASH Sicily neg negbig big posinf neginf over
+GEODIST Sicily neg big
+GEOSEARCH Sicily FROMMEMBER big BYRADIUS 100 km
+ZREM Sicily low huge neg negbig big posinf neginf over
+GEORADIUS Sicily 15 37 200 km
+GEORADIUS Sicily 15 37 200 km ASC
+GEORADIUS Sicily 15 37 200 km DESC
+GEORADIUS Sicily 15 37 200 km WITHDIST
+GEORADIUS Sicily 15 37 200 km WITHCOORD
+GEORADIUS Sicily 15 37 200 km WITHHASH
+GEORADIUS Sicily 15 37 200 km WITHDIST WITHCOORD WITHHASH ASC
+GEORADIUS Sicily 15 37 200 km withhash withcoord withdist desc
+GEORADIUS Sicily 15 37 200 km COUNT 2
+GEORADIUS Sicily 15 37 200 km COUNT 2 DESC
+GEORADIUS Sicily 15 37 200 km COUNT 1 ANY
+GEORADIUS Sicily 15 37 200 km COUNT 3 ANY ASC
+GEORADIUS Sicily 15 37 200 km COUNT 0
+GEORADIUS Sicily 15 37 200 km COUNT -1
+GEORADIUS Sicily 15 37 200 km COUNT x
+GEORADIUS Sicily 15 37 200 km COUNT
+GEORADIUS Sicily 15 37 200 km ANY
+GEORADIUS Sicily 15 37 200 km FOO
+GEORADIUS Sicily 15 37 200000 m
+GEORADIUS Sicily 15 37 124.27 mi
+GEORADIUS Sicily 15 37 656168 ft WITHDIST
+GEORADIUS Sicily 15 37 0 km
+GEORADIUS Sicily 15 37 -1 km
+GEORADIUS Sicily 15 37 abc km
+GEORADIUS Sicily 15 37 1 parsec
+GEORADIUS Sicily 200 37 1 km
+GEORADIUS Sicily abc 37 1 km
+GEORADIUS Sicily 15 37 200 km STORE dst
+ZRANGE dst 0 -1 WITHSCORES
+GEORADIUS Sicily 15 37 200 km STOREDIST dst2 COUNT 2 DESC
+ZRANGE dst2 0 -1 WITHSCORES
+GEORADIUS Sicily 15 37 200 km STORE dst WITHDIST
+GEORADIUS Sicily 15 37 1 m STORE dst
+EXISTS dst
+GEORADIUS nokey 15 37 200 km STORE dst2
+EXISTS dst2
+GEORADIUS nokey 15 37 200 km
+GEORADIUS Sicily 15 37 200 km STORE
+GEORADIUS_RO Sicily 15 37 200 km WITHDIST ASC
+GEORADIUS_RO Sicily 15 37 200 km STORE dst
+GEORADIUS_RO Sicily 15 37 200 km STOREDIST dst
+GEORADIUSBYMEMBER Sicily Palermo 200 km WITHDIST WITHCOORD
+GEORADIUSBYMEMBER Sicily Palermo 200 km COUNT 2 DESC WITHHASH
+GEORADIUSBYMEMBER Sicily nope 200 km
+GEORADIUSBYMEMBER nokey nope 200 km
+GEORADIUSBYMEMBER nokey nope abc parsec
+GEORADIUSBYMEMBER nokey nope 1 km STORE dst
+GEORADIUSBYMEMBER Sicily Palermo -5 km
+GEORADIUSBYMEMBER Sicily Palermo 300 km STOREDIST dst3
+ZRANGE dst3 0 -1 WITHSCORES
+GEORADIUSBYMEMBER_RO Sicily Catania 100 km WITHDIST
+GEORADIUSBYMEMBER_RO Sicily Catania 100 km STORE dst
+GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km ASC
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX 400 400 km ASC WITHCOORD WITHDIST WITHHASH
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX 100 400 km DESC
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX 400 100 km
+GEOSEARCH Sicily FROMMEMBER Palermo BYRADIUS 100000 km
+GEOSEARCH Sicily FROMMEMBER Palermo BYBOX 30000 20000 km ASC COUNT 5
+GEOSEARCH Sicily FROMMEMBER Palermo BYRADIUS 1000 km COUNT 2 ANY
+GEOSEARCH Sicily FROMMEMBER Palermo BYRADIUS 1000 km COUNT 2 ANY DESC
+GEOSEARCH Sicily FROMMEMBER nope BYRADIUS 1000 km
+GEOSEARCH Sicily FROMLONLAT 15 37
+GEOSEARCH Sicily BYRADIUS 1 km
+GEOSEARCH Sicily FROMLONLAT 15 37 FROMMEMBER Palermo BYRADIUS 1 km
+GEOSEARCH Sicily FROMMEMBER Palermo FROMLONLAT 15 37 BYRADIUS 1 km
+GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 1 km BYBOX 1 1 km
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX 1 1 km BYRADIUS 1 km
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX -1 1 km
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX 1 -1 km
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX a 1 km
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX 1 a km
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX 1 1 lightyear
+GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX 1 1
+GEOSEARCH Sicily FROMLONLAT 15 BYRADIUS 1 km
+GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 1 km STORE dst
+GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 1 km STOREDIST
+GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 1 km ANY
+geosearch Sicily BYRADIUS 1 km
+GeoSearch Sicily FROMLONLAT 1 1
+GEOSEARCH nokey FROMMEMBER x BYRADIUS 1 km
+GEOSEARCH nokey FROMLONLAT 15 37 BYRADIUS 1 km
+GEOSEARCH nokey FROMLONLAT 15 37
+GEOSEARCH Sicily FROMLONLAT 0 0 BYRADIUS 0 m WITHDIST
+GEOSEARCH Sicily FROMLONLAT 180 85.05112878 BYRADIUS 1000 km WITHCOORD
+GEOSEARCH Sicily FROMLONLAT -180 -85.05112878 BYBOX 2000 2000 km WITHCOORD
+GEOSEARCH Sicily FROMLONLAT 179.9 0 BYRADIUS 100 km WITHDIST
+GEOSEARCH Sicily FROMLONLAT -179.9 0 BYBOX 100 100 km WITHDIST
+GEOSEARCHSTORE dst Sicily FROMLONLAT 15 37 BYRADIUS 200 km
+ZRANGE dst 0 -1 WITHSCORES
+GEOSEARCHSTORE dst Sicily FROMLONLAT 15 37 BYBOX 400 400 km STOREDIST DESC COUNT 2
+ZRANGE dst 0 -1 WITHSCORES
+GEOSEARCHSTORE dst Sicily FROMLONLAT 15 37 BYRADIUS 200 km WITHDIST
+GEOSEARCHSTORE dst Sicily FROMLONLAT 15 37 BYRADIUS 200 km STORE x
+GEOSEARCHSTORE dst Sicily FROMLONLAT 15 37 BYRADIUS 1 m
+EXISTS dst
+GEOSEARCHSTORE dst nokey FROMLONLAT 15 37 BYRADIUS 1 m
+SET dst x
+EXPIRE dst 100
+GEOSEARCHSTORE dst Sicily FROMLONLAT 15 37 BYRADIUS 200 km
+TTL dst
+TYPE dst
+GEOSEARCHSTORE Sicily Sicily FROMMEMBER Palermo BYRADIUS 1 km
+ZRANGE Sicily 0 -1
+# Equal distances: Redis's order (stable full sort, pqsort under COUNT).
+GEOADD ties 0.1 0.1 c0 0 0 a0 0.2 0.2 d0 0 0 a1 0.1 0 b0 0 0.1 b1 0 0 a2 0.1 0.1 c1 0 0 a3 0.2 0 b2 0 0 a4
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km ASC
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km DESC
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km ASC COUNT 1
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km ASC COUNT 2
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km ASC COUNT 4
+GEOSEARCH ties FROMLONLAT 0 0 BYRADIUS 100 km DESC COUNT 3
+GEOSEARCH ties FROMLONLAT 0.1 0.1 BYBOX 100 100 km COUNT 5 WITHDIST
+GEOSEARCH ties FROMLONLAT 0.1 0.1 BYBOX 100 100 km DESC COUNT 9
+SET str x
+GEOADD str 1 1 m
+GEOADD str 1 200 m
+GEOPOS str m
+GEODIST str a b
+GEODIST str a b parsec
+GEOHASH str m
+GEORADIUS str 15 37 200 km
+GEORADIUS str 15 37 -1 km
+GEORADIUSBYMEMBER str m 1 km
+GEOSEARCH str FROMLONLAT 1 1 BYRADIUS 1 km
+GEOSEARCHSTORE dst str FROMLONLAT 1 1 BYRADIUS 1 km
+GEOSEARCHSTORE str Sicily FROMLONLAT 15 37 BYRADIUS 200 km
+TYPE str
+"#;
+
+/// A splitmix64 stream: a fixed seed gives the same points on every run.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[lo, hi]`, with 6 decimals.
+    fn coord(&mut self, lo: f64, hi: f64) -> String {
+        let unit = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        format!("{:.6}", lo + unit * (hi - lo))
+    }
+}
+
+/// 1,000 points (half spread over the globe, half clustered around Paris,
+/// some near the poles' limits and the antimeridian), then searches by
+/// radius and box in every order, with COUNT, ANY, STORE and STOREDIST.
+fn geo_many_script() -> String {
+    let mut rng = Mix(20);
+    let mut s = String::new();
+    for i in 0..1000 {
+        let (lon, lat) = match i % 4 {
+            0 | 1 => (rng.coord(-180.0, 180.0), rng.coord(-85.0, 85.0)),
+            2 => (rng.coord(1.3, 3.4), rng.coord(48.3, 49.4)),
+            _ => match i % 3 {
+                0 => (rng.coord(-180.0, 180.0), rng.coord(80.0, 85.05)),
+                1 => (rng.coord(179.0, 180.0), rng.coord(-10.0, 10.0)),
+                _ => (rng.coord(-180.0, -179.0), rng.coord(-10.0, 10.0)),
+            },
+        };
+        s += &format!("GEOADD pts {lon} {lat} p{i}\n");
+        if i % 40 == 2 {
+            // The same place under another name: ties in every order.
+            s += &format!("GEOADD pts {lon} {lat} twin{i}\n");
+        }
+    }
+    s += "ZCARD pts\nGEOPOS pts p0 p1 p2 p3 p997 p998 p999\nGEOHASH pts p0 p1 p2 p3 p999\n";
+    s += "GEODIST pts p0 p1 km\nGEODIST pts p2 p6 ft\n";
+    let centres = [
+        "FROMLONLAT 2.35 48.85",
+        "FROMLONLAT 179.95 0.5",
+        "FROMLONLAT -179.95 -0.5",
+        "FROMLONLAT 10 84",
+        "FROMLONLAT 0 -84.9",
+        "FROMLONLAT 0 0",
+        "FROMMEMBER p2",
+        "FROMMEMBER p3",
+    ];
+    let shapes = [
+        "BYRADIUS 5 km",
+        "BYRADIUS 25 km",
+        "BYRADIUS 120 km",
+        "BYRADIUS 800 km",
+        "BYRADIUS 5000 km",
+        "BYRADIUS 15000 km",
+        "BYRADIUS 50 mi",
+        "BYBOX 30 30 km",
+        "BYBOX 200 60 km",
+        "BYBOX 60 200 km",
+        "BYBOX 3000 1000 km",
+        "BYBOX 100000 300 ft",
+    ];
+    for c in centres {
+        for sh in shapes {
+            s += &format!("GEOSEARCH pts {c} {sh} ASC WITHDIST\n");
+            s += &format!("GEOSEARCH pts {c} {sh} DESC COUNT 7 WITHCOORD\n");
+            s += &format!("GEOSEARCH pts {c} {sh}\n");
+            s += &format!("GEOSEARCH pts {c} {sh} COUNT 5 ANY WITHHASH\n");
+            s += &format!("GEOSEARCH pts {c} {sh} COUNT 3 ANY DESC\n");
+            s += &format!("GEOSEARCHSTORE dst pts {c} {sh} STOREDIST COUNT 20\n");
+            s += "ZRANGE dst 0 -1 WITHSCORES\n";
+        }
+    }
+    for r in ["1 km", "60 km", "700 km", "9000 km"] {
+        s += &format!("GEORADIUS pts 2.35 48.85 {r} WITHDIST WITHCOORD WITHHASH ASC\n");
+        s += &format!("GEORADIUS pts 2.35 48.85 {r} COUNT 10 DESC\n");
+        s += &format!("GEORADIUS_RO pts 179.5 1 {r} WITHDIST\n");
+        s += &format!("GEORADIUSBYMEMBER pts p6 {r} COUNT 4 ANY\n");
+        s += &format!("GEORADIUSBYMEMBER_RO pts p10 {r} WITHDIST ASC COUNT 12\n");
+        s += &format!("GEORADIUS pts 2.35 48.85 {r} STORE st COUNT 30\n");
+        s += "ZRANGE st 0 -1 WITHSCORES\n";
+        s += &format!("GEORADIUSBYMEMBER pts p2 {r} STOREDIST st DESC\n");
+        s += "ZRANGE st 0 -1 WITHSCORES\n";
+    }
+    s
+}
+
 /// ZMPOP: every option and error path.
 const ZMPOP: &str = r#"
 ZADD z1 1 a 2 b 3 c
@@ -2725,6 +3007,16 @@ const ALL_DATA_COMMANDS: &[&str] = &[
     "ZUNIONSTORE",
     "ZINTERSTORE",
     "ZMPOP",
+    "GEOADD",
+    "GEOPOS",
+    "GEODIST",
+    "GEOHASH",
+    "GEOSEARCH",
+    "GEOSEARCHSTORE",
+    "GEORADIUS",
+    "GEORADIUS_RO",
+    "GEORADIUSBYMEMBER",
+    "GEORADIUSBYMEMBER_RO",
     "LPUSH",
     "RPUSH",
     "LPUSHX",
@@ -2950,6 +3242,14 @@ SCARD s
 }
 
 #[test]
+fn geo_commands_match_redis() {
+    let many = geo_many_script();
+    let sequences = [("geo", GEO), ("geo-many", many.as_str())];
+    check(&sequences);
+    check_protocol(&sequences, true);
+}
+
+#[test]
 fn big_collections_match_redis() {
     check(&[("big-collections", &big_collections_script())]);
 }
@@ -3019,21 +3319,7 @@ const RESP3_SEQUENCES: &[(&str, &str)] = &[
 
 #[test]
 fn resp3_replies_match_redis() {
-    let Some(pair) = servers() else {
-        return;
-    };
-    let mut mismatches = Vec::new();
-    for &(name, text) in RESP3_SEQUENCES {
-        let outcome = run_sequence(&pair, name, &script(text), true);
-        report_known(&outcome);
-        mismatches.extend(outcome.mismatches);
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} RESP3 replies differ from Redis:\n\n{}",
-        mismatches.len(),
-        mismatches.join("\n\n")
-    );
+    check_protocol(RESP3_SEQUENCES, true);
 }
 
 // ---------------------------------------------------------------------------

@@ -362,6 +362,25 @@ fn sorted_sets() {
 }
 
 #[test]
+fn geo() {
+    differential(
+        "geo",
+        "KEA",
+        r#"
+        GEOADD g 13.361389 38.115556 Palermo 15.087269 37.502669 Catania
+        GEOADD g NX 1 1 Palermo
+        GEOADD g XX CH 13.4 38.1 Palermo
+        GEOSEARCHSTORE s g FROMLONLAT 15 37 BYRADIUS 200 km
+        GEOSEARCHSTORE s g FROMLONLAT 15 37 BYRADIUS 1 m
+        GEORADIUS g 15 37 200 km STORE r
+        GEORADIUSBYMEMBER g Palermo 300 km STOREDIST r2
+        GEORADIUS g 15 37 1 m STORE r
+        GEOSEARCH g FROMMEMBER Palermo BYRADIUS 300 km
+        "#,
+    );
+}
+
+#[test]
 fn classes_filter_and_new_keys() {
     differential(
         "keyspace only, lists and generic",

@@ -58,6 +58,7 @@ fn is_read(args: &[Bytes]) -> bool {
                 | b"HGETALL"
                 | b"SMEMBERS"
                 | b"ZRANGE"
+                | b"GEOSEARCH"
                 | b"LRANGE"
                 | b"TTL"
                 | b"EXISTS"
@@ -362,11 +363,34 @@ impl Workload {
     fn zset_cmd(&mut self) -> Vec<Bytes> {
         let k = self.key("z:");
         let m = b(format!("m{}", self.rng.below(8)));
-        match self.rng.below(5) {
+        match self.rng.below(7) {
             0 => vec![b("ZREM"), k, m],
             1 if Engine::is_data_command(b"ZINCRBY") => {
                 let d = self.float_arg();
                 vec![b("ZINCRBY"), k, d, m]
+            }
+            // GEO writes are ZADDs of a geohash score; the search reads.
+            5 if Engine::is_data_command(b"GEOADD") => {
+                let (lon, lat) = (
+                    self.rng.range(0, 360) as i64 - 180,
+                    self.rng.range(0, 170) as i64 - 85,
+                );
+                vec![b("GEOADD"), k, b(lon.to_string()), b(lat.to_string()), m]
+            }
+            6 if Engine::is_data_command(b"GEOSEARCH") => {
+                let r = self.rng.range(1, 20000);
+                let dir = *self.rng.pick(&["ASC", "DESC"]).unwrap_or(&"ASC");
+                vec![
+                    b("GEOSEARCH"),
+                    k,
+                    b("FROMLONLAT"),
+                    b("0"),
+                    b("0"),
+                    b("BYRADIUS"),
+                    b(r.to_string()),
+                    b("km"),
+                    b(dir),
+                ]
             }
             _ => {
                 let s = self.rng.range(0, 100);

@@ -112,6 +112,8 @@ key_events! {
     ZUnionStore = "zunionstore", ZSet;
     ZDiffStore = "zdiffstore", ZSet;
     ZRangeStore = "zrangestore", ZSet;
+    GeoSearchStore = "geosearchstore", ZSet;
+    GeoRadiusStore = "georadiusstore", ZSet;
     LPush = "lpush", List;
     RPush = "rpush", List;
     LPop = "lpop", List;
@@ -224,6 +226,8 @@ impl LocalCommand {
                 "ZUNIONSTORE" => KeyEvent::ZUnionStore,
                 "ZDIFFSTORE" => KeyEvent::ZDiffStore,
                 "ZRANGESTORE" => KeyEvent::ZRangeStore,
+                "GEOSEARCHSTORE" => KeyEvent::GeoSearchStore,
+                "GEORADIUS" | "GEORADIUSBYMEMBER" => KeyEvent::GeoRadiusStore,
                 _ => KeyEvent::Restore,
             },
             Effect::SRem(_) => match n {

@@ -11,9 +11,11 @@ pub mod command_table;
 pub mod decode;
 pub mod errors;
 pub mod fsync;
+pub mod geohash;
 pub mod glob;
 pub mod limits;
 pub mod num;
+pub mod pqsort;
 
 pub use command_table::{Command, CommandTable};
 pub use fsync::AppendFsync;

@@ -11,6 +11,7 @@
 //! does the same for the errors it formats), since they would end the line.
 
 use bytes::{BufMut, BytesMut};
+pub use chorus_engine::redis::geohash::format_coordinate;
 pub use chorus_engine::redis::num::format_double;
 use chorus_engine::Reply;
 
@@ -59,6 +60,7 @@ pub fn encode(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
             }
         }
         Reply::Double(value) => put_double(out, *value, protocol),
+        Reply::HumanDouble(value) => put_double_text(out, &format_coordinate(*value), protocol),
         Reply::Map(pairs) => {
             match protocol {
                 Protocol::Resp2 => put_header(out, b'*', len_i64(pairs.len()).saturating_mul(2)),
@@ -160,7 +162,10 @@ fn put_bulk(out: &mut BytesMut, bytes: &[u8]) {
 }
 
 fn put_double(out: &mut BytesMut, value: f64, protocol: Protocol) {
-    let text = format_double(value);
+    put_double_text(out, &format_double(value), protocol);
+}
+
+fn put_double_text(out: &mut BytesMut, text: &str, protocol: Protocol) {
     match protocol {
         Protocol::Resp2 => put_bulk(out, text.as_bytes()),
         Protocol::Resp3 => {
@@ -270,6 +275,13 @@ mod tests {
         assert_eq!(e2(&Reply::Double(f64::INFINITY)), b"$3\r\ninf\r\n");
         assert_eq!(e3(&Reply::Double(f64::NEG_INFINITY)), b",-inf\r\n");
         assert_eq!(e3(&Reply::Double(f64::NAN)), b",nan\r\n");
+        // GEO coordinates: `%.17Lf` with the trailing zeros trimmed.
+        assert_eq!(e2(&Reply::HumanDouble(-0.5)), b"$4\r\n-0.5\r\n");
+        assert_eq!(e3(&Reply::HumanDouble(180.0)), b",180\r\n");
+        assert_eq!(
+            e2(&Reply::HumanDouble(13.361389338970184)),
+            b"$20\r\n13.36138933897018433\r\n"
+        );
         assert_eq!(e2(&Reply::Verbatim("a\nb".into())), b"$3\r\na\nb\r\n");
         assert_eq!(e3(&Reply::Verbatim("a\nb".into())), b"=7\r\ntxt:a\nb\r\n");
     }

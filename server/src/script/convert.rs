@@ -15,6 +15,7 @@
 //! up to the first nil. Nesting is bounded by [`NESTING_MAX`].
 
 use bytes::Bytes;
+use chorus_engine::redis::geohash::format_coordinate;
 use chorus_engine::redis::num::format_double;
 use chorus_engine::Reply;
 use mlua::{Lua, Table, Value};
@@ -89,8 +90,9 @@ pub fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool, depth: usize) -> mlua
         Reply::Map(pairs) | Reply::Pairs(pairs) => {
             array(&mut pairs.iter().flat_map(|(k, v)| [k, v]))?
         }
-        Reply::Double(d) if resp3 => single("double", Value::Number(*d))?,
+        Reply::Double(d) | Reply::HumanDouble(d) if resp3 => single("double", Value::Number(*d))?,
         Reply::Double(d) => Value::String(lua.create_string(format_double(*d))?),
+        Reply::HumanDouble(d) => Value::String(lua.create_string(format_coordinate(*d))?),
         Reply::Bool(b) if resp3 => Value::Boolean(*b),
         Reply::Bool(b) => Value::Number(if *b { 1.0 } else { 0.0 }),
     })

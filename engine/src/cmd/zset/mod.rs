@@ -18,13 +18,15 @@
 //! The commands are split by concern: `writes` (ZADD, ZINCRBY, ZREM,
 //! ZREMRANGEBY*, ZPOP*), `reads` (ZSCORE, ZCARD, ZRANK, the ZRANGE family,
 //! ZCOUNT, ZLEXCOUNT), `algebra` (ZUNION/ZINTER/ZDIFF, their STORE forms and
-//! ZINTERCARD), `scan` (ZRANDMEMBER, ZSCAN), with the score, lex and rank
+//! ZINTERCARD), `scan` (ZRANDMEMBER, ZSCAN), `geo` (the GEO commands, whose
+//! scores are geohashes), with the score, lex and rank
 //! ranges they share in `range`. This module holds the command table and
 //! the helpers every part uses.
 //!
 //! [`RankedSet`]: crate::keyspace::value::RankedSet
 
 mod algebra;
+mod geo;
 mod range;
 mod reads;
 mod scan;
@@ -39,6 +41,10 @@ use crate::op::{Effect, Value};
 use crate::reply::Reply;
 use algebra::{zdiff, zdiffstore, zinter, zintercard, zinterstore, zunion, zunionstore};
 use bytes::Bytes;
+use geo::{
+    geoadd, geodist, geohash_cmd, geopos, georadius, georadius_ro, georadiusbymember,
+    georadiusbymember_ro, geosearch, geosearchstore,
+};
 use reads::{
     zcard, zcount, zlexcount, zmscore, zrange, zrangebylex, zrangebyscore, zrangestore, zrank,
     zrevrange, zrevrangebylex, zrevrangebyscore, zrevrank, zscore,
@@ -209,6 +215,56 @@ pub static COMMANDS: &[DataCommand] = &[
         name: "ZINTERCARD",
         write: false,
         handler: zintercard,
+    },
+    DataCommand {
+        name: "GEOADD",
+        write: true,
+        handler: geoadd,
+    },
+    DataCommand {
+        name: "GEOPOS",
+        write: false,
+        handler: geopos,
+    },
+    DataCommand {
+        name: "GEODIST",
+        write: false,
+        handler: geodist,
+    },
+    DataCommand {
+        name: "GEOHASH",
+        write: false,
+        handler: geohash_cmd,
+    },
+    DataCommand {
+        name: "GEOSEARCH",
+        write: false,
+        handler: geosearch,
+    },
+    DataCommand {
+        name: "GEOSEARCHSTORE",
+        write: true,
+        handler: geosearchstore,
+    },
+    DataCommand {
+        name: "GEORADIUS",
+        write: true,
+        handler: georadius,
+    },
+    DataCommand {
+        name: "GEORADIUS_RO",
+        write: false,
+        handler: georadius_ro,
+    },
+    DataCommand {
+        name: "GEORADIUSBYMEMBER",
+        write: true,
+        handler: georadiusbymember,
+    },
+    DataCommand {
+        name: "GEORADIUSBYMEMBER_RO",
+        write: false,
+        handler: georadiusbymember_ro,
     },
 ];
 
