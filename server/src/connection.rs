@@ -79,6 +79,9 @@ pub struct MultiState {
     pub queued_bytes: usize,
     /// A queued command was rejected: EXEC must answer EXECABORT.
     pub aborted: bool,
+    /// The flags of every queued command, or-ed (`CLIENT PAUSE WRITE`
+    /// holds an EXEC that would write).
+    pub queued_flags: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +113,9 @@ pub struct Session {
     pub suppress_reply: bool,
     /// The op this command (or EXEC) wrote, for `write-mode sync`.
     pub write_mark: Option<WriteMark>,
+    /// A CONFIG SET inside EXEC changed settings the store keeps: the
+    /// settings before it, applied to the store when EXEC releases it.
+    pub store_settings_pending: Option<Arc<Settings>>,
     /// Commands run but not yet added to `total_commands_processed`: the
     /// shared counter is bumped once per batch, not once per command.
     pub commands_processed: u64,
@@ -139,6 +145,7 @@ impl Session {
             close_now: false,
             suppress_reply: false,
             write_mark: None,
+            store_settings_pending: None,
             commands_processed: 0,
             subscriptions: Subscriptions::default(),
             subscriber: None,
@@ -454,7 +461,8 @@ async fn process_input(
                         Ok(spec)
                             if batching
                                 && spec.handler == Handler::Data
-                                && !spec.has_flag(flag::BLOCKING) =>
+                                && !spec.has_flag(flag::BLOCKING)
+                                && !state.pause.is_active() =>
                         {
                             batch.requests.push((start..batch.args.len(), spec));
                         }
@@ -475,6 +483,19 @@ async fn process_input(
                 return true;
             }
             BatchEnd::Command(start, found) => {
+                if let Ok(spec) = &found {
+                    // CLIENT PAUSE: the command waits for the pause to end.
+                    let queued = session.multi.as_ref().map_or(0, |m| m.queued_flags);
+                    if state.pause.holds(spec, queued).is_some() {
+                        let handle = Arc::clone(&session.handle);
+                        let mut shutdown = state.subscribe_shutdown();
+                        tokio::select! {
+                            _ = state.pause.wait(spec, queued) => {}
+                            _ = handle.killed() => return false,
+                            _ = shutdown.wait_for(|s| *s) => return false,
+                        }
+                    }
+                }
                 let in_multi = session.multi.is_some();
                 let reply = {
                     let mut ctx = Ctx {

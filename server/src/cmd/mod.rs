@@ -27,9 +27,11 @@ pub mod peer;
 pub mod pubsub;
 pub mod script;
 pub mod server;
+pub mod slowlog;
 pub mod table;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use chorus_engine::redis::Command;
@@ -38,6 +40,7 @@ use chorus_engine::Reply;
 use crate::config::Settings;
 use crate::connection::Session;
 use crate::server::ServerState;
+use crate::slowlog::{Call as SlowCall, Redact};
 use crate::store::StoreGuard;
 use table::{flag, CommandSpec, CommandTable};
 
@@ -74,6 +77,7 @@ pub enum Handler {
     Script,
     Select,
     Shutdown,
+    Slowlog,
     Time,
     Unwatch,
     Wait,
@@ -114,6 +118,7 @@ impl Handler {
             "save" => Handler::Save,
             "select" => Handler::Select,
             "shutdown" => Handler::Shutdown,
+            "slowlog" => Handler::Slowlog,
             "time" => Handler::Time,
             "unwatch" => Handler::Unwatch,
             "wait" => Handler::Wait,
@@ -169,6 +174,20 @@ pub fn lower(arg: &[u8]) -> String {
 pub use chorus_engine::redis::errors::{
     c_str_prefix, error_text, syntax_error, unknown_command, unknown_subcommand, wrong_arity,
 };
+
+/// Redis's `addReplySubcommandSyntaxError`: a known subcommand with
+/// arguments its container does not take.
+pub fn subcommand_syntax_error(args: &[Bytes]) -> Reply {
+    let container = args.first().map(|a| a.as_ref()).unwrap_or_default();
+    Reply::Error(format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        String::from_utf8_lossy(c_str_prefix(
+            args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
+            128
+        )),
+        String::from_utf8_lossy(container).to_ascii_uppercase()
+    ))
+}
 
 /// Finds the spec for a request, or the rejection Redis would send:
 /// unknown command (or one Chorus does not serve), then unknown subcommand.
@@ -233,7 +252,7 @@ pub fn process_found(
             );
         }
         if !spec.handler.runs_inside_multi() {
-            return multi::queue(ctx, args);
+            return multi::queue(ctx, spec, args);
         }
     }
     call(ctx, spec, args)
@@ -261,6 +280,7 @@ fn allowed_in_pubsub_mode(spec: &CommandSpec) -> bool {
 /// and answers `EXECABORT` (Redis's `rejectCommand` calls `execCommandAbort`
 /// for EXEC).
 fn reject_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, reply: Reply) -> Reply {
+    ctx.server.stats.commands.record_rejected(spec.id);
     if spec.handler == Handler::Exec {
         let reply = multi::exec_abort(ctx, &reply);
         count_error(ctx, &reply);
@@ -287,6 +307,41 @@ fn count_error(ctx: &Ctx<'_>, reply: &Reply) {
 /// Executes a command that passed every check (Redis's `call`): counted in
 /// `total_commands_processed`, its error (if any) in the error stats.
 pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+    let started = Instant::now();
+    let reply = run(ctx, spec, args);
+    let took = started.elapsed();
+    // An error inside EXEC's reply counts against the command that
+    // answered it, not EXEC, as in Redis.
+    let failed = matches!(reply, Reply::Error(_));
+    let settings = &ctx.settings;
+    ctx.server
+        .stats
+        .commands
+        .record_call(spec.id, took, failed, settings.latency_tracking);
+    if !spec.has_flag(flag::SKIP_SLOWLOG) {
+        let redact = match spec.handler {
+            Handler::Auth => Redact::AllArgs,
+            Handler::Hello => Redact::HelloAuth,
+            _ => Redact::None,
+        };
+        let call = SlowCall {
+            args,
+            took,
+            addr: ctx.session.handle.addr,
+            name: ctx.session.name.as_ref(),
+            redact,
+        };
+        ctx.server.slowlog.maybe_push(
+            call,
+            settings.slowlog_log_slower_than,
+            settings.slowlog_max_len,
+        );
+    }
+    reply
+}
+
+/// [`call`] without the statistics.
+fn run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
     ctx.session.commands_processed += 1;
     if spec.handler != Handler::Data {
         // Server commands see (INFO) or reset (CONFIG RESETSTAT) the
@@ -312,6 +367,7 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Save => server::save(ctx),
         Handler::Bgsave => server::bgsave(ctx, args),
         Handler::Shutdown => server::shutdown(ctx, args),
+        Handler::Slowlog => slowlog::run(ctx, args),
         Handler::Debug => server::debug(ctx, args),
         Handler::Function => function::run(ctx, args),
         Handler::Fcall => {
