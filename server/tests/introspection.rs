@@ -411,3 +411,167 @@ fn client_pause_as_redis() {
         "ERR timeout is not an integer or out of range"
     );
 }
+
+/// Builds the same values at a server: strings, hashes, sets, sorted sets
+/// and lists on both sides of every encoding threshold.
+fn object_values(c: &mut Conn) {
+    let long_field = "f".repeat(65);
+    let at_limit = "v".repeat(64);
+    let mut cmds: Vec<Vec<String>> = Vec::new();
+    let mut add = |args: &[&str]| cmds.push(args.iter().map(|a| a.to_string()).collect());
+    add(&["SET", "int", "123"]);
+    add(&["SET", "neg", "-9223372036854775808"]);
+    add(&["SET", "overflow", "9223372036854775808"]);
+    add(&["SET", "zero-led", "007"]);
+    add(&["SET", "plus", "+5"]);
+    add(&["SET", "short", "abc"]);
+    add(&["SET", "emb44", &"e".repeat(44)]);
+    add(&["SET", "raw45", &"r".repeat(45)]);
+    add(&["SET", "shared", "9999"]);
+    add(&["SET", "unshared", "10000"]);
+    add(&["INCR", "counter"]);
+    add(&["HSET", "h-small", "a", "1", "b", &at_limit]);
+    add(&["HSET", "h-long-value", "a", &"v".repeat(65)]);
+    add(&["HSET", "h-long-field", &long_field, "1"]);
+    add(&["SADD", "s-int", "1", "2", "-3"]);
+    add(&["SADD", "s-mixed", "1", "a"]);
+    add(&["ZADD", "z-small", "1", "a", "2", &at_limit]);
+    add(&["ZADD", "z-long", "1", &long_field]);
+    add(&["RPUSH", "l", "a", "b"]);
+    let mut big_hash = vec!["HSET".to_string(), "h-big".to_string()];
+    let mut big_zset = vec!["ZADD".to_string(), "z-big".to_string()];
+    let mut edge_hash = vec!["HSET".to_string(), "h-128".to_string()];
+    for i in 0..129 {
+        big_hash.extend([format!("f{i}"), "v".to_string()]);
+        big_zset.extend([i.to_string(), format!("m{i}")]);
+        if i < 128 {
+            edge_hash.extend([format!("f{i}"), "v".to_string()]);
+        }
+    }
+    cmds.push(big_hash);
+    cmds.push(big_zset);
+    cmds.push(edge_hash);
+    let mut big_set = vec!["SADD".to_string(), "s-big".to_string()];
+    let mut edge_set = vec!["SADD".to_string(), "s-512".to_string()];
+    for i in 0..513 {
+        big_set.push(i.to_string());
+        if i < 512 {
+            edge_set.push(i.to_string());
+        }
+    }
+    cmds.push(big_set);
+    cmds.push(edge_set);
+    for args in &cmds {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert!(!matches!(c.cmd(&args), Reply::Error(_)), "{:?}", &args[..2]);
+    }
+}
+
+const OBJECT_KEYS: &[&str] = &[
+    "int",
+    "neg",
+    "overflow",
+    "zero-led",
+    "plus",
+    "short",
+    "emb44",
+    "raw45",
+    "shared",
+    "unshared",
+    "counter",
+    "h-small",
+    "h-long-value",
+    "h-long-field",
+    "h-big",
+    "h-128",
+    "s-int",
+    "s-mixed",
+    "s-big",
+    "s-512",
+    "z-small",
+    "z-long",
+    "z-big",
+    "l",
+    "missing",
+];
+
+fn object_replies(c: &mut Conn) -> Vec<String> {
+    let mut out = Vec::new();
+    object_values(c);
+    for key in OBJECT_KEYS {
+        for sub in ["ENCODING", "REFCOUNT"] {
+            out.push(format!(
+                "{sub} {key}: {}",
+                show(&c.call(&[b"OBJECT", sub.as_bytes(), key.as_bytes()]))
+            ));
+        }
+    }
+    // Smaller limits apply to values written afterwards.
+    for (name, value) in [
+        ("hash-max-listpack-entries", "2"),
+        ("hash-max-listpack-value", "3"),
+        ("zset-max-listpack-entries", "1"),
+        ("set-max-intset-entries", "2"),
+    ] {
+        c.cmd(&["CONFIG", "SET", name, value]);
+    }
+    for args in [
+        &["HSET", "h2", "a", "1", "b", "2"][..],
+        &["HSET", "h3", "a", "1", "b", "2", "c", "3"],
+        &["HSET", "h-4bytes", "a", "1234"],
+        &["ZADD", "z2", "1", "a", "2", "b"],
+        &["SADD", "s2", "1", "2"],
+        &["SADD", "s3", "1", "2", "3"],
+    ] {
+        c.cmd(args);
+        let key = args[1];
+        out.push(format!(
+            "ENCODING {key} (small limits): {}",
+            show(&c.call(&[b"OBJECT", b"ENCODING", key.as_bytes()]))
+        ));
+    }
+    for args in [
+        &["OBJECT", "HELP"][..],
+        &["OBJECT", "FREQ", "int"],
+        &["OBJECT", "FREQ", "missing"],
+        &["OBJECT", "IDLETIME", "missing"],
+        &["OBJECT", "ENCODING", "int", "extra"],
+        &["OBJECT", "ENCODING"],
+        &["OBJECT", "HELP", "x"],
+        &["OBJECT", "NOSUCH", "x"],
+        &["OBJECT"],
+    ] {
+        let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        out.push(format!("{args:?}: {}", show(&c.call(&raw))));
+    }
+    // Under an LFU policy Redis tracks no idle time and says so.
+    c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);
+    out.push(show(&c.call(&[b"OBJECT", b"IDLETIME", b"int"])));
+    c.cmd(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    out
+}
+
+#[test]
+fn object_as_redis() {
+    let Some(redis) = RedisProcess::start(&[]) else {
+        return;
+    };
+    let chorus = ChorusProcess::start(&[]);
+    let from_chorus = object_replies(&mut chorus.connect());
+    let from_redis = object_replies(&mut redis.connect());
+    for (c, r) in from_chorus.iter().zip(&from_redis) {
+        assert_eq!(c, r);
+    }
+    assert_eq!(from_chorus.len(), from_redis.len());
+    // Chorus does not track accesses; Redis reports seconds idle.
+    let mut c = chorus.connect();
+    let idle = c.cmd(&["OBJECT", "IDLETIME", "int"]);
+    assert_eq!(
+        idle,
+        Reply::Error("ERR Chorus does not track key accesses: idle time not tracked.".into())
+    );
+    assert!(matches!(
+        redis.connect().cmd(&["OBJECT", "IDLETIME", "int"]),
+        Reply::Int(_)
+    ));
+}

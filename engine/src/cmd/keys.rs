@@ -303,6 +303,73 @@ pub fn visible_value(r: &Row) -> Option<Value> {
     })
 }
 
+/// What `OBJECT ENCODING` needs of a visible value to name the encoding
+/// Redis would use for it: its type and, of its first `limit + 1`
+/// elements, how many there are, the longest and whether all are integers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub kind: Kind,
+    /// Elements seen, at most `limit + 1`; a string's length in bytes.
+    pub elements: usize,
+    /// Longest field, value or member seen, in bytes.
+    pub longest: usize,
+    /// Every member seen (a set's) is an integer, or the string is one,
+    /// as Redis's `string2ll` reads it.
+    pub integers: bool,
+}
+
+/// The [`Shape`] of a row's visible value, looking at no more than
+/// `limit + 1` elements (an encoding changes past a count, so more need not
+/// be seen): O(limit), whatever the size of the value.
+pub fn shape(r: &Row, limit: usize) -> Option<Shape> {
+    let kind = r.kind()?;
+    let is_int = |b: &[u8]| crate::redis::num::parse_int(b).is_some();
+    let mut s = Shape {
+        kind,
+        elements: 0,
+        longest: 0,
+        integers: true,
+    };
+    let see = |s: &mut Shape, len: usize, int: bool| {
+        s.elements += 1;
+        s.longest = s.longest.max(len);
+        s.integers &= int;
+    };
+    let cap = limit.saturating_add(1);
+    match kind {
+        Kind::String => {
+            let v = r.string_value()?;
+            s.elements = v.len();
+            s.longest = v.len();
+            s.integers = v.len() <= 20 && is_int(&v);
+        }
+        Kind::Hash => {
+            for (f, c) in r.hash.as_ref()?.fields.iter() {
+                if s.elements >= cap {
+                    break;
+                }
+                if let Some(v) = c.value() {
+                    see(&mut s, f.len().max(v.len()), false);
+                }
+            }
+        }
+        Kind::Set => {
+            for m in r.set.as_ref()?.members.keys().take(cap) {
+                see(&mut s, m.len(), is_int(m));
+            }
+        }
+        Kind::ZSet => {
+            for (_, m) in r.zset.as_ref()?.index.iter().take(cap) {
+                see(&mut s, m.len(), false);
+            }
+        }
+        Kind::List => {
+            s.elements = r.list.as_ref()?.len().min(cap);
+        }
+    }
+    Some(s)
+}
+
 /// Writes `value` (and deadline) whole at `dst` in `db`.
 fn write_value(txn: &mut Txn<'_>, db: u8, dst: &Bytes, value: Value, deadline: Option<u64>) {
     expire_if_needed(txn, db, dst);

@@ -23,6 +23,7 @@ pub mod connection;
 pub mod function;
 pub mod info;
 pub mod multi;
+pub mod object;
 pub mod peer;
 pub mod pubsub;
 pub mod script;
@@ -68,6 +69,7 @@ pub enum Handler {
     Lastsave,
     Role,
     Multi,
+    Object,
     Peer,
     Ping,
     Pubsub,
@@ -109,6 +111,7 @@ impl Handler {
             "lastsave" => Handler::Lastsave,
             "role" => Handler::Role,
             "multi" => Handler::Multi,
+            "object" => Handler::Object,
             "peer" => Handler::Peer,
             "ping" => Handler::Ping,
             "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ssubscribe"
@@ -375,6 +378,7 @@ fn run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
             script::fcall(ctx, args, read_only)
         }
         Handler::Multi => multi::multi(ctx),
+        Handler::Object => object::run(ctx, args),
         Handler::Exec => multi::exec(ctx),
         Handler::Discard => multi::discard(ctx),
         Handler::Watch => multi::watch(ctx, args),
