@@ -392,6 +392,8 @@ impl Server {
     pub fn start(cli: &Cli, log_level_hook: Option<LogLevelHook>) -> Result<Server, StartError> {
         let mut config = ConfigStore::from_cli(cli)?;
         let settings = config.settings();
+        // Before the data is loaded, as Redis's `startup.allocated`.
+        crate::memory::note_startup();
         let store = Store::open_with(
             &settings.dir,
             settings.site_id,

@@ -575,3 +575,94 @@ fn object_as_redis() {
         Reply::Int(_)
     ));
 }
+
+fn memory_errors(c: &mut Conn) -> Vec<String> {
+    let mut out = Vec::new();
+    c.cmd(&["SET", "k", "v"]);
+    for args in [
+        &["MEMORY", "HELP"][..],
+        &["MEMORY", "USAGE", "missing"],
+        &["MEMORY", "USAGE", "missing", "SAMPLES", "-1"],
+        &["MEMORY", "USAGE", "k", "SAMPLES", "x"],
+        &["MEMORY", "USAGE", "k", "SAMPLES"],
+        &["MEMORY", "USAGE", "k", "foo", "1"],
+        &["MEMORY", "USAGE"],
+        &["MEMORY", "PURGE"],
+        &["MEMORY", "PURGE", "x"],
+        &["MEMORY", "DOCTOR", "x"],
+        &["MEMORY", "STATS", "x"],
+        &["MEMORY", "NOSUCH"],
+    ] {
+        let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        out.push(format!("{args:?}: {}", show(&c.call(&raw))));
+    }
+    out
+}
+
+fn usage(c: &mut Conn, args: &[&str]) -> i64 {
+    match c.cmd(args) {
+        Reply::Int(n) => n,
+        other => panic!("{args:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn memory_as_redis() {
+    let Some(redis) = RedisProcess::start(&[]) else {
+        return;
+    };
+    let chorus = ChorusProcess::start(&[]);
+    let mut c = chorus.connect();
+    let mut r = redis.connect();
+    assert_eq!(memory_errors(&mut c), memory_errors(&mut r));
+
+    // USAGE grows with what the key holds and counts its data at least.
+    c.cmd(&["SET", "s", &"x".repeat(1000)]);
+    let string = usage(&mut c, &["MEMORY", "USAGE", "s"]);
+    assert!((1000..1400).contains(&string), "{string}");
+    let short = usage(&mut c, &["MEMORY", "USAGE", "k"]);
+    assert!(short < string && short > 0);
+    let mut hset = vec!["HSET".to_string(), "h".to_string()];
+    for i in 0..1000 {
+        hset.extend([format!("field{i:04}"), "v".repeat(100)]);
+    }
+    let hset: Vec<&str> = hset.iter().map(String::as_str).collect();
+    c.cmd(&hset);
+    let all = usage(&mut c, &["MEMORY", "USAGE", "h", "SAMPLES", "0"]);
+    let sampled = usage(&mut c, &["MEMORY", "USAGE", "h"]);
+    // 1000 × (9 + 100) bytes of data plus the per-entry structures.
+    assert!((109_000..400_000).contains(&all), "{all}");
+    assert_eq!(sampled, all, "fields of one size extrapolate exactly");
+    for (cmd, key) in [
+        (&["SADD", "set", "a", "b"][..], "set"),
+        (&["ZADD", "z", "1", "a"], "z"),
+        (&["RPUSH", "l", "a"], "l"),
+    ] {
+        c.cmd(cmd);
+        assert!(usage(&mut c, &["MEMORY", "USAGE", key]) > 0);
+    }
+
+    // STATS: Redis's names, with real figures.
+    let stats = |conn: &mut Conn| -> BTreeMap<String, Reply> {
+        let Reply::Array(items) = conn.cmd(&["MEMORY", "STATS"]) else {
+            panic!("MEMORY STATS is a flat array in RESP2")
+        };
+        items
+            .chunks(2)
+            .map(|p| (text(&p[0]), p[1].clone()))
+            .collect()
+    };
+    let ours = stats(&mut c);
+    let theirs = stats(&mut r);
+    for name in ours.keys() {
+        assert!(theirs.contains_key(name), "{name} is not Redis's");
+    }
+    assert_eq!(ours["keys.count"], Reply::Int(6));
+    let Reply::Int(total) = ours["total.allocated"] else {
+        panic!("total.allocated")
+    };
+    assert!(total > 109_000);
+    let doctor = text(&c.cmd(&["MEMORY", "DOCTOR"]));
+    assert!(doctor.starts_with("Hi Sam") || doctor.starts_with("Sam, I detected"));
+    assert!(!text(&c.cmd(&["MEMORY", "MALLOC-STATS"])).is_empty());
+}

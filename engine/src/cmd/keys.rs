@@ -370,6 +370,78 @@ pub fn shape(r: &Row, limit: usize) -> Option<Shape> {
     Some(s)
 }
 
+/// Bytes a heap `Bytes` of `len` bytes costs: its handle and its data.
+fn bytes_cost(len: usize) -> usize {
+    std::mem::size_of::<Bytes>() + len
+}
+
+/// What one entry of an insertion-ordered map costs beyond its key and
+/// value: the stored hash and the index slot with its control byte.
+const MAP_ENTRY_OVERHEAD: usize = 2 * std::mem::size_of::<usize>() + 1;
+
+/// The average of `f` over the first `samples` items (all if 0), times
+/// `count`: Redis's way of sizing the elements of a big value.
+fn sampled<I: Iterator>(
+    items: I,
+    samples: usize,
+    count: usize,
+    f: impl Fn(I::Item) -> usize,
+) -> usize {
+    let take = if samples == 0 { usize::MAX } else { samples };
+    let (mut seen, mut sum) = (0usize, 0usize);
+    for item in items.take(take) {
+        seen += 1;
+        sum += f(item);
+    }
+    match (sum.checked_div(seen), sum.checked_rem(seen)) {
+        (Some(avg), Some(rem)) => avg * count + rem * count / seen,
+        _ => 0,
+    }
+}
+
+/// `MEMORY USAGE`: an estimate of the bytes a key and its value hold in
+/// Chorus's structures: the row, the key, the table slot, the expiry, and
+/// per type the slot, every map entry (by capacity) and the element data,
+/// sampled on `samples` elements (0: all) and scaled to the count, as
+/// Redis does. The CRDT metadata inside an entry (stamps, dots) is counted
+/// at its inline size; spilled dots and counter entries are not.
+pub fn memory_usage(key: &[u8], r: &Row, samples: usize) -> usize {
+    use crate::keyspace::value::{Cell, Score, ZMember};
+    use std::mem::size_of;
+    let mut total = size_of::<Row>() + bytes_cost(key.len()) + MAP_ENTRY_OVERHEAD;
+    if r.expiry.is_some() {
+        total += size_of::<crate::crdt::register::MvReg<Option<u64>>>();
+    }
+    if let Some(c) = &r.string {
+        total += size_of::<Cell>() + c.value().map_or(0, |v| v.len());
+    }
+    if let Some(h) = &r.hash {
+        let entry = size_of::<Bytes>() + size_of::<Cell>() + MAP_ENTRY_OVERHEAD;
+        total += size_of::<crate::keyspace::value::HashSlot>() + h.fields.capacity() * entry;
+        total += sampled(h.fields.iter(), samples, h.fields.len(), |(f, c)| {
+            f.len() + c.value().map_or(0, |v| v.len())
+        });
+    }
+    if let Some(set) = &r.set {
+        let entry = size_of::<Bytes>() + size_of::<crate::crdt::Dots>() + MAP_ENTRY_OVERHEAD;
+        total += size_of::<crate::keyspace::value::SetSlot>() + set.members.capacity() * entry;
+        total += sampled(set.members.keys(), samples, set.members.len(), |m| m.len());
+    }
+    if let Some(z) = &r.zset {
+        let entry = size_of::<Bytes>() + size_of::<ZMember>() + MAP_ENTRY_OVERHEAD;
+        // The rank index holds (score, member) again; the member's data is shared.
+        let ranked = size_of::<(Score, Bytes)>() + size_of::<usize>();
+        total += size_of::<crate::keyspace::value::ZSetSlot>()
+            + z.members.capacity() * entry
+            + z.index.len() * ranked;
+        total += sampled(z.members.keys(), samples, z.members.len(), |m| m.len());
+    }
+    if let Some(l) = &r.list {
+        total += l.bytes();
+    }
+    total
+}
+
 /// Writes `value` (and deadline) whole at `dst` in `db`.
 fn write_value(txn: &mut Txn<'_>, db: u8, dst: &Bytes, value: Value, deadline: Option<u64>) {
     expire_if_needed(txn, db, dst);

@@ -22,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod function;
 pub mod info;
+pub mod memory;
 pub mod multi;
 pub mod object;
 pub mod peer;
@@ -67,6 +68,7 @@ pub enum Handler {
     Hello,
     Info,
     Lastsave,
+    Memory,
     Role,
     Multi,
     Object,
@@ -109,6 +111,7 @@ impl Handler {
             "hello" => Handler::Hello,
             "info" => Handler::Info,
             "lastsave" => Handler::Lastsave,
+            "memory" => Handler::Memory,
             "role" => Handler::Role,
             "multi" => Handler::Multi,
             "object" => Handler::Object,
@@ -366,6 +369,7 @@ fn run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Time => server::time(),
         Handler::Dbsize => server::dbsize(ctx),
         Handler::Lastsave => server::lastsave(ctx),
+        Handler::Memory => memory::run(ctx, args),
         Handler::Role => server::role(ctx),
         Handler::Save => server::save(ctx),
         Handler::Bgsave => server::bgsave(ctx, args),
