@@ -97,6 +97,30 @@ impl Histogram {
         0
     }
 
+    /// (highest value of the level in µs, count up to it) at levels
+    /// 1024 ns × 2^k, until every value is counted.
+    fn cumulative(&self) -> Vec<(u64, u64)> {
+        let total = self.total();
+        let mut out = Vec::new();
+        let (mut level, mut counted, mut upto, mut previous) = (1024u64, 0u64, 0usize, 0u64);
+        while counted < total && level <= LATENCY_NS_MAX * 2 {
+            let last = Self::index(level).min(BUCKETS - 1);
+            while upto <= last {
+                counted += self
+                    .counts
+                    .get(upto)
+                    .map_or(0, |c| c.load(Ordering::Relaxed));
+                upto += 1;
+            }
+            if counted > previous {
+                out.push((Self::highest_value(last) / 1000, counted));
+                previous = counted;
+            }
+            level *= 2;
+        }
+        out
+    }
+
     fn reset(&self) {
         for c in self.counts.iter() {
             c.store(0, Ordering::Relaxed);
@@ -160,6 +184,19 @@ impl CommandStats {
         if let Some(e) = self.entries.get(id) {
             e.rejected.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// `LATENCY HISTOGRAM` of one command: its calls and the cumulative
+    /// count at 1, 2, 4, 8... microseconds (Redis's logarithmic iteration
+    /// from 1024 ns, doubling), levels where the count grows only.
+    pub fn cumulative(&self, id: usize) -> Option<(u64, Vec<(u64, u64)>)> {
+        let h = self
+            .entries
+            .get(id)?
+            .latency
+            .get()
+            .filter(|h| h.total() > 0)?;
+        Some((h.total(), h.cumulative()))
     }
 
     /// `CONFIG RESETSTAT`.

@@ -17,6 +17,7 @@ pub mod cmd;
 pub mod cmdstats;
 pub mod config;
 pub mod connection;
+pub mod latency;
 pub mod memory;
 pub mod notify;
 pub mod pause;

@@ -84,6 +84,8 @@ pub struct ServerState {
     pub slowlog: crate::slowlog::SlowLog,
     /// `CLIENT PAUSE`.
     pub pause: crate::pause::Pause,
+    /// `LATENCY`: the latency monitor's events.
+    pub latency: crate::latency::Monitor,
     pub started: Instant,
     pub run_id: String,
     pub executable: String,
@@ -437,6 +439,7 @@ impl Server {
             sync_writes: SyncWriteStats::default(),
             slowlog: crate::slowlog::SlowLog::default(),
             pause: crate::pause::Pause::default(),
+            latency: crate::latency::Monitor::default(),
             started: Instant::now(),
             run_id: new_run_id(),
             executable,

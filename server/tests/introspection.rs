@@ -666,3 +666,124 @@ fn memory_as_redis() {
     assert!(doctor.starts_with("Hi Sam") || doctor.starts_with("Sam, I detected"));
     assert!(!text(&c.cmd(&["MEMORY", "MALLOC-STATS"])).is_empty());
 }
+
+/// A flat RESP2 map as pairs.
+fn pairs(reply: Reply) -> Vec<(Reply, Reply)> {
+    let Reply::Array(items) = reply else {
+        panic!("a map is a flat array in RESP2: {reply:?}")
+    };
+    items
+        .chunks(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect()
+}
+
+/// The first levels of LATENCY HISTOGRAM, in microseconds.
+const LEVELS_USEC: &[i64] = &[
+    1, 2, 4, 8, 16, 33, 66, 132, 264, 528, 1056, 2113, 4227, 8454, 16908, 33816, 67633, 135266,
+];
+
+fn latency_behaviour(c: &mut Conn) -> Vec<String> {
+    let mut out = Vec::new();
+    for args in [
+        &["LATENCY", "HELP"][..],
+        &["LATENCY", "LATEST"],
+        &["LATENCY", "HISTORY", "command"],
+        &["LATENCY", "GRAPH", "command"],
+        &["LATENCY", "DOCTOR"],
+        &["LATENCY", "RESET"],
+        &["LATENCY", "RESET", "command", "nosuch"],
+        &["LATENCY", "HISTORY"],
+        &["LATENCY", "LATEST", "x"],
+        &["LATENCY", "NOSUCH"],
+    ] {
+        let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        out.push(format!("{args:?}: {}", show(&c.call(&raw))));
+    }
+    // A slow command with the monitor on.
+    c.cmd(&["CONFIG", "SET", "latency-monitor-threshold", "1"]);
+    let slow = "local i = 0 while i < 5000000 do i = i + 1 end return 1";
+    assert_eq!(c.cmd(&["EVAL", slow, "0"]), Reply::Int(1));
+    let Reply::Array(latest) = c.cmd(&["LATENCY", "LATEST"]) else {
+        panic!("LATEST is an array")
+    };
+    let event = latest
+        .iter()
+        .find_map(|e| match e {
+            Reply::Array(f) if text(&f[0]) == "command" => Some(f.clone()),
+            _ => None,
+        })
+        .expect("a command event");
+    assert!(matches!(event[2], Reply::Int(ms) if ms >= 1));
+    assert_eq!(event[2], event[3]);
+    let Reply::Array(history) = c.cmd(&["LATENCY", "HISTORY", "command"]) else {
+        panic!("HISTORY is an array")
+    };
+    assert_eq!(history.len(), 1);
+    let graph = text(&c.cmd(&["LATENCY", "GRAPH", "command"]));
+    let lines: Vec<&str> = graph.lines().collect();
+    out.push(format!("graph rows {}", lines.len()));
+    assert!(lines[0].starts_with("command - high "), "{graph}");
+    assert_eq!(lines[1], "-".repeat(80));
+    // One sample: the low mark on the bottom row, its age under it.
+    assert_eq!(&lines[2..6], &[" ", " ", " ", "_"], "{graph}");
+    let doctor = text(&c.cmd(&["LATENCY", "DOCTOR"]));
+    assert!(
+        doctor.starts_with("Dave, I have observed latency spikes"),
+        "{doctor}"
+    );
+    assert!(
+        doctor.contains("1. command: 1 latency spikes (average "),
+        "{doctor}"
+    );
+    out.push(show(&c.call(&[b"LATENCY", b"RESET", b"command"])));
+    out.push(show(&c.call(&[b"LATENCY", b"LATEST"])));
+    c.cmd(&["CONFIG", "SET", "latency-monitor-threshold", "0"]);
+
+    // HISTOGRAM: calls and cumulative counts at doubling microseconds.
+    c.cmd(&["CONFIG", "RESETSTAT"]);
+    for _ in 0..20 {
+        c.cmd(&["SET", "k", "v"]);
+    }
+    c.cmd(&["GET", "k"]);
+    let histograms = pairs(c.cmd(&["LATENCY", "HISTOGRAM", "set", "GET", "nosuch", "set"]));
+    for (name, h) in histograms {
+        let h = pairs(h);
+        assert_eq!(text(&h[0].0), "calls");
+        assert_eq!(text(&h[1].0), "histogram_usec");
+        let Reply::Int(calls) = h[0].1 else {
+            panic!("calls")
+        };
+        let buckets = pairs(h[1].1.clone());
+        let mut last = (0, 0);
+        for (usec, count) in &buckets {
+            let (Reply::Int(u), Reply::Int(n)) = (usec, count) else {
+                panic!("{buckets:?}")
+            };
+            // Levels 1024 ns × 2^k read as their bucket's highest value:
+            // 1, 2, 4, 8, 16, 33, 66, 132... µs.
+            assert!(
+                LEVELS_USEC.contains(u) && *u > last.0 && *n > last.1,
+                "{buckets:?}"
+            );
+            last = (*u, *n);
+        }
+        assert_eq!(last.1, calls);
+        out.push(format!("{} calls={calls}", text(&name)));
+    }
+    out
+}
+
+#[test]
+fn latency_as_redis() {
+    let Some(redis) = RedisProcess::start(&[]) else {
+        return;
+    };
+    let chorus = ChorusProcess::start(&[]);
+    let ours = latency_behaviour(&mut chorus.connect());
+    let theirs = latency_behaviour(&mut redis.connect());
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert_eq!(a, b);
+    }
+    assert_eq!(ours.len(), theirs.len());
+}

@@ -22,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod function;
 pub mod info;
+pub mod latency;
 pub mod memory;
 pub mod multi;
 pub mod object;
@@ -68,6 +69,7 @@ pub enum Handler {
     Hello,
     Info,
     Lastsave,
+    Latency,
     Memory,
     Role,
     Multi,
@@ -111,6 +113,7 @@ impl Handler {
             "hello" => Handler::Hello,
             "info" => Handler::Info,
             "lastsave" => Handler::Lastsave,
+            "latency" => Handler::Latency,
             "memory" => Handler::Memory,
             "role" => Handler::Role,
             "multi" => Handler::Multi,
@@ -324,6 +327,16 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         .stats
         .commands
         .record_call(spec.id, took, failed, settings.latency_tracking);
+    let event = if spec.has_flag(flag::FAST) {
+        "fast-command"
+    } else {
+        "command"
+    };
+    ctx.server.latency.add_if_needed(
+        event,
+        u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        settings.latency_monitor_threshold_ms,
+    );
     if !spec.has_flag(flag::SKIP_SLOWLOG) {
         let redact = match spec.handler {
             Handler::Auth => Redact::AllArgs,
@@ -369,6 +382,7 @@ fn run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Time => server::time(),
         Handler::Dbsize => server::dbsize(ctx),
         Handler::Lastsave => server::lastsave(ctx),
+        Handler::Latency => latency::run(ctx, args),
         Handler::Memory => memory::run(ctx, args),
         Handler::Role => server::role(ctx),
         Handler::Save => server::save(ctx),
