@@ -3,7 +3,8 @@
 //! 7.0 keeps them on each command of its table.
 //!
 //! Cheap on the hot path: one entry per command and subcommand, found by
-//! the table entry's `id` (no lookup, no lock); relaxed atomics; the latency
+//! the table entry's `id` (no lookup, no lock); each connection adds a run
+//! of one command ([`Pending`]) with one relaxed atomic per figure; the latency
 //! histogram of a command is allocated the first time it runs (about 24 KiB,
 //! only for the commands a site actually serves). Reset by `CONFIG
 //! RESETSTAT`.
@@ -67,7 +68,8 @@ impl Histogram {
         ((sub + 1) << shift) - 1
     }
 
-    pub fn record(&self, ns: u64) {
+    #[cfg(test)]
+    fn record(&self, ns: u64) {
         if let Some(c) = self.counts.get(Self::index(ns)) {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -139,6 +141,105 @@ struct Entry {
     latency: OnceLock<Histogram>,
 }
 
+/// Latency buckets a [`Pending`] run holds before it is added to the
+/// shared histogram.
+const PENDING_BUCKETS: usize = 4;
+
+/// A connection's figures not yet added to the shared ones: the current
+/// run of one command (a pipeline of GETs is one run), added with one
+/// atomic operation per figure when the command changes or the connection
+/// flushes its statistics (after each read of requests, and before a
+/// server command, which may read or reset them).
+#[derive(Debug, Default)]
+pub struct Pending {
+    id: usize,
+    calls: u64,
+    nanos: u64,
+    failed: u64,
+    track: bool,
+    /// (bucket, count) of the run's latencies.
+    buckets: [(usize, u64); PENDING_BUCKETS],
+    used: usize,
+}
+
+impl Pending {
+    /// Notes a call that ran for `took` (see [`CommandStats::record_call`]).
+    pub fn add(
+        &mut self,
+        stats: &CommandStats,
+        id: usize,
+        took: Duration,
+        failed: bool,
+        track: bool,
+    ) {
+        if self.calls > 0 && (self.id != id || self.track != track) {
+            self.flush(stats);
+        }
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.id = id;
+        self.track = track;
+        self.calls += 1;
+        self.nanos = self.nanos.saturating_add(ns);
+        self.failed += u64::from(failed);
+        if !track {
+            return;
+        }
+        let bucket = Histogram::index(ns);
+        let used = self.used;
+        if let Some(slot) = self
+            .buckets
+            .iter_mut()
+            .take(used)
+            .find(|(b, _)| *b == bucket)
+        {
+            slot.1 += 1;
+        } else if let Some(slot) = self.buckets.get_mut(used) {
+            *slot = (bucket, 1);
+            self.used += 1;
+        } else {
+            self.flush_buckets(stats);
+            self.buckets[0] = (bucket, 1);
+            self.used = 1;
+        }
+    }
+
+    fn flush_buckets(&mut self, stats: &CommandStats) {
+        if self.used == 0 {
+            return;
+        }
+        if let Some(e) = stats.entries.get(self.id) {
+            let h = e.latency.get_or_init(Histogram::new);
+            let mut total = 0;
+            for (bucket, count) in self.buckets.iter().take(self.used) {
+                if let Some(c) = h.counts.get(*bucket) {
+                    c.fetch_add(*count, Ordering::Relaxed);
+                }
+                total += count;
+            }
+            h.total.fetch_add(total, Ordering::Relaxed);
+        }
+        self.used = 0;
+    }
+
+    /// Adds the run to the shared figures.
+    pub fn flush(&mut self, stats: &CommandStats) {
+        if self.calls == 0 {
+            return;
+        }
+        self.flush_buckets(stats);
+        if let Some(e) = stats.entries.get(self.id) {
+            e.calls.fetch_add(self.calls, Ordering::Relaxed);
+            e.nanos.fetch_add(self.nanos, Ordering::Relaxed);
+            if self.failed > 0 {
+                e.failed.fetch_add(self.failed, Ordering::Relaxed);
+            }
+        }
+        self.calls = 0;
+        self.nanos = 0;
+        self.failed = 0;
+    }
+}
+
 /// Every command's figures, by table entry id.
 pub struct CommandStats {
     entries: Box<[Entry]>,
@@ -162,23 +263,6 @@ impl std::fmt::Debug for CommandStats {
 }
 
 impl CommandStats {
-    /// A call that ran for `took`; `failed` if it answered an error.
-    /// `track_latency`: `latency-tracking` is on.
-    pub fn record_call(&self, id: usize, took: Duration, failed: bool, track_latency: bool) {
-        let Some(e) = self.entries.get(id) else {
-            return;
-        };
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        e.calls.fetch_add(1, Ordering::Relaxed);
-        e.nanos.fetch_add(ns, Ordering::Relaxed);
-        if failed {
-            e.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        if track_latency {
-            e.latency.get_or_init(Histogram::new).record(ns);
-        }
-    }
-
     /// A call refused before it ran (arity, NOAUTH, inside MULTI, BUSY...).
     pub fn record_rejected(&self, id: usize) {
         if let Some(e) = self.entries.get(id) {

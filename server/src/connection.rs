@@ -119,6 +119,11 @@ pub struct Session {
     /// Commands run but not yet added to `total_commands_processed`: the
     /// shared counter is bumped once per batch, not once per command.
     pub commands_processed: u64,
+    /// `INFO commandstats` figures not yet added to the shared ones.
+    pub cmdstats: crate::cmdstats::Pending,
+    /// Inside a batch of data commands: when the last one ended (the next
+    /// one's start, for the statistics).
+    pub batch_clock: Option<Instant>,
     /// What this client is subscribed to.
     pub subscriptions: Subscriptions,
     /// Where publishers queue this client's messages; made by its first
@@ -147,6 +152,8 @@ impl Session {
             write_mark: None,
             store_settings_pending: None,
             commands_processed: 0,
+            cmdstats: crate::cmdstats::Pending::default(),
+            batch_clock: None,
             subscriptions: Subscriptions::default(),
             subscriber: None,
         }
@@ -190,6 +197,7 @@ impl Session {
 
     /// Adds the commands run since the last call to the server's counters.
     pub fn flush_stats(&mut self, stats: &Stats) {
+        self.cmdstats.flush(&stats.commands);
         let n = std::mem::take(&mut self.commands_processed);
         if n > 0 {
             Stats::add(&stats.total_commands_processed, n);
@@ -674,6 +682,7 @@ fn run_batch(
         return;
     };
     guard.begin_batch(store::now_ms());
+    session.batch_clock = Some(Instant::now());
     let durable = {
         let mut ctx = Ctx {
             server: state,
@@ -694,6 +703,7 @@ fn run_batch(
         }
         // The guard is dropped here: the engine is free again.
     };
+    session.batch_clock = None;
     session.flush_stats(&state.stats);
     for (reply, wrote) in batch.replies.drain(..) {
         match (&durable, wrote) {

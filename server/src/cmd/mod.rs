@@ -316,17 +316,26 @@ fn count_error(ctx: &Ctx<'_>, reply: &Reply) {
 /// Executes a command that passed every check (Redis's `call`): counted in
 /// `total_commands_processed`, its error (if any) in the error stats.
 pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
-    let started = Instant::now();
+    // In a batch the previous command's end is this one's start: one clock
+    // read per command.
+    let started = ctx.session.batch_clock.unwrap_or_else(Instant::now);
     let reply = run(ctx, spec, args);
-    let took = started.elapsed();
+    let ended = Instant::now();
+    let took = ended.saturating_duration_since(started);
+    if ctx.session.batch_clock.is_some() {
+        ctx.session.batch_clock = Some(ended);
+    }
     // An error inside EXEC's reply counts against the command that
     // answered it, not EXEC, as in Redis.
     let failed = matches!(reply, Reply::Error(_));
     let settings = &ctx.settings;
-    ctx.server
-        .stats
-        .commands
-        .record_call(spec.id, took, failed, settings.latency_tracking);
+    ctx.session.cmdstats.add(
+        &ctx.server.stats.commands,
+        spec.id,
+        took,
+        failed,
+        settings.latency_tracking,
+    );
     let event = if spec.has_flag(flag::FAST) {
         "fast-command"
     } else {
