@@ -550,6 +550,18 @@ fn data_survives_clean_shutdown() {
     assert_eq!(h.as_deref(), Some("v"));
 }
 
+/// Runs redis-cli against `port` with `args`; its output, after checking
+/// it exited successfully.
+fn redis_cli(cli: &std::path::Path, port: &str, args: &[&str]) -> String {
+    let (status, out, err) = run_bounded(
+        Command::new(cli).args(["-p", port]).args(args),
+        None,
+        DEADLINE,
+    );
+    assert!(status.success(), "redis-cli {args:?}: {out} {err}");
+    out
+}
+
 #[test]
 fn redis_cli_commands_and_pipe_bulk_load() {
     let Some(cli) = redis_tool("redis-cli") else {
@@ -557,15 +569,7 @@ fn redis_cli_commands_and_pipe_bulk_load() {
     };
     let site = ChorusProcess::start(&[]);
     let port = site.port.to_string();
-    let run = |args: &[&str]| {
-        let (status, out, err) = run_bounded(
-            Command::new(&cli).args(["-p", &port]).args(args),
-            None,
-            DEADLINE,
-        );
-        assert!(status.success(), "redis-cli {args:?}: {out} {err}");
-        out
-    };
+    let run = |args: &[&str]| redis_cli(&cli, &port, args);
     assert_eq!(run(&["PING"]).trim(), "PONG");
     assert_eq!(run(&["SET", "k", "v"]).trim(), "OK");
     assert_eq!(run(&["GET", "k"]).trim(), "v");
@@ -683,15 +687,7 @@ fn redis_cli_bigkeys_memkeys_latency_and_stat() {
     c.cmd(&hset);
     c.cmd(&["SADD", "set", "1", "2"]);
     c.cmd(&["ZADD", "zset", "1", "a"]);
-    let run = |args: &[&str]| {
-        let (status, out, err) = run_bounded(
-            Command::new(&cli).args(["-p", &port]).args(args),
-            None,
-            DEADLINE,
-        );
-        assert!(status.success(), "redis-cli {args:?}: {out} {err}");
-        out
-    };
+    let run = |args: &[&str]| redis_cli(&cli, &port, args);
     let out = run(&["--bigkeys"]);
     assert!(out.contains("Sampled 6 keys in the keyspace!"), "{out}");
     assert!(

@@ -979,16 +979,7 @@ fn a_subscriber_at_one_site_hears_the_writes_and_expiry_of_another() {
 /// that EXEC holds).
 #[test]
 fn client_pause_lets_replication_flow_and_exec_runs_server_commands() {
-    let certs = tempfile::tempdir().unwrap();
-    make_certs(certs.path(), 2);
-    let s1 = Site {
-        id: 1,
-        repl_port: free_port(),
-    };
-    let s2 = Site {
-        id: 2,
-        repl_port: free_port(),
-    };
+    let (certs, s1, s2) = two_sites();
     let a = start(certs.path(), &s1, &[&s2]);
     let b = start(certs.path(), &s2, &[&s1]);
     wait_until("site 1 streaming to site 2", || streaming_to(&a, 2));

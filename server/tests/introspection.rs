@@ -39,6 +39,25 @@ fn fields(value: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The raw replies to `cases`, each labelled with its command.
+fn raw_replies(c: &mut Conn, cases: &[&[&str]]) -> Vec<String> {
+    cases
+        .iter()
+        .map(|args| {
+            let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            format!("{args:?}: {}", show(&c.call(&raw)))
+        })
+        .collect()
+}
+
+/// The two servers' lists agree, item by item.
+fn assert_same(ours: &[String], theirs: &[String]) {
+    for (a, b) in ours.iter().zip(theirs) {
+        assert_eq!(a, b);
+    }
+    assert_eq!(ours.len(), theirs.len());
+}
+
 #[test]
 fn server_commands_inside_exec_do_not_wait_for_the_store() {
     let server = ChorusProcess::start(&[]);
@@ -266,20 +285,20 @@ fn slowlog_as_redis() {
     let mut results = Vec::new();
     for mut c in [chorus.connect(), redis.connect()] {
         let mut exact = Vec::new();
-        for args in [
-            &["SLOWLOG", "HELP"][..],
-            &["SLOWLOG", "GET", "x"],
-            &["SLOWLOG", "GET", "-2"],
-            &["SLOWLOG", "GET", "+1"],
-            &["SLOWLOG", "GET", "1", "2"],
-            &["SLOWLOG", "LEN", "1"],
-            &["SLOWLOG", "RESET", "1"],
-            &["SLOWLOG", "NOSUCH"],
-            &["SLOWLOG"],
-        ] {
-            let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-            exact.push(show(&c.call(&raw)));
-        }
+        exact.extend(raw_replies(
+            &mut c,
+            &[
+                &["SLOWLOG", "HELP"][..],
+                &["SLOWLOG", "GET", "x"],
+                &["SLOWLOG", "GET", "-2"],
+                &["SLOWLOG", "GET", "+1"],
+                &["SLOWLOG", "GET", "1", "2"],
+                &["SLOWLOG", "LEN", "1"],
+                &["SLOWLOG", "RESET", "1"],
+                &["SLOWLOG", "NOSUCH"],
+                &["SLOWLOG"],
+            ],
+        ));
         assert_eq!(
             c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]),
             Reply::Ok
@@ -530,20 +549,20 @@ fn object_replies(c: &mut Conn) -> Vec<String> {
             show(&c.call(&[b"OBJECT", b"ENCODING", key.as_bytes()]))
         ));
     }
-    for args in [
-        &["OBJECT", "HELP"][..],
-        &["OBJECT", "FREQ", "int"],
-        &["OBJECT", "FREQ", "missing"],
-        &["OBJECT", "IDLETIME", "missing"],
-        &["OBJECT", "ENCODING", "int", "extra"],
-        &["OBJECT", "ENCODING"],
-        &["OBJECT", "HELP", "x"],
-        &["OBJECT", "NOSUCH", "x"],
-        &["OBJECT"],
-    ] {
-        let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        out.push(format!("{args:?}: {}", show(&c.call(&raw))));
-    }
+    out.extend(raw_replies(
+        c,
+        &[
+            &["OBJECT", "HELP"][..],
+            &["OBJECT", "FREQ", "int"],
+            &["OBJECT", "FREQ", "missing"],
+            &["OBJECT", "IDLETIME", "missing"],
+            &["OBJECT", "ENCODING", "int", "extra"],
+            &["OBJECT", "ENCODING"],
+            &["OBJECT", "HELP", "x"],
+            &["OBJECT", "NOSUCH", "x"],
+            &["OBJECT"],
+        ],
+    ));
     // Under an LFU policy Redis tracks no idle time and says so.
     c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);
     out.push(show(&c.call(&[b"OBJECT", b"IDLETIME", b"int"])));
@@ -559,10 +578,7 @@ fn object_as_redis() {
     let chorus = ChorusProcess::start(&[]);
     let from_chorus = object_replies(&mut chorus.connect());
     let from_redis = object_replies(&mut redis.connect());
-    for (c, r) in from_chorus.iter().zip(&from_redis) {
-        assert_eq!(c, r);
-    }
-    assert_eq!(from_chorus.len(), from_redis.len());
+    assert_same(&from_chorus, &from_redis);
     // Chorus does not track accesses; Redis reports seconds idle.
     let mut c = chorus.connect();
     let idle = c.cmd(&["OBJECT", "IDLETIME", "int"]);
@@ -579,23 +595,23 @@ fn object_as_redis() {
 fn memory_errors(c: &mut Conn) -> Vec<String> {
     let mut out = Vec::new();
     c.cmd(&["SET", "k", "v"]);
-    for args in [
-        &["MEMORY", "HELP"][..],
-        &["MEMORY", "USAGE", "missing"],
-        &["MEMORY", "USAGE", "missing", "SAMPLES", "-1"],
-        &["MEMORY", "USAGE", "k", "SAMPLES", "x"],
-        &["MEMORY", "USAGE", "k", "SAMPLES"],
-        &["MEMORY", "USAGE", "k", "foo", "1"],
-        &["MEMORY", "USAGE"],
-        &["MEMORY", "PURGE"],
-        &["MEMORY", "PURGE", "x"],
-        &["MEMORY", "DOCTOR", "x"],
-        &["MEMORY", "STATS", "x"],
-        &["MEMORY", "NOSUCH"],
-    ] {
-        let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        out.push(format!("{args:?}: {}", show(&c.call(&raw))));
-    }
+    out.extend(raw_replies(
+        c,
+        &[
+            &["MEMORY", "HELP"][..],
+            &["MEMORY", "USAGE", "missing"],
+            &["MEMORY", "USAGE", "missing", "SAMPLES", "-1"],
+            &["MEMORY", "USAGE", "k", "SAMPLES", "x"],
+            &["MEMORY", "USAGE", "k", "SAMPLES"],
+            &["MEMORY", "USAGE", "k", "foo", "1"],
+            &["MEMORY", "USAGE"],
+            &["MEMORY", "PURGE"],
+            &["MEMORY", "PURGE", "x"],
+            &["MEMORY", "DOCTOR", "x"],
+            &["MEMORY", "STATS", "x"],
+            &["MEMORY", "NOSUCH"],
+        ],
+    ));
     out
 }
 
@@ -685,21 +701,21 @@ const LEVELS_USEC: &[i64] = &[
 
 fn latency_behaviour(c: &mut Conn) -> Vec<String> {
     let mut out = Vec::new();
-    for args in [
-        &["LATENCY", "HELP"][..],
-        &["LATENCY", "LATEST"],
-        &["LATENCY", "HISTORY", "command"],
-        &["LATENCY", "GRAPH", "command"],
-        &["LATENCY", "DOCTOR"],
-        &["LATENCY", "RESET"],
-        &["LATENCY", "RESET", "command", "nosuch"],
-        &["LATENCY", "HISTORY"],
-        &["LATENCY", "LATEST", "x"],
-        &["LATENCY", "NOSUCH"],
-    ] {
-        let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        out.push(format!("{args:?}: {}", show(&c.call(&raw))));
-    }
+    out.extend(raw_replies(
+        c,
+        &[
+            &["LATENCY", "HELP"][..],
+            &["LATENCY", "LATEST"],
+            &["LATENCY", "HISTORY", "command"],
+            &["LATENCY", "GRAPH", "command"],
+            &["LATENCY", "DOCTOR"],
+            &["LATENCY", "RESET"],
+            &["LATENCY", "RESET", "command", "nosuch"],
+            &["LATENCY", "HISTORY"],
+            &["LATENCY", "LATEST", "x"],
+            &["LATENCY", "NOSUCH"],
+        ],
+    ));
     // A slow command with the monitor on.
     c.cmd(&["CONFIG", "SET", "latency-monitor-threshold", "1"]);
     let slow = "local i = 0 while i < 5000000 do i = i + 1 end return 1";
@@ -782,8 +798,5 @@ fn latency_as_redis() {
     let chorus = ChorusProcess::start(&[]);
     let ours = latency_behaviour(&mut chorus.connect());
     let theirs = latency_behaviour(&mut redis.connect());
-    for (a, b) in ours.iter().zip(&theirs) {
-        assert_eq!(a, b);
-    }
-    assert_eq!(ours.len(), theirs.len());
+    assert_same(&ours, &theirs);
 }
