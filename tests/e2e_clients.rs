@@ -550,6 +550,18 @@ fn data_survives_clean_shutdown() {
     assert_eq!(h.as_deref(), Some("v"));
 }
 
+/// Runs redis-cli against `port` with `args`; its output, after checking
+/// it exited successfully.
+fn redis_cli(cli: &std::path::Path, port: &str, args: &[&str]) -> String {
+    let (status, out, err) = run_bounded(
+        Command::new(cli).args(["-p", port]).args(args),
+        None,
+        DEADLINE,
+    );
+    assert!(status.success(), "redis-cli {args:?}: {out} {err}");
+    out
+}
+
 #[test]
 fn redis_cli_commands_and_pipe_bulk_load() {
     let Some(cli) = redis_tool("redis-cli") else {
@@ -557,15 +569,7 @@ fn redis_cli_commands_and_pipe_bulk_load() {
     };
     let site = ChorusProcess::start(&[]);
     let port = site.port.to_string();
-    let run = |args: &[&str]| {
-        let (status, out, err) = run_bounded(
-            Command::new(&cli).args(["-p", &port]).args(args),
-            None,
-            DEADLINE,
-        );
-        assert!(status.success(), "redis-cli {args:?}: {out} {err}");
-        out
-    };
+    let run = |args: &[&str]| redis_cli(&cli, &port, args);
     assert_eq!(run(&["PING"]).trim(), "PONG");
     assert_eq!(run(&["SET", "k", "v"]).trim(), "OK");
     assert_eq!(run(&["GET", "k"]).trim(), "v");
@@ -656,4 +660,103 @@ fn redis_benchmark_smoke_run() {
     let mut con = connect(site.port);
     let size: i64 = redis::cmd("DBSIZE").query(&mut con).expect("DBSIZE");
     assert!(size > 0);
+}
+
+/// redis-cli's analysis modes against a chorus-server process, output
+/// parsed: `--bigkeys` (SCAN, TYPE and the length commands), `--memkeys`
+/// (MEMORY USAGE), `--latency` and `--stat` (INFO). The last two run until
+/// interrupted: coreutils `timeout` sends SIGINT after a few seconds and
+/// `stdbuf` keeps `--stat`'s lines from sitting in a buffer.
+#[test]
+fn redis_cli_bigkeys_memkeys_latency_and_stat() {
+    let Some(cli) = redis_tool("redis-cli") else {
+        return;
+    };
+    let site = ChorusProcess::start(&[]);
+    let port = site.port.to_string();
+    let mut c = site.connect();
+    let big = "x".repeat(5000);
+    c.cmd(&["SET", "small-string", "v"]);
+    c.cmd(&["SET", "big-string", &big]);
+    c.cmd(&["RPUSH", "list", "a", "b", "c"]);
+    let mut hset = vec!["HSET".to_string(), "hash".to_string()];
+    for i in 0..50 {
+        hset.extend([format!("f{i}"), "v".repeat(100)]);
+    }
+    let hset: Vec<&str> = hset.iter().map(String::as_str).collect();
+    c.cmd(&hset);
+    c.cmd(&["SADD", "set", "1", "2"]);
+    c.cmd(&["ZADD", "zset", "1", "a"]);
+    let run = |args: &[&str]| redis_cli(&cli, &port, args);
+    let out = run(&["--bigkeys"]);
+    assert!(out.contains("Sampled 6 keys in the keyspace!"), "{out}");
+    assert!(
+        out.contains("Biggest string found '\"big-string\"' has 5000 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Biggest   hash found '\"hash\"' has 50 fields"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Biggest   list found '\"list\"' has 3 items"),
+        "{out}"
+    );
+    assert!(out.contains("2 strings with 5001 bytes"), "{out}");
+
+    let out = run(&["--memkeys"]);
+    assert!(out.contains("Sampled 6 keys in the keyspace!"), "{out}");
+    // The hash holds 50 × 102 bytes of data at least.
+    let hash_bytes: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Biggest   hash found '\"hash\"' has "))
+        .and_then(|rest| rest.strip_suffix(" bytes"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no hash line in {out}"));
+    assert!((5100..20_000).contains(&hash_bytes), "{hash_bytes}");
+    let string_bytes: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Biggest string found '\"big-string\"' has "))
+        .and_then(|rest| rest.strip_suffix(" bytes"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no string line in {out}"));
+    assert!((5000..6000).contains(&string_bytes), "{string_bytes}");
+
+    let interrupted = |args: &[&str]| -> String {
+        let (_, out, err) = run_bounded(
+            Command::new("timeout")
+                .args(["-s", "INT", "2", "stdbuf", "-oL"])
+                .arg(&cli)
+                .args(["-p", &port])
+                .args(args),
+            None,
+            DEADLINE,
+        );
+        format!("{out}{err}")
+    };
+    // --latency without a terminal: `min max avg samples`.
+    let out = interrupted(&["--latency"]);
+    let figures: Vec<f64> = out
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(figures.len(), 4, "{out}");
+    assert!(
+        figures[0] <= figures[2] && figures[2] <= figures[1],
+        "{out}"
+    );
+    assert!(figures[3] >= 10.0, "{out}");
+
+    let out = interrupted(&["--stat", "-i", "0.2"]);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.first().is_some_and(|k| k.parse::<u64>().is_ok()))
+        .collect();
+    assert!(rows.len() >= 3, "{out}");
+    assert!(out.contains("keys       mem      clients"), "{out}");
+    for row in &rows {
+        assert_eq!(row[0], "6", "keys column: {out}");
+        assert!(row[1].ends_with('M') || row[1].ends_with('K'), "{out}");
+    }
 }

@@ -1051,3 +1051,66 @@ fn a_removed_site_is_refused_and_stops_pinning_the_frontier() {
     });
     assert_eq!(text(ca.cmd(&["GET", "hits"])), "100");
 }
+
+/// CLIENT PAUSE holds a site's clients, not replication: a peer's writes
+/// keep arriving and are readable during a WRITE pause, and this site's
+/// paused write runs when the pause ends and reaches the peer. Server
+/// commands inside MULTI/EXEC at a replicating site answer (INFO
+/// replication, WAIT and CONFIG SET once waited forever for the store
+/// that EXEC holds).
+#[test]
+fn client_pause_lets_replication_flow_and_exec_runs_server_commands() {
+    let (certs, s1, s2) = two_sites();
+    let a = start(certs.path(), &s1, &[&s2]);
+    let b = start(certs.path(), &s2, &[&s1]);
+    wait_until("site 1 streaming to site 2", || streaming_to(&a, 2));
+    wait_until("site 2 streaming to site 1", || streaming_to(&b, 1));
+
+    let mut admin = a.connect();
+    assert_eq!(text(admin.cmd(&["CLIENT", "PAUSE", "3000", "WRITE"])), "OK");
+    let writer_port = a.port;
+    let writer = std::thread::spawn(move || {
+        let mut c = Conn::connect(writer_port);
+        let t = Instant::now();
+        let reply = c.cmd(&["SET", "from-a", "1"]);
+        (reply, t.elapsed())
+    });
+    // During the pause: site 2's write is applied at site 1 and read there.
+    assert_eq!(text(b.connect().cmd(&["SET", "from-b", "2"])), "OK");
+    let mut reader = a.connect();
+    wait_until("site 2's write to reach paused site 1", || {
+        text(reader.cmd(&["GET", "from-b"])) == "2"
+    });
+    assert_eq!(get(&b, "from-a"), "(nil)", "the paused write ran");
+    let (reply, took) = writer.join().unwrap();
+    assert_eq!(reply, Reply::Ok);
+    assert!(took >= Duration::from_millis(2000), "waited {took:?}");
+    wait_until("site 1's write to reach site 2", || {
+        get(&b, "from-a") == "1"
+    });
+
+    assert_eq!(text(admin.cmd(&["MULTI"])), "OK");
+    for args in [
+        &["INFO", "replication"][..],
+        &["WAIT", "1", "100"],
+        &["CONFIG", "SET", "appendfsync", "everysec"],
+        &["PEER", "LIST"],
+        &["SET", "in-exec", "v"],
+    ] {
+        assert_eq!(text(admin.cmd(args)), "QUEUED");
+    }
+    let Reply::Array(replies) = admin.cmd(&["EXEC"]) else {
+        panic!("EXEC answers an array")
+    };
+    assert!(text(replies[0].clone()).contains("connected_peers:1"));
+    assert!(matches!(replies[1], Reply::Int(0 | 1)), "{:?}", replies[1]);
+    assert_eq!(replies[2], Reply::Ok);
+    let persistence = text(a.connect().cmd(&["INFO", "persistence"]));
+    assert!(
+        persistence.contains("appendfsync:everysec"),
+        "{persistence}"
+    );
+    wait_until("the transaction to reach site 2", || {
+        get(&b, "in-exec") == "v"
+    });
+}

@@ -79,6 +79,9 @@ pub struct MultiState {
     pub queued_bytes: usize,
     /// A queued command was rejected: EXEC must answer EXECABORT.
     pub aborted: bool,
+    /// The flags of every queued command, or-ed (`CLIENT PAUSE WRITE`
+    /// holds an EXEC that would write).
+    pub queued_flags: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,9 +113,17 @@ pub struct Session {
     pub suppress_reply: bool,
     /// The op this command (or EXEC) wrote, for `write-mode sync`.
     pub write_mark: Option<WriteMark>,
+    /// A CONFIG SET inside EXEC changed settings the store keeps: the
+    /// settings before it, applied to the store when EXEC releases it.
+    pub store_settings_pending: Option<Arc<Settings>>,
     /// Commands run but not yet added to `total_commands_processed`: the
     /// shared counter is bumped once per batch, not once per command.
     pub commands_processed: u64,
+    /// `INFO commandstats` figures not yet added to the shared ones.
+    pub cmdstats: crate::cmdstats::Pending,
+    /// Inside a batch of data commands: when the last one ended (the next
+    /// one's start, for the statistics).
+    pub batch_clock: Option<Instant>,
     /// What this client is subscribed to.
     pub subscriptions: Subscriptions,
     /// Where publishers queue this client's messages; made by its first
@@ -139,7 +150,10 @@ impl Session {
             close_now: false,
             suppress_reply: false,
             write_mark: None,
+            store_settings_pending: None,
             commands_processed: 0,
+            cmdstats: crate::cmdstats::Pending::default(),
+            batch_clock: None,
             subscriptions: Subscriptions::default(),
             subscriber: None,
         }
@@ -183,6 +197,7 @@ impl Session {
 
     /// Adds the commands run since the last call to the server's counters.
     pub fn flush_stats(&mut self, stats: &Stats) {
+        self.cmdstats.flush(&stats.commands);
         let n = std::mem::take(&mut self.commands_processed);
         if n > 0 {
             Stats::add(&stats.total_commands_processed, n);
@@ -454,7 +469,8 @@ async fn process_input(
                         Ok(spec)
                             if batching
                                 && spec.handler == Handler::Data
-                                && !spec.has_flag(flag::BLOCKING) =>
+                                && !spec.has_flag(flag::BLOCKING)
+                                && !state.pause.is_active() =>
                         {
                             batch.requests.push((start..batch.args.len(), spec));
                         }
@@ -475,6 +491,19 @@ async fn process_input(
                 return true;
             }
             BatchEnd::Command(start, found) => {
+                if let Ok(spec) = &found {
+                    // CLIENT PAUSE: the command waits for the pause to end.
+                    let queued = session.multi.as_ref().map_or(0, |m| m.queued_flags);
+                    if state.pause.holds(spec, queued).is_some() {
+                        let handle = Arc::clone(&session.handle);
+                        let mut shutdown = state.subscribe_shutdown();
+                        tokio::select! {
+                            _ = state.pause.wait(spec, queued) => {}
+                            _ = handle.killed() => return false,
+                            _ = shutdown.wait_for(|s| *s) => return false,
+                        }
+                    }
+                }
                 let in_multi = session.multi.is_some();
                 let reply = {
                     let mut ctx = Ctx {
@@ -653,6 +682,7 @@ fn run_batch(
         return;
     };
     guard.begin_batch(store::now_ms());
+    session.batch_clock = Some(Instant::now());
     let durable = {
         let mut ctx = Ctx {
             server: state,
@@ -673,6 +703,7 @@ fn run_batch(
         }
         // The guard is dropped here: the engine is free again.
     };
+    session.batch_clock = None;
     session.flush_stats(&state.stats);
     for (reply, wrote) in batch.replies.drain(..) {
         match (&durable, wrote) {

@@ -169,6 +169,30 @@ pub fn release_freed() {
     }
 }
 
+/// `MEMORY PURGE`: returns every page mimalloc can give back to the OS now.
+/// Does nothing unless the binary installed [`CountingAllocator`].
+pub fn purge() {
+    if COUNTING.load(Ordering::Relaxed) {
+        // SAFETY: `mi_collect` may be called from any thread at any time.
+        unsafe { libmimalloc_sys::mi_collect(true) };
+    }
+}
+
+/// Bytes allocated when the server state was built (`MEMORY STATS`
+/// `startup.allocated`); 0 until [`note_startup`] runs.
+static STARTUP_ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+/// Records the bytes allocated at startup, once.
+pub fn note_startup() {
+    if let Some(n) = allocated_bytes() {
+        let _ = STARTUP_ALLOCATED.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+pub fn startup_allocated_bytes() -> u64 {
+    STARTUP_ALLOCATED.load(Ordering::Relaxed)
+}
+
 /// The allocator's name for `INFO memory` (`mem_allocator`), as Redis says
 /// `jemalloc-5.3.0` or `libc`.
 pub fn allocator_name() -> &'static str {

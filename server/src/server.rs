@@ -80,6 +80,12 @@ pub struct ServerState {
     pub peer_overrides: Mutex<PeerOverrides>,
     /// `write-mode sync` outcomes.
     pub sync_writes: SyncWriteStats,
+    /// `SLOWLOG`.
+    pub slowlog: crate::slowlog::SlowLog,
+    /// `CLIENT PAUSE`.
+    pub pause: crate::pause::Pause,
+    /// `LATENCY`: the latency monitor's events.
+    pub latency: crate::latency::Monitor,
     pub started: Instant,
     pub run_id: String,
     pub executable: String,
@@ -226,7 +232,17 @@ impl ServerState {
 
     /// Makes a successful `CONFIG SET` take effect. On failure the caller
     /// restores the previous configuration and replies with the error.
-    pub fn apply_config_change(&self, changed: &[&str]) -> Result<(), (String, String)> {
+    ///
+    /// `store_held`: the caller holds the store (a CONFIG SET inside
+    /// MULTI/EXEC). The settings the engine keeps (appendfsync, the clock
+    /// skew bound, the backlog size) lock it, so they are left for the
+    /// caller to pass to [`ServerState::apply_store_settings`] once the
+    /// store is released; locking it again here would wait forever.
+    pub fn apply_config_change(
+        &self,
+        changed: &[&str],
+        store_held: bool,
+    ) -> Result<(), (String, String)> {
         let new = Arc::new(self.config.read().settings());
         let old = self.settings();
         if changed.iter().any(|n| *n == "port" || *n == "bind")
@@ -237,14 +253,8 @@ impl ServerState {
                 (name.to_string(), reason)
             })?;
         }
-        if new.appendfsync != old.appendfsync {
-            self.store.set_appendfsync(new.appendfsync);
-        }
-        if new.repl_backlog_size != old.repl_backlog_size {
-            self.store.set_backlog_bytes_max(new.repl_backlog_size);
-        }
-        if new.max_clock_skew_ms != old.max_clock_skew_ms {
-            self.store.set_max_clock_skew(new.max_clock_skew_ms);
+        if !store_held {
+            self.apply_store_settings(&old, &new);
         }
         if new.anti_entropy_interval_secs != old.anti_entropy_interval_secs {
             if let Some(r) = self.store.replication() {
@@ -259,6 +269,20 @@ impl ServerState {
         self.configure_notifier(&new);
         *self.settings.write() = new;
         Ok(())
+    }
+
+    /// The part of a configuration change that the store keeps, from `old`
+    /// to `new`. Takes the store's locks: never called while holding it.
+    pub fn apply_store_settings(&self, old: &Settings, new: &Settings) {
+        if new.appendfsync != old.appendfsync {
+            self.store.set_appendfsync(new.appendfsync);
+        }
+        if new.repl_backlog_size != old.repl_backlog_size {
+            self.store.set_backlog_bytes_max(new.repl_backlog_size);
+        }
+        if new.max_clock_skew_ms != old.max_clock_skew_ms {
+            self.store.set_max_clock_skew(new.max_clock_skew_ms);
+        }
     }
 
     /// Keyspace notifications follow `notify-keyspace-events` and the
@@ -370,6 +394,8 @@ impl Server {
     pub fn start(cli: &Cli, log_level_hook: Option<LogLevelHook>) -> Result<Server, StartError> {
         let mut config = ConfigStore::from_cli(cli)?;
         let settings = config.settings();
+        // Before the data is loaded, as Redis's `startup.allocated`.
+        crate::memory::note_startup();
         let store = Store::open_with(
             &settings.dir,
             settings.site_id,
@@ -411,6 +437,9 @@ impl Server {
             store,
             peer_overrides: Mutex::new(peer_overrides),
             sync_writes: SyncWriteStats::default(),
+            slowlog: crate::slowlog::SlowLog::default(),
+            pause: crate::pause::Pause::default(),
+            latency: crate::latency::Monitor::default(),
             started: Instant::now(),
             run_id: new_run_id(),
             executable,

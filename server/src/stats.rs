@@ -33,6 +33,8 @@ pub struct Stats {
     pub client_recent_max_input_buffer: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     rates: Mutex<Rates>,
+    /// `INFO commandstats` and `latencystats`.
+    pub commands: crate::cmdstats::CommandStats,
 }
 
 /// Rolling samples behind `instantaneous_ops_per_sec` and the kbps figures.
@@ -143,6 +145,7 @@ impl Stats {
         }
         self.errors.lock().clear();
         *self.rates.lock() = Rates::default();
+        self.commands.reset();
     }
 }
 

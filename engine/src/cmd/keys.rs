@@ -303,6 +303,145 @@ pub fn visible_value(r: &Row) -> Option<Value> {
     })
 }
 
+/// What `OBJECT ENCODING` needs of a visible value to name the encoding
+/// Redis would use for it: its type and, of its first `limit + 1`
+/// elements, how many there are, the longest and whether all are integers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub kind: Kind,
+    /// Elements seen, at most `limit + 1`; a string's length in bytes.
+    pub elements: usize,
+    /// Longest field, value or member seen, in bytes.
+    pub longest: usize,
+    /// Every member seen (a set's) is an integer, or the string is one,
+    /// as Redis's `string2ll` reads it.
+    pub integers: bool,
+}
+
+/// The [`Shape`] of a row's visible value, looking at no more than
+/// `limit + 1` elements (an encoding changes past a count, so more need not
+/// be seen): O(limit), whatever the size of the value.
+pub fn shape(r: &Row, limit: usize) -> Option<Shape> {
+    let kind = r.kind()?;
+    let is_int = |b: &[u8]| crate::redis::num::parse_int(b).is_some();
+    let mut s = Shape {
+        kind,
+        elements: 0,
+        longest: 0,
+        integers: true,
+    };
+    let see = |s: &mut Shape, len: usize, int: bool| {
+        s.elements += 1;
+        s.longest = s.longest.max(len);
+        s.integers &= int;
+    };
+    let cap = limit.saturating_add(1);
+    match kind {
+        Kind::String => {
+            let v = r.string_value()?;
+            s.elements = v.len();
+            s.longest = v.len();
+            s.integers = v.len() <= 20 && is_int(&v);
+        }
+        Kind::Hash => {
+            for (f, c) in r.hash.as_ref()?.fields.iter() {
+                if s.elements >= cap {
+                    break;
+                }
+                if let Some(v) = c.value() {
+                    see(&mut s, f.len().max(v.len()), false);
+                }
+            }
+        }
+        Kind::Set => {
+            for m in r.set.as_ref()?.members.keys().take(cap) {
+                see(&mut s, m.len(), is_int(m));
+            }
+        }
+        Kind::ZSet => {
+            for (_, m) in r.zset.as_ref()?.index.iter().take(cap) {
+                see(&mut s, m.len(), false);
+            }
+        }
+        Kind::List => {
+            s.elements = r.list.as_ref()?.len().min(cap);
+        }
+    }
+    Some(s)
+}
+
+/// Bytes a heap `Bytes` of `len` bytes costs: its handle and its data.
+fn bytes_cost(len: usize) -> usize {
+    std::mem::size_of::<Bytes>() + len
+}
+
+/// What one entry of an insertion-ordered map costs beyond its key and
+/// value: the stored hash and the index slot with its control byte.
+const MAP_ENTRY_OVERHEAD: usize = 2 * std::mem::size_of::<usize>() + 1;
+
+/// The average of `f` over the first `samples` items (all if 0), times
+/// `count`: Redis's way of sizing the elements of a big value.
+fn sampled<I: Iterator>(
+    items: I,
+    samples: usize,
+    count: usize,
+    f: impl Fn(I::Item) -> usize,
+) -> usize {
+    let take = if samples == 0 { usize::MAX } else { samples };
+    let (mut seen, mut sum) = (0usize, 0usize);
+    for item in items.take(take) {
+        seen += 1;
+        sum += f(item);
+    }
+    match (sum.checked_div(seen), sum.checked_rem(seen)) {
+        (Some(avg), Some(rem)) => avg * count + rem * count / seen,
+        _ => 0,
+    }
+}
+
+/// `MEMORY USAGE`: an estimate of the bytes a key and its value hold in
+/// Chorus's structures: the row, the key, the table slot, the expiry, and
+/// per type the slot, every map entry (by capacity) and the element data,
+/// sampled on `samples` elements (0: all) and scaled to the count, as
+/// Redis does. The CRDT metadata inside an entry (stamps, dots) is counted
+/// at its inline size; spilled dots and counter entries are not.
+pub fn memory_usage(key: &[u8], r: &Row, samples: usize) -> usize {
+    use crate::keyspace::value::{Cell, Score, ZMember};
+    use std::mem::size_of;
+    let mut total = size_of::<Row>() + bytes_cost(key.len()) + MAP_ENTRY_OVERHEAD;
+    if r.expiry.is_some() {
+        total += size_of::<crate::crdt::register::MvReg<Option<u64>>>();
+    }
+    if let Some(c) = &r.string {
+        total += size_of::<Cell>() + c.value().map_or(0, |v| v.len());
+    }
+    if let Some(h) = &r.hash {
+        let entry = size_of::<Bytes>() + size_of::<Cell>() + MAP_ENTRY_OVERHEAD;
+        total += size_of::<crate::keyspace::value::HashSlot>() + h.fields.capacity() * entry;
+        total += sampled(h.fields.iter(), samples, h.fields.len(), |(f, c)| {
+            f.len() + c.value().map_or(0, |v| v.len())
+        });
+    }
+    if let Some(set) = &r.set {
+        let entry = size_of::<Bytes>() + size_of::<crate::crdt::Dots>() + MAP_ENTRY_OVERHEAD;
+        total += size_of::<crate::keyspace::value::SetSlot>() + set.members.capacity() * entry;
+        total += sampled(set.members.keys(), samples, set.members.len(), |m| m.len());
+    }
+    if let Some(z) = &r.zset {
+        let entry = size_of::<Bytes>() + size_of::<ZMember>() + MAP_ENTRY_OVERHEAD;
+        // The rank index holds (score, member) again; the member's data is shared.
+        let ranked = size_of::<(Score, Bytes)>() + size_of::<usize>();
+        total += size_of::<crate::keyspace::value::ZSetSlot>()
+            + z.members.capacity() * entry
+            + z.index.len() * ranked;
+        total += sampled(z.members.keys(), samples, z.members.len(), |m| m.len());
+    }
+    if let Some(l) = &r.list {
+        total += l.bytes();
+    }
+    total
+}
+
 /// Writes `value` (and deadline) whole at `dst` in `db`.
 fn write_value(txn: &mut Txn<'_>, db: u8, dst: &Bytes, value: Value, deadline: Option<u64>) {
     expire_if_needed(txn, db, dst);

@@ -45,7 +45,17 @@ pub mod flag {
     pub const NO_SCRIPT: u32 = 1 << 11;
     /// Runs while a script is busy (SCRIPT KILL, SHUTDOWN NOSAVE...).
     pub const ALLOW_BUSY: u32 = 1 << 12;
+    /// Not recorded in the slow log (EXEC: its commands are, one by one).
+    pub const SKIP_SLOWLOG: u32 = 1 << 13;
+    /// May cause writes that replicate though not flagged `write` (EVAL,
+    /// PUBLISH...): held by `CLIENT PAUSE WRITE`. Redis 7.0 keeps this flag
+    /// out of COMMAND's reply, so it is set from [`MAY_REPLICATE_COMMANDS`].
+    pub const MAY_REPLICATE: u32 = 1 << 14;
 }
+
+/// The commands Redis 7.0's table flags `may_replicate`.
+const MAY_REPLICATE_COMMANDS: &[&str] =
+    &["eval", "evalsha", "fcall", "publish", "spublish", "pfcount"];
 
 /// One command or subcommand of the table.
 #[derive(Clone, Debug)]
@@ -315,6 +325,7 @@ fn command_from_info(info: Reply) -> Option<Command> {
             "blocking" => flag::BLOCKING,
             "noscript" => flag::NO_SCRIPT,
             "allow_busy" => flag::ALLOW_BUSY,
+            "skip_slowlog" => flag::SKIP_SLOWLOG,
             _ => 0,
         };
     }
@@ -327,6 +338,9 @@ fn command_from_info(info: Reply) -> Option<Command> {
         _ => Vec::new(),
     };
     let name = text_of(name)?.to_ascii_lowercase();
+    if MAY_REPLICATE_COMMANDS.contains(&name.as_str()) {
+        bits |= flag::MAY_REPLICATE;
+    }
     let (top, short) = match name.split_once('|') {
         Some((top, short)) => (top, short),
         None => (name.as_str(), name.as_str()),

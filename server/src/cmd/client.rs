@@ -1,5 +1,5 @@
 //! `CLIENT` subcommands: ID, SETNAME, GETNAME, LIST, INFO, KILL, NO-EVICT,
-//! REPLY, HELP. Output formats and errors follow Redis 7.0 (`networking.c`).
+//! REPLY, UNBLOCK, PAUSE, UNPAUSE, HELP. Output formats and errors follow Redis 7.0 (`networking.c`).
 //! Chorus has one user (`default`) and no replica clients, so those
 //! filters select nothing; a client subscribed to anything is of type
 //! `pubsub`, as in Redis.
@@ -13,6 +13,7 @@ use super::connection::set_client_name;
 use super::{lower, syntax_error, unknown_subcommand, Ctx};
 use crate::connection::ReplyMode;
 use crate::resp::parse::parse_i64_strict;
+use chorus_engine::redis::num::parse_int;
 
 const HELP: &[&str] = &[
     "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -40,6 +41,10 @@ const HELP: &[&str] = &[
     "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
     "      Return clients of specified type.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
     "REPLY (ON|OFF|SKIP)",
     "    Control the replies sent to the current connection.",
     "SETNAME <name>",
@@ -125,12 +130,46 @@ pub fn run(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             _ => syntax_error(),
         },
         "unblock" if args.len() == 3 || args.len() == 4 => unblock(ctx, args),
+        "pause" if args.len() == 3 || args.len() == 4 => pause(ctx, args),
+        "unpause" => {
+            ctx.server.pause.unpause();
+            Reply::Ok
+        }
         "help" => help_reply(HELP),
+        "pause" | "unblock" => super::subcommand_syntax_error(args),
         _ => unknown_subcommand(
             args.first().map(|a| a.as_ref()).unwrap_or_default(),
             args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
         ),
     }
+}
+
+/// CLIENT PAUSE timeout [WRITE|ALL] (milliseconds; the mode is checked
+/// first, as in Redis).
+fn pause(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    use crate::pause::Mode;
+    let mode = match args.get(3).map(|a| lower(a)).as_deref() {
+        None | Some("all") => Mode::All,
+        Some("write") => Mode::Write,
+        Some(_) => return Reply::err("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+    };
+    let Some(ms) = args.get(2).and_then(|a| parse_int(a)) else {
+        return Reply::err("ERR timeout is not an integer or out of range");
+    };
+    let Ok(ms) = u64::try_from(ms) else {
+        return Reply::err("ERR timeout is negative");
+    };
+    // Redis adds the timeout to the Unix time in milliseconds: a sum past
+    // i64 wraps to the past there, so such a pause ends at once. Same here.
+    let unix_ms = crate::store::now_ms();
+    let fits = unix_ms
+        .checked_add(ms)
+        .is_some_and(|end| i64::try_from(end).is_ok());
+    let now = Instant::now();
+    if let (true, Some(until)) = (fits, now.checked_add(std::time::Duration::from_millis(ms))) {
+        ctx.server.pause.pause(until, mode);
+    }
+    Reply::Ok
 }
 
 /// CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 if that client was blocked.

@@ -67,8 +67,17 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         Ok(changed) => changed,
         Err(e) => return Reply::Error(e.message()),
     };
-    match ctx.server.apply_config_change(&changed) {
+    let store_held = ctx.store.is_some();
+    let settings_before = ctx.server.settings();
+    match ctx.server.apply_config_change(&changed, store_held) {
         Ok(()) => {
+            if store_held {
+                // Inside EXEC: the store takes the change when EXEC
+                // releases it (from the settings before the first change).
+                ctx.session
+                    .store_settings_pending
+                    .get_or_insert(settings_before);
+            }
             ctx.settings = ctx.server.settings();
             Reply::Ok
         }

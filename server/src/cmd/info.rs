@@ -333,8 +333,22 @@ fn render(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 );
             }
         }
-        "commandstats" => out.push_str("# Commandstats\r\n"),
-        "latencystats" => out.push_str("# Latencystats\r\n"),
+        "commandstats" => {
+            out.push_str("# Commandstats\r\n");
+            stats.commands.render_commandstats(out);
+        }
+        "latencystats" => {
+            out.push_str("# Latencystats\r\n");
+            let percentiles: Vec<f64> = server
+                .config
+                .read()
+                .get("latency-tracking-info-percentiles")
+                .unwrap_or_default()
+                .split(' ')
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            stats.commands.render_latencystats(&percentiles, out);
+        }
         _ => {}
     }
 }

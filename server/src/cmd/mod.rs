@@ -22,15 +22,20 @@ pub mod config;
 pub mod connection;
 pub mod function;
 pub mod info;
+pub mod latency;
 pub mod member;
+pub mod memory;
 pub mod multi;
+pub mod object;
 pub mod peer;
 pub mod pubsub;
 pub mod script;
 pub mod server;
+pub mod slowlog;
 pub mod table;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use chorus_engine::redis::Command;
@@ -39,6 +44,7 @@ use chorus_engine::Reply;
 use crate::config::Settings;
 use crate::connection::Session;
 use crate::server::ServerState;
+use crate::slowlog::{Call as SlowCall, Redact};
 use crate::store::StoreGuard;
 use table::{flag, CommandSpec, CommandTable};
 
@@ -64,8 +70,11 @@ pub enum Handler {
     Hello,
     Info,
     Lastsave,
+    Latency,
+    Memory,
     Role,
     Multi,
+    Object,
     Peer,
     Member,
     Ping,
@@ -76,6 +85,7 @@ pub enum Handler {
     Script,
     Select,
     Shutdown,
+    Slowlog,
     Time,
     Unwatch,
     Wait,
@@ -105,9 +115,12 @@ impl Handler {
             "hello" => Handler::Hello,
             "info" => Handler::Info,
             "lastsave" => Handler::Lastsave,
+            "latency" => Handler::Latency,
+            "memory" => Handler::Memory,
             "role" => Handler::Role,
             "multi" => Handler::Multi,
             "member" => Handler::Member,
+            "object" => Handler::Object,
             "peer" => Handler::Peer,
             "ping" => Handler::Ping,
             "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ssubscribe"
@@ -117,6 +130,7 @@ impl Handler {
             "save" => Handler::Save,
             "select" => Handler::Select,
             "shutdown" => Handler::Shutdown,
+            "slowlog" => Handler::Slowlog,
             "time" => Handler::Time,
             "unwatch" => Handler::Unwatch,
             "wait" => Handler::Wait,
@@ -172,6 +186,20 @@ pub fn lower(arg: &[u8]) -> String {
 pub use chorus_engine::redis::errors::{
     c_str_prefix, error_text, syntax_error, unknown_command, unknown_subcommand, wrong_arity,
 };
+
+/// Redis's `addReplySubcommandSyntaxError`: a known subcommand with
+/// arguments its container does not take.
+pub fn subcommand_syntax_error(args: &[Bytes]) -> Reply {
+    let container = args.first().map(|a| a.as_ref()).unwrap_or_default();
+    Reply::Error(format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        String::from_utf8_lossy(c_str_prefix(
+            args.get(1).map(|a| a.as_ref()).unwrap_or_default(),
+            128
+        )),
+        String::from_utf8_lossy(container).to_ascii_uppercase()
+    ))
+}
 
 /// Finds the spec for a request, or the rejection Redis would send:
 /// unknown command (or one Chorus does not serve), then unknown subcommand.
@@ -236,7 +264,7 @@ pub fn process_found(
             );
         }
         if !spec.handler.runs_inside_multi() {
-            return multi::queue(ctx, args);
+            return multi::queue(ctx, spec, args);
         }
     }
     call(ctx, spec, args)
@@ -264,6 +292,7 @@ fn allowed_in_pubsub_mode(spec: &CommandSpec) -> bool {
 /// and answers `EXECABORT` (Redis's `rejectCommand` calls `execCommandAbort`
 /// for EXEC).
 fn reject_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, reply: Reply) -> Reply {
+    ctx.server.stats.commands.record_rejected(spec.id);
     if spec.handler == Handler::Exec {
         let reply = multi::exec_abort(ctx, &reply);
         count_error(ctx, &reply);
@@ -290,6 +319,60 @@ fn count_error(ctx: &Ctx<'_>, reply: &Reply) {
 /// Executes a command that passed every check (Redis's `call`): counted in
 /// `total_commands_processed`, its error (if any) in the error stats.
 pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+    // In a batch the previous command's end is this one's start: one clock
+    // read per command.
+    let started = ctx.session.batch_clock.unwrap_or_else(Instant::now);
+    let reply = run(ctx, spec, args);
+    let ended = Instant::now();
+    let took = ended.saturating_duration_since(started);
+    if ctx.session.batch_clock.is_some() {
+        ctx.session.batch_clock = Some(ended);
+    }
+    // An error inside EXEC's reply counts against the command that
+    // answered it, not EXEC, as in Redis.
+    let failed = matches!(reply, Reply::Error(_));
+    let settings = &ctx.settings;
+    ctx.session.cmdstats.add(
+        &ctx.server.stats.commands,
+        spec.id,
+        took,
+        failed,
+        settings.latency_tracking,
+    );
+    let event = if spec.has_flag(flag::FAST) {
+        "fast-command"
+    } else {
+        "command"
+    };
+    ctx.server.latency.add_if_needed(
+        event,
+        u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        settings.latency_monitor_threshold_ms,
+    );
+    if !spec.has_flag(flag::SKIP_SLOWLOG) {
+        let redact = match spec.handler {
+            Handler::Auth => Redact::AllArgs,
+            Handler::Hello => Redact::HelloAuth,
+            _ => Redact::None,
+        };
+        let call = SlowCall {
+            args,
+            took,
+            addr: ctx.session.handle.addr,
+            name: ctx.session.name.as_ref(),
+            redact,
+        };
+        ctx.server.slowlog.maybe_push(
+            call,
+            settings.slowlog_log_slower_than,
+            settings.slowlog_max_len,
+        );
+    }
+    reply
+}
+
+/// [`call`] without the statistics.
+fn run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
     ctx.session.commands_processed += 1;
     if spec.handler != Handler::Data {
         // Server commands see (INFO) or reset (CONFIG RESETSTAT) the
@@ -311,10 +394,13 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Time => server::time(),
         Handler::Dbsize => server::dbsize(ctx),
         Handler::Lastsave => server::lastsave(ctx),
+        Handler::Latency => latency::run(ctx, args),
+        Handler::Memory => memory::run(ctx, args),
         Handler::Role => server::role(ctx),
         Handler::Save => server::save(ctx),
         Handler::Bgsave => server::bgsave(ctx, args),
         Handler::Shutdown => server::shutdown(ctx, args),
+        Handler::Slowlog => slowlog::run(ctx, args),
         Handler::Debug => server::debug(ctx, args),
         Handler::Function => function::run(ctx, args),
         Handler::Fcall => {
@@ -322,6 +408,7 @@ pub fn call(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
             script::fcall(ctx, args, read_only)
         }
         Handler::Multi => multi::multi(ctx),
+        Handler::Object => object::run(ctx, args),
         Handler::Exec => multi::exec(ctx),
         Handler::Discard => multi::discard(ctx),
         Handler::Watch => multi::watch(ctx, args),

@@ -16,7 +16,7 @@
 use bytes::Bytes;
 use chorus_engine::Reply;
 
-use super::table::CommandTable;
+use super::table::{CommandSpec, CommandTable};
 use super::{call, lookup, unknown_command, Ctx};
 use crate::connection::{MultiState, WatchedKey};
 
@@ -34,11 +34,12 @@ pub fn multi(ctx: &mut Ctx<'_>) -> Reply {
     Reply::Ok
 }
 
-pub fn queue(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn queue(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
     let bytes: usize = args.iter().map(Bytes::len).sum();
     let Some(multi) = ctx.session.multi.as_mut() else {
         return unknown_command(args);
     };
+    multi.queued_flags |= spec.flags;
     multi.queued_bytes = multi.queued_bytes.saturating_add(bytes);
     multi.queued.push(args.to_vec());
     if multi.queued.len() > MULTI_QUEUE_COMMANDS_MAX {
@@ -147,6 +148,9 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
     if let Some(mut guard) = ctx.store.take() {
         guard.commit_transaction();
         ctx.session.write_mark = guard.take_write();
+    }
+    if let Some(before) = ctx.session.store_settings_pending.take() {
+        server.apply_store_settings(&before, &server.settings());
     }
     Reply::Array(replies)
 }

@@ -157,15 +157,25 @@ pub fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let Some(r) = state.store.replication() else {
         return Reply::Int(0);
     };
-    let (origin, seq) = state
-        .store
-        .with_engine(|e| (e.origin(), e.last_local_seq()));
+    // Through the store the command holds inside MULTI/EXEC (taking it
+    // again would wait for good). There WAIT answers at once with the
+    // peers that have acked, as Redis's does inside a transaction: waiting
+    // would hold the store for everyone.
+    let in_exec = ctx.store.is_some();
+    let (origin, seq) = ctx.with_store(|s| {
+        let e = s.engine();
+        (e.origin(), e.last_local_seq())
+    });
+    let timeout = if in_exec { -1 } else { timeout };
     let peers_min = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
     // Sleeps on the same ack notifications as `write-mode sync` (no polling,
     // no lock held); block_in_place keeps the other tasks of this runtime
     // running while this client waits.
     let got = tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(async {
+            if timeout < 0 {
+                return r.wait_acked(origin, seq, peers_min, Duration::ZERO).await;
+            }
             if timeout > 0 {
                 return r
                     .wait_acked(

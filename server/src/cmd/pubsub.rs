@@ -174,10 +174,7 @@ pub fn pubsub(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         ("numpat", 2) => Reply::Int(i64::try_from(pubsub.pattern_count()).unwrap_or(i64::MAX)),
         // Unknown names never get here (the table refuses them): this is
         // a known subcommand with a wrong count, as Redis words it.
-        _ => Reply::Error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
-            String::from_utf8_lossy(args.get(1).map(|a| a.as_ref()).unwrap_or_default())
-        )),
+        _ => super::subcommand_syntax_error(args),
     }
 }
 

@@ -266,9 +266,6 @@ pub fn script(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             }
         }
         ("debug", _) => Reply::err("ERR SCRIPT DEBUG is not supported by Chorus"),
-        _ => Reply::Error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try SCRIPT HELP.",
-            String::from_utf8_lossy(args.get(1).map(|a| a.as_ref()).unwrap_or_default())
-        )),
+        _ => super::subcommand_syntax_error(args),
     }
 }

@@ -325,9 +325,6 @@ pub fn debug(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             std::thread::sleep(Duration::from_secs_f64(secs));
             Reply::Ok
         }
-        _ => Reply::Error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
-            String::from_utf8_lossy(args.get(1).map(|a| a.as_ref()).unwrap_or_default())
-        )),
+        _ => super::subcommand_syntax_error(args),
     }
 }

@@ -114,6 +114,14 @@ pub struct Settings {
     pub busy_reply_threshold_ms: u64,
     /// `notify-keyspace-events`.
     pub notify_keyspace_events: crate::notify::EventFlags,
+    /// `latency-tracking`: per-command latency histograms (`INFO latencystats`).
+    pub latency_tracking: bool,
+    /// `slowlog-log-slower-than`, in microseconds; negative: off.
+    pub slowlog_log_slower_than: i64,
+    /// `slowlog-max-len`.
+    pub slowlog_max_len: u64,
+    /// `latency-monitor-threshold`, in milliseconds; 0: off.
+    pub latency_monitor_threshold_ms: u64,
 }
 
 /// One class of `client-output-buffer-limit`: a client whose pending output
@@ -200,6 +208,11 @@ impl ConfigStore {
                 "notify-keyspace-events",
             ))
             .unwrap_or_default(),
+            latency_tracking: text("latency-tracking") == "yes",
+            slowlog_log_slower_than: self.number("slowlog-log-slower-than"),
+            slowlog_max_len: u64::try_from(self.number("slowlog-max-len")).unwrap_or(0),
+            latency_monitor_threshold_ms: u64::try_from(self.number("latency-monitor-threshold"))
+                .unwrap_or(0),
         }
     }
 }
