@@ -99,5 +99,6 @@ echo "redis:     value $(redis-cli -p $((BASE + 99)) GET counter:__rand_int__), 
 for i in $(seq 0 $((SITES - 1))); do
     id=$((i + 1))
     after=$(rss_kib "${SPIDS[$i]}")
-    echo "site $id:    value $(redis-cli -p $((BASE + id)) GET counter:__rand_int__), growth $(( (after - ${BEFORE[$i]}) / 1024 )) MiB, counters_folded $(field $((BASE + id)) counters_folded), fold_queue $(field $((BASE + id)) counters_fold_queue), pinned_by $(field $((BASE + id)) stability_pinned_by)"
+    used=$(redis-cli -p $((BASE + id)) INFO memory | tr -d '\r' | awk -F: '$1 == "used_memory" { print $2 }')
+    echo "site $id:    value $(redis-cli -p $((BASE + id)) GET counter:__rand_int__), growth $(( (after - ${BEFORE[$i]}) / 1024 )) MiB, used_memory $((used / 1048576)) MiB, backlog $(( $(field $((BASE + id)) repl_backlog_memory_bytes) / 1048576 )) MiB, counters_folded $(field $((BASE + id)) counters_folded), fold_queue $(field $((BASE + id)) counters_fold_queue), pinned_by $(field $((BASE + id)) stability_pinned_by)"
 done

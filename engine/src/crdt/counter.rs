@@ -43,7 +43,7 @@ pub struct ExactEntry {
     pub delta: Exact,
 }
 
-/// Entries sorted by dot, plus their sums kept up to date as increments
+/// Entries per origin, plus their sums kept up to date as increments
 /// arrive, so INCR on a counter with many entries costs no walk over them.
 ///
 /// Most strings and hash fields never see an increment, so the state lives
@@ -53,10 +53,10 @@ pub struct Counter(Option<Box<State>>);
 
 #[derive(Clone, Debug, Default, PartialEq)]
 struct State {
-    entries: Vec<CounterEntry>,
+    entries: Runs<CounterEntry>,
     sums: Sums,
-    /// Float increments of strings and hash fields, sorted by dot.
-    exact: Vec<ExactEntry>,
+    /// Float increments of strings and hash fields.
+    exact: Runs<ExactEntry>,
     /// Their exact sum.
     exact_sum: Exact,
     /// Per origin with a folded entry in `entries` (always its first entry
@@ -82,24 +82,127 @@ fn set_lo(lows: &mut Lows, o: Origin, lo: u64) {
     }
 }
 
-/// Index of the first entry of origin `o` (entries sorted by dot).
-fn first_of<E>(entries: &[E], o: Origin, dot: fn(&E) -> OpId) -> Option<usize> {
-    let i = entries.partition_point(|e| dot(e).origin < o);
-    (i < entries.len() && dot(&entries[i]).origin == o).then_some(i)
+/// An entry with a dot (the op that made it).
+trait Dotted: Clone {
+    fn dot(&self) -> OpId;
 }
 
-fn ce_dot(e: &CounterEntry) -> OpId {
-    e.stamp.dot
+impl Dotted for CounterEntry {
+    fn dot(&self) -> OpId {
+        self.stamp.dot
+    }
 }
 
-fn ee_dot(e: &ExactEntry) -> OpId {
-    e.stamp.dot
+impl Dotted for ExactEntry {
+    fn dot(&self) -> OpId {
+        self.stamp.dot
+    }
+}
+
+/// Entries kept apart per origin: runs sorted by origin, each non-empty and
+/// sorted by seq. An increment lands at the end of its origin's run, so a
+/// counter incremented at several sites at once takes each increment in
+/// O(1), however many entries the other origins hold.
+#[derive(Clone, Debug, PartialEq)]
+struct Runs<E>(Vec<Vec<E>>);
+
+impl<E> Default for Runs<E> {
+    fn default() -> Self {
+        Runs(Vec::new())
+    }
+}
+
+impl<E: Dotted> Runs<E> {
+    /// Groups entries sorted by dot.
+    fn from_sorted(entries: Vec<E>) -> Runs<E> {
+        let mut runs: Vec<Vec<E>> = Vec::new();
+        for e in entries {
+            match runs.last_mut() {
+                Some(r) if r[0].dot().origin == e.dot().origin => r.push(e),
+                _ => runs.push(vec![e]),
+            }
+        }
+        Runs(runs)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(Vec::len).sum()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &E> + '_ {
+        self.0.iter().flatten()
+    }
+
+    /// Where origin `o`'s run is, or would go. The newest origin is looked
+    /// at first (the usual increment is the newest site's).
+    fn find(&self, o: Origin) -> Result<usize, usize> {
+        match self.0.last() {
+            Some(r) if r[0].dot().origin == o => Ok(self.0.len() - 1),
+            Some(r) if r[0].dot().origin < o => Err(self.0.len()),
+            None => Err(0),
+            _ => self.0.binary_search_by_key(&o, |r| r[0].dot().origin),
+        }
+    }
+
+    /// The first entry of origin `o` (its folded one, if it has one).
+    fn first(&self, o: Origin) -> Option<&E> {
+        self.find(o).ok().map(|k| &self.0[k][0])
+    }
+
+    fn first_mut(&mut self, o: Origin) -> Option<&mut E> {
+        self.find(o).ok().map(|k| &mut self.0[k][0])
+    }
+
+    /// Keeps the entries `keep` accepts; true if any was dropped.
+    fn retain(&mut self, keep: impl Fn(&E) -> bool) -> bool {
+        let before = self.len();
+        for r in &mut self.0 {
+            r.retain(&keep);
+        }
+        self.0.retain(|r| !r.is_empty());
+        before != self.len()
+    }
+
+    /// Places `e` (whose dot is not held): `(run, index in run, new run)`.
+    fn insert(&mut self, e: E) -> (usize, usize, bool) {
+        let dot = e.dot();
+        match self.find(dot.origin) {
+            Ok(k) => {
+                let run = &mut self.0[k];
+                let i = match run.last() {
+                    Some(l) if l.dot() < dot => run.len(),
+                    _ => run.partition_point(|x| x.dot() < dot),
+                };
+                run.insert(i, e);
+                (k, i, false)
+            }
+            Err(k) => {
+                self.0.insert(k, vec![e]);
+                (k, 0, true)
+            }
+        }
+    }
+
+    /// The entry of `dot`, if held: `(run, index in run)`.
+    fn position(&self, dot: OpId) -> Option<(usize, usize)> {
+        let k = self.find(dot.origin).ok()?;
+        let run = &self.0[k];
+        match run.last() {
+            Some(l) if l.dot() == dot => Some((k, run.len() - 1)),
+            Some(l) if l.dot() < dot => None,
+            _ => run.binary_search_by_key(&dot, E::dot).ok().map(|i| (k, i)),
+        }
+    }
 }
 
 /// Drops the lows whose folded entry `ctx` removes (it covers the entry's
 /// own dot, the newest it stands for); call before removing entries.
-fn prune_lows<E>(lows: &mut Lows, entries: &[E], dot: fn(&E) -> OpId, ctx: &Ctx<'_>) {
-    lows.retain(|(o, _)| first_of(entries, *o, dot).is_some_and(|i| !ctx.covers(dot(&entries[i]))));
+fn prune_lows<E: Dotted>(lows: &mut Lows, entries: &Runs<E>, ctx: &Ctx<'_>) {
+    lows.retain(|(o, _)| entries.first(*o).is_some_and(|e| !ctx.covers(e.dot())));
 }
 
 thread_local! {
@@ -112,10 +215,10 @@ thread_local! {
 /// whose fold stands for `lo..=s`, `t < s`. The stability frontier makes
 /// them impossible; each one is a bug, or an op of a site whose disk went
 /// back to an older state.
-fn note_overlaps<E>(lows: &Lows, entries: &[E], dot: fn(&E) -> OpId, ctx: &Ctx<'_>) {
+fn note_overlaps<E: Dotted>(lows: &Lows, entries: &Runs<E>, ctx: &Ctx<'_>) {
     for &(o, lo) in lows {
-        if let Some(i) = first_of(entries, o, dot) {
-            let top = dot(&entries[i]);
+        if let Some(first) = entries.first(o) {
+            let top = first.dot();
             if !ctx.covers(top) && ctx.covers(OpId::new(o, lo)) {
                 OVERLAPS.with(|c| c.set(c.get() + 1));
                 LAST_OVERLAP.with(|l| {
@@ -142,11 +245,11 @@ pub fn last_overlap() -> String {
 
 /// Keeps only lows that name a folded entry an image could hold: an entry
 /// of that origin exists and `lo` is at or below its first one's seq.
-fn valid_lows<E>(lows: Lows, entries: &[E], dot: fn(&E) -> OpId) -> Lows {
+fn valid_lows<E: Dotted>(lows: Lows, entries: &Runs<E>) -> Lows {
     let mut out: Lows = Vec::with_capacity(lows.len());
     for (o, lo) in lows {
         let ok = lo >= 1
-            && first_of(entries, o, dot).is_some_and(|i| lo <= dot(&entries[i]).seq)
+            && entries.first(o).is_some_and(|e| lo <= e.dot().seq)
             && out.last().is_none_or(|l: &(Origin, u64)| l.0 < o);
         if ok {
             out.push((o, lo));
@@ -155,59 +258,49 @@ fn valid_lows<E>(lows: Lows, entries: &[E], dot: fn(&E) -> OpId) -> Lows {
     out
 }
 
-/// The work of [`State::fold_to`] on one list of entries sorted by dot:
-/// each origin's entries at or below `stable` become one, its first, with
-/// the low of the oldest. `start` prepares a folded entry's first part
-/// (floats: `+ 0.0`, as the sums' left fold begins), `add` adds the next.
-fn fold_runs<E: Clone>(
-    entries: &mut Vec<E>,
+/// Gives back what a run grown by a burst of increments no longer needs
+/// once folded (a run never shrinks by itself).
+fn release<E>(run: &mut Vec<E>) {
+    if run.capacity() > 2 * run.len() + 16 {
+        run.shrink_to(run.len() + run.len() / 2);
+    }
+}
+
+/// The work of [`State::fold_to`] on one set of runs: each origin's
+/// entries at or below `stable` become one, its first, with the low of the
+/// oldest. `start` prepares a folded entry's first part (floats: `+ 0.0`,
+/// as the sums' left fold begins), `add` adds the next.
+fn fold_runs<E: Dotted>(
+    entries: &mut Runs<E>,
     lows: &mut Lows,
     stable: &VersionVector,
-    dot: fn(&E) -> OpId,
     add: impl Fn(&mut E, &E),
     start: impl Fn(&mut E),
 ) -> (bool, bool) {
-    // Per origin: where its run starts, its length, and how many of its
-    // entries `stable` covers (a prefix: entries are sorted by dot).
-    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
-    let mut i = 0;
-    while i < entries.len() {
-        let o = dot(&entries[i]).origin;
-        let run = entries[i..].partition_point(|e| dot(e).origin == o);
+    let (mut folds, mut more) = (false, false);
+    for run in &mut entries.0 {
+        let o = run[0].dot().origin;
         let top = stable.get(o);
-        let n = entries[i..i + run].partition_point(|e| dot(e).seq <= top);
-        runs.push((i, run, n));
-        i += run;
-    }
-    let folds = runs.iter().any(|&(_, _, n)| n >= 2);
-    let more = runs
-        .iter()
-        .any(|&(_, run, n)| if n >= 2 { 1 + run - n } else { run } > 1);
-    if !folds {
-        return (false, more);
-    }
-    let mut out: Vec<E> = Vec::with_capacity(entries.len());
-    for (i, run, n) in runs {
+        // The entries `stable` covers are a prefix: a run is sorted by seq.
+        let n = run.partition_point(|e| e.dot().seq <= top);
         if n >= 2 {
-            let o = dot(&entries[i]).origin;
-            let lo = lo_of(lows, o).unwrap_or(dot(&entries[i]).seq);
+            folds = true;
+            let lo = lo_of(lows, o).unwrap_or(run[0].dot().seq);
             set_lo(lows, o, lo);
-            let mut folded = entries[i].clone();
-            start(&mut folded);
-            for e in &entries[i + 1..i + n] {
-                add(&mut folded, e);
+            let (head, tail) = run.split_at_mut(1);
+            start(&mut head[0]);
+            for e in &tail[..n - 1] {
+                add(&mut head[0], e);
             }
-            out.push(folded);
-            out.extend_from_slice(&entries[i + n..i + run]);
-        } else {
-            out.extend_from_slice(&entries[i..i + run]);
+            run.drain(1..n);
+            release(run);
         }
+        more |= run.len() > 1;
     }
-    *entries = out;
-    (true, more)
+    (folds, more)
 }
 
-fn exact_sum(entries: &[ExactEntry]) -> Exact {
+fn exact_sum(entries: &Runs<ExactEntry>) -> Exact {
     entries
         .iter()
         .fold(Exact::zero(), |total, e| total.add(&e.delta))
@@ -220,9 +313,9 @@ struct Sums {
     int: i128,
     /// Entries whose float part shows (non-zero or negative zero).
     float_entries: usize,
-    /// Per origin, ascending: the float sum of its entries but the last one
-    /// (in seq order), and the last entry's float. The origin's part is
-    /// `before_last + last`, bit for bit the sequential sum.
+    /// Per origin, ascending (one per run): the float sum of its entries
+    /// but the last one (in seq order), and the last entry's float. The
+    /// origin's part is `before_last + last`, bit for bit the sequential sum.
     parts: Vec<(Origin, f64, f64)>,
 }
 
@@ -230,19 +323,25 @@ fn shows_float(f: f64) -> bool {
     f != 0.0 || f.is_sign_negative()
 }
 
+/// One origin's part of [`Sums::parts`], walked.
+fn part_of(run: &[CounterEntry]) -> (Origin, f64, f64) {
+    let mut p = (run[0].stamp.dot.origin, 0.0, run[0].float);
+    for e in &run[1..] {
+        p.1 += p.2;
+        p.2 = e.float;
+    }
+    p
+}
+
 impl Sums {
-    fn recompute(entries: &[CounterEntry]) -> Sums {
+    fn recompute(entries: &Runs<CounterEntry>) -> Sums {
         let mut s = Sums::default();
-        for e in entries {
-            s.int += e.int;
-            s.float_entries += shows_float(e.float) as usize;
-            match s.parts.last_mut() {
-                Some(p) if p.0 == e.stamp.dot.origin => {
-                    p.1 += p.2;
-                    p.2 = e.float;
-                }
-                _ => s.parts.push((e.stamp.dot.origin, 0.0, e.float)),
+        for run in &entries.0 {
+            for e in run {
+                s.int += e.int;
+                s.float_entries += shows_float(e.float) as usize;
             }
+            s.parts.push(part_of(run));
         }
         s
     }
@@ -258,19 +357,15 @@ impl State {
     }
 
     pub fn prune(&mut self, ctx: &Ctx<'_>) -> bool {
-        note_overlaps(&self.lows, &self.entries, ce_dot, ctx);
-        note_overlaps(&self.exact_lows, &self.exact, ee_dot, ctx);
-        prune_lows(&mut self.lows, &self.entries, ce_dot, ctx);
-        prune_lows(&mut self.exact_lows, &self.exact, ee_dot, ctx);
-        let before = self.entries.len();
-        self.entries.retain(|e| !ctx.covers(e.stamp.dot));
-        let changed = before != self.entries.len();
+        note_overlaps(&self.lows, &self.entries, ctx);
+        note_overlaps(&self.exact_lows, &self.exact, ctx);
+        prune_lows(&mut self.lows, &self.entries, ctx);
+        prune_lows(&mut self.exact_lows, &self.exact, ctx);
+        let changed = self.entries.retain(|e| !ctx.covers(e.stamp.dot));
         if changed {
             self.sums = Sums::recompute(&self.entries);
         }
-        let before = self.exact.len();
-        self.exact.retain(|e| !ctx.covers(e.stamp.dot));
-        let exact_changed = before != self.exact.len();
+        let exact_changed = self.exact.retain(|e| !ctx.covers(e.stamp.dot));
         if exact_changed {
             self.exact_sum = exact_sum(&self.exact);
         }
@@ -282,37 +377,32 @@ impl State {
         let dot = ctx.own;
         if ctx.fold {
             self.fold_exact();
-            if let Some(i) = first_of(&self.exact, dot.origin, ee_dot) {
-                let e = &mut self.exact[i];
+            if let Some(e) = self.exact.first_mut(dot.origin) {
                 if e.stamp.dot < dot {
                     let lo = lo_of(&self.exact_lows, dot.origin).unwrap_or(e.stamp.dot.seq);
-                    set_lo(&mut self.exact_lows, dot.origin, lo);
                     e.stamp.fold(&ctx.stamp());
+                    set_lo(&mut self.exact_lows, dot.origin, lo);
                 }
             }
         }
-        let found = match self.exact.last() {
-            Some(e) if e.stamp.dot == dot => Ok(self.exact.len() - 1),
-            Some(e) if e.stamp.dot < dot => Err(self.exact.len()),
-            None => Err(0),
-            _ => self.exact.binary_search_by_key(&dot, |e| e.stamp.dot),
-        };
-        match found {
-            Ok(i) => self.exact[i].delta = self.exact[i].delta.add(delta),
-            Err(i) => self.exact.insert(
-                i,
-                ExactEntry {
+        match self.exact.position(dot) {
+            Some((k, i)) => {
+                let e = &mut self.exact.0[k][i];
+                e.delta = e.delta.add(delta);
+            }
+            None => {
+                self.exact.insert(ExactEntry {
                     stamp: ctx.stamp(),
                     delta: delta.clone(),
-                },
-            ),
+                });
+            }
         }
         self.exact_sum = self.exact_sum.add(delta);
     }
 
     /// Adds an increment of the op in `ctx` (two increments of one op add up).
-    /// Ops of one origin arrive in seq order, so the entry is its origin's last
-    /// and the sums update in O(1); anything else recomputes them.
+    /// Ops of one origin arrive in seq order, so the entry is its origin's
+    /// last and the sums update in O(1); anything else walks that origin.
     pub fn add(&mut self, ctx: &Ctx<'_>, int: i128, float: f64) {
         let dot = ctx.own;
         let origin = dot.origin;
@@ -321,78 +411,47 @@ impl State {
             // its origin's entry (which stays its origin's last, so the
             // sums below update in O(1)).
             self.fold_entries();
-            if let Some(i) = first_of(&self.entries, origin, ce_dot) {
-                let e = &mut self.entries[i];
+            if let Some(e) = self.entries.first_mut(origin) {
                 if e.stamp.dot < dot {
                     let lo = lo_of(&self.lows, origin).unwrap_or(e.stamp.dot.seq);
-                    set_lo(&mut self.lows, origin, lo);
                     e.stamp.fold(&ctx.stamp());
+                    set_lo(&mut self.lows, origin, lo);
                 }
             }
         }
-        let is_origins_last = |entries: &[CounterEntry], i: usize| {
-            entries
-                .get(i + 1)
-                .is_none_or(|next| next.stamp.dot.origin != origin)
-        };
-        // The usual increment is the newest entry of the newest part: look at
-        // the ends before searching (a binary search over a long counter
-        // touches a cache line per step).
-        let part = match self.sums.parts.last() {
-            Some(p) if p.0 == origin => Ok(self.sums.parts.len() - 1),
-            Some(p) if p.0 < origin => Err(self.sums.parts.len()),
-            _ => self.sums.parts.binary_search_by_key(&origin, |p| p.0),
-        };
-        let found = match self.entries.last() {
-            Some(e) if e.stamp.dot == dot => Ok(self.entries.len() - 1),
-            Some(e) if e.stamp.dot < dot => Err(self.entries.len()),
-            None => Err(0),
-            _ => self.entries.binary_search_by_key(&dot, |e| e.stamp.dot),
-        };
-        match found {
-            Ok(i) => {
-                let e = &mut self.entries[i];
+        self.sums.int += int;
+        match self.entries.position(dot) {
+            Some((k, i)) => {
+                let run = &mut self.entries.0[k];
+                let e = &mut run[i];
                 let showed = shows_float(e.float);
-                e.int += int;
                 e.float += float;
-                let (shows, new_float) = (shows_float(e.float), e.float);
-                match part {
-                    Ok(p) if is_origins_last(&self.entries, i) => {
-                        self.sums.int += int;
-                        self.sums.float_entries =
-                            self.sums.float_entries - showed as usize + shows as usize;
-                        self.sums.parts[p].2 = new_float;
-                    }
-                    _ => self.sums = Sums::recompute(&self.entries),
+                e.int += int;
+                let shows = shows_float(e.float);
+                self.sums.float_entries = self.sums.float_entries - showed as usize + shows as usize;
+                if i + 1 == run.len() {
+                    self.sums.parts[k].2 = run[i].float;
+                } else {
+                    self.sums.parts[k] = part_of(run);
                 }
             }
-            Err(i) => {
-                self.entries.insert(
-                    i,
-                    CounterEntry {
-                        stamp: ctx.stamp(),
-                        int,
-                        float,
-                    },
-                );
-                let first_of_origin = i == 0 || self.entries[i - 1].stamp.dot.origin != origin;
-                let fast = is_origins_last(&self.entries, i);
-                match part {
-                    Ok(p) if fast && !first_of_origin => {
-                        let pt = &mut self.sums.parts[p];
-                        pt.1 += pt.2;
-                        pt.2 = float;
-                    }
-                    Err(p) if fast && first_of_origin => {
-                        self.sums.parts.insert(p, (origin, 0.0, float));
-                    }
-                    _ => {
-                        self.sums = Sums::recompute(&self.entries);
-                        return;
-                    }
-                }
-                self.sums.int += int;
+            None => {
                 self.sums.float_entries += shows_float(float) as usize;
+                let (k, i, new_run) = self.entries.insert(CounterEntry {
+                    stamp: ctx.stamp(),
+                    int,
+                    float,
+                });
+                let run = &self.entries.0[k];
+                if new_run {
+                    self.sums.parts.insert(k, (origin, 0.0, float));
+                } else if i + 1 == run.len() {
+                    let p = &mut self.sums.parts[k];
+                    p.1 += p.2;
+                    p.2 = float;
+                } else {
+                    self.sums.parts[k] = part_of(run);
+                }
             }
         }
         debug_assert_eq!(self.sums, Sums::recompute(&self.entries));
@@ -403,29 +462,24 @@ impl State {
     /// fold from 0.0 in seq order, never -0.0), so every later sum has the
     /// same bits as without folding.
     fn fold_entries(&mut self) {
-        if self.entries.len() <= self.sums.parts.len() {
+        if self.entries.0.iter().all(|r| r.len() == 1) {
             return;
         }
-        let mut out: Vec<CounterEntry> = Vec::with_capacity(self.sums.parts.len());
-        for e in &self.entries {
-            match out.last_mut() {
-                Some(l) if l.stamp.dot.origin == e.stamp.dot.origin => {
-                    l.int += e.int;
-                    l.stamp.fold(&e.stamp);
-                }
-                _ => {
-                    let o = e.stamp.dot.origin;
-                    let lo = lo_of(&self.lows, o).unwrap_or(e.stamp.dot.seq);
-                    set_lo(&mut self.lows, o, lo);
-                    out.push(*e);
-                }
+        for (run, p) in self.entries.0.iter_mut().zip(&self.sums.parts) {
+            debug_assert_eq!(run[0].stamp.dot.origin, p.0);
+            let o = p.0;
+            let lo = lo_of(&self.lows, o).unwrap_or(run[0].stamp.dot.seq);
+            set_lo(&mut self.lows, o, lo);
+            let mut folded = run[0];
+            for e in &run[1..] {
+                folded.int += e.int;
+                folded.stamp.fold(&e.stamp);
             }
+            folded.float = p.1 + p.2;
+            run.clear();
+            run.push(folded);
+            release(run);
         }
-        for (l, p) in out.iter_mut().zip(&self.sums.parts) {
-            debug_assert_eq!(l.stamp.dot.origin, p.0);
-            l.float = p.1 + p.2;
-        }
-        self.entries = out;
         self.sums = Sums::recompute(&self.entries);
     }
 
@@ -439,7 +493,6 @@ impl State {
             &mut self.entries,
             &mut self.lows,
             stable,
-            ce_dot,
             |into, e| {
                 into.int += e.int;
                 into.float += e.float;
@@ -454,7 +507,6 @@ impl State {
             &mut self.exact,
             &mut self.exact_lows,
             stable,
-            ee_dot,
             |into, e| {
                 into.delta = into.delta.add(&e.delta);
                 into.stamp.fold(&e.stamp);
@@ -466,29 +518,21 @@ impl State {
 
     /// Folds every origin's float increments into one (exact sums).
     fn fold_exact(&mut self) {
-        let merges = self
-            .exact
-            .windows(2)
-            .any(|w| w[0].stamp.dot.origin == w[1].stamp.dot.origin);
-        if !merges {
+        if self.exact.0.iter().all(|r| r.len() == 1) {
             return;
         }
-        let mut out: Vec<ExactEntry> = Vec::new();
-        for e in std::mem::take(&mut self.exact) {
-            match out.last_mut() {
-                Some(l) if l.stamp.dot.origin == e.stamp.dot.origin => {
-                    l.delta = l.delta.add(&e.delta);
-                    l.stamp.fold(&e.stamp);
-                }
-                _ => {
-                    let o = e.stamp.dot.origin;
-                    let lo = lo_of(&self.exact_lows, o).unwrap_or(e.stamp.dot.seq);
-                    set_lo(&mut self.exact_lows, o, lo);
-                    out.push(e);
-                }
+        for run in &mut self.exact.0 {
+            let o = run[0].stamp.dot.origin;
+            let lo = lo_of(&self.exact_lows, o).unwrap_or(run[0].stamp.dot.seq);
+            set_lo(&mut self.exact_lows, o, lo);
+            let (head, tail) = run.split_at_mut(1);
+            for e in tail.iter() {
+                head[0].delta = head[0].delta.add(&e.delta);
+                head[0].stamp.fold(&e.stamp);
             }
+            run.truncate(1);
+            release(run);
         }
-        self.exact = out;
     }
 
     /// Exact integer sum of the entries.
@@ -518,10 +562,6 @@ impl State {
         )
     }
 
-    pub fn entries(&self) -> &[CounterEntry] {
-        &self.entries
-    }
-
     fn from_parts(
         mut entries: Vec<CounterEntry>,
         lows: Lows,
@@ -532,8 +572,10 @@ impl State {
         entries.dedup_by_key(|e| e.stamp.dot);
         exact.sort_by_key(|e| e.stamp.dot);
         exact.dedup_by_key(|e| e.stamp.dot);
-        let lows = valid_lows(lows, &entries, ce_dot);
-        let exact_lows = valid_lows(exact_lows, &exact, ee_dot);
+        let entries = Runs::from_sorted(entries);
+        let exact = Runs::from_sorted(exact);
+        let lows = valid_lows(lows, &entries);
+        let exact_lows = valid_lows(exact_lows, &exact);
         let sums = Sums::recompute(&entries);
         let exact_sum = exact_sum(&exact);
         State {
@@ -553,7 +595,6 @@ impl State {
             &mut self.lows,
             &remote.entries,
             &remote.lows,
-            ce_dot,
             local_vv,
             remote_vv,
         );
@@ -563,7 +604,6 @@ impl State {
             &mut self.exact_lows,
             &remote.exact,
             &remote.exact_lows,
-            ee_dot,
             local_vv,
             remote_vv,
         );
@@ -571,50 +611,59 @@ impl State {
     }
 }
 
-/// Observed-remove join of dot-sorted entries with folded ones, origin by
-/// origin (see [`join_origin`]).
-fn join_ranged<E: Clone>(
-    local: &mut Vec<E>,
+/// Observed-remove join of entries with folded ones, origin by origin (see
+/// [`join_origin`]).
+fn join_ranged<E: Dotted>(
+    local: &mut Runs<E>,
     lows: &mut Lows,
-    remote: &[E],
+    remote: &Runs<E>,
     remote_lows: &Lows,
-    dot: fn(&E) -> OpId,
     local_vv: &VersionVector,
     remote_vv: &VersionVector,
 ) {
-    let mut out: Vec<E> = Vec::with_capacity(local.len().max(remote.len()));
+    let mut out: Vec<Vec<E>> = Vec::with_capacity(local.0.len().max(remote.0.len()));
     let mut out_lows = Lows::new();
     let (mut i, mut j) = (0, 0);
-    while i < local.len() || j < remote.len() {
-        let o = match (local.get(i), remote.get(j)) {
-            (Some(a), Some(b)) => dot(a).origin.min(dot(b).origin),
-            (Some(a), None) => dot(a).origin,
-            (None, Some(b)) => dot(b).origin,
+    let empty: &[E] = &[];
+    while i < local.0.len() || j < remote.0.len() {
+        let origin = |runs: &Runs<E>, k: usize| runs.0.get(k).map(|r| r[0].dot().origin);
+        let o = match (origin(local, i), origin(remote, j)) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
             (None, None) => break,
         };
-        let li = i + local[i..].partition_point(|e| dot(e).origin == o);
-        let rj = j + remote[j..].partition_point(|e| dot(e).origin == o);
+        let l = match origin(local, i) {
+            Some(a) if a == o => {
+                i += 1;
+                &local.0[i - 1][..]
+            }
+            _ => empty,
+        };
+        let r = match origin(remote, j) {
+            Some(b) if b == o => {
+                j += 1;
+                &remote.0[j - 1][..]
+            }
+            _ => empty,
+        };
         let side = |entries: &[E], lows: &Lows| {
             lo_of(lows, o)
                 .filter(|_| !entries.is_empty())
-                .map(|lo| (lo, dot(&entries[0]).seq))
+                .map(|lo| (lo, entries[0].dot().seq))
         };
-        let l = &local[i..li];
-        let r = &remote[j..rj];
-        join_origin(
+        let run = join_origin(
             o,
             (l, side(l, lows)),
             (r, side(r, remote_lows)),
-            dot,
             local_vv,
             remote_vv,
-            &mut out,
             &mut out_lows,
         );
-        i = li;
-        j = rj;
+        if !run.is_empty() {
+            out.push(run);
+        }
     }
-    *local = out;
+    *local = Runs(out);
     *lows = out_lows;
 }
 
@@ -631,17 +680,15 @@ type Side<'a, E> = (&'a [E], Option<(u64, u64)>);
 /// of the origin at or below it (a SET or DEL there removed the whole fold:
 /// stable increments are only ever removed together). Above `hi`, entries
 /// join as usual: one stays if the other side has it or has not seen it.
-#[allow(clippy::too_many_arguments)]
-fn join_origin<E: Clone>(
+fn join_origin<E: Dotted>(
     o: Origin,
     (l, lfold): Side<'_, E>,
     (r, rfold): Side<'_, E>,
-    dot: fn(&E) -> OpId,
     local_vv: &VersionVector,
     remote_vv: &VersionVector,
-    out: &mut Vec<E>,
     out_lows: &mut Lows,
-) {
+) -> Vec<E> {
+    let mut out: Vec<E> = Vec::new();
     let fold = match (lfold, rfold) {
         (Some(a), Some(b)) if b.1 > a.1 => Some((false, b)),
         (Some(a), _) => Some((true, a)),
@@ -655,7 +702,7 @@ fn join_origin<E: Clone>(
         } else {
             (r, l, local_vv)
         };
-        let kept = !other_vv.covers(OpId::new(o, hi)) || other.iter().any(|e| dot(e).seq <= hi);
+        let kept = !other_vv.covers(OpId::new(o, hi)) || other.iter().any(|e| e.dot().seq <= hi);
         if kept {
             out.push(mine[0].clone());
             out_lows.push((o, lo));
@@ -663,19 +710,20 @@ fn join_origin<E: Clone>(
         floor = hi;
     }
     let start = out.len();
-    for e in l.iter().filter(|e| dot(e).seq > floor) {
-        let d = dot(e);
-        if !remote_vv.covers(d) || r.binary_search_by_key(&d, dot).is_ok() {
+    for e in l.iter().filter(|e| e.dot().seq > floor) {
+        let d = e.dot();
+        if !remote_vv.covers(d) || r.binary_search_by_key(&d, E::dot).is_ok() {
             out.push(e.clone());
         }
     }
-    for e in r.iter().filter(|e| dot(e).seq > floor) {
-        let d = dot(e);
-        if !local_vv.covers(d) && l.binary_search_by_key(&d, dot).is_err() {
+    for e in r.iter().filter(|e| e.dot().seq > floor) {
+        let d = e.dot();
+        if !local_vv.covers(d) && l.binary_search_by_key(&d, E::dot).is_err() {
             out.push(e.clone());
         }
     }
-    out[start..].sort_by_key(dot);
+    out[start..].sort_by_key(E::dot);
+    out
 }
 
 impl Counter {
@@ -751,16 +799,18 @@ impl Counter {
             .map_or_else(Exact::zero, |s| s.exact_sum.clone())
     }
 
-    pub fn exact_entries(&self) -> &[ExactEntry] {
-        self.0.as_ref().map_or(&[], |s| &s.exact)
+    /// The float increments, sorted by dot.
+    pub fn exact_entries(&self) -> impl Iterator<Item = &ExactEntry> + '_ {
+        self.0.iter().flat_map(|s| s.exact.iter())
     }
 
     pub fn max_stamp(&self) -> Option<Stamp> {
         self.0.as_ref().and_then(|s| s.max_stamp())
     }
 
-    pub fn entries(&self) -> &[CounterEntry] {
-        self.0.as_ref().map_or(&[], |s| s.entries())
+    /// The increments, sorted by dot.
+    pub fn entries(&self) -> impl Iterator<Item = &CounterEntry> + '_ {
+        self.0.iter().flat_map(|s| s.entries.iter())
     }
 
     pub fn from_entries(entries: Vec<CounterEntry>, exact: Vec<ExactEntry>) -> Counter {
@@ -815,8 +865,8 @@ mod tests {
 
     /// The sums as a walk over the entries computes them.
     fn walk(c: &Counter) -> (i128, bool, u64) {
-        let int = c.entries().iter().map(|e| e.int).sum();
-        let has_float = c.entries().iter().any(|e| shows_float(e.float));
+        let int = c.entries().map(|e| e.int).sum();
+        let has_float = c.entries().any(|e| shows_float(e.float));
         let mut total = 0.0f64;
         let mut cur: Option<Origin> = None;
         let mut part = 0.0f64;
@@ -945,8 +995,8 @@ mod tests {
             let (_, more) = folded.fold_to(&vv(&[(1, u64::MAX), (2, u64::MAX), (3, u64::MAX)]));
             prop_assert!(!more);
             let origins = seqs.iter().filter(|&&n| n > 0).count();
-            prop_assert!(folded.entries().len() <= origins);
-            prop_assert!(folded.exact_entries().len() <= origins);
+            prop_assert!(folded.entries().count() <= origins);
+            prop_assert!(folded.exact_entries().count() <= origins);
             prop_assert_eq!(shown(&folded), shown(&plain));
         }
 
@@ -983,9 +1033,10 @@ mod tests {
                     seen.raise(origin, own.seq);
                 }
                 prop_assert_eq!((c.int_sum(), c.has_float(), c.float_sum().to_bits()), walk(&c));
-                let exact = c.exact_entries().iter().fold(Exact::zero(), |t, e| t.add(&e.delta));
+                let exact = c.exact_entries().fold(Exact::zero(), |t, e| t.add(&e.delta));
                 prop_assert_eq!(c.exact_sum(), exact);
-                prop_assert!(c.exact_entries().windows(2).all(|w| w[0].stamp.dot < w[1].stamp.dot));
+                let dots: Vec<OpId> = c.exact_entries().map(|e| e.stamp.dot).collect();
+                prop_assert!(dots.windows(2).all(|w| w[0] < w[1]));
             }
         }
     }

@@ -249,8 +249,8 @@ fn sorted_dots(d: &Dots) -> Vec<Stamp> {
 fn cell_image(c: &Cell) -> CellImage {
     CellImage {
         reg: c.reg.sorted_entries().into_iter().cloned().collect(),
-        ctr: c.ctr.entries().to_vec(),
-        fctr: c.ctr.exact_entries().to_vec(),
+        ctr: c.ctr.entries().copied().collect(),
+        fctr: c.ctr.exact_entries().cloned().collect(),
         ctr_lo: c.ctr.lows().to_vec(),
         fctr_lo: c.ctr.exact_lows().to_vec(),
     }
@@ -378,7 +378,7 @@ impl RowImage {
                             ZMemberImage {
                                 adds: sorted_dots(&zm.adds),
                                 reg: zm.reg.sorted_entries().into_iter().cloned().collect(),
-                                ctr: zm.ctr.entries().to_vec(),
+                                ctr: zm.ctr.entries().copied().collect(),
                                 ctr_lo: zm.ctr.lows().to_vec(),
                             },
                         )
@@ -572,8 +572,8 @@ pub fn join_rows(
         );
         let c = CellImage {
             reg: reg.sorted_entries().into_iter().cloned().collect(),
-            ctr: ctr.entries().to_vec(),
-            fctr: ctr.exact_entries().to_vec(),
+            ctr: ctr.entries().copied().collect(),
+            fctr: ctr.exact_entries().cloned().collect(),
             ctr_lo: ctr.lows().to_vec(),
             fctr_lo: ctr.exact_lows().to_vec(),
         };
@@ -618,7 +618,7 @@ pub fn join_rows(
         Some(ZMemberImage {
             adds,
             reg: reg.sorted_entries().into_iter().cloned().collect(),
-            ctr: ctr.entries().to_vec(),
+            ctr: ctr.entries().copied().collect(),
             ctr_lo: ctr.lows().to_vec(),
         })
     });
@@ -937,7 +937,7 @@ mod folded_counter_tests {
         }
         RowImage {
             string: Some(CellImage {
-                ctr: c.entries().to_vec(),
+                ctr: c.entries().copied().collect(),
                 ctr_lo: c.lows().to_vec(),
                 ..Default::default()
             }),
