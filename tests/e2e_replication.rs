@@ -318,6 +318,120 @@ fn peer_pause_and_resume_partition_then_converge() {
     assert_eq!(get(&a, "k"), "a");
 }
 
+// ---- units -------------------------------------------------------------------
+
+/// A unit's home takes its writes, the other sites redirect them (with the
+/// home's client address), a transaction that needs two homes is refused,
+/// and a planned failover moves the home without losing a write; a
+/// failback moves it back. Three real processes in a chain 1-2-3, so site
+/// 3 learns of site 1's writes and addresses through site 2.
+#[test]
+fn units_redirect_to_their_home_and_move_by_planned_failover() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path(), 3);
+    let s: Vec<Site> = (1..=3)
+        .map(|id| Site {
+            id,
+            repl_port: free_port(),
+        })
+        .collect();
+    let a = start(certs.path(), &s[0], &[&s[1]]);
+    let b = start(certs.path(), &s[1], &[&s[0], &s[2]]);
+    let c = start(certs.path(), &s[2], &[&s[1]]);
+    let sites = [&a, &b, &c];
+    wait_until("the chain to connect", || {
+        streaming_to(&a, 2) && streaming_to(&b, 1) && streaming_to(&b, 3) && streaming_to(&c, 2)
+    });
+    let ok = |p: &ChorusProcess, args: &[&str]| {
+        assert_eq!(p.connect().cmd(args), Reply::Ok, "{args:?}");
+    };
+    ok(&a, &["UNIT", "DEFINE", "users", "PREFIX", "user:"]);
+    ok(&a, &["UNIT", "DEFINE", "vip", "PREFIX", "user:vip:"]);
+    ok(&a, &["UNIT", "OWNER", "users", "1"]);
+    ok(&a, &["UNIT", "OWNER", "vip", "3"]);
+    // Every site sees the same units, and every site's client address.
+    let home_of = |p: &ChorusProcess, key: &str| text(p.connect().cmd(&["UNIT", "OF", key]));
+    wait_until("the units to reach site 3", || {
+        home_of(&c, "user:vip:9").contains("home_addr")
+            && home_of(&c, "user:1").contains(&format!("127.0.0.1:{}", a.port))
+    });
+    assert!(
+        home_of(&b, "user:vip:9").contains("\"vip\""),
+        "{}",
+        home_of(&b, "user:vip:9")
+    );
+    assert!(home_of(&b, "free").contains("\"*\""));
+    // Writes: at the home, here; elsewhere, a redirect naming the home.
+    ok(&a, &["SET", "user:1", "a"]);
+    assert_eq!(
+        error_text(b.connect().cmd(&["SET", "user:1", "b"])),
+        format!("REDIRECT users 1 127.0.0.1:{}", a.port)
+    );
+    assert_eq!(
+        error_text(a.connect().cmd(&["INCR", "user:vip:1"])),
+        format!("REDIRECT vip 3 127.0.0.1:{}", c.port)
+    );
+    assert_eq!(c.connect().cmd(&["INCR", "user:vip:1"]), Reply::Int(1));
+    // Reads are served everywhere; keys of no unit are written anywhere.
+    converge(&sites, |p| get(p, "user:1") == "a");
+    ok(&b, &["SET", "free", "x"]);
+    // A blocking pop and a WATCH of another home's key are redirected too.
+    assert!(error_text(b.connect().cmd(&["BLPOP", "user:q", "0"])).starts_with("REDIRECT users 1 "));
+    assert!(error_text(b.connect().cmd(&["WATCH", "user:1"])).starts_with("REDIRECT users 1 "));
+    // A transaction whose writes need two homes is refused as a whole.
+    let mut t = a.connect();
+    assert_eq!(t.cmd(&["MULTI"]), Reply::Ok);
+    assert_eq!(
+        t.cmd(&["SET", "user:2", "x"]),
+        Reply::Simple("QUEUED".into())
+    );
+    assert!(error_text(t.cmd(&["SET", "user:vip:2", "y"])).starts_with("CROSSUNIT "));
+    assert!(error_text(t.cmd(&["EXEC"])).starts_with("EXECABORT "));
+    assert_eq!(get(&a, "user:2"), "(nil)");
+    // Planned failover of `users` from site 1 to site 3 (not a neighbour
+    // of site 1: site 3's report, relayed by site 2, says it holds
+    // everything), run at the home.
+    for i in 0..50 {
+        ok(&a, &["SET", &format!("user:n{i}"), &i.to_string()]);
+    }
+    assert!(
+        error_text(b.connect().cmd(&["UNIT", "FAILOVER", "users", "3"]))
+            .starts_with("REDIRECT users 1 ")
+    );
+    ok(&a, &["UNIT", "FAILOVER", "users", "3"]);
+    // The old home redirects at once; the new one holds every write.
+    assert_eq!(
+        error_text(a.connect().cmd(&["SET", "user:1", "z"])),
+        format!("REDIRECT users 3 127.0.0.1:{}", c.port)
+    );
+    assert_eq!(get(&c, "user:n49"), "49");
+    wait_until("site 3 to take the unit", || {
+        home_of(&c, "user:1").contains("\"home\"")
+    });
+    ok(&c, &["SET", "user:1", "c"]);
+    // Failback is a failover back.
+    ok(&c, &["UNIT", "FAILOVER", "users", "1"]);
+    ok(&a, &["SET", "user:1", "back"]);
+    // Dropping a unit gives its keys to the next matching one (none: shared).
+    ok(&b, &["UNIT", "DROP", "vip"]);
+    wait_until("the drop to reach site 1", || {
+        home_of(&a, "user:vip:1").contains("\"users\"")
+    });
+    assert!(error_text(b.connect().cmd(&["INCR", "user:vip:1"])).starts_with("REDIRECT users 1 "));
+    converge(&sites, |p| get(p, "user:1") == "back");
+    // Errors are clear.
+    assert_eq!(
+        error_text(a.connect().cmd(&["UNIT", "OWNER", "nope", "1"])),
+        "ERR no such unit"
+    );
+    assert!(error_text(a.connect().cmd(&["UNIT", "OWNER", "users", "9"])).contains("not a member"));
+    assert!(error_text(
+        a.connect()
+            .cmd(&["UNIT", "FAILOVER", "users", "2", "FORCE"])
+    )
+    .contains("NOWAIT"));
+}
+
 // ---- helpers for the tests below ------------------------------------------
 
 /// Starts a site with extra flags, on a fresh data directory.

@@ -82,6 +82,9 @@ pub struct MultiState {
     /// The flags of every queued command, or-ed (`CLIENT PAUSE WRITE`
     /// holds an EXEC that would write).
     pub queued_flags: u32,
+    /// The keys of the queued writes that are in owned units (one home
+    /// for the whole transaction: see `cmd::unit::check_queued`).
+    pub unit_keys: Vec<Bytes>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -527,7 +527,52 @@ impl Server {
             r.local_addr()
         );
         self.state.store.set_replication(r);
+        self.announce_client_addr();
         Ok(Some(line))
+    }
+
+    /// Records where this site's clients connect, as cluster data, for the
+    /// redirects of units this site is the home of: `replica-announce-ip`
+    /// and `replica-announce-port` when set, else the first bind address
+    /// and the port bound.
+    fn announce_client_addr(&self) {
+        let (host, port) = {
+            let config = self.state.config.read();
+            let settings = self.state.settings();
+            let host = config
+                .get("replica-announce-ip")
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .or_else(|| {
+                    settings
+                        .bind
+                        .first()
+                        .map(|b| b.trim_start_matches('-').to_owned())
+                })
+                .unwrap_or_else(|| "127.0.0.1".to_owned());
+            let port = config
+                .get("replica-announce-port")
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|&p| p != 0)
+                .unwrap_or(settings.port);
+            (host, port)
+        };
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let done = self
+            .state
+            .store
+            .lock()
+            .cluster_write(|e, now| e.announce_addr(&addr, now));
+        if !matches!(done, Ok(Ok(()))) {
+            tracing::warn!(
+                addr,
+                "could not record this site's client address for unit redirects"
+            );
+        }
     }
 
     /// The line printed at startup: where clients connect and where data is.

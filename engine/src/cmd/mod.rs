@@ -61,8 +61,64 @@ pub fn run(txn: &mut Txn<'_>, db: u8, cmd: &DataCommand, args: &[Bytes]) -> Repl
         if let Some(e) = txn.write_refused() {
             return Reply::Error(e);
         }
+        // Units hold user keys; the cluster's own rows have no unit.
+        if db != crate::keyspace::CLUSTER_DB && txn.engine.units().any_owned() {
+            if let Err(e) = txn.engine.unit_route(&write_keys(cmd, args)) {
+                return e;
+            }
+        }
     }
     (cmd.handler)(txn, db, args)
+}
+
+/// The keys of a write command, for the unit check: Redis's legacy key
+/// range (first, last, step) from the command table, and for the commands
+/// whose keys move (a `numkeys` argument, a `STORE` option) the keys
+/// those name. A read key of a write command counts too (a command runs
+/// where all its keys may be written).
+pub fn write_keys<'a>(cmd: &DataCommand, args: &'a [Bytes]) -> Vec<&'a [u8]> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static SPECS: OnceLock<HashMap<&'static str, (i64, i64, i64)>> = OnceLock::new();
+    let specs = SPECS.get_or_init(|| {
+        crate::redis::CommandTable::redis()
+            .iter()
+            .filter_map(|c| Some((c.data?.name, (c.first_key, c.last_key, c.key_step))))
+            .collect()
+    });
+    let arg = |i: usize| args.get(i).map(|a| &a[..]);
+    let numkeys = |at: usize| -> Vec<&'a [u8]> {
+        let n = arg(at)
+            .and_then(crate::redis::num::parse_int)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        args.iter().skip(at + 1).take(n).map(|a| &a[..]).collect()
+    };
+    match cmd.name {
+        "LMPOP" | "ZMPOP" => return numkeys(1),
+        "BLMPOP" | "BZMPOP" => return numkeys(2),
+        _ => {}
+    }
+    let mut keys = Vec::new();
+    if let Some(&(first, last, step)) = specs.get(cmd.name) {
+        let argc = i64::try_from(args.len()).unwrap_or(i64::MAX);
+        let last = if last < 0 { argc + last } else { last };
+        let mut i = first;
+        while first > 0 && i <= last && i < argc {
+            keys.extend(usize::try_from(i).ok().and_then(arg));
+            i += step.max(1);
+        }
+    }
+    if matches!(cmd.name, "GEORADIUS" | "GEORADIUSBYMEMBER") {
+        // `STORE key` / `STOREDIST key`, among the options after the unit.
+        let options = if cmd.name == "GEORADIUS" { 6 } else { 5 };
+        for w in args.get(options..).unwrap_or_default().windows(2) {
+            if is(&w[0], "STORE") || is(&w[0], "STOREDIST") {
+                keys.push(&w[1][..]);
+            }
+        }
+    }
+    keys
 }
 
 /// Resolves a request in the command table (name, then arity) for callers

@@ -428,7 +428,8 @@ impl State {
                 e.float += float;
                 e.int += int;
                 let shows = shows_float(e.float);
-                self.sums.float_entries = self.sums.float_entries - showed as usize + shows as usize;
+                self.sums.float_entries =
+                    self.sums.float_entries - showed as usize + shows as usize;
                 if i + 1 == run.len() {
                     self.sums.parts[k].2 = run[i].float;
                 } else {

@@ -27,6 +27,7 @@ mod open;
 mod remote;
 mod snapshot;
 mod sync;
+mod units;
 
 pub use changes::{Change, ChangeSink, ChangeSource};
 pub use checkpoint::{CheckpointDone, CheckpointStep, PendingCheckpoint};
@@ -36,6 +37,7 @@ pub use local::{Executed, Txn, EXPIRY_SCAN_FACTOR, EXPIRY_TAKEOVER_MS};
 pub use remote::RemoteOutcome;
 pub use snapshot::{Snapshot, LOG_READ_AHEAD_BYTES};
 pub use sync::{LogSync, SyncDone};
+pub use units::{Mode as UnitMode, Unit, UnitError, UnitTable};
 
 use crate::hlc::{Hlc, HlcClock};
 use crate::id::{OpId, Origin, SiteId, VersionVector};
@@ -301,6 +303,9 @@ pub struct Engine {
     folded: bool,
     /// Stability reports, the frontier and fold counts (see `cluster`).
     stability: cluster::StabilityState,
+    /// The unit table read from the cluster's rows, and planned failovers
+    /// under way (see `units`).
+    units: units::UnitState,
     /// `--salvage` dropped durable op log records at this start.
     salvaged: bool,
     /// Writes are refused until a full sync from a peer: the state went

@@ -89,6 +89,7 @@ impl Engine {
             catching_up: false,
             catch_up_to: None,
             stability: Default::default(),
+            units: Default::default(),
         };
         let shared = engine.storage.meta_get(META_SHARED)?;
         engine.folded = engine.storage.meta_get(META_FOLDED)?.is_some();

@@ -87,6 +87,8 @@ pub struct DbDigest {
     /// Slots whose row may be stale (listed when the flag was set; a slot
     /// freed and reused meanwhile is checked again by its flag).
     pub(crate) stale: Vec<u32>,
+    /// Changes to this database's rows so far (every touch counts one).
+    changes: u64,
 }
 
 impl DbDigest {
@@ -101,6 +103,7 @@ impl DbDigest {
     #[inline]
     pub(crate) fn touch(&mut self, leaf: usize, touch: u64) {
         self.alloc();
+        self.changes += 1;
         if let Some(t) = self.touched.get_mut(leaf) {
             *t = touch;
         }
@@ -109,6 +112,7 @@ impl DbDigest {
     /// Every leaf changed (FLUSHDB, FLUSHALL).
     pub(crate) fn touch_all(&mut self, touch: u64) {
         self.alloc();
+        self.changes += 1;
         self.touched.iter_mut().for_each(|t| *t = touch);
     }
 
@@ -151,6 +155,11 @@ impl DbDigest {
     }
     pub fn touched(&self) -> &[u64] {
         &self.touched
+    }
+    /// How many changes this database's rows have had since the start: a
+    /// cheap test of whether anything in it changed.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
     /// Rows that may be stale.
     pub fn stale_len(&self) -> usize {

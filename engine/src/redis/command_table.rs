@@ -190,10 +190,10 @@ impl CommandTable {
     }
 
     /// Commands Chorus has and Redis does not.
-    /// Chorus's own admin commands: `PEER` (this site's peers) and `MEMBER`
-    /// (the cluster's membership).
+    /// Chorus's own admin commands: `PEER` (this site's peers), `MEMBER`
+    /// (the cluster's membership) and `UNIT` (units of keys with a home).
     fn add_chorus_commands(&mut self) {
-        for name in ["peer", "member"] {
+        for name in ["peer", "member", "unit"] {
             let info = Reply::Array(vec![
                 Reply::Bulk(Bytes::from(name)),
                 Reply::Int(-2),
@@ -371,8 +371,8 @@ mod tests {
     #[test]
     fn embedded_table_decodes_completely() {
         let table = CommandTable::redis();
-        // Redis 7.0.15's 240 commands plus Chorus's PEER and MEMBER.
-        assert_eq!(table.len(), 242);
+        // Redis 7.0.15's 240 commands plus Chorus's PEER, MEMBER and UNIT.
+        assert_eq!(table.len(), 243);
         assert!(table.get(b"peer").is_some());
         assert!(table.get(b"member").is_some());
         assert!(table.get(b"PeEr").is_some());

@@ -444,6 +444,13 @@ impl Replication {
         }
     }
 
+    /// What peer `site` has durably acknowledged, if it is connected.
+    pub fn peer_acked_vv(&self, site: SiteId) -> Option<VersionVector> {
+        let peer = self.shared.peer(site)?;
+        let acked = peer.entry.lock().session.peer_acked_vv().clone();
+        Some(acked)
+    }
+
     /// What every current peer has durably acknowledged (the meet of their
     /// acked vectors), for `Engine::trim_backlog`; `None` without peers.
     pub fn acked_by_all(&self) -> Option<VersionVector> {

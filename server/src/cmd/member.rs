@@ -56,8 +56,7 @@ pub fn member(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 Err(reply) => reply,
             }
         }
-        ("help", 2) => Reply::Array(
-            [
+        ("help", 2) => super::client::help_reply(&[
                 "MEMBER <subcommand> [<arg> ...]. Subcommands are:",
                 "LIST",
                 "    The cluster's members as this site knows them: id, state (member, removing, removed), whether it is this site, and its last stability report.",
@@ -67,15 +66,8 @@ pub fn member(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 "    Remove a site from the cluster for good (replicated): every site refuses its sessions, and it stops holding back counter folding.",
                 "HELP",
                 "    Print this help.",
-            ]
-            .into_iter()
-            .map(|l| Reply::Simple(l.into()))
-            .collect(),
-        ),
-        _ => Reply::Error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try MEMBER HELP.",
-            String::from_utf8_lossy(args.get(1).map_or(&b""[..], |a| a))
-        )),
+        ]),
+        _ => super::subcommand_syntax_error(args),
     }
 }
 

@@ -33,6 +33,7 @@ pub mod script;
 pub mod server;
 pub mod slowlog;
 pub mod table;
+pub mod unit;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -77,6 +78,7 @@ pub enum Handler {
     Object,
     Peer,
     Member,
+    Unit,
     Ping,
     Pubsub,
     Quit,
@@ -120,6 +122,7 @@ impl Handler {
             "role" => Handler::Role,
             "multi" => Handler::Multi,
             "member" => Handler::Member,
+            "unit" => Handler::Unit,
             "object" => Handler::Object,
             "peer" => Handler::Peer,
             "ping" => Handler::Ping,
@@ -264,6 +267,22 @@ pub fn process_found(
             );
         }
         if !spec.handler.runs_inside_multi() {
+            if let Some(data) = spec.data.filter(|d| d.write) {
+                let keys = chorus_engine::cmd::write_keys(data, args);
+                let mut earlier = ctx
+                    .session
+                    .multi
+                    .as_mut()
+                    .map(|m| std::mem::take(&mut m.unit_keys))
+                    .unwrap_or_default();
+                let checked = unit::check_queued(ctx, &keys, Some(&mut earlier));
+                if let Some(m) = ctx.session.multi.as_mut() {
+                    m.unit_keys = earlier;
+                }
+                if let Err(e) = checked {
+                    return reject_command(ctx, spec, e);
+                }
+            }
             return multi::queue(ctx, spec, args);
         }
     }
@@ -416,6 +435,7 @@ fn run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Reply {
         Handler::Wait => peer::wait(ctx, args),
         Handler::Peer => peer::peer(ctx, args),
         Handler::Member => member::member(ctx, args),
+        Handler::Unit => unit::unit(ctx, args),
         Handler::Pubsub => pubsub_command(ctx, spec, args),
         Handler::Eval => {
             let name = spec.name.as_str();

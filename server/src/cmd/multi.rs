@@ -62,6 +62,12 @@ pub fn watch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if ctx.session.multi.is_some() {
         return Reply::err("ERR WATCH inside MULTI is not allowed");
     }
+    // Watching a key another site is the home of would watch a copy
+    // that site writes: the client is sent to the home.
+    let keys: Vec<&[u8]> = args.iter().skip(1).map(|k| &k[..]).collect();
+    if let Err(e) = super::unit::check_queued(ctx, &keys, None) {
+        return e;
+    }
     let db = ctx.session.db;
     for key in args.iter().skip(1) {
         let already = ctx

@@ -119,11 +119,12 @@ mod tests {
     #[test]
     fn handlers_resolved_once() {
         let table = CommandTable::redis();
-        assert_eq!(table.len(), 242);
+        assert_eq!(table.len(), 243);
         assert_eq!(
             table.get(b"member").map(|c| c.handler),
             Some(Handler::Member)
         );
+        assert_eq!(table.get(b"unit").map(|c| c.handler), Some(Handler::Unit));
         let config_get = table.get(b"config").and_then(|c| c.subcommand(b"GET"));
         assert_eq!(config_get.map(|c| c.handler), Some(Handler::Config));
         assert_eq!(config_get.map(|c| c.name.as_str()), Some("config|get"));
