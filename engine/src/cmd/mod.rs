@@ -561,3 +561,36 @@ pub fn double_arg(b: &[u8]) -> Option<f64> {
     }
     Some(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_of(args: &[&str]) -> Vec<String> {
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+        let cmd = find(&args[0]).expect("a data command");
+        write_keys(cmd, &args)
+            .into_iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn write_keys_follow_the_key_specs_and_the_moving_keys() {
+        assert_eq!(keys_of(&["SET", "a", "1"]), ["a"]);
+        assert_eq!(keys_of(&["MSET", "a", "1", "b", "2"]), ["a", "b"]);
+        assert_eq!(keys_of(&["RENAME", "a", "b"]), ["a", "b"]);
+        assert_eq!(keys_of(&["BLPOP", "a", "b", "0"]), ["a", "b"]);
+        assert_eq!(keys_of(&["LMPOP", "2", "a", "b", "LEFT"]), ["a", "b"]);
+        assert_eq!(keys_of(&["BZMPOP", "0", "1", "z", "MIN"]), ["z"]);
+        assert_eq!(
+            keys_of(&["GEORADIUS", "g", "0", "0", "1", "km", "STORE", "d"]),
+            ["g", "d"]
+        );
+        // A member named STORE is no option.
+        assert_eq!(
+            keys_of(&["GEORADIUSBYMEMBER", "g", "store", "1", "km"]),
+            ["g"]
+        );
+    }
+}
