@@ -88,6 +88,7 @@ fn main() {
     let runtimes = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(io_threads)
         .thread_name("chorus-io")
+        .on_thread_park(chorus_server::memory::release_freed_on_park)
         .enable_all()
         .build()
         .and_then(|io| {
@@ -95,6 +96,7 @@ fn main() {
                 .worker_threads(1)
                 .max_blocking_threads(4)
                 .thread_name("chorus-repl")
+                .on_thread_park(chorus_server::memory::release_freed_on_park)
                 .enable_all()
                 .build()?;
             Ok((io, repl))

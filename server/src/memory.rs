@@ -169,6 +169,34 @@ pub fn release_freed() {
     }
 }
 
+/// [`release_freed`] on a runtime's worker thread as it goes idle, at most
+/// once a second per thread: mimalloc gives back the pages a thread freed
+/// only from that thread, so the tick's call alone leaves what the client
+/// and replication workers freed after a burst resident.
+pub fn release_freed_on_park() {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    if !COUNTING.load(Ordering::Relaxed) {
+        return;
+    }
+    let now = Instant::now();
+    let due = LAST.with(|l| {
+        let due = l
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if due {
+            l.set(Some(now));
+        }
+        due
+    });
+    if due {
+        release_freed();
+    }
+}
+
 /// `MEMORY PURGE`: returns every page mimalloc can give back to the OS now.
 /// Does nothing unless the binary installed [`CountingAllocator`].
 pub fn purge() {
