@@ -7,6 +7,7 @@
 //!   RATE      messages/s of the latency run (default 10,000)
 //!   SECONDS   length of the latency run (default 5)
 
+use chorus_testkit::multibulk as resp;
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::mpsc;
@@ -23,14 +24,20 @@ fn arg(args: &[String], i: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn resp(parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", parts.len()).into_bytes();
-    for p in parts {
-        out.extend_from_slice(format!("${}\r\n", p.len()).as_bytes());
-        out.extend_from_slice(p);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+/// Reads and discards `replies` reply lines from the publisher's
+/// connection on a thread of its own, so the publisher never stalls on them.
+fn drain_replies(stream: &TcpStream, replies: usize) -> std::thread::JoinHandle<()> {
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        for _ in 0..replies {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+        }
+    })
 }
 
 /// A subscriber on `channel` at `port`, ready when this returns; each
@@ -87,7 +94,6 @@ fn throughput(pub_port: u16, sub_port: u16, messages: usize) {
     let rx = subscribe(sub_port, "bench:tput", messages);
     let mut stream = TcpStream::connect(("127.0.0.1", pub_port)).expect("publisher");
     stream.set_nodelay(true).expect("nodelay");
-    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
     let payload = [b'x'; 16];
     let round = {
         let mut r = Vec::new();
@@ -96,18 +102,8 @@ fn throughput(pub_port: u16, sub_port: u16, messages: usize) {
         }
         r
     };
-    // Replies are read on another thread so the publisher never stalls on them.
     let rounds = messages.div_ceil(PIPELINE);
-    let replies = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut line = String::new();
-        for _ in 0..rounds * PIPELINE {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-        }
-    });
+    let replies = drain_replies(&stream, rounds * PIPELINE);
     let start = Instant::now();
     for _ in 0..rounds {
         stream.write_all(&round).expect("publish");
@@ -138,17 +134,7 @@ fn latency(pub_port: u16, sub_port: u16, rate: u64, seconds: u64) {
     let rx = subscribe(sub_port, "bench:lat", total);
     let mut stream = TcpStream::connect(("127.0.0.1", pub_port)).expect("publisher");
     stream.set_nodelay(true).expect("nodelay");
-    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
-    let replies = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut line = String::new();
-        for _ in 0..total {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-        }
-    });
+    let replies = drain_replies(&stream, total);
     let epoch = Instant::now();
     let interval_ns = 1_000_000_000 / rate.max(1);
     let mut sent = 0usize;

@@ -1148,6 +1148,18 @@ fn hear(pubsub: &mut redis::PubSub<'_>, want: usize, quiet: Duration) -> Vec<Hea
     }
 }
 
+/// Sites 1 and 2 peering, both streaming (the certificates' directory first:
+/// keep it while they run).
+fn two_sites_streaming() -> (tempfile::TempDir, ChorusProcess, ChorusProcess) {
+    let (certs, s1, s2) = two_sites();
+    let a = start(certs.path(), &s1, &[&s2]);
+    let b = start(certs.path(), &s2, &[&s1]);
+    wait_until("both sites streaming", || {
+        streaming_to(&a, 2) && streaming_to(&b, 1)
+    });
+    (certs, a, b)
+}
+
 /// A connection to `at` for a subscriber (redis crate).
 fn subscriber_connection(at: &ChorusProcess) -> redis::Connection {
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/", at.port)).unwrap();
@@ -1200,12 +1212,7 @@ fn peer_info(p: &ChorusProcess, peer: u16, name: &str) -> u64 {
 
 #[test]
 fn a_subscriber_at_site_2_hears_what_site_1_publishes_in_order() {
-    let (certs, s1, s2) = two_sites();
-    let a = start(certs.path(), &s1, &[&s2]);
-    let b = start(certs.path(), &s2, &[&s1]);
-    wait_until("both sites streaming", || {
-        streaming_to(&a, 2) && streaming_to(&b, 1)
-    });
+    let (_certs, a, b) = two_sites_streaming();
     let mut con = subscriber_connection(&b);
     let mut pubsub = con.as_pubsub();
     listen(&mut pubsub, &["news"], &["n*"]);
@@ -1332,12 +1339,7 @@ fn a_chain_relays_messages_to_the_far_site_exactly_once() {
 
 #[test]
 fn messages_to_a_paused_peer_are_dropped_and_counted_then_flow_again() {
-    let (certs, s1, s2) = two_sites();
-    let a = start(certs.path(), &s1, &[&s2]);
-    let b = start(certs.path(), &s2, &[&s1]);
-    wait_until("both sites streaming", || {
-        streaming_to(&a, 2) && streaming_to(&b, 1)
-    });
+    let (_certs, a, b) = two_sites_streaming();
     let mut con = subscriber_connection(&b);
     let mut pubsub = con.as_pubsub();
     listen(&mut pubsub, &["p"], &[]);

@@ -345,6 +345,16 @@ mod tests {
         assert!(delivered[0].is_empty());
     }
 
+    /// Offers `frame` until the outbox refuses it; how many it took.
+    fn fill(o: &mut Outbox, frame: &Bytes) -> usize {
+        let mut queued = 0;
+        while o.offer(frame) {
+            queued += 1;
+            assert!(queued <= PUBSUB_QUEUE_MESSAGES_MAX);
+        }
+        queued
+    }
+
     #[test]
     fn the_outbox_is_bounded_and_counts_what_it_drops() {
         let mut o = Outbox::default();
@@ -353,12 +363,7 @@ mod tests {
         assert!(!o.offer(&f));
         assert_eq!(o.stats().dropped, 1);
         o.set_open(true);
-        let mut queued = 0;
-        while o.offer(&f) {
-            queued += 1;
-            assert!(queued <= PUBSUB_QUEUE_MESSAGES_MAX);
-        }
-        assert_eq!(queued, PUBSUB_QUEUE_MESSAGES_MAX);
+        assert_eq!(fill(&mut o, &f), PUBSUB_QUEUE_MESSAGES_MAX);
         assert_eq!(o.stats().dropped, 2);
         assert!(o.invariants_hold());
         // Big frames hit the byte bound first.
@@ -369,11 +374,7 @@ mod tests {
             ..msg(1, 1, 1)
         })
         .unwrap();
-        let mut queued = 0;
-        while o.offer(&big) {
-            queued += 1;
-        }
-        assert_eq!(queued, PUBSUB_QUEUE_BYTES_MAX / big.len());
+        assert_eq!(fill(&mut o, &big), PUBSUB_QUEUE_BYTES_MAX / big.len());
         assert!(o.invariants_hold());
         // Taking is oldest first, by rounds of about the byte budget.
         let first = o.take(2 << 20);

@@ -351,7 +351,12 @@ impl Replication {
         payload: &Bytes,
         deliver_here: impl FnOnce() -> R,
     ) -> R {
-        self.shared.publish(shard, channel, payload, deliver_here)
+        let mut relay = self.shared.pubsub.relay.lock();
+        let receivers = deliver_here();
+        let p = relay.publish(shard, channel.clone(), payload.clone());
+        self.shared.fan_out(None, p);
+        drop(relay);
+        receivers
     }
 
     /// Where messages published at other sites are delivered (this site's

@@ -314,7 +314,10 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
             let sum = |f: fn(&chorus_replication::SessionStats) -> u64| -> u64 {
                 peers.iter().map(|p| f(&p.stats)).sum()
             };
-            let totals: [(&str, u64); 11] = [
+            let pubsub = |f: fn(&chorus_replication::pubsub::PubSubStats) -> u64| -> u64 {
+                peers.iter().map(|p| f(&p.pubsub)).sum()
+            };
+            let totals: [(&str, u64); 15] = [
                 ("full_syncs_sent", sum(|s| s.snapshots_sent)),
                 ("full_syncs_received", sum(|s| s.snapshots_received)),
                 ("anti_entropy_rounds", sum(|s| s.anti_entropy_rounds)),
@@ -335,20 +338,12 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
                 ),
                 ("opid_conflicts", sum(|s| s.opid_conflicts)),
                 ("peer_regressions", sum(|s| s.peer_regressions)),
-            ];
-            for (name, value) in totals {
-                let _ = write!(out, "{name}:{value}\r\n");
-            }
-            let pubsub = |f: fn(&chorus_replication::pubsub::PubSubStats) -> u64| -> u64 {
-                peers.iter().map(|p| f(&p.pubsub)).sum()
-            };
-            let pubsub_totals: [(&str, u64); 4] = [
                 ("pubsub_sent", pubsub(|s| s.sent)),
                 ("pubsub_received", pubsub(|s| s.received)),
                 ("pubsub_dropped", pubsub(|s| s.dropped)),
                 ("pubsub_duplicates", pubsub(|s| s.duplicates)),
             ];
-            for (name, value) in pubsub_totals {
+            for (name, value) in totals {
                 let _ = write!(out, "{name}:{value}\r\n");
             }
             for (i, p) in peers.iter().enumerate() {

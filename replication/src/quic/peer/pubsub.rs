@@ -30,7 +30,9 @@ pub type PubSubSink = Arc<dyn Fn(&Published) + Send + Sync>;
 
 /// The site's relay and its local delivery (in `Shared`).
 pub(crate) struct PubSubHub {
-    relay: Mutex<Relay>,
+    /// Held while a message is numbered (or checked), delivered here and
+    /// queued to the peers (`Replication::publish`, `receive_published`).
+    pub(crate) relay: Mutex<Relay>,
     sink: RwLock<Option<PubSubSink>>,
 }
 
@@ -112,23 +114,6 @@ impl PeerPubSub {
 }
 
 impl Shared {
-    /// A message published at this site: `deliver_here` (local subscribers)
-    /// runs under the relay lock, then it is queued to every peer.
-    pub(crate) fn publish<R>(
-        &self,
-        shard: bool,
-        channel: &Bytes,
-        payload: &Bytes,
-        deliver_here: impl FnOnce() -> R,
-    ) -> R {
-        let mut relay = self.pubsub.relay.lock();
-        let receivers = deliver_here();
-        let p = relay.publish(shard, channel.clone(), payload.clone());
-        self.fan_out(None, p);
-        drop(relay);
-        receivers
-    }
-
     /// A message from peer `from`'s stream: delivered here and relayed on,
     /// unless this site had it already.
     fn receive_published(&self, from: &Peer, p: Published) {
@@ -145,7 +130,7 @@ impl Shared {
     }
 
     /// Queues `p` (encoded once) to every peer it goes to (under the relay lock).
-    fn fan_out(&self, from: Option<SiteId>, p: Published) {
+    pub(crate) fn fan_out(&self, from: Option<SiteId>, p: Published) {
         let origin = p.origin;
         let frame = frame_of(p);
         for peer in self.peers.lock().values() {
