@@ -131,11 +131,12 @@ impl Shared {
 
     /// Queues `p` (encoded once) to every peer it goes to (under the relay lock).
     pub(crate) fn fan_out(&self, from: Option<SiteId>, p: Published) {
-        let origin = p.origin;
-        let frame = frame_of(p);
+        // Encoded only when some peer takes it (a leaf site relays nothing).
+        let mut frame = None;
         for peer in self.peers.lock().values() {
-            if relays_to(origin, from, peer.site) {
-                peer.pubsub.offer(&frame);
+            if relays_to(p.origin, from, peer.site) {
+                peer.pubsub
+                    .offer(frame.get_or_insert_with(|| frame_of(p.clone())));
             }
         }
     }
@@ -154,12 +155,18 @@ pub(super) async fn pubsub_writer(peer: Arc<Peer>, connection: Connection) {
     peer.pubsub.set_stream_open(true);
     loop {
         let wake = peer.pubsub.wake.notified();
-        let mut frames = peer.pubsub.state.lock().outbox.take(WRITE_ROUND_BYTES_MAX);
+        let frames = peer.pubsub.state.lock().outbox.take(WRITE_ROUND_BYTES_MAX);
         if frames.is_empty() {
             wake.await;
             continue;
         }
-        if let Err(e) = send.write_all_chunks(&mut frames).await {
+        // One contiguous write: thousands of small chunks cost quinn far
+        // more per message than the copy.
+        let mut round = Vec::with_capacity(frames.iter().map(Bytes::len).sum());
+        for f in &frames {
+            round.extend_from_slice(f);
+        }
+        if let Err(e) = send.write_all(&round).await {
             tracing::debug!(peer = peer.site, error = %e, "pub/sub stream write failed");
             break;
         }
