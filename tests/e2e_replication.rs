@@ -1228,3 +1228,253 @@ fn client_pause_lets_replication_flow_and_exec_runs_server_commands() {
         get(&b, "in-exec") == "v"
     });
 }
+
+// ---- pub/sub across sites ------------------------------------------------------
+
+/// One message a subscriber got: (pattern, channel, payload).
+type Heard = (Option<String>, String, String);
+
+/// Collects messages from `pubsub` until `want` of them came (skipping the
+/// `warmup` channel) or `CONVERGE` passed; then listens `quiet` longer for
+/// any extra one.
+fn hear(pubsub: &mut redis::PubSub<'_>, want: usize, quiet: Duration) -> Vec<Heard> {
+    let mut deadline = Instant::now() + CONVERGE;
+    let mut got = Vec::new();
+    let mut settled = false;
+    loop {
+        if got.len() >= want && !settled {
+            settled = true;
+            deadline = Instant::now() + quiet;
+        }
+        if Instant::now() >= deadline {
+            return got;
+        }
+        match pubsub.get_message() {
+            Ok(msg) if msg.get_channel_name() == "warmup" => {}
+            Ok(msg) => got.push((
+                msg.get_pattern::<Option<String>>().unwrap_or(None),
+                msg.get_channel_name().to_string(),
+                msg.get_payload::<String>().unwrap_or_default(),
+            )),
+            Err(e) if e.is_timeout() => {}
+            Err(e) => panic!("pub/sub connection failed: {e}"),
+        }
+    }
+}
+
+/// Sites 1 and 2 peering, both streaming (the certificates' directory first:
+/// keep it while they run).
+fn two_sites_streaming() -> (tempfile::TempDir, ChorusProcess, ChorusProcess) {
+    let (certs, s1, s2) = two_sites();
+    let a = start(certs.path(), &s1, &[&s2]);
+    let b = start(certs.path(), &s2, &[&s1]);
+    wait_until("both sites streaming", || {
+        streaming_to(&a, 2) && streaming_to(&b, 1)
+    });
+    (certs, a, b)
+}
+
+/// A connection to `at` for a subscriber (redis crate).
+fn subscriber_connection(at: &ChorusProcess) -> redis::Connection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", at.port)).unwrap();
+    client.get_connection().unwrap()
+}
+
+/// Subscribes `pubsub` to `warmup`, `channels` and `patterns`.
+fn listen(pubsub: &mut redis::PubSub<'_>, channels: &[&str], patterns: &[&str]) {
+    pubsub
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    pubsub.subscribe("warmup").unwrap();
+    for c in channels {
+        pubsub.subscribe(*c).unwrap();
+    }
+    for p in patterns {
+        pubsub.psubscribe(*p).unwrap();
+    }
+}
+
+/// Publishes on `warmup` at `from` until the subscriber hears one: the
+/// pub/sub streams between the sites are open from then on.
+fn warm_up(from: &ChorusProcess, pubsub: &mut redis::PubSub<'_>) {
+    let deadline = Instant::now() + CONVERGE;
+    let mut c = from.connect();
+    loop {
+        assert!(Instant::now() < deadline, "no pub/sub message crossed");
+        c.cmd(&["PUBLISH", "warmup", "x"]);
+        match pubsub.get_message() {
+            Ok(msg) if msg.get_channel_name() == "warmup" => return,
+            Ok(msg) => panic!("unexpected message on {}", msg.get_channel_name()),
+            Err(e) if e.is_timeout() => {}
+            Err(e) => panic!("pub/sub connection failed: {e}"),
+        }
+    }
+}
+
+/// `name=value` of `INFO replication`'s line for `peer` at `p`.
+fn peer_info(p: &ChorusProcess, peer: u16, name: &str) -> u64 {
+    let info = text(p.connect().cmd(&["INFO", "replication"]));
+    let line = info
+        .lines()
+        .find(|l| l.contains(&format!(":id={peer},")))
+        .unwrap_or_else(|| panic!("no line for peer {peer}"));
+    line.split(',')
+        .find_map(|f| f.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+#[test]
+fn a_subscriber_at_site_2_hears_what_site_1_publishes_in_order() {
+    let (_certs, a, b) = two_sites_streaming();
+    let mut con = subscriber_connection(&b);
+    let mut pubsub = con.as_pubsub();
+    listen(&mut pubsub, &["news"], &["n*"]);
+    warm_up(&a, &mut pubsub);
+
+    let mut at_a = a.connect();
+    for i in 0..100 {
+        let payload = format!("m{i}");
+        // The reply counts the receivers at the publishing site only.
+        assert_eq!(
+            at_a.cmd(&["PUBLISH", "news", &payload]),
+            Reply::Int(0),
+            "PUBLISH counts site 1's subscribers only"
+        );
+    }
+    let got = hear(&mut pubsub, 200, Duration::from_millis(300));
+    // Each message once to the channel subscription, once to the pattern,
+    // in publish order.
+    let want: Vec<Heard> = (0..100)
+        .flat_map(|i| {
+            [
+                (None, "news".to_string(), format!("m{i}")),
+                (Some("n*".to_string()), "news".to_string(), format!("m{i}")),
+            ]
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // Shard channels cross sites too.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", b.port)).unwrap();
+    let mut shard = client.get_connection().unwrap();
+    shard
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let _: redis::Value = redis::cmd("SSUBSCRIBE")
+        .arg("sch")
+        .query(&mut shard)
+        .unwrap();
+    wait_until("the shard subscription", || {
+        b.connect().cmd(&["PUBSUB", "SHARDNUMSUB", "sch"])
+            == Reply::Array(vec![Reply::Bulk("sch".into()), Reply::Int(1)])
+    });
+    assert_eq!(at_a.cmd(&["SPUBLISH", "sch", "hello"]), Reply::Int(0));
+    let deadline = Instant::now() + CONVERGE;
+    let heard = loop {
+        assert!(Instant::now() < deadline, "the shard message did not cross");
+        match shard.recv_response() {
+            Ok(v) => break v,
+            Err(e) if e.is_timeout() => {}
+            Err(e) => panic!("shard subscriber failed: {e}"),
+        }
+    };
+    let want = redis::Value::Array(vec![
+        redis::Value::BulkString(b"smessage".to_vec()),
+        redis::Value::BulkString(b"sch".to_vec()),
+        redis::Value::BulkString(b"hello".to_vec()),
+    ]);
+    assert_eq!(heard, want);
+    assert!(peer_info(&a, 2, "pubsub_sent") >= 101);
+    assert!(peer_info(&b, 1, "pubsub_received") >= 101);
+    assert_eq!(peer_info(&b, 1, "pubsub_duplicates"), 0);
+}
+
+#[test]
+fn a_chain_relays_messages_to_the_far_site_exactly_once() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path(), 3);
+    let [s1, s2, s3] = [1, 2, 3].map(|id| Site {
+        id,
+        repl_port: free_port(),
+    });
+    let a = start(certs.path(), &s1, &[&s2]);
+    let b = start(certs.path(), &s2, &[&s1, &s3]);
+    let c = start(certs.path(), &s3, &[&s2]);
+    wait_until("the chain streaming", || {
+        streaming_to(&a, 2) && streaming_to(&b, 1) && streaming_to(&b, 3) && streaming_to(&c, 2)
+    });
+    let mut at_c = subscriber_connection(&c);
+    let mut heard_at_c = at_c.as_pubsub();
+    listen(&mut heard_at_c, &["chain"], &[]);
+    warm_up(&a, &mut heard_at_c);
+    let mut at_a = subscriber_connection(&a);
+    let mut heard_at_a = at_a.as_pubsub();
+    listen(&mut heard_at_a, &["chain"], &[]);
+    warm_up(&c, &mut heard_at_a);
+
+    let mut pub_a = a.connect();
+    for i in 0..500 {
+        pub_a.cmd(&["PUBLISH", "chain", &format!("a{i}")]);
+    }
+    let got = hear(&mut heard_at_c, 500, Duration::from_millis(500));
+    let want: Vec<Heard> = (0..500)
+        .map(|i| (None, "chain".to_string(), format!("a{i}")))
+        .collect();
+    assert_eq!(got, want, "site 3 hears site 1 through site 2, once each");
+
+    // And back: site 3's messages reach site 1 (site 1's own subscriber
+    // hears its own messages too, locally, and never twice).
+    let mut pub_c = c.connect();
+    for i in 0..50 {
+        pub_c.cmd(&["PUBLISH", "chain", &format!("c{i}")]);
+    }
+    let got = hear(&mut heard_at_a, 550, Duration::from_millis(500));
+    assert_eq!(got.len(), 550, "site 1 heard each message once");
+    let mine: Vec<&str> = got.iter().map(|h| h.2.as_str()).collect();
+    let from_a: Vec<String> = (0..500).map(|i| format!("a{i}")).collect();
+    let from_c: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
+    assert_eq!(
+        mine[..500],
+        from_a.iter().map(String::as_str).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(
+        mine[500..],
+        from_c.iter().map(String::as_str).collect::<Vec<_>>()[..]
+    );
+    // Site 2 passed each message on once; nothing came back to its origin.
+    assert_eq!(
+        peer_info(&b, 3, "pubsub_sent"),
+        peer_info(&c, 2, "pubsub_received")
+    );
+    assert_eq!(peer_info(&a, 2, "pubsub_duplicates"), 0);
+    assert_eq!(peer_info(&c, 2, "pubsub_duplicates"), 0);
+}
+
+#[test]
+fn messages_to_a_paused_peer_are_dropped_and_counted_then_flow_again() {
+    let (_certs, a, b) = two_sites_streaming();
+    let mut con = subscriber_connection(&b);
+    let mut pubsub = con.as_pubsub();
+    listen(&mut pubsub, &["p"], &[]);
+    warm_up(&a, &mut pubsub);
+    let dropped_before = peer_info(&a, 2, "pubsub_dropped");
+
+    assert_eq!(text(a.connect().cmd(&["PEER", "PAUSE", "2"])), "OK");
+    let mut at_a = a.connect();
+    for i in 0..20 {
+        at_a.cmd(&["PUBLISH", "p", &format!("lost{i}")]);
+    }
+    assert_eq!(
+        hear(&mut pubsub, 0, Duration::from_millis(500)),
+        vec![],
+        "a paused peer got a message"
+    );
+    assert_eq!(peer_info(&a, 2, "pubsub_dropped"), dropped_before + 20);
+    assert_eq!(info_number(&a, "pubsub_dropped"), dropped_before + 20);
+
+    assert_eq!(text(a.connect().cmd(&["PEER", "RESUME", "2"])), "OK");
+    at_a.cmd(&["PUBLISH", "p", "after"]);
+    let got = hear(&mut pubsub, 1, Duration::from_millis(300));
+    assert_eq!(got, vec![(None, "p".to_string(), "after".to_string())]);
+}

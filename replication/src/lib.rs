@@ -4,6 +4,8 @@
 //! * [`session`]: [`PeerSession`], the replication state machine for one peer; it
 //!   reads no clock, spawns nothing, touches no socket and draws no randomness, so
 //!   the QUIC driver and the deterministic simulator drive the very same code.
+//! * [`pubsub`]: pub/sub across sites (numbering, de-duplication, bounded
+//!   per-peer queues), sans-IO; the QUIC driver carries it on a stream of its own.
 //! * [`backoff`]: reconnect delays shared by the driver and the simulator.
 //! * [`rate_limit`]: the per-peer token bucket.
 //! * `quic` (feature `quic`, on by default): the driver that runs the sessions
@@ -12,6 +14,7 @@
 //!   `cargo tree -p chorus-replication --no-default-features` has no tokio.
 
 pub mod backoff;
+pub mod pubsub;
 #[cfg(feature = "quic")]
 pub mod quic;
 pub mod rate_limit;

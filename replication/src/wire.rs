@@ -36,12 +36,17 @@ pub const WIRE_VERSION: u8 = 1;
 /// version 6 carries folded counter entries (`ctr_lo`/`fctr_lo` in row
 /// images); version 7 carries the cluster's own database (rows of database
 /// 16, digest masks of 32 bits), stability `Reports` and the `Removed`
-/// refusal.
-pub const PROTOCOL_VERSION: u16 = 7;
+/// refusal; version 8 relays pub/sub messages (`Publish`, on a stream of
+/// their own: see [`PUBSUB_PROTOCOL_VERSION`]).
+pub const PROTOCOL_VERSION: u16 = 8;
 /// The oldest protocol this build still accepts from a peer: a version 6
 /// peer neither knows the cluster's database nor reports what it applied,
 /// so it would pin (or, worse, be left out of) the stability frontier.
 pub const PROTOCOL_VERSION_MIN: u16 = 7;
+/// The first protocol whose sites relay pub/sub messages: a site sends
+/// `Publish` only to a peer whose `Hello` names this version or a later one
+/// (a version 7 peer is still accepted, and gets no messages).
+pub const PUBSUB_PROTOCOL_VERSION: u16 = 8;
 
 /// The `u32 LE` length in front of every frame.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -84,6 +89,14 @@ pub const REPAIR_BYTES_MAX: usize = 32 << 20;
 /// Most rows in one `RepairRows`.
 pub const REPAIR_ROWS_MAX: usize = 1 << 20;
 
+/// Most bytes of one relayed pub/sub message (channel + payload). A larger
+/// message reaches the subscribers of its own site only.
+pub const PUBSUB_MESSAGE_BYTES_MAX: usize = 8 << 20;
+/// Largest frame payload on the pub/sub stream: one `Publish` of the largest
+/// message (the decoder there refuses a larger header before buffering).
+pub const PUBSUB_FRAME_BYTES_MAX: usize =
+    PUBSUB_MESSAGE_BYTES_MAX + 2 * VARINT_BYTES_MAX + MESSAGE_OVERHEAD_BYTES_MAX;
+
 /// Largest frame payload (after the length header). Big enough for the largest
 /// op alone in a batch, which is the largest message.
 pub const FRAME_BYTES_MAX: usize = OP_BYTES_MAX + (1 << 20);
@@ -125,6 +138,7 @@ const _: () = {
             + MESSAGE_OVERHEAD_BYTES_MAX
             <= FRAME_BYTES_MAX
     );
+    assert!(PUBSUB_FRAME_BYTES_MAX <= FRAME_BYTES_MAX);
     assert!(DIGEST_BUCKETS_MAX <= u16::MAX as usize);
     assert!(DBS <= u8::MAX as usize);
 };
@@ -152,6 +166,27 @@ pub struct Hello {
     pub protocol_version: u16,
     /// The ops the sender holds (applied): the peer streams from here.
     pub vv: VersionVector,
+}
+
+/// One pub/sub message relayed between sites: published at `origin` (in its
+/// incarnation `incarnation`) as that start's `seq`-th message (from 1).
+/// Sites de-duplicate by `(origin, incarnation, seq)`; see `crate::pubsub`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub origin: SiteId,
+    pub incarnation: u32,
+    pub seq: u64,
+    /// `SPUBLISH` (a shard channel) rather than `PUBLISH`.
+    pub shard: bool,
+    pub channel: Bytes,
+    pub payload: Bytes,
+}
+
+impl Published {
+    /// Bytes counted against `PUBSUB_MESSAGE_BYTES_MAX`.
+    pub fn bytes(&self) -> usize {
+        self.channel.len().saturating_add(self.payload.len())
+    }
 }
 
 /// One row of a snapshot: its database, key, and canonical image
@@ -256,6 +291,9 @@ pub enum Message {
     CatchUp {
         vv: VersionVector,
     },
+    /// A pub/sub message (protocol 8). Travels only on the pub/sub stream,
+    /// never on the op stream (where it closes the session).
+    Publish(Published),
 }
 
 /// What is wrong with a frame or a message.
@@ -352,6 +390,7 @@ impl Message {
             Message::DigestQuery { .. } => "DigestQuery",
             Message::CatchUp { .. } => "CatchUp",
             Message::RepairRows { .. } => "RepairRows",
+            Message::Publish(_) => "Publish",
         }
     }
 
@@ -384,6 +423,7 @@ impl Message {
                     rows,
                     ..
                 } => vv(v) + buckets.len() * 3 + rows.iter().map(|r| r.bytes() + 8).sum::<usize>(),
+                Message::Publish(p) => p.bytes(),
                 _ => 0,
             }
     }
@@ -494,6 +534,15 @@ impl Message {
                 }
                 for r in reports {
                     check_vv(&r.vv)?;
+                }
+                Ok(())
+            }
+            Message::Publish(p) => {
+                if p.origin == 0 || p.seq == 0 {
+                    return Err(WireError::Limit("publish origin or sequence is zero"));
+                }
+                if p.bytes() > PUBSUB_MESSAGE_BYTES_MAX {
+                    return Err(WireError::Limit("publish bytes"));
                 }
                 Ok(())
             }
@@ -690,6 +739,14 @@ mod tests {
                 }],
                 reply: true,
             },
+            Message::Publish(Published {
+                origin: 3,
+                incarnation: 7,
+                seq: 42,
+                shard: false,
+                channel: Bytes::from_static(b"news"),
+                payload: Bytes::from_static(b"hello"),
+            }),
         ]
     }
 
@@ -786,6 +843,35 @@ mod tests {
     }
 
     #[test]
+    fn publish_is_variant_sixteen_and_bounded() {
+        let publish = samples().pop().unwrap();
+        let f = encode_frame(&publish).unwrap();
+        assert_eq!(f[FRAME_HEADER_BYTES + 1], 16);
+        let Message::Publish(p) = publish else {
+            unreachable!()
+        };
+        let zero_seq = Message::Publish(Published {
+            seq: 0,
+            ..p.clone()
+        });
+        assert!(matches!(encode_frame(&zero_seq), Err(WireError::Limit(_))));
+        let too_big = Message::Publish(Published {
+            payload: Bytes::from(vec![0u8; PUBSUB_MESSAGE_BYTES_MAX]),
+            ..p.clone()
+        });
+        assert!(matches!(encode_frame(&too_big), Err(WireError::Limit(_))));
+        let largest = Message::Publish(Published {
+            channel: Bytes::new(),
+            payload: Bytes::from(vec![0u8; PUBSUB_MESSAGE_BYTES_MAX]),
+            ..p
+        });
+        let f = encode_frame(&largest).unwrap();
+        let mut dec = FrameDecoder::with_limit(PUBSUB_FRAME_BYTES_MAX);
+        dec.push(&f);
+        assert_eq!(dec.next_message().unwrap(), Some(largest));
+    }
+
+    #[test]
     fn repair_rows_must_hold_whole_ascending_buckets_of_one_db() {
         let row = |db: u8, key: &'static [u8]| SnapshotRow {
             db,
@@ -847,7 +933,7 @@ mod tests {
         }
 
         #[test]
-        fn mutated_frames_never_panic(idx in 0usize..14, pos in any::<usize>(), byte in any::<u8>()) {
+        fn mutated_frames_never_panic(idx in 0usize..15, pos in any::<usize>(), byte in any::<u8>()) {
             let msgs = samples();
             let mut f = encode_frame(&msgs[idx % msgs.len()]).unwrap();
             let p = pos % f.len();

@@ -8,7 +8,10 @@ use chorus_engine::id::VersionVector;
 use chorus_engine::keyspace::image::RowImage;
 use chorus_engine::log::encode_op;
 use chorus_replication::session::SessionError;
-use chorus_replication::wire::{encode_frame, Hello, Message, RefuseReason, PROTOCOL_VERSION};
+use chorus_replication::wire::{
+    encode_frame, Hello, Message, Published, RefuseReason, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+    PUBSUB_PROTOCOL_VERSION,
+};
 use chorus_replication::{PeerSession, PeerState, SessionConfig, SessionEvent, SyncDirection};
 use support::{engine_config, session_config, Net, CLUSTER};
 
@@ -707,6 +710,58 @@ fn handshaken(engine: &mut chorus_engine::Engine, config: SessionConfig) -> Peer
         Some(SessionEvent::Connected { peer_site: 9 })
     ));
     s
+}
+
+fn hello_with_version(version: u16) -> Vec<u8> {
+    encode_frame(&Message::Hello(Hello {
+        cluster_id: CLUSTER,
+        site_id: 9,
+        protocol_version: version,
+        vv: VersionVector::new(),
+    }))
+    .unwrap()
+}
+
+#[test]
+fn only_a_peer_of_the_pubsub_version_is_sent_pubsub() {
+    let mut engine = support::open_engine(engine_config(1));
+    let mut s = PeerSession::new(session_config()).unwrap();
+    s.handle_connected(0);
+    assert!(!s.peer_speaks_pubsub(), "not before the handshake");
+    s.handle_bytes(1, &hello_with_version(PUBSUB_PROTOCOL_VERSION), &mut engine);
+    assert!(s.peer_speaks_pubsub());
+    s.handle_disconnected(2);
+    assert!(!s.peer_speaks_pubsub(), "not after the connection ended");
+    // The previous protocol is still accepted, and gets no messages.
+    const { assert!(PROTOCOL_VERSION_MIN < PUBSUB_PROTOCOL_VERSION) };
+    s.handle_connected(3);
+    s.handle_bytes(4, &hello_with_version(PROTOCOL_VERSION_MIN), &mut engine);
+    assert_eq!(s.state(), PeerState::Streaming);
+    assert!(!s.peer_speaks_pubsub());
+}
+
+#[test]
+fn a_publish_on_the_op_stream_closes_the_session() {
+    let mut engine = support::open_engine(engine_config(1));
+    let mut s = handshaken(&mut engine, session_config());
+    let publish = Message::Publish(Published {
+        origin: 9,
+        incarnation: 1,
+        seq: 1,
+        shard: false,
+        channel: Bytes::from_static(b"ch"),
+        payload: Bytes::from_static(b"m"),
+    });
+    s.handle_bytes(2, &encode_frame(&publish).unwrap(), &mut engine);
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Closed {
+            error: SessionError::UnexpectedMessage {
+                message: "Publish",
+                ..
+            }
+        })
+    ));
 }
 
 #[test]

@@ -526,6 +526,14 @@ impl Server {
             cli.cluster_id.unwrap_or(1),
             r.local_addr()
         );
+        // Messages published at other sites reach this site's subscribers.
+        let state = Arc::downgrade(&self.state);
+        r.set_pubsub_sink(Arc::new(move |p| {
+            if let Some(state) = state.upgrade() {
+                let limit = state.settings().pubsub_output_limit;
+                state.pubsub.publish(&p.channel, &p.payload, p.shard, limit);
+            }
+        }));
         self.state.store.set_replication(r);
         self.announce_client_addr();
         Ok(Some(line))

@@ -25,13 +25,16 @@ pub mod transport;
 
 pub use clock::wall_ms;
 pub use peer::{
-    CONN_EVENTS_QUEUED_MAX, HANDSHAKES_PENDING_MAX, LAG_MARKS_MAX, LAG_MARK_INTERVAL_MS,
-    RATE_INTERVAL_MS, READ_CHUNK_BYTES_MAX, REFUSAL_FLUSH_MS, WRITE_ROUND_BYTES_MAX,
+    PubSubSink, CONN_EVENTS_QUEUED_MAX, HANDSHAKES_PENDING_MAX, LAG_MARKS_MAX,
+    LAG_MARK_INTERVAL_MS, RATE_INTERVAL_MS, READ_CHUNK_BYTES_MAX, REFUSAL_FLUSH_MS,
+    WRITE_ROUND_BYTES_MAX,
 };
 pub use tls::{TlsError, TlsIdentity};
 
 use crate::backoff::{BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT};
+use crate::pubsub::PubSubStats;
 use crate::session::{ConfigError, SessionConfig, SessionStats};
+use bytes::Bytes;
 use chorus_engine::id::{Origin, SiteId, VersionVector};
 use chorus_engine::Engine;
 use clock::Clock;
@@ -176,6 +179,8 @@ pub struct PeerStatus {
     pub acked_vv: VersionVector,
     /// All of the session's counters.
     pub stats: SessionStats,
+    /// Pub/sub messages to and from the peer.
+    pub pubsub: PubSubStats,
 }
 
 /// The endpoint as a whole: refusals that belong to no known peer (a TLS
@@ -318,12 +323,47 @@ impl Replication {
 
     /// Stops sending data to the peer (the connection, acks and heartbeats
     /// stay; what the peer sends is still applied). False if unknown.
+    /// Pub/sub messages to the peer are dropped (and counted) meanwhile.
     pub fn pause(&self, site: SiteId) -> bool {
+        if let Some(p) = self.shared.peer(site) {
+            p.pubsub.set_paused(true);
+        }
         self.shared.with_peer(site, |e| e.session.pause())
     }
 
     pub fn resume(&self, site: SiteId) -> bool {
+        if let Some(p) = self.shared.peer(site) {
+            p.pubsub.set_paused(false);
+        }
         self.shared.with_peer(site, |e| e.session.resume())
+    }
+
+    /// Publishes a message at this site (`PUBLISH`, or `SPUBLISH` with
+    /// `shard`): `deliver_here` hands it to this site's subscribers and its
+    /// result is returned; the message is then queued, numbered, to every
+    /// peer that speaks pub/sub (dropped and counted for the others). Both
+    /// happen under one lock, so every site sees this site's messages in
+    /// the same order.
+    pub fn publish<R>(
+        &self,
+        shard: bool,
+        channel: &Bytes,
+        payload: &Bytes,
+        deliver_here: impl FnOnce() -> R,
+    ) -> R {
+        let mut relay = self.shared.pubsub.relay.lock();
+        let receivers = deliver_here();
+        let p = relay.publish(shard, channel.clone(), payload.clone());
+        self.shared.fan_out(None, p);
+        drop(relay);
+        receivers
+    }
+
+    /// Where messages published at other sites are delivered (this site's
+    /// subscribers); called in each origin's publish order, under the relay
+    /// lock, so it must not block. Without a sink they are still relayed.
+    pub fn set_pubsub_sink(&self, sink: PubSubSink) {
+        self.shared.pubsub.set_sink(sink);
     }
 
     /// Asks the peer for a full snapshot (`PEER RESYNC`), now or on the next

@@ -26,9 +26,10 @@ pub(crate) fn transport_config(
     idle_timeout_ms: u64,
 ) -> Result<TransportConfig, Error> {
     let mut t = TransportConfig::default();
-    // One bidirectional stream per connection, opened by the dialer.
+    // One bidirectional stream per connection, opened by the dialer (ops),
+    // and one unidirectional stream each way (pub/sub messages, protocol 8).
     t.max_concurrent_bidi_streams(VarInt::from_u32(1));
-    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    t.max_concurrent_uni_streams(VarInt::from_u32(1));
     t.keep_alive_interval(Some(Duration::from_millis(keep_alive_ms)));
     let idle = IdleTimeout::try_from(Duration::from_millis(idle_timeout_ms))
         .map_err(|e| Error::Config(format!("idle_timeout_ms: {e}")))?;

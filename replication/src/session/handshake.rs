@@ -128,6 +128,7 @@ impl PeerSession {
         }
         self.link = Link::Up;
         self.peer_site = Some(h.site_id);
+        self.peer_protocol_version = h.protocol_version;
         self.peer_known = h.vv;
         self.peer_confirmed = self.peer_known.clone();
         self.outbound = Outbound::Streaming { cursor: None };

@@ -97,6 +97,11 @@ impl PeerSession {
                 state: "connected",
             }),
             Message::HelloRefused { reason } => self.on_refused(reason),
+            // Pub/sub messages have a stream of their own (the driver's).
+            Message::Publish(_) => self.close(SessionError::UnexpectedMessage {
+                message: "Publish",
+                state: "on the op stream",
+            }),
             Message::OpBatch { ops } => self.on_batch(now_ms, ops, engine),
             // CANARY (simulator only): the ack is dropped on the floor.
             Message::Ack { .. } if self.config.canary_ignore_acks => {}

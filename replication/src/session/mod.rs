@@ -53,7 +53,7 @@ mod timers;
 use crate::rate_limit::TokenBucket;
 use crate::wire::{
     FrameDecoder, Message, RefuseReason, SnapshotRow, WireError, BATCH_BYTES_MAX, BATCH_OPS_MAX,
-    SNAPSHOT_CHUNK_BYTES_MAX,
+    PUBSUB_PROTOCOL_VERSION, SNAPSHOT_CHUNK_BYTES_MAX,
 };
 use bytes::Bytes;
 use chorus_engine::hlc::Hlc;
@@ -454,6 +454,9 @@ pub struct PeerSession {
     link: Link,
     paused: bool,
     peer_site: Option<SiteId>,
+    /// The protocol version of the peer's accepted `Hello` on this
+    /// connection (0 before the handshake).
+    peer_protocol_version: u16,
     rx: FrameDecoder,
     timers: Timers,
     last_recv_ms: u64,
@@ -536,6 +539,7 @@ impl PeerSession {
             link: Link::Connecting,
             paused: false,
             peer_site: None,
+            peer_protocol_version: 0,
             rx: FrameDecoder::new(),
             timers: Timers::default(),
             last_recv_ms: 0,
@@ -669,6 +673,12 @@ impl PeerSession {
     pub fn peer_site(&self) -> Option<SiteId> {
         self.peer_site
     }
+    /// The handshake on this connection is done and the peer relays pub/sub
+    /// messages (its `Hello` named `PUBSUB_PROTOCOL_VERSION` or later): the
+    /// driver may carry `Publish` frames to it on their own stream.
+    pub fn peer_speaks_pubsub(&self) -> bool {
+        self.link == Link::Up && self.peer_protocol_version >= PUBSUB_PROTOCOL_VERSION
+    }
     /// The peer's latest durable ack: what `WAIT` and backlog trimming may rely on.
     pub fn peer_acked_vv(&self) -> &VersionVector {
         &self.peer_acked
@@ -753,6 +763,7 @@ impl PeerSession {
     /// the peer's durable ack, a pending resync request, stats.
     fn reset_connection(&mut self) {
         self.rx.clear();
+        self.peer_protocol_version = 0;
         self.timers.clear();
         self.heartbeat_due = false;
         self.reports_due = false;

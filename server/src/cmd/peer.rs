@@ -68,6 +68,9 @@ pub fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                         ),
                         (bulk("ops_sent".into()), Reply::Int(p.ops_sent as i64)),
                         (bulk("ops_received".into()), Reply::Int(p.ops_received as i64)),
+                        (bulk("pubsub_sent".into()), Reply::Int(p.pubsub.sent as i64)),
+                        (bulk("pubsub_received".into()), Reply::Int(p.pubsub.received as i64)),
+                        (bulk("pubsub_dropped".into()), Reply::Int(p.pubsub.dropped as i64)),
                         (bulk("clock_skew_ms".into()), Reply::Int(p.stats.clock_skew_ms as i64)),
                         (
                             bulk("ops_stamped_ahead".into()),
@@ -311,7 +314,10 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
             let sum = |f: fn(&chorus_replication::SessionStats) -> u64| -> u64 {
                 peers.iter().map(|p| f(&p.stats)).sum()
             };
-            let totals: [(&str, u64); 11] = [
+            let pubsub = |f: fn(&chorus_replication::pubsub::PubSubStats) -> u64| -> u64 {
+                peers.iter().map(|p| f(&p.pubsub)).sum()
+            };
+            let totals: [(&str, u64); 15] = [
                 ("full_syncs_sent", sum(|s| s.snapshots_sent)),
                 ("full_syncs_received", sum(|s| s.snapshots_received)),
                 ("anti_entropy_rounds", sum(|s| s.anti_entropy_rounds)),
@@ -332,6 +338,10 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
                 ),
                 ("opid_conflicts", sum(|s| s.opid_conflicts)),
                 ("peer_regressions", sum(|s| s.peer_regressions)),
+                ("pubsub_sent", pubsub(|s| s.sent)),
+                ("pubsub_received", pubsub(|s| s.received)),
+                ("pubsub_dropped", pubsub(|s| s.dropped)),
+                ("pubsub_duplicates", pubsub(|s| s.duplicates)),
             ];
             for (name, value) in totals {
                 let _ = write!(out, "{name}:{value}\r\n");
@@ -339,7 +349,7 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
             for (i, p) in peers.iter().enumerate() {
                 let _ = write!(
                     out,
-                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},bytes_in={},bytes_out={},last_ack_ms={},ops_sent={},ops_received={},full_syncs_sent={},full_syncs_received={},anti_entropy_checks={},anti_entropy_mismatches={},anti_entropy_repairs={},anti_entropy_rows_repaired={},opid_conflicts={},peer_regressions={},clock_skew_ms={},ops_stamped_ahead={}\r\n",
+                    "peer{i}:id={},addr={},state={},ops_lag={},time_lag_ms={},bytes_in_per_s={},bytes_out_per_s={},bytes_in={},bytes_out={},last_ack_ms={},ops_sent={},ops_received={},full_syncs_sent={},full_syncs_received={},anti_entropy_checks={},anti_entropy_mismatches={},anti_entropy_repairs={},anti_entropy_rows_repaired={},opid_conflicts={},peer_regressions={},clock_skew_ms={},ops_stamped_ahead={},pubsub_sent={},pubsub_received={},pubsub_dropped={},pubsub_duplicates={}\r\n",
                     p.site_id,
                     p.addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
                     p.state,
@@ -361,7 +371,11 @@ pub fn info_section(ctx: &mut Ctx<'_>, out: &mut String) {
                     p.stats.opid_conflicts,
                     p.stats.peer_regressions,
                     p.stats.clock_skew_ms,
-                    p.stats.ops_stamped_ahead
+                    p.stats.ops_stamped_ahead,
+                    p.pubsub.sent,
+                    p.pubsub.received,
+                    p.pubsub.dropped,
+                    p.pubsub.duplicates
                 );
             }
         }

@@ -132,13 +132,20 @@ pub fn unsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes], kind: Kind) -> Reply {
     frames(replies)
 }
 
-/// PUBLISH, SPUBLISH: the number of receivers at this site.
+/// PUBLISH, SPUBLISH: the number of receivers at this site. With peers the
+/// message is also relayed to every site (shard channels too: Chorus has
+/// one shard, so a shard channel spans the cluster like a channel).
 pub fn publish(ctx: &mut Ctx<'_>, args: &[Bytes], shard: bool) -> Reply {
     let (Some(channel), Some(payload)) = (args.get(1), args.get(2)) else {
         return super::wrong_arity(if shard { "spublish" } else { "publish" });
     };
     let limit = ctx.settings.pubsub_output_limit;
-    let receivers = ctx.server.pubsub.publish(channel, payload, shard, limit);
+    let pubsub = &ctx.server.pubsub;
+    let here = || pubsub.publish(channel, payload, shard, limit);
+    let receivers = match ctx.server.store.replication() {
+        Some(r) => r.publish(shard, channel, payload, here),
+        None => here(),
+    };
     Reply::Int(i64::try_from(receivers).unwrap_or(i64::MAX))
 }
 

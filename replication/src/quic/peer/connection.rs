@@ -4,6 +4,7 @@
 
 use super::connect::refusal_of;
 use super::events::drain_events;
+use super::pubsub::{pubsub_reader, pubsub_writer};
 use super::read::read_loop;
 use super::{
     note_error, preferred, session_connected, ConnEvent, Link, NewConn, Peer, Shared,
@@ -26,6 +27,8 @@ struct Round {
     /// The byte budget ran out: poll again right after writing.
     more: bool,
     connected: bool,
+    /// The handshake is done and the peer speaks pub/sub.
+    pubsub: bool,
     close: Option<(VarInt, String)>,
     deadline_ms: Option<u64>,
 }
@@ -63,6 +66,8 @@ pub(super) async fn run_connection(
     };
     tracing::debug!(site = shared.site_id, peer = peer.site, %remote, dialed_by_us, "connection up");
     let mut reader = tokio::spawn(read_loop(shared.clone(), peer.clone(), recv, gen));
+    // The pub/sub streams, once the handshake shows the peer speaks it.
+    let mut pubsub_tasks = Vec::new();
     // Every end closes the connection explicitly with a code the peer can
     // read (a dropped handle would close it with a bare 0).
     let ended = || (CLOSE_SESSION, String::from("connection ended"));
@@ -70,6 +75,18 @@ pub(super) async fn run_connection(
         let Some(round) = output_round(shared, peer, gen) else {
             break (ConnectionEnd::Ended, ended());
         };
+        if round.pubsub && pubsub_tasks.is_empty() {
+            pubsub_tasks.push(tokio::spawn(pubsub_writer(
+                peer.clone(),
+                connection.clone(),
+            )));
+            pubsub_tasks.push(tokio::spawn(pubsub_reader(
+                shared.clone(),
+                peer.clone(),
+                connection.clone(),
+                gen,
+            )));
+        }
         if !round.frames.is_empty() {
             let mut frames = round.frames;
             if let Err(e) = send.write_all_chunks(&mut frames).await {
@@ -135,6 +152,10 @@ pub(super) async fn run_connection(
         }
     };
     reader.abort();
+    for t in pubsub_tasks {
+        t.abort();
+    }
+    peer.pubsub.set_stream_open(false);
     // Why the connection died, if the peer or the transport closed it (read
     // before our own close, which would say "locally closed").
     let lost = connection.close_reason();
@@ -187,11 +208,13 @@ fn output_round(shared: &Shared, peer: &Peer, gen: u64) -> Option<Round> {
         }
     }
     drain_events(shared.site_id, peer.site, &mut e);
+    let close = e.close.take();
     Some(Round {
         frames,
         more: bytes >= WRITE_ROUND_BYTES_MAX,
         connected: session_connected(e.session.state()),
-        close: e.close.take(),
+        pubsub: close.is_none() && e.session.peer_speaks_pubsub(),
+        close,
         deadline_ms: e.session.poll_timeout(),
     })
 }

@@ -17,6 +17,7 @@
 mod connect;
 mod connection;
 mod events;
+mod pubsub;
 mod read;
 mod status;
 mod task;
@@ -39,6 +40,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub(crate) use connect::accept_loop;
+pub use pubsub::PubSubSink;
+use pubsub::{PeerPubSub, PubSubHub};
 pub(crate) use status::tick_loop;
 
 /// Application close codes on a replication connection.
@@ -148,6 +151,8 @@ pub(crate) struct Peer {
     wake: Notify,
     conn_tx: mpsc::Sender<ConnEvent>,
     pub(crate) task: Mutex<Option<JoinHandle<()>>>,
+    /// Pub/sub messages waiting for the peer, and its counters.
+    pub(crate) pubsub: PeerPubSub,
 }
 
 /// State shared by all tasks of one `Replication`.
@@ -176,6 +181,8 @@ pub(crate) struct Shared {
     /// The runtime replication started on: peers added later (from a
     /// client's `PEER ADD`, on another runtime) run here too.
     runtime: tokio::runtime::Handle,
+    /// Pub/sub across sites: numbering, de-duplication, local delivery.
+    pub(crate) pubsub: PubSubHub,
 }
 
 impl Shared {
@@ -186,7 +193,9 @@ impl Shared {
         endpoint: Endpoint,
         clock: Clock,
     ) -> Shared {
+        let incarnation = engine.lock().origin().incarnation;
         Shared {
+            pubsub: PubSubHub::new(config.site_id, incarnation),
             site_id: config.site_id,
             cluster_id: config.cluster_id,
             engine,
@@ -279,6 +288,7 @@ impl Shared {
             wake: Notify::new(),
             conn_tx,
             task: Mutex::new(None),
+            pubsub: PeerPubSub::new(),
         });
         let task = self
             .runtime

@@ -64,6 +64,7 @@ impl Shared {
                     last_refusal: e.last_refusal.clone(),
                     acked_vv: acked,
                     stats,
+                    pubsub: p.pubsub.stats(),
                 }
             })
             .collect()
