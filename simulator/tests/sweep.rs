@@ -146,6 +146,22 @@ fn tiny_batches_behind_stalls_converge_within_the_deadline() {
     assert!(r.passed(), "{}", describe(&r));
 }
 
+/// A site whose disk went back to an older copy writes before it caught
+/// up: its `SET` of a counter removes an increment that the other sites had
+/// folded with a newer one (with the report it made before its disk went
+/// back), and the full sync that follows keeps the whole fold, so the
+/// count differs from a replay of the same ops (docs/semantics.md,
+/// "Restored disks"; the merge counts it in `fold_overlaps`).
+#[test]
+#[ignore = "known limitation: a restored site's writes before it catches up can remove part of a fold (docs/semantics.md, Restored disks)"]
+fn a_restored_site_that_writes_before_catching_up_keeps_counts_exact() {
+    let mut c = RunConfig::new(959);
+    c.ops = 2000;
+    c.profile = "random".to_owned();
+    let r = run_one(c);
+    assert!(r.passed(), "{}", describe(&r));
+}
+
 /// The checker a canary's bug must be caught by: a seed only counts if that
 /// checker is the one that fails (another checker noticing something odd
 /// first does not show that the named bug is caught).
