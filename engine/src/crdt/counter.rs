@@ -232,6 +232,31 @@ fn note_overlaps<E: Dotted>(lows: &Lows, entries: &Runs<E>, ctx: &Ctx<'_>) {
     }
 }
 
+/// A join that keeps a folded entry of `o` standing for `lo..=hi` next to
+/// a side whose vector had seen `lo` but not `hi` and that holds nothing of
+/// `lo` (neither the entry nor a fold of its own reaching down to it): an op
+/// there removed part of the fold, as in [`note_overlaps`]. The join keeps
+/// the whole fold, as applying that op to it would have.
+fn note_join_overlap<E: Dotted>(
+    o: Origin,
+    (lo, hi): (u64, u64),
+    other: &[E],
+    other_fold: Option<(u64, u64)>,
+    other_vv: &VersionVector,
+) {
+    let saw_part = other_vv.covers(OpId::new(o, lo)) && !other_vv.covers(OpId::new(o, hi));
+    let holds_lo = other_fold.is_some_and(|(l, h)| l <= lo && lo <= h)
+        || other.binary_search_by_key(&lo, |e| e.dot().seq).is_ok();
+    if saw_part && !holds_lo {
+        OVERLAPS.with(|c| c.set(c.get() + 1));
+        LAST_OVERLAP.with(|l| {
+            *l.borrow_mut() = format!(
+                "a join with a side at {other_vv} that had removed {o} seq {lo} kept a fold of {o} seqs {lo}..={hi}"
+            )
+        });
+    }
+}
+
 /// The overlaps noted on this thread since the last call (the engine adds
 /// them to its stats after applying a peer's ops).
 pub fn take_overlaps() -> u64 {
@@ -698,13 +723,14 @@ fn join_origin<E: Dotted>(
     };
     let mut floor = 0;
     if let Some((is_local, (lo, hi))) = fold {
-        let (mine, other, other_vv) = if is_local {
-            (l, r, remote_vv)
+        let (mine, other, other_fold, other_vv) = if is_local {
+            (l, r, rfold, remote_vv)
         } else {
-            (r, l, local_vv)
+            (r, l, lfold, local_vv)
         };
         let kept = !other_vv.covers(OpId::new(o, hi)) || other.iter().any(|e| e.dot().seq <= hi);
         if kept {
+            note_join_overlap(o, (lo, hi), other, other_fold, other_vv);
             out.push(mine[0].clone());
             out_lows.push((o, lo));
         }
@@ -962,6 +988,52 @@ mod tests {
         c.join(&folded, &both, &both);
         assert_eq!(shown(&c), shown(&plain));
         assert_eq!(c.len(), 4);
+    }
+
+    /// A site whose disk went back to an older copy took a SET before it
+    /// caught up: it had seen increment 2:14 and not 2:36, and removed
+    /// 2:14; the other sites had folded 2:14..=36 meanwhile (with the report
+    /// the site made before its disk went back). A snapshot merge between
+    /// the two keeps the whole fold, as applying the SET to the fold does,
+    /// and counts the overlap (`fold_overlaps`) rather than passing it by.
+    #[test]
+    fn a_join_that_keeps_a_fold_the_other_side_removed_part_of_counts_an_overlap() {
+        let none = VersionVector::new();
+        let mut folded = Counter::default();
+        folded.add(&ctx_at(&none, 2, 14, false), 1, 0.0);
+        folded.add(&ctx_at(&none, 2, 36, false), 1, 0.0);
+        let (did, _) = folded.fold_to(&vv(&[(2, 56)]));
+        assert!(did);
+        assert_eq!(folded.lows(), &[(Origin::new(2, 0), 14)]);
+        let folded_vv = vv(&[(2, 56)]);
+        let mut restored = Counter::default();
+        restored.add(&ctx_at(&none, 2, 14, false), 1, 0.0);
+        let seen = vv(&[(2, 34)]);
+        let mut removed = restored.clone();
+        removed.prune(&ctx_at(&seen, 3, 22, false));
+        let removed_vv = vv(&[(2, 34), (3, 22)]);
+        take_overlaps();
+        let mut a = removed.clone();
+        a.join(&folded, &removed_vv, &folded_vv);
+        assert_eq!(take_overlaps(), 1, "{}", last_overlap());
+        assert_eq!(a.int_sum(), 2, "the fold is kept whole");
+        let mut b = folded.clone();
+        b.join(&removed, &folded_vv, &removed_vv);
+        assert_eq!(take_overlaps(), 1, "{}", last_overlap());
+        assert_eq!(shown(&b), shown(&a), "both ways agree");
+        // Not overlaps: the other side still holds 2:14, or had seen the
+        // whole fold when it removed it.
+        let mut c = restored.clone();
+        c.join(&folded, &seen, &folded_vv);
+        assert_eq!(c.int_sum(), 2);
+        let all = vv(&[(2, 56)]);
+        let mut gone = restored.clone();
+        gone.prune(&ctx_at(&all, 3, 22, false));
+        let gone_vv = vv(&[(2, 56), (3, 22)]);
+        let mut d = gone.clone();
+        d.join(&folded, &gone_vv, &folded_vv);
+        assert_eq!(d.int_sum(), 0, "a SET that saw the whole fold removes it");
+        assert_eq!(take_overlaps(), 0);
     }
 
     proptest! {

@@ -277,6 +277,9 @@ impl Engine {
                 self.keyspace.put_row(db, key, joined);
             }
         }
+        // A fold kept next to a local op that removed part of it (a site
+        // that wrote before it caught up with what it had reported).
+        self.note_overlaps(crate::crdt::counter::take_overlaps());
         self.vv.join(&snap.vv);
         self.op_completed();
         self.note_change(Change::All {
