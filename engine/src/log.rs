@@ -255,6 +255,14 @@ mod codec {
                 levels(out, pos);
                 bytes(out, value);
             }
+            Effect::HllRaise(v) => {
+                varint(out, 20);
+                varint(out, v.len() as u64);
+                for &(i, r) in v {
+                    varint(out, u64::from(i));
+                    out.push(r);
+                }
+            }
         }
     }
     fn key_effect(out: &mut Vec<u8>, e: &KeyEffect) {
@@ -728,6 +736,7 @@ mod codec_tests {
                     pop,
                 }),
             (levels(), bytes()).prop_map(|(pos, value)| Effect::ListSet { pos, value }),
+            proptest::collection::vec(any::<(u16, u8)>(), 0..40).prop_map(Effect::HllRaise),
         ]
     }
     fn level() -> impl Strategy<Value = Level> {

@@ -106,6 +106,11 @@ pub enum Effect {
         pos: Vec<Level>,
         value: Bytes,
     },
+    /// PFADD, PFMERGE: the `(register, rank)` pairs of a HyperLogLog the
+    /// write raised, sorted by register (see `keyspace::value::hll`). On a
+    /// key that held a string it removes the string its origin had seen
+    /// and carries every register.
+    HllRaise(Vec<(u16, u8)>),
 }
 
 impl Op {
@@ -135,7 +140,8 @@ impl Effect {
             | Effect::ZAdd(_)
             | Effect::ZIncr(..)
             | Effect::ListInsert { .. }
-            | Effect::ListSet { .. } => true,
+            | Effect::ListSet { .. }
+            | Effect::HllRaise(_) => true,
             Effect::Del
             | Effect::Expire(_)
             | Effect::HDel(_)
@@ -177,6 +183,7 @@ impl Effect {
                 spans.iter().map(|s| 40 + s.prefix.len() * 24).sum()
             }
             Effect::ListSet { pos, value } => pos.len() * 24 + value.len() + 4,
+            Effect::HllRaise(v) => v.len() * 4 + 4,
             _ => 12,
         }
     }

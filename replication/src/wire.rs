@@ -36,12 +36,13 @@ pub const WIRE_VERSION: u8 = 1;
 /// version 6 carries folded counter entries (`ctr_lo`/`fctr_lo` in row
 /// images); version 7 carries the cluster's own database (rows of database
 /// 16, digest masks of 32 bits), stability `Reports` and the `Removed`
-/// refusal.
-pub const PROTOCOL_VERSION: u16 = 7;
-/// The oldest protocol this build still accepts from a peer: a version 6
-/// peer neither knows the cluster's database nor reports what it applied,
-/// so it would pin (or, worse, be left out of) the stability frontier.
-pub const PROTOCOL_VERSION_MIN: u16 = 7;
+/// refusal; version 8 carries HyperLogLogs (the `HllRaise` effect in ops,
+/// `hll` after the other fields of row images).
+pub const PROTOCOL_VERSION: u16 = 8;
+/// The oldest protocol this build still accepts from a peer: a version 7
+/// peer can decode neither an `HllRaise` op nor the HyperLogLog of a row
+/// image (it would drop it unseen).
+pub const PROTOCOL_VERSION_MIN: u16 = 8;
 
 /// The `u32 LE` length in front of every frame.
 pub const FRAME_HEADER_BYTES: usize = 4;

@@ -1,0 +1,139 @@
+//! A HyperLogLog key: its registers as an observed-remove CRDT.
+//!
+//! Each PFADD or PFMERGE that raised registers is one entry: its stamp and
+//! the `(register, rank)` pairs it raised. A register shows the greatest
+//! rank any entry holds for it, so concurrent adds merge as the
+//! register-wise max, whatever the order. A removal (DEL, SET, a type
+//! change) removes the entries its origin had seen, as for any other type.
+//!
+//! An entry's pair is dropped once an entry that had seen it holds a rank
+//! at least as great for the same register: every removal that removes the
+//! newer entry removes the older one too (it saw it first), so the older
+//! pair can never show again. Each register therefore has one pair per
+//! concurrent writer at most, and a row holds at most 16384 pairs per
+//! writer whatever the number of adds. Entries left with no pair go,
+//! except the newest one (PFADD of no element makes an empty HLL).
+
+use crate::crdt::{Ctx, Stamp};
+use crate::redis::hll::{Registers, REGISTERS};
+use serde::{Deserialize, Serialize};
+
+/// One write's raised registers, sorted by register, one pair each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HllEntry {
+    pub stamp: Stamp,
+    pub regs: Vec<(u16, u8)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HllSlot {
+    pub entries: Vec<HllEntry>,
+}
+
+/// Sorts `pairs` by register and keeps the greatest rank of each, dropping
+/// registers out of range and zero ranks (pairs from a peer are untrusted).
+pub fn normalize(pairs: &[(u16, u8)]) -> Vec<(u16, u8)> {
+    let mut v: Vec<(u16, u8)> = pairs
+        .iter()
+        .copied()
+        .filter(|&(i, r)| usize::from(i) < REGISTERS && r > 0)
+        .collect();
+    v.sort_unstable();
+    // Sorted by (register, rank): the last of each register is its greatest.
+    let mut out: Vec<(u16, u8)> = Vec::with_capacity(v.len());
+    for p in v {
+        match out.last_mut() {
+            Some(last) if last.0 == p.0 => *last = p,
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
+impl HllSlot {
+    /// The rank register `i` shows.
+    pub fn get(&self, i: u16) -> u8 {
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                e.regs
+                    .binary_search_by_key(&i, |p| p.0)
+                    .ok()
+                    .map(|k| e.regs[k].1)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every register.
+    pub fn registers(&self) -> Box<Registers> {
+        let mut regs: Box<Registers> = Box::new([0; REGISTERS]);
+        for e in &self.entries {
+            for &(i, r) in &e.regs {
+                let slot = &mut regs[usize::from(i)];
+                *slot = (*slot).max(r);
+            }
+        }
+        regs
+    }
+
+    /// Pairs held, over all entries.
+    pub fn len(&self) -> usize {
+        self.entries.iter().map(|e| e.regs.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Applies a write that raised `pairs` (see the module comment). With
+    /// `ctx.fold` (a site alone: nothing concurrent can arrive), the
+    /// entries it had seen are folded into it.
+    pub fn raise(&mut self, ctx: &Ctx<'_>, pairs: &[(u16, u8)]) {
+        let mut regs = normalize(pairs);
+        if ctx.fold {
+            let mut all = std::mem::take(&mut regs);
+            self.entries.retain(|e| {
+                if ctx.covers(e.stamp.dot) {
+                    all.extend_from_slice(&e.regs);
+                    false
+                } else {
+                    true
+                }
+            });
+            regs = normalize(&all);
+        } else {
+            for e in self.entries.iter_mut() {
+                if ctx.covers(e.stamp.dot) {
+                    e.regs
+                        .retain(|&(i, r)| match regs.binary_search_by_key(&i, |p| p.0) {
+                            Ok(k) => regs[k].1 < r,
+                            Err(_) => true,
+                        });
+                }
+            }
+            self.entries
+                .retain(|e| !e.regs.is_empty() || !ctx.covers(e.stamp.dot));
+        }
+        self.entries.push(HllEntry {
+            stamp: ctx.stamp(),
+            regs,
+        });
+    }
+
+    /// Observed-remove: the entries `ctx` covers go.
+    pub fn prune(&mut self, ctx: &Ctx<'_>) {
+        self.entries.retain(|e| !ctx.covers(e.stamp.dot));
+    }
+
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        crate::crdt::max_stamp(self.entries.iter().map(|e| &e.stamp))
+    }
+
+    /// The entries sorted by dot (the canonical image).
+    pub fn sorted_entries(&self) -> Vec<HllEntry> {
+        let mut v = self.entries.clone();
+        v.sort_by_key(|e| e.stamp.dot);
+        v
+    }
+}
