@@ -255,13 +255,14 @@ mod codec {
                 levels(out, pos);
                 bytes(out, value);
             }
-            Effect::HllRaise(v) => {
+            Effect::HllRaise { regs, replace } => {
                 varint(out, 20);
-                varint(out, v.len() as u64);
-                for &(i, r) in v {
+                varint(out, regs.len() as u64);
+                for &(i, r) in regs {
                     varint(out, u64::from(i));
                     out.push(r);
                 }
+                out.push(*replace as u8);
             }
         }
     }
@@ -736,7 +737,11 @@ mod codec_tests {
                     pop,
                 }),
             (levels(), bytes()).prop_map(|(pos, value)| Effect::ListSet { pos, value }),
-            proptest::collection::vec(any::<(u16, u8)>(), 0..40).prop_map(Effect::HllRaise),
+            (
+                proptest::collection::vec(any::<(u16, u8)>(), 0..40),
+                any::<bool>()
+            )
+                .prop_map(|(regs, replace)| Effect::HllRaise { regs, replace }),
         ]
     }
     fn level() -> impl Strategy<Value = Level> {

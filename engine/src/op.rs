@@ -107,10 +107,15 @@ pub enum Effect {
         value: Bytes,
     },
     /// PFADD, PFMERGE: the `(register, rank)` pairs of a HyperLogLog the
-    /// write raised, sorted by register (see `keyspace::value::hll`). On a
-    /// key that held a string it removes the string its origin had seen
-    /// and carries every register.
-    HllRaise(Vec<(u16, u8)>),
+    /// write raised, sorted by register (see `keyspace::value::hll`). It
+    /// removes the string its origin had seen. `replace`: the key showed a
+    /// string holding HLL bytes, which this write turns into registers: the
+    /// op carries every register and removes the HLL entries its origin had
+    /// seen too (that string had hidden them).
+    HllRaise {
+        regs: Vec<(u16, u8)>,
+        replace: bool,
+    },
 }
 
 impl Op {
@@ -141,7 +146,7 @@ impl Effect {
             | Effect::ZIncr(..)
             | Effect::ListInsert { .. }
             | Effect::ListSet { .. }
-            | Effect::HllRaise(_) => true,
+            | Effect::HllRaise { .. } => true,
             Effect::Del
             | Effect::Expire(_)
             | Effect::HDel(_)
@@ -183,7 +188,7 @@ impl Effect {
                 spans.iter().map(|s| 40 + s.prefix.len() * 24).sum()
             }
             Effect::ListSet { pos, value } => pos.len() * 24 + value.len() + 4,
-            Effect::HllRaise(v) => v.len() * 4 + 4,
+            Effect::HllRaise { regs, .. } => regs.len() * 4 + 4,
             _ => 12,
         }
     }

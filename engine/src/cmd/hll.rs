@@ -89,13 +89,21 @@ fn pairs_of(regs: &Registers) -> Vec<(u16, u8)> {
 fn pfadd(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
     let key = &args[1];
     let hashed = args[2..].iter().map(|e| hll::pat_len(e));
+    let mut replace = false;
     let raised: Vec<(u16, u8)> = match held(txn, db, key) {
         Err(e) => return e,
         // A new key: created even with no element (reply 1).
         Ok(None) => {
             let regs = crate::keyspace::value::hll::normalize(&hashed.collect::<Vec<_>>());
             expire_if_needed(txn, db, key);
-            txn.emit(db, key, Effect::HllRaise(regs));
+            txn.emit(
+                db,
+                key,
+                Effect::HllRaise {
+                    regs,
+                    replace: false,
+                },
+            );
             return Reply::Int(1);
         }
         Ok(Some(Held::Registers(s))) => {
@@ -119,6 +127,7 @@ fn pfadd(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
                 return Reply::Int(0);
             }
             // The string becomes registers: the op carries every one.
+            replace = true;
             pairs_of(&parsed.registers)
         }
     };
@@ -126,7 +135,14 @@ fn pfadd(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         return Reply::Int(0);
     }
     expire_if_needed(txn, db, key);
-    txn.emit(db, key, Effect::HllRaise(raised));
+    txn.emit(
+        db,
+        key,
+        Effect::HllRaise {
+            regs: raised,
+            replace,
+        },
+    );
     Reply::Int(1)
 }
 
@@ -135,7 +151,7 @@ fn pfcount(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
         return match held(txn, db, &args[1]) {
             Err(e) => e,
             Ok(None) => Reply::Int(0),
-            Ok(Some(Held::Registers(s))) => Reply::Int(hll::count(&s.registers()) as i64),
+            Ok(Some(Held::Registers(s))) => Reply::Int(s.count() as i64),
             Ok(Some(Held::Bytes(b))) => match hll::cached_card(&b) {
                 // Redis trusts a valid cached cardinality.
                 Some(c) => Reply::Int(c as i64),
@@ -199,7 +215,14 @@ fn pfmerge(txn: &mut Txn<'_>, db: u8, args: &[Bytes]) -> Reply {
     };
     if dest_regs.is_none() || dest_is_string || !raised.is_empty() {
         expire_if_needed(txn, db, dest);
-        txn.emit(db, dest, Effect::HllRaise(raised));
+        txn.emit(
+            db,
+            dest,
+            Effect::HllRaise {
+                regs: raised,
+                replace: dest_is_string,
+            },
+        );
     }
     Reply::Ok
 }

@@ -152,7 +152,7 @@ impl KeyEvent {
             Effect::ListRemove { pop: true, .. } => KeyEvent::LPop,
             Effect::ListRemove { pop: false, .. } => KeyEvent::LRem,
             Effect::ListSet { .. } => KeyEvent::LSet,
-            Effect::HllRaise(_) => KeyEvent::PfAdd,
+            Effect::HllRaise { .. } => KeyEvent::PfAdd,
             Effect::FlushDb | Effect::FlushAll => return None,
         })
     }

@@ -472,7 +472,7 @@ impl RowImage {
             row.expiry = Some(Box::new(MvReg::from_entries(self.expiry)));
         }
         if !self.hll.is_empty() {
-            row.hll = Some(Box::new(HllSlot { entries: self.hll }));
+            row.hll = Some(Box::new(HllSlot::from_entries(self.hll)));
         }
         row
     }

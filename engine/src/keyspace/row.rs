@@ -310,15 +310,19 @@ impl Row {
                     .add_exact(ctx, d);
             }
             Effect::Del => self.prune_all(ctx, false),
-            Effect::HllRaise(pairs) => {
-                // A whole-value write of a string: it removes the string it
-                // had seen (a PFADD on a string holding HLL bytes carries
-                // every register), then raises the registers.
+            Effect::HllRaise { regs, replace } => {
+                // It removes the string it had seen; turning a string of HLL
+                // bytes into registers, it replaces the HLL entries it had
+                // seen too (the string hid them, and the op carries every
+                // register).
                 self.prune_except(Some(Kind::String), ctx);
                 self.prune_string(ctx);
+                if *replace {
+                    self.prune_hll(ctx);
+                }
                 self.hll
                     .get_or_insert_with(Default::default)
-                    .raise(ctx, pairs);
+                    .raise(ctx, regs);
             }
             Effect::Expire(deadline) => {
                 self.expiry

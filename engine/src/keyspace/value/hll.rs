@@ -17,6 +17,7 @@
 use crate::crdt::{Ctx, Stamp};
 use crate::redis::hll::{Registers, REGISTERS};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One write's raised registers, sorted by register, one pair each.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,9 +26,37 @@ pub struct HllEntry {
     pub regs: Vec<(u16, u8)>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct HllSlot {
     pub entries: Vec<HllEntry>,
+    /// The estimate of the registers, once PFCOUNT computed it (`u64::MAX`:
+    /// not yet). Local only, not part of the state; any change clears it.
+    card: AtomicU64Cache,
+}
+
+/// A cached count that clones and compares as nothing (see `HllSlot::card`).
+#[derive(Debug)]
+struct AtomicU64Cache(AtomicU64);
+
+impl Default for AtomicU64Cache {
+    fn default() -> Self {
+        AtomicU64Cache(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl Clone for HllSlot {
+    fn clone(&self) -> Self {
+        HllSlot {
+            entries: self.entries.clone(),
+            card: AtomicU64Cache::default(),
+        }
+    }
+}
+
+impl PartialEq for HllSlot {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
 }
 
 /// Sorts `pairs` by register and keeps the greatest rank of each, dropping
@@ -77,6 +106,25 @@ impl HllSlot {
         regs
     }
 
+    /// A slot of these entries.
+    pub fn from_entries(entries: Vec<HllEntry>) -> HllSlot {
+        HllSlot {
+            entries,
+            card: AtomicU64Cache::default(),
+        }
+    }
+
+    /// PFCOUNT's estimate, computed once per change.
+    pub fn count(&self) -> u64 {
+        let c = self.card.0.load(Ordering::Relaxed);
+        if c != u64::MAX {
+            return c;
+        }
+        let c = crate::redis::hll::count(&self.registers());
+        self.card.0.store(c, Ordering::Relaxed);
+        c
+    }
+
     /// Pairs held, over all entries.
     pub fn len(&self) -> usize {
         self.entries.iter().map(|e| e.regs.len()).sum()
@@ -90,6 +138,7 @@ impl HllSlot {
     /// `ctx.fold` (a site alone: nothing concurrent can arrive), the
     /// entries it had seen are folded into it.
     pub fn raise(&mut self, ctx: &Ctx<'_>, pairs: &[(u16, u8)]) {
+        self.card = AtomicU64Cache::default();
         let mut regs = normalize(pairs);
         if ctx.fold {
             let mut all = std::mem::take(&mut regs);
@@ -123,6 +172,7 @@ impl HllSlot {
 
     /// Observed-remove: the entries `ctx` covers go.
     pub fn prune(&mut self, ctx: &Ctx<'_>) {
+        self.card = AtomicU64Cache::default();
         self.entries.retain(|e| !ctx.covers(e.stamp.dot));
     }
 
