@@ -3359,6 +3359,7 @@ EXPIRE h 100
 PFADD h 4
 TTL h
 PFCOUNT h
+PFSELFTEST
 "#;
 
 /// PFCOUNT of sets of 1 to 1,000,000 elements (10,000,000 with

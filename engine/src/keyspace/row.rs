@@ -184,9 +184,13 @@ impl Row {
     }
 
     /// The HyperLogLog, when it is what the key shows: a string write and
-    /// an HLL write made concurrently show the greater stamp, as types do.
+    /// an HLL write made concurrently show the greater stamp, as types do
+    /// (and another type may show over both).
     pub fn visible_hll(&self) -> Option<&HllSlot> {
         let h = self.hll.as_deref()?;
+        if self.kind() != Some(Kind::String) {
+            return None;
+        }
         match self.string.as_ref().and_then(|c| c.max_stamp()) {
             None => Some(h),
             Some(s) => h.max_stamp().filter(|m| m.wins_over(&s)).map(|_| h),

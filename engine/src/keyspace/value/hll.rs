@@ -164,6 +164,13 @@ impl HllSlot {
             self.entries
                 .retain(|e| !e.regs.is_empty() || !ctx.covers(e.stamp.dot));
         }
+        // An earlier effect of the same op (two PFADDs in one MULTI): one
+        // entry per dot, holding both (they are removed together).
+        if let Some(k) = self.entries.iter().position(|e| e.stamp.dot == ctx.own) {
+            let mut same = self.entries.swap_remove(k).regs;
+            same.extend_from_slice(&regs);
+            regs = normalize(&same);
+        }
         self.entries.push(HllEntry {
             stamp: ctx.stamp(),
             regs,
