@@ -3384,39 +3384,34 @@ fn hll_sizes_compare(pair: &Pair, sizes: &[u64]) -> Vec<String> {
             }
             got
         }
+        /// PFADD of `el:lo` .. `el:hi` (exclusive), 1,000 elements a command.
+        fn add_range(&mut self, key: &str, lo: u64, hi: u64) {
+            let mut start = lo;
+            while start < hi {
+                let end = (start + 1000).min(hi);
+                let elems: Vec<String> = (start..end).map(|i| format!("el:{i}")).collect();
+                let mut args: Vec<&[u8]> = vec![b"PFADD", key.as_bytes()];
+                args.extend(elems.iter().map(|e| e.as_bytes()));
+                self.call(&args, &format!("PFADD {key} el:{start}..el:{end}"));
+                start = end;
+            }
+        }
     }
     let mut t = Both {
         c: fresh_conns(pair.chorus.port, false),
         r: fresh_conns(pair.redis.port, false),
         mismatches: Vec::new(),
     };
-    let mut both = |args: &[&[u8]], what: &str| t.call(args, what);
     for &n in sizes {
         let key = format!("h{n}");
-        let mut start = 0;
-        while start < n {
-            let end = (start + 1000).min(n);
-            let elems: Vec<String> = (start..end).map(|i| format!("el:{i}")).collect();
-            let mut args: Vec<&[u8]> = vec![b"PFADD", key.as_bytes()];
-            args.extend(elems.iter().map(|e| e.as_bytes()));
-            both(&args, &format!("PFADD {key} el:{start}..el:{end}"));
-            start = end;
-        }
-        let count = both(&[b"PFCOUNT", key.as_bytes()], &format!("PFCOUNT {key}"));
+        t.add_range(&key, 0, n);
+        let count = t.call(&[b"PFCOUNT", key.as_bytes()], &format!("PFCOUNT {key}"));
         eprintln!("PFCOUNT of {n} elements: {}", show(&count));
     }
     // Overlapping sets: 0..60k and 40k..100k, counted together and merged.
-    for (key, lo, hi) in [("ov1", 0u64, 60_000u64), ("ov2", 40_000, 100_000)] {
-        let mut start = lo;
-        while start < hi {
-            let end = (start + 1000).min(hi);
-            let elems: Vec<String> = (start..end).map(|i| format!("el:{i}")).collect();
-            let mut args: Vec<&[u8]> = vec![b"PFADD", key.as_bytes()];
-            args.extend(elems.iter().map(|e| e.as_bytes()));
-            both(&args, &format!("PFADD {key} el:{start}..el:{end}"));
-            start = end;
-        }
-    }
+    t.add_range("ov1", 0, 60_000);
+    t.add_range("ov2", 40_000, 100_000);
+    let mut both = |args: &[&[u8]], what: &str| t.call(args, what);
     both(&[b"PFCOUNT", b"ov1", b"ov2"], "PFCOUNT ov1 ov2");
     both(
         &[b"PFCOUNT", b"ov1", b"ov2", b"h1000", b"h1"],

@@ -79,6 +79,22 @@ pub fn normalize(pairs: &[(u16, u8)]) -> Vec<(u16, u8)> {
     out
 }
 
+/// Raises the sorted pairs `into` to `add` (sorted, unique), in place when
+/// `add` is short, by a merge otherwise.
+fn raise_into(into: &mut Vec<(u16, u8)>, add: &[(u16, u8)]) {
+    if add.len() > 64 {
+        into.extend_from_slice(add);
+        *into = normalize(into);
+        return;
+    }
+    for &(i, r) in add {
+        match into.binary_search_by_key(&i, |p| p.0) {
+            Ok(k) => into[k].1 = into[k].1.max(r),
+            Err(k) => into.insert(k, (i, r)),
+        }
+    }
+}
+
 impl HllSlot {
     /// The rank register `i` shows.
     pub fn get(&self, i: u16) -> u8 {
@@ -141,19 +157,37 @@ impl HllSlot {
         self.card = AtomicU64Cache::default();
         let mut regs = normalize(pairs);
         if ctx.fold {
-            let mut all = std::mem::take(&mut regs);
-            self.entries.retain(|e| {
-                if ctx.covers(e.stamp.dot) {
-                    all.extend_from_slice(&e.regs);
-                    false
-                } else {
-                    true
+            // The entries it saw become one, in place (a PFADD raises a few
+            // registers of a key that may hold thousands).
+            let mut folded: Option<Vec<(u16, u8)>> = None;
+            self.entries.retain_mut(|e| {
+                if !ctx.covers(e.stamp.dot) {
+                    return true;
                 }
+                match &mut folded {
+                    None => folded = Some(std::mem::take(&mut e.regs)),
+                    Some(f) => raise_into(f, &e.regs),
+                }
+                false
             });
-            regs = normalize(&all);
+            if let Some(mut f) = folded {
+                raise_into(&mut f, &regs);
+                regs = f;
+            }
         } else {
             for e in self.entries.iter_mut() {
-                if ctx.covers(e.stamp.dot) {
+                if !ctx.covers(e.stamp.dot) {
+                    continue;
+                }
+                if regs.len() <= 64 {
+                    for &(i, r) in &regs {
+                        if let Ok(k) = e.regs.binary_search_by_key(&i, |p| p.0) {
+                            if e.regs[k].1 <= r {
+                                e.regs.remove(k);
+                            }
+                        }
+                    }
+                } else {
                     e.regs
                         .retain(|&(i, r)| match regs.binary_search_by_key(&i, |p| p.0) {
                             Ok(k) => regs[k].1 < r,
@@ -168,8 +202,8 @@ impl HllSlot {
         // entry per dot, holding both (they are removed together).
         if let Some(k) = self.entries.iter().position(|e| e.stamp.dot == ctx.own) {
             let mut same = self.entries.swap_remove(k).regs;
-            same.extend_from_slice(&regs);
-            regs = normalize(&same);
+            raise_into(&mut same, &regs);
+            regs = same;
         }
         self.entries.push(HllEntry {
             stamp: ctx.stamp(),
