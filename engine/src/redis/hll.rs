@@ -217,7 +217,7 @@ pub fn decode(s: &[u8]) -> Result<Parsed, &'static str> {
 /// Redis reads the string's terminator).
 fn dense_get(body: &[u8], j: usize) -> u8 {
     let byte = j * BITS / 8;
-    let fb = j * BITS & 7;
+    let fb = (j * BITS) & 7;
     let b0 = u16::from(body.get(byte).copied().unwrap_or(0));
     let b1 = u16::from(body.get(byte + 1).copied().unwrap_or(0));
     (((b0 >> fb) | (b1 << (8 - fb))) & u16::from(REGISTER_MAX)) as u8
@@ -225,7 +225,7 @@ fn dense_get(body: &[u8], j: usize) -> u8 {
 
 fn dense_set(body: &mut [u8], j: usize, v: u8) {
     let byte = j * BITS / 8;
-    let fb = j * BITS & 7;
+    let fb = (j * BITS) & 7;
     let v = u16::from(v & REGISTER_MAX) << fb;
     body[byte] |= v as u8;
     if let Some(b) = body.get_mut(byte + 1) {
