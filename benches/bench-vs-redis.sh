@@ -31,7 +31,10 @@
 #                    "geoadd" (GEOADD geo:bench of a random point in the
 #                    1°×1° square at 0,0 and a random member) and "geosearch"
 #                    (GEOSEARCH geo:bench FROMLONLAT 0.5 0.5 BYRADIUS 2 km ASC
-#                    COUNT 10, on what the geoadd runs added: run geoadd first)
+#                    COUNT 10, on what the geoadd runs added: run geoadd first),
+#                    and two HyperLogLog rows: "pfadd" (PFADD hll:bench of a
+#                    random element out of 10^9) and "pfcount" (PFCOUNT
+#                    hll:bench, on what the pfadd runs added: run pfadd first)
 #   BENCH_PIPELINES  -P depths, one row per test and depth ("1 16")
 #   BENCH_CLIENTS    -c (50)
 #   BENCH_ROUNDS     rounds (3)
@@ -142,12 +145,14 @@ trap 'stop_run; echo "$me: interrupted" >&2; exit 130' INT TERM
 csv_row_name() { tr '[:lower:]' '[:upper:]' <<<"$1"; }
 
 # The redis-benchmark arguments that choose a test: -t, or for the GEO rows a
-# command of their own. GEOADD's coordinates are __rand_int__e-9 with -r 1e9:
+# command of their own (as PFADD and PFCOUNT). GEOADD's coordinates are __rand_int__e-9 with -r 1e9:
 # uniform in [0, 1) degrees (each __rand_int__ is drawn on its own).
 test_args() { # test
     case $1 in
     geoadd) echo "-r 1000000000 GEOADD geo:bench __rand_int__e-9 __rand_int__e-9 m:__rand_int__" ;;
     geosearch) echo "-r $KEYSPACE GEOSEARCH geo:bench FROMLONLAT 0.5 0.5 BYRADIUS 2 km ASC COUNT 10" ;;
+    pfadd) echo "-r 1000000000 PFADD hll:bench el:__rand_int__" ;;
+    pfcount) echo "-r $KEYSPACE PFCOUNT hll:bench" ;;
     *) echo "-r $KEYSPACE -t $1" ;;
     esac
 }

@@ -255,6 +255,15 @@ mod codec {
                 levels(out, pos);
                 bytes(out, value);
             }
+            Effect::HllRaise { regs, replace } => {
+                varint(out, 20);
+                varint(out, regs.len() as u64);
+                for &(i, r) in regs {
+                    varint(out, u64::from(i));
+                    out.push(r);
+                }
+                out.push(*replace as u8);
+            }
         }
     }
     fn key_effect(out: &mut Vec<u8>, e: &KeyEffect) {
@@ -728,6 +737,11 @@ mod codec_tests {
                     pop,
                 }),
             (levels(), bytes()).prop_map(|(pos, value)| Effect::ListSet { pos, value }),
+            (
+                proptest::collection::vec(any::<(u16, u8)>(), 0..40),
+                any::<bool>()
+            )
+                .prop_map(|(regs, replace)| Effect::HllRaise { regs, replace }),
         ]
     }
     fn level() -> impl Strategy<Value = Level> {

@@ -106,6 +106,16 @@ pub enum Effect {
         pos: Vec<Level>,
         value: Bytes,
     },
+    /// PFADD, PFMERGE: the `(register, rank)` pairs of a HyperLogLog the
+    /// write raised, sorted by register (see `keyspace::value::hll`). It
+    /// removes the string its origin had seen. `replace`: the key showed a
+    /// string holding HLL bytes, which this write turns into registers: the
+    /// op carries every register and removes the HLL entries its origin had
+    /// seen too (that string had hidden them).
+    HllRaise {
+        regs: Vec<(u16, u8)>,
+        replace: bool,
+    },
 }
 
 impl Op {
@@ -135,7 +145,8 @@ impl Effect {
             | Effect::ZAdd(_)
             | Effect::ZIncr(..)
             | Effect::ListInsert { .. }
-            | Effect::ListSet { .. } => true,
+            | Effect::ListSet { .. }
+            | Effect::HllRaise { .. } => true,
             Effect::Del
             | Effect::Expire(_)
             | Effect::HDel(_)
@@ -177,6 +188,7 @@ impl Effect {
                 spans.iter().map(|s| 40 + s.prefix.len() * 24).sum()
             }
             Effect::ListSet { pos, value } => pos.len() * 24 + value.len() + 4,
+            Effect::HllRaise { regs, .. } => regs.len() * 4 + 4,
             _ => 12,
         }
     }

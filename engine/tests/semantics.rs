@@ -4,6 +4,7 @@
 //! agree on the value the rule names and on the digest.
 
 use bytes::Bytes;
+use chorus_engine::redis::hll::pat_len;
 use chorus_engine::storage::memory::MemoryStorage;
 use chorus_engine::{Engine, EngineConfig, Reply, VersionVector};
 
@@ -587,5 +588,244 @@ fn concurrent_geoadd_resolves_as_zadd() {
             ),
             Reply::Array(vec![bulk("only_a"), bulk("only_b")])
         );
+    }
+}
+
+// ---- HyperLogLog ------------------------------------------------------------
+
+/// Every register, as PFDEBUG GETREG gives them.
+fn registers(e: &mut Engine, key: &str) -> Reply {
+    run(e, 5000, &format!("PFDEBUG GETREG {key}"))
+}
+
+/// The registers of a fresh HLL holding `elements`, on a third site.
+fn registers_of(elements: &str) -> Reply {
+    let mut fresh = site(9);
+    run(&mut fresh, 1000, &format!("PFADD x {elements}"));
+    registers(&mut fresh, "x")
+}
+
+/// Two elements that fall in the same register with different ranks:
+/// `(low, high)`.
+fn same_register_pair() -> (String, String) {
+    let first = "e0".to_string();
+    let (reg, rank) = pat_len(first.as_bytes());
+    for i in 1.. {
+        let other = format!("e{i}");
+        let (r, k) = pat_len(other.as_bytes());
+        if r == reg && k != rank {
+            return if k > rank {
+                (first, other)
+            } else {
+                (other, first)
+            };
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn concurrent_pfadds_keep_every_register() {
+    let mut sites = [site(1), site(2), site(3)];
+    run(&mut sites[0], 1000, "PFADD h a b c");
+    run(&mut sites[1], 1000, "PFADD h d e");
+    run(&mut sites[2], 1000, "PFMERGE h");
+    run(&mut sites[2], 1001, "PFADD h f");
+    exchange(&mut sites);
+    let want = registers_of("a b c d e f");
+    for s in sites.iter_mut() {
+        assert_eq!(run(s, 5000, "PFCOUNT h"), Reply::Int(6));
+        assert_eq!(registers(s, "h"), want);
+    }
+    let get = run(&mut sites[0], 5000, "GET h");
+    assert_eq!(run(&mut sites[1], 5000, "GET h"), get);
+}
+
+#[test]
+fn pfadd_concurrent_with_del_keeps_the_unobserved_add() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "PFADD h a");
+    deliver(&mut a, &mut b);
+    run(&mut b, 2000, "DEL h");
+    run(&mut a, 2000, "PFADD h b");
+    let mut sites = [a, b];
+    exchange(&mut sites);
+    let want = registers_of("b");
+    for s in sites.iter_mut() {
+        assert_eq!(run(s, 5000, "PFCOUNT h"), Reply::Int(1));
+        assert_eq!(registers(s, "h"), want);
+    }
+}
+
+#[test]
+fn a_register_raised_again_is_not_brought_back_by_a_del_of_the_older_add() {
+    // `low` and `high` raise one register; the PFADD of `high` had seen
+    // `low`'s, so a DEL that saw only `low` removes `low` and leaves
+    // `high`'s rank standing, at every site.
+    let (low, high) = same_register_pair();
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, &format!("PFADD h {low}"));
+    deliver(&mut a, &mut b);
+    run(&mut a, 2000, &format!("PFADD h {high}"));
+    run(&mut b, 2000, "DEL h");
+    let mut sites = [a, b];
+    exchange(&mut sites);
+    let want = registers_of(&high);
+    for s in sites.iter_mut() {
+        assert_eq!(registers(s, "h"), want);
+    }
+    // And a DEL that had seen both removes both.
+    run(&mut sites[0], 3000, "DEL h");
+    exchange(&mut sites);
+    for s in sites.iter_mut() {
+        assert_eq!(run(s, 5000, "EXISTS h"), Reply::Int(0));
+    }
+}
+
+#[test]
+fn set_concurrent_with_pfadd_greater_stamp_shows() {
+    for (set_at, pfadd_at, hll_shows) in [(1000, 2000, true), (2000, 1000, false)] {
+        let mut a = site(1);
+        let mut b = site(2);
+        run(&mut a, set_at, "SET h plain");
+        run(&mut b, pfadd_at, "PFADD h x y");
+        let mut sites = [a, b];
+        exchange(&mut sites);
+        for s in sites.iter_mut() {
+            if hll_shows {
+                assert_eq!(run(s, 5000, "PFCOUNT h"), Reply::Int(2));
+            } else {
+                assert_eq!(run(s, 5000, "GET h"), bulk("plain"));
+            }
+            assert_eq!(run(s, 5000, "TYPE h"), Reply::Simple("string".into()));
+        }
+        // A write that saw both settles it: PFADD on the plain string is an
+        // error, SET replaces the HLL.
+        run(&mut sites[0], 6000, "SET h final");
+        exchange(&mut sites);
+        for s in sites.iter_mut() {
+            assert_eq!(run(s, 7000, "GET h"), bulk("final"));
+        }
+    }
+}
+
+#[test]
+fn hll_type_conflict_with_a_set_greater_stamp_shows() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "SADD h m");
+    run(&mut b, 2000, "PFADD h x");
+    let mut sites = [a, b];
+    exchange(&mut sites);
+    for s in sites.iter_mut() {
+        assert_eq!(run(s, 5000, "TYPE h"), Reply::Simple("string".into()));
+        assert_eq!(run(s, 5000, "PFCOUNT h"), Reply::Int(1));
+    }
+}
+
+#[test]
+fn pfadd_on_a_copied_hll_string_keeps_its_registers() {
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "PFADD src a b c");
+    let Reply::Bulk(bytes) = run(&mut a, 1000, "GET src") else {
+        panic!("GET of an HLL")
+    };
+    a.execute(
+        0,
+        &[Bytes::from("SET"), Bytes::from("h"), bytes.clone()],
+        1001,
+    );
+    deliver(&mut a, &mut b);
+    run(&mut a, 2000, "PFADD h d");
+    run(&mut b, 2000, "PFADD h e");
+    let mut sites = [a, b];
+    exchange(&mut sites);
+    let want = registers_of("a b c d e");
+    for s in sites.iter_mut() {
+        assert_eq!(registers(s, "h"), want);
+    }
+}
+
+#[test]
+fn hll_snapshot_merge_equals_op_delivery() {
+    let (low, high) = same_register_pair();
+    let make = || {
+        let mut a = site(1);
+        let mut b = site(2);
+        run(&mut a, 1000, &format!("PFADD h {low} q"));
+        deliver(&mut a, &mut b);
+        run(&mut a, 2000, &format!("PFADD h {high}"));
+        run(&mut b, 2000, "DEL h");
+        run(&mut b, 2001, "PFADD h r");
+        (a, b)
+    };
+    let (mut a, mut b) = make();
+    let snap = a.snapshot();
+    b.merge_snapshot(snap);
+    let snap = b.snapshot();
+    a.merge_snapshot(snap);
+    let (x, y) = make();
+    let mut ops = [x, y];
+    exchange(&mut ops);
+    assert_eq!(a.digest_hex(), b.digest_hex());
+    assert_eq!(a.digest_hex(), ops[0].digest_hex());
+    assert_eq!(registers(&mut a, "h"), registers(&mut ops[0], "h"));
+    assert_eq!(registers(&mut a, "h"), registers_of(&format!("{high} r")));
+}
+
+#[test]
+fn pfadd_on_a_string_that_hid_an_hll_forgets_the_hidden_registers() {
+    let mut src = site(9);
+    run(&mut src, 1000, "PFADD src b");
+    let Reply::Bulk(bytes) = run(&mut src, 1000, "GET src") else {
+        panic!("GET of an HLL")
+    };
+    let mut a = site(1);
+    let mut b = site(2);
+    run(&mut a, 1000, "PFADD h a");
+    b.execute(0, &[Bytes::from("SET"), Bytes::from("h"), bytes], 2000);
+    let mut sites = [a, b];
+    exchange(&mut sites);
+    assert_eq!(registers(&mut sites[0], "h"), registers_of("b"));
+    run(&mut sites[0], 3000, "PFADD h c");
+    exchange(&mut sites);
+    let want = registers_of("b c");
+    for s in sites.iter_mut() {
+        assert_eq!(registers(s, "h"), want);
+    }
+}
+
+#[test]
+fn two_pfadds_of_one_multi_are_one_entry_and_sync_by_snapshot() {
+    let mut a = site(1);
+    let mut b = site(2);
+    let cmds: Vec<(u8, Vec<Bytes>)> = ["PFADD h a", "PFADD h b c", "PFMERGE h"]
+        .iter()
+        .map(|c| {
+            (
+                0u8,
+                c.split(' ')
+                    .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                    .collect(),
+            )
+        })
+        .collect();
+    a.execute_multi(&cmds, 1000);
+    run(&mut b, 1000, "PFADD h d");
+    let snap = a.snapshot();
+    b.merge_snapshot(snap);
+    let snap = b.snapshot();
+    a.merge_snapshot(snap);
+    assert_eq!(a.digest_hex(), b.digest_hex());
+    let want = registers_of("a b c d");
+    for s in [&mut a, &mut b] {
+        assert_eq!(registers(s, "h"), want);
+    }
+    // The row's image decodes as a peer or a checkpoint reads it.
+    for (_, _, img) in a.snapshot().rows {
+        chorus_engine::keyspace::image::RowImage::decode(&img.encode()).expect("canonical image");
     }
 }

@@ -37,15 +37,17 @@ pub const WIRE_VERSION: u8 = 1;
 /// images); version 7 carries the cluster's own database (rows of database
 /// 16, digest masks of 32 bits), stability `Reports` and the `Removed`
 /// refusal; version 8 relays pub/sub messages (`Publish`, on a stream of
-/// their own: see [`PUBSUB_PROTOCOL_VERSION`]).
+/// their own: see [`PUBSUB_PROTOCOL_VERSION`]) and carries HyperLogLogs
+/// (the `HllRaise` effect in ops, `hll` after the other fields of row
+/// images).
 pub const PROTOCOL_VERSION: u16 = 8;
-/// The oldest protocol this build still accepts from a peer: a version 6
-/// peer neither knows the cluster's database nor reports what it applied,
-/// so it would pin (or, worse, be left out of) the stability frontier.
-pub const PROTOCOL_VERSION_MIN: u16 = 7;
+/// The oldest protocol this build still accepts from a peer: a version 7
+/// peer can decode neither an `HllRaise` op nor the HyperLogLog of a row
+/// image (it would drop it unseen); a version 6 peer neither knows the
+/// cluster's database nor reports what it applied.
+pub const PROTOCOL_VERSION_MIN: u16 = 8;
 /// The first protocol whose sites relay pub/sub messages: a site sends
-/// `Publish` only to a peer whose `Hello` names this version or a later one
-/// (a version 7 peer is still accepted, and gets no messages).
+/// `Publish` only to a peer whose `Hello` names this version or a later one.
 pub const PUBSUB_PROTOCOL_VERSION: u16 = 8;
 
 /// The `u32 LE` length in front of every frame.

@@ -36,6 +36,8 @@ pub enum Shown {
     ZSet(BTreeMap<Bytes, u64>),
     /// Elements from the head.
     List(Vec<Bytes>),
+    /// A HyperLogLog (a string to clients): its nonzero registers.
+    Hll(BTreeMap<u16, u8>),
 }
 
 /// What a key shows: its type, value and deadline.
@@ -67,6 +69,13 @@ impl fmt::Display for Expected {
                     .join(",")
             ),
             Shown::List(l) => format!("[{}]", l.iter().map(lossy).collect::<Vec<_>>().join(",")),
+            Shown::Hll(r) => format!(
+                "hll{{{}}}",
+                r.iter()
+                    .map(|(i, v)| format!("{i}:{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         };
         write!(f, "{} {} ttl={:?}", self.kind.name(), v, self.deadline)
     }
@@ -75,6 +84,19 @@ impl fmt::Display for Expected {
 /// What the engine shows for a row (`None`: no live type).
 pub fn observed(row: &Row) -> Option<Expected> {
     let kind = row.kind()?;
+    if let Some(h) = row.visible_hll() {
+        let regs = h.registers();
+        let shown = (0u16..)
+            .zip(regs.iter())
+            .filter(|(_, &r)| r != 0)
+            .map(|(i, &r)| (i, r))
+            .collect();
+        return Some(Expected {
+            kind,
+            value: Shown::Hll(shown),
+            deadline: row.deadline(),
+        });
+    }
     let value = match visible_value(row)? {
         Value::Str(b) => Shown::Str(b),
         Value::Hash(v) => Shown::Hash(v.into_iter().collect()),
@@ -98,6 +120,8 @@ enum Slot {
     /// A list element, by its position (compared level by level, a prefix
     /// first: the list's order is the order of these keys, nothing else).
     Elem(Vec<Level>),
+    /// The registers one PFADD or PFMERGE raised.
+    Hll,
     Ttl,
 }
 
@@ -109,6 +133,7 @@ impl Slot {
             Slot::Member(_) => Some(Kind::Set),
             Slot::ZMember(_) => Some(Kind::ZSet),
             Slot::Elem(_) => Some(Kind::List),
+            Slot::Hll => Some(Kind::String),
             Slot::Ttl => None,
         }
     }
@@ -127,6 +152,8 @@ enum Part {
     Ttl(Option<u64>),
     /// A list element as pushed; an LSET of it is a `Reg`.
     Elem(Bytes),
+    /// `(register, rank)` pairs.
+    Raise(Vec<(u16, u8)>),
 }
 
 /// Which entries a removal takes (of those its op observed).
@@ -149,6 +176,10 @@ enum Scope {
     Elem(Vec<Level>),
     /// The LSET values of one list element (the next LSET).
     ElemRegs(Vec<Level>),
+    /// The string's register and counter (a PFADD over a string).
+    Str,
+    /// The raises of a HyperLogLog (a counter write over one).
+    Hll,
     Ttl,
 }
 
@@ -193,6 +224,8 @@ fn removes(scope: &Scope, e: &Entry) -> bool {
         Scope::ElemRegs(p) => {
             matches!(&e.slot, Slot::Elem(q) if q == p) && matches!(e.part, Part::Reg(_))
         }
+        Scope::Str => e.slot == Slot::Str,
+        Scope::Hll => e.slot == Slot::Hll,
         Scope::Ttl => e.slot == Slot::Ttl,
     }
 }
@@ -245,13 +278,26 @@ pub fn expected_state(ops: &[&Op]) -> BTreeMap<(u8, Bytes), Expected> {
                 }
                 Effect::IncrInt(d) => {
                     rm(Scope::Except(Kind::String), &mut pos);
+                    rm(Scope::Hll, &mut pos);
                     wr(Slot::Str, Part::Ctr(*d as i128), &mut pos, &mut ent);
                 }
                 Effect::IncrFloat(d) => {
                     rm(Scope::Except(Kind::String), &mut pos);
+                    rm(Scope::Hll, &mut pos);
                     wr(Slot::Str, Part::FCtr(d.clone()), &mut pos, &mut ent);
                 }
                 Effect::Del => rm(Scope::All { ttl: true }, &mut pos),
+                Effect::HllRaise {
+                    regs: pairs,
+                    replace,
+                } => {
+                    rm(Scope::Except(Kind::String), &mut pos);
+                    rm(Scope::Str, &mut pos);
+                    if *replace {
+                        rm(Scope::Hll, &mut pos);
+                    }
+                    wr(Slot::Hll, Part::Raise(pairs.clone()), &mut pos, &mut ent);
+                }
                 Effect::Expire(d) => {
                     rm(Scope::Ttl, &mut pos);
                     wr(Slot::Ttl, Part::Ttl(*d), &mut pos, &mut ent);
@@ -561,6 +607,7 @@ fn show(survivors: &[&Entry]) -> Option<Expected> {
             .collect()
     };
     let strs = of(&|s| *s == Slot::Str);
+    let hlls = of(&|s| *s == Slot::Hll);
     let fields = of(&|s| matches!(s, Slot::Field(_)));
     let members = of(&|s| matches!(s, Slot::Member(_)));
     let zs = of(&|s| matches!(s, Slot::ZMember(_)));
@@ -587,7 +634,7 @@ fn show(survivors: &[&Entry]) -> Option<Expected> {
     let max = |v: &[&Entry]| v.iter().map(|e| e.stamp).max();
     let mut best: Option<(Stamp, Kind)> = None;
     for (k, s) in [
-        (Kind::String, max(&strs)),
+        (Kind::String, max(&strs).max(max(&hlls))),
         (Kind::Hash, max(&fields)),
         (Kind::Set, max(&members)),
         (Kind::ZSet, max(&zadds)),
@@ -601,6 +648,22 @@ fn show(survivors: &[&Entry]) -> Option<Expected> {
     }
     let (_, kind) = best?;
     let value = match kind {
+        // Between a string and a HyperLogLog, the greater stamp shows; the
+        // registers are the max of every surviving raise.
+        Kind::String if max(&hlls) > max(&strs) => {
+            let mut regs: BTreeMap<u16, u8> = BTreeMap::new();
+            for e in &hlls {
+                if let Part::Raise(pairs) = &e.part {
+                    for &(i, r) in pairs {
+                        if r > 0 && usize::from(i) < 16384 {
+                            let slot = regs.entry(i).or_insert(0);
+                            *slot = (*slot).max(r);
+                        }
+                    }
+                }
+            }
+            Shown::Hll(regs)
+        }
         Kind::String => Shown::Str(cell_value(&strs)?),
         Kind::Hash => {
             let mut by: BTreeMap<Bytes, Vec<&Entry>> = BTreeMap::new();

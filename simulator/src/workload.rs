@@ -59,6 +59,7 @@ fn is_read(args: &[Bytes]) -> bool {
                 | b"SMEMBERS"
                 | b"ZRANGE"
                 | b"GEOSEARCH"
+                | b"PFCOUNT"
                 | b"LRANGE"
                 | b"TTL"
                 | b"EXISTS"
@@ -77,6 +78,7 @@ pub struct Workload {
     has_zset: bool,
     has_list: bool,
     has_hincrbyfloat: bool,
+    has_hll: bool,
 }
 
 fn b(s: impl AsRef<[u8]>) -> Bytes {
@@ -95,6 +97,7 @@ impl Workload {
             has_zset: Engine::is_data_command(b"ZADD") && Engine::is_data_command(b"ZREM"),
             has_list: Engine::is_data_command(b"RPUSH") && Engine::is_data_command(b"LPOP"),
             has_hincrbyfloat: Engine::is_data_command(b"HINCRBYFLOAT"),
+            has_hll: Engine::is_data_command(b"PFADD") && Engine::is_data_command(b"PFMERGE"),
         }
     }
 
@@ -116,7 +119,7 @@ impl Workload {
         let prefix = if self.rng.chance(0.1) {
             *self
                 .rng
-                .pick(&["s:", "c:", "f:", "h:", "t:", "z:", "l:"])
+                .pick(&["s:", "c:", "f:", "h:", "t:", "z:", "l:", "p:"])
                 .unwrap_or(&"s:")
         } else {
             prefix
@@ -210,12 +213,39 @@ impl Workload {
     fn any_key(&mut self) -> Bytes {
         let p = *self
             .rng
-            .pick(&["s:", "c:", "f:", "h:", "t:", "z:", "l:"])
+            .pick(&["s:", "c:", "f:", "h:", "t:", "z:", "l:", "p:"])
             .unwrap_or(&"s:");
         self.key(p)
     }
 
+    /// HyperLogLogs share the strings' share of the mix (they are strings
+    /// to clients): PFADD of a few elements from a pool (so later adds
+    /// sometimes raise a register and sometimes not), PFMERGE, PFCOUNT.
+    fn hll_cmd(&mut self) -> Vec<Bytes> {
+        let k = self.key("p:");
+        match self.rng.below(8) {
+            0..=4 => {
+                let n = self.rng.range(1, 4);
+                let mut c = vec![b("PFADD"), k];
+                c.extend((0..n).map(|_| b(format!("e{}", self.rng.below(3000)))));
+                c
+            }
+            5 => vec![b("PFADD"), k],
+            6 => {
+                let k2 = self.key("p:");
+                vec![b("PFMERGE"), k, k2]
+            }
+            _ => {
+                let k2 = self.key("p:");
+                vec![b("PFCOUNT"), k, k2]
+            }
+        }
+    }
+
     fn string_cmd(&mut self) -> Vec<Bytes> {
+        if self.has_hll && self.rng.chance(0.3) {
+            return self.hll_cmd();
+        }
         let k = self.key("s:");
         let v = self.value();
         match self.rng.below(8) {

@@ -415,6 +415,11 @@ pub fn memory_usage(key: &[u8], r: &Row, samples: usize) -> usize {
     if let Some(c) = &r.string {
         total += size_of::<Cell>() + c.value().map_or(0, |v| v.len());
     }
+    if let Some(h) = &r.hll {
+        total += size_of::<crate::keyspace::value::HllSlot>()
+            + h.entries.capacity() * size_of::<crate::keyspace::value::hll::HllEntry>()
+            + h.len() * size_of::<(u16, u8)>();
+    }
     if let Some(h) = &r.hash {
         let entry = size_of::<Bytes>() + size_of::<Cell>() + MAP_ENTRY_OVERHEAD;
         total += size_of::<crate::keyspace::value::HashSlot>() + h.fields.capacity() * entry;

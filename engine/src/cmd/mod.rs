@@ -8,6 +8,7 @@
 
 pub mod blocking;
 pub mod hash;
+pub mod hll;
 pub mod keys;
 pub mod list;
 pub mod set;
@@ -45,6 +46,7 @@ pub fn all() -> impl Iterator<Item = &'static DataCommand> {
         string::COMMANDS,
         keys::COMMANDS,
         hash::COMMANDS,
+        hll::COMMANDS,
         set::COMMANDS,
         zset::COMMANDS,
         list::COMMANDS,

@@ -640,9 +640,11 @@ pub fn incr_by(txn: &mut Txn<'_>, db: u8, key: &Bytes, delta: i64) -> Reply {
     };
     // The common case reads the integer without formatting it: a missing key,
     // an integer base, integer increments.
-    let fast = match row.and_then(|r| r.string.as_ref()) {
+    let fast = match row {
         None => Some(0),
-        Some(cell) => cell.int_value(),
+        // A HyperLogLog's bytes are no integer: the slow path says so.
+        Some(r) if r.visible_hll().is_some() => None,
+        Some(r) => r.string.as_ref().map_or(Some(0), |cell| cell.int_value()),
     };
     let cur: i64 = match fast {
         // A merged sum outside i64 is shown exactly; adding to it overflows,

@@ -90,6 +90,7 @@ key_events! {
     SetRange = "setrange", String;
     IncrBy = "incrby", String;
     IncrByFloat = "incrbyfloat", String;
+    PfAdd = "pfadd", String;
     HSet = "hset", Hash;
     HDel = "hdel", Hash;
     HIncrBy = "hincrby", Hash;
@@ -151,6 +152,7 @@ impl KeyEvent {
             Effect::ListRemove { pop: true, .. } => KeyEvent::LPop,
             Effect::ListRemove { pop: false, .. } => KeyEvent::LRem,
             Effect::ListSet { .. } => KeyEvent::LSet,
+            Effect::HllRaise { .. } => KeyEvent::PfAdd,
             Effect::FlushDb | Effect::FlushAll => return None,
         })
     }

@@ -2,8 +2,9 @@
 //! digests. Same state, same bytes: every collection is sorted.
 
 use super::row::Row;
+use super::value::hll::HllEntry;
 use super::value::list::{Block, Level, ListSlot};
-use super::value::{Cell, HashSlot, Map, SetSlot, ZMember, ZSetSlot};
+use super::value::{Cell, HashSlot, HllSlot, Map, SetSlot, ZMember, ZSetSlot};
 use crate::crdt::counter::{CounterEntry, ExactEntry, Lows};
 use crate::crdt::{join_dots, Counter, Dots, MvReg, Stamp};
 use crate::hlc::Hlc;
@@ -40,6 +41,11 @@ pub struct RowImage {
     pub expiry: Vec<(Stamp, Option<u64>)>,
     /// Maximal slices of runs, in list order (see [`RunImage`]).
     pub list: Vec<RunImage>,
+    /// HyperLogLog entries, sorted by dot. Encoded after the fields above,
+    /// only when there are any, so a row without one has the bytes of
+    /// format 6 (see [`RowImage::encode`]).
+    #[serde(skip)]
+    pub hll: Vec<HllEntry>,
 }
 
 /// A slice of one list run, canonical: live elements at both ends, and the
@@ -393,6 +399,11 @@ impl RowImage {
             set,
             zset,
             list: row.list.as_ref().map(|l| list_image(l)).unwrap_or_default(),
+            hll: row
+                .hll
+                .as_ref()
+                .map(|h| h.sorted_entries())
+                .unwrap_or_default(),
             expiry: row
                 .expiry
                 .as_ref()
@@ -460,12 +471,22 @@ impl RowImage {
         if !self.expiry.is_empty() {
             row.expiry = Some(Box::new(MvReg::from_entries(self.expiry)));
         }
+        if !self.hll.is_empty() {
+            row.hll = Some(Box::new(HllSlot::from_entries(self.hll)));
+        }
         row
     }
 
-    /// Canonical bytes.
+    /// Canonical bytes: the postcard of the fields, then, when the row
+    /// holds a HyperLogLog, the postcard of its entries.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+        let mut out = postcard::to_allocvec(self).unwrap_or_default();
+        if !self.hll.is_empty() {
+            if let Ok(h) = postcard::to_allocvec(&self.hll) {
+                out.extend_from_slice(&h);
+            }
+        }
+        out
     }
 
     /// The bytes a checkpoint stores for row `key` of database `db`: the
@@ -495,7 +516,22 @@ impl RowImage {
     /// Decodes untrusted bytes (disk, peer) and checks the canonical form:
     /// members sorted and unique, no empty dot sets.
     pub fn decode(bytes: &[u8]) -> Result<RowImage, postcard::Error> {
-        let img: RowImage = postcard::from_bytes(bytes)?;
+        let (mut img, rest): (RowImage, &[u8]) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            let (hll, rest): (Vec<HllEntry>, &[u8]) = postcard::take_from_bytes(rest)?;
+            let canonical = !hll.is_empty()
+                && hll.windows(2).all(|w| w[0].stamp.dot < w[1].stamp.dot)
+                && hll.iter().all(|e| {
+                    e.regs.windows(2).all(|w| w[0].0 < w[1].0)
+                        && e.regs
+                            .iter()
+                            .all(|&(i, r)| usize::from(i) < crate::redis::hll::REGISTERS && r > 0)
+                });
+            if !rest.is_empty() || !canonical {
+                return Err(postcard::Error::DeserializeBadEncoding);
+            }
+            img.hll = hll;
+        }
         fn sorted_unique<T>(v: &[(Bytes, T)]) -> bool {
             v.windows(2).all(|w| w[0].0 < w[1].0)
         }
@@ -641,9 +677,45 @@ pub fn join_rows(
             (None, None) => None,
         },
     ));
+    out.hll = join_hll(a.hll, b.hll, local_vv, remote_vv);
     let mut row = out.into_row();
     keep_local_order(&mut row, local);
     row
+}
+
+/// Joins HyperLogLog entries: an entry on one side only survives unless the
+/// other side's vector covers it; an entry on both sides keeps the pairs both
+/// still hold (a side drops a pair only for a newer entry that had seen it,
+/// which the join keeps too).
+fn join_hll(
+    a: Vec<HllEntry>,
+    b: Vec<HllEntry>,
+    local_vv: &VersionVector,
+    remote_vv: &VersionVector,
+) -> Vec<HllEntry> {
+    let mut out: Vec<HllEntry> = Vec::with_capacity(a.len().max(b.len()));
+    for x in &a {
+        match b.iter().find(|y| y.stamp.dot == x.stamp.dot) {
+            Some(y) => out.push(HllEntry {
+                stamp: x.stamp,
+                regs: x
+                    .regs
+                    .iter()
+                    .filter(|p| y.regs.binary_search(p).is_ok())
+                    .copied()
+                    .collect(),
+            }),
+            None if !remote_vv.covers(x.stamp.dot) => out.push(x.clone()),
+            None => {}
+        }
+    }
+    for y in b {
+        if !local_vv.covers(y.stamp.dot) && !a.iter().any(|x| x.stamp.dot == y.stamp.dot) {
+            out.push(y);
+        }
+    }
+    out.sort_by_key(|e| e.stamp.dot);
+    out
 }
 
 /// Puts the entries of a joined row's collections that the local row held
@@ -782,6 +854,7 @@ pub fn union_rows(local: &Row, remote: &Row, cut: &VersionVector) -> Row {
         };
         cut.covers(e.op).then_some(e)
     }));
+    out.hll = union_by_dot(a.hll, b.hll, |e| e.stamp.dot, cut);
     let mut row = out.into_row();
     // As in a full sync's join: an incremental scan of the key must not miss
     // a member the repair kept.

@@ -8,7 +8,7 @@
 //! beats any concurrent EXPIRE, otherwise the latest deadline wins.
 
 use super::value::list::Place;
-use super::value::{entry_mut, own, Cell, HashSlot, Kind, ListSlot, SetSlot, ZSetSlot};
+use super::value::{entry_mut, own, Cell, HashSlot, HllSlot, Kind, ListSlot, SetSlot, ZSetSlot};
 use crate::crdt::{Ctx, MvReg, Stamp};
 use crate::op::{Effect, Value};
 use bytes::Bytes;
@@ -20,6 +20,9 @@ pub struct Row {
     pub set: Option<Box<SetSlot>>,
     pub zset: Option<Box<ZSetSlot>>,
     pub list: Option<Box<ListSlot>>,
+    /// A HyperLogLog: a string to clients (its kind is `Kind::String`),
+    /// shown as Redis's encoding of its registers.
+    pub hll: Option<Box<HllSlot>>,
     pub expiry: Option<Box<MvReg<Option<u64>>>>,
     /// The hash this row adds to its digest leaf, and a stale flag (see
     /// [`super::digest`]); not part of the row's state.
@@ -66,6 +69,7 @@ impl Row {
             + self.set.as_ref().map_or(0, |s| s.members.len())
             + self.zset.as_ref().map_or(0, |z| z.members.len())
             + self.list.as_ref().map_or(0, |l| l.len())
+            + self.hll.as_ref().map_or(0, |h| h.entries.len())
     }
 
     /// Folds one counter of the row (the string's, a hash field's or a
@@ -92,7 +96,7 @@ impl Row {
     /// Live types, in `Kind` order.
     pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
         [
-            self.string.as_ref().map(|_| Kind::String),
+            (self.string.is_some() || self.hll.is_some()).then_some(Kind::String),
             self.hash.as_ref().map(|_| Kind::Hash),
             self.set.as_ref().map(|_| Kind::Set),
             self.zset.as_ref().map(|_| Kind::ZSet),
@@ -103,7 +107,7 @@ impl Row {
     }
 
     fn live_count(&self) -> usize {
-        self.string.is_some() as usize
+        (self.string.is_some() || self.hll.is_some()) as usize
             + self.hash.is_some() as usize
             + self.set.is_some() as usize
             + self.zset.is_some() as usize
@@ -129,7 +133,11 @@ impl Row {
 
     fn kind_stamp(&self, k: Kind) -> Option<Stamp> {
         match k {
-            Kind::String => self.string.as_ref().and_then(|c| c.max_stamp()),
+            Kind::String => {
+                let s = self.string.as_ref().and_then(|c| c.max_stamp());
+                let h = self.hll.as_ref().and_then(|h| h.max_stamp());
+                crate::crdt::max_stamp(s.iter().chain(h.iter()))
+            }
             Kind::Hash => self.hash.as_ref().and_then(|h| h.max_stamp()),
             Kind::Set => self.set.as_ref().and_then(|s| s.max_stamp()),
             Kind::ZSet => self.zset.as_ref().and_then(|z| z.max_stamp()),
@@ -166,8 +174,53 @@ impl Row {
             .max_by_key(|s| s.lww_key())
     }
 
+    /// The visible string: the string cell's value, or the encoding of the
+    /// HyperLogLog when it holds the greater stamp of the two.
     pub fn string_value(&self) -> Option<Bytes> {
-        self.string.as_ref().and_then(|c| c.value())
+        match self.visible_hll() {
+            Some(h) => Some(Bytes::from(crate::redis::hll::encode(&h.registers()))),
+            None => self.string.as_ref().and_then(|c| c.value()),
+        }
+    }
+
+    /// The HyperLogLog, when it is what the key shows: a string write and
+    /// an HLL write made concurrently show the greater stamp, as types do
+    /// (and another type may show over both).
+    pub fn visible_hll(&self) -> Option<&HllSlot> {
+        let h = self.hll.as_deref()?;
+        if self.kind() != Some(Kind::String) {
+            return None;
+        }
+        match self.string.as_ref().and_then(|c| c.max_stamp()) {
+            None => Some(h),
+            Some(s) => h.max_stamp().filter(|m| m.wins_over(&s)).map(|_| h),
+        }
+    }
+
+    /// The string cell, when it is what the key shows (not a HyperLogLog).
+    pub fn visible_string(&self) -> Option<&Cell> {
+        match self.visible_hll() {
+            Some(_) => None,
+            None => self.string.as_deref(),
+        }
+    }
+
+    fn prune_hll(&mut self, ctx: &Ctx<'_>) {
+        if let Some(h) = &mut self.hll {
+            h.prune(ctx);
+            if h.is_empty() {
+                self.hll = None;
+            }
+        }
+    }
+
+    fn prune_string(&mut self, ctx: &Ctx<'_>) {
+        if let Some(c) = &mut self.string {
+            c.prune(ctx);
+            if c.is_empty() {
+                self.string = None;
+            }
+        }
     }
 
     /// Observed-remove of everything (TTL too unless `keep_ttl`).
@@ -190,12 +243,8 @@ impl Row {
     /// Observed-remove of every type except `keep`.
     fn prune_except(&mut self, keep: Option<Kind>, ctx: &Ctx<'_>) {
         if keep != Some(Kind::String) {
-            if let Some(c) = &mut self.string {
-                c.prune(ctx);
-                if c.is_empty() {
-                    self.string = None;
-                }
-            }
+            self.prune_string(ctx);
+            self.prune_hll(ctx);
         }
         if keep != Some(Kind::Hash) {
             if let Some(h) = &mut self.hash {
@@ -239,6 +288,7 @@ impl Row {
                 // prune_all, except that the string slot keeps its allocation:
                 // `Cell::set` prunes its register and counter itself.
                 self.prune_except(Some(Kind::String), ctx);
+                self.prune_hll(ctx);
                 if !*keep_ttl {
                     self.prune_ttl(ctx);
                 }
@@ -249,6 +299,7 @@ impl Row {
             }
             Effect::IncrInt(d) => {
                 self.prune_except(Some(Kind::String), ctx);
+                self.prune_hll(ctx);
                 self.string
                     .get_or_insert_with(Default::default)
                     .ctr
@@ -256,12 +307,27 @@ impl Row {
             }
             Effect::IncrFloat(d) => {
                 self.prune_except(Some(Kind::String), ctx);
+                self.prune_hll(ctx);
                 self.string
                     .get_or_insert_with(Default::default)
                     .ctr
                     .add_exact(ctx, d);
             }
             Effect::Del => self.prune_all(ctx, false),
+            Effect::HllRaise { regs, replace } => {
+                // It removes the string it had seen; turning a string of HLL
+                // bytes into registers, it replaces the HLL entries it had
+                // seen too (the string hid them, and the op carries every
+                // register).
+                self.prune_except(Some(Kind::String), ctx);
+                self.prune_string(ctx);
+                if *replace {
+                    self.prune_hll(ctx);
+                }
+                self.hll
+                    .get_or_insert_with(Default::default)
+                    .raise(ctx, regs);
+            }
             Effect::Expire(deadline) => {
                 self.expiry
                     .get_or_insert_with(Default::default)

@@ -11,8 +11,10 @@ use crate::redis::num;
 use bytes::Bytes;
 use indexmap::IndexMap;
 
+pub mod hll;
 pub mod list;
 pub mod ranked;
+pub use hll::HllSlot;
 pub use list::ListSlot;
 pub use ranked::RankedSet;
 use std::sync::atomic::{AtomicU64, Ordering};

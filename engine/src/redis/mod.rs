@@ -13,6 +13,7 @@ pub mod errors;
 pub mod fsync;
 pub mod geohash;
 pub mod glob;
+pub mod hll;
 pub mod limits;
 pub mod num;
 pub mod pqsort;

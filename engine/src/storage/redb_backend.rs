@@ -57,10 +57,13 @@ const FORMAT_VERSION_KEY: &str = "version";
 /// Version 6: rows of the cluster's own database (number 16, membership:
 /// `keyspace::CLUSTER_DB`), which a version 5 build would read as database
 /// 0; version 5 directories open as they are and are marked 6.
-const FORMAT_VERSION: u64 = 6;
-/// The older version this build upgrades in place (its rows decode as
+/// Version 7: rows may carry a HyperLogLog (`RowImage::hll`, encoded after
+/// the other fields), which a version 6 build would drop unseen; version 5
+/// and 6 directories open as they are and are marked 7.
+const FORMAT_VERSION: u64 = 7;
+/// The older versions this build upgrades in place (their rows decode as
 /// they are).
-const FORMAT_VERSION_UPGRADED: u64 = 5;
+const FORMAT_VERSIONS_UPGRADED: [u64; 2] = [5, 6];
 
 const DB_FILE_NAME: &str = "chorus.redb";
 const LOG_DIR_NAME: &str = "log";
@@ -175,7 +178,7 @@ impl RedbStorage {
             version
         };
         if let Some(version) = version {
-            if version != FORMAT_VERSION && version != FORMAT_VERSION_UPGRADED {
+            if version != FORMAT_VERSION && !FORMAT_VERSIONS_UPGRADED.contains(&version) {
                 return Err(StorageError::Corrupt {
                     file: db_path.display().to_string(),
                     offset: 0,
@@ -204,7 +207,7 @@ impl RedbStorage {
             sync_dir(dir)?;
             segments.push(Segment { start: 0, len: 0 });
         }
-        if version.is_none() || version == Some(FORMAT_VERSION_UPGRADED) {
+        if version.is_none_or(|v| FORMAT_VERSIONS_UPGRADED.contains(&v)) {
             {
                 let mut format = txn
                     .open_table(FORMAT)
@@ -835,13 +838,15 @@ mod tests {
     }
 
     #[test]
-    fn a_version_5_directory_opens_and_is_marked_6_and_others_are_refused() {
+    fn version_5_and_6_directories_open_and_are_marked_7_and_others_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         drop(RedbStorage::open(dir.path()).unwrap());
         assert_eq!(format_of(dir.path()), FORMAT_VERSION);
-        set_format(dir.path(), 5);
-        drop(RedbStorage::open(dir.path()).unwrap());
-        assert_eq!(format_of(dir.path()), 6);
+        for old in [5, 6] {
+            set_format(dir.path(), old);
+            drop(RedbStorage::open(dir.path()).unwrap());
+            assert_eq!(format_of(dir.path()), 7);
+        }
         set_format(dir.path(), 4);
         let err = RedbStorage::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("storage format version 4"), "{err}");

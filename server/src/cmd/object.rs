@@ -120,8 +120,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let found = ctx.with_store(|s| {
         let row = s.engine().keyspace().db(db).visible(key, now)?;
         let shape = shape(row, limits.scan_limit())?;
+        // A HyperLogLog is a raw string in Redis, however short.
         let string = match shape.kind {
-            Kind::String => row.string_value(),
+            Kind::String if row.visible_hll().is_none() => row.string_value(),
             _ => None,
         };
         Some((shape, string))
