@@ -736,7 +736,11 @@ fn only_a_peer_of_the_pubsub_version_is_sent_pubsub() {
     // oldest accepted one to it); a peer of an older one is refused.
     const { assert!(PROTOCOL_VERSION_MIN >= PUBSUB_PROTOCOL_VERSION) };
     s.handle_connected(3);
-    s.handle_bytes(4, &hello_with_version(PROTOCOL_VERSION_MIN - 1), &mut engine);
+    s.handle_bytes(
+        4,
+        &hello_with_version(PROTOCOL_VERSION_MIN - 1),
+        &mut engine,
+    );
     assert_ne!(s.state(), PeerState::Streaming);
     assert!(!s.peer_speaks_pubsub());
 }
